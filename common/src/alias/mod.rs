@@ -1,0 +1,20 @@
+//! The Alias documents on top of anychain: client declarations, contracts,
+//! grants (consented and revoked), bindAuthz and revocations; the reference
+//! validators, the stricter acceptance policy, hashes, scopes and the push
+//! destination.
+
+mod documents;
+mod policy;
+mod push;
+mod validators;
+
+pub use documents::{
+    decode_verified, grant_body, is_signature_of, registry, revoked_grant_body, AliasError, Basis,
+    BindAuthz, ClientDecl, Contract, ContractScope, Grant, Revocation,
+};
+pub use policy::{AcceptancePolicy, PolicyError};
+pub use push::{PushBase, PushId, PushUrlError};
+pub use validators::{
+    alias_registry, validate_bind_authz, validate_client_decl, validate_contract, validate_grant,
+    BIND_AUTHZ, CLIENT_DECL, CONTRACT, GRANT,
+};

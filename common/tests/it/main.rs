@@ -1,0 +1,32 @@
+//! Integration tests of the protocol core (one test binary, several modules).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod protocol;
+mod roundtrip;
+mod vectors;
+
+use common::anychain::{from_json_str, Limits, Value};
+use std::path::PathBuf;
+
+/// Reads a vector file (from `ALIAS_VECTORS_DIR` when set) as anychain values,
+/// keeping key order and turning every number into a double.
+pub fn load_vectors(name: &str) -> Value {
+    let dir = std::env::var_os("ALIAS_VECTORS_DIR").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data"),
+        PathBuf::from,
+    );
+    let text = std::fs::read_to_string(dir.join(name)).expect("vector file");
+    let limits = Limits {
+        max_bytes: 64 << 20,
+        max_depth: 128,
+    };
+    from_json_str(&text, &limits).expect("vector file decodes")
+}
+
+/// A string field of a case.
+pub fn s<'a>(case: &'a Value, key: &str) -> &'a str {
+    case.get(key)
+        .and_then(Value::as_str)
+        .unwrap_or_else(|| panic!("case field {key} is not a string"))
+}
