@@ -6,8 +6,9 @@
 use super::b64::b64u_encode;
 use super::value::{Dict, Value};
 use crate::js::{join_text, number_to_string, ToPrimitiveError};
-use blake2::{Blake2b512, Digest};
+use blake2b_simd::State;
 use std::fmt;
+use std::sync::OnceLock;
 
 /// The result of a fold: 64 bytes, except for a bare `Hash` leaf, whose raw
 /// bytes are the fold whatever their length.
@@ -60,40 +61,70 @@ pub enum FoldError {
 
 /// Folds a value.
 pub fn fold(value: &Value) -> Result<Fold, FoldError> {
-    Ok(Fold(fold_raw(value)?))
+    Ok(Fold(folded(value)?.as_ref().to_vec()))
 }
 
-fn h(parts: &[&[u8]]) -> Vec<u8> {
-    let mut hasher = Blake2b512::new();
-    for p in parts {
-        hasher.update(p);
+type Digest64 = [u8; 64];
+
+/// A fold without allocation: a digest, or the raw bytes of a `Hash` leaf.
+enum Folded<'a> {
+    Digest(Digest64),
+    Raw(&'a [u8]),
+}
+
+impl AsRef<[u8]> for Folded<'_> {
+    fn as_ref(&self) -> &[u8] {
+        match self {
+            Folded::Digest(d) => d,
+            Folded::Raw(r) => r,
+        }
     }
-    hasher.finalize().to_vec()
 }
 
-pub(crate) fn fold_raw(value: &Value) -> Result<Vec<u8>, FoldError> {
-    Ok(match value {
-        Value::Null => h(&[b"null:null"]),
+/// Unkeyed BLAKE2b with a 64-byte digest (the state's default).
+fn finish(state: &State) -> Digest64 {
+    let mut out = [0u8; 64];
+    out.copy_from_slice(state.finalize().as_bytes());
+    out
+}
+
+fn h(parts: &[&[u8]]) -> Digest64 {
+    let mut state = State::new();
+    for p in parts {
+        state.update(p);
+    }
+    finish(&state)
+}
+
+/// `H("null:null")`: the fold of null, and of the reference's never-set key.
+fn null_digest() -> &'static Digest64 {
+    static NULL: OnceLock<Digest64> = OnceLock::new();
+    NULL.get_or_init(|| h(&[b"null:null"]))
+}
+
+fn folded(value: &Value) -> Result<Folded<'_>, FoldError> {
+    Ok(Folded::Digest(match value {
+        Value::Hash(raw) => return Ok(Folded::Raw(raw)),
+        Value::Null => *null_digest(),
         Value::Bool(true) => h(&[b"boolean:true"]),
         Value::Bool(false) => h(&[b"boolean:false"]),
         Value::Number(n) => h(&[b"number:", number_to_string(*n).as_bytes()]),
         Value::String(s) => h(&[b"string:", s.as_bytes()]),
         Value::Bytes(b) => h(&[b"bytes:", b]),
         Value::Box(b) => h(&[b"box:", b]),
-        Value::Hash(b) => b.clone(),
         Value::List(items) => {
-            let mut hasher = Blake2b512::new();
-            hasher.update(b"list:");
+            let mut state = State::new();
+            state.update(b"list:");
             for item in items {
-                hasher.update(fold_raw(item)?);
+                state.update(folded(item)?.as_ref());
             }
-            hasher.finalize().to_vec()
+            finish(&state)
         }
         Value::Dict(d) => fold_dict(d)?,
-    })
+    }))
 }
 
-fn fold_dict(d: &Dict) -> Result<Vec<u8>, FoldError> {
+fn fold_dict(d: &Dict) -> Result<Digest64, FoldError> {
     let mut entries: Vec<(&str, &Value)> = d.iter().collect();
     // `Array.prototype.sort()` converts each `[key, value]` pair to the text
     // `key,value` and compares by UTF-16 code units; with fewer than two
@@ -115,17 +146,19 @@ fn fold_dict(d: &Dict) -> Result<Vec<u8>, FoldError> {
         entries = keyed.into_iter().map(|(_, k, v)| (k, v)).collect();
     }
 
-    let null = h(&[b"null:null"]);
-    let mut keys = Blake2b512::new();
+    let mut keys = State::new();
     keys.update(b"keys:");
-    let mut values = Blake2b512::new();
+    let mut values = State::new();
     values.update(b"values:");
     for (k, v) in entries {
-        keys.update(&null);
-        let pair = h(&[b"list:", &h(&[b"string:", k.as_bytes()]), &fold_raw(v)?]);
-        values.update(pair);
+        keys.update(null_digest());
+        let mut pair = State::new();
+        pair.update(b"list:");
+        pair.update(&h(&[b"string:", k.as_bytes()]));
+        pair.update(folded(v)?.as_ref());
+        values.update(&finish(&pair));
     }
-    Ok(h(&[b"dict:", &keys.finalize(), &values.finalize()]))
+    Ok(h(&[b"dict:", &finish(&keys), &finish(&values)]))
 }
 
 #[cfg(test)]
