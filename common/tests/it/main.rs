@@ -2,8 +2,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod mq;
 mod protocol;
 mod roundtrip;
+mod storage;
 mod vectors;
 
 use common::anychain::{from_json_str, Limits, Value};
