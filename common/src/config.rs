@@ -1,1 +1,541 @@
-//! (being written)
+//! Configuration of every alias-bank binary.
+//!
+//! Layered: built-in defaults, then an optional TOML file named by
+//! `ALIAS_CONFIG`, then `ALIAS_*` environment variables. Keys of the file
+//! are the lower-case variable names without the prefix (`redis_url`, …);
+//! unknown keys are refused. Invalid values stop the binary at start with a
+//! message naming the variable.
+
+use crate::alias::PushId;
+use crate::anychain::Limits;
+use crate::storage::S3Settings;
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Every configuration key, as the environment variable that sets it, with
+/// its default and meaning (the README's table is checked against this).
+pub const VARIABLES: &[(&str, &str, &str)] = &[
+    (
+        "ALIAS_CONFIG",
+        "(none)",
+        "optional TOML file with any of the keys below, lower-case without the prefix",
+    ),
+    (
+        "ALIAS_REDIS_URL",
+        "redis://127.0.0.1:6379",
+        "Redis holding the coordination state",
+    ),
+    (
+        "ALIAS_AMQP_URL",
+        "amqp://guest:guest@127.0.0.1:5672/%2f",
+        "RabbitMQ carrying the jobs",
+    ),
+    (
+        "ALIAS_STORAGE_URL",
+        "data",
+        "resource storage: a directory path or file:///dir, s3://bucket[/prefix], memory://",
+    ),
+    (
+        "ALIAS_S3_ENDPOINT",
+        "(AWS)",
+        "S3-compatible endpoint URL, e.g. http://minio:9000",
+    ),
+    ("ALIAS_S3_REGION", "us-east-1", "S3 region"),
+    ("ALIAS_S3_ACCESS_KEY_ID", "(none)", "S3 access key id"),
+    (
+        "ALIAS_S3_SECRET_ACCESS_KEY",
+        "(none)",
+        "S3 secret access key",
+    ),
+    (
+        "ALIAS_S3_ALLOW_HTTP",
+        "false",
+        "allow a plain-http S3 endpoint",
+    ),
+    (
+        "ALIAS_NAMESPACE",
+        "alias",
+        "prefix of every Redis key, exchange and queue",
+    ),
+    (
+        "ALIAS_LISTEN",
+        "127.0.0.1:8080",
+        "address the gateway listens on",
+    ),
+    (
+        "ALIAS_PUBLIC_ORIGIN",
+        "http://127.0.0.1:8080",
+        "this data bank's origin, as users bind to it",
+    ),
+    (
+        "ALIAS_PUSH_ALLOW",
+        "(empty)",
+        "CIDRs the pusher may reach although private, comma-separated (e.g. 127.0.0.0/8)",
+    ),
+    (
+        "ALIAS_PUSH_ID",
+        "contract",
+        "which hash names a transfer and its push URL: contract or grant",
+    ),
+    ("ALIAS_MAX_TOKEN_BYTES", "1048576", "largest accepted token"),
+    (
+        "ALIAS_MAX_TOKEN_DEPTH",
+        "64",
+        "deepest accepted token nesting",
+    ),
+    (
+        "ALIAS_MAX_FUTURE_SKEW_MS",
+        "300000",
+        "how far in the future a signature date may be",
+    ),
+    (
+        "ALIAS_REQUEST_MAX_AGE_MS",
+        "300000",
+        "how old a signed dump-upload request may be",
+    ),
+    (
+        "ALIAS_MAX_DUMP_BYTES",
+        "68719476736",
+        "largest accepted dump upload",
+    ),
+    (
+        "ALIAS_PROCESS_WAIT_SECS",
+        "3600",
+        "how long POST /alias/process waits for the transfer before answering 202",
+    ),
+    (
+        "ALIAS_RATE_PER_SEC",
+        "20",
+        "requests per second allowed per client address (burst: 2x)",
+    ),
+    (
+        "ALIAS_FINISHED_TTL_SECS",
+        "604800",
+        "how long finished transfers stay in Redis",
+    ),
+    ("ALIAS_LOG_JSON", "false", "write logs as JSON lines"),
+    (
+        "RUST_LOG",
+        "info",
+        "log filter (tracing-subscriber EnvFilter syntax)",
+    ),
+];
+
+/// The raw layered values, before validation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    redis_url: String,
+    amqp_url: String,
+    storage_url: String,
+    s3_endpoint: Option<String>,
+    s3_region: Option<String>,
+    s3_access_key_id: Option<String>,
+    s3_secret_access_key: Option<String>,
+    s3_allow_http: bool,
+    namespace: String,
+    listen: String,
+    public_origin: String,
+    push_allow: String,
+    push_id: String,
+    max_token_bytes: u64,
+    max_token_depth: u64,
+    max_future_skew_ms: u64,
+    request_max_age_ms: u64,
+    max_dump_bytes: u64,
+    process_wait_secs: u64,
+    rate_per_sec: u64,
+    finished_ttl_secs: u64,
+}
+
+impl Default for Raw {
+    fn default() -> Self {
+        Self {
+            redis_url: "redis://127.0.0.1:6379".into(),
+            amqp_url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
+            storage_url: "data".into(),
+            s3_endpoint: None,
+            s3_region: None,
+            s3_access_key_id: None,
+            s3_secret_access_key: None,
+            s3_allow_http: false,
+            namespace: "alias".into(),
+            listen: "127.0.0.1:8080".into(),
+            public_origin: "http://127.0.0.1:8080".into(),
+            push_allow: String::new(),
+            push_id: "contract".into(),
+            max_token_bytes: 1 << 20,
+            max_token_depth: 64,
+            max_future_skew_ms: 300_000,
+            request_max_age_ms: 300_000,
+            max_dump_bytes: 64 << 30,
+            process_wait_secs: 3600,
+            rate_per_sec: 20,
+            finished_ttl_secs: 7 * 24 * 3600,
+        }
+    }
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Redis URL.
+    pub redis_url: String,
+    /// RabbitMQ URL.
+    pub amqp_url: String,
+    /// Storage URL (`file:///abs`, `s3://…`, `memory://`).
+    pub storage_url: String,
+    /// S3 settings.
+    pub s3: S3Settings,
+    /// Key, exchange and queue prefix.
+    pub namespace: String,
+    /// Gateway listen address.
+    pub listen: SocketAddr,
+    /// This data bank's origin (`scheme://host[:port]`).
+    pub public_origin: String,
+    /// Private networks the pusher may reach.
+    pub push_allow: Vec<IpNet>,
+    /// Which hash names transfers.
+    pub push_id: PushId,
+    /// Token limits.
+    pub limits: Limits,
+    /// Future skew tolerated on signature dates.
+    pub max_future_skew_ms: u64,
+    /// Maximum age of a signed request.
+    pub request_max_age_ms: u64,
+    /// Largest dump upload.
+    pub max_dump_bytes: u64,
+    /// How long a synchronous `/alias/process` waits.
+    pub process_wait: Duration,
+    /// Requests per second per client address.
+    pub rate_per_sec: u32,
+    /// TTL of finished transfers.
+    pub finished_ttl: Duration,
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The layers could not be read or have the wrong types.
+    #[error("configuration: {0}")]
+    Load(String),
+    /// A value is invalid.
+    #[error("configuration: {var}={value:?}: {reason}")]
+    Invalid {
+        /// The environment variable.
+        var: &'static str,
+        /// The value given.
+        value: String,
+        /// Why it is refused.
+        reason: String,
+    },
+}
+
+fn invalid(var: &'static str, value: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        var,
+        value: value.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+const KEYS: &[&str] = &[
+    "redis_url",
+    "amqp_url",
+    "storage_url",
+    "s3_endpoint",
+    "s3_region",
+    "s3_access_key_id",
+    "s3_secret_access_key",
+    "s3_allow_http",
+    "namespace",
+    "listen",
+    "public_origin",
+    "push_allow",
+    "push_id",
+    "max_token_bytes",
+    "max_token_depth",
+    "max_future_skew_ms",
+    "request_max_age_ms",
+    "max_dump_bytes",
+    "process_wait_secs",
+    "rate_per_sec",
+    "finished_ttl_secs",
+];
+
+impl Config {
+    /// Loads the configuration from the process environment.
+    pub fn from_env() -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Raw::default()));
+        if let Some(path) = std::env::var_os("ALIAS_CONFIG") {
+            let path = PathBuf::from(path);
+            if !path.is_file() {
+                return Err(invalid(
+                    "ALIAS_CONFIG",
+                    &path.to_string_lossy(),
+                    "no such file",
+                ));
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        figment = figment.merge(Env::prefixed("ALIAS_").only(KEYS));
+        Self::from_figment(figment)
+    }
+
+    /// Loads the configuration from explicit `(KEY, value)` pairs over the
+    /// defaults (keys as the environment variables, e.g. `ALIAS_NAMESPACE`);
+    /// for tests and embedding.
+    pub fn from_pairs(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Raw::default()));
+        for (key, value) in pairs {
+            let Some(name) = key.strip_prefix("ALIAS_").map(str::to_ascii_lowercase) else {
+                return Err(ConfigError::Load(format!(
+                    "{key} is not an ALIAS_ variable"
+                )));
+            };
+            if !KEYS.contains(&name.as_str()) {
+                return Err(ConfigError::Load(format!("unknown variable {key}")));
+            }
+            let value: figment::value::Value = value.parse().unwrap_or_else(|_| (*value).into());
+            figment = figment.merge((name, value));
+        }
+        Self::from_figment(figment)
+    }
+
+    fn from_figment(figment: Figment) -> Result<Config, ConfigError> {
+        let raw: Raw = figment
+            .extract()
+            .map_err(|e| ConfigError::Load(e.to_string()))?;
+        raw.validate()
+    }
+
+    /// A Redis key in this deployment's namespace.
+    pub fn key(&self, rest: &str) -> String {
+        format!("{}:{rest}", self.namespace)
+    }
+}
+
+fn storage_url(value: &str) -> Result<String, ConfigError> {
+    if value.starts_with("s3://") || value.starts_with("memory://") {
+        return Ok(value.to_owned());
+    }
+    let path = match value.strip_prefix("file://") {
+        Some(path) if path.starts_with('/') => PathBuf::from(path),
+        Some(_) => {
+            return Err(invalid(
+                "ALIAS_STORAGE_URL",
+                value,
+                "file URLs need an absolute path (file:///dir)",
+            ))
+        }
+        None if value.contains("://") => {
+            return Err(invalid(
+                "ALIAS_STORAGE_URL",
+                value,
+                "use a path, file:///dir, s3://bucket or memory://",
+            ))
+        }
+        None => {
+            let path = PathBuf::from(value);
+            if path.is_absolute() {
+                path
+            } else {
+                std::env::current_dir()
+                    .map_err(|e| invalid("ALIAS_STORAGE_URL", value, e.to_string()))?
+                    .join(path)
+            }
+        }
+    };
+    Ok(format!("file://{}", path.display()))
+}
+
+fn origin(value: &str) -> Result<String, ConfigError> {
+    let url =
+        url::Url::parse(value).map_err(|e| invalid("ALIAS_PUBLIC_ORIGIN", value, e.to_string()))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(invalid(
+            "ALIAS_PUBLIC_ORIGIN",
+            value,
+            "must be http(s)://host[:port]",
+        ));
+    }
+    if url.path() != "/" || url.query().is_some() || !url.username().is_empty() {
+        return Err(invalid(
+            "ALIAS_PUBLIC_ORIGIN",
+            value,
+            "an origin has no path, query or user",
+        ));
+    }
+    Ok(url.origin().ascii_serialization())
+}
+
+impl Raw {
+    fn validate(self) -> Result<Config, ConfigError> {
+        let ns_ok = !self.namespace.is_empty()
+            && self.namespace.len() <= 48
+            && self
+                .namespace
+                .bytes()
+                .next()
+                .is_some_and(|b| b.is_ascii_lowercase())
+            && self
+                .namespace
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        if !ns_ok {
+            return Err(invalid(
+                "ALIAS_NAMESPACE",
+                &self.namespace,
+                "1-48 of [a-z0-9_-], starting with a letter",
+            ));
+        }
+        for (var, value, schemes) in [
+            ("ALIAS_REDIS_URL", &self.redis_url, &["redis", "rediss"][..]),
+            ("ALIAS_AMQP_URL", &self.amqp_url, &["amqp", "amqps"][..]),
+        ] {
+            let url = url::Url::parse(value).map_err(|e| invalid(var, value, e.to_string()))?;
+            if !schemes.contains(&url.scheme()) {
+                return Err(invalid(
+                    var,
+                    value,
+                    format!("scheme must be one of {schemes:?}"),
+                ));
+            }
+        }
+        let listen = self.listen.parse().map_err(|_| {
+            invalid(
+                "ALIAS_LISTEN",
+                &self.listen,
+                "expected host:port, e.g. 0.0.0.0:8080",
+            )
+        })?;
+        let push_allow = self
+            .push_allow
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                s.parse::<IpNet>()
+                    .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
+                    .map_err(|_| invalid("ALIAS_PUSH_ALLOW", s, "not a CIDR such as 127.0.0.0/8"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let push_id = self
+            .push_id
+            .parse()
+            .map_err(|e: String| invalid("ALIAS_PUSH_ID", &self.push_id, e))?;
+        let positive = |var: &'static str, v: u64| {
+            if v == 0 {
+                Err(invalid(var, "0", "must be positive"))
+            } else {
+                Ok(v)
+            }
+        };
+        let depth = positive("ALIAS_MAX_TOKEN_DEPTH", self.max_token_depth)?;
+        if depth > 128 {
+            return Err(invalid(
+                "ALIAS_MAX_TOKEN_DEPTH",
+                &depth.to_string(),
+                "at most 128",
+            ));
+        }
+        Ok(Config {
+            storage_url: storage_url(&self.storage_url)?,
+            public_origin: origin(&self.public_origin)?,
+            redis_url: self.redis_url,
+            amqp_url: self.amqp_url,
+            s3: S3Settings {
+                endpoint: self.s3_endpoint,
+                region: self.s3_region,
+                access_key_id: self.s3_access_key_id,
+                secret_access_key: self.s3_secret_access_key,
+                allow_http: self.s3_allow_http,
+                virtual_hosted_style: false,
+            },
+            namespace: self.namespace,
+            listen,
+            push_allow,
+            push_id,
+            limits: Limits {
+                max_bytes: usize::try_from(positive(
+                    "ALIAS_MAX_TOKEN_BYTES",
+                    self.max_token_bytes,
+                )?)
+                .unwrap_or(usize::MAX),
+                max_depth: usize::try_from(depth).unwrap_or(64),
+            },
+            max_future_skew_ms: self.max_future_skew_ms,
+            request_max_age_ms: positive("ALIAS_REQUEST_MAX_AGE_MS", self.request_max_age_ms)?,
+            max_dump_bytes: positive("ALIAS_MAX_DUMP_BYTES", self.max_dump_bytes)?,
+            process_wait: Duration::from_secs(self.process_wait_secs),
+            rate_per_sec: u32::try_from(positive("ALIAS_RATE_PER_SEC", self.rate_per_sec)?)
+                .unwrap_or(u32::MAX),
+            finished_ttl: Duration::from_secs(positive(
+                "ALIAS_FINISHED_TTL_SECS",
+                self.finished_ttl_secs,
+            )?),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = Config::from_pairs(&[]).unwrap();
+        assert_eq!(c.namespace, "alias");
+        assert_eq!(c.push_id, PushId::Contract);
+        assert!(c.storage_url.starts_with("file:///"));
+        assert_eq!(c.key("transfer:x"), "alias:transfer:x");
+    }
+
+    #[test]
+    fn values_are_checked_with_their_variable() {
+        let err = |k: &str, v: &str| Config::from_pairs(&[(k, v)]).unwrap_err().to_string();
+        assert!(err("ALIAS_NAMESPACE", "Bad NS").contains("ALIAS_NAMESPACE"));
+        assert!(err("ALIAS_PUSH_ALLOW", "10.0.0.0/33").contains("ALIAS_PUSH_ALLOW"));
+        assert!(err("ALIAS_PUSH_ID", "both").contains("ALIAS_PUSH_ID"));
+        assert!(err("ALIAS_LISTEN", "nowhere").contains("ALIAS_LISTEN"));
+        assert!(
+            err("ALIAS_PUBLIC_ORIGIN", "https://bank.example/path").contains("ALIAS_PUBLIC_ORIGIN")
+        );
+        assert!(err("ALIAS_REDIS_URL", "http://x").contains("ALIAS_REDIS_URL"));
+        assert!(err("ALIAS_STORAGE_URL", "ftp://x").contains("ALIAS_STORAGE_URL"));
+        assert!(err("ALIAS_MAX_TOKEN_BYTES", "0").contains("ALIAS_MAX_TOKEN_BYTES"));
+        assert!(Config::from_pairs(&[("ALIAS_NOPE", "1")]).is_err());
+    }
+
+    #[test]
+    fn values_are_parsed() {
+        let c = Config::from_pairs(&[
+            ("ALIAS_PUSH_ALLOW", "127.0.0.0/8, ::1"),
+            ("ALIAS_PUSH_ID", "grant"),
+            ("ALIAS_PUBLIC_ORIGIN", "https://Bank.Example:8443/"),
+            ("ALIAS_STORAGE_URL", "/tmp/x"),
+            ("ALIAS_NAMESPACE", "t-1"),
+        ])
+        .unwrap();
+        assert_eq!(c.push_allow.len(), 2);
+        assert_eq!(c.push_id, PushId::Grant);
+        assert_eq!(c.public_origin, "https://bank.example:8443");
+        assert_eq!(c.storage_url, "file:///tmp/x");
+    }
+
+    #[test]
+    fn every_key_is_documented() {
+        for key in KEYS {
+            let var = format!("ALIAS_{}", key.to_ascii_uppercase());
+            assert!(
+                VARIABLES.iter().any(|(v, _, _)| *v == var),
+                "{var} missing from VARIABLES"
+            );
+        }
+    }
+}

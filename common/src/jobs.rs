@@ -1,1 +1,78 @@
-//! (being written)
+//! The messages that travel on RabbitMQ. They carry ids, never data: the
+//! state in Redis and the bytes in resource storage say the rest.
+
+use serde::{Deserialize, Serialize};
+
+/// Build the per-scope archives of one transfer generation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProcessJob {
+    /// The transfer id (contract or grant hash, URL-safe base64).
+    pub transfer: String,
+    /// The generation this job belongs to; stale generations are dropped.
+    pub generation: u64,
+}
+
+/// Push one archive (or, with no file, the start/finish requests) of one
+/// transfer generation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PushJob {
+    /// The transfer id.
+    pub transfer: String,
+    /// The generation.
+    pub generation: u64,
+    /// The archive file name; `None` for a transfer without archives.
+    pub file: Option<String>,
+}
+
+impl ProcessJob {
+    /// The message id: the same job published twice has the same id.
+    pub fn message_id(&self) -> String {
+        format!("{}:{}:process", self.transfer, self.generation)
+    }
+}
+
+impl PushJob {
+    /// The message id.
+    pub fn message_id(&self) -> String {
+        format!(
+            "{}:{}:push:{}",
+            self.transfer,
+            self.generation,
+            self.file.as_deref().unwrap_or("")
+        )
+    }
+}
+
+/// Serializes a job to its message body.
+pub fn encode<T: Serialize>(job: &T) -> Vec<u8> {
+    serde_json::to_vec(job).unwrap_or_default()
+}
+
+/// Reads a job from a message body.
+pub fn decode<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, serde_json::Error> {
+    serde_json::from_slice(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_strictness() {
+        let job = ProcessJob {
+            transfer: "abc".into(),
+            generation: 3,
+        };
+        assert_eq!(decode::<ProcessJob>(&encode(&job)).unwrap(), job);
+        assert_eq!(job.message_id(), "abc:3:process");
+        assert!(decode::<ProcessJob>(br#"{"transfer":"a","generation":1,"x":1}"#).is_err());
+        let push = PushJob {
+            transfer: "abc".into(),
+            generation: 3,
+            file: Some("a.zip".into()),
+        };
+        assert_eq!(decode::<PushJob>(&encode(&push)).unwrap(), push);
+    }
+}

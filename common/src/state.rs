@@ -1,1 +1,964 @@
-//! (being written)
+//! The coordination state in Redis: transfers and their state machine
+//! (atomic transitions in Lua), per-file records and committed offsets,
+//! leases, users' grants (the reference's layout), bindings and dumps,
+//! single-use request ids, and the pub/sub events of transfers.
+//!
+//! Every key starts with the namespace (`{ns}:…`). Finished transfers get a
+//! TTL; running ones are persistent.
+
+use redis::aio::ConnectionManager;
+use redis::{AsyncCommands, Script};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::broadcast;
+
+/// A Redis failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// Redis could not be reached or refused a command.
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// A stored record could not be read.
+    #[error("corrupt record {key}: {reason}")]
+    Corrupt {
+        /// The key.
+        key: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// Where a transfer stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TransferState {
+    /// Validated and queued for processing.
+    Accepted,
+    /// Archives are being built.
+    Processing,
+    /// Archives are being pushed to the client.
+    Pushing,
+    /// Every archive reached the client and the client was told.
+    Done,
+    /// Gave up, with a reason.
+    Failed,
+    /// Stopped (revoked, or superseded by a newer grant).
+    Cancelled,
+}
+
+impl TransferState {
+    /// All states.
+    pub const ALL: [TransferState; 6] = [
+        TransferState::Accepted,
+        TransferState::Processing,
+        TransferState::Pushing,
+        TransferState::Done,
+        TransferState::Failed,
+        TransferState::Cancelled,
+    ];
+
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TransferState::Accepted => "accepted",
+            TransferState::Processing => "processing",
+            TransferState::Pushing => "pushing",
+            TransferState::Done => "done",
+            TransferState::Failed => "failed",
+            TransferState::Cancelled => "cancelled",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    /// Whether no more work happens in this state.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            TransferState::Done | TransferState::Failed | TransferState::Cancelled
+        )
+    }
+}
+
+/// One archive of a transfer generation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileRecord {
+    /// File name (one safe path segment).
+    pub name: String,
+    /// The scope it holds (display form).
+    pub scope: String,
+    /// Where the archive is in resource storage.
+    pub storage_key: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// BLAKE2b-512 of the archive, URL-safe base64.
+    pub blake2b: String,
+    /// Bytes acknowledged by the client (committed offset).
+    #[serde(default)]
+    pub offset: u64,
+    /// Whether the client was told the file is complete.
+    #[serde(default)]
+    pub finished: bool,
+}
+
+/// A transfer as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Transfer {
+    /// The transfer id.
+    pub id: String,
+    /// Current generation (each new run increments it).
+    pub generation: u64,
+    /// State of the current generation.
+    pub state: TransferState,
+    /// The user's public key (URL-safe base64).
+    pub user: String,
+    /// Hash of the effective grant.
+    pub grant_hash: String,
+    /// Whether the effective grant is a revocation.
+    pub revoked: bool,
+    /// The client's push URL for this transfer.
+    pub push_url: String,
+    /// When the generation was created (ms since the epoch).
+    pub created_ms: u64,
+    /// Last change (ms since the epoch).
+    pub updated_ms: u64,
+    /// Number of archives.
+    pub files_total: u64,
+    /// Archives completely pushed.
+    pub files_done: u64,
+    /// Total bytes of the archives.
+    pub bytes_total: u64,
+    /// Bytes acknowledged by the client.
+    pub bytes_done: u64,
+    /// Why it failed or was cancelled.
+    pub error: Option<String>,
+    /// Notes for the user or operator (e.g. a provider without a dump).
+    #[serde(default)]
+    pub notes: Vec<String>,
+}
+
+/// What a new transfer generation starts from.
+#[derive(Debug, Clone)]
+pub struct NewTransfer<'a> {
+    /// The effective grant token.
+    pub grant_token: &'a str,
+    /// Its hash.
+    pub grant_hash: &'a str,
+    /// The user (URL-safe base64 public key).
+    pub user: &'a str,
+    /// The push URL.
+    pub push_url: &'a str,
+    /// Whether the grant is a revocation.
+    pub revoked: bool,
+}
+
+/// The outcome of [`State::begin_transfer`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Begin {
+    /// The generation to follow.
+    pub generation: u64,
+    /// True when a running generation with the same grant was joined (no new job).
+    pub joined: bool,
+    /// A running generation that the new one superseded, if any.
+    pub superseded: Option<u64>,
+}
+
+/// A dump held for a user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DumpRecord {
+    /// Provider (`google`, `facebook`, `amazon`, …).
+    pub provider: String,
+    /// File name.
+    pub name: String,
+    /// Resource storage key.
+    pub key: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// BLAKE2b-512, URL-safe base64.
+    pub blake2b: String,
+    /// Upload time (ms since the epoch).
+    pub uploaded_ms: u64,
+}
+
+/// An event of a transfer, as published on its channel.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TransferEvent {
+    /// The transfer, as it is after the change.
+    pub transfer: Transfer,
+    /// What happened (`accepted`, `state`, `progress`, `file`, …).
+    pub kind: String,
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+const ACTIVE: [&str; 3] = ["accepted", "processing", "pushing"];
+
+const BEGIN_LUA: &str = r"
+local t = KEYS[1]
+local state = redis.call('HGET', t, 'state')
+local gen = tonumber(redis.call('HGET', t, 'generation') or '0')
+local superseded = 0
+if state == 'accepted' or state == 'processing' or state == 'pushing' then
+  if redis.call('HGET', t, 'grant_hash') == ARGV[1] then
+    return {gen, 1, 0}
+  end
+  superseded = gen
+end
+local ttl = tonumber(ARGV[7])
+if gen > 0 then
+  redis.call('EXPIRE', t .. ':files:' .. gen, ttl)
+  redis.call('EXPIRE', t .. ':offsets:' .. gen, ttl)
+end
+gen = gen + 1
+redis.call('DEL', t)
+redis.call('HSET', t, 'state', 'accepted', 'generation', gen, 'grant_hash', ARGV[1],
+  'user', ARGV[2], 'grant', ARGV[3], 'push_url', ARGV[4], 'revoked', ARGV[5],
+  'created_ms', ARGV[6], 'updated_ms', ARGV[6], 'files_total', 0, 'files_done', 0,
+  'bytes_total', 0, 'bytes_done', 0, 'error', '', 'notes', '[]')
+return {gen, 0, superseded}
+";
+
+const TRANSITION_LUA: &str = r"
+local t = KEYS[1]
+if tonumber(redis.call('HGET', t, 'generation') or '-1') ~= tonumber(ARGV[1]) then return 0 end
+local s = redis.call('HGET', t, 'state')
+local allowed = false
+for i = 6, #ARGV do if ARGV[i] == s then allowed = true end end
+if not allowed then return 0 end
+redis.call('HSET', t, 'state', ARGV[2], 'updated_ms', ARGV[3])
+if ARGV[4] ~= '' then redis.call('HSET', t, 'error', ARGV[4]) end
+if ARGV[2] == 'done' or ARGV[2] == 'failed' or ARGV[2] == 'cancelled' then
+  local ttl = tonumber(ARGV[5])
+  redis.call('EXPIRE', t, ttl)
+  redis.call('EXPIRE', KEYS[2], ttl)
+  redis.call('EXPIRE', KEYS[3], ttl)
+end
+return 1
+";
+
+const OFFSET_LUA: &str = r"
+if tonumber(redis.call('HGET', KEYS[1], 'generation') or '-1') ~= tonumber(ARGV[1]) then return -1 end
+local old = tonumber(redis.call('HGET', KEYS[2], ARGV[2]) or '0')
+local new = tonumber(ARGV[3])
+if new > old then
+  redis.call('HSET', KEYS[2], ARGV[2], new)
+  redis.call('HINCRBY', KEYS[1], 'bytes_done', new - old)
+  redis.call('HSET', KEYS[1], 'updated_ms', ARGV[4])
+  return new
+end
+return old
+";
+
+const GRANT_LUA: &str = r"
+local old = redis.call('HGET', KEYS[3], ARGV[1])
+if old and tonumber(old) >= tonumber(ARGV[2]) then
+  return {0, redis.call('HGET', KEYS[1], ARGV[1])}
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
+redis.call('LPUSH', KEYS[2], ARGV[3])
+redis.call('LTRIM', KEYS[2], 0, 999)
+return {1, ARGV[3]}
+";
+
+const RENEW_LUA: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+";
+
+const RELEASE_LUA: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+";
+
+/// Handle on the Redis state of one namespace (cheap to clone).
+#[derive(Clone)]
+pub struct State {
+    conn: ConnectionManager,
+    client: redis::Client,
+    ns: Arc<str>,
+    finished_ttl: Duration,
+    hub: EventHub,
+}
+
+impl std::fmt::Debug for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("State").field("ns", &self.ns).finish()
+    }
+}
+
+fn parse_num(map: &HashMap<String, String>, field: &str) -> u64 {
+    map.get(field).and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+impl State {
+    /// Connects (the connection reconnects by itself when Redis comes back).
+    pub async fn connect(
+        redis_url: &str,
+        namespace: &str,
+        finished_ttl: Duration,
+    ) -> Result<State, StateError> {
+        let client = redis::Client::open(redis_url)?;
+        let conn = ConnectionManager::new(client.clone()).await?;
+        let ns: Arc<str> = Arc::from(namespace);
+        Ok(State {
+            conn,
+            hub: EventHub::start(client.clone(), ns.clone()),
+            client,
+            ns,
+            finished_ttl,
+        })
+    }
+
+    /// The namespace.
+    pub fn namespace(&self) -> &str {
+        &self.ns
+    }
+
+    /// A key in the namespace.
+    pub fn key(&self, rest: &str) -> String {
+        format!("{}:{rest}", self.ns)
+    }
+
+    fn transfer_key(&self, id: &str) -> String {
+        self.key(&format!("transfer:{id}"))
+    }
+
+    fn files_key(&self, id: &str, generation: u64) -> String {
+        format!("{}:files:{generation}", self.transfer_key(id))
+    }
+
+    fn offsets_key(&self, id: &str, generation: u64) -> String {
+        format!("{}:offsets:{generation}", self.transfer_key(id))
+    }
+
+    fn ttl_secs(&self) -> u64 {
+        self.finished_ttl.as_secs().max(1)
+    }
+
+    /// Whether Redis answers.
+    pub async fn ping(&self) -> bool {
+        let mut conn = self.conn.clone();
+        redis::cmd("PING")
+            .query_async::<String>(&mut conn)
+            .await
+            .is_ok()
+    }
+
+    /// A new client for callers that need their own connection.
+    pub fn client(&self) -> &redis::Client {
+        &self.client
+    }
+
+    // ---- users, grants, bindings, dumps --------------------------------
+
+    /// The stored grant token of a user for a contract hash.
+    pub async fn stored_grant(
+        &self,
+        user: &str,
+        contract_hash: &str,
+    ) -> Result<Option<String>, StateError> {
+        let mut conn = self.conn.clone();
+        Ok(conn
+            .hget(self.key(&format!("user:{user}:contracts")), contract_hash)
+            .await?)
+    }
+
+    /// The reference's `updateGrant`: stores `token` (dated `date_ms`) unless
+    /// a grant of the same user and contract with an equal or later date is
+    /// stored. Returns `(effective token, stored)`.
+    pub async fn update_grant(
+        &self,
+        user: &str,
+        contract_hash: &str,
+        date_ms: f64,
+        token: &str,
+    ) -> Result<(String, bool), StateError> {
+        let mut conn = self.conn.clone();
+        let (stored, effective): (i64, String) = Script::new(GRANT_LUA)
+            .key(self.key(&format!("user:{user}:contracts")))
+            .key(self.key(&format!("user:{user}:history")))
+            .key(self.key(&format!("user:{user}:contract_dates")))
+            .arg(contract_hash)
+            .arg(date_ms)
+            .arg(token)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok((effective, stored == 1))
+    }
+
+    /// A user's grants, newest first.
+    pub async fn grant_history(&self, user: &str) -> Result<Vec<String>, StateError> {
+        let mut conn = self.conn.clone();
+        Ok(conn
+            .lrange(self.key(&format!("user:{user}:history")), 0, -1)
+            .await?)
+    }
+
+    /// The contract hashes a user has grants for.
+    pub async fn contracts_of(&self, user: &str) -> Result<Vec<String>, StateError> {
+        let mut conn = self.conn.clone();
+        Ok(conn
+            .hkeys(self.key(&format!("user:{user}:contracts")))
+            .await?)
+    }
+
+    /// Stores the user's `alias.bindAuthz` token.
+    pub async fn set_binding(&self, user: &str, token: &str) -> Result<(), StateError> {
+        let mut conn = self.conn.clone();
+        let () = conn
+            .set(self.key(&format!("user:{user}:bind")), token)
+            .await?;
+        Ok(())
+    }
+
+    /// The user's `alias.bindAuthz` token, if bound.
+    pub async fn binding(&self, user: &str) -> Result<Option<String>, StateError> {
+        let mut conn = self.conn.clone();
+        Ok(conn.get(self.key(&format!("user:{user}:bind"))).await?)
+    }
+
+    /// Whether the user is bound to this data bank or holds dumps here.
+    pub async fn is_known_user(&self, user: &str) -> Result<bool, StateError> {
+        let mut conn = self.conn.clone();
+        let (bound, dumps): (bool, u64) = redis::pipe()
+            .exists(self.key(&format!("user:{user}:bind")))
+            .hlen(self.key(&format!("user:{user}:dumps")))
+            .query_async(&mut conn)
+            .await?;
+        Ok(bound || dumps > 0)
+    }
+
+    /// Records (or replaces) a dump.
+    pub async fn record_dump(&self, user: &str, dump: &DumpRecord) -> Result<(), StateError> {
+        let mut conn = self.conn.clone();
+        let json = serde_json::to_string(dump).unwrap_or_default();
+        let () = conn
+            .hset(
+                self.key(&format!("user:{user}:dumps")),
+                format!("{}/{}", dump.provider, dump.name),
+                json,
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// The user's dumps, sorted by provider then name.
+    pub async fn dumps(&self, user: &str) -> Result<Vec<DumpRecord>, StateError> {
+        let mut conn = self.conn.clone();
+        let key = self.key(&format!("user:{user}:dumps"));
+        let raw: HashMap<String, String> = conn.hgetall(&key).await?;
+        let mut out = raw
+            .into_values()
+            .map(|v| {
+                serde_json::from_str(&v).map_err(|e| StateError::Corrupt {
+                    key: key.clone(),
+                    reason: e.to_string(),
+                })
+            })
+            .collect::<Result<Vec<DumpRecord>, _>>()?;
+        out.sort_by(|a, b| (&a.provider, &a.name).cmp(&(&b.provider, &b.name)));
+        Ok(out)
+    }
+
+    /// Forgets a dump record; returns whether it existed.
+    pub async fn delete_dump(
+        &self,
+        user: &str,
+        provider: &str,
+        name: &str,
+    ) -> Result<bool, StateError> {
+        let mut conn = self.conn.clone();
+        let n: u64 = conn
+            .hdel(
+                self.key(&format!("user:{user}:dumps")),
+                format!("{provider}/{name}"),
+            )
+            .await?;
+        Ok(n > 0)
+    }
+
+    /// Claims a single-use id (e.g. the fold of a signed request) for `ttl`;
+    /// false when it was already claimed.
+    pub async fn claim_once(&self, id: &str, ttl: Duration) -> Result<bool, StateError> {
+        let mut conn = self.conn.clone();
+        let set: Option<String> = redis::cmd("SET")
+            .arg(self.key(&format!("once:{id}")))
+            .arg("1")
+            .arg("NX")
+            .arg("PX")
+            .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1))
+            .query_async(&mut conn)
+            .await?;
+        Ok(set.is_some())
+    }
+
+    // ---- transfers -------------------------------------------------------
+
+    /// Creates a new generation of a transfer, or joins the running one when
+    /// it runs for the same grant. A running generation for another grant is
+    /// superseded (its workers see the generation change and stop).
+    pub async fn begin_transfer(
+        &self,
+        id: &str,
+        new: &NewTransfer<'_>,
+    ) -> Result<Begin, StateError> {
+        let mut conn = self.conn.clone();
+        let (generation, joined, superseded): (u64, u8, u64) = Script::new(BEGIN_LUA)
+            .key(self.transfer_key(id))
+            .arg(new.grant_hash)
+            .arg(new.user)
+            .arg(new.grant_token)
+            .arg(new.push_url)
+            .arg(u8::from(new.revoked))
+            .arg(now_ms())
+            .arg(self.ttl_secs())
+            .invoke_async(&mut conn)
+            .await?;
+        let begin = Begin {
+            generation,
+            joined: joined == 1,
+            superseded: (superseded > 0).then_some(superseded),
+        };
+        if !begin.joined {
+            self.emit(id, "accepted").await?;
+        }
+        Ok(begin)
+    }
+
+    /// The transfer, if known.
+    pub async fn transfer(&self, id: &str) -> Result<Option<Transfer>, StateError> {
+        let mut conn = self.conn.clone();
+        let key = self.transfer_key(id);
+        let map: HashMap<String, String> = conn.hgetall(&key).await?;
+        if map.is_empty() {
+            return Ok(None);
+        }
+        let state = map
+            .get("state")
+            .and_then(|s| TransferState::parse(s))
+            .ok_or_else(|| StateError::Corrupt {
+                key: key.clone(),
+                reason: "no state".into(),
+            })?;
+        Ok(Some(Transfer {
+            id: id.to_owned(),
+            generation: parse_num(&map, "generation"),
+            state,
+            user: map.get("user").cloned().unwrap_or_default(),
+            grant_hash: map.get("grant_hash").cloned().unwrap_or_default(),
+            revoked: map.get("revoked").is_some_and(|v| v == "1"),
+            push_url: map.get("push_url").cloned().unwrap_or_default(),
+            created_ms: parse_num(&map, "created_ms"),
+            updated_ms: parse_num(&map, "updated_ms"),
+            files_total: parse_num(&map, "files_total"),
+            files_done: parse_num(&map, "files_done"),
+            bytes_total: parse_num(&map, "bytes_total"),
+            bytes_done: parse_num(&map, "bytes_done"),
+            error: map.get("error").filter(|e| !e.is_empty()).cloned(),
+            notes: map
+                .get("notes")
+                .and_then(|n| serde_json::from_str(n).ok())
+                .unwrap_or_default(),
+        }))
+    }
+
+    /// The effective grant token of the transfer's current generation.
+    pub async fn transfer_grant(&self, id: &str) -> Result<Option<String>, StateError> {
+        let mut conn = self.conn.clone();
+        Ok(conn.hget(self.transfer_key(id), "grant").await?)
+    }
+
+    /// Moves generation `generation` from one of `from` to `to` (with an
+    /// error text for failures); false when the generation or state moved on.
+    pub async fn transition(
+        &self,
+        id: &str,
+        generation: u64,
+        from: &[TransferState],
+        to: TransferState,
+        error: Option<&str>,
+    ) -> Result<bool, StateError> {
+        let mut conn = self.conn.clone();
+        let lua = Script::new(TRANSITION_LUA);
+        let mut script = lua.prepare_invoke();
+        script
+            .key(self.transfer_key(id))
+            .key(self.files_key(id, generation))
+            .key(self.offsets_key(id, generation))
+            .arg(generation)
+            .arg(to.as_str())
+            .arg(now_ms())
+            .arg(error.unwrap_or(""))
+            .arg(self.ttl_secs());
+        for state in from {
+            script.arg(state.as_str());
+        }
+        let moved: i64 = script.invoke_async(&mut conn).await?;
+        if moved == 1 {
+            self.emit(id, to.as_str()).await?;
+        }
+        Ok(moved == 1)
+    }
+
+    /// Cancels the running generation, if any, with a reason.
+    pub async fn cancel(&self, id: &str, reason: &str) -> Result<Option<u64>, StateError> {
+        let Some(t) = self.transfer(id).await? else {
+            return Ok(None);
+        };
+        if t.state.is_terminal() {
+            return Ok(None);
+        }
+        let active = [
+            TransferState::Accepted,
+            TransferState::Processing,
+            TransferState::Pushing,
+        ];
+        let moved = self
+            .transition(
+                id,
+                t.generation,
+                &active,
+                TransferState::Cancelled,
+                Some(reason),
+            )
+            .await?;
+        Ok(moved.then_some(t.generation))
+    }
+
+    /// Adds a note to the current generation (e.g. a provider without dump).
+    pub async fn add_note(&self, id: &str, generation: u64, note: &str) -> Result<(), StateError> {
+        if let Some(mut t) = self.transfer(id).await? {
+            if t.generation == generation {
+                t.notes.push(note.to_owned());
+                let mut conn = self.conn.clone();
+                let () = conn
+                    .hset(
+                        self.transfer_key(id),
+                        "notes",
+                        serde_json::to_string(&t.notes).unwrap_or_default(),
+                    )
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Records the archives of a generation (replacing earlier records) and
+    /// their totals.
+    pub async fn set_files(
+        &self,
+        id: &str,
+        generation: u64,
+        files: &[FileRecord],
+    ) -> Result<(), StateError> {
+        let mut conn = self.conn.clone();
+        let files_key = self.files_key(id, generation);
+        let mut pipe = redis::pipe();
+        pipe.atomic().del(&files_key);
+        for f in files {
+            pipe.hset(
+                &files_key,
+                &f.name,
+                serde_json::to_string(f).unwrap_or_default(),
+            );
+        }
+        let total: u64 = files.iter().map(|f| f.size).sum();
+        pipe.hset_multiple(
+            self.transfer_key(id),
+            &[("files_total", files.len() as u64), ("bytes_total", total)],
+        );
+        let () = pipe.query_async(&mut conn).await?;
+        self.emit(id, "files").await
+    }
+
+    /// The archives of a generation with their committed offsets.
+    pub async fn files(&self, id: &str, generation: u64) -> Result<Vec<FileRecord>, StateError> {
+        let mut conn = self.conn.clone();
+        let files_key = self.files_key(id, generation);
+        let (raw, offsets): (HashMap<String, String>, HashMap<String, u64>) = redis::pipe()
+            .hgetall(&files_key)
+            .hgetall(self.offsets_key(id, generation))
+            .query_async(&mut conn)
+            .await?;
+        let mut out = raw
+            .into_values()
+            .map(|v| {
+                serde_json::from_str::<FileRecord>(&v).map_err(|e| StateError::Corrupt {
+                    key: files_key.clone(),
+                    reason: e.to_string(),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        for f in &mut out {
+            f.offset = offsets.get(&f.name).copied().unwrap_or(0);
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// Commits the client-acknowledged offset of a file (monotonic); returns
+    /// the committed offset, or `None` when the generation moved on.
+    pub async fn commit_offset(
+        &self,
+        id: &str,
+        generation: u64,
+        file: &str,
+        offset: u64,
+    ) -> Result<Option<u64>, StateError> {
+        let mut conn = self.conn.clone();
+        let committed: i64 = Script::new(OFFSET_LUA)
+            .key(self.transfer_key(id))
+            .key(self.offsets_key(id, generation))
+            .arg(generation)
+            .arg(file)
+            .arg(offset)
+            .arg(now_ms())
+            .invoke_async(&mut conn)
+            .await?;
+        if committed < 0 {
+            return Ok(None);
+        }
+        self.emit(id, "progress").await?;
+        Ok(u64::try_from(committed).ok())
+    }
+
+    /// Marks a file finished (the client was told) and counts it.
+    pub async fn finish_file(
+        &self,
+        id: &str,
+        generation: u64,
+        file: &str,
+    ) -> Result<bool, StateError> {
+        let mut conn = self.conn.clone();
+        let done_key = format!("{}:done", self.files_key(id, generation));
+        let (added, _): (u64, ()) = redis::pipe()
+            .sadd(&done_key, file)
+            .expire(
+                &done_key,
+                i64::try_from(self.ttl_secs()).unwrap_or(i64::MAX),
+            )
+            .query_async(&mut conn)
+            .await?;
+        if added == 1 {
+            let _: u64 = conn.hincr(self.transfer_key(id), "files_done", 1).await?;
+            self.emit(id, "file").await?;
+        }
+        Ok(added == 1)
+    }
+
+    // ---- leases ----------------------------------------------------------
+
+    /// Takes the lease `name` for `holder` for `ttl`, if free.
+    pub async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, StateError> {
+        let mut conn = self.conn.clone();
+        let set: Option<String> = redis::cmd("SET")
+            .arg(self.key(&format!("lease:{name}")))
+            .arg(holder)
+            .arg("NX")
+            .arg("PX")
+            .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1))
+            .query_async(&mut conn)
+            .await?;
+        Ok(set.is_some())
+    }
+
+    /// Extends a lease still held by `holder`; false when it was lost.
+    pub async fn renew_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, StateError> {
+        let mut conn = self.conn.clone();
+        let renewed: i64 = Script::new(RENEW_LUA)
+            .key(self.key(&format!("lease:{name}")))
+            .arg(holder)
+            .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1))
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(renewed == 1)
+    }
+
+    /// Releases a lease held by `holder`.
+    pub async fn release_lease(&self, name: &str, holder: &str) -> Result<bool, StateError> {
+        let mut conn = self.conn.clone();
+        let released: i64 = Script::new(RELEASE_LUA)
+            .key(self.key(&format!("lease:{name}")))
+            .arg(holder)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(released == 1)
+    }
+
+    // ---- events ----------------------------------------------------------
+
+    /// Publishes the transfer's current status on its channel.
+    pub async fn emit(&self, id: &str, kind: &str) -> Result<(), StateError> {
+        let Some(transfer) = self.transfer(id).await? else {
+            return Ok(());
+        };
+        let event = TransferEvent {
+            transfer,
+            kind: kind.to_owned(),
+        };
+        let mut conn = self.conn.clone();
+        let _: i64 = conn
+            .publish(
+                self.key(&format!("events:{id}")),
+                serde_json::to_string(&event).unwrap_or_default(),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Subscribes to a transfer's events. Subscribe first, then read the
+    /// current status, so no change in between is missed.
+    pub fn subscribe(&self, id: &str) -> broadcast::Receiver<TransferEvent> {
+        self.hub.subscribe(id)
+    }
+
+    /// Counts of transfers by state (scans the namespace; for metrics).
+    pub async fn count_by_state(&self) -> Result<HashMap<TransferState, u64>, StateError> {
+        let mut conn = self.conn.clone();
+        let pattern = self.key("transfer:*");
+        let keys: Vec<String> = {
+            let mut iter: redis::AsyncIter<String> = conn.scan_match(&pattern).await?;
+            let mut keys = Vec::new();
+            while let Some(k) = iter.next_item().await {
+                if !k.contains(":files:") && !k.contains(":offsets:") {
+                    keys.push(k);
+                }
+            }
+            keys
+        };
+        let mut counts = HashMap::new();
+        for key in keys {
+            let state: Option<String> = conn.hget(&key, "state").await?;
+            if let Some(s) = state.as_deref().and_then(TransferState::parse) {
+                *counts.entry(s).or_insert(0) += 1;
+            }
+        }
+        Ok(counts)
+    }
+
+    /// Deletes every key of the namespace (tests).
+    pub async fn purge_namespace(&self) -> Result<(), StateError> {
+        let mut conn = self.conn.clone();
+        let pattern = self.key("*");
+        let keys: Vec<String> = {
+            let mut iter: redis::AsyncIter<String> = conn.scan_match(&pattern).await?;
+            let mut keys = Vec::new();
+            while let Some(k) = iter.next_item().await {
+                keys.push(k);
+            }
+            keys
+        };
+        for chunk in keys.chunks(500) {
+            let _: u64 = conn.del(chunk).await?;
+        }
+        Ok(())
+    }
+
+    /// The names of the active states (for scripts and queries).
+    pub fn active_states() -> &'static [&'static str] {
+        &ACTIVE
+    }
+}
+
+/// Dispatches the namespace's transfer events (one `PSUBSCRIBE` connection,
+/// reconnecting) to in-process subscribers by transfer id.
+#[derive(Clone)]
+pub struct EventHub {
+    senders: Arc<Mutex<HashMap<String, broadcast::Sender<TransferEvent>>>>,
+}
+
+impl EventHub {
+    fn start(client: redis::Client, ns: Arc<str>) -> EventHub {
+        let hub = EventHub {
+            senders: Arc::new(Mutex::new(HashMap::new())),
+        };
+        let weak = Arc::downgrade(&hub.senders);
+        tokio::spawn(async move {
+            use futures_util::StreamExt;
+            let pattern = format!("{ns}:events:*");
+            let prefix = format!("{ns}:events:");
+            let mut backoff = Duration::from_millis(100);
+            loop {
+                if weak.strong_count() == 0 {
+                    return;
+                }
+                let mut pubsub = match client.get_async_pubsub().await {
+                    Ok(p) => p,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "event hub: redis unreachable, retrying");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                        continue;
+                    }
+                };
+                if let Err(e) = pubsub.psubscribe(&pattern).await {
+                    tracing::warn!(error = %e, "event hub: psubscribe failed");
+                    tokio::time::sleep(backoff).await;
+                    continue;
+                }
+                backoff = Duration::from_millis(100);
+                let mut messages = pubsub.on_message();
+                while let Some(msg) = messages.next().await {
+                    let Some(senders) = weak.upgrade() else {
+                        return;
+                    };
+                    let channel = msg.get_channel_name().to_owned();
+                    let Some(id) = channel.strip_prefix(&prefix) else {
+                        continue;
+                    };
+                    let Ok(payload) = msg.get_payload::<String>() else {
+                        continue;
+                    };
+                    let Ok(event) = serde_json::from_str::<TransferEvent>(&payload) else {
+                        continue;
+                    };
+                    let lock = senders.lock();
+                    if let Ok(mut map) = lock {
+                        if let Some(tx) = map.get(id) {
+                            if tx.send(event).is_err() {
+                                map.remove(id);
+                            }
+                        }
+                    }
+                }
+                tracing::warn!("event hub: subscription ended, reconnecting");
+            }
+        });
+        hub
+    }
+
+    fn subscribe(&self, id: &str) -> broadcast::Receiver<TransferEvent> {
+        match self.senders.lock() {
+            Ok(mut map) => map
+                .entry(id.to_owned())
+                .or_insert_with(|| broadcast::channel(256).0)
+                .subscribe(),
+            Err(_) => broadcast::channel(1).1,
+        }
+    }
+}

@@ -1,1 +1,149 @@
-//! gateway
+//! The alias-bank gateway (binary `alias-gateway`): validates grants,
+//! records transfers in Redis and queues their jobs on RabbitMQ; serves the
+//! transfer status and events, grants, bindings, signed dump uploads,
+//! health and metrics.
+//!
+//! The gateway never touches archive bytes and never talks to clients'
+//! push endpoints: those are the processor's and the pusher's.
+
+mod body;
+mod dumps;
+mod error;
+mod grants;
+mod ops;
+mod transfers;
+
+pub use error::ApiError;
+
+use actix_web::{web, App, HttpServer};
+use common::alias::AcceptancePolicy;
+use common::config::Config;
+use common::mq::Broker;
+use common::state::State;
+use common::storage::Storage;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// Everything a request handler needs.
+pub struct AppState {
+    /// The configuration.
+    pub config: Config,
+    /// Redis state.
+    pub state: State,
+    /// RabbitMQ.
+    pub broker: Broker,
+    /// Resource storage.
+    pub storage: Storage,
+    /// The acceptance policy derived from the configuration.
+    pub policy: AcceptancePolicy,
+    /// Prometheus metrics.
+    pub metrics: ops::Metrics,
+    /// Per-address rate limiter.
+    pub limiter: ops::Limiter,
+}
+
+impl AppState {
+    /// Connects to Redis, RabbitMQ (declaring the topology) and storage.
+    pub async fn connect(config: Config) -> anyhow::Result<Arc<AppState>> {
+        let state = State::connect(&config.redis_url, &config.namespace, config.finished_ttl)
+            .await
+            .map_err(|e| anyhow::anyhow!("redis at {}: {e}", config.redis_url))?;
+        let broker = Broker::connect(&config.amqp_url, &config.namespace)
+            .await
+            .map_err(|e| anyhow::anyhow!("rabbitmq: {e}"))?;
+        let storage = Storage::from_url(&config.storage_url, &config.s3)
+            .map_err(|e| anyhow::anyhow!("storage {}: {e}", config.storage_url))?;
+        Ok(Arc::new(Self::new(config, state, broker, storage)?))
+    }
+
+    /// Assembles the state from connected parts.
+    pub fn new(
+        config: Config,
+        state: State,
+        broker: Broker,
+        storage: Storage,
+    ) -> anyhow::Result<AppState> {
+        let policy = AcceptancePolicy {
+            max_future_skew_ms: config.max_future_skew_ms,
+            limits: config.limits,
+        };
+        Ok(AppState {
+            limiter: ops::Limiter::new(config.rate_per_sec),
+            metrics: ops::Metrics::new()?,
+            config,
+            state,
+            broker,
+            storage,
+            policy,
+        })
+    }
+}
+
+/// Registers every route of the gateway.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/alias/").route(web::get().to(ops::discovery)))
+        .service(web::resource("/alias").route(web::get().to(ops::discovery)))
+        .service(web::resource("/alias/process").route(web::post().to(grants::process)))
+        .service(web::resource("/alias/grants").route(web::post().to(grants::store_grant)))
+        .service(web::resource("/alias/bind").route(web::post().to(grants::bind)))
+        .service(web::resource("/alias/transfers/{id}").route(web::get().to(transfers::status)))
+        .service(
+            web::resource("/alias/transfers/{id}/events").route(web::get().to(transfers::events)),
+        )
+        .service(web::resource("/alias/dumps").route(web::get().to(dumps::list)))
+        .service(
+            web::resource("/alias/dumps/{provider}/{name}")
+                .route(web::put().to(dumps::upload))
+                .route(web::delete().to(dumps::delete)),
+        )
+        .service(web::resource("/healthz").route(web::get().to(ops::healthz)))
+        .service(web::resource("/readyz").route(web::get().to(ops::readyz)))
+        .service(web::resource("/metrics").route(web::get().to(ops::metrics)));
+}
+
+/// Builds the HTTP server on `listen` (port 0 picks a free port) and returns
+/// it with the address it is bound to; the caller awaits or spawns it.
+pub fn server(
+    app: Arc<AppState>,
+    listen: SocketAddr,
+) -> anyhow::Result<(actix_web::dev::Server, SocketAddr)> {
+    let data = web::Data::from(app);
+    let body_limit = data
+        .config
+        .limits
+        .max_bytes
+        .saturating_mul(4)
+        .saturating_add(16 * 1024);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .app_data(web::PayloadConfig::new(body_limit))
+            .app_data(
+                web::PathConfig::default()
+                    .error_handler(|e, _| error::json_error_handler(e.into())),
+            )
+            .wrap(actix_web::middleware::from_fn(ops::observe))
+            .configure(routes)
+            .default_service(web::to(ops::not_found))
+    })
+    .client_request_timeout(std::time::Duration::from_secs(30))
+    .keep_alive(std::time::Duration::from_secs(75))
+    .shutdown_timeout(30)
+    .bind(listen)?;
+    let addr = server
+        .addrs()
+        .first()
+        .copied()
+        .ok_or_else(|| anyhow::anyhow!("no address bound"))?;
+    Ok((server.run(), addr))
+}
+
+/// Runs the gateway until SIGINT/SIGTERM.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let listen = config.listen;
+    let app = AppState::connect(config).await?;
+    let (server, addr) = server(app, listen)?;
+    tracing::info!(%addr, "gateway listening");
+    server.await?;
+    Ok(())
+}

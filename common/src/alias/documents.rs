@@ -55,8 +55,17 @@ pub fn registry() -> &'static Registry {
 /// Decodes a token and verifies it fully (every nested signature and
 /// validator), as the reference's `fromToken` does.
 pub fn decode_verified(token: &str, limits: &Limits) -> Result<Value, AliasError> {
+    decode_verified_with(registry(), token, limits)
+}
+
+/// [`decode_verified`] with another registry.
+pub fn decode_verified_with(
+    registry: &Registry,
+    token: &str,
+    limits: &Limits,
+) -> Result<Value, AliasError> {
     let value = from_json_str(token, limits)?;
-    registry().verify(&value)?;
+    registry.verify(&value)?;
     Ok(value)
 }
 

@@ -6,14 +6,20 @@
 mod documents;
 mod policy;
 mod push;
+mod request;
 mod validators;
 
 pub use documents::{
-    decode_verified, grant_body, is_signature_of, registry, revoked_grant_body, AliasError, Basis,
-    BindAuthz, ClientDecl, Contract, ContractScope, Grant, Revocation,
+    decode_verified, decode_verified_with, grant_body, is_signature_of, registry,
+    revoked_grant_body, AliasError, Basis, BindAuthz, ClientDecl, Contract, ContractScope, Grant,
+    Revocation,
 };
 pub use policy::{AcceptancePolicy, PolicyError};
 pub use push::{PushBase, PushId, PushUrlError};
+pub use request::{
+    bank_registry, request_body, validate_bank_request, RequestAuthError, SignedRequest,
+    BANK_REQUEST,
+};
 pub use validators::{
     alias_registry, validate_bind_authz, validate_client_decl, validate_contract, validate_grant,
     BIND_AUTHZ, CLIENT_DECL, CONTRACT, GRANT,

@@ -1,0 +1,383 @@
+//! `POST /alias/process`, `POST /alias/grants` and `POST /alias/bind`:
+//! validating grants and bindings, the reference's newer-grant rule,
+//! revocations, and creating or joining transfers.
+
+use crate::body::Params;
+use crate::error::ApiError;
+use crate::transfers::transfer_json;
+use crate::AppState;
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+use common::alias::{AliasError, BindAuthz, Grant, PolicyError};
+use common::anychain::{from_json_str, DecodeError, Limits};
+use common::jobs::{self, ProcessJob};
+use common::mq::Route;
+use common::state::{now_ms, Begin, NewTransfer, TransferState};
+use std::time::{Duration, Instant};
+
+/// Maps a token error to its status and code.
+pub(crate) fn token_error(e: AliasError, what: &str) -> ApiError {
+    match &e {
+        AliasError::Decode(DecodeError::TooLarge { .. }) => {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.to_string())
+        }
+        AliasError::Decode(DecodeError::TooDeep { .. }) => {
+            ApiError::bad_request("too_deep", e.to_string())
+        }
+        AliasError::Decode(_) => ApiError::bad_request("malformed_token", format!("{what}: {e}")),
+        AliasError::Verify(_) => ApiError::bad_request("invalid_token", e.to_string()),
+        AliasError::WrongType(_) => ApiError::bad_request("wrong_type", e.to_string()),
+        AliasError::PushUrl(_) => ApiError::bad_request("bad_push_destination", e.to_string()),
+        AliasError::Fold(_) | AliasError::Malformed { .. } => {
+            ApiError::bad_request("malformed_token", format!("{what}: {e}"))
+        }
+    }
+}
+
+fn policy_error(e: PolicyError) -> ApiError {
+    match e {
+        PolicyError::Alias(inner) => token_error(inner, "grant"),
+        PolicyError::Push(_) => ApiError::bad_request("bad_push_destination", e.to_string()),
+        other => ApiError::bad_request("policy", other.to_string()),
+    }
+}
+
+#[allow(clippy::cast_precision_loss)]
+fn now_f64() -> f64 {
+    now_ms() as f64
+}
+
+/// A grant accepted by the newer-grant rule.
+pub(crate) struct Effective {
+    /// The grant that counts (the stored one when it is as new or newer).
+    pub grant: Grant,
+    /// Whether the submitted grant was stored (it is the effective one).
+    pub stored: bool,
+}
+
+/// Validates `token` (every signature, the reference validators, the
+/// acceptance policy), the optional `bind`, that the user is known here,
+/// then applies `updateGrant`.
+pub(crate) async fn accept_grant(
+    app: &AppState,
+    token: &str,
+    bind: Option<&str>,
+) -> Result<Effective, ApiError> {
+    let grant =
+        Grant::from_token(token, &app.config.limits).map_err(|e| token_error(e, "grant"))?;
+    app.policy
+        .check_grant(&grant, now_f64())
+        .map_err(policy_error)?;
+    let user = grant.signer_b64();
+    if let Some(bind) = bind.filter(|b| !b.trim().is_empty()) {
+        accept_bind(app, bind, Some(&user)).await?;
+    }
+    if !app.state.is_known_user(&user).await? {
+        return Err(ApiError::forbidden(
+            "unknown_user",
+            "the grant's user is not bound to this data bank and holds no dumps here",
+        ));
+    }
+    let contract_hash = grant
+        .contract_hash()
+        .map_err(|e| token_error(e, "grant"))?
+        .to_b64();
+    let date = grant
+        .date()
+        .and_then(common::anychain::Value::as_f64)
+        .unwrap_or(0.0);
+    let (effective_token, stored) = app
+        .state
+        .update_grant(&user, &contract_hash, date, &grant.to_token())
+        .await?;
+    if stored {
+        return Ok(Effective { grant, stored });
+    }
+    // The stored grant was verified when it was stored (fromSafeToken).
+    let limits = Limits {
+        max_bytes: usize::MAX,
+        max_depth: 128,
+    };
+    let effective = from_json_str(&effective_token, &limits)
+        .map_err(AliasError::from)
+        .and_then(Grant::from_verified)
+        .map_err(|e| ApiError::unavailable("stored grant", e))?;
+    Ok(Effective {
+        grant: effective,
+        stored,
+    })
+}
+
+/// Validates a bind token (signed by `expected_user` when given) for this
+/// data bank's origin and stores it; returns the user.
+pub(crate) async fn accept_bind(
+    app: &AppState,
+    token: &str,
+    expected_user: Option<&str>,
+) -> Result<String, ApiError> {
+    let bind =
+        BindAuthz::from_token(token, &app.config.limits).map_err(|e| token_error(e, "bind"))?;
+    app.policy
+        .check_document(bind.value(), now_f64())
+        .map_err(policy_error)?;
+    let user = common::anychain::b64u_encode(bind.signer());
+    if expected_user.is_some_and(|u| u != user) {
+        return Err(ApiError::forbidden(
+            "bind_mismatch",
+            "the bind token is signed by another user than the grant",
+        ));
+    }
+    if bind.origin() != Some(app.config.public_origin.as_str()) {
+        return Err(ApiError::forbidden(
+            "wrong_origin",
+            format!(
+                "the bind token is for {:?}, this data bank is {}",
+                bind.origin().unwrap_or(""),
+                app.config.public_origin
+            ),
+        ));
+    }
+    app.state.set_binding(&user, token).await?;
+    Ok(user)
+}
+
+/// Creates (or joins) the transfer of an effective grant and queues its
+/// process job. Returns the transfer id and the generation to follow.
+pub(crate) async fn start_transfer(
+    app: &AppState,
+    grant: &Grant,
+) -> Result<(String, Begin), ApiError> {
+    let rule = app.config.push_id;
+    let id = grant
+        .transfer_id(rule)
+        .map_err(|e| token_error(e, "grant"))?
+        .to_b64();
+    let push_url = grant.push_url(rule).map_err(|e| token_error(e, "grant"))?;
+    let grant_hash = grant
+        .grant_hash()
+        .map_err(|e| token_error(e, "grant"))?
+        .to_b64();
+    let token = grant.to_token();
+    let user = grant.signer_b64();
+    let begin = app
+        .state
+        .begin_transfer(
+            &id,
+            &NewTransfer {
+                grant_token: &token,
+                grant_hash: &grant_hash,
+                user: &user,
+                push_url: &push_url,
+                revoked: grant.is_revoked(),
+            },
+        )
+        .await?;
+    if let Some(old) = begin.superseded {
+        tracing::info!(transfer = %id, old, new = begin.generation, "generation superseded by a newer grant");
+    }
+    if !begin.joined {
+        let job = ProcessJob {
+            transfer: id.clone(),
+            generation: begin.generation,
+        };
+        if let Err(e) = app
+            .broker
+            .publish(Route::Process, &jobs::encode(&job), &job.message_id())
+            .await
+        {
+            let reason = format!("could not queue the job: {e}");
+            let _ = app
+                .state
+                .transition(
+                    &id,
+                    begin.generation,
+                    &[TransferState::Accepted],
+                    TransferState::Failed,
+                    Some(&reason),
+                )
+                .await;
+            return Err(ApiError::unavailable("job queue", e));
+        }
+    }
+    Ok((id, begin))
+}
+
+fn wants_async(req: &HttpRequest) -> bool {
+    req.headers()
+        .get_all(header::HeaderName::from_static("prefer"))
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| p.trim().eq_ignore_ascii_case("respond-async"))
+}
+
+fn grant_json(grant: &Grant) -> serde_json::Value {
+    serde_json::from_str(&grant.to_token()).unwrap_or(serde_json::Value::Null)
+}
+
+/// `POST /alias/process`: the client hands in a grant (and optionally the
+/// user's bind token); the data bank runs the transfer.
+pub async fn process(
+    app: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let outcome = process_inner(&app, &req, &body).await;
+    let label = match &outcome {
+        Ok((_, label)) => *label,
+        Err(e) => e.code,
+    };
+    app.metrics.grants.with_label_values(&[label]).inc();
+    outcome.map(|(resp, _)| resp)
+}
+
+async fn process_inner(
+    app: &AppState,
+    req: &HttpRequest,
+    body: &[u8],
+) -> Result<(HttpResponse, &'static str), ApiError> {
+    let params = Params::parse(req, body)?;
+    let token = params.require("grant")?;
+    let effective = accept_grant(app, token, params.get("bind")).await?;
+    let grant = effective.grant;
+    if grant.is_revoked() {
+        if effective.stored {
+            // A new revocation met here: stop what runs and tell the client.
+            start_transfer(app, &grant).await?;
+        }
+        return Err(
+            ApiError::new(StatusCode::GONE, "revoked", "the user revoked this grant")
+                .with("processor", serde_json::json!([]))
+                .with("grant", grant_json(&grant)),
+        );
+    }
+    let (id, begin) = start_transfer(app, &grant).await?;
+    let label = if begin.joined { "joined" } else { "accepted" };
+    let location = format!("/alias/transfers/{id}");
+    if wants_async(req) {
+        let status = transfer_json(app, &id).await?;
+        let resp = HttpResponse::Accepted()
+            .insert_header((header::LOCATION, location))
+            .insert_header(("Preference-Applied", "respond-async"))
+            .json(serde_json::json!({"status": "accepted", "transfer": status, "joined": begin.joined}));
+        return Ok((resp, label));
+    }
+    wait_for(app, &id, begin.generation, &grant, &location)
+        .await
+        .map(|r| (r, label))
+}
+
+/// Waits until generation `generation` of transfer `id` ends, and answers
+/// as the protocol does; after `ALIAS_PROCESS_WAIT_SECS` answers 202.
+async fn wait_for(
+    app: &AppState,
+    id: &str,
+    generation: u64,
+    grant: &Grant,
+    location: &str,
+) -> Result<HttpResponse, ApiError> {
+    let mut events = app.state.subscribe(id);
+    let deadline = Instant::now() + app.config.process_wait;
+    loop {
+        let Some(t) = app.state.transfer(id).await? else {
+            return Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "lost",
+                "the transfer record disappeared",
+            ));
+        };
+        if t.generation != generation {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "superseded",
+                "a newer grant for this contract started a new transfer",
+            )
+            .with("location", serde_json::json!(location)));
+        }
+        if t.state.is_terminal() {
+            let status = transfer_json(app, id).await?;
+            return match t.state {
+                TransferState::Done => {
+                    let files = app.state.files(id, generation).await?;
+                    let processor: Vec<_> = files
+                        .iter()
+                        .map(|f| serde_json::json!({ f.name.clone(): f.blake2b }))
+                        .collect();
+                    Ok(HttpResponse::Ok().json(serde_json::json!({
+                        "status": "ok",
+                        "processor": processor,
+                        "grant": grant_json(grant),
+                        "transfer": status,
+                    })))
+                }
+                TransferState::Cancelled => Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "cancelled",
+                    t.error.unwrap_or_else(|| "transfer cancelled".into()),
+                )
+                .with("transfer", status)),
+                _ => Err(ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    "failed",
+                    t.error.unwrap_or_else(|| "transfer failed".into()),
+                )
+                .with("transfer", status)),
+            };
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            let status = transfer_json(app, id).await?;
+            return Ok(HttpResponse::Accepted()
+                .insert_header((header::LOCATION, location.to_owned()))
+                .json(serde_json::json!({"status": "accepted", "transfer": status})));
+        }
+        // Wake on the next event; re-read at least every few seconds in case
+        // an event was lost while the subscription reconnected.
+        let _ = tokio::time::timeout(left.min(Duration::from_secs(5)), events.recv()).await;
+    }
+}
+
+/// `POST /alias/grants`: stores a grant signed by the user (the token as
+/// the body, or `grant=` as JSON or form). A newer revoked grant cancels
+/// the running transfer and queues the notice to the client.
+pub async fn store_grant(
+    app: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let params = Params::parse(&req, &body)?;
+    let token = params
+        .get_or_raw("grant")
+        .ok_or_else(|| ApiError::bad_request("missing_parameter", "missing parameter 'grant'"))?;
+    let effective = accept_grant(&app, token, params.get("bind")).await?;
+    let mut transfer = serde_json::Value::Null;
+    if effective.stored && effective.grant.is_revoked() {
+        let (id, _) = start_transfer(&app, &effective.grant).await?;
+        transfer = transfer_json(&app, &id).await?;
+    }
+    let contract_hash = effective
+        .grant
+        .contract_hash()
+        .map_err(|e| token_error(e, "grant"))?
+        .to_b64();
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "status": "ok",
+        "stored": effective.stored,
+        "contract": contract_hash,
+        "grant": grant_json(&effective.grant),
+        "transfer": transfer,
+    })))
+}
+
+/// `POST /alias/bind`: stores the user's `alias.bindAuthz` for this origin.
+pub async fn bind(
+    app: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let params = Params::parse(&req, &body)?;
+    let token = params
+        .get_or_raw("bind")
+        .ok_or_else(|| ApiError::bad_request("missing_parameter", "missing parameter 'bind'"))?;
+    let user = accept_bind(&app, token, None).await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({"status": "ok", "user": user})))
+}

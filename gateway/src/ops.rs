@@ -1,0 +1,230 @@
+//! Discovery, health, readiness, Prometheus metrics, request observation
+//! and per-address rate limiting.
+
+use crate::error::ApiError;
+use crate::AppState;
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::StatusCode;
+use actix_web::middleware::Next;
+use actix_web::{web, HttpResponse};
+use common::mq::{Queue, Route};
+use governor::clock::DefaultClock;
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::{Quota, RateLimiter};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
+};
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::time::Instant;
+
+/// `GET /alias/`: what this server is and where its endpoints are.
+pub async fn discovery(app: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header(("Access-Control-Allow-Origin", "*"))
+        .json(serde_json::json!({
+            "what": "alias authz server",
+            "reqPath": "/request",
+            "processPath": "/alias/process",
+            "transfersPath": "/alias/transfers/",
+            "origin": app.config.public_origin,
+            "software": concat!("alias-bank ", env!("CARGO_PKG_VERSION")),
+        }))
+}
+
+/// `GET /healthz`: the process is up.
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
+}
+
+/// `GET /readyz`: Redis and RabbitMQ are reachable.
+pub async fn readyz(app: web::Data<AppState>) -> HttpResponse {
+    let redis = app.state.ping().await;
+    let rabbitmq = app.broker.is_healthy().await;
+    let body = serde_json::json!({
+        "status": if redis && rabbitmq { "ok" } else { "unavailable" },
+        "redis": redis,
+        "rabbitmq": rabbitmq,
+    });
+    if redis && rabbitmq {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}
+
+/// Fallback for unknown routes.
+pub async fn not_found() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "no such endpoint",
+    ))
+}
+
+/// The gateway's Prometheus metrics.
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    latency: HistogramVec,
+    /// Outcomes of grant submissions (`accepted`, `joined`, refusal codes).
+    pub grants: IntCounterVec,
+    transfers: IntGaugeVec,
+    queues: IntGaugeVec,
+}
+
+impl Metrics {
+    /// Registers the metrics.
+    pub fn new() -> anyhow::Result<Metrics> {
+        let registry = Registry::new_custom(Some("alias".into()), None)?;
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "http_requests_total",
+                "HTTP requests by route, method and status",
+            ),
+            &["route", "method", "status"],
+        )?;
+        let latency = HistogramVec::new(
+            HistogramOpts::new(
+                "http_request_duration_seconds",
+                "HTTP request latency by route",
+            )
+            .buckets(vec![
+                0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 300.0,
+            ]),
+            &["route"],
+        )?;
+        let grants = IntCounterVec::new(
+            Opts::new("grant_submissions_total", "grant submissions by outcome"),
+            &["outcome"],
+        )?;
+        let transfers = IntGaugeVec::new(
+            Opts::new("transfers", "transfers in Redis by state"),
+            &["state"],
+        )?;
+        let queues = IntGaugeVec::new(
+            Opts::new("queue_messages", "messages waiting in RabbitMQ by queue"),
+            &["queue"],
+        )?;
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(latency.clone()))?;
+        registry.register(Box::new(grants.clone()))?;
+        registry.register(Box::new(transfers.clone()))?;
+        registry.register(Box::new(queues.clone()))?;
+        Ok(Metrics {
+            registry,
+            requests,
+            latency,
+            grants,
+            transfers,
+            queues,
+        })
+    }
+}
+
+/// `GET /metrics`: Prometheus text format; transfer and queue gauges are
+/// read at scrape time.
+pub async fn metrics(app: web::Data<AppState>) -> HttpResponse {
+    if let Ok(counts) = app.state.count_by_state().await {
+        for state in common::state::TransferState::ALL {
+            let n = counts.get(&state).copied().unwrap_or(0);
+            app.metrics
+                .transfers
+                .with_label_values(&[state.as_str()])
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+    }
+    for (label, queue) in [
+        ("process", Queue::Work(Route::Process)),
+        ("push", Queue::Work(Route::Push)),
+        ("dead", Queue::Dead),
+    ] {
+        if let Ok(depth) = app.broker.queue_depth(queue).await {
+            app.metrics
+                .queues
+                .with_label_values(&[label])
+                .set(i64::from(depth));
+        }
+    }
+    let mut out = Vec::new();
+    if let Err(e) = prometheus::TextEncoder::new().encode(&app.metrics.registry.gather(), &mut out)
+    {
+        return HttpResponse::InternalServerError().body(e.to_string());
+    }
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(out)
+}
+
+/// Requests per second per client address, with a burst of twice that.
+pub struct Limiter(RateLimiter<IpAddr, DefaultKeyedStateStore<IpAddr>, DefaultClock>);
+
+impl Limiter {
+    /// A limiter allowing `per_sec` requests per second per address.
+    pub fn new(per_sec: u32) -> Limiter {
+        let rate = NonZeroU32::new(per_sec).unwrap_or(NonZeroU32::MIN);
+        let burst = NonZeroU32::new(per_sec.saturating_mul(2)).unwrap_or(rate);
+        Limiter(RateLimiter::keyed(
+            Quota::per_second(rate).allow_burst(burst),
+        ))
+    }
+
+    fn check(&self, ip: IpAddr) -> Result<(), u64> {
+        self.0.check_key(&ip).map_err(|not_until| {
+            let wait =
+                not_until.wait_time_from(governor::clock::Clock::now(&DefaultClock::default()));
+            wait.as_secs().max(1)
+        })
+    }
+}
+
+/// Middleware: rate limiting (not for health and metrics), request
+/// metrics by route pattern, and a log line per request.
+pub async fn observe(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let started = Instant::now();
+    let route = req
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = req.method().to_string();
+    let app = req.app_data::<web::Data<AppState>>().cloned();
+    let exempt = matches!(route.as_str(), "/healthz" | "/readyz" | "/metrics");
+    if let (Some(app), false) = (&app, exempt) {
+        if let Some(ip) = req.peer_addr().map(|a| a.ip()) {
+            if let Err(retry) = app.limiter.check(ip) {
+                app.metrics
+                    .requests
+                    .with_label_values(&[&route, &method, "429"])
+                    .inc();
+                let err = ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    "too many requests from this address",
+                );
+                let mut resp = actix_web::ResponseError::error_response(&err);
+                if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&retry.to_string()) {
+                    resp.headers_mut()
+                        .insert(actix_web::http::header::RETRY_AFTER, v);
+                }
+                return Err(actix_web::error::InternalError::from_response(err, resp).into());
+            }
+        }
+    }
+    let res = next.call(req).await?;
+    let status = res.status().as_u16().to_string();
+    if let Some(app) = app {
+        app.metrics
+            .requests
+            .with_label_values(&[&route, &method, &status])
+            .inc();
+        app.metrics
+            .latency
+            .with_label_values(&[&route])
+            .observe(started.elapsed().as_secs_f64());
+    }
+    tracing::debug!(%route, %method, %status, ms = started.elapsed().as_millis() as u64, "request");
+    Ok(res)
+}

@@ -1,0 +1,123 @@
+//! `GET /alias/transfers/{id}` and its Server-Sent Events.
+
+use crate::error::ApiError;
+use crate::AppState;
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse};
+use common::state::TransferEvent;
+use futures_util::stream::{self, StreamExt};
+use std::time::Duration;
+
+fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// The status document of a transfer: its record and its files.
+pub(crate) async fn transfer_json(app: &AppState, id: &str) -> Result<serde_json::Value, ApiError> {
+    let Some(t) = app.state.transfer(id).await? else {
+        return Ok(serde_json::Value::Null);
+    };
+    let files = app.state.files(id, t.generation).await?;
+    let mut value = serde_json::to_value(&t).unwrap_or_default();
+    if let Some(obj) = value.as_object_mut() {
+        obj.insert(
+            "files".into(),
+            serde_json::to_value(
+                files
+                    .iter()
+                    .map(|f| {
+                        serde_json::json!({
+                            "name": f.name, "scope": f.scope, "size": f.size,
+                            "blake2b": f.blake2b, "offset": f.offset,
+                        })
+                    })
+                    .collect::<Vec<_>>(),
+            )
+            .unwrap_or_default(),
+        );
+    }
+    Ok(value)
+}
+
+/// `GET /alias/transfers/{id}`.
+pub async fn status(
+    app: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    if !valid_id(&id) {
+        return Err(ApiError::bad_request("bad_id", "not a transfer id"));
+    }
+    match transfer_json(&app, &id).await? {
+        serde_json::Value::Null => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such transfer",
+        )),
+        value => Ok(HttpResponse::Ok().json(value)),
+    }
+}
+
+/// `GET /alias/transfers/{id}/events`: the current status, then every
+/// change, as Server-Sent Events; the stream ends with the transfer.
+pub async fn events(
+    app: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    if !valid_id(&id) {
+        return Err(ApiError::bad_request("bad_id", "not a transfer id"));
+    }
+    let rx = app.state.subscribe(&id);
+    let first = transfer_json(&app, &id).await?;
+    if first.is_null() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such transfer",
+        ));
+    }
+    let terminal = |v: &serde_json::Value| {
+        matches!(
+            v.get("state").and_then(|s| s.as_str()),
+            Some("done" | "failed" | "cancelled")
+        )
+    };
+    let done_at_start = terminal(&first);
+    let head = stream::once(async move { sse("status", &first) });
+    let tail = stream::unfold((rx, done_at_start), move |(mut rx, done)| async move {
+        if done {
+            return None;
+        }
+        loop {
+            match tokio::time::timeout(Duration::from_secs(15), rx.recv()).await {
+                Err(_) => return Some((keepalive(), (rx, false))),
+                Ok(Ok(TransferEvent { transfer, kind })) => {
+                    let value = serde_json::to_value(&transfer).unwrap_or_default();
+                    let end = transfer.state.is_terminal();
+                    return Some((sse(&kind, &value), (rx, end)));
+                }
+                Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => continue,
+                Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => return None,
+            }
+        }
+    });
+    Ok(HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header(("Cache-Control", "no-cache"))
+        .insert_header(("X-Accel-Buffering", "no"))
+        .streaming(head.chain(tail)))
+}
+
+fn sse(kind: &str, value: &serde_json::Value) -> Result<web::Bytes, actix_web::Error> {
+    Ok(web::Bytes::from(format!(
+        "event: {kind}\ndata: {value}\n\n"
+    )))
+}
+
+fn keepalive() -> Result<web::Bytes, actix_web::Error> {
+    Ok(web::Bytes::from_static(b": keep-alive\n\n"))
+}
