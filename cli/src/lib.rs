@@ -2,6 +2,8 @@
 //! verification, tokens and grant inspection, for operators, client
 //! developers and tests.
 
+mod dump;
+
 use anyhow::{anyhow, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use common::alias::{
@@ -95,10 +97,60 @@ enum Command {
     /// Grant helpers.
     #[command(subcommand)]
     Grant(GrantCommand),
+    /// A user's dumps on a data bank (requests signed with the user's key).
+    #[command(subcommand)]
+    Dump(DumpCommand),
     /// Parse a scope (object JSON or the string grammar) and print both forms.
     Scope {
         /// `provider.path[filter,…].{field,…}` or a JSON scope object.
         scope: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DumpCommand {
+    /// Upload a dump (zip or tar.gz export), with a progress bar.
+    Upload {
+        /// The user's secret key file.
+        #[arg(long)]
+        key: PathBuf,
+        /// The gateway's base URL, e.g. http://127.0.0.1:8080.
+        #[arg(long)]
+        gateway: String,
+        /// The provider of the export (google, facebook, amazon, …).
+        #[arg(long)]
+        provider: String,
+        /// Name to store it under (default: the file name).
+        #[arg(long)]
+        name: Option<String>,
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
+        /// The export file.
+        file: PathBuf,
+    },
+    /// List the user's dumps.
+    List {
+        /// The user's secret key file.
+        #[arg(long)]
+        key: PathBuf,
+        /// The gateway's base URL.
+        #[arg(long)]
+        gateway: String,
+    },
+    /// Delete one of the user's dumps.
+    Delete {
+        /// The user's secret key file.
+        #[arg(long)]
+        key: PathBuf,
+        /// The gateway's base URL.
+        #[arg(long)]
+        gateway: String,
+        /// The provider.
+        #[arg(long)]
+        provider: String,
+        /// The dump's name.
+        name: String,
     },
 }
 
@@ -421,6 +473,37 @@ pub fn run(cli: Cli, out: &mut impl Write) -> Result<ExitCode> {
                 "the signed grant does not verify (check --consent against the contract)",
             )?;
             writeln!(out, "{}", to_token(&signed))?;
+        }
+        Command::Dump(command) => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let result = runtime.block_on(async {
+                match command {
+                    DumpCommand::Upload {
+                        key,
+                        gateway,
+                        provider,
+                        name,
+                        quiet,
+                        file,
+                    } => {
+                        let key = read_key(&key)?;
+                        dump::upload(&key, &gateway, &provider, name.as_deref(), &file, !quiet)
+                            .await
+                    }
+                    DumpCommand::List { key, gateway } => {
+                        dump::list(&read_key(&key)?, &gateway).await
+                    }
+                    DumpCommand::Delete {
+                        key,
+                        gateway,
+                        provider,
+                        name,
+                    } => dump::delete(&read_key(&key)?, &gateway, &provider, &name).await,
+                }
+            })?;
+            writeln!(out, "{}", serde_json::to_string_pretty(&result)?)?;
         }
         Command::Scope { scope } => {
             let parsed = if scope.trim_start().starts_with('{') {

@@ -532,15 +532,12 @@ async fn broker_connection_loss_during_publishing_loses_no_accepted_job() {
     let mut accepted = 0;
     for i in 0..n {
         if i == 10 {
-            let out = std::process::Command::new("rabbitmqctl")
-                .args(["close_all_connections", "gateway test"])
-                .output()
-                .expect("rabbitmqctl runs");
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            // Only this gateway's connection, not the other tests'.
+            let needle = format!("alias-bank {}", bank.app.config.namespace);
+            let closed = tokio::task::spawn_blocking(move || {
+                common::mq::testing::close_connections(&needle)
+            });
+            assert!(closed.await.unwrap().unwrap() >= 1);
         }
         let c = contract(&format!("Client {i}"), "client.example");
         let (status, body, _) = process_async(&bank, &grant(&user, &c, now())).await;

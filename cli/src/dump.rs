@@ -1,0 +1,151 @@
+//! `aliasctl dump …`: uploads, lists and deletes a user's dumps on a data
+//! bank, each request signed with the user's key (`alias.bank.request`).
+
+use anyhow::{bail, Context, Result};
+use common::alias::request_body;
+use common::anychain::{sign, to_token, SigningKey};
+use futures_util::StreamExt;
+use indicatif::{ProgressBar, ProgressStyle};
+use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+use std::path::Path;
+
+/// The gateway's origin as users bind to it (`GET /alias/` tells it).
+async fn origin(http: &reqwest::Client, gateway: &str) -> Result<String> {
+    let d: serde_json::Value = http
+        .get(format!("{gateway}/alias/"))
+        .send()
+        .await
+        .with_context(|| format!("reaching {gateway}"))?
+        .error_for_status()?
+        .json()
+        .await?;
+    d.get("origin")
+        .and_then(|o| o.as_str())
+        .map(str::to_owned)
+        .context("the gateway did not say its origin")
+}
+
+#[allow(clippy::cast_precision_loss)]
+fn authorization(
+    key: &SigningKey,
+    method: &str,
+    path: &str,
+    origin: &str,
+    size: Option<u64>,
+) -> Result<String> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis() as f64;
+    let signed = sign(key, request_body(method, path, origin, size), now)?;
+    Ok(format!(
+        "Alias {}",
+        utf8_percent_encode(&to_token(&signed), NON_ALPHANUMERIC)
+    ))
+}
+
+async fn answer(resp: reqwest::Response) -> Result<serde_json::Value> {
+    let status = resp.status();
+    let body: serde_json::Value = resp.json().await.unwrap_or_default();
+    if !status.is_success() {
+        let reason = body.get("reason").and_then(|r| r.as_str()).unwrap_or("");
+        bail!("{status}: {reason}");
+    }
+    Ok(body)
+}
+
+/// Uploads `file` as dump `name` (default: the file name) of `provider`.
+pub async fn upload(
+    key: &SigningKey,
+    gateway: &str,
+    provider: &str,
+    name: Option<&str>,
+    file: &Path,
+    progress: bool,
+) -> Result<serde_json::Value> {
+    let gateway = gateway.trim_end_matches('/');
+    let name = match name {
+        Some(n) => n.to_owned(),
+        None => file
+            .file_name()
+            .and_then(|n| n.to_str())
+            .context("the file has no usable name; pass --name")?
+            .to_owned(),
+    };
+    let size = tokio::fs::metadata(file)
+        .await
+        .with_context(|| format!("reading {}", file.display()))?
+        .len();
+    let http = reqwest::Client::new();
+    let origin = origin(&http, gateway).await?;
+    let path = format!("/alias/dumps/{provider}/{name}");
+    let auth = authorization(key, "PUT", &path, &origin, Some(size))?;
+    let bar = if progress {
+        let bar = ProgressBar::new(size);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{msg} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        bar.set_message(name.clone());
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+    let reader = tokio::fs::File::open(file).await?;
+    let counter = bar.clone();
+    let stream =
+        tokio_util::io::ReaderStream::with_capacity(reader, 1 << 20).inspect(move |chunk| {
+            if let Ok(bytes) = chunk {
+                counter.inc(bytes.len() as u64);
+            }
+        });
+    let resp = http
+        .put(format!("{gateway}{path}"))
+        .header("Authorization", auth)
+        .header("Content-Length", size)
+        .header("Content-Type", "application/octet-stream")
+        .body(reqwest::Body::wrap_stream(stream))
+        .send()
+        .await
+        .with_context(|| format!("uploading to {gateway}"))?;
+    bar.finish();
+    answer(resp).await
+}
+
+/// Lists the user's dumps.
+pub async fn list(key: &SigningKey, gateway: &str) -> Result<serde_json::Value> {
+    let gateway = gateway.trim_end_matches('/');
+    let http = reqwest::Client::new();
+    let origin = origin(&http, gateway).await?;
+    let auth = authorization(key, "GET", "/alias/dumps", &origin, None)?;
+    answer(
+        http.get(format!("{gateway}/alias/dumps"))
+            .header("Authorization", auth)
+            .send()
+            .await?,
+    )
+    .await
+}
+
+/// Deletes one of the user's dumps.
+pub async fn delete(
+    key: &SigningKey,
+    gateway: &str,
+    provider: &str,
+    name: &str,
+) -> Result<serde_json::Value> {
+    let gateway = gateway.trim_end_matches('/');
+    let http = reqwest::Client::new();
+    let origin = origin(&http, gateway).await?;
+    let path = format!("/alias/dumps/{provider}/{name}");
+    let auth = authorization(key, "DELETE", &path, &origin, None)?;
+    answer(
+        http.delete(format!("{gateway}{path}"))
+            .header("Authorization", auth)
+            .send()
+            .await?,
+    )
+    .await
+}

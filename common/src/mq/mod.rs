@@ -1,0 +1,69 @@
+//! RabbitMQ: the namespaced topology, confirmed publishing, consuming with
+//! manual acks, delayed retries and the dead-letter queue.
+//!
+//! Messages carry ids, never data (see `DESIGN.md`); bodies are small JSON
+//! documents from [`crate::jobs`].
+//!
+//! # Topology
+//!
+//! Every name starts with the namespace (`ALIAS_NAMESPACE`, e.g. `alias`):
+//!
+//! | name | kind | arguments | bound with |
+//! |---|---|---|---|
+//! | `{ns}` | durable direct exchange | | |
+//! | `{ns}.process`, `{ns}.push` | quorum queues (work) | dead-letter to `{ns}`/`dead` at least once, delivery limit [`DELIVERY_LIMIT`] | `process`, `push` |
+//! | `{ns}.dead` | quorum queue | no practical delivery limit | `dead` |
+//! | `{ns}.retry.{route}.{ms}` | quorum queues, declared on demand | message TTL `ms`, dead-letter to `{ns}`/`{route}` at least once | (default exchange) |
+//!
+//! Everything is declared idempotently with the same arguments every time,
+//! at start and after every reconnection. Changing an argument of an existing
+//! queue makes the declaration fail (`PRECONDITION_FAILED`): such a change
+//! needs a new namespace or a manual migration.
+//!
+//! **Delayed retries** ([`Broker::publish_delayed`]) park the message in a
+//! retry queue whose message TTL sends it back to its work queue. Delays are
+//! rounded *up* to one of the fixed [`RETRY_BUCKETS`] (1 s, 5 s, 30 s, 2 min,
+//! 10 min, 1 h; longer delays use the 1 h bucket), so there are at most
+//! 2 × 6 retry queues per namespace and every queue holds messages of a
+//! single TTL (expiry happens at the head of a queue, so one TTL per queue
+//! keeps the order right).
+//!
+//! **Dead letters** land in `{ns}.dead`: explicitly through
+//! [`Broker::dead_letter`] (headers `x-alias-route` and `x-alias-reason`), or
+//! by the broker for a message [rejected](Delivery::reject) by a worker or
+//! delivered more than [`DELIVERY_LIMIT`] times (RabbitMQ's `x-death` header
+//! then tells the queue and the reason). [`Broker::dead_letters`] lists them,
+//! [`Broker::replay_dead`] moves them back to their work queue.
+//!
+//! # Guarantees
+//!
+//! * [`Broker::publish`] returns `Ok` only once the broker confirmed the
+//!   message (persistent, routed to its queue); broken connections are
+//!   reconnected and the publish retried within
+//!   [`BrokerConfig::publish_timeout`]. A retried publish may store the
+//!   message twice: consumers are idempotent (at-least-once delivery).
+//! * A [`Consumer`] survives broker restarts and dropped connections: it
+//!   re-subscribes with backoff; deliveries that were not acked are
+//!   redelivered by the broker ([`Delivery::redelivered`]).
+//! * Settling a delivery whose channel died is an error
+//!   ([`MqError::Closed`]), never a panic; the broker redelivers the message.
+//!
+//! Reconnection uses exponential backoff (100 ms doubling to 5 s by default)
+//! with jitter; one [`Broker`] holds one connection, a publisher channel with
+//! confirms and one channel per consumer.
+
+mod admin;
+mod backoff;
+mod broker;
+mod consumer;
+mod dead;
+mod error;
+mod publish;
+pub mod testing;
+mod topology;
+
+pub use broker::{Broker, BrokerConfig};
+pub use consumer::{Consumer, Delivery};
+pub use dead::DeadLetter;
+pub use error::MqError;
+pub use topology::{retry_bucket, Queue, Route, Topology, DELIVERY_LIMIT, RETRY_BUCKETS};

@@ -1,0 +1,179 @@
+//! Gateway throughput against the real local Redis and RabbitMQ: accepted
+//! `POST /alias/process` per second (async mode; every request a new grant,
+//! so each one validates two signatures, applies the policy, stores the
+//! grant, creates a transfer and publishes a confirmed persistent job),
+//! beside `GET /alias/` on the same server in the same run.
+//!
+//! `cargo bench -p alias-gateway --bench process [-- REQUESTS CONCURRENCY]`
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use common::alias::grant_body;
+use common::anychain::{sign, signing_key_from_seed, to_token, Dict, Value};
+use common::config::Config;
+use futures_util::stream::{self, StreamExt};
+use std::time::Instant;
+
+fn contract(i: usize) -> Value {
+    let client_key = signing_key_from_seed(&[1; 32]);
+    let decl = Dict::new()
+        .with("type", "alias.client.decl")
+        .with("name", format!("Client {i}"))
+        .with("domain", "client.example")
+        .with("crypto", Dict::new());
+    let client = sign(&client_key, Value::Dict(decl), 1_574_158_519_000.0).unwrap();
+    let scope = |p: &str| Value::Dict(Dict::new().with("provider", "google").with("path", p));
+    let group = |s: Vec<Value>| {
+        Value::Dict(
+            Dict::new()
+                .with("scopes", Value::List(s))
+                .with("usages", Value::List(vec![])),
+        )
+    };
+    Value::Dict(
+        Dict::new()
+            .with("type", "alias.contract")
+            .with("client", client)
+            .with(
+                "legal",
+                Dict::new()
+                    .with("usage", "benchmark")
+                    .with("storage_duration", "1 year"),
+            )
+            .with(
+                "base",
+                Dict::new()
+                    .with("contractual", group(vec![scope("my_activity.search")]))
+                    .with(
+                        "consent",
+                        Value::List(vec![group(vec![
+                            scope("youtube.watch_history"),
+                            scope("chrome.history"),
+                        ])]),
+                    ),
+            ),
+    )
+}
+
+async fn rate(
+    http: &reqwest::Client,
+    n: usize,
+    concurrency: usize,
+    make: impl Fn(usize) -> reqwest::RequestBuilder,
+    want: reqwest::StatusCode,
+) -> f64 {
+    let requests: Vec<_> = (0..n).map(&make).collect();
+    let _ = http;
+    let started = Instant::now();
+    let ok = stream::iter(requests)
+        .map(|r| async move { r.send().await.map(|resp| resp.status()) })
+        .buffer_unordered(concurrency)
+        .filter(|s| std::future::ready(matches!(s, Ok(s) if *s == want)))
+        .count()
+        .await;
+    let secs = started.elapsed().as_secs_f64();
+    assert_eq!(ok, n, "only {ok} of {n} requests answered {want}");
+    n as f64 / secs
+}
+
+fn main() {
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let n = args.first().copied().unwrap_or(2000);
+    let concurrency = args.get(1).copied().unwrap_or(32);
+    actix_web::rt::System::new().block_on(async move {
+        let dir = tempfile::tempdir().unwrap();
+        let ns = format!("bench{}", uuid::Uuid::new_v4().simple());
+        let config = Config::from_pairs(&[
+            ("ALIAS_NAMESPACE", ns.as_str()),
+            ("ALIAS_STORAGE_URL", dir.path().to_str().unwrap()),
+            ("ALIAS_LISTEN", "127.0.0.1:0"),
+            ("ALIAS_PUBLIC_ORIGIN", "http://bank.test"),
+            ("ALIAS_RATE_PER_SEC", "100000000"),
+        ])
+        .unwrap();
+        let app = gateway::AppState::connect(config.clone()).await.unwrap();
+        let (server, addr) = gateway::server(app.clone(), config.listen).unwrap();
+        actix_web::rt::spawn(server);
+        let base = format!("http://{addr}");
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(concurrency)
+            .build()
+            .unwrap();
+
+        let user = signing_key_from_seed(&[2; 32]);
+        let bind = to_token(
+            &sign(
+                &user,
+                Value::Dict(
+                    Dict::new()
+                        .with("type", "alias.bindAuthz")
+                        .with("origin", "http://bank.test"),
+                ),
+                common::state::now_ms() as f64,
+            )
+            .unwrap(),
+        );
+        let r = http
+            .post(format!("{base}/alias/bind"))
+            .json(&serde_json::json!({"bind": bind}))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success());
+        eprintln!("signing {n} grants…");
+        let now = common::state::now_ms() as f64;
+        let grants: Vec<String> = (0..n)
+            .map(|i| {
+                let body = grant_body(&contract(i), vec![vec![true, false]], vec![]).unwrap();
+                to_token(&sign(&user, body, now).unwrap())
+            })
+            .collect();
+
+        // Warm-up (connections, JIT of nothing, Redis scripts loaded).
+        rate(
+            &http,
+            200,
+            concurrency,
+            |_| http.get(format!("{base}/alias/")),
+            reqwest::StatusCode::OK,
+        )
+        .await;
+        let discovery = rate(
+            &http,
+            n * 5,
+            concurrency,
+            |_| http.get(format!("{base}/alias/")),
+            reqwest::StatusCode::OK,
+        )
+        .await;
+        let process = rate(
+            &http,
+            n,
+            concurrency,
+            |i| {
+                http.post(format!("{base}/alias/process"))
+                    .header("Prefer", "respond-async")
+                    .json(&serde_json::json!({"grant": grants[i]}))
+            },
+            reqwest::StatusCode::ACCEPTED,
+        )
+        .await;
+        let queued = app
+            .broker
+            .queue_depth(common::mq::Queue::Work(common::mq::Route::Process))
+            .await
+            .unwrap();
+        println!();
+        println!("| measure (concurrency {concurrency}) | requests/s |");
+        println!("|---|---|");
+        println!("| baseline: GET /alias/ | {discovery:.0} |");
+        println!("| POST /alias/process accepted (async, new grant each) | {process:.0} |");
+        println!("| ratio process / discovery | {:.3} |", process / discovery);
+        println!("| jobs queued | {queued} (of {n}) |");
+        app.broker.delete_topology().await;
+        app.state.purge_namespace().await.unwrap();
+    });
+}
