@@ -529,6 +529,18 @@ mod tests {
     }
 
     #[test]
+    fn readme_lists_every_variable() {
+        let readme = include_str!("../../README.md");
+        for (var, default, _) in VARIABLES {
+            let row = format!("| `{var}` | `{default}` |");
+            assert!(
+                readme.contains(&row),
+                "README configuration table lacks {row}"
+            );
+        }
+    }
+
+    #[test]
     fn every_key_is_documented() {
         for key in KEYS {
             let var = format!("ALIAS_{}", key.to_ascii_uppercase());
