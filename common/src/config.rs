@@ -118,6 +118,56 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "604800",
         "how long finished transfers stay in Redis",
     ),
+    (
+        "ALIAS_WORKER_CONCURRENCY",
+        "2",
+        "jobs a processor or pusher works on at once",
+    ),
+    (
+        "ALIAS_WORK_DIR",
+        "(system temp)",
+        "scratch directory of the processor for archives being built",
+    ),
+    (
+        "ALIAS_CATALOG_DIR",
+        "(embedded)",
+        "directory whose provider catalogs (google.toml, …) replace the embedded ones",
+    ),
+    (
+        "ALIAS_PUSH_CHUNK",
+        "2097152",
+        "largest chunk the pusher sends, in bytes",
+    ),
+    (
+        "ALIAS_PUSH_PER_CLIENT",
+        "4",
+        "concurrent pushes per client domain across all pushers",
+    ),
+    (
+        "ALIAS_PUSH_ATTEMPTS",
+        "8",
+        "attempts per push request before the job waits in the retry queue",
+    ),
+    (
+        "ALIAS_PUSH_BUDGET_SECS",
+        "3600",
+        "total time a push job may spend retrying before the transfer fails",
+    ),
+    (
+        "ALIAS_PUSH_RUN_BYTES",
+        "268435456",
+        "bytes pushed per delivery before the job is re-queued with its progress",
+    ),
+    (
+        "ALIAS_BREAKER_FAILURES",
+        "5",
+        "consecutive failures that open a client's circuit breaker",
+    ),
+    (
+        "ALIAS_BREAKER_COOLDOWN_SECS",
+        "60",
+        "how long an open breaker holds a client's pushes",
+    ),
     ("ALIAS_LOG_JSON", "false", "write logs as JSON lines"),
     (
         "RUST_LOG",
@@ -151,6 +201,16 @@ struct Raw {
     process_wait_secs: u64,
     rate_per_sec: u64,
     finished_ttl_secs: u64,
+    worker_concurrency: u64,
+    work_dir: String,
+    catalog_dir: String,
+    push_chunk: u64,
+    push_per_client: u64,
+    push_attempts: u64,
+    push_budget_secs: u64,
+    push_run_bytes: u64,
+    breaker_failures: u64,
+    breaker_cooldown_secs: u64,
 }
 
 impl Default for Raw {
@@ -177,6 +237,16 @@ impl Default for Raw {
             process_wait_secs: 3600,
             rate_per_sec: 20,
             finished_ttl_secs: 7 * 24 * 3600,
+            worker_concurrency: 2,
+            work_dir: String::new(),
+            catalog_dir: String::new(),
+            push_chunk: 2 * 1024 * 1024,
+            push_per_client: 4,
+            push_attempts: 8,
+            push_budget_secs: 3600,
+            push_run_bytes: 256 * 1024 * 1024,
+            breaker_failures: 5,
+            breaker_cooldown_secs: 60,
         }
     }
 }
@@ -216,6 +286,26 @@ pub struct Config {
     pub rate_per_sec: u32,
     /// TTL of finished transfers.
     pub finished_ttl: Duration,
+    /// Jobs in flight per worker.
+    pub worker_concurrency: usize,
+    /// Scratch directory for archives being built.
+    pub work_dir: PathBuf,
+    /// Directory of catalog overrides.
+    pub catalog_dir: Option<PathBuf>,
+    /// Largest push chunk.
+    pub push_chunk: u64,
+    /// Concurrent pushes per client domain.
+    pub push_per_client: u32,
+    /// Attempts per push request.
+    pub push_attempts: u32,
+    /// Retry budget of a push job.
+    pub push_budget: Duration,
+    /// Bytes pushed per delivery.
+    pub push_run_bytes: u64,
+    /// Failures that open a client's breaker.
+    pub breaker_failures: u32,
+    /// How long a breaker stays open.
+    pub breaker_cooldown: Duration,
 }
 
 /// A configuration that cannot be used.
@@ -479,6 +569,36 @@ impl Raw {
                 "ALIAS_FINISHED_TTL_SECS",
                 self.finished_ttl_secs,
             )?),
+            worker_concurrency: usize::try_from(positive(
+                "ALIAS_WORKER_CONCURRENCY",
+                self.worker_concurrency,
+            )?)
+            .unwrap_or(1),
+            work_dir: if self.work_dir.is_empty() {
+                std::env::temp_dir()
+            } else {
+                PathBuf::from(&self.work_dir)
+            },
+            catalog_dir: (!self.catalog_dir.is_empty()).then(|| PathBuf::from(&self.catalog_dir)),
+            push_chunk: positive("ALIAS_PUSH_CHUNK", self.push_chunk)?,
+            push_per_client: u32::try_from(positive(
+                "ALIAS_PUSH_PER_CLIENT",
+                self.push_per_client,
+            )?)
+            .unwrap_or(u32::MAX),
+            push_attempts: u32::try_from(positive("ALIAS_PUSH_ATTEMPTS", self.push_attempts)?)
+                .unwrap_or(u32::MAX),
+            push_budget: Duration::from_secs(positive(
+                "ALIAS_PUSH_BUDGET_SECS",
+                self.push_budget_secs,
+            )?),
+            push_run_bytes: positive("ALIAS_PUSH_RUN_BYTES", self.push_run_bytes)?,
+            breaker_failures: u32::try_from(positive(
+                "ALIAS_BREAKER_FAILURES",
+                self.breaker_failures,
+            )?)
+            .unwrap_or(u32::MAX),
+            breaker_cooldown: Duration::from_secs(self.breaker_cooldown_secs),
         })
     }
 }

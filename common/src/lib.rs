@@ -13,6 +13,7 @@
 //! * [`storage`] — resource storage (local directory or S3-compatible).
 //! * [`jobs`] — the messages that travel on RabbitMQ (ids, never data).
 //! * [`telemetry`] — logging set-up.
+//! * [`worker`] — the supervised queue consumer both worker kinds run.
 //! * [`js`] — the few JavaScript semantics the reference relies on
 //!   (truthiness, loose equality, relational comparison, number formatting).
 
@@ -26,3 +27,4 @@ pub mod scope;
 pub mod state;
 pub mod storage;
 pub mod telemetry;
+pub mod worker;

@@ -271,6 +271,24 @@ redis.call('LTRIM', KEYS[2], 0, 999)
 return {1, ARGV[3]}
 ";
 
+const RESTART_LUA: &str = r"
+local t = KEYS[1]
+local gen = tonumber(redis.call('HGET', t, 'generation') or '-1')
+if gen ~= tonumber(ARGV[1]) then return 0 end
+local s = redis.call('HGET', t, 'state')
+if s ~= 'accepted' and s ~= 'processing' and s ~= 'pushing' then return 0 end
+local ttl = tonumber(ARGV[3])
+redis.call('EXPIRE', t .. ':files:' .. gen, ttl)
+redis.call('EXPIRE', t .. ':offsets:' .. gen, ttl)
+gen = gen + 1
+redis.call('HSET', t, 'state', 'accepted', 'generation', gen, 'updated_ms', ARGV[2],
+  'files_total', 0, 'files_done', 0, 'bytes_total', 0, 'bytes_done', 0, 'error', '')
+local notes = cjson.decode(redis.call('HGET', t, 'notes') or '[]')
+table.insert(notes, ARGV[4])
+redis.call('HSET', t, 'notes', cjson.encode(notes))
+return gen
+";
+
 const RENEW_LUA: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('PEXPIRE', KEYS[1], ARGV[2])
@@ -759,6 +777,72 @@ impl State {
             self.emit(id, "file").await?;
         }
         Ok(added == 1)
+    }
+
+    /// Starts generation `generation + 1` of a running transfer with the same
+    /// grant (the push "Resume" rule: a chunk of unknown outcome at a client
+    /// without offset queries restarts the transfer). Returns the new
+    /// generation, or `None` when `generation` is no longer the running one.
+    pub async fn restart_generation(
+        &self,
+        id: &str,
+        generation: u64,
+        note: &str,
+    ) -> Result<Option<u64>, StateError> {
+        let mut conn = self.conn.clone();
+        let new: u64 = Script::new(RESTART_LUA)
+            .key(self.transfer_key(id))
+            .arg(generation)
+            .arg(now_ms())
+            .arg(self.ttl_secs())
+            .arg(note)
+            .invoke_async(&mut conn)
+            .await?;
+        if new == 0 {
+            return Ok(None);
+        }
+        self.emit(id, "restarted").await?;
+        Ok(Some(new))
+    }
+
+    /// Whether the flag `name` is set.
+    pub async fn flag(&self, name: &str) -> Result<bool, StateError> {
+        let mut conn = self.conn.clone();
+        Ok(conn.exists(self.key(&format!("flag:{name}"))).await?)
+    }
+
+    /// Sets the flag `name` for `ttl`; false when it was already set.
+    pub async fn set_flag(&self, name: &str, ttl: Duration) -> Result<bool, StateError> {
+        let mut conn = self.conn.clone();
+        let set: Option<String> = redis::cmd("SET")
+            .arg(self.key(&format!("flag:{name}")))
+            .arg("1")
+            .arg("NX")
+            .arg("PX")
+            .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1))
+            .query_async(&mut conn)
+            .await?;
+        Ok(set.is_some())
+    }
+
+    /// Counts one more consecutive failure of a client (kept `window`);
+    /// returns the count.
+    pub async fn client_failure(&self, domain: &str, window: Duration) -> Result<u64, StateError> {
+        let mut conn = self.conn.clone();
+        let key = self.key(&format!("client:{domain}:failures"));
+        let (n, _): (u64, ()) = redis::pipe()
+            .incr(&key, 1)
+            .pexpire(&key, i64::try_from(window.as_millis()).unwrap_or(i64::MAX))
+            .query_async(&mut conn)
+            .await?;
+        Ok(n)
+    }
+
+    /// Forgets a client's failures (it answered).
+    pub async fn client_success(&self, domain: &str) -> Result<(), StateError> {
+        let mut conn = self.conn.clone();
+        let _: u64 = conn.del(self.key(&format!("client:{domain}:failures"))).await?;
+        Ok(())
     }
 
     // ---- leases ----------------------------------------------------------

@@ -1,0 +1,221 @@
+//! The worker runtime shared by the processor and the pusher: an actix
+//! actor that consumes one queue under a supervisor (restarted if its
+//! consume loop dies, e.g. when the broker goes away for too long), hands
+//! each delivery to a [`JobHandler`] with bounded concurrency, settles the
+//! delivery only after the handler's effect is committed, and shuts down
+//! gracefully: stop taking work, let jobs in flight finish (or leave them
+//! unacked, so the broker redelivers them), then stop.
+
+use crate::mq::{Broker, Consumer, Delivery, Route};
+use actix::prelude::*;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{watch, Semaphore};
+
+/// What to do with a delivery once its job ran.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Disposition {
+    /// Done (or nothing to do): acknowledge.
+    Ack,
+    /// Try again after a delay: republish through the retry queues, then ack.
+    Retry(Duration),
+    /// Give up: publish to the dead-letter queue with the reason, then ack.
+    Dead(String),
+    /// Put it back at once for another worker (e.g. shutting down mid-job).
+    Requeue,
+}
+
+/// The work done for one message.
+#[async_trait::async_trait]
+pub trait JobHandler: Send + Sync + 'static {
+    /// Handles one message body; the returned disposition settles it.
+    async fn handle(&self, body: &[u8], delivery_count: u64) -> Disposition;
+}
+
+/// Settings of a worker.
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    /// The queue consumed.
+    pub route: Route,
+    /// Jobs in flight at once (also the prefetch).
+    pub concurrency: usize,
+    /// Consumer tag prefix shown in RabbitMQ.
+    pub name: String,
+    /// How long shutdown waits for jobs in flight.
+    pub shutdown_grace: Duration,
+}
+
+/// Settles a delivery as the disposition says. Failures to settle are
+/// logged: the broker redelivers an unsettled message.
+pub async fn settle(broker: &Broker, route: Route, delivery: Delivery, disposition: Disposition) {
+    let id = delivery.message_id().unwrap_or("").to_owned();
+    let body = delivery.body().to_vec();
+    let result = match disposition {
+        Disposition::Ack => delivery.ack().await,
+        Disposition::Requeue => delivery.nack_requeue().await,
+        Disposition::Retry(delay) => match broker.publish_delayed(route, &body, &id, delay).await {
+            Ok(()) => delivery.ack().await,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not schedule the retry; requeueing");
+                delivery.nack_requeue().await
+            }
+        },
+        Disposition::Dead(reason) => match broker.dead_letter(route, &body, &id, &reason).await {
+            Ok(()) => delivery.ack().await,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not dead-letter; requeueing");
+                delivery.nack_requeue().await
+            }
+        },
+    };
+    if let Err(e) = result {
+        tracing::warn!(error = %e, message = %id, "could not settle a delivery; the broker will redeliver it");
+    }
+}
+
+/// The consumer actor. Start it with [`start_worker`].
+pub struct ConsumerActor {
+    broker: Broker,
+    settings: WorkerSettings,
+    handler: Arc<dyn JobHandler>,
+    permits: Arc<Semaphore>,
+    stop: watch::Receiver<bool>,
+}
+
+impl Actor for ConsumerActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let broker = self.broker.clone();
+        let settings = self.settings.clone();
+        let handler = self.handler.clone();
+        let permits = self.permits.clone();
+        let mut stop = self.stop.clone();
+        let run = async move {
+            let prefetch = u16::try_from(settings.concurrency)
+                .unwrap_or(u16::MAX)
+                .max(1);
+            let tag = format!("{}-{}", settings.name, uuid::Uuid::new_v4().simple());
+            let mut consumer: Consumer = match broker.consume(settings.route, prefetch, &tag).await
+            {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot consume; the supervisor restarts the consumer");
+                    return;
+                }
+            };
+            tracing::info!(queue = %settings.route, concurrency = settings.concurrency, "consuming");
+            loop {
+                if *stop.borrow() {
+                    break;
+                }
+                let permit = tokio::select! {
+                    p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+                    _ = stop.changed() => break,
+                };
+                let next = tokio::select! {
+                    n = consumer.next() => n,
+                    _ = stop.changed() => break,
+                };
+                let delivery = match next {
+                    Some(Ok(d)) => d,
+                    Some(Err(e)) => {
+                        tracing::error!(error = %e, "consumer failed; the supervisor restarts it");
+                        break;
+                    }
+                    None => break,
+                };
+                let handler = handler.clone();
+                let broker = broker.clone();
+                let route = settings.route;
+                tokio::spawn(async move {
+                    let count = delivery.delivery_count();
+                    let disposition = handler.handle(delivery.body(), count).await;
+                    settle(&broker, route, delivery, disposition).await;
+                    drop(permit);
+                });
+            }
+            consumer.cancel().await;
+        };
+        ctx.spawn(run.into_actor(self).map(|(), actor, ctx| {
+            if !*actor.stop.borrow() {
+                ctx.stop();
+            }
+        }));
+    }
+}
+
+impl Supervised for ConsumerActor {
+    fn restarting(&mut self, _ctx: &mut Context<Self>) {
+        tracing::warn!(queue = %self.settings.route, "restarting the consumer");
+    }
+}
+
+/// A running worker: stop it with [`WorkerHandle::shutdown`].
+pub struct WorkerHandle {
+    stop: watch::Sender<bool>,
+    permits: Arc<Semaphore>,
+    settings: WorkerSettings,
+    _actor: Addr<ConsumerActor>,
+}
+
+/// Starts a supervised consumer in the current actix system.
+pub fn start_worker(
+    broker: Broker,
+    settings: WorkerSettings,
+    handler: Arc<dyn JobHandler>,
+) -> WorkerHandle {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let permits = Arc::new(Semaphore::new(settings.concurrency.max(1)));
+    let actor_settings = settings.clone();
+    let actor_permits = permits.clone();
+    let actor = Supervisor::start(move |_| ConsumerActor {
+        broker,
+        settings: actor_settings,
+        handler,
+        permits: actor_permits,
+        stop: stop_rx,
+    });
+    WorkerHandle {
+        stop: stop_tx,
+        permits,
+        settings,
+        _actor: actor,
+    }
+}
+
+impl WorkerHandle {
+    /// Stops taking work and waits (at most the grace period) until the jobs
+    /// in flight are settled. Jobs still running after that are abandoned
+    /// unacked, so the broker gives them to another worker.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let all = u32::try_from(self.settings.concurrency.max(1)).unwrap_or(u32::MAX);
+        match tokio::time::timeout(self.settings.shutdown_grace, self.permits.acquire_many(all))
+            .await
+        {
+            Ok(_) => {
+                tracing::info!(queue = %self.settings.route, "worker stopped, nothing in flight")
+            }
+            Err(_) => {
+                tracing::warn!(queue = %self.settings.route, "grace period over; unfinished jobs will be redelivered")
+            }
+        }
+    }
+}
+
+/// Resolves when the process receives SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = term.recv() => {},
+                _ = tokio::signal::ctrl_c() => {},
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
