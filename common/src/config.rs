@@ -356,6 +356,16 @@ const KEYS: &[&str] = &[
     "process_wait_secs",
     "rate_per_sec",
     "finished_ttl_secs",
+    "worker_concurrency",
+    "work_dir",
+    "catalog_dir",
+    "push_chunk",
+    "push_per_client",
+    "push_attempts",
+    "push_budget_secs",
+    "push_run_bytes",
+    "breaker_failures",
+    "breaker_cooldown_secs",
 ];
 
 impl Config {
@@ -656,6 +666,20 @@ mod tests {
             assert!(
                 readme.contains(&row),
                 "README configuration table lacks {row}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_documented_variable_is_read() {
+        for (var, _, _) in VARIABLES {
+            if matches!(*var, "ALIAS_CONFIG" | "ALIAS_LOG_JSON" | "RUST_LOG") {
+                continue;
+            }
+            let key = var.trim_start_matches("ALIAS_").to_ascii_lowercase();
+            assert!(
+                KEYS.contains(&key.as_str()),
+                "{var} is documented but not read"
             );
         }
     }

@@ -825,11 +825,36 @@ impl State {
         Ok(set.is_some())
     }
 
-    /// Counts one more consecutive failure of a client (kept `window`);
-    /// returns the count.
-    pub async fn client_failure(&self, domain: &str, window: Duration) -> Result<u64, StateError> {
+    /// The first time `name` was seen (ms since the epoch): set to now on the
+    /// first call, read on later ones; kept for `ttl`.
+    pub async fn first_seen(&self, name: &str, ttl: Duration) -> Result<u64, StateError> {
         let mut conn = self.conn.clone();
-        let key = self.key(&format!("client:{domain}:failures"));
+        let key = self.key(&format!("seen:{name}"));
+        let (_, at): (Option<String>, Option<u64>) = redis::pipe()
+            .cmd("SET")
+            .arg(&key)
+            .arg(now_ms())
+            .arg("NX")
+            .arg("PX")
+            .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1))
+            .get(&key)
+            .query_async(&mut conn)
+            .await?;
+        Ok(at.unwrap_or_else(now_ms))
+    }
+
+    /// Clears a flag.
+    pub async fn clear_flag(&self, name: &str) -> Result<(), StateError> {
+        let mut conn = self.conn.clone();
+        let _: u64 = conn.del(self.key(&format!("flag:{name}"))).await?;
+        Ok(())
+    }
+
+    /// Adds one to the counter `name` (kept `window` after its last
+    /// change); returns the new count.
+    pub async fn count(&self, name: &str, window: Duration) -> Result<u64, StateError> {
+        let mut conn = self.conn.clone();
+        let key = self.key(&format!("count:{name}"));
         let (n, _): (u64, ()) = redis::pipe()
             .incr(&key, 1)
             .pexpire(&key, i64::try_from(window.as_millis()).unwrap_or(i64::MAX))
@@ -838,10 +863,19 @@ impl State {
         Ok(n)
     }
 
+    /// Counts one more consecutive failure of a client (kept `window`);
+    /// returns the count.
+    pub async fn client_failure(&self, domain: &str, window: Duration) -> Result<u64, StateError> {
+        self.count(&format!("client:{domain}:failures"), window)
+            .await
+    }
+
     /// Forgets a client's failures (it answered).
     pub async fn client_success(&self, domain: &str) -> Result<(), StateError> {
         let mut conn = self.conn.clone();
-        let _: u64 = conn.del(self.key(&format!("client:{domain}:failures"))).await?;
+        let _: u64 = conn
+            .del(self.key(&format!("count:client:{domain}:failures")))
+            .await?;
         Ok(())
     }
 

@@ -271,10 +271,14 @@ async fn process_inner(
 async fn wait_for(
     app: &AppState,
     id: &str,
-    generation: u64,
+    mut generation: u64,
     grant: &Grant,
     location: &str,
 ) -> Result<HttpResponse, ApiError> {
+    let grant_hash = grant
+        .grant_hash()
+        .map_err(|e| token_error(e, "grant"))?
+        .to_b64();
     let mut events = app.state.subscribe(id);
     let deadline = Instant::now() + app.config.process_wait;
     loop {
@@ -285,6 +289,11 @@ async fn wait_for(
                 "the transfer record disappeared",
             ));
         };
+        if t.generation > generation && t.grant_hash == grant_hash {
+            // Restarted with the same grant (push resume rule): follow it.
+            generation = t.generation;
+            continue;
+        }
         if t.generation != generation {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,

@@ -1,1 +1,68 @@
-//! (being written)
+//! alias-bank processor (binary `alias-processor`): reads users' GDPR dumps
+//! from resource storage, extracts exactly the consented scopes and builds
+//! one archive per scope, then queues one push job per archive.
+
+pub mod extract;
+pub mod worker;
+
+use common::config::Config;
+use common::mq::{Broker, Route};
+use common::state::State;
+use common::storage::Storage;
+use common::worker::{shutdown_signal, start_worker, WorkerHandle, WorkerSettings};
+use extract::{BuildOptions, Catalog};
+use std::sync::Arc;
+use std::time::Duration;
+use worker::Processor;
+
+/// Builds the process job handler from the configuration and connected parts.
+pub fn processor(
+    config: &Config,
+    state: State,
+    broker: Broker,
+    storage: Storage,
+) -> anyhow::Result<Processor> {
+    let catalog = Catalog::load(config.catalog_dir.as_deref())
+        .map_err(|e| anyhow::anyhow!("provider catalogs: {e}"))?;
+    Ok(Processor {
+        state,
+        broker,
+        storage,
+        catalog: Arc::new(catalog),
+        options: BuildOptions {
+            temp_dir: Some(config.work_dir.clone()),
+            ..BuildOptions::default()
+        },
+        worker_id: format!("processor-{}", uuid::Uuid::new_v4().simple()),
+        max_deliveries: 8,
+    })
+}
+
+/// Connects and starts a processor worker in the current actix system.
+pub async fn start(config: &Config) -> anyhow::Result<(WorkerHandle, Broker)> {
+    let state = State::connect(&config.redis_url, &config.namespace, config.finished_ttl).await?;
+    let broker = Broker::connect(&config.amqp_url, &config.namespace).await?;
+    let storage = Storage::from_url(&config.storage_url, &config.s3)?;
+    let handler = Arc::new(processor(config, state, broker.clone(), storage)?);
+    let handle = start_worker(
+        broker.clone(),
+        WorkerSettings {
+            route: Route::Process,
+            concurrency: config.worker_concurrency,
+            name: "processor".into(),
+            shutdown_grace: Duration::from_secs(120),
+        },
+        handler,
+    );
+    Ok((handle, broker))
+}
+
+/// Runs a processor until SIGTERM/SIGINT, then shuts down gracefully.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let (handle, broker) = start(&config).await?;
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    handle.shutdown().await;
+    broker.close().await;
+    Ok(())
+}

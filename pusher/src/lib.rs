@@ -1,1 +1,80 @@
-//! (being written)
+//! alias-bank pusher (binary `alias-pusher`): streams per-scope archives to
+//! clients' push endpoints, with retries, resume from committed offsets, an
+//! SSRF guard, per-client fairness and a circuit breaker.
+//!
+//! Only the pusher talks to client endpoints.
+
+pub mod client;
+pub mod worker;
+
+use client::{ChunkStreamer, ClientConfig, PushClient, RetryPolicy, SsrfGuard};
+use common::config::Config;
+use common::mq::{Broker, Route};
+use common::state::State;
+use common::storage::Storage;
+use common::worker::{shutdown_signal, start_worker, WorkerHandle, WorkerSettings};
+use std::sync::Arc;
+use std::time::Duration;
+use worker::{PushSettings, Pusher};
+
+/// Builds the push job handler from the configuration and connected parts.
+pub fn pusher(
+    config: &Config,
+    state: State,
+    broker: Broker,
+    storage: Storage,
+) -> anyhow::Result<Pusher> {
+    let guard = SsrfGuard::new(config.push_allow.clone());
+    let client = PushClient::new(guard, ClientConfig::default())?;
+    let chunk = usize::try_from(config.push_chunk).unwrap_or(client::DEFAULT_CHUNK_SIZE);
+    let policy = RetryPolicy {
+        max_attempts: config.push_attempts,
+        max_elapsed: config.push_budget.min(Duration::from_secs(300)),
+        ..RetryPolicy::default()
+    };
+    Ok(Pusher {
+        state,
+        broker,
+        streamer: ChunkStreamer::new(client, storage)
+            .with_chunk_size(chunk)
+            .with_policy(policy),
+        settings: PushSettings {
+            per_client: config.push_per_client,
+            run_bytes: config.push_run_bytes,
+            budget: config.push_budget,
+            breaker_failures: config.breaker_failures,
+            breaker_cooldown: config.breaker_cooldown,
+            policy,
+        },
+        worker_id: format!("pusher-{}", uuid::Uuid::new_v4().simple()),
+    })
+}
+
+/// Connects and starts a pusher worker in the current actix system.
+pub async fn start(config: &Config) -> anyhow::Result<(WorkerHandle, Broker)> {
+    let state = State::connect(&config.redis_url, &config.namespace, config.finished_ttl).await?;
+    let broker = Broker::connect(&config.amqp_url, &config.namespace).await?;
+    let storage = Storage::from_url(&config.storage_url, &config.s3)?;
+    let handler = Arc::new(pusher(config, state, broker.clone(), storage)?);
+    let handle = start_worker(
+        broker.clone(),
+        WorkerSettings {
+            route: Route::Push,
+            concurrency: config.worker_concurrency,
+            name: "pusher".into(),
+            shutdown_grace: Duration::from_secs(60),
+        },
+        handler,
+    );
+    Ok((handle, broker))
+}
+
+/// Runs a pusher until SIGTERM/SIGINT, then shuts down gracefully.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let (handle, broker) = start(&config).await?;
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    handle.shutdown().await;
+    broker.close().await;
+    Ok(())
+}

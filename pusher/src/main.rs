@@ -1,1 +1,20 @@
-fn main() {}
+//! `alias-pusher`: configuration from `ALIAS_*` variables, then the library.
+
+fn main() -> std::process::ExitCode {
+    common::telemetry::init();
+    let config = match common::config::Config::from_env() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("alias-pusher: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let system = actix::System::new();
+    match system.block_on(pusher::run(config)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("alias-pusher: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

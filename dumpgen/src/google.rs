@@ -1,0 +1,615 @@
+//! Google Takeout (EXPORTS.md §1).
+
+use std::sync::Arc;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{json, Value};
+
+use crate::gen::{MediaKind, Planned, StreamSpec};
+use crate::util::{
+    alnum, ascii_words, digits, google_formatted, iso_ms, iso_s, json_text, pick, sub_seed, words,
+    JsonStyle, MONTHS, NAMES,
+};
+use crate::{Ctx, Era};
+
+const G: JsonStyle = JsonStyle::Google;
+
+/// Time text of a My Activity record: 0, 3 or 6 fraction digits.
+fn activity_time(i: u64, t: i64) -> String {
+    if i % 7 == 3 {
+        let ms = iso_ms(t);
+        format!("{}{:03}Z", ms.trim_end_matches('Z'), i % 1000)
+    } else if i % 5 == 4 {
+        iso_s(t)
+    } else {
+        iso_ms(t)
+    }
+}
+
+/// A JSON array file written the Google way.
+fn array_spec(
+    ctx: &Ctx,
+    label: &str,
+    budget: u64,
+    presets: Vec<Vec<u8>>,
+    item: crate::gen::ItemFn,
+) -> StreamSpec {
+    ctx.spec(
+        label,
+        budget,
+        b"[".to_vec(),
+        b", ".to_vec(),
+        b"]".to_vec(),
+        presets,
+        item,
+        600,
+    )
+}
+
+fn search_record(rng: &mut StdRng, i: u64, t: i64) -> Value {
+    let q = words(rng, 1, 4);
+    let time = activity_time(i, t);
+    if rng.gen_bool(0.25) {
+        let site = ascii_words(rng, 1, 1);
+        json!({"header": "Search", "title": format!("Visited {site} – guide"),
+            "titleUrl": format!("https://www.google.com/url?q=https://{site}.example/&usg=AOvVaw{}", alnum(rng, 22)),
+            "time": time, "products": ["Search"], "activityControls": ["Web & App Activity"]})
+    } else if rng.gen_bool(0.3) {
+        json!({"header": "Search", "title": format!("Searched for {q}"),
+            "titleUrl": format!("https://www.google.com/search?q={}", q.replace(' ', "+")),
+            "time": time, "products": ["Search"], "activityControls": ["Web & App Activity"],
+            "locationInfos": [{"name": "At this general area", "url": "https://www.google.com/maps/@?api=1&map_action=map&center=47.37,8.54", "source": "From your device"}]})
+    } else {
+        json!({"header": "Search", "title": format!("Searched for {q}"),
+            "titleUrl": format!("https://www.google.com/search?q={}", q.replace(' ', "+")),
+            "time": time, "products": ["Search"], "activityControls": ["Web & App Activity"]})
+    }
+}
+
+fn watch_record(rng: &mut StdRng, i: u64, t: i64) -> Value {
+    let title = words(rng, 2, 6);
+    let channel = pick(rng, NAMES);
+    let time = activity_time(i, t);
+    let header = if rng.gen_bool(0.15) {
+        "YouTube Music"
+    } else {
+        "YouTube"
+    };
+    if rng.gen_bool(0.05) {
+        return json!({"header": "YouTube", "title": "Watched a video that has been removed", "time": time,
+            "products": ["YouTube"], "activityControls": ["YouTube watch history"]});
+    }
+    let mut v = json!({"header": header, "title": format!("Watched {title}"),
+        "titleUrl": format!("https://www.youtube.com/watch?v={}", alnum(rng, 11)),
+        "subtitles": [{"name": channel, "url": format!("https://www.youtube.com/channel/UC{}", alnum(rng, 22))}],
+        "time": time, "products": ["YouTube"], "activityControls": ["YouTube watch history"]});
+    if rng.gen_bool(0.08) {
+        if let Some(o) = v.as_object_mut() {
+            o.insert("details".into(), json!([{"name": "From Google Ads"}]));
+        }
+    }
+    v
+}
+
+fn yt_search_record(rng: &mut StdRng, i: u64, t: i64) -> Value {
+    let q = words(rng, 1, 4);
+    json!({"header": "YouTube", "title": format!("Searched for {q}"),
+        "titleUrl": format!("https://www.youtube.com/results?search_query={}", q.replace(' ', "+")),
+        "time": activity_time(i, t), "products": ["YouTube"], "activityControls": ["YouTube search history"]})
+}
+
+fn yt_activity_record(rng: &mut StdRng, i: u64, t: i64) -> Value {
+    match rng.gen_range(0..10) {
+        0..=5 => watch_record(rng, i, t),
+        6..=8 => yt_search_record(rng, i, t),
+        _ => {
+            let channel = pick(rng, NAMES);
+            json!({"header": "YouTube", "title": format!("Subscribed to {channel}"),
+                "titleUrl": format!("https://www.youtube.com/channel/UC{}", alnum(rng, 22)),
+                "time": activity_time(i, t), "products": ["YouTube"]})
+        }
+    }
+}
+
+fn audio_name(t: i64) -> String {
+    let iso = iso_ms(t);
+    // 2019-03-05T07:12:09.331Z → 2019-03-05_07_12_09_331_UTC.mp3
+    let s = iso.trim_end_matches('Z').replace(['T', ':', '.'], "_");
+    format!("{s}_UTC.mp3")
+}
+
+fn gitem(f: fn(&mut StdRng, u64, i64) -> Value, indent: usize) -> crate::gen::ItemFn {
+    Arc::new(move |rng, i, t| json_text(&f(rng, i, t), G, indent))
+}
+
+pub(crate) fn plan(ctx: &Ctx) -> Vec<Planned> {
+    let legacy = ctx.era == Era::Legacy;
+    let t = ctx.text_budget as f64;
+    let share = |w: f64| (t * w) as u64;
+    let m = ctx.media_budget as f64;
+    let mut out = Vec::new();
+
+    out.push(Planned::bytes(
+        "Takeout/archive_browser.html",
+        b"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>Archive Overview</title></head><body><h1>Your Google data archive</h1><p>This archive was created by Google Takeout.</p></body></html>\n".to_vec(),
+    ));
+
+    // Chrome (§1.6).
+    let chrome_name = if legacy {
+        "BrowserHistory.json"
+    } else {
+        "History.json"
+    };
+    let chrome = ctx.spec(
+        "chrome",
+        share(0.15),
+        b"{\n  \"Browser History\": [\n    ".to_vec(),
+        b",\n    ".to_vec(),
+        b"\n  ]\n}\n".to_vec(),
+        Vec::new(),
+        Arc::new(move |rng, i, t| {
+            let site = ascii_words(rng, 1, 1);
+            let mut v = json!({"favicon_url": format!("https://{site}.example/favicon.ico"),
+                "page_transition": if i % 3 == 0 { "TYPED" } else { "LINK" },
+                "title": words(rng, 2, 5), "ptoken": {}, "url": format!("https://{site}.example/{}", ascii_words(rng, 1, 2).replace(' ', "/")),
+                "client_id": format!("{}==", alnum(rng, 22)), "time_usec": t * 1000 + (i as i64 % 1000)});
+            if !legacy && i % 4 == 1 {
+                if let Some(o) = v.as_object_mut() {
+                    o.shift_remove("page_transition");
+                    o.insert("page_transition_qualifier".into(), json!("CLIENT_REDIRECT"));
+                }
+            }
+            json_text(&v, G, 2)
+        }),
+        260,
+    );
+    out.push(Planned::stream(
+        format!("Takeout/Chrome/{chrome_name}"),
+        chrome,
+    ));
+
+    // Contacts (§1.9).
+    let vcard: crate::gen::ItemFn = Arc::new(|rng, i, _t| {
+        let name = pick(rng, NAMES);
+        let email = format!(
+            "{}{}@example.org",
+            name.split(' ').next().unwrap_or("x").to_lowercase(),
+            i
+        );
+        format!(
+            "BEGIN:VCARD\r\nVERSION:3.0\r\nFN:{name}\r\nN:{};;;\r\nEMAIL;TYPE=INTERNET:{email}\r\nTEL;TYPE=CELL:+41 79 {} {} {}\r\nNOTE:{}\r\nCATEGORIES:myContacts\r\nEND:VCARD\r\n",
+            name.replace(' ', ";"),
+            digits(rng, 3),
+            digits(rng, 2),
+            digits(rng, 2),
+            words(rng, 2, 6)
+        )
+        .into_bytes()
+    });
+    out.push(Planned::media(
+        "Takeout/Contacts/My Contacts/Ana Example.jpg",
+        MediaKind::Jpeg,
+        (m * 0.002).clamp(600.0, 40_000.0) as u64,
+        sub_seed(ctx.seed, "contact-photo"),
+    ));
+    out.push(Planned::stream(
+        "Takeout/Contacts/My Contacts/My Contacts.vcf",
+        ctx.spec(
+            "contacts-my",
+            share(0.01),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            vcard.clone(),
+            200,
+        ),
+    ));
+    out.push(Planned::stream(
+        "Takeout/Contacts/All Contacts/All Contacts.vcf",
+        ctx.spec(
+            "contacts-all",
+            share(0.02),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            vcard,
+            200,
+        ),
+    ));
+
+    // Google Photos (§1.8).
+    photos(ctx, m * 0.9, &mut out);
+
+    // Location History (§1.7).
+    let loc_dir = if legacy {
+        "Takeout/Location History"
+    } else {
+        "Takeout/Location History (Timeline)"
+    };
+    let cutover = 1_641_000_000_000i64; // ~Jan 2022
+    let records = ctx.spec(
+        "location-records",
+        share(0.2),
+        b"{\n  \"locations\": [".to_vec(),
+        b", ".to_vec(),
+        b"]\n}\n".to_vec(),
+        Vec::new(),
+        Arc::new(move |rng, _i, t| {
+            let lat = 473_000_000 + rng.gen_range(0..200_000i64);
+            let lng = 85_000_000 + rng.gen_range(0..200_000i64);
+            let source = pick(rng, &["WIFI", "CELL", "GPS", "UNKNOWN", "wifi"]);
+            let mut v = json!({"latitudeE7": lat, "longitudeE7": lng, "accuracy": rng.gen_range(3..60),
+                "source": source, "deviceTag": -1_234_567_890i64, "platformType": "ANDROID"});
+            if let Some(o) = v.as_object_mut() {
+                if legacy || t < cutover {
+                    o.insert("timestampMs".into(), json!(t.to_string()));
+                } else {
+                    o.insert("timestamp".into(), json!(iso_ms(t)));
+                }
+                if rng.gen_bool(0.2) {
+                    o.insert("activity".into(), json!([{"timestamp": iso_ms(t), "activity": [{"type": "STILL", "confidence": 80}]}]));
+                }
+            }
+            json_text(&v, G, 2)
+        }),
+        250,
+    );
+    out.push(Planned::stream(format!("{loc_dir}/Records.json"), records));
+    out.push(Planned::bytes(
+        format!("{loc_dir}/Settings.json"),
+        json_text(&json!({"createdTime": "2015-03-01T10:00:00.000Z", "historyEnabled": true, "deviceSettings": []}), G, 0),
+    ));
+    let year = if legacy { 2020 } else { 2021 };
+    for (k, month) in [5u32, 6, 7].iter().enumerate() {
+        let month_name = MONTHS.get((*month - 1) as usize).copied().unwrap_or("JUNE");
+        let label = format!("semantic-{year}-{month}");
+        let start = crate::util::days_from_civil(year, *month, 1) * 86_400_000;
+        let spec = StreamSpec {
+            t_end: start + 28 * 86_400_000,
+            t_step: 3_600_000 * 3,
+            t_span: 28 * 86_400_000,
+            ..ctx.spec(
+                &label,
+                share(0.02),
+                b"{\n  \"timelineObjects\": [".to_vec(),
+                b", ".to_vec(),
+                b"]\n}\n".to_vec(),
+                Vec::new(),
+                Arc::new(|rng, i, t| {
+                    let v = if i % 2 == 0 {
+                        json!({"placeVisit": {"location": {"latitudeE7": 473_769_000 + rng.gen_range(0..9999), "longitudeE7": 85_417_000,
+                            "placeId": format!("ChIJ{}", alnum(rng, 23)), "name": words(rng, 1, 3), "address": "1 Sample St"},
+                            "duration": {"startTimestamp": iso_s(t), "endTimestamp": iso_s(t + 1_800_000)}, "placeConfidence": "HIGH_CONFIDENCE"}})
+                    } else {
+                        json!({"activitySegment": {"startLocation": {"latitudeE7": 473_769_000, "longitudeE7": 85_417_000},
+                            "endLocation": {"latitudeE7": 473_869_000, "longitudeE7": 85_517_000},
+                            "duration": {"startTimestamp": iso_s(t), "endTimestamp": iso_s(t + 900_000)},
+                            "distance": rng.gen_range(100..9000), "activityType": "WALKING"}})
+                    };
+                    json_text(&v, G, 2)
+                }),
+                1,
+            )
+        };
+        let _ = k;
+        out.push(Planned::stream(
+            format!("{loc_dir}/Semantic Location History/{year}/{year}_{month_name}.json"),
+            spec,
+        ));
+    }
+
+    // Mail (§1.10).
+    let mbox = ctx.spec(
+        "mail",
+        share(0.06),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Arc::new(|rng, i, t| {
+            let from = pick(rng, NAMES);
+            let labels = pick(rng, &["Inbox", "Sent", "Category Promotions", "Inbox,Important", "Spam", "Trash", "Chat"]);
+            format!(
+                "From {}@xxx {}\r\nX-GM-THRID: {}\r\nX-Gmail-Labels: {labels}\r\nFrom: {from} <{}@example.org>\r\nTo: jo@example.org\r\nSubject: {}\r\nDate: {}\r\nMessage-ID: <{}@mail.example.org>\r\nContent-Type: text/plain; charset=\"UTF-8\"\r\n\r\n{}\r\n\r\n",
+                1_600_000_000_000_000_000u64 + i,
+                crate::util::mbox_date(t),
+                1_700_000_000_000_000_000u64 + i / 3,
+                from.split(' ').next().unwrap_or("x").to_lowercase(),
+                words(rng, 2, 6),
+                crate::util::rfc5322(t),
+                alnum(rng, 16),
+                words(rng, 10, 60)
+            )
+            .into_bytes()
+        }),
+        2000,
+    );
+    out.push(Planned::stream(
+        "Takeout/Mail/All mail Including Spam and Trash.mbox",
+        mbox,
+    ));
+
+    // My Activity (§1.1–1.4).
+    assistant(ctx, share(0.05), m * 0.1, &mut out);
+    out.push(Planned::stream(
+        "Takeout/My Activity/Search/MyActivity.json",
+        array_spec(
+            ctx,
+            "activity-search",
+            share(0.17),
+            Vec::new(),
+            gitem(search_record, 0),
+        ),
+    ));
+    out.push(Planned::stream(
+        "Takeout/My Activity/YouTube/MyActivity.json",
+        array_spec(
+            ctx,
+            "activity-youtube",
+            share(0.1),
+            Vec::new(),
+            gitem(yt_activity_record, 0),
+        ),
+    ));
+
+    // YouTube history (§1.5).
+    let yt_dir = if legacy {
+        "Takeout/YouTube"
+    } else {
+        "Takeout/YouTube and YouTube Music"
+    };
+    let mut watch = array_spec(
+        ctx,
+        "youtube-watch",
+        share(0.14),
+        Vec::new(),
+        gitem(watch_record, 0),
+    );
+    if legacy {
+        // Items from 2017 and before: {"snippet": {...}}; written last.
+        let mut rng = StdRng::seed_from_u64(sub_seed(ctx.seed, "youtube-old"));
+        let old: Vec<u8> = (0..3)
+            .flat_map(|k| {
+                let v = json!({"snippet": {"title": words(&mut rng, 2, 5), "publishedAt": iso_ms(1_450_000_000_000 - k * 86_400_000),
+                    "resourceId": {"kind": "youtube#video", "videoId": alnum(&mut rng, 11)}}});
+                let mut b = b", ".to_vec();
+                b.extend(json_text(&v, G, 0));
+                b
+            })
+            .collect();
+        let mut suffix = old;
+        suffix.extend_from_slice(b"]");
+        watch.suffix = suffix;
+    }
+    out.push(Planned::stream(
+        format!("{yt_dir}/history/watch-history.json"),
+        watch,
+    ));
+    out.push(Planned::stream(
+        format!("{yt_dir}/history/search-history.json"),
+        array_spec(
+            ctx,
+            "youtube-search",
+            share(0.05),
+            Vec::new(),
+            gitem(yt_search_record, 0),
+        ),
+    ));
+    out
+}
+
+/// My Activity › Assistant with MP3 recordings beside it.
+fn assistant(ctx: &Ctx, text: u64, media: f64, out: &mut Vec<Planned>) {
+    let dir = "Takeout/My Activity/Assistant";
+    let mut rng = StdRng::seed_from_u64(sub_seed(ctx.seed, "assistant"));
+    let n_audio = ((media / 200_000.0) as u64).clamp(2, 2000);
+    let audio_size = ((media / n_audio as f64) as u64).max(1500);
+    let mut presets = Vec::new();
+    let mut t = ctx.export_ms - 86_400_000;
+    for i in 0..n_audio {
+        t -= rng.gen_range(3_600_000..40 * 86_400_000);
+        let name = audio_name(t);
+        let v = json!({"header": "Assistant", "title": format!("Said {}", words(&mut rng, 2, 6)),
+            "time": iso_ms(t), "products": ["Assistant"], "audioFiles": [name],
+            "activityControls": ["Web & App Activity", "Voice & Audio Activity"]});
+        presets.push(json_text(&v, G, 0));
+        let size = audio_size / 2 + rng.gen_range(0..audio_size.max(2));
+        out.push(Planned::media(
+            format!("{dir}/{name}"),
+            MediaKind::Mp3,
+            size,
+            sub_seed(ctx.seed, &format!("mp3-{i}")),
+        ));
+    }
+    let mut spec = array_spec(
+        ctx,
+        "activity-assistant",
+        text,
+        presets,
+        Arc::new(|rng, i, t| {
+            let v = json!({"header": "Assistant", "title": format!("Said {}", words(rng, 2, 6)),
+                "time": activity_time(i, t), "products": ["Assistant"]});
+            json_text(&v, G, 0)
+        }),
+    );
+    // Text-only records continue back in time from the last recording.
+    spec.t_end = t - 86_400_000;
+    out.push(Planned::stream(format!("{dir}/MyActivity.json"), spec));
+}
+
+/// Sidecar name of a Google Photos media file (EXPORTS §1.8).
+pub(crate) fn sidecar_name(media: &str, dup: Option<u32>, legacy: bool) -> String {
+    let dup_text = dup.map(|n| format!("({n})")).unwrap_or_default();
+    if legacy {
+        let base = format!("{media}{dup_text}");
+        let cut: String = base.chars().take(46).collect();
+        format!("{cut}.json")
+    } else {
+        let full_suffix = ".supplemental-metadata";
+        let room = 51usize.saturating_sub(media.chars().count() + dup_text.len() + 5);
+        let suffix: String = full_suffix.chars().take(room.max(1)).collect();
+        format!("{media}{suffix}{dup_text}.json")
+    }
+}
+
+fn photos(ctx: &Ctx, budget: f64, out: &mut Vec<Planned>) {
+    let legacy = ctx.era == Era::Legacy;
+    let root = "Takeout/Google Photos";
+    let mut rng = StdRng::seed_from_u64(sub_seed(ctx.seed, "photos"));
+    let avg = (budget / 60.0).clamp(1024.0, 3.0 * 1024.0 * 1024.0);
+    let n = ((budget / avg) as u64).clamp(6, 100_000);
+    let album = "Trip to Lisbon";
+    let mut album_files: Vec<Planned> = Vec::new();
+    let mut t = ctx.export_ms - 2 * 86_400_000;
+    let mut by_folder: Vec<(String, Vec<Planned>)> = Vec::new();
+    for i in 0..n {
+        t -= rng.gen_range(3_600_000..15 * 86_400_000);
+        let tm = crate::util::tm(t);
+        let video = i % 10 == 9;
+        let (name, kind) = match i % 23 {
+            15 if !video => (
+                format!(
+                    "PXL_{:04}{:02}{:02}_{:06}123.LONG_EXPOSURE-01.COVER.jpg",
+                    tm.year, tm.month, tm.day, i
+                ),
+                MediaKind::Jpeg,
+            ),
+            7 => (
+                format!(
+                    "PXL_{:04}{:02}{:02}_{:06}123.NIGHT.PORTRAIT.jpg",
+                    tm.year, tm.month, tm.day, i
+                ),
+                MediaKind::Jpeg,
+            ),
+            _ if video => (
+                format!(
+                    "VID_{:04}{:02}{:02}_{:06}.mp4",
+                    tm.year, tm.month, tm.day, i
+                ),
+                MediaKind::Mp4,
+            ),
+            _ => (
+                format!(
+                    "IMG_{:04}{:02}{:02}_{:06}.jpg",
+                    tm.year, tm.month, tm.day, i
+                ),
+                MediaKind::Jpeg,
+            ),
+        };
+        let size = ((avg * rng.gen_range(0.5..1.5)) as u64).max(200);
+        let folder = format!("{root}/Photos from {}", tm.year);
+        let upload = t + rng.gen_range(60_000..86_400_000);
+        let mut sidecar = json!({"title": name, "description": if i % 4 == 0 { words(&mut rng, 2, 5) } else { String::new() },
+            "imageViews": rng.gen_range(0..40).to_string(),
+            "creationTime": {"timestamp": (upload / 1000).to_string(), "formatted": google_formatted(upload)},
+            "photoTakenTime": {"timestamp": (t / 1000).to_string(), "formatted": google_formatted(t)},
+            "geoData": {"latitude": 38.71 + rng.gen_range(0.0..0.1), "longitude": -9.14, "altitude": 12.0, "latitudeSpan": 0.0, "longitudeSpan": 0.0},
+            "url": format!("https://photos.google.com/photo/AF1Qip{}", alnum(&mut rng, 30)),
+            "googlePhotosOrigin": {"mobileUpload": {"deviceType": "ANDROID_PHONE"}}});
+        if i % 3 == 0 {
+            if let Some(o) = sidecar.as_object_mut() {
+                o.insert("people".into(), json!([{"name": pick(&mut rng, NAMES)}]));
+            }
+        }
+        let seed = sub_seed(ctx.seed, &format!("photo-{i}"));
+        let mut files = vec![
+            Planned::media(format!("{folder}/{name}"), kind, size, seed),
+            Planned::bytes(
+                format!("{folder}/{}", sidecar_name(&name, None, legacy)),
+                json_text(&sidecar, G, 0),
+            ),
+        ];
+        if i % 11 == 5 && !video {
+            // An edited copy: no sidecar of its own.
+            let edited = name.replace(".jpg", "-edited.jpg");
+            files.push(Planned::media(
+                format!("{folder}/{edited}"),
+                kind,
+                size,
+                seed ^ 1,
+            ));
+        }
+        if i % 13 == 6 && !video {
+            // A second file with the same name: IMG(1).jpg and its "(1)" sidecar.
+            let dup_name = name.replace(".jpg", "(1).jpg");
+            files.push(Planned::media(
+                format!("{folder}/{dup_name}"),
+                kind,
+                size / 2 + 1,
+                seed ^ 2,
+            ));
+            let mut s2 = sidecar.clone();
+            if let Some(o) = s2.as_object_mut() {
+                o.insert("title".into(), json!(name));
+            }
+            files.push(Planned::bytes(
+                format!("{folder}/{}", sidecar_name(&name, Some(1), legacy)),
+                json_text(&s2, G, 0),
+            ));
+        }
+        if i % 5 == 2 {
+            album_files.push(Planned::media(
+                format!("{root}/{album}/{name}"),
+                kind,
+                size,
+                seed,
+            ));
+            album_files.push(Planned::bytes(
+                format!("{root}/{album}/{}", sidecar_name(&name, None, legacy)),
+                json_text(&sidecar, G, 0),
+            ));
+        }
+        match by_folder.iter_mut().find(|(f, _)| *f == folder) {
+            Some((_, v)) => v.extend(files),
+            None => by_folder.push((folder, files)),
+        }
+    }
+    album_files.push(Planned::bytes(
+        format!("{root}/{album}/metadata.json"),
+        json_text(
+            &json!({"title": album, "description": "", "access": "protected",
+            "date": {"timestamp": (t / 1000).to_string(), "formatted": google_formatted(t)}}),
+            G,
+            0,
+        ),
+    ));
+    by_folder.push((format!("{root}/{album}"), album_files));
+    by_folder.sort_by(|a, b| a.0.cmp(&b.0));
+    for (_, mut files) in by_folder {
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        out.extend(files);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sidecar_names() {
+        assert_eq!(sidecar_name("IMG_1.jpg", None, true), "IMG_1.jpg.json");
+        assert_eq!(
+            sidecar_name("IMG_1.jpg", Some(1), true),
+            "IMG_1.jpg(1).json"
+        );
+        assert_eq!(
+            sidecar_name("IMG_1.jpg", None, false),
+            "IMG_1.jpg.supplemental-metadata.json"
+        );
+        assert_eq!(
+            sidecar_name("IMG_1.jpg", Some(1), false),
+            "IMG_1.jpg.supplemental-metadata(1).json"
+        );
+        let long = "PXL_20230630_000007123.NIGHT.PORTRAIT.jpg";
+        let s = sidecar_name(long, None, false);
+        assert_eq!(s.chars().count(), 51, "{s}");
+        assert!(s.starts_with(&format!("{long}.supp")));
+        assert_eq!(
+            audio_name(1_551_769_929_331),
+            "2019-03-05_07_12_09_331_UTC.mp3"
+        );
+    }
+}

@@ -1,0 +1,378 @@
+//! The process job: from a transfer generation's grant to its per-scope
+//! archives in storage, their records in Redis, and one push job per
+//! archive. Idempotent: a redelivered job for a generation whose archives
+//! are built only re-queues the push jobs; a job for an older generation is
+//! dropped; a lease keeps two workers off the same generation.
+
+use crate::extract::{self, BuildOptions, BuiltArchive, Catalog, DumpSource, ExtractError};
+use common::alias::Grant;
+use common::anychain::{from_json_str, Limits};
+use common::jobs::{self, ProcessJob, PushJob};
+use common::mq::{Broker, Route};
+use common::scope::Scope;
+use common::state::{DumpRecord, FileRecord, State, TransferState};
+use common::storage::Storage;
+use common::worker::{Disposition, JobHandler};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Why a job did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// Worth another try later (Redis, broker or storage trouble, lease held).
+    #[error("{0}")]
+    Transient(String),
+    /// The transfer cannot succeed (bad dump, bad grant): it fails.
+    #[error("{0}")]
+    Permanent(String),
+}
+
+impl From<common::state::StateError> for JobError {
+    fn from(e: common::state::StateError) -> Self {
+        JobError::Transient(e.to_string())
+    }
+}
+
+/// Everything the process job needs.
+pub struct Processor {
+    /// Redis state.
+    pub state: State,
+    /// RabbitMQ.
+    pub broker: Broker,
+    /// Resource storage.
+    pub storage: Storage,
+    /// The provider catalogs.
+    pub catalog: Arc<Catalog>,
+    /// Limits against hostile dumps, scratch directory, compression.
+    pub options: BuildOptions,
+    /// Identifies this worker in leases.
+    pub worker_id: String,
+    /// Deliveries after which a transient failure becomes final.
+    pub max_deliveries: u64,
+}
+
+const LEASE: Duration = Duration::from_secs(120);
+const HEARTBEAT: Duration = Duration::from_secs(30);
+
+/// Removes the `-001`-style part number and the extension of an export
+/// file name, so that the parts of one export share a stem.
+pub fn export_stem(name: &str) -> &str {
+    let base = [".tar.gz", ".tgz", ".zip", ".tar"]
+        .iter()
+        .find_map(|ext| name.strip_suffix(ext))
+        .unwrap_or(name);
+    match base.rsplit_once('-') {
+        Some((stem, part)) if part.len() == 3 && part.bytes().all(|b| b.is_ascii_digit()) => stem,
+        _ => base,
+    }
+}
+
+/// The newest export of each provider with all its parts, in name order.
+pub fn newest_exports(dumps: &[DumpRecord]) -> BTreeMap<String, Vec<DumpRecord>> {
+    let mut by_export: BTreeMap<(String, String), Vec<DumpRecord>> = BTreeMap::new();
+    for d in dumps {
+        by_export
+            .entry((d.provider.clone(), export_stem(&d.name).to_owned()))
+            .or_default()
+            .push(d.clone());
+    }
+    let mut newest: BTreeMap<String, (u64, Vec<DumpRecord>)> = BTreeMap::new();
+    for ((provider, _), mut parts) in by_export {
+        parts.sort_by(|a, b| a.name.cmp(&b.name));
+        let at = parts.iter().map(|p| p.uploaded_ms).max().unwrap_or(0);
+        match newest.get(&provider) {
+            Some((seen, _)) if *seen >= at => {}
+            _ => {
+                newest.insert(provider, (at, parts));
+            }
+        }
+    }
+    newest
+        .into_iter()
+        .map(|(p, (_, parts))| (p, parts))
+        .collect()
+}
+
+impl Processor {
+    fn built_flag(id: &str, generation: u64) -> String {
+        format!("built:{id}:{generation}")
+    }
+
+    /// Runs one process job.
+    pub async fn process(&self, job: &ProcessJob) -> Result<(), JobError> {
+        let (id, generation) = (job.transfer.as_str(), job.generation);
+        let Some(t) = self.state.transfer(id).await? else {
+            tracing::info!(transfer = %id, "unknown or expired transfer; dropping the job");
+            return Ok(());
+        };
+        if t.generation != generation || t.state.is_terminal() {
+            tracing::info!(transfer = %id, generation, current = t.generation, state = ?t.state, "stale job");
+            return Ok(());
+        }
+        let lease = format!("process:{id}:{generation}");
+        if !self
+            .state
+            .acquire_lease(&lease, &self.worker_id, LEASE)
+            .await?
+        {
+            return Err(JobError::Transient(
+                "another worker is processing this generation".into(),
+            ));
+        }
+        let heartbeat = {
+            let state = self.state.clone();
+            let (lease, holder) = (lease.clone(), self.worker_id.clone());
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(HEARTBEAT).await;
+                    if !matches!(state.renew_lease(&lease, &holder, LEASE).await, Ok(true)) {
+                        tracing::warn!(%lease, "lost the processing lease");
+                        return;
+                    }
+                }
+            })
+        };
+        let result = self.process_leased(id, generation).await;
+        heartbeat.abort();
+        let _ = self.state.release_lease(&lease, &self.worker_id).await;
+        result
+    }
+
+    async fn process_leased(&self, id: &str, generation: u64) -> Result<(), JobError> {
+        let active = [TransferState::Accepted, TransferState::Processing];
+        if !self
+            .state
+            .transition(id, generation, &active, TransferState::Processing, None)
+            .await?
+        {
+            // Already pushing (archives built earlier): only re-queue below.
+            let t = self.state.transfer(id).await?;
+            if !matches!(t, Some(ref t) if t.generation == generation && t.state == TransferState::Pushing)
+            {
+                return Ok(());
+            }
+        }
+        let files = if self.state.flag(&Self::built_flag(id, generation)).await? {
+            self.state.files(id, generation).await?
+        } else {
+            let files = self.build(id, generation).await?;
+            self.state.set_files(id, generation, &files).await?;
+            self.state
+                .set_flag(
+                    &Self::built_flag(id, generation),
+                    Duration::from_secs(7 * 24 * 3600),
+                )
+                .await?;
+            files
+        };
+        self.state
+            .transition(
+                id,
+                generation,
+                &[TransferState::Processing],
+                TransferState::Pushing,
+                None,
+            )
+            .await?;
+        let jobs: Vec<PushJob> = if files.is_empty() {
+            vec![PushJob {
+                transfer: id.to_owned(),
+                generation,
+                file: None,
+            }]
+        } else {
+            files
+                .iter()
+                .map(|f| PushJob {
+                    transfer: id.to_owned(),
+                    generation,
+                    file: Some(f.name.clone()),
+                })
+                .collect()
+        };
+        for job in jobs {
+            self.broker
+                .publish(Route::Push, &jobs::encode(&job), &job.message_id())
+                .await
+                .map_err(|e| JobError::Transient(format!("queueing push jobs: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// Builds the archives of one generation (none for a revocation).
+    async fn build(&self, id: &str, generation: u64) -> Result<Vec<FileRecord>, JobError> {
+        let token = self
+            .state
+            .transfer_grant(id)
+            .await?
+            .ok_or_else(|| JobError::Permanent("the transfer has no grant".into()))?;
+        let limits = Limits {
+            max_bytes: usize::MAX,
+            max_depth: 128,
+        };
+        // Stored grants were verified when the gateway accepted them.
+        let grant = from_json_str(&token, &limits)
+            .map_err(common::alias::AliasError::from)
+            .and_then(Grant::from_verified)
+            .map_err(|e| JobError::Permanent(format!("stored grant unreadable: {e}")))?;
+        if grant.is_revoked() {
+            return Ok(Vec::new());
+        }
+        let mut scopes_by_provider: BTreeMap<String, Vec<Scope>> = BTreeMap::new();
+        for value in grant
+            .scopes()
+            .map_err(|e| JobError::Permanent(e.to_string()))?
+        {
+            let scope = Scope::from_value(&value)
+                .map_err(|e| JobError::Permanent(format!("scope not understood: {e}")))?;
+            scopes_by_provider
+                .entry(scope.provider.clone())
+                .or_default()
+                .push(scope);
+        }
+        let user = grant.signer_b64();
+        let exports = newest_exports(&self.state.dumps(&user).await?);
+        let mut dumps = Vec::new();
+        let mut scopes = Vec::new();
+        for (provider, provider_scopes) in scopes_by_provider {
+            match exports.get(&provider) {
+                Some(parts) => {
+                    for d in parts {
+                        let hash = common::anychain::b64u_decode(&d.blake2b)
+                            .ok()
+                            .and_then(|h| <[u8; 64]>::try_from(h).ok())
+                            .unwrap_or([0; 64]);
+                        dumps.push(DumpSource {
+                            provider: d.provider.clone(),
+                            key: d.key.clone(),
+                            name: d.name.clone(),
+                            size: d.size,
+                            blake2b: hash,
+                        });
+                    }
+                    scopes.extend(provider_scopes);
+                }
+                None => {
+                    let note = format!("no {provider} dump: its scopes were skipped");
+                    tracing::info!(transfer = %id, "{note}");
+                    self.state.add_note(id, generation, &note).await?;
+                }
+            }
+        }
+        if scopes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let prefix = format!("transfers/{id}/{generation}");
+        let built: Vec<BuiltArchive> = extract::build_archives(
+            &self.storage,
+            &self.catalog,
+            &dumps,
+            &scopes,
+            &prefix,
+            &self.options,
+        )
+        .await
+        .map_err(|e| match e {
+            ExtractError::Storage(s) => JobError::Transient(format!("storage: {s}")),
+            other => JobError::Permanent(other.to_string()),
+        })?;
+        Ok(built
+            .into_iter()
+            .map(|a| FileRecord {
+                blake2b: a.blake2b_b64(),
+                name: a.file,
+                scope: a.scope_display,
+                storage_key: a.storage_key,
+                size: a.size,
+                offset: 0,
+                finished: false,
+            })
+            .collect())
+    }
+
+    async fn fail(&self, job: &ProcessJob, reason: &str) {
+        let active = [TransferState::Accepted, TransferState::Processing];
+        if let Err(e) = self
+            .state
+            .transition(
+                &job.transfer,
+                job.generation,
+                &active,
+                TransferState::Failed,
+                Some(reason),
+            )
+            .await
+        {
+            tracing::error!(error = %e, "could not record the failure");
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl JobHandler for Processor {
+    async fn handle(&self, body: &[u8], delivery_count: u64) -> Disposition {
+        let job: ProcessJob = match jobs::decode(body) {
+            Ok(j) => j,
+            Err(e) => return Disposition::Dead(format!("malformed process job: {e}")),
+        };
+        match self.process(&job).await {
+            Ok(()) => Disposition::Ack,
+            Err(JobError::Permanent(reason)) => {
+                tracing::warn!(transfer = %job.transfer, %reason, "transfer failed");
+                self.fail(&job, &reason).await;
+                Disposition::Ack
+            }
+            Err(JobError::Transient(reason)) if delivery_count < self.max_deliveries => {
+                tracing::info!(transfer = %job.transfer, %reason, "will retry");
+                let secs = 2u64.saturating_pow(u32::try_from(delivery_count.min(6)).unwrap_or(6));
+                Disposition::Retry(Duration::from_secs(secs))
+            }
+            Err(JobError::Transient(reason)) => {
+                let reason = format!("gave up after {delivery_count} attempts: {reason}");
+                self.fail(&job, &reason).await;
+                Disposition::Dead(reason)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dump(provider: &str, name: &str, at: u64) -> DumpRecord {
+        DumpRecord {
+            provider: provider.into(),
+            name: name.into(),
+            key: format!("dumps/u/{provider}/{name}"),
+            size: 1,
+            blake2b: String::new(),
+            uploaded_ms: at,
+        }
+    }
+
+    #[test]
+    fn stems_and_newest_exports() {
+        assert_eq!(
+            export_stem("takeout-20190710T135348Z-001.zip"),
+            "takeout-20190710T135348Z"
+        );
+        assert_eq!(
+            export_stem("takeout-20190710T135348Z-002.tgz"),
+            "takeout-20190710T135348Z"
+        );
+        assert_eq!(export_stem("facebook-user.zip"), "facebook-user");
+        let dumps = [
+            dump("google", "takeout-2019-001.zip", 1),
+            dump("google", "takeout-2019-002.zip", 2),
+            dump("google", "takeout-2020-001.zip", 5),
+            dump("google", "takeout-2020-002.zip", 6),
+            dump("amazon", "amazon.zip", 3),
+        ];
+        let newest = newest_exports(&dumps);
+        let names: Vec<_> = newest["google"].iter().map(|d| d.name.as_str()).collect();
+        assert_eq!(names, ["takeout-2020-001.zip", "takeout-2020-002.zip"]);
+        assert_eq!(newest["amazon"].len(), 1);
+    }
+}

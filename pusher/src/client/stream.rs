@@ -1,0 +1,461 @@
+//! [`ChunkStreamer`]: pushes one archive from resource storage as chunks,
+//! one chunk in memory at a time, committing the offset after each
+//! acknowledged chunk and applying the Resume rule of PROTOCOL.md Part 1:
+//!
+//! * a chunk that failed with a status, or before anything was sent, is sent
+//!   again after a backoff;
+//! * after a chunk whose outcome is unknown (timeout or broken connection
+//!   after sending), the client is asked `HEAD` for its `Upload-Offset`; a
+//!   client that answers is resumed from there, any other client needs the
+//!   transfer restarted ([`StreamError::NeedsRestart`]): a new generation,
+//!   whose start request makes it drop its partial data;
+//! * a `409`/`416` answer to a chunk (the client holds something else than
+//!   expected) is resolved the same way, from its `Upload-Offset` header or
+//!   `HEAD`.
+
+use std::error::Error as StdError;
+use std::future::Future;
+use std::time::Duration;
+
+use common::storage::{Storage, StorageError};
+use url::Url;
+
+use super::backoff::{Backoff, RetryPolicy};
+use super::error::{Outcome, PushError};
+use super::http::PushClient;
+
+/// The default chunk size: 2 MiB, the reference's.
+pub const DEFAULT_CHUNK_SIZE: usize = 2 << 20;
+
+/// One archive to push.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upload {
+    /// Its storage key (`transfers/{id}/{generation}/{file}`).
+    pub key: String,
+    /// Its push URL (`PushTarget::file_url`).
+    pub file_url: Url,
+    /// Its size, as recorded when it was written (checked against storage).
+    pub size: u64,
+    /// The committed offset to continue from (0 for a new file).
+    pub offset: u64,
+    /// Ask the client's offset (`HEAD`) before sending anything: set it when
+    /// an earlier attempt may have died with a chunk in flight (a
+    /// redelivered job), since the committed offset may then be behind what
+    /// the client holds. A client without the `HEAD` extension then needs a
+    /// restart.
+    pub verify_offset: bool,
+}
+
+/// What a successful push did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Streamed {
+    /// The file's size.
+    pub size: u64,
+    /// Chunks acknowledged.
+    pub chunks: u64,
+    /// Bytes of the acknowledged chunks.
+    pub bytes_acked: u64,
+    /// Chunk sends that failed and were retried.
+    pub retries: u64,
+    /// Times the client's offset was asked (`HEAD`).
+    pub offset_queries: u64,
+}
+
+/// Why a client cannot be resumed in place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestartReason {
+    /// It does not report its offset (no `HEAD` extension, or it does not
+    /// know the transfer any more).
+    NoOffsetQuery,
+    /// It reports more bytes than were sent.
+    ClientAhead {
+        /// The offset it reported.
+        reported: u64,
+    },
+}
+
+/// How a push stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    /// `should_continue` said no (revocation, cancellation).
+    #[error("cancelled at offset {offset}")]
+    Cancelled {
+        /// Bytes committed.
+        offset: u64,
+    },
+    /// The client must be given a new transfer generation (start again from
+    /// the start request).
+    #[error("the transfer must restart (at offset {offset}: {reason:?})")]
+    NeedsRestart {
+        /// The offset reached.
+        offset: u64,
+        /// Why.
+        reason: RestartReason,
+        /// The failure that led here.
+        cause: Option<Box<PushError>>,
+    },
+    /// A chunk failed in a way retrying cannot help.
+    #[error("chunk at offset {offset}: {error}")]
+    Permanent {
+        /// The chunk's offset.
+        offset: u64,
+        /// The failure.
+        error: PushError,
+    },
+    /// A chunk kept failing until the retry policy was spent.
+    #[error("chunk at offset {offset}: gave up after {attempts} attempts: {last}")]
+    Exhausted {
+        /// The chunk's offset.
+        offset: u64,
+        /// Attempts made for it.
+        attempts: u32,
+        /// The last failure.
+        last: PushError,
+        /// The client's last `Retry-After`, to schedule the next try.
+        retry_after: Option<Duration>,
+    },
+    /// Reading the archive failed.
+    #[error("reading {key}: {source}")]
+    Storage {
+        /// The storage key.
+        key: String,
+        /// The failure.
+        #[source]
+        source: StorageError,
+    },
+    /// The stored archive is not the size recorded.
+    #[error("{key} holds {actual} bytes, {expected} expected")]
+    SizeMismatch {
+        /// The storage key.
+        key: String,
+        /// The size recorded.
+        expected: u64,
+        /// The size found.
+        actual: u64,
+    },
+    /// The `commit` callback failed.
+    #[error("committing offset {offset}: {source}")]
+    Commit {
+        /// The offset being committed.
+        offset: u64,
+        /// The callback's error.
+        #[source]
+        source: Box<dyn StdError + Send + Sync>,
+    },
+}
+
+/// What the client said after a failed chunk.
+enum Step {
+    /// Send the same chunk again, after a backoff.
+    Again(PushError),
+    /// Continue from this offset (the chunk is re-read).
+    MoveTo(u64, PushError),
+}
+
+/// Pushes archives from storage in chunks.
+#[derive(Debug, Clone)]
+pub struct ChunkStreamer {
+    client: PushClient,
+    storage: Storage,
+    chunk_size: usize,
+    policy: RetryPolicy,
+    seed: Option<u64>,
+}
+
+impl ChunkStreamer {
+    /// A streamer with [`DEFAULT_CHUNK_SIZE`] chunks and the default
+    /// [`RetryPolicy`].
+    pub fn new(client: PushClient, storage: Storage) -> Self {
+        Self {
+            client,
+            storage,
+            chunk_size: DEFAULT_CHUNK_SIZE,
+            policy: RetryPolicy::default(),
+            seed: None,
+        }
+    }
+
+    /// Sets the chunk size (`ALIAS_PUSH_CHUNK`; at least 1 byte).
+    pub fn with_chunk_size(mut self, chunk_size: usize) -> Self {
+        self.chunk_size = chunk_size.max(1);
+        self
+    }
+
+    /// Sets the retry policy, applied to each chunk.
+    pub fn with_policy(mut self, policy: RetryPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Makes the backoff jitter deterministic (tests).
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// The client.
+    pub fn client(&self) -> &PushClient {
+        &self.client
+    }
+
+    /// The chunk size.
+    pub fn chunk_size(&self) -> usize {
+        self.chunk_size
+    }
+
+    fn backoff(&self) -> Backoff {
+        match self.seed {
+            Some(seed) => Backoff::with_seed(self.policy, seed),
+            None => Backoff::new(self.policy),
+        }
+    }
+
+    /// Pushes `upload` from its offset to its end.
+    ///
+    /// `commit(offset)` is awaited after each acknowledged chunk (and when
+    /// the client reports holding more than committed), with offsets that
+    /// only grow; its error stops the push. `should_continue()` is awaited
+    /// before each chunk and each retry; `false` stops with
+    /// [`StreamError::Cancelled`].
+    pub async fn push_file<C, CF, CE, K, KF>(
+        &self,
+        upload: &Upload,
+        mut commit: C,
+        mut should_continue: K,
+    ) -> Result<Streamed, StreamError>
+    where
+        C: FnMut(u64) -> CF,
+        CF: Future<Output = Result<(), CE>>,
+        CE: Into<Box<dyn StdError + Send + Sync>>,
+        K: FnMut() -> KF,
+        KF: Future<Output = bool>,
+    {
+        let key = upload.key.as_str();
+        let url = &upload.file_url;
+        let size = upload.size;
+        let storage_err = |source| StreamError::Storage {
+            key: key.to_owned(),
+            source,
+        };
+        let actual = self
+            .storage
+            .head(key)
+            .await
+            .map_err(storage_err)?
+            .ok_or_else(|| storage_err(StorageError::NotFound(key.to_owned())))?
+            .size;
+        if actual != size {
+            return Err(StreamError::SizeMismatch {
+                key: key.to_owned(),
+                expected: size,
+                actual,
+            });
+        }
+        if upload.offset > size {
+            return Err(StreamError::Permanent {
+                offset: upload.offset,
+                error: PushError::InvalidRequest("the committed offset is past the end"),
+            });
+        }
+
+        let mut stats = Streamed {
+            size,
+            ..Streamed::default()
+        };
+        let mut backoff = self.backoff();
+        let mut offset = upload.offset;
+        let mut committed = upload.offset;
+        let mut do_commit = |to: u64, committed: &mut u64| {
+            let run = (to > *committed).then(|| commit(to));
+            if run.is_some() {
+                *committed = to;
+            }
+            async move {
+                match run {
+                    Some(fut) => fut.await.map_err(|e| StreamError::Commit {
+                        offset: to,
+                        source: e.into(),
+                    }),
+                    None => Ok(()),
+                }
+            }
+        };
+
+        if upload.verify_offset {
+            stats.offset_queries += 1;
+            match self.client_offset(url, &mut backoff, offset).await? {
+                Some(reported) if reported <= size => {
+                    do_commit(reported, &mut committed).await?;
+                    offset = reported;
+                }
+                Some(reported) => {
+                    return Err(StreamError::NeedsRestart {
+                        offset,
+                        reason: RestartReason::ClientAhead { reported },
+                        cause: None,
+                    })
+                }
+                None => {
+                    return Err(StreamError::NeedsRestart {
+                        offset,
+                        reason: RestartReason::NoOffsetQuery,
+                        cause: None,
+                    })
+                }
+            }
+            backoff.reset();
+        }
+
+        let chunk = self.chunk_size as u64;
+        'chunks: while offset < size {
+            if !should_continue().await {
+                return Err(StreamError::Cancelled { offset: committed });
+            }
+            let end = offset.saturating_add(chunk).min(size);
+            let bytes = self
+                .storage
+                .get_range(key, offset..end)
+                .await
+                .map_err(storage_err)?;
+            if bytes.len() as u64 != end - offset {
+                return Err(StreamError::SizeMismatch {
+                    key: key.to_owned(),
+                    expected: size,
+                    actual: offset + bytes.len() as u64,
+                });
+            }
+            loop {
+                let err = match self
+                    .client
+                    .put_chunk(url, offset, bytes.clone(), size)
+                    .await
+                {
+                    Ok(_) => {
+                        stats.chunks += 1;
+                        stats.bytes_acked += end - offset;
+                        do_commit(end, &mut committed).await?;
+                        offset = end;
+                        backoff.reset();
+                        continue 'chunks;
+                    }
+                    Err(err) => err,
+                };
+                let failed_at = offset;
+                let retry_after = err.retry_after();
+                let last = match self
+                    .after_failure(err, url, &mut backoff, offset, end, &mut stats)
+                    .await?
+                {
+                    Step::MoveTo(to, err) if to > offset => {
+                        // The client kept (part of) the chunk: go on from
+                        // there, with a fresh retry budget.
+                        tracing::info!(url = %url, from = offset, to, error = %err, "resuming from the client's offset");
+                        do_commit(to, &mut committed).await?;
+                        offset = to;
+                        backoff.reset();
+                        continue 'chunks;
+                    }
+                    Step::MoveTo(to, err) => {
+                        // The client lost bytes it had acknowledged: send
+                        // them again, counting a failure.
+                        tracing::warn!(url = %url, from = offset, to, error = %err, "the client holds less than acknowledged");
+                        offset = to;
+                        err
+                    }
+                    Step::Again(err) => err,
+                };
+                stats.retries += 1;
+                let Some(delay) = backoff.next_delay(retry_after) else {
+                    return Err(StreamError::Exhausted {
+                        offset: failed_at,
+                        attempts: backoff.failures(),
+                        last,
+                        retry_after,
+                    });
+                };
+                tracing::debug!(url = %url, offset = failed_at, error = %last, ?delay, "chunk failed; retrying");
+                tokio::time::sleep(delay).await;
+                if !should_continue().await {
+                    return Err(StreamError::Cancelled { offset: committed });
+                }
+                if offset != failed_at {
+                    continue 'chunks;
+                }
+            }
+        }
+        Ok(stats)
+    }
+
+    /// Decides what to do after a failed chunk `[offset, end)`.
+    async fn after_failure(
+        &self,
+        err: PushError,
+        url: &Url,
+        backoff: &mut Backoff,
+        offset: u64,
+        end: u64,
+        stats: &mut Streamed,
+    ) -> Result<Step, StreamError> {
+        let outcome = err.outcome();
+        let conflict = matches!(err.status(), Some(409 | 416));
+        if !outcome.is_unknown() && !conflict {
+            return match outcome {
+                Outcome::Retry { .. } => Ok(Step::Again(err)),
+                _ => Err(StreamError::Permanent { offset, error: err }),
+            };
+        }
+        let reported = match &err {
+            PushError::Status {
+                upload_offset: Some(o),
+                ..
+            } => Some(*o),
+            _ => {
+                stats.offset_queries += 1;
+                self.client_offset(url, backoff, offset).await?
+            }
+        };
+        match reported {
+            None => Err(StreamError::NeedsRestart {
+                offset,
+                reason: RestartReason::NoOffsetQuery,
+                cause: Some(Box::new(err)),
+            }),
+            Some(reported) if reported > end => Err(StreamError::NeedsRestart {
+                offset,
+                reason: RestartReason::ClientAhead { reported },
+                cause: Some(Box::new(err)),
+            }),
+            Some(reported) if reported == offset => Ok(Step::Again(err)),
+            Some(reported) => Ok(Step::MoveTo(reported, err)),
+        }
+    }
+
+    /// Asks the client's offset, retrying transient failures.
+    async fn client_offset(
+        &self,
+        url: &Url,
+        backoff: &mut Backoff,
+        offset: u64,
+    ) -> Result<Option<u64>, StreamError> {
+        loop {
+            let err = match self.client.head_offset(url).await {
+                Ok(reported) => return Ok(reported),
+                Err(err) => err,
+            };
+            match err.outcome() {
+                Outcome::Retry { after, .. } => match backoff.next_delay(after) {
+                    Some(delay) => tokio::time::sleep(delay).await,
+                    None => {
+                        return Err(StreamError::Exhausted {
+                            offset,
+                            attempts: backoff.failures(),
+                            retry_after: err.retry_after(),
+                            last: err,
+                        })
+                    }
+                },
+                _ => return Err(StreamError::Permanent { offset, error: err }),
+            }
+        }
+    }
+}

@@ -1,0 +1,609 @@
+//! The push job: one archive of one transfer generation (or, for a
+//! generation without archives, only the start and finish requests),
+//! pushed from its committed offset. A delivery pushes at most
+//! `ALIAS_PUSH_RUN_BYTES` and then re-queues itself with its progress in
+//! Redis, so no delivery is held for a long push (RabbitMQ's consumer
+//! timeout). Leases keep one pusher per file; slot leases cap concurrent
+//! pushes per client domain; a breaker holds a client that keeps failing.
+
+use crate::client::{
+    retry, Backoff, ChunkStreamer, FileSummary, PushClient, PushError, PushTarget, RetryError,
+    RetryPolicy, StreamError, Upload,
+};
+use common::jobs::{self, ProcessJob, PushJob};
+use common::mq::{Broker, Route};
+use common::state::{now_ms, State, Transfer, TransferState};
+use common::worker::{Disposition, JobHandler};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Push settings (from the configuration).
+#[derive(Debug, Clone)]
+pub struct PushSettings {
+    /// Concurrent pushes per client domain across all pushers.
+    pub per_client: u32,
+    /// Bytes pushed per delivery before re-queueing.
+    pub run_bytes: u64,
+    /// Total retry time of a job before the transfer fails.
+    pub budget: Duration,
+    /// Consecutive failures that open a client's breaker.
+    pub breaker_failures: u32,
+    /// How long an open breaker holds a client.
+    pub breaker_cooldown: Duration,
+    /// Retries per request.
+    pub policy: RetryPolicy,
+}
+
+/// Everything the push job needs.
+pub struct Pusher {
+    /// Redis state.
+    pub state: State,
+    /// RabbitMQ.
+    pub broker: Broker,
+    /// The chunk streamer (client + storage).
+    pub streamer: ChunkStreamer,
+    /// Settings.
+    pub settings: PushSettings,
+    /// Identifies this worker in leases.
+    pub worker_id: String,
+}
+
+const LEASE: Duration = Duration::from_secs(60);
+const HEARTBEAT: Duration = Duration::from_secs(15);
+const DAY: Duration = Duration::from_secs(24 * 3600);
+/// Restarts of one transfer (new generations after chunks of unknown
+/// outcome) before it fails.
+const MAX_RESTARTS: u64 = 20;
+
+/// A held lease renewed in the background until dropped.
+struct Held {
+    state: State,
+    name: String,
+    holder: String,
+    heartbeat: tokio::task::JoinHandle<()>,
+}
+
+impl Held {
+    async fn take(state: &State, name: String, holder: &str) -> Result<Option<Held>, String> {
+        if !state
+            .acquire_lease(&name, holder, LEASE)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            return Ok(None);
+        }
+        let heartbeat = {
+            let (state, name, holder) = (state.clone(), name.clone(), holder.to_owned());
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(HEARTBEAT).await;
+                    if !matches!(state.renew_lease(&name, &holder, LEASE).await, Ok(true)) {
+                        tracing::warn!(lease = %name, "lost a lease");
+                        return;
+                    }
+                }
+            })
+        };
+        Ok(Some(Held {
+            state: state.clone(),
+            name,
+            holder: holder.to_owned(),
+            heartbeat,
+        }))
+    }
+
+    async fn release(self) {
+        self.heartbeat.abort();
+        let _ = self.state.release_lease(&self.name, &self.holder).await;
+    }
+}
+
+/// How a job ended, before it becomes a disposition.
+enum Step {
+    Done,
+    Later(Duration),
+    Fail(String),
+}
+
+impl From<common::state::StateError> for Step {
+    fn from(e: common::state::StateError) -> Self {
+        tracing::warn!(error = %e, "redis trouble; retrying later");
+        Step::Later(Duration::from_secs(2))
+    }
+}
+
+fn target_of(t: &Transfer) -> Result<PushTarget, PushError> {
+    let base = t.push_url.strip_suffix(&t.id).unwrap_or(&t.push_url);
+    PushTarget::new(base, &t.id)
+}
+
+impl Pusher {
+    fn client(&self) -> &PushClient {
+        self.streamer.client()
+    }
+
+    async fn fail(&self, t: &Transfer, reason: &str) {
+        let from = [
+            TransferState::Pushing,
+            TransferState::Processing,
+            TransferState::Accepted,
+        ];
+        if let Err(e) = self
+            .state
+            .transition(
+                &t.id,
+                t.generation,
+                &from,
+                TransferState::Failed,
+                Some(reason),
+            )
+            .await
+        {
+            tracing::error!(error = %e, "could not record the failure");
+        }
+    }
+
+    /// A failure of the client: counts it for the breaker, and turns it into
+    /// a later try, or a failure once the job's budget is spent.
+    async fn client_trouble(
+        &self,
+        domain: &str,
+        job_key: &str,
+        err: &str,
+        after: Option<Duration>,
+    ) -> Step {
+        let window = self.settings.breaker_cooldown.max(Duration::from_secs(60)) * 4;
+        if let Ok(n) = self.state.client_failure(domain, window).await {
+            if n >= u64::from(self.settings.breaker_failures) {
+                let _ = self
+                    .state
+                    .set_flag(&format!("breaker:{domain}"), self.settings.breaker_cooldown)
+                    .await;
+                tracing::warn!(%domain, failures = n, "circuit breaker open");
+            }
+        }
+        let first = self
+            .state
+            .first_seen(job_key, DAY)
+            .await
+            .unwrap_or_else(|_| now_ms());
+        let spent = Duration::from_millis(now_ms().saturating_sub(first));
+        if spent >= self.settings.budget {
+            return Step::Fail(format!(
+                "the client kept failing for {}s: {err}",
+                spent.as_secs()
+            ));
+        }
+        Step::Later(
+            after
+                .unwrap_or(Duration::from_secs(5))
+                .min(self.settings.budget),
+        )
+    }
+
+    /// Sends the start request once per generation.
+    async fn ensure_started(
+        &self,
+        t: &Transfer,
+        target: &PushTarget,
+        domain: &str,
+    ) -> Result<(), Step> {
+        let flag = format!("started:{}:{}", t.id, t.generation);
+        if self.state.flag(&flag).await? {
+            return Ok(());
+        }
+        let Some(lease) = Held::take(
+            &self.state,
+            format!("start:{}:{}", t.id, t.generation),
+            &self.worker_id,
+        )
+        .await
+        .map_err(|_| Step::Later(Duration::from_secs(2)))?
+        else {
+            return Err(Step::Later(Duration::from_secs(1)));
+        };
+        let result = async {
+            if self.state.flag(&flag).await? {
+                return Ok(());
+            }
+            let token = self
+                .state
+                .transfer_grant(&t.id)
+                .await?
+                .ok_or_else(|| Step::Fail("the transfer has no grant".into()))?;
+            let mut backoff = Backoff::new(self.settings.policy);
+            match retry(&mut backoff, || self.client().start(target, &token)).await {
+                Ok(_) => {
+                    self.state.set_flag(&flag, DAY * 7).await?;
+                    let _ = self.state.client_success(domain).await;
+                    Ok(())
+                }
+                Err(RetryError::Permanent(e)) => {
+                    Err(Step::Fail(format!("start request refused: {e}")))
+                }
+                Err(RetryError::Exhausted {
+                    last, retry_after, ..
+                }) => Err(self
+                    .client_trouble(
+                        domain,
+                        &format!("job:{}:{}:start", t.id, t.generation),
+                        &last.to_string(),
+                        retry_after,
+                    )
+                    .await),
+            }
+        }
+        .await;
+        lease.release().await;
+        result
+    }
+
+    /// Sends the transfer finish once every file is finished, and ends the
+    /// generation `done`.
+    async fn maybe_finish(
+        &self,
+        t: &Transfer,
+        target: &PushTarget,
+        domain: &str,
+    ) -> Result<(), Step> {
+        let Some(now) = self.state.transfer(&t.id).await? else {
+            return Ok(());
+        };
+        if now.generation != t.generation || now.state != TransferState::Pushing {
+            return Ok(());
+        }
+        let files = self.state.files(&t.id, t.generation).await?;
+        if now.files_done < files.len() as u64 {
+            return Ok(());
+        }
+        let Some(lease) = Held::take(
+            &self.state,
+            format!("finish:{}:{}", t.id, t.generation),
+            &self.worker_id,
+        )
+        .await
+        .map_err(|_| Step::Later(Duration::from_secs(2)))?
+        else {
+            return Ok(()); // another pusher is finishing it
+        };
+        let summaries: Vec<FileSummary> = files
+            .iter()
+            .map(|f| FileSummary {
+                name: f.name.clone(),
+                size: f.size,
+                blake2b: f.blake2b.clone(),
+            })
+            .collect();
+        let mut backoff = Backoff::new(self.settings.policy);
+        let result = match retry(&mut backoff, || {
+            self.client().finish_transfer(target, &summaries)
+        })
+        .await
+        {
+            Ok(_) => {
+                self.state
+                    .transition(
+                        &t.id,
+                        t.generation,
+                        &[TransferState::Pushing],
+                        TransferState::Done,
+                        None,
+                    )
+                    .await?;
+                tracing::info!(transfer = %t.id, generation = t.generation, files = files.len(), "transfer done");
+                Ok(())
+            }
+            Err(RetryError::Permanent(e)) => {
+                Err(Step::Fail(format!("finish request refused: {e}")))
+            }
+            Err(RetryError::Exhausted {
+                last, retry_after, ..
+            }) => Err(self
+                .client_trouble(
+                    domain,
+                    &format!("job:{}:{}:finish", t.id, t.generation),
+                    &last.to_string(),
+                    retry_after,
+                )
+                .await),
+        };
+        lease.release().await;
+        result
+    }
+
+    async fn run(&self, job: &PushJob) -> Step {
+        let t = match self.state.transfer(&job.transfer).await {
+            Ok(Some(t)) => t,
+            Ok(None) => return Step::Done,
+            Err(e) => return e.into(),
+        };
+        if t.generation != job.generation || t.state.is_terminal() {
+            return Step::Done;
+        }
+        if t.state != TransferState::Pushing {
+            return Step::Later(Duration::from_secs(2));
+        }
+        let target = match target_of(&t) {
+            Ok(target) => target,
+            Err(e) => return Step::Fail(format!("push destination: {e}")),
+        };
+        let domain = target.transfer_url().host_str().unwrap_or("").to_owned();
+        match self.state.flag(&format!("breaker:{domain}")).await {
+            Ok(true) => return Step::Later(self.settings.breaker_cooldown),
+            Ok(false) => {}
+            Err(e) => return e.into(),
+        }
+        let mut slot = None;
+        for k in 0..self.settings.per_client.max(1) {
+            match Held::take(
+                &self.state,
+                format!("client:{domain}:slot:{k}"),
+                &self.worker_id,
+            )
+            .await
+            {
+                Ok(Some(held)) => {
+                    slot = Some(held);
+                    break;
+                }
+                Ok(None) => {}
+                Err(_) => return Step::Later(Duration::from_secs(2)),
+            }
+        }
+        let Some(slot) = slot else {
+            return Step::Later(Duration::from_secs(1));
+        };
+        let step = self.run_with_slot(job, &t, &target, &domain).await;
+        slot.release().await;
+        step
+    }
+
+    async fn run_with_slot(
+        &self,
+        job: &PushJob,
+        t: &Transfer,
+        target: &PushTarget,
+        domain: &str,
+    ) -> Step {
+        if let Err(step) = self.ensure_started(t, target, domain).await {
+            return step;
+        }
+        let Some(file) = &job.file else {
+            return match self.maybe_finish(t, target, domain).await {
+                Ok(()) => Step::Done,
+                Err(step) => step,
+            };
+        };
+        let lease = match Held::take(
+            &self.state,
+            format!("push:{}:{}:{file}", t.id, t.generation),
+            &self.worker_id,
+        )
+        .await
+        {
+            Ok(Some(l)) => l,
+            Ok(None) => return Step::Later(Duration::from_secs(5)),
+            Err(_) => return Step::Later(Duration::from_secs(2)),
+        };
+        let step = self.push_file(job, t, target, domain, file).await;
+        lease.release().await;
+        step
+    }
+
+    async fn push_file(
+        &self,
+        job: &PushJob,
+        t: &Transfer,
+        target: &PushTarget,
+        domain: &str,
+        file: &str,
+    ) -> Step {
+        let files = match self.state.files(&t.id, t.generation).await {
+            Ok(f) => f,
+            Err(e) => return e.into(),
+        };
+        let Some(record) = files.into_iter().find(|f| f.name == file) else {
+            return Step::Done;
+        };
+        let done_flag = format!("filedone:{}:{}:{file}", t.id, t.generation);
+        match self.state.flag(&done_flag).await {
+            Ok(true) => {
+                return match self.maybe_finish(t, target, domain).await {
+                    Ok(()) => Step::Done,
+                    Err(step) => step,
+                }
+            }
+            Ok(false) => {}
+            Err(e) => return e.into(),
+        }
+        let file_url = match target.file_url(file) {
+            Ok(u) => u,
+            Err(e) => return Step::Fail(e.to_string()),
+        };
+        if record.offset < record.size {
+            // A run that died with a chunk in flight leaves this flag set: ask
+            // the client what it holds before sending anything.
+            let inflight = format!("inflight:{}:{}:{file}", t.id, t.generation);
+            let verify = match self.state.set_flag(&inflight, DAY).await {
+                Ok(fresh) => !fresh,
+                Err(e) => return e.into(),
+            };
+            let upload = Upload {
+                key: record.storage_key.clone(),
+                file_url: file_url.clone(),
+                size: record.size,
+                offset: record.offset,
+                verify_offset: verify,
+            };
+            let pushed = AtomicU64::new(0);
+            let start_offset = record.offset;
+            let state = &self.state;
+            let (id, generation) = (t.id.clone(), t.generation);
+            let run_bytes = self.settings.run_bytes;
+            let result = self
+                .streamer
+                .push_file(
+                    &upload,
+                    |offset| {
+                        pushed.store(offset.saturating_sub(start_offset), Ordering::Relaxed);
+                        let (state, id, file) = (state.clone(), id.clone(), file.to_owned());
+                        async move {
+                            match state.commit_offset(&id, generation, &file, offset).await {
+                                Ok(Some(_)) => Ok(()),
+                                Ok(None) => Err("the transfer generation moved on".to_owned()),
+                                Err(e) => Err(e.to_string()),
+                            }
+                        }
+                    },
+                    || {
+                        let (state, id) = (state.clone(), id.clone());
+                        let over = pushed.load(Ordering::Relaxed) >= run_bytes;
+                        async move {
+                            if over {
+                                return false;
+                            }
+                            matches!(state.transfer(&id).await, Ok(Some(t)) if t.generation == generation && t.state == TransferState::Pushing)
+                        }
+                    },
+                )
+                .await;
+            match result {
+                Ok(_) => {
+                    let _ = self.state.clear_flag(&inflight).await;
+                }
+                Err(StreamError::Cancelled { .. }) => {
+                    let _ = self.state.clear_flag(&inflight).await;
+                    let still = matches!(self.state.transfer(&t.id).await, Ok(Some(ref now)) if now.generation == t.generation && now.state == TransferState::Pushing);
+                    if !still {
+                        return Step::Done; // revoked, cancelled or superseded
+                    }
+                    // Run budget spent: continue in a new delivery.
+                    return match self
+                        .broker
+                        .publish(Route::Push, &jobs::encode(job), &job.message_id())
+                        .await
+                    {
+                        Ok(()) => Step::Done,
+                        Err(_) => Step::Later(Duration::from_secs(1)),
+                    };
+                }
+                Err(StreamError::NeedsRestart { reason, .. }) => {
+                    match self.state.count(&format!("restarts:{}", t.id), DAY).await {
+                        Ok(n) if n > MAX_RESTARTS => {
+                            return Step::Fail(format!(
+                                "the client lost chunk answers {n} times and cannot report its offset; giving up"
+                            ))
+                        }
+                        Ok(_) => {}
+                        Err(e) => return e.into(),
+                    }
+                    let note = format!("restarted: a chunk's outcome was unknown and the client cannot report its offset ({reason:?})");
+                    return match self
+                        .state
+                        .restart_generation(&t.id, t.generation, &note)
+                        .await
+                    {
+                        Ok(Some(new)) => {
+                            let job = ProcessJob {
+                                transfer: t.id.clone(),
+                                generation: new,
+                            };
+                            match self
+                                .broker
+                                .publish(Route::Process, &jobs::encode(&job), &job.message_id())
+                                .await
+                            {
+                                Ok(()) => Step::Done,
+                                Err(e) => Step::Fail(format!("could not queue the restart: {e}")),
+                            }
+                        }
+                        Ok(None) => Step::Done,
+                        Err(e) => e.into(),
+                    };
+                }
+                Err(StreamError::Exhausted {
+                    last, retry_after, ..
+                }) => {
+                    let _ = self.state.clear_flag(&inflight).await;
+                    return self
+                        .client_trouble(
+                            domain,
+                            &format!("job:{}:{}:{file}", t.id, t.generation),
+                            &last.to_string(),
+                            retry_after,
+                        )
+                        .await;
+                }
+                Err(StreamError::Permanent { error, .. }) => {
+                    return Step::Fail(format!("pushing {file}: {error}"));
+                }
+                Err(StreamError::Commit { .. }) => return Step::Done,
+                Err(e @ (StreamError::Storage { .. } | StreamError::SizeMismatch { .. })) => {
+                    return Step::Fail(format!("archive unreadable: {e}"));
+                }
+            }
+        }
+        let mut backoff = Backoff::new(self.settings.policy);
+        match retry(&mut backoff, || {
+            self.client()
+                .finish_file(&file_url, record.size, &record.blake2b)
+        })
+        .await
+        {
+            Ok(_) => {}
+            Err(RetryError::Permanent(e)) => {
+                return Step::Fail(format!("the client refused {file}: {e}"))
+            }
+            Err(RetryError::Exhausted {
+                last, retry_after, ..
+            }) => {
+                return self
+                    .client_trouble(
+                        domain,
+                        &format!("job:{}:{}:{file}", t.id, t.generation),
+                        &last.to_string(),
+                        retry_after,
+                    )
+                    .await
+            }
+        }
+        let _ = self.state.client_success(domain).await;
+        if let Err(e) = self.state.set_flag(&done_flag, DAY * 7).await {
+            return e.into();
+        }
+        if let Err(e) = self.state.finish_file(&t.id, t.generation, file).await {
+            return e.into();
+        }
+        match self.maybe_finish(t, target, domain).await {
+            Ok(()) => Step::Done,
+            Err(step) => step,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl JobHandler for Pusher {
+    async fn handle(&self, body: &[u8], _delivery_count: u64) -> Disposition {
+        let job: PushJob = match jobs::decode(body) {
+            Ok(j) => j,
+            Err(e) => return Disposition::Dead(format!("malformed push job: {e}")),
+        };
+        match self.run(&job).await {
+            Step::Done => Disposition::Ack,
+            Step::Later(delay) => Disposition::Retry(delay),
+            Step::Fail(reason) => {
+                tracing::warn!(transfer = %job.transfer, %reason, "transfer failed");
+                if let Ok(Some(t)) = self.state.transfer(&job.transfer).await {
+                    if t.generation == job.generation {
+                        self.fail(&t, &reason).await;
+                    }
+                }
+                Disposition::Dead(reason)
+            }
+        }
+    }
+}
+
+/// Shared handle type for the worker.
+pub type SharedPusher = Arc<Pusher>;

@@ -1,0 +1,140 @@
+//! The chunk headers: the protocol's `Range: start-end` (inclusive, no unit,
+//! `bytes=` tolerated) and the optional `Content-Range: bytes start-end/total`.
+
+/// Inclusive byte range of one chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ChunkRange {
+    pub(crate) start: u64,
+    pub(crate) end: u64,
+}
+
+impl ChunkRange {
+    /// Number of bytes the range covers.
+    pub(crate) fn len(&self) -> u64 {
+        self.end - self.start + 1
+    }
+}
+
+fn digits(s: &str) -> Option<u64> {
+    if s.is_empty() || s.len() > 20 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+/// Parses `start-end` or `bytes=start-end` strictly: decimal offsets,
+/// `end >= start`, nothing else.
+pub(crate) fn parse_range(value: &str) -> Option<ChunkRange> {
+    let value = value.trim();
+    let value = value.strip_prefix("bytes=").unwrap_or(value);
+    let (a, b) = value.split_once('-')?;
+    let (start, end) = (digits(a)?, digits(b)?);
+    (end >= start).then_some(ChunkRange { start, end })
+}
+
+/// The reference's reading: the first `\d+-\d+` anywhere in the header (the
+/// regex is unanchored); `None` when there is none.
+pub(crate) fn parse_range_loose(value: &str) -> Option<(u64, u64)> {
+    let bytes = value.as_bytes();
+    let run = |from: usize| {
+        let mut i = from;
+        while bytes.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        i
+    };
+    let mut i = 0;
+    while i < bytes.len() {
+        if !bytes[i].is_ascii_digit() {
+            i += 1;
+            continue;
+        }
+        let a_end = run(i);
+        if bytes.get(a_end) == Some(&b'-') && bytes.get(a_end + 1).is_some_and(u8::is_ascii_digit) {
+            let b_end = run(a_end + 1);
+            // Offsets too long for u64 count as "no match", like NaN would.
+            let start = value.get(i..a_end)?.parse().ok()?;
+            let end = value.get(a_end + 1..b_end)?.parse().ok()?;
+            return Some((start, end));
+        }
+        i = a_end;
+    }
+    None
+}
+
+/// A parsed `Content-Range: bytes start-end/total` (`total` may be `*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ContentRange {
+    pub(crate) range: ChunkRange,
+    pub(crate) total: Option<u64>,
+}
+
+/// Parses a `Content-Range` header of the `bytes` unit.
+pub(crate) fn parse_content_range(value: &str) -> Option<ContentRange> {
+    let rest = value.trim().strip_prefix("bytes ")?;
+    let (range, total) = rest.split_once('/')?;
+    let range = parse_range(range)?;
+    let total = match total {
+        "*" => None,
+        t => Some(digits(t)?),
+    };
+    if total.is_some_and(|t| range.end >= t) {
+        return None;
+    }
+    Some(ContentRange { range, total })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strict_ranges() {
+        assert_eq!(parse_range("0-4"), Some(ChunkRange { start: 0, end: 4 }));
+        assert_eq!(parse_range("bytes=10-19").map(|r| r.len()), Some(10));
+        for bad in [
+            "",
+            "4-0",
+            "0-",
+            "-4",
+            "a-b",
+            "0-4,6-7",
+            "bytes 0-4",
+            "+1-2",
+            "0 -4",
+        ] {
+            assert_eq!(parse_range(bad), None, "{bad:?}");
+        }
+        assert_eq!(
+            parse_range("0-18446744073709551615").map(|r| r.end),
+            Some(u64::MAX)
+        );
+    }
+
+    #[test]
+    fn loose_ranges_like_the_reference() {
+        assert_eq!(parse_range_loose("0-4"), Some((0, 4)));
+        assert_eq!(parse_range_loose("bytes=5-9"), Some((5, 9)));
+        assert_eq!(parse_range_loose("x 12-3 y"), Some((12, 3)));
+        assert_eq!(parse_range_loose("1 2-3"), Some((2, 3)));
+        assert_eq!(parse_range_loose("garbage"), None);
+        assert_eq!(parse_range_loose("7-"), None);
+    }
+
+    #[test]
+    fn content_ranges() {
+        assert_eq!(
+            parse_content_range("bytes 0-4/10"),
+            Some(ContentRange {
+                range: ChunkRange { start: 0, end: 4 },
+                total: Some(10)
+            })
+        );
+        assert_eq!(
+            parse_content_range("bytes 0-4/*").map(|c| c.total),
+            Some(None)
+        );
+        assert_eq!(parse_content_range("bytes 0-9/5"), None);
+        assert_eq!(parse_content_range("0-4/10"), None);
+    }
+}
