@@ -168,6 +168,11 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "60",
         "how long an open breaker holds a client's pushes",
     ),
+    (
+        "ALIAS_LEASE_SECS",
+        "60",
+        "lease of a worker on a job; a dead worker's job moves on after it expires",
+    ),
     ("ALIAS_LOG_JSON", "false", "write logs as JSON lines"),
     (
         "RUST_LOG",
@@ -211,6 +216,7 @@ struct Raw {
     push_run_bytes: u64,
     breaker_failures: u64,
     breaker_cooldown_secs: u64,
+    lease_secs: u64,
 }
 
 impl Default for Raw {
@@ -247,6 +253,7 @@ impl Default for Raw {
             push_run_bytes: 256 * 1024 * 1024,
             breaker_failures: 5,
             breaker_cooldown_secs: 60,
+            lease_secs: 60,
         }
     }
 }
@@ -306,6 +313,8 @@ pub struct Config {
     pub breaker_failures: u32,
     /// How long a breaker stays open.
     pub breaker_cooldown: Duration,
+    /// Lease of a worker on a job (renewed at a quarter of it).
+    pub lease: Duration,
 }
 
 /// A configuration that cannot be used.
@@ -366,6 +375,7 @@ const KEYS: &[&str] = &[
     "push_run_bytes",
     "breaker_failures",
     "breaker_cooldown_secs",
+    "lease_secs",
 ];
 
 impl Config {
@@ -609,6 +619,7 @@ impl Raw {
             )?)
             .unwrap_or(u32::MAX),
             breaker_cooldown: Duration::from_secs(self.breaker_cooldown_secs),
+            lease: Duration::from_secs(positive("ALIAS_LEASE_SECS", self.lease_secs)?),
         })
     }
 }

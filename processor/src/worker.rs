@@ -50,10 +50,9 @@ pub struct Processor {
     pub worker_id: String,
     /// Deliveries after which a transient failure becomes final.
     pub max_deliveries: u64,
+    /// Lease on a generation (renewed at a quarter of it).
+    pub lease: Duration,
 }
-
-const LEASE: Duration = Duration::from_secs(120);
-const HEARTBEAT: Duration = Duration::from_secs(30);
 
 /// Removes the `-001`-style part number and the extension of an export
 /// file name, so that the parts of one export share a stem.
@@ -113,7 +112,7 @@ impl Processor {
         let lease = format!("process:{id}:{generation}");
         if !self
             .state
-            .acquire_lease(&lease, &self.worker_id, LEASE)
+            .acquire_lease(&lease, &self.worker_id, self.lease)
             .await?
         {
             return Err(JobError::Transient(
@@ -122,11 +121,11 @@ impl Processor {
         }
         let heartbeat = {
             let state = self.state.clone();
-            let (lease, holder) = (lease.clone(), self.worker_id.clone());
+            let (lease, holder, ttl) = (lease.clone(), self.worker_id.clone(), self.lease);
             tokio::spawn(async move {
                 loop {
-                    tokio::time::sleep(HEARTBEAT).await;
-                    if !matches!(state.renew_lease(&lease, &holder, LEASE).await, Ok(true)) {
+                    tokio::time::sleep(ttl / 4).await;
+                    if !matches!(state.renew_lease(&lease, &holder, ttl).await, Ok(true)) {
                         tracing::warn!(%lease, "lost the processing lease");
                         return;
                     }

@@ -45,6 +45,7 @@ pub fn pusher(
             breaker_failures: config.breaker_failures,
             breaker_cooldown: config.breaker_cooldown,
             policy,
+            lease: config.lease,
         },
         worker_id: format!("pusher-{}", uuid::Uuid::new_v4().simple()),
     })

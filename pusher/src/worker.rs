@@ -33,6 +33,8 @@ pub struct PushSettings {
     pub breaker_cooldown: Duration,
     /// Retries per request.
     pub policy: RetryPolicy,
+    /// Lease on a file, start or finish (renewed at a quarter of it).
+    pub lease: Duration,
 }
 
 /// Everything the push job needs.
@@ -49,8 +51,6 @@ pub struct Pusher {
     pub worker_id: String,
 }
 
-const LEASE: Duration = Duration::from_secs(60);
-const HEARTBEAT: Duration = Duration::from_secs(15);
 const DAY: Duration = Duration::from_secs(24 * 3600);
 /// Restarts of one transfer (new generations after chunks of unknown
 /// outcome) before it fails.
@@ -65,9 +65,14 @@ struct Held {
 }
 
 impl Held {
-    async fn take(state: &State, name: String, holder: &str) -> Result<Option<Held>, String> {
+    async fn take(
+        state: &State,
+        name: String,
+        holder: &str,
+        lease: Duration,
+    ) -> Result<Option<Held>, String> {
         if !state
-            .acquire_lease(&name, holder, LEASE)
+            .acquire_lease(&name, holder, lease)
             .await
             .map_err(|e| e.to_string())?
         {
@@ -77,8 +82,8 @@ impl Held {
             let (state, name, holder) = (state.clone(), name.clone(), holder.to_owned());
             tokio::spawn(async move {
                 loop {
-                    tokio::time::sleep(HEARTBEAT).await;
-                    if !matches!(state.renew_lease(&name, &holder, LEASE).await, Ok(true)) {
+                    tokio::time::sleep(lease / 4).await;
+                    if !matches!(state.renew_lease(&name, &holder, lease).await, Ok(true)) {
                         tracing::warn!(lease = %name, "lost a lease");
                         return;
                     }
@@ -197,6 +202,7 @@ impl Pusher {
             &self.state,
             format!("start:{}:{}", t.id, t.generation),
             &self.worker_id,
+            self.settings.lease,
         )
         .await
         .map_err(|_| Step::Later(Duration::from_secs(2)))?
@@ -261,6 +267,7 @@ impl Pusher {
             &self.state,
             format!("finish:{}:{}", t.id, t.generation),
             &self.worker_id,
+            self.settings.lease,
         )
         .await
         .map_err(|_| Step::Later(Duration::from_secs(2)))?
@@ -340,6 +347,7 @@ impl Pusher {
                 &self.state,
                 format!("client:{domain}:slot:{k}"),
                 &self.worker_id,
+                self.settings.lease,
             )
             .await
             {
@@ -379,6 +387,7 @@ impl Pusher {
             &self.state,
             format!("push:{}:{}:{file}", t.id, t.generation),
             &self.worker_id,
+            self.settings.lease,
         )
         .await
         {

@@ -1403,9 +1403,7 @@ impl<R: Read> Read for RatioGuard<R> {
         let n = self.inner.read(buf)?;
         self.inflated += n as u64;
         let c = self.compressed.load(Ordering::Relaxed).max(1);
-        if self.inflated > self.limits.ratio_min_size.max(16 << 20)
-            && self.inflated / c > self.limits.max_ratio
-        {
+        if self.inflated > self.limits.ratio_min_size && self.inflated / c > self.limits.max_ratio {
             return Err(io::Error::other(source::LimitHit(format!(
                 "the compressed stream expands past the ratio limit {} ({} bytes from {}; a gzip bomb?)",
                 self.limits.max_ratio, self.inflated, c

@@ -22,7 +22,7 @@ fn opts(provider: Provider, format: Format, parts: u32, era: Era) -> Options {
         provider,
         format,
         seed: 11,
-        target_bytes: 400_000,
+        target_bytes: 250_000,
         media_ratio: 0.5,
         parts,
         era,
@@ -904,6 +904,12 @@ async fn zip_bombs_are_refused() {
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
     gz.write_all(&t.into_inner().unwrap()).unwrap();
     let r = hostile(&env, "bomb.tgz", gz.finish().unwrap(), Limits::default()).await;
+    assert!(
+        r.as_ref()
+            .err()
+            .is_some_and(|e| e.to_string().contains("ratio")),
+        "{r:?}"
+    );
     assert!(
         matches!(r, Err(ExtractError::LimitExceeded { .. })),
         "{r:?}"
