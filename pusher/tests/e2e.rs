@@ -278,3 +278,74 @@ async fn a_reference_client_losing_chunk_answers_gets_a_restart_and_identical_fi
     assert!(stack.sink.counters().starts >= 2);
     stack.cleanup().await;
 }
+
+#[actix_web::test]
+async fn a_revocation_stops_the_push_and_reaches_the_client() {
+    let faults = Faults {
+        delay_ms: 20,
+        ..Faults::none()
+    };
+    let stack = stack(faults, true, &[]).await;
+    give_dump(&stack).await;
+    let domain = stack.sink.addr().to_string();
+    let c = contract(&domain);
+    let id = common::alias::Contract::new(&c)
+        .unwrap()
+        .hash()
+        .unwrap()
+        .to_b64();
+    let signed_at = now_ms() as f64;
+    let body = grant_body(&c, vec![vec![true, true]], vec![]).unwrap();
+    let grant = to_token(&sign(&user(), body, signed_at).unwrap());
+    let http = reqwest::Client::new();
+    let resp = http
+        .post(format!("{}/alias/process", stack.base))
+        .header("Prefer", "respond-async")
+        .form(&[("grant", grant)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+
+    // While the archives are being pushed, the user revokes.
+    let mut events = stack.app.state.subscribe(&id);
+    while let Ok(event) = events.recv().await {
+        if event.kind == "progress" && event.transfer.bytes_done > 0 {
+            break;
+        }
+    }
+    let revoked = to_token(
+        &sign(
+            &user(),
+            common::alias::revoked_grant_body(&c).unwrap(),
+            signed_at + 1000.0,
+        )
+        .unwrap(),
+    );
+    let resp = http
+        .post(format!("{}/alias/grants", stack.base))
+        .body(revoked)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    // The revocation generation ends done: start (revoked grant) + finish.
+    loop {
+        let t = stack.app.state.transfer(&id).await.unwrap().unwrap();
+        if t.generation == 2 && t.state.is_terminal() {
+            assert_eq!(t.state, common::state::TransferState::Done, "{t:?}");
+            assert!(t.revoked);
+            break;
+        }
+        let _ = events.recv().await;
+    }
+    let sink_state = stack.sink.transfer(&id).unwrap();
+    assert!(sink_state.revoked, "{sink_state:?}");
+    assert!(sink_state.grant.revoked);
+    assert!(
+        sink_state.files.is_empty(),
+        "the client's data was dropped: {sink_state:?}"
+    );
+    assert_eq!(stack.sink.counters().starts, 2);
+    stack.cleanup().await;
+}
