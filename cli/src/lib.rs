@@ -3,6 +3,7 @@
 //! developers and tests.
 
 mod dump;
+mod ops;
 
 use anyhow::{anyhow, Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -100,10 +101,55 @@ enum Command {
     /// A user's dumps on a data bank (requests signed with the user's key).
     #[command(subcommand)]
     Dump(DumpCommand),
+    /// Follow transfers on a gateway.
+    #[command(subcommand)]
+    Transfer(TransferCommand),
+    /// Dead letters of the deployment (`ALIAS_AMQP_URL`, `ALIAS_NAMESPACE`).
+    #[command(subcommand)]
+    Dead(DeadCommand),
     /// Parse a scope (object JSON or the string grammar) and print both forms.
     Scope {
         /// `provider.path[filter,…].{field,…}` or a JSON scope object.
         scope: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TransferCommand {
+    /// Print a transfer's status.
+    Status {
+        /// The gateway's base URL.
+        #[arg(long)]
+        gateway: String,
+        /// The transfer id.
+        id: String,
+    },
+    /// Follow a transfer with a progress bar until it ends (exit 0 when done).
+    Watch {
+        /// The gateway's base URL.
+        #[arg(long)]
+        gateway: String,
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
+        /// The transfer id.
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DeadCommand {
+    /// List dead letters (they stay in the queue).
+    List {
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Put dead letters back on their queue.
+    Replay {
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
     },
 }
 
@@ -473,6 +519,39 @@ pub fn run(cli: Cli, out: &mut impl Write) -> Result<ExitCode> {
                 "the signed grant does not verify (check --consent against the contract)",
             )?;
             writeln!(out, "{}", to_token(&signed))?;
+        }
+        Command::Transfer(command) => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let (result, ok) = runtime.block_on(async {
+                match command {
+                    TransferCommand::Status { gateway, id } => {
+                        ops::status(&gateway, &id).await.map(|v| (v, true))
+                    }
+                    TransferCommand::Watch { gateway, quiet, id } => {
+                        let last = ops::watch(&gateway, &id, !quiet).await?;
+                        let done = last.get("state").and_then(|s| s.as_str()) == Some("done");
+                        Ok::<_, anyhow::Error>((last, done))
+                    }
+                }
+            })?;
+            writeln!(out, "{}", serde_json::to_string_pretty(&result)?)?;
+            if !ok {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Command::Dead(command) => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let result = runtime.block_on(async {
+                match command {
+                    DeadCommand::List { limit } => ops::dead(false, limit).await,
+                    DeadCommand::Replay { limit } => ops::dead(true, limit).await,
+                }
+            })?;
+            writeln!(out, "{}", serde_json::to_string_pretty(&result)?)?;
         }
         Command::Dump(command) => {
             let runtime = tokio::runtime::Builder::new_current_thread()
