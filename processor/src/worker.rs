@@ -17,6 +17,14 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+fn classify(e: ExtractError) -> JobError {
+    if e.is_transient() {
+        JobError::Transient(e.to_string())
+    } else {
+        JobError::Permanent(e.to_string())
+    }
+}
+
 /// Why a job did not complete.
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
@@ -263,7 +271,7 @@ impl Processor {
             return Ok(Vec::new());
         }
         let prefix = format!("transfers/{id}/{generation}");
-        let built: Vec<BuiltArchive> = extract::build_archives(
+        let built: Vec<BuiltArchive> = match extract::build_archives(
             &self.storage,
             &self.catalog,
             &dumps,
@@ -272,10 +280,16 @@ impl Processor {
             &self.options,
         )
         .await
-        .map_err(|e| match e {
-            ExtractError::Storage(s) => JobError::Transient(format!("storage: {s}")),
-            other => JobError::Permanent(other.to_string()),
-        })?;
+        {
+            Ok(built) => built,
+            Err(e) => {
+                // Archives of a failed build are never announced: drop them.
+                if let Err(d) = self.storage.delete_prefix(&prefix).await {
+                    tracing::warn!(error = %d, %prefix, "could not remove a failed build");
+                }
+                return Err(classify(e));
+            }
+        };
         Ok(built
             .into_iter()
             .map(|a| FileRecord {

@@ -322,7 +322,6 @@ fn close(zip: Writer) -> io::Result<()> {
     let end = w.stream_position()?;
     let file = w.into_inner().map_err(|e| e.into_error())?;
     file.set_len(end)?;
-    file.sync_data()?;
     Ok(())
 }
 

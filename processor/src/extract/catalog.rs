@@ -364,7 +364,7 @@ impl ProviderCatalog {
                 {
                     return Err(here("keys and context_keys are for json_object"));
                 }
-                if !records && !(rule.time.is_empty() && rule.references.is_empty()) {
+                if !records && (!rule.time.is_empty() || !rule.references.is_empty()) {
                     return Err(here("a binary rule has no records: no time or references"));
                 }
                 if records && (rule.referenced || rule.sidecar.is_some()) {

@@ -1126,13 +1126,13 @@ impl Work {
         };
         let mut ar = tar::Archive::new(guarded);
         let corrupt = |e: io::Error| read_error(&d.name, e);
-        let mut entries = ar.entries().map_err(corrupt)?.raw(true);
+        let entries = ar.entries().map_err(corrupt)?.raw(true);
         let mut long_name: Option<Vec<u8>> = None;
         let mut pax_path: Option<Vec<u8>> = None;
         let mut pax_size: Option<u64> = None;
         let mut count = 0u64;
         let mut names_seen: HashSet<String> = HashSet::new();
-        while let Some(entry) = entries.next() {
+        for entry in entries {
             env.check_cancel()?;
             let mut entry = entry.map_err(corrupt)?;
             count += 1;

@@ -186,6 +186,10 @@ impl<'a> Matcher<'a> {
         }
         let mut norm = Map::new();
         for tf in &self.rule.time {
+            let compared = self.scope.predicates.iter().any(|p| p.field == tf.field);
+            if !compared {
+                continue;
+            }
             if let Some(t) = rec.get(&tf.field).and_then(|v| time_value(v, tf)) {
                 norm.insert(tf.field.clone(), t);
             }
@@ -799,7 +803,7 @@ fn json_object<R: BufRead>(
             let key = sc.key(&mut kraw)?;
             sc.colon()?;
             let sep: &[u8] = if members > 0 { b"," } else { b"" };
-            if rule.keys.iter().any(|k| *k == key) {
+            if rule.keys.contains(&key) {
                 found = true;
                 match sc.peek()? {
                     Some(b'[') => {
@@ -824,7 +828,7 @@ fn json_object<R: BufRead>(
                     }
                     _ => sc.value(None, usize::MAX)?,
                 }
-            } else if rule.context_keys.iter().any(|k| *k == key) {
+            } else if rule.context_keys.contains(&key) {
                 buf.clear();
                 sc.value(Some(&mut buf), m.max_record)?;
                 let mut member = sep.to_vec();
@@ -893,12 +897,11 @@ fn ndjson<R: BufRead>(
                 return Err(bad("a line is not a JSON object"));
             }
             let text = text.to_vec();
-            m.json_record(&text, b"", em)?;
-            if em.started() && em.records > 0 {
-                // One record per line.
-            }
+            let prefix: &[u8] = if em.records > 0 { b"\n" } else { b"" };
+            m.json_record(&text, prefix, em)?;
         }
         if end {
+            em.context(b"\n")?;
             return Ok(());
         }
     }
@@ -1189,6 +1192,19 @@ mod tests {
         )
         .unwrap();
         assert_eq!(n, 1);
+    }
+
+    #[test]
+    fn ndjson_lines() {
+        let r = rule("time = [{ field = \"t\", format = \"epoch_s\" }]", "ndjson");
+        let input = "{\"t\":1}\n\n{\"t\":1700000000,\"a\":[1]}\r\n{\"t\":1800000000}";
+        let (out, seen, n) = run(&r, "p.a[t>=2020-01-01].*", input).unwrap();
+        assert_eq!((seen, n), (3, 2));
+        assert_eq!(out, "{\"t\":1700000000,\"a\":[1]}\n{\"t\":1800000000}\n");
+        assert!(matches!(
+            run(&r, "p.a.*", "[1]\n"),
+            Err(RecError::Format(_))
+        ));
     }
 
     #[test]

@@ -37,7 +37,8 @@ pub(crate) struct RangeReader {
     backend: Backend,
     size: u64,
     pos: u64,
-    buf: Bytes,
+    /// The bytes at `buf_start`; reused between fetches.
+    buf: Vec<u8>,
     buf_start: u64,
     /// Size of the next fetch: small after a seek, doubling while reads
     /// stay sequential, up to `max_block`.
@@ -74,7 +75,7 @@ impl RangeReader {
             backend,
             size,
             pos: 0,
-            buf: Bytes::new(),
+            buf: Vec::new(),
             buf_start: 0,
             block: min_block,
             min_block,
@@ -92,30 +93,31 @@ impl RangeReader {
             self.min_block
         };
         let end = (start + self.block as u64).min(self.size);
-        let bytes = match &mut self.backend {
+        let len = usize::try_from(end - start).unwrap_or(self.block);
+        self.buf.clear();
+        match &mut self.backend {
             Backend::Local(file) => {
-                let len = usize::try_from(end - start).unwrap_or(self.block);
-                let mut v = vec![0u8; len];
-                read_at(file, &mut v, start)?;
-                Bytes::from(v)
+                self.buf.resize(len, 0);
+                read_at(file, &mut self.buf, start)?;
             }
             Backend::Remote {
                 storage,
                 key,
                 handle,
-            } => handle
-                .block_on(storage.get_range(key, start..end))
-                .map_err(io::Error::from)?,
-        };
-        if (bytes.len() as u64) < end - start {
+            } => {
+                let bytes: Bytes = handle
+                    .block_on(storage.get_range(key, start..end))
+                    .map_err(io::Error::from)?;
+                self.buf.extend_from_slice(&bytes);
+            }
+        }
+        if self.buf.len() < len {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
                 "the stored dump is shorter than announced",
             ));
         }
-        self.fetched
-            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
-        self.buf = bytes;
+        self.fetched.fetch_add(len as u64, Ordering::Relaxed);
         self.buf_start = start;
         Ok(())
     }

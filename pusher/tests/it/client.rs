@@ -153,9 +153,12 @@ impl Env {
     }
 }
 
+/// Offsets committed, in order.
+type Commits = Arc<Mutex<Vec<u64>>>;
+
 /// Commit callback recording the offsets.
 fn recorder() -> (
-    Arc<Mutex<Vec<u64>>>,
+    Commits,
     impl FnMut(u64) -> std::future::Ready<Result<(), std::io::Error>>,
 ) {
     let commits = Arc::new(Mutex::new(Vec::new()));

@@ -1,0 +1,116 @@
+//! `PUT {base}{id}`: the start of a transfer (generation).
+
+use std::fs;
+use std::io;
+
+use actix_web::http::header::CONTENT_TYPE;
+use actix_web::web::{self, Bytes};
+use actix_web::{HttpRequest, HttpResponse};
+use common::alias::{AliasError, Grant, GRANT};
+use common::anychain::Limits;
+
+use super::{begin, blocking, check_names, end, header, Reject};
+use crate::store::{bump, persist, GrantSummary, Shared};
+
+/// `PUT {base}{id}`: verify the grant, store it, wipe the transfer's data.
+pub(crate) async fn start(
+    req: HttpRequest,
+    id: web::Path<String>,
+    body: Bytes,
+    shared: web::Data<Shared>,
+) -> HttpResponse {
+    let (call, fault) = begin(&shared, &req);
+    bump(&shared.counters.starts);
+    let response = match fault {
+        Some(r) => r,
+        None => match do_start(&req, &id, &body, &shared, call.faults.reference_mode).await {
+            Ok(()) => HttpResponse::Ok().finish(),
+            Err(r) => r.response(),
+        },
+    };
+    end(&shared, call, body.len() as u64, response, false).await
+}
+
+/// The `grant` parameter: a JSON body's `grant` key, otherwise the form
+/// field.
+fn grant_param(req: &HttpRequest, body: &[u8]) -> Option<String> {
+    let is_json = header(req, CONTENT_TYPE).is_some_and(|ct| {
+        ct.trim_start()
+            .to_ascii_lowercase()
+            .starts_with("application/json")
+    });
+    if is_json {
+        let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+        return value.get("grant")?.as_str().map(str::to_owned);
+    }
+    url::form_urlencoded::parse(body)
+        .find(|(k, _)| k == "grant")
+        .map(|(_, v)| v.into_owned())
+}
+
+async fn do_start(
+    req: &HttpRequest,
+    id: &str,
+    body: &[u8],
+    shared: &Shared,
+    reference: bool,
+) -> Result<(), Reject> {
+    check_names(id, None)?;
+    let Some(token) = grant_param(req, body) else {
+        return Err(if reference {
+            Reject::internal("missing grant")
+        } else {
+            Reject::bad("missing_grant", "missing grant")
+        });
+    };
+    let grant = match Grant::from_token(&token, &Limits::default()) {
+        Ok(g) => g,
+        Err(AliasError::WrongType(t)) if t == GRANT => {
+            return Err(Reject::bad("not_a_grant", "not a grant"))
+        }
+        Err(e) if reference => return Err(Reject::internal(e.to_string())),
+        Err(e) => return Err(Reject::bad("invalid_grant", format!("invalid grant: {e}"))),
+    };
+    let expected = grant
+        .transfer_id(shared.settings.push_id)
+        .map_err(|e| Reject::bad("invalid_grant", format!("invalid grant: {e}")))?
+        .to_b64();
+    if expected != id {
+        return Err(Reject::bad("bad_grant_hash", "bad grant hash"));
+    }
+
+    let (slot, created) = shared.slot_or_insert(id, &grant);
+    let _io = slot.io.lock().await;
+    let (state, token_to_store) = {
+        let mut st = slot.state();
+        // As the reference: the grant is stored only when newer, the data is
+        // wiped on every start.
+        let newer = created || grant.is_newer_than(Some(&st.grant));
+        if newer {
+            st.transfer.grant = GrantSummary::of(&grant);
+            st.grant = grant;
+        }
+        st.transfer.revoked = st.grant.is_revoked();
+        st.transfer.starts += 1;
+        st.transfer.finished = false;
+        st.transfer.finish_verified = false;
+        st.transfer.files.clear();
+        (st.transfer.clone(), newer.then_some(token))
+    };
+    let data = shared.data_dir(id);
+    let dir = shared.transfer_dir(id);
+    let revoked = state.revoked;
+    blocking(move || {
+        match fs::remove_dir_all(&data) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        fs::create_dir_all(&data)?;
+        persist(&dir, &state, token_to_store.as_deref())
+    })
+    .await
+    .map_err(Reject::io)?;
+    tracing::info!(id, revoked, "transfer started");
+    Ok(())
+}
