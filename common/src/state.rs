@@ -140,6 +140,12 @@ pub struct Transfer {
     /// Notes for the user or operator (e.g. a provider without a dump).
     #[serde(default)]
     pub notes: Vec<String>,
+    /// Dump bytes the processor has read so far.
+    #[serde(default)]
+    pub dump_bytes_read: u64,
+    /// Dump bytes to read.
+    #[serde(default)]
+    pub dump_bytes_total: u64,
 }
 
 /// What a new transfer generation starts from.
@@ -592,6 +598,8 @@ impl State {
                 .get("notes")
                 .and_then(|n| serde_json::from_str(n).ok())
                 .unwrap_or_default(),
+            dump_bytes_read: parse_num(&map, "dump_bytes_read"),
+            dump_bytes_total: parse_num(&map, "dump_bytes_total"),
         }))
     }
 
@@ -656,6 +664,30 @@ impl State {
             )
             .await?;
         Ok(moved.then_some(t.generation))
+    }
+
+    /// Records how far the processor has read the dumps of the current
+    /// generation, and tells the subscribers.
+    pub async fn processing_progress(
+        &self,
+        id: &str,
+        generation: u64,
+        read: u64,
+        total: u64,
+    ) -> Result<(), StateError> {
+        let mut conn = self.conn.clone();
+        let key = self.transfer_key(id);
+        let current: Option<u64> = conn.hget(&key, "generation").await?;
+        if current != Some(generation) {
+            return Ok(());
+        }
+        let () = conn
+            .hset_multiple(
+                &key,
+                &[("dump_bytes_read", read), ("dump_bytes_total", total)],
+            )
+            .await?;
+        self.emit(id, "processing-progress").await
     }
 
     /// Adds a note to the current generation (e.g. a provider without dump).

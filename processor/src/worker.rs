@@ -271,16 +271,38 @@ impl Processor {
             return Ok(Vec::new());
         }
         let prefix = format!("transfers/{id}/{generation}");
-        let built: Vec<BuiltArchive> = match extract::build_archives(
+        // Progress from the blocking build, forwarded to Redis and the
+        // transfer's subscribers (the latest value wins).
+        let (tx, mut rx) = tokio::sync::watch::channel(extract::Progress::default());
+        let mut options = self.options.clone();
+        options.progress = Some(Arc::new(move |p| {
+            let _ = tx.send(p);
+        }));
+        let forward = {
+            let (state, id) = (self.state.clone(), id.to_owned());
+            tokio::spawn(async move {
+                while rx.changed().await.is_ok() {
+                    let p = *rx.borrow_and_update();
+                    let _ = state
+                        .processing_progress(&id, generation, p.bytes_read, p.bytes_total)
+                        .await;
+                }
+            })
+        };
+        let result = extract::build_archives(
             &self.storage,
             &self.catalog,
             &dumps,
             &scopes,
             &prefix,
-            &self.options,
+            &options,
         )
-        .await
-        {
+        .await;
+        // The sender lives in `options`: dropping it ends the forwarder
+        // after the last value.
+        drop(options);
+        let _ = forward.await;
+        let built: Vec<BuiltArchive> = match result {
             Ok(built) => built,
             Err(e) => {
                 // Archives of a failed build are never announced: drop them.
