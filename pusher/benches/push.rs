@@ -6,16 +6,24 @@
 //!
 //! ```text
 //! cargo bench -p alias-pusher --bench push [-- SIZE]
-//! PUSH_BENCH_BYTES=256M PUSH_BENCH_CHUNKS=2M,8M cargo bench -p alias-pusher --bench push
+//! PUSH_BENCH_BYTES=256M PUSH_BENCH_CHUNKS=2M,8M PUSH_BENCH_REPEAT=3 \
+//!     PUSH_BENCH_DIR=/tmp cargo bench -p alias-pusher --bench push
 //! ```
+//!
+//! Each run is repeated (`PUSH_BENCH_REPEAT`, default 3), pusher runs and
+//! curl interleaved, and the median and best are reported. The files live
+//! under `PUSH_BENCH_DIR`, by default `/dev/shm` when it exists, so that the
+//! figures are those of the push path rather than of the disk's write-back.
 //!
 //! The curl baseline sends the whole file as one chunk (`Range: 0-{size-1}`,
 //! `Content-Type: application/octet-stream`): the sink is started with a
-//! chunk limit above the file size for this, and streams bodies to disk, so
-//! the baseline costs it no memory.
+//! chunk limit above the file size for this, and it streams bodies to disk,
+//! so the baseline costs it no memory. After every run the sink checks the
+//! file's size and BLAKE2b (the file finish request), so each run delivered
+//! identical bytes.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -35,7 +43,7 @@ const VECTORS: &str = concat!(
 const KEY: &str = "transfers/bench/1/archive.zip";
 const FILE: &str = "archive.zip";
 
-/// `1073741824`, `1G`, `256M`, `64K` (binary units).
+/// `1073741824`, `1G`, `256M`, `64K` (binary units; `MiB` and `MB` alike).
 fn parse_size(text: &str) -> anyhow::Result<u64> {
     let text = text.trim();
     let (digits, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
@@ -90,11 +98,43 @@ fn generate(path: &Path, size: u64) -> anyhow::Result<String> {
     Ok(b64u_encode(hasher.finalize().as_bytes()))
 }
 
-struct Row {
+/// The times of one kind of run.
+struct Series {
     what: String,
-    time: Duration,
-    bytes: u64,
     requests: u64,
+    times: Vec<Duration>,
+    finish: Vec<Duration>,
+}
+
+impl Series {
+    fn new(what: String) -> Self {
+        Self {
+            what,
+            requests: 0,
+            times: Vec::new(),
+            finish: Vec::new(),
+        }
+    }
+}
+
+fn median(times: &[Duration]) -> Option<Duration> {
+    let mut sorted = times.to_vec();
+    sorted.sort();
+    sorted.get(sorted.len() / 2).copied()
+}
+
+fn best(times: &[Duration]) -> Option<Duration> {
+    times.iter().min().copied()
+}
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> anyhow::Result<T>
+where
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    match std::env::var(name) {
+        Ok(v) => v.parse().with_context(|| format!("{name}={v:?}")),
+        Err(_) => Ok(default),
+    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -112,8 +152,16 @@ fn main() -> anyhow::Result<()> {
         .split(',')
         .map(parse_size)
         .collect::<anyhow::Result<_>>()?;
+    let repeat: usize = env_or("PUSH_BENCH_REPEAT", 3usize)?.max(1);
+    let root = match std::env::var_os("PUSH_BENCH_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None if Path::new("/dev/shm").is_dir() => PathBuf::from("/dev/shm"),
+        None => std::env::temp_dir(),
+    };
 
-    let dir = tempfile::Builder::new().prefix("push-bench").tempdir()?;
+    let dir = tempfile::Builder::new()
+        .prefix("push-bench")
+        .tempdir_in(&root)?;
     let store_dir = dir.path().join("storage");
     let source = store_dir.join(KEY);
     let started = Instant::now();
@@ -154,122 +202,126 @@ fn main() -> anyhow::Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-
-    let mut rows = Vec::new();
-    let hwm_before = vm_hwm_kib();
-    for chunk in &chunks {
-        let chunk_size = usize::try_from(*chunk)?;
-        let streamer = ChunkStreamer::new(client.clone(), storage.clone())
-            .with_chunk_size(chunk_size)
-            .with_policy(RetryPolicy::default());
-        let before = sink.counters();
-        let (time, finish_time) = runtime.block_on(async {
-            client.start(&target, &grant).await?;
-            let upload = Upload {
-                key: KEY.into(),
-                file_url: file_url.clone(),
-                size,
-                offset: 0,
-                verify_offset: false,
-            };
-            let t0 = Instant::now();
-            let stats = streamer
-                .push_file(
-                    &upload,
-                    |_| async { Ok::<_, std::io::Error>(()) },
-                    || async { true },
-                )
-                .await?;
-            let time = t0.elapsed();
-            anyhow::ensure!(stats.retries == 0, "retries: {stats:?}");
-            let t1 = Instant::now();
-            client.finish_file(&file_url, size, &hash).await?;
-            Ok::<_, anyhow::Error>((time, t1.elapsed()))
-        })?;
-        let requests = sink.counters().chunks - before.chunks;
-        rows.push(Row {
-            what: format!("pusher `ChunkStreamer`, {} KiB chunks", chunk / 1024),
-            time,
-            bytes: size,
-            requests,
-        });
-        rows.push(Row {
-            what: "  then file finish (sink re-reads and hashes the file)".into(),
-            time: finish_time,
-            bytes: size,
-            requests: 1,
-        });
-    }
-    let hwm_pusher = vm_hwm_kib();
-
     let curl_ok = Command::new("curl")
         .arg("--version")
         .stdout(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
-    let mut curl_note = None;
-    if curl_ok {
-        runtime.block_on(client.start(&target, &grant))?;
-        let t0 = Instant::now();
-        let out = Command::new("curl")
-            .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "-T"])
-            .arg(&source)
-            .args(["-H", "Content-Type: application/octet-stream"])
-            .args(["-H", &format!("Range: 0-{}", size - 1)])
-            .args(["-H", "Expect:"])
-            .arg(file_url.as_str())
-            .output()?;
-        let time = t0.elapsed();
-        let code = String::from_utf8_lossy(&out.stdout).to_string();
-        if code != "200" {
-            bail!("curl: HTTP {code} {}", String::from_utf8_lossy(&out.stderr));
+
+    let mut pushes: Vec<Series> = chunks
+        .iter()
+        .map(|c| Series::new(format!("pusher `ChunkStreamer`, {} KiB chunks", c / 1024)))
+        .collect();
+    let mut curl = Series::new("`curl -T`, one PUT of the whole file".into());
+    curl.requests = 1;
+    let hwm_before = vm_hwm_kib();
+    let mut hwm_pusher = None;
+
+    for round in 0..repeat {
+        for (series, chunk) in pushes.iter_mut().zip(&chunks) {
+            let streamer = ChunkStreamer::new(client.clone(), storage.clone())
+                .with_chunk_size(usize::try_from(*chunk)?)
+                .with_policy(RetryPolicy::default());
+            let before = sink.counters();
+            let (time, finish_time) = runtime.block_on(async {
+                client.start(&target, &grant).await?;
+                let upload = Upload {
+                    key: KEY.into(),
+                    file_url: file_url.clone(),
+                    size,
+                    offset: 0,
+                    verify_offset: false,
+                };
+                let t0 = Instant::now();
+                let stats = streamer
+                    .push_file(
+                        &upload,
+                        |_| async { Ok::<_, std::io::Error>(()) },
+                        || async { true },
+                    )
+                    .await?;
+                let time = t0.elapsed();
+                anyhow::ensure!(stats.retries == 0, "retries: {stats:?}");
+                let t1 = Instant::now();
+                client.finish_file(&file_url, size, &hash).await?;
+                Ok::<_, anyhow::Error>((time, t1.elapsed()))
+            })?;
+            series.requests = sink.counters().chunks - before.chunks;
+            series.times.push(time);
+            series.finish.push(finish_time);
+            eprintln!("round {round}: {} {:.3} s", series.what, time.as_secs_f64());
         }
-        // Same bytes: the sink checks size and hash.
-        runtime.block_on(client.finish_file(&file_url, size, &hash))?;
-        rows.push(Row {
-            what: "`curl -T`, one PUT of the whole file".into(),
-            time,
-            bytes: size,
-            requests: 1,
-        });
-    } else {
-        curl_note = Some("curl not found: no baseline");
+        hwm_pusher = vm_hwm_kib();
+        if curl_ok {
+            runtime.block_on(client.start(&target, &grant))?;
+            let t0 = Instant::now();
+            let out = Command::new("curl")
+                .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "-T"])
+                .arg(&source)
+                .args(["-H", "Content-Type: application/octet-stream"])
+                .args(["-H", &format!("Range: 0-{}", size - 1)])
+                .args(["-H", "Expect:"])
+                .arg(file_url.as_str())
+                .output()?;
+            let time = t0.elapsed();
+            let code = String::from_utf8_lossy(&out.stdout).to_string();
+            if code != "200" {
+                bail!("curl: HTTP {code} {}", String::from_utf8_lossy(&out.stderr));
+            }
+            runtime.block_on(client.finish_file(&file_url, size, &hash))?;
+            curl.times.push(time);
+            eprintln!("round {round}: curl {:.3} s", time.as_secs_f64());
+        }
     }
     let hwm_end = vm_hwm_kib();
 
-    let curl_rate = rows
-        .iter()
-        .find(|r| r.what.starts_with("`curl"))
-        .map(|r| mib_s(r.bytes, r.time));
+    let curl_rate = median(&curl.times).map(|t| mib_s(size, t));
     println!(
-        "\nPush of {size} bytes ({:.0} MiB) to alias-sink on {addr} (loopback, in-process)\n",
-        size as f64 / 1048576.0
+        "\nPush of {size} bytes ({:.0} MiB) under {} to alias-sink on {addr} \
+         (loopback, in-process; {repeat} runs each, interleaved)\n",
+        size as f64 / 1_048_576.0,
+        root.display()
     );
-    println!("| run | PUT requests | time (s) | MiB/s | vs curl |");
-    println!("|---|---:|---:|---:|---:|");
-    for r in &rows {
-        let rate = mib_s(r.bytes, r.time);
+    println!("| run | PUT requests | median (s) | median MiB/s | best MiB/s | median vs curl |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    let row = |what: &str, requests: u64, times: &[Duration]| {
+        let (Some(med), Some(top)) = (median(times), best(times)) else {
+            return;
+        };
+        let rate = mib_s(size, med);
         let ratio = curl_rate.map_or("–".to_owned(), |c| format!("{:.2}×", rate / c));
         println!(
-            "| {} | {} | {:.3} | {:.0} | {} |",
-            r.what,
-            r.requests,
-            r.time.as_secs_f64(),
+            "| {what} | {requests} | {:.3} | {:.0} | {:.0} | {ratio} |",
+            med.as_secs_f64(),
             rate,
-            ratio
+            mib_s(size, top),
+        );
+    };
+    for series in &pushes {
+        row(&series.what, series.requests, &series.times);
+    }
+    row(&curl.what, curl.requests, &curl.times);
+    for series in &pushes {
+        row(
+            &format!(
+                "file finish after the {} run (the sink re-reads and hashes)",
+                series.what
+            ),
+            1,
+            &series.finish,
         );
     }
-    let kib =
+    let mib =
         |v: Option<u64>| v.map_or("?".to_owned(), |k| format!("{:.1} MiB", k as f64 / 1024.0));
     println!(
         "\nPeak RSS (VmHWM, whole process incl. the embedded sink): {} after generating, \
          {} after the pusher runs, {} at the end.",
-        kib(hwm_before),
-        kib(hwm_pusher),
-        kib(hwm_end)
+        mib(hwm_before),
+        mib(hwm_pusher),
+        mib(hwm_end)
     );
-    if let Some(note) = curl_note {
-        println!("\nNote: {note}.");
+    if !curl_ok {
+        println!("\nNote: curl not found: no baseline.");
     }
     sink.stop();
     Ok(())

@@ -106,8 +106,8 @@ pub enum PushError {
         #[source]
         source: reqwest::Error,
     },
-    /// The HTTP client could not be built.
-    #[error("building the HTTP client failed: {0}")]
+    /// The HTTP client, or a request, could not be built. Permanent.
+    #[error("building the HTTP client or request failed: {0}")]
     Setup(#[source] reqwest::Error),
 }
 
@@ -136,7 +136,7 @@ pub enum PermanentReason {
     InvalidUrl,
     /// The request itself was wrong.
     InvalidRequest,
-    /// The HTTP client could not be built.
+    /// The HTTP client or the request could not be built.
     Setup,
 }
 
@@ -267,7 +267,8 @@ pub(crate) fn transport(method: &'static str, url: &str, err: reqwest::Error) ->
         };
         (kind, Delivery::NotSent)
     } else if err.is_builder() {
-        (TransportKind::Other, Delivery::NotSent)
+        // The request could not be built: sending again cannot help.
+        return PushError::Setup(err);
     } else if err.is_timeout() {
         (TransportKind::Timeout, Delivery::Unknown)
     } else if err.is_body() || err.is_decode() {

@@ -219,6 +219,15 @@ impl PushClient {
         url: &Url,
         build: impl FnOnce(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
     ) -> Result<Response, PushError> {
+        if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+            return Err(invalid(
+                url.as_str(),
+                "not an http or https URL with a host",
+            ));
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(invalid(url.as_str(), "userinfo is not allowed"));
+        }
         // reqwest does not resolve IP literals: check them here.
         self.guard.check_url(url)?;
         let request = build(self.http.request(method, url.clone()));
@@ -417,6 +426,25 @@ mod tests {
         let t = PushTarget::new("https://client.example/alias/push/", "x").unwrap();
         for file in ["..", "a/b", "a b", "", "é"] {
             assert!(t.file_url(file).is_err(), "{file:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn only_http_urls_are_sent() {
+        let client = PushClient::new(SsrfGuard::default(), ClientConfig::default()).unwrap();
+        for url in [
+            "file:///etc/passwd",
+            "ftp://client.example/x",
+            "https://u:p@client.example/x",
+        ] {
+            let err = client
+                .head_offset(&Url::parse(url).unwrap())
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(err, PushError::InvalidUrl { .. }),
+                "{url}: {err:?}"
+            );
         }
     }
 }
