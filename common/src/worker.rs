@@ -204,6 +204,45 @@ impl WorkerHandle {
     }
 }
 
+/// The connected services a worker process needs.
+pub struct Services {
+    /// Redis state.
+    pub state: crate::state::State,
+    /// RabbitMQ (topology declared).
+    pub broker: Broker,
+    /// Resource storage.
+    pub storage: crate::storage::Storage,
+}
+
+impl Services {
+    /// Connects to Redis, RabbitMQ and storage as configured.
+    pub async fn connect(config: &crate::config::Config) -> Result<Services, String> {
+        let state =
+            crate::state::State::connect(&config.redis_url, &config.namespace, config.finished_ttl)
+                .await
+                .map_err(|e| format!("redis at {}: {e}", config.redis_url))?;
+        let broker = Broker::connect(&config.amqp_url, &config.namespace)
+            .await
+            .map_err(|e| format!("rabbitmq: {e}"))?;
+        let storage = crate::storage::Storage::from_url(&config.storage_url, &config.s3)
+            .map_err(|e| format!("storage {}: {e}", config.storage_url))?;
+        Ok(Services {
+            state,
+            broker,
+            storage,
+        })
+    }
+}
+
+/// Waits for SIGTERM/SIGINT, then stops the worker gracefully and closes
+/// the broker connection.
+pub async fn serve_until_signal(handle: WorkerHandle, broker: Broker) {
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    handle.shutdown().await;
+    broker.close().await;
+}
+
 /// Resolves when the process receives SIGTERM or SIGINT.
 pub async fn shutdown_signal() {
     #[cfg(unix)]

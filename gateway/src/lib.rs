@@ -45,15 +45,15 @@ pub struct AppState {
 impl AppState {
     /// Connects to Redis, RabbitMQ (declaring the topology) and storage.
     pub async fn connect(config: Config) -> anyhow::Result<Arc<AppState>> {
-        let state = State::connect(&config.redis_url, &config.namespace, config.finished_ttl)
+        let services = common::worker::Services::connect(&config)
             .await
-            .map_err(|e| anyhow::anyhow!("redis at {}: {e}", config.redis_url))?;
-        let broker = Broker::connect(&config.amqp_url, &config.namespace)
-            .await
-            .map_err(|e| anyhow::anyhow!("rabbitmq: {e}"))?;
-        let storage = Storage::from_url(&config.storage_url, &config.s3)
-            .map_err(|e| anyhow::anyhow!("storage {}: {e}", config.storage_url))?;
-        Ok(Arc::new(Self::new(config, state, broker, storage)?))
+            .map_err(|e| anyhow::anyhow!(e))?;
+        Ok(Arc::new(Self::new(
+            config,
+            services.state,
+            services.broker,
+            services.storage,
+        )?))
     }
 
     /// Assembles the state from connected parts.

@@ -9,7 +9,7 @@ use common::config::Config;
 use common::mq::{Broker, Route};
 use common::state::State;
 use common::storage::Storage;
-use common::worker::{shutdown_signal, start_worker, WorkerHandle, WorkerSettings};
+use common::worker::{serve_until_signal, start_worker, Services, WorkerHandle, WorkerSettings};
 use extract::{BuildOptions, Catalog};
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,10 +41,16 @@ pub fn processor(
 
 /// Connects and starts a processor worker in the current actix system.
 pub async fn start(config: &Config) -> anyhow::Result<(WorkerHandle, Broker)> {
-    let state = State::connect(&config.redis_url, &config.namespace, config.finished_ttl).await?;
-    let broker = Broker::connect(&config.amqp_url, &config.namespace).await?;
-    let storage = Storage::from_url(&config.storage_url, &config.s3)?;
-    let handler = Arc::new(processor(config, state, broker.clone(), storage)?);
+    let services = Services::connect(config)
+        .await
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let broker = services.broker.clone();
+    let handler = Arc::new(processor(
+        config,
+        services.state,
+        broker.clone(),
+        services.storage,
+    )?);
     let handle = start_worker(
         broker.clone(),
         WorkerSettings {
@@ -61,9 +67,6 @@ pub async fn start(config: &Config) -> anyhow::Result<(WorkerHandle, Broker)> {
 /// Runs a processor until SIGTERM/SIGINT, then shuts down gracefully.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let (handle, broker) = start(&config).await?;
-    shutdown_signal().await;
-    tracing::info!("shutting down");
-    handle.shutdown().await;
-    broker.close().await;
+    serve_until_signal(handle, broker).await;
     Ok(())
 }
