@@ -325,6 +325,11 @@ impl std::fmt::Debug for State {
     }
 }
 
+/// A TTL in milliseconds for Redis, at least 1.
+fn millis(ttl: Duration) -> u64 {
+    u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
 fn parse_num(map: &HashMap<String, String>, field: &str) -> u64 {
     map.get(field).and_then(|v| v.parse().ok()).unwrap_or(0)
 }
@@ -372,6 +377,36 @@ impl State {
 
     fn ttl_secs(&self) -> u64 {
         self.finished_ttl.as_secs().max(1)
+    }
+
+    /// `SET key value NX PX ttl`: true when the key was free and is now set.
+    async fn set_nx(
+        &self,
+        key: &str,
+        value: impl redis::ToRedisArgs,
+        ttl: Duration,
+    ) -> Result<bool, StateError> {
+        let mut conn = self.conn.clone();
+        let set: Option<String> = redis::cmd("SET")
+            .arg(key)
+            .arg(value)
+            .arg("NX")
+            .arg("PX")
+            .arg(millis(ttl))
+            .query_async(&mut conn)
+            .await?;
+        Ok(set.is_some())
+    }
+
+    /// Every key matching `pattern` (SCAN, never KEYS).
+    async fn scan_keys(&self, pattern: &str) -> Result<Vec<String>, StateError> {
+        let mut conn = self.conn.clone();
+        let mut iter: redis::AsyncIter<String> = conn.scan_match(pattern).await?;
+        let mut keys = Vec::new();
+        while let Some(k) = iter.next_item().await {
+            keys.push(k);
+        }
+        Ok(keys)
     }
 
     /// Whether Redis answers.
@@ -519,16 +554,8 @@ impl State {
     /// Claims a single-use id (e.g. the fold of a signed request) for `ttl`;
     /// false when it was already claimed.
     pub async fn claim_once(&self, id: &str, ttl: Duration) -> Result<bool, StateError> {
-        let mut conn = self.conn.clone();
-        let set: Option<String> = redis::cmd("SET")
-            .arg(self.key(&format!("once:{id}")))
-            .arg("1")
-            .arg("NX")
-            .arg("PX")
-            .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1))
-            .query_async(&mut conn)
-            .await?;
-        Ok(set.is_some())
+        self.set_nx(&self.key(&format!("once:{id}")), "1", ttl)
+            .await
     }
 
     // ---- transfers -------------------------------------------------------
@@ -845,16 +872,8 @@ impl State {
 
     /// Sets the flag `name` for `ttl`; false when it was already set.
     pub async fn set_flag(&self, name: &str, ttl: Duration) -> Result<bool, StateError> {
-        let mut conn = self.conn.clone();
-        let set: Option<String> = redis::cmd("SET")
-            .arg(self.key(&format!("flag:{name}")))
-            .arg("1")
-            .arg("NX")
-            .arg("PX")
-            .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1))
-            .query_async(&mut conn)
-            .await?;
-        Ok(set.is_some())
+        self.set_nx(&self.key(&format!("flag:{name}")), "1", ttl)
+            .await
     }
 
     /// The first time `name` was seen (ms since the epoch): set to now on the
@@ -868,7 +887,7 @@ impl State {
             .arg(now_ms())
             .arg("NX")
             .arg("PX")
-            .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1))
+            .arg(millis(ttl))
             .get(&key)
             .query_async(&mut conn)
             .await?;
@@ -920,16 +939,8 @@ impl State {
         holder: &str,
         ttl: Duration,
     ) -> Result<bool, StateError> {
-        let mut conn = self.conn.clone();
-        let set: Option<String> = redis::cmd("SET")
-            .arg(self.key(&format!("lease:{name}")))
-            .arg(holder)
-            .arg("NX")
-            .arg("PX")
-            .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1))
-            .query_async(&mut conn)
-            .await?;
-        Ok(set.is_some())
+        self.set_nx(&self.key(&format!("lease:{name}")), holder, ttl)
+            .await
     }
 
     /// Extends a lease still held by `holder`; false when it was lost.
@@ -943,7 +954,7 @@ impl State {
         let renewed: i64 = Script::new(RENEW_LUA)
             .key(self.key(&format!("lease:{name}")))
             .arg(holder)
-            .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1))
+            .arg(millis(ttl))
             .invoke_async(&mut conn)
             .await?;
         Ok(renewed == 1)
@@ -989,18 +1000,13 @@ impl State {
 
     /// Counts of transfers by state (scans the namespace; for metrics).
     pub async fn count_by_state(&self) -> Result<HashMap<TransferState, u64>, StateError> {
+        let keys: Vec<String> = self
+            .scan_keys(&self.key("transfer:*"))
+            .await?
+            .into_iter()
+            .filter(|k| !k.contains(":files:") && !k.contains(":offsets:"))
+            .collect();
         let mut conn = self.conn.clone();
-        let pattern = self.key("transfer:*");
-        let keys: Vec<String> = {
-            let mut iter: redis::AsyncIter<String> = conn.scan_match(&pattern).await?;
-            let mut keys = Vec::new();
-            while let Some(k) = iter.next_item().await {
-                if !k.contains(":files:") && !k.contains(":offsets:") {
-                    keys.push(k);
-                }
-            }
-            keys
-        };
         let mut counts = HashMap::new();
         for key in keys {
             let state: Option<String> = conn.hget(&key, "state").await?;
@@ -1013,16 +1019,8 @@ impl State {
 
     /// Deletes every key of the namespace (tests).
     pub async fn purge_namespace(&self) -> Result<(), StateError> {
+        let keys = self.scan_keys(&self.key("*")).await?;
         let mut conn = self.conn.clone();
-        let pattern = self.key("*");
-        let keys: Vec<String> = {
-            let mut iter: redis::AsyncIter<String> = conn.scan_match(&pattern).await?;
-            let mut keys = Vec::new();
-            while let Some(k) = iter.next_item().await {
-                keys.push(k);
-            }
-            keys
-        };
         for chunk in keys.chunks(500) {
             let _: u64 = conn.del(chunk).await?;
         }
