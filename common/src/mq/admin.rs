@@ -1,6 +1,6 @@
 //! Queue depths and topology deletion.
 
-use super::broker::{close_quietly, with_timeout, Broker, Budget, Link};
+use super::broker::{close_quietly, with_timeout, Budget, Link, RabbitBroker};
 use super::error::MqError;
 use super::topology::{is_not_found, Queue};
 use lapin::options::{ExchangeDeleteOptions, QueueDeclareOptions, QueueDeleteOptions};
@@ -9,7 +9,7 @@ use lapin::Channel;
 use std::sync::PoisonError;
 use tracing::{debug, warn};
 
-impl Broker {
+impl RabbitBroker {
     /// The number of ready messages in `queue` (messages delivered to a
     /// consumer and not yet acked are not counted): a work queue (pass a
     /// [`Route`](super::Route)), the delayed messages of a route, or the dead letters.

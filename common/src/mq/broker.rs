@@ -24,14 +24,14 @@ const SUPERVISE_EVERY: Duration = Duration::from_secs(1);
 /// AMQP reply code of a normal close.
 const REPLY_SUCCESS: u16 = 200;
 
-/// Tuning of a [`Broker`]; [`Default`] gives the documented values.
+/// Tuning of a [`RabbitBroker`]; [`Default`] gives the documented values.
 #[derive(Clone, Debug)]
 pub struct BrokerConfig {
     /// How long a publish keeps reconnecting and retrying before it fails
     /// with [`MqError::Timeout`] (default 30 s). Consumers use it as the
     /// budget of one re-subscription attempt.
     pub publish_timeout: Duration,
-    /// How long [`Broker::connect_with`] keeps trying to reach the broker at
+    /// How long [`RabbitBroker::connect_with`] keeps trying to reach the broker at
     /// start (default 30 s), so that services may start before RabbitMQ.
     pub connect_timeout: Duration,
     /// How long one broker round trip (opening a connection or channel, a
@@ -66,9 +66,9 @@ impl Default for BrokerConfig {
 /// It holds one connection and a publisher channel in confirm mode, and
 /// re-establishes both (re-declaring the topology) with backoff whenever they
 /// break, both on demand and from a background task, so that
-/// [`Broker::is_healthy`] recovers even when idle.
+/// [`RabbitBroker::is_healthy`] recovers even when idle.
 #[derive(Clone)]
-pub struct Broker {
+pub struct RabbitBroker {
     pub(crate) inner: Arc<Inner>,
 }
 
@@ -100,7 +100,7 @@ impl Link {
             && self.publisher.status().connected()
     }
 
-    /// Forces the next [`Broker::link`] to rebuild the publisher channel (and
+    /// Forces the next [`RabbitBroker::link`] to rebuild the publisher channel (and
     /// the connection if it is broken) and re-declare the topology.
     pub(crate) fn mark_stale(&self) {
         self.stale.store(true, Ordering::SeqCst);
@@ -169,9 +169,9 @@ fn shown_url(url: &str) -> String {
     }
 }
 
-impl fmt::Debug for Broker {
+impl fmt::Debug for RabbitBroker {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Broker")
+        f.debug_struct("RabbitBroker")
             .field("url", &self.inner.shown_url)
             .field("namespace", &self.inner.topo.namespace())
             .field("healthy", &self.current_usable().is_some())
@@ -179,10 +179,10 @@ impl fmt::Debug for Broker {
     }
 }
 
-impl Broker {
+impl RabbitBroker {
     /// Connects to `amqp_url` with the default [`BrokerConfig`] and declares
     /// the topology of `namespace`.
-    pub async fn connect(amqp_url: &str, namespace: &str) -> Result<Broker, MqError> {
+    pub async fn connect(amqp_url: &str, namespace: &str) -> Result<RabbitBroker, MqError> {
         Self::connect_with(amqp_url, namespace, BrokerConfig::default()).await
     }
 
@@ -194,13 +194,13 @@ impl Broker {
         amqp_url: &str,
         namespace: &str,
         config: BrokerConfig,
-    ) -> Result<Broker, MqError> {
+    ) -> Result<RabbitBroker, MqError> {
         let topo = Topology::new(namespace)?;
         amqp_url
             .parse::<AMQPUri>()
             .map_err(|e| MqError::InvalidInput(format!("AMQP URL: {e}")))?;
         let budget = Budget::new("connection", config.connect_timeout);
-        let broker = Broker {
+        let broker = RabbitBroker {
             inner: Arc::new(Inner {
                 url: amqp_url.to_owned(),
                 shown_url: shown_url(amqp_url),
@@ -235,7 +235,7 @@ impl Broker {
     }
 
     /// How many times the connection or the publisher channel was
-    /// re-established since [`Broker::connect`].
+    /// re-established since [`RabbitBroker::connect`].
     pub fn reconnects(&self) -> u64 {
         self.inner.reconnects.load(Ordering::SeqCst)
     }
@@ -451,13 +451,13 @@ impl Broker {
 
 /// Re-establishes a broken link in the background, woken by connection and
 /// channel errors and every [`SUPERVISE_EVERY`]; ends with the last
-/// [`Broker`] clone or on [`Broker::close`].
+/// [`RabbitBroker`] clone or on [`RabbitBroker::close`].
 fn spawn_supervisor(inner: Weak<Inner>, wake: Arc<Notify>) {
     tokio::spawn(async move {
         loop {
             let _ = tokio::time::timeout(SUPERVISE_EVERY, wake.notified()).await;
             let Some(inner) = inner.upgrade() else { break };
-            let broker = Broker { inner };
+            let broker = RabbitBroker { inner };
             if broker.is_closed() {
                 break;
             }

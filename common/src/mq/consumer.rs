@@ -1,7 +1,7 @@
 //! Consumers that re-subscribe after a lost connection, and their deliveries.
 
 use super::backoff::Backoff;
-use super::broker::{with_timeout, Broker, Budget};
+use super::broker::{with_timeout, Budget, RabbitBroker};
 use super::error::MqError;
 use super::topology::{is_not_found, Route};
 use futures_util::{Stream, StreamExt};
@@ -15,15 +15,15 @@ use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
 /// A subscription to a work queue with manual acks and a bounded prefetch,
-/// made by [`Broker::consume`].
+/// made by [`RabbitBroker::consume`].
 ///
-/// When the connection or the channel is lost, [`Consumer::next`]
+/// When the connection or the channel is lost, [`RabbitConsumer::next`]
 /// re-subscribes by itself with backoff and goes on; the deliveries that were
-/// not acked come back from the broker with [`Delivery::redelivered`] set.
+/// not acked come back from the broker with [`RabbitDelivery::redelivered`] set.
 /// Dropping the consumer closes its channel once its outstanding deliveries
 /// are dropped too; unacked messages then return to the queue.
-pub struct Consumer {
-    broker: Broker,
+pub struct RabbitConsumer {
+    broker: RabbitBroker,
     route: Route,
     queue: String,
     prefetch: u16,
@@ -39,7 +39,7 @@ struct Active {
     stream: lapin::Consumer,
 }
 
-impl Broker {
+impl RabbitBroker {
     /// Subscribes to the work queue of `route` on a channel of its own, with
     /// `basic.qos(prefetch)` (at most `prefetch` unacked deliveries; 0 means
     /// unlimited, avoid it) and manual acks. `consumer_tag` names the
@@ -53,8 +53,8 @@ impl Broker {
         route: Route,
         prefetch: u16,
         consumer_tag: &str,
-    ) -> Result<Consumer, MqError> {
-        let mut consumer = Consumer {
+    ) -> Result<RabbitConsumer, MqError> {
+        let mut consumer = RabbitConsumer {
             broker: self.clone(),
             route,
             queue: self.inner.topo.work_queue(route),
@@ -70,7 +70,7 @@ impl Broker {
     }
 }
 
-impl Consumer {
+impl RabbitConsumer {
     /// The route consumed.
     pub fn route(&self) -> Route {
         self.route
@@ -125,11 +125,11 @@ impl Consumer {
     /// lost connection or channel. An `Err` item reports that re-subscribing
     /// has kept failing for [`super::BrokerConfig::publish_timeout`] (it is
     /// reported again after each such period); calling `next` again keeps
-    /// trying. `None` only after [`Broker::close`].
+    /// trying. `None` only after [`RabbitBroker::close`].
     ///
     /// Cancel-safe: a `next` future dropped before completion loses no
     /// delivery.
-    pub async fn next(&mut self) -> Option<Result<Delivery, MqError>> {
+    pub async fn next(&mut self) -> Option<Result<RabbitDelivery, MqError>> {
         loop {
             if self.broker.is_closed() {
                 self.active = None;
@@ -167,7 +167,7 @@ impl Consumer {
             };
             match active.stream.next().await {
                 Some(Ok(delivery)) => {
-                    return Some(Ok(Delivery {
+                    return Some(Ok(RabbitDelivery {
                         channel: active.channel.clone(),
                         inner: delivery,
                         op_timeout: self.broker.config().op_timeout,
@@ -187,8 +187,8 @@ impl Consumer {
     }
 
     /// Turns the consumer into a [`Stream`] of deliveries (same items as
-    /// [`Consumer::next`]).
-    pub fn into_stream(self) -> impl Stream<Item = Result<Delivery, MqError>> + Send {
+    /// [`RabbitConsumer::next`]).
+    pub fn into_stream(self) -> impl Stream<Item = Result<RabbitDelivery, MqError>> + Send {
         futures_util::stream::unfold(self, |mut consumer| async move {
             consumer.next().await.map(|item| (item, consumer))
         })
@@ -211,20 +211,20 @@ impl Consumer {
     }
 }
 
-/// One message received by a [`Consumer`]; settle it with [`Delivery::ack`],
-/// [`Delivery::nack_requeue`] or [`Delivery::reject`] once its effect is
+/// One message received by a [`RabbitConsumer`]; settle it with [`RabbitDelivery::ack`],
+/// [`RabbitDelivery::nack_requeue`] or [`RabbitDelivery::reject`] once its effect is
 /// committed. A delivery dropped unsettled is requeued (best effort, as with
 /// `nack_requeue`).
-pub struct Delivery {
+pub struct RabbitDelivery {
     channel: Channel,
     inner: lapin::message::Delivery,
     op_timeout: Duration,
     settled: bool,
 }
 
-impl std::fmt::Debug for Delivery {
+impl std::fmt::Debug for RabbitDelivery {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Delivery")
+        f.debug_struct("RabbitDelivery")
             .field("message_id", &self.message_id())
             .field("routing_key", &self.inner.routing_key.as_str())
             .field("redelivered", &self.inner.redelivered)
@@ -233,7 +233,7 @@ impl std::fmt::Debug for Delivery {
     }
 }
 
-impl Delivery {
+impl RabbitDelivery {
     /// The message body (a JSON job).
     pub fn body(&self) -> &[u8] {
         &self.inner.data
@@ -289,7 +289,7 @@ impl Delivery {
 
     /// Returns the message to its queue for another delivery (counted by
     /// `x-delivery-count`). For a retry after a delay prefer
-    /// [`Broker::publish_delayed`] then [`Delivery::ack`].
+    /// [`RabbitBroker::publish_delayed`] then [`RabbitDelivery::ack`].
     pub async fn nack_requeue(mut self) -> Result<(), MqError> {
         self.settled = true;
         let tag = self.inner.delivery_tag;
@@ -305,7 +305,7 @@ impl Delivery {
     /// Refuses the message without requeueing it: it leaves the work queue
     /// and the broker dead-letters it to `{ns}.dead` (reason `rejected` in
     /// its `x-death` header). To record a reason, use
-    /// [`Broker::dead_letter`] then [`Delivery::ack`] instead.
+    /// [`RabbitBroker::dead_letter`] then [`RabbitDelivery::ack`] instead.
     pub async fn reject(mut self) -> Result<(), MqError> {
         self.settled = true;
         let tag = self.inner.delivery_tag;
@@ -331,7 +331,7 @@ impl Delivery {
     }
 }
 
-impl Drop for Delivery {
+impl Drop for RabbitDelivery {
     fn drop(&mut self) {
         if self.settled || !self.channel.status().connected() {
             return;

@@ -1,6 +1,6 @@
 //! Listing and replaying the dead-letter queue (operators' tools).
 
-use super::broker::{close_quietly, with_timeout, Broker, Budget};
+use super::broker::{close_quietly, with_timeout, Budget, RabbitBroker};
 use super::consumer::as_u64;
 use super::error::MqError;
 use super::topology::{is_not_found, Route, Topology};
@@ -82,7 +82,7 @@ fn as_text(value: &AMQPValue) -> Option<String> {
     }
 }
 
-impl Broker {
+impl RabbitBroker {
     /// Up to `limit` messages of the dead-letter queue, oldest first, left in
     /// the queue (fetched with `basic.get`, then requeued).
     pub async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, MqError> {

@@ -55,15 +55,19 @@
 mod admin;
 mod backoff;
 mod broker;
+mod bus;
 mod consumer;
 mod dead;
 mod error;
+mod memory;
 mod publish;
 pub mod testing;
 mod topology;
 
-pub use broker::{Broker, BrokerConfig};
-pub use consumer::{Consumer, Delivery};
+pub use broker::{BrokerConfig, RabbitBroker};
+pub use bus::{Broker, Consumer, Delivery, DeliverySource, MessageBus, Settle};
+pub use consumer::{RabbitConsumer, RabbitDelivery};
 pub use dead::DeadLetter;
 pub use error::MqError;
+pub use memory::MemoryBus;
 pub use topology::{retry_bucket, Queue, Route, Topology, DELIVERY_LIMIT, RETRY_BUCKETS};

@@ -1,6 +1,6 @@
 //! Publishing with publisher confirms, retried across reconnections.
 
-use super::broker::{close_quietly, with_timeout, Broker, Budget, Link};
+use super::broker::{close_quietly, with_timeout, Budget, Link, RabbitBroker};
 use super::error::{timed_out, MqError};
 use super::topology::{self, retry_bucket, Route, DEAD_KEY};
 use lapin::options::BasicPublishOptions;
@@ -35,7 +35,7 @@ fn truncate(text: &str, max: usize) -> &str {
     text.get(..end).unwrap_or_default()
 }
 
-impl Broker {
+impl RabbitBroker {
     /// Publishes a job to the work queue of `route` and waits for the
     /// broker's confirm: persistent, `application/json`, with `message_id`.
     ///
@@ -64,7 +64,7 @@ impl Broker {
     /// Publishes a job that reaches the work queue of `route` after `delay`,
     /// rounded up to a retry bucket (see [`super::RETRY_BUCKETS`]; delays
     /// over one hour wait one hour). A zero delay publishes at once.
-    /// Confirmed and retried like [`Broker::publish`].
+    /// Confirmed and retried like [`RabbitBroker::publish`].
     pub async fn publish_delayed(
         &self,
         route: Route,
@@ -94,7 +94,7 @@ impl Broker {
 
     /// Publishes a job to the dead-letter queue with the headers
     /// `x-alias-route` (its route) and `x-alias-reason` (why it failed,
-    /// truncated to 4 KiB). Confirmed and retried like [`Broker::publish`];
+    /// truncated to 4 KiB). Confirmed and retried like [`RabbitBroker::publish`];
     /// ack the original delivery only after this returns `Ok`.
     pub async fn dead_letter(
         &self,

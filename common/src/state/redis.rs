@@ -1,214 +1,16 @@
-//! The coordination state in Redis: transfers and their state machine
-//! (atomic transitions in Lua), per-file records and committed offsets,
-//! leases, users' grants (the reference's layout), bindings and dumps,
-//! single-use request ids, and the pub/sub events of transfers.
-//!
-//! Every key starts with the namespace (`{ns}:…`). Finished transfers get a
-//! TTL; running ones are persistent.
+//! The Redis implementation of [`StateStore`]: atomic transitions in Lua,
+//! pub/sub events dispatched by one [`EventHub`] per process.
 
+use super::{
+    now_ms, Begin, DumpRecord, FileRecord, NewTransfer, StateError, StateStore, Transfer,
+    TransferEvent, TransferState,
+};
 use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script};
-use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::broadcast;
-
-/// A Redis failure.
-#[derive(Debug, thiserror::Error)]
-pub enum StateError {
-    /// Redis could not be reached or refused a command.
-    #[error("redis: {0}")]
-    Redis(#[from] redis::RedisError),
-    /// A stored record could not be read.
-    #[error("corrupt record {key}: {reason}")]
-    Corrupt {
-        /// The key.
-        key: String,
-        /// What is wrong.
-        reason: String,
-    },
-}
-
-/// Where a transfer stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TransferState {
-    /// Validated and queued for processing.
-    Accepted,
-    /// Archives are being built.
-    Processing,
-    /// Archives are being pushed to the client.
-    Pushing,
-    /// Every archive reached the client and the client was told.
-    Done,
-    /// Gave up, with a reason.
-    Failed,
-    /// Stopped (revoked, or superseded by a newer grant).
-    Cancelled,
-}
-
-impl TransferState {
-    /// All states.
-    pub const ALL: [TransferState; 6] = [
-        TransferState::Accepted,
-        TransferState::Processing,
-        TransferState::Pushing,
-        TransferState::Done,
-        TransferState::Failed,
-        TransferState::Cancelled,
-    ];
-
-    /// The stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TransferState::Accepted => "accepted",
-            TransferState::Processing => "processing",
-            TransferState::Pushing => "pushing",
-            TransferState::Done => "done",
-            TransferState::Failed => "failed",
-            TransferState::Cancelled => "cancelled",
-        }
-    }
-
-    /// Parses a stored name.
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|st| st.as_str() == s)
-    }
-
-    /// Whether no more work happens in this state.
-    pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            TransferState::Done | TransferState::Failed | TransferState::Cancelled
-        )
-    }
-}
-
-/// One archive of a transfer generation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FileRecord {
-    /// File name (one safe path segment).
-    pub name: String,
-    /// The scope it holds (display form).
-    pub scope: String,
-    /// Where the archive is in resource storage.
-    pub storage_key: String,
-    /// Size in bytes.
-    pub size: u64,
-    /// BLAKE2b-512 of the archive, URL-safe base64.
-    pub blake2b: String,
-    /// Bytes acknowledged by the client (committed offset).
-    #[serde(default)]
-    pub offset: u64,
-    /// Whether the client was told the file is complete.
-    #[serde(default)]
-    pub finished: bool,
-}
-
-/// A transfer as stored.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Transfer {
-    /// The transfer id.
-    pub id: String,
-    /// Current generation (each new run increments it).
-    pub generation: u64,
-    /// State of the current generation.
-    pub state: TransferState,
-    /// The user's public key (URL-safe base64).
-    pub user: String,
-    /// Hash of the effective grant.
-    pub grant_hash: String,
-    /// Whether the effective grant is a revocation.
-    pub revoked: bool,
-    /// The client's push URL for this transfer.
-    pub push_url: String,
-    /// When the generation was created (ms since the epoch).
-    pub created_ms: u64,
-    /// Last change (ms since the epoch).
-    pub updated_ms: u64,
-    /// Number of archives.
-    pub files_total: u64,
-    /// Archives completely pushed.
-    pub files_done: u64,
-    /// Total bytes of the archives.
-    pub bytes_total: u64,
-    /// Bytes acknowledged by the client.
-    pub bytes_done: u64,
-    /// Why it failed or was cancelled.
-    pub error: Option<String>,
-    /// Notes for the user or operator (e.g. a provider without a dump).
-    #[serde(default)]
-    pub notes: Vec<String>,
-    /// Dump bytes the processor has read so far.
-    #[serde(default)]
-    pub dump_bytes_read: u64,
-    /// Dump bytes to read.
-    #[serde(default)]
-    pub dump_bytes_total: u64,
-}
-
-/// What a new transfer generation starts from.
-#[derive(Debug, Clone)]
-pub struct NewTransfer<'a> {
-    /// The effective grant token.
-    pub grant_token: &'a str,
-    /// Its hash.
-    pub grant_hash: &'a str,
-    /// The user (URL-safe base64 public key).
-    pub user: &'a str,
-    /// The push URL.
-    pub push_url: &'a str,
-    /// Whether the grant is a revocation.
-    pub revoked: bool,
-}
-
-/// The outcome of [`State::begin_transfer`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Begin {
-    /// The generation to follow.
-    pub generation: u64,
-    /// True when a running generation with the same grant was joined (no new job).
-    pub joined: bool,
-    /// A running generation that the new one superseded, if any.
-    pub superseded: Option<u64>,
-}
-
-/// A dump held for a user.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DumpRecord {
-    /// Provider (`google`, `facebook`, `amazon`, …).
-    pub provider: String,
-    /// File name.
-    pub name: String,
-    /// Resource storage key.
-    pub key: String,
-    /// Size in bytes.
-    pub size: u64,
-    /// BLAKE2b-512, URL-safe base64.
-    pub blake2b: String,
-    /// Upload time (ms since the epoch).
-    pub uploaded_ms: u64,
-}
-
-/// An event of a transfer, as published on its channel.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TransferEvent {
-    /// The transfer, as it is after the change.
-    pub transfer: Transfer,
-    /// What happened (`accepted`, `state`, `progress`, `file`, …).
-    pub kind: String,
-}
-
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
-const ACTIVE: [&str; 3] = ["accepted", "processing", "pushing"];
-
 const BEGIN_LUA: &str = r"
 local t = KEYS[1]
 local state = redis.call('HGET', t, 'state')
@@ -309,9 +111,9 @@ end
 return 0
 ";
 
-/// Handle on the Redis state of one namespace (cheap to clone).
+/// The Redis state of one namespace (cheap to clone).
 #[derive(Clone)]
-pub struct State {
+pub struct RedisStore {
     conn: ConnectionManager,
     client: redis::Client,
     ns: Arc<str>,
@@ -319,9 +121,9 @@ pub struct State {
     hub: EventHub,
 }
 
-impl std::fmt::Debug for State {
+impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("State").field("ns", &self.ns).finish()
+        f.debug_struct("RedisStore").field("ns", &self.ns).finish()
     }
 }
 
@@ -334,33 +136,23 @@ fn parse_num(map: &HashMap<String, String>, field: &str) -> u64 {
     map.get(field).and_then(|v| v.parse().ok()).unwrap_or(0)
 }
 
-impl State {
+impl RedisStore {
     /// Connects (the connection reconnects by itself when Redis comes back).
     pub async fn connect(
         redis_url: &str,
         namespace: &str,
         finished_ttl: Duration,
-    ) -> Result<State, StateError> {
+    ) -> Result<RedisStore, StateError> {
         let client = redis::Client::open(redis_url)?;
         let conn = ConnectionManager::new(client.clone()).await?;
         let ns: Arc<str> = Arc::from(namespace);
-        Ok(State {
+        Ok(RedisStore {
             conn,
             hub: EventHub::start(client.clone(), ns.clone()),
             client,
             ns,
             finished_ttl,
         })
-    }
-
-    /// The namespace.
-    pub fn namespace(&self) -> &str {
-        &self.ns
-    }
-
-    /// A key in the namespace.
-    pub fn key(&self, rest: &str) -> String {
-        format!("{}:{rest}", self.ns)
     }
 
     fn transfer_key(&self, id: &str) -> String {
@@ -409,8 +201,19 @@ impl State {
         Ok(keys)
     }
 
-    /// Whether Redis answers.
-    pub async fn ping(&self) -> bool {
+    /// A new client for callers that need their own connection.
+    pub fn client(&self) -> &redis::Client {
+        &self.client
+    }
+}
+
+#[async_trait::async_trait]
+impl StateStore for RedisStore {
+    fn namespace(&self) -> &str {
+        &self.ns
+    }
+
+    async fn ping(&self) -> bool {
         let mut conn = self.conn.clone();
         redis::cmd("PING")
             .query_async::<String>(&mut conn)
@@ -418,15 +221,7 @@ impl State {
             .is_ok()
     }
 
-    /// A new client for callers that need their own connection.
-    pub fn client(&self) -> &redis::Client {
-        &self.client
-    }
-
-    // ---- users, grants, bindings, dumps --------------------------------
-
-    /// The stored grant token of a user for a contract hash.
-    pub async fn stored_grant(
+    async fn stored_grant(
         &self,
         user: &str,
         contract_hash: &str,
@@ -437,10 +232,7 @@ impl State {
             .await?)
     }
 
-    /// The reference's `updateGrant`: stores `token` (dated `date_ms`) unless
-    /// a grant of the same user and contract with an equal or later date is
-    /// stored. Returns `(effective token, stored)`.
-    pub async fn update_grant(
+    async fn update_grant(
         &self,
         user: &str,
         contract_hash: &str,
@@ -460,24 +252,21 @@ impl State {
         Ok((effective, stored == 1))
     }
 
-    /// A user's grants, newest first.
-    pub async fn grant_history(&self, user: &str) -> Result<Vec<String>, StateError> {
+    async fn grant_history(&self, user: &str) -> Result<Vec<String>, StateError> {
         let mut conn = self.conn.clone();
         Ok(conn
             .lrange(self.key(&format!("user:{user}:history")), 0, -1)
             .await?)
     }
 
-    /// The contract hashes a user has grants for.
-    pub async fn contracts_of(&self, user: &str) -> Result<Vec<String>, StateError> {
+    async fn contracts_of(&self, user: &str) -> Result<Vec<String>, StateError> {
         let mut conn = self.conn.clone();
         Ok(conn
             .hkeys(self.key(&format!("user:{user}:contracts")))
             .await?)
     }
 
-    /// Stores the user's `alias.bindAuthz` token.
-    pub async fn set_binding(&self, user: &str, token: &str) -> Result<(), StateError> {
+    async fn set_binding(&self, user: &str, token: &str) -> Result<(), StateError> {
         let mut conn = self.conn.clone();
         let () = conn
             .set(self.key(&format!("user:{user}:bind")), token)
@@ -485,14 +274,12 @@ impl State {
         Ok(())
     }
 
-    /// The user's `alias.bindAuthz` token, if bound.
-    pub async fn binding(&self, user: &str) -> Result<Option<String>, StateError> {
+    async fn binding(&self, user: &str) -> Result<Option<String>, StateError> {
         let mut conn = self.conn.clone();
         Ok(conn.get(self.key(&format!("user:{user}:bind"))).await?)
     }
 
-    /// Whether the user is bound to this data bank or holds dumps here.
-    pub async fn is_known_user(&self, user: &str) -> Result<bool, StateError> {
+    async fn is_known_user(&self, user: &str) -> Result<bool, StateError> {
         let mut conn = self.conn.clone();
         let (bound, dumps): (bool, u64) = redis::pipe()
             .exists(self.key(&format!("user:{user}:bind")))
@@ -502,8 +289,7 @@ impl State {
         Ok(bound || dumps > 0)
     }
 
-    /// Records (or replaces) a dump.
-    pub async fn record_dump(&self, user: &str, dump: &DumpRecord) -> Result<(), StateError> {
+    async fn record_dump(&self, user: &str, dump: &DumpRecord) -> Result<(), StateError> {
         let mut conn = self.conn.clone();
         let json = serde_json::to_string(dump).unwrap_or_default();
         let () = conn
@@ -516,8 +302,7 @@ impl State {
         Ok(())
     }
 
-    /// The user's dumps, sorted by provider then name.
-    pub async fn dumps(&self, user: &str) -> Result<Vec<DumpRecord>, StateError> {
+    async fn dumps(&self, user: &str) -> Result<Vec<DumpRecord>, StateError> {
         let mut conn = self.conn.clone();
         let key = self.key(&format!("user:{user}:dumps"));
         let raw: HashMap<String, String> = conn.hgetall(&key).await?;
@@ -534,8 +319,7 @@ impl State {
         Ok(out)
     }
 
-    /// Forgets a dump record; returns whether it existed.
-    pub async fn delete_dump(
+    async fn delete_dump(
         &self,
         user: &str,
         provider: &str,
@@ -551,23 +335,12 @@ impl State {
         Ok(n > 0)
     }
 
-    /// Claims a single-use id (e.g. the fold of a signed request) for `ttl`;
-    /// false when it was already claimed.
-    pub async fn claim_once(&self, id: &str, ttl: Duration) -> Result<bool, StateError> {
+    async fn claim_once(&self, id: &str, ttl: Duration) -> Result<bool, StateError> {
         self.set_nx(&self.key(&format!("once:{id}")), "1", ttl)
             .await
     }
 
-    // ---- transfers -------------------------------------------------------
-
-    /// Creates a new generation of a transfer, or joins the running one when
-    /// it runs for the same grant. A running generation for another grant is
-    /// superseded (its workers see the generation change and stop).
-    pub async fn begin_transfer(
-        &self,
-        id: &str,
-        new: &NewTransfer<'_>,
-    ) -> Result<Begin, StateError> {
+    async fn begin_transfer(&self, id: &str, new: &NewTransfer<'_>) -> Result<Begin, StateError> {
         let mut conn = self.conn.clone();
         let (generation, joined, superseded): (u64, u8, u64) = Script::new(BEGIN_LUA)
             .key(self.transfer_key(id))
@@ -591,8 +364,7 @@ impl State {
         Ok(begin)
     }
 
-    /// The transfer, if known.
-    pub async fn transfer(&self, id: &str) -> Result<Option<Transfer>, StateError> {
+    async fn transfer(&self, id: &str) -> Result<Option<Transfer>, StateError> {
         let mut conn = self.conn.clone();
         let key = self.transfer_key(id);
         let map: HashMap<String, String> = conn.hgetall(&key).await?;
@@ -630,15 +402,12 @@ impl State {
         }))
     }
 
-    /// The effective grant token of the transfer's current generation.
-    pub async fn transfer_grant(&self, id: &str) -> Result<Option<String>, StateError> {
+    async fn transfer_grant(&self, id: &str) -> Result<Option<String>, StateError> {
         let mut conn = self.conn.clone();
         Ok(conn.hget(self.transfer_key(id), "grant").await?)
     }
 
-    /// Moves generation `generation` from one of `from` to `to` (with an
-    /// error text for failures); false when the generation or state moved on.
-    pub async fn transition(
+    async fn transition(
         &self,
         id: &str,
         generation: u64,
@@ -668,34 +437,7 @@ impl State {
         Ok(moved == 1)
     }
 
-    /// Cancels the running generation, if any, with a reason.
-    pub async fn cancel(&self, id: &str, reason: &str) -> Result<Option<u64>, StateError> {
-        let Some(t) = self.transfer(id).await? else {
-            return Ok(None);
-        };
-        if t.state.is_terminal() {
-            return Ok(None);
-        }
-        let active = [
-            TransferState::Accepted,
-            TransferState::Processing,
-            TransferState::Pushing,
-        ];
-        let moved = self
-            .transition(
-                id,
-                t.generation,
-                &active,
-                TransferState::Cancelled,
-                Some(reason),
-            )
-            .await?;
-        Ok(moved.then_some(t.generation))
-    }
-
-    /// Records how far the processor has read the dumps of the current
-    /// generation, and tells the subscribers.
-    pub async fn processing_progress(
+    async fn processing_progress(
         &self,
         id: &str,
         generation: u64,
@@ -717,8 +459,7 @@ impl State {
         self.emit(id, "processing-progress").await
     }
 
-    /// Adds a note to the current generation (e.g. a provider without dump).
-    pub async fn add_note(&self, id: &str, generation: u64, note: &str) -> Result<(), StateError> {
+    async fn add_note(&self, id: &str, generation: u64, note: &str) -> Result<(), StateError> {
         if let Some(mut t) = self.transfer(id).await? {
             if t.generation == generation {
                 t.notes.push(note.to_owned());
@@ -735,9 +476,7 @@ impl State {
         Ok(())
     }
 
-    /// Records the archives of a generation (replacing earlier records) and
-    /// their totals.
-    pub async fn set_files(
+    async fn set_files(
         &self,
         id: &str,
         generation: u64,
@@ -763,8 +502,7 @@ impl State {
         self.emit(id, "files").await
     }
 
-    /// The archives of a generation with their committed offsets.
-    pub async fn files(&self, id: &str, generation: u64) -> Result<Vec<FileRecord>, StateError> {
+    async fn files(&self, id: &str, generation: u64) -> Result<Vec<FileRecord>, StateError> {
         let mut conn = self.conn.clone();
         let files_key = self.files_key(id, generation);
         let (raw, offsets): (HashMap<String, String>, HashMap<String, u64>) = redis::pipe()
@@ -788,9 +526,7 @@ impl State {
         Ok(out)
     }
 
-    /// Commits the client-acknowledged offset of a file (monotonic); returns
-    /// the committed offset, or `None` when the generation moved on.
-    pub async fn commit_offset(
+    async fn commit_offset(
         &self,
         id: &str,
         generation: u64,
@@ -814,13 +550,7 @@ impl State {
         Ok(u64::try_from(committed).ok())
     }
 
-    /// Marks a file finished (the client was told) and counts it.
-    pub async fn finish_file(
-        &self,
-        id: &str,
-        generation: u64,
-        file: &str,
-    ) -> Result<bool, StateError> {
+    async fn finish_file(&self, id: &str, generation: u64, file: &str) -> Result<bool, StateError> {
         let mut conn = self.conn.clone();
         let done_key = format!("{}:done", self.files_key(id, generation));
         let (added, _): (u64, ()) = redis::pipe()
@@ -838,11 +568,7 @@ impl State {
         Ok(added == 1)
     }
 
-    /// Starts generation `generation + 1` of a running transfer with the same
-    /// grant (the push "Resume" rule: a chunk of unknown outcome at a client
-    /// without offset queries restarts the transfer). Returns the new
-    /// generation, or `None` when `generation` is no longer the running one.
-    pub async fn restart_generation(
+    async fn restart_generation(
         &self,
         id: &str,
         generation: u64,
@@ -864,21 +590,17 @@ impl State {
         Ok(Some(new))
     }
 
-    /// Whether the flag `name` is set.
-    pub async fn flag(&self, name: &str) -> Result<bool, StateError> {
+    async fn flag(&self, name: &str) -> Result<bool, StateError> {
         let mut conn = self.conn.clone();
         Ok(conn.exists(self.key(&format!("flag:{name}"))).await?)
     }
 
-    /// Sets the flag `name` for `ttl`; false when it was already set.
-    pub async fn set_flag(&self, name: &str, ttl: Duration) -> Result<bool, StateError> {
+    async fn set_flag(&self, name: &str, ttl: Duration) -> Result<bool, StateError> {
         self.set_nx(&self.key(&format!("flag:{name}")), "1", ttl)
             .await
     }
 
-    /// The first time `name` was seen (ms since the epoch): set to now on the
-    /// first call, read on later ones; kept for `ttl`.
-    pub async fn first_seen(&self, name: &str, ttl: Duration) -> Result<u64, StateError> {
+    async fn first_seen(&self, name: &str, ttl: Duration) -> Result<u64, StateError> {
         let mut conn = self.conn.clone();
         let key = self.key(&format!("seen:{name}"));
         let (_, at): (Option<String>, Option<u64>) = redis::pipe()
@@ -894,16 +616,13 @@ impl State {
         Ok(at.unwrap_or_else(now_ms))
     }
 
-    /// Clears a flag.
-    pub async fn clear_flag(&self, name: &str) -> Result<(), StateError> {
+    async fn clear_flag(&self, name: &str) -> Result<(), StateError> {
         let mut conn = self.conn.clone();
         let _: u64 = conn.del(self.key(&format!("flag:{name}"))).await?;
         Ok(())
     }
 
-    /// Adds one to the counter `name` (kept `window` after its last
-    /// change); returns the new count.
-    pub async fn count(&self, name: &str, window: Duration) -> Result<u64, StateError> {
+    async fn count(&self, name: &str, window: Duration) -> Result<u64, StateError> {
         let mut conn = self.conn.clone();
         let key = self.key(&format!("count:{name}"));
         let (n, _): (u64, ()) = redis::pipe()
@@ -914,15 +633,7 @@ impl State {
         Ok(n)
     }
 
-    /// Counts one more consecutive failure of a client (kept `window`);
-    /// returns the count.
-    pub async fn client_failure(&self, domain: &str, window: Duration) -> Result<u64, StateError> {
-        self.count(&format!("client:{domain}:failures"), window)
-            .await
-    }
-
-    /// Forgets a client's failures (it answered).
-    pub async fn client_success(&self, domain: &str) -> Result<(), StateError> {
+    async fn client_success(&self, domain: &str) -> Result<(), StateError> {
         let mut conn = self.conn.clone();
         let _: u64 = conn
             .del(self.key(&format!("count:client:{domain}:failures")))
@@ -930,10 +641,7 @@ impl State {
         Ok(())
     }
 
-    // ---- leases ----------------------------------------------------------
-
-    /// Takes the lease `name` for `holder` for `ttl`, if free.
-    pub async fn acquire_lease(
+    async fn acquire_lease(
         &self,
         name: &str,
         holder: &str,
@@ -943,8 +651,7 @@ impl State {
             .await
     }
 
-    /// Extends a lease still held by `holder`; false when it was lost.
-    pub async fn renew_lease(
+    async fn renew_lease(
         &self,
         name: &str,
         holder: &str,
@@ -960,8 +667,7 @@ impl State {
         Ok(renewed == 1)
     }
 
-    /// Releases a lease held by `holder`.
-    pub async fn release_lease(&self, name: &str, holder: &str) -> Result<bool, StateError> {
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<bool, StateError> {
         let mut conn = self.conn.clone();
         let released: i64 = Script::new(RELEASE_LUA)
             .key(self.key(&format!("lease:{name}")))
@@ -971,10 +677,7 @@ impl State {
         Ok(released == 1)
     }
 
-    // ---- events ----------------------------------------------------------
-
-    /// Publishes the transfer's current status on its channel.
-    pub async fn emit(&self, id: &str, kind: &str) -> Result<(), StateError> {
+    async fn emit(&self, id: &str, kind: &str) -> Result<(), StateError> {
         let Some(transfer) = self.transfer(id).await? else {
             return Ok(());
         };
@@ -992,14 +695,11 @@ impl State {
         Ok(())
     }
 
-    /// Subscribes to a transfer's events. Subscribe first, then read the
-    /// current status, so no change in between is missed.
-    pub fn subscribe(&self, id: &str) -> broadcast::Receiver<TransferEvent> {
+    fn subscribe(&self, id: &str) -> broadcast::Receiver<TransferEvent> {
         self.hub.subscribe(id)
     }
 
-    /// Counts of transfers by state (scans the namespace; for metrics).
-    pub async fn count_by_state(&self) -> Result<HashMap<TransferState, u64>, StateError> {
+    async fn count_by_state(&self) -> Result<HashMap<TransferState, u64>, StateError> {
         let keys: Vec<String> = self
             .scan_keys(&self.key("transfer:*"))
             .await?
@@ -1017,8 +717,7 @@ impl State {
         Ok(counts)
     }
 
-    /// Deletes every key of the namespace (tests).
-    pub async fn purge_namespace(&self) -> Result<(), StateError> {
+    async fn purge_namespace(&self) -> Result<(), StateError> {
         let keys = self.scan_keys(&self.key("*")).await?;
         let mut conn = self.conn.clone();
         for chunk in keys.chunks(500) {
@@ -1027,9 +726,82 @@ impl State {
         Ok(())
     }
 
-    /// The names of the active states (for scripts and queries).
-    pub fn active_states() -> &'static [&'static str] {
-        &ACTIVE
+    async fn kv_get(&self, key: &str) -> Result<Option<String>, StateError> {
+        let mut conn = self.conn.clone();
+        Ok(conn.get(self.key(&format!("kv:{key}"))).await?)
+    }
+
+    async fn kv_set(
+        &self,
+        key: &str,
+        value: &str,
+        ttl: Option<Duration>,
+    ) -> Result<(), StateError> {
+        let mut conn = self.conn.clone();
+        let key = self.key(&format!("kv:{key}"));
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(&key).arg(value);
+        if let Some(ttl) = ttl {
+            cmd.arg("PX").arg(millis(ttl));
+        }
+        let () = cmd.query_async(&mut conn).await?;
+        Ok(())
+    }
+
+    async fn kv_set_nx(
+        &self,
+        key: &str,
+        value: &str,
+        ttl: Option<Duration>,
+    ) -> Result<bool, StateError> {
+        let key = self.key(&format!("kv:{key}"));
+        match ttl {
+            Some(ttl) => self.set_nx(&key, value, ttl).await,
+            None => {
+                let mut conn = self.conn.clone();
+                Ok(conn.set_nx(&key, value).await?)
+            }
+        }
+    }
+
+    async fn kv_take(&self, key: &str) -> Result<Option<String>, StateError> {
+        let mut conn = self.conn.clone();
+        Ok(redis::cmd("GETDEL")
+            .arg(self.key(&format!("kv:{key}")))
+            .query_async(&mut conn)
+            .await?)
+    }
+
+    async fn kv_delete(&self, key: &str) -> Result<bool, StateError> {
+        let mut conn = self.conn.clone();
+        let n: u64 = conn.del(self.key(&format!("kv:{key}"))).await?;
+        Ok(n > 0)
+    }
+
+    async fn list_push(&self, key: &str, value: &str, keep: usize) -> Result<(), StateError> {
+        let mut conn = self.conn.clone();
+        let key = self.key(&format!("list:{key}"));
+        let last = isize::try_from(keep).unwrap_or(isize::MAX).max(1) - 1;
+        let () = redis::pipe()
+            .atomic()
+            .lpush(&key, value)
+            .ignore()
+            .ltrim(&key, 0, last)
+            .ignore()
+            .query_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    async fn list_range(&self, key: &str, limit: usize) -> Result<Vec<String>, StateError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn.clone();
+        let last = isize::try_from(limit).unwrap_or(isize::MAX) - 1;
+        Ok(conn
+            .lrange(self.key(&format!("list:{key}")), 0, last)
+            .await?)
     }
 }
 

@@ -1,0 +1,747 @@
+//! The in-process implementation of [`StateStore`] for the embedded mode:
+//! the same records and rules as the Redis one, each operation atomic under
+//! one lock, with the same expiries. Nothing survives the process.
+
+use super::{
+    now_ms, Begin, DumpRecord, FileRecord, NewTransfer, StateError, StateStore, Transfer,
+    TransferEvent, TransferState,
+};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+use tokio::sync::broadcast;
+
+/// How often expired records are swept (they are also ignored on read).
+const SWEEP_EVERY: Duration = Duration::from_secs(30);
+
+/// Grants kept in a user's history, as in Redis.
+const HISTORY: usize = 1000;
+
+struct Timed<T> {
+    value: T,
+    expires: Option<Instant>,
+}
+
+impl<T> Timed<T> {
+    fn live(&self, now: Instant) -> bool {
+        self.expires.is_none_or(|at| at > now)
+    }
+}
+
+struct StoredTransfer {
+    transfer: Transfer,
+    grant: String,
+}
+
+#[derive(Default)]
+struct Generation {
+    files: BTreeMap<String, FileRecord>,
+    offsets: HashMap<String, u64>,
+    done: HashSet<String>,
+}
+
+#[derive(Default)]
+struct User {
+    contracts: HashMap<String, String>,
+    dates: HashMap<String, f64>,
+    history: VecDeque<String>,
+    bind: Option<String>,
+    dumps: BTreeMap<String, DumpRecord>,
+}
+
+struct Data {
+    transfers: HashMap<String, Timed<StoredTransfer>>,
+    generations: HashMap<(String, u64), Timed<Generation>>,
+    users: HashMap<String, User>,
+    /// Flags, single-use ids, counters, leases and `kv:` values, by key.
+    values: HashMap<String, Timed<String>>,
+    lists: HashMap<String, VecDeque<String>>,
+    swept: Instant,
+}
+
+impl Data {
+    fn sweep(&mut self, now: Instant) {
+        if now.duration_since(self.swept) < SWEEP_EVERY {
+            return;
+        }
+        self.swept = now;
+        self.transfers.retain(|_, t| t.live(now));
+        self.generations.retain(|_, g| g.live(now));
+        self.values.retain(|_, v| v.live(now));
+    }
+
+    fn transfer(&mut self, id: &str, now: Instant) -> Option<&mut StoredTransfer> {
+        if self.transfers.get(id).is_some_and(|t| !t.live(now)) {
+            self.transfers.remove(id);
+        }
+        self.transfers.get_mut(id).map(|t| &mut t.value)
+    }
+
+    fn generation(&mut self, id: &str, generation: u64, now: Instant) -> &mut Generation {
+        let key = (id.to_owned(), generation);
+        if self.generations.get(&key).is_some_and(|g| !g.live(now)) {
+            self.generations.remove(&key);
+        }
+        &mut self
+            .generations
+            .entry(key)
+            .or_insert_with(|| Timed {
+                value: Generation::default(),
+                expires: None,
+            })
+            .value
+    }
+
+    fn expire_generation(&mut self, id: &str, generation: u64, at: Instant) {
+        if let Some(g) = self.generations.get_mut(&(id.to_owned(), generation)) {
+            g.expires = Some(at);
+        }
+    }
+
+    fn value(&mut self, key: &str, now: Instant) -> Option<&mut Timed<String>> {
+        if self.values.get(key).is_some_and(|v| !v.live(now)) {
+            self.values.remove(key);
+        }
+        self.values.get_mut(key)
+    }
+
+    fn set_nx(&mut self, key: &str, value: String, ttl: Option<Duration>, now: Instant) -> bool {
+        if self.value(key, now).is_some() {
+            return false;
+        }
+        self.values.insert(
+            key.to_owned(),
+            Timed {
+                value,
+                expires: ttl.map(|t| now + t),
+            },
+        );
+        true
+    }
+}
+
+/// The in-process state of one namespace (cheap to clone).
+#[derive(Clone)]
+pub struct MemoryStore {
+    ns: Arc<str>,
+    finished_ttl: Duration,
+    data: Arc<Mutex<Data>>,
+    events: Arc<Mutex<HashMap<String, broadcast::Sender<TransferEvent>>>>,
+}
+
+impl std::fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryStore").field("ns", &self.ns).finish()
+    }
+}
+
+impl MemoryStore {
+    /// An empty state; finished transfers are kept `finished_ttl`.
+    pub fn new(namespace: &str, finished_ttl: Duration) -> MemoryStore {
+        MemoryStore {
+            ns: Arc::from(namespace),
+            finished_ttl: finished_ttl.max(Duration::from_secs(1)),
+            data: Arc::new(Mutex::new(Data {
+                transfers: HashMap::new(),
+                generations: HashMap::new(),
+                users: HashMap::new(),
+                values: HashMap::new(),
+                lists: HashMap::new(),
+                swept: Instant::now(),
+            })),
+            events: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    /// Locks the data (a poisoned lock is still consistent: every change is
+    /// made before anything that could panic).
+    fn data(&self) -> MutexGuard<'_, Data> {
+        let mut data = self.data.lock().unwrap_or_else(PoisonError::into_inner);
+        data.sweep(Instant::now());
+        data
+    }
+
+    fn with_user<T>(&self, user: &str, f: impl FnOnce(&User) -> T) -> T {
+        let data = self.data();
+        match data.users.get(user) {
+            Some(u) => f(u),
+            None => f(&User::default()),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl StateStore for MemoryStore {
+    fn namespace(&self) -> &str {
+        &self.ns
+    }
+
+    async fn ping(&self) -> bool {
+        true
+    }
+
+    async fn stored_grant(
+        &self,
+        user: &str,
+        contract_hash: &str,
+    ) -> Result<Option<String>, StateError> {
+        Ok(self.with_user(user, |u| u.contracts.get(contract_hash).cloned()))
+    }
+
+    async fn update_grant(
+        &self,
+        user: &str,
+        contract_hash: &str,
+        date_ms: f64,
+        token: &str,
+    ) -> Result<(String, bool), StateError> {
+        let mut data = self.data();
+        let u = data.users.entry(user.to_owned()).or_default();
+        if u.dates
+            .get(contract_hash)
+            .is_some_and(|old| *old >= date_ms)
+        {
+            let effective = u.contracts.get(contract_hash).cloned().unwrap_or_default();
+            return Ok((effective, false));
+        }
+        u.contracts
+            .insert(contract_hash.to_owned(), token.to_owned());
+        u.dates.insert(contract_hash.to_owned(), date_ms);
+        u.history.push_front(token.to_owned());
+        u.history.truncate(HISTORY);
+        Ok((token.to_owned(), true))
+    }
+
+    async fn grant_history(&self, user: &str) -> Result<Vec<String>, StateError> {
+        Ok(self.with_user(user, |u| u.history.iter().cloned().collect()))
+    }
+
+    async fn contracts_of(&self, user: &str) -> Result<Vec<String>, StateError> {
+        Ok(self.with_user(user, |u| u.contracts.keys().cloned().collect()))
+    }
+
+    async fn set_binding(&self, user: &str, token: &str) -> Result<(), StateError> {
+        self.data().users.entry(user.to_owned()).or_default().bind = Some(token.to_owned());
+        Ok(())
+    }
+
+    async fn binding(&self, user: &str) -> Result<Option<String>, StateError> {
+        Ok(self.with_user(user, |u| u.bind.clone()))
+    }
+
+    async fn is_known_user(&self, user: &str) -> Result<bool, StateError> {
+        Ok(self.with_user(user, |u| u.bind.is_some() || !u.dumps.is_empty()))
+    }
+
+    async fn record_dump(&self, user: &str, dump: &DumpRecord) -> Result<(), StateError> {
+        self.data()
+            .users
+            .entry(user.to_owned())
+            .or_default()
+            .dumps
+            .insert(format!("{}/{}", dump.provider, dump.name), dump.clone());
+        Ok(())
+    }
+
+    async fn dumps(&self, user: &str) -> Result<Vec<DumpRecord>, StateError> {
+        let mut out: Vec<DumpRecord> =
+            self.with_user(user, |u| u.dumps.values().cloned().collect());
+        out.sort_by(|a, b| (&a.provider, &a.name).cmp(&(&b.provider, &b.name)));
+        Ok(out)
+    }
+
+    async fn delete_dump(
+        &self,
+        user: &str,
+        provider: &str,
+        name: &str,
+    ) -> Result<bool, StateError> {
+        let mut data = self.data();
+        Ok(data
+            .users
+            .get_mut(user)
+            .and_then(|u| u.dumps.remove(&format!("{provider}/{name}")))
+            .is_some())
+    }
+
+    async fn claim_once(&self, id: &str, ttl: Duration) -> Result<bool, StateError> {
+        let now = Instant::now();
+        Ok(self
+            .data()
+            .set_nx(&format!("once:{id}"), "1".into(), Some(ttl), now))
+    }
+
+    async fn begin_transfer(&self, id: &str, new: &NewTransfer<'_>) -> Result<Begin, StateError> {
+        let begin = {
+            let now = Instant::now();
+            let mut data = self.data();
+            let mut superseded = None;
+            let mut generation = 0;
+            if let Some(t) = data.transfer(id, now) {
+                let t = &t.transfer;
+                generation = t.generation;
+                if !t.state.is_terminal() {
+                    if t.grant_hash == new.grant_hash {
+                        return Ok(Begin {
+                            generation,
+                            joined: true,
+                            superseded: None,
+                        });
+                    }
+                    superseded = Some(generation);
+                }
+            }
+            if generation > 0 {
+                data.expire_generation(id, generation, now + self.finished_ttl);
+            }
+            let generation = generation + 1;
+            let ms = now_ms();
+            data.transfers.insert(
+                id.to_owned(),
+                Timed {
+                    value: StoredTransfer {
+                        transfer: Transfer {
+                            id: id.to_owned(),
+                            generation,
+                            state: TransferState::Accepted,
+                            user: new.user.to_owned(),
+                            grant_hash: new.grant_hash.to_owned(),
+                            revoked: new.revoked,
+                            push_url: new.push_url.to_owned(),
+                            created_ms: ms,
+                            updated_ms: ms,
+                            files_total: 0,
+                            files_done: 0,
+                            bytes_total: 0,
+                            bytes_done: 0,
+                            error: None,
+                            notes: Vec::new(),
+                            dump_bytes_read: 0,
+                            dump_bytes_total: 0,
+                        },
+                        grant: new.grant_token.to_owned(),
+                    },
+                    expires: None,
+                },
+            );
+            Begin {
+                generation,
+                joined: false,
+                superseded,
+            }
+        };
+        self.emit(id, "accepted").await?;
+        Ok(begin)
+    }
+
+    async fn transfer(&self, id: &str) -> Result<Option<Transfer>, StateError> {
+        let now = Instant::now();
+        Ok(self.data().transfer(id, now).map(|t| t.transfer.clone()))
+    }
+
+    async fn transfer_grant(&self, id: &str) -> Result<Option<String>, StateError> {
+        let now = Instant::now();
+        Ok(self.data().transfer(id, now).map(|t| t.grant.clone()))
+    }
+
+    async fn transition(
+        &self,
+        id: &str,
+        generation: u64,
+        from: &[TransferState],
+        to: TransferState,
+        error: Option<&str>,
+    ) -> Result<bool, StateError> {
+        let moved = {
+            let now = Instant::now();
+            let mut data = self.data();
+            let Some(stored) = data.transfers.get_mut(id).filter(|t| t.live(now)) else {
+                return Ok(false);
+            };
+            let t = &mut stored.value.transfer;
+            if t.generation != generation || !from.contains(&t.state) {
+                return Ok(false);
+            }
+            t.state = to;
+            t.updated_ms = now_ms();
+            if let Some(e) = error.filter(|e| !e.is_empty()) {
+                t.error = Some(e.to_owned());
+            }
+            if to.is_terminal() {
+                let at = now + self.finished_ttl;
+                stored.expires = Some(at);
+                data.expire_generation(id, generation, at);
+            }
+            true
+        };
+        if moved {
+            self.emit(id, to.as_str()).await?;
+        }
+        Ok(moved)
+    }
+
+    async fn processing_progress(
+        &self,
+        id: &str,
+        generation: u64,
+        read: u64,
+        total: u64,
+    ) -> Result<(), StateError> {
+        {
+            let now = Instant::now();
+            let mut data = self.data();
+            match data.transfer(id, now) {
+                Some(t) if t.transfer.generation == generation => {
+                    t.transfer.dump_bytes_read = read;
+                    t.transfer.dump_bytes_total = total;
+                }
+                _ => return Ok(()),
+            }
+        }
+        self.emit(id, "processing-progress").await
+    }
+
+    async fn add_note(&self, id: &str, generation: u64, note: &str) -> Result<(), StateError> {
+        let now = Instant::now();
+        if let Some(t) = self.data().transfer(id, now) {
+            if t.transfer.generation == generation {
+                t.transfer.notes.push(note.to_owned());
+            }
+        }
+        Ok(())
+    }
+
+    async fn set_files(
+        &self,
+        id: &str,
+        generation: u64,
+        files: &[FileRecord],
+    ) -> Result<(), StateError> {
+        {
+            let now = Instant::now();
+            let mut data = self.data();
+            data.generation(id, generation, now).files =
+                files.iter().map(|f| (f.name.clone(), f.clone())).collect();
+            if let Some(t) = data.transfer(id, now) {
+                t.transfer.files_total = files.len() as u64;
+                t.transfer.bytes_total = files.iter().map(|f| f.size).sum();
+            }
+        }
+        self.emit(id, "files").await
+    }
+
+    async fn files(&self, id: &str, generation: u64) -> Result<Vec<FileRecord>, StateError> {
+        let now = Instant::now();
+        let mut data = self.data();
+        let g = data.generation(id, generation, now);
+        Ok(g.files
+            .values()
+            .map(|f| FileRecord {
+                offset: g.offsets.get(&f.name).copied().unwrap_or(0),
+                ..f.clone()
+            })
+            .collect())
+    }
+
+    async fn commit_offset(
+        &self,
+        id: &str,
+        generation: u64,
+        file: &str,
+        offset: u64,
+    ) -> Result<Option<u64>, StateError> {
+        let committed = {
+            let now = Instant::now();
+            let mut data = self.data();
+            if data
+                .transfer(id, now)
+                .is_none_or(|t| t.transfer.generation != generation)
+            {
+                return Ok(None);
+            }
+            let g = data.generation(id, generation, now);
+            let old = g.offsets.get(file).copied().unwrap_or(0);
+            if offset > old {
+                g.offsets.insert(file.to_owned(), offset);
+                if let Some(t) = data.transfer(id, now) {
+                    t.transfer.bytes_done += offset - old;
+                    t.transfer.updated_ms = now_ms();
+                }
+                offset
+            } else {
+                old
+            }
+        };
+        self.emit(id, "progress").await?;
+        Ok(Some(committed))
+    }
+
+    async fn finish_file(&self, id: &str, generation: u64, file: &str) -> Result<bool, StateError> {
+        let added = {
+            let now = Instant::now();
+            let mut data = self.data();
+            let added = data
+                .generation(id, generation, now)
+                .done
+                .insert(file.to_owned());
+            if added {
+                if let Some(t) = data.transfer(id, now) {
+                    t.transfer.files_done += 1;
+                }
+            }
+            added
+        };
+        if added {
+            self.emit(id, "file").await?;
+        }
+        Ok(added)
+    }
+
+    async fn restart_generation(
+        &self,
+        id: &str,
+        generation: u64,
+        note: &str,
+    ) -> Result<Option<u64>, StateError> {
+        let new = {
+            let now = Instant::now();
+            let mut data = self.data();
+            let Some(stored) = data.transfer(id, now) else {
+                return Ok(None);
+            };
+            let t = &mut stored.transfer;
+            if t.generation != generation || t.state.is_terminal() {
+                return Ok(None);
+            }
+            t.generation += 1;
+            t.state = TransferState::Accepted;
+            t.updated_ms = now_ms();
+            t.files_total = 0;
+            t.files_done = 0;
+            t.bytes_total = 0;
+            t.bytes_done = 0;
+            t.error = None;
+            t.notes.push(note.to_owned());
+            let new = t.generation;
+            data.expire_generation(id, generation, now + self.finished_ttl);
+            new
+        };
+        self.emit(id, "restarted").await?;
+        Ok(Some(new))
+    }
+
+    async fn flag(&self, name: &str) -> Result<bool, StateError> {
+        let now = Instant::now();
+        Ok(self.data().value(&format!("flag:{name}"), now).is_some())
+    }
+
+    async fn set_flag(&self, name: &str, ttl: Duration) -> Result<bool, StateError> {
+        let now = Instant::now();
+        Ok(self
+            .data()
+            .set_nx(&format!("flag:{name}"), "1".into(), Some(ttl), now))
+    }
+
+    async fn first_seen(&self, name: &str, ttl: Duration) -> Result<u64, StateError> {
+        let now = Instant::now();
+        let mut data = self.data();
+        let key = format!("seen:{name}");
+        data.set_nx(&key, now_ms().to_string(), Some(ttl), now);
+        Ok(data
+            .value(&key, now)
+            .and_then(|v| v.value.parse().ok())
+            .unwrap_or_else(now_ms))
+    }
+
+    async fn clear_flag(&self, name: &str) -> Result<(), StateError> {
+        self.data().values.remove(&format!("flag:{name}"));
+        Ok(())
+    }
+
+    async fn count(&self, name: &str, window: Duration) -> Result<u64, StateError> {
+        let now = Instant::now();
+        let mut data = self.data();
+        let key = format!("count:{name}");
+        let n = data
+            .value(&key, now)
+            .and_then(|v| v.value.parse::<u64>().ok())
+            .unwrap_or(0)
+            + 1;
+        data.values.insert(
+            key,
+            Timed {
+                value: n.to_string(),
+                expires: Some(now + window),
+            },
+        );
+        Ok(n)
+    }
+
+    async fn client_success(&self, domain: &str) -> Result<(), StateError> {
+        self.data()
+            .values
+            .remove(&format!("count:client:{domain}:failures"));
+        Ok(())
+    }
+
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, StateError> {
+        let now = Instant::now();
+        Ok(self
+            .data()
+            .set_nx(&format!("lease:{name}"), holder.to_owned(), Some(ttl), now))
+    }
+
+    async fn renew_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, StateError> {
+        let now = Instant::now();
+        let mut data = self.data();
+        match data.value(&format!("lease:{name}"), now) {
+            Some(lease) if lease.value == holder => {
+                lease.expires = Some(now + ttl);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<bool, StateError> {
+        let now = Instant::now();
+        let mut data = self.data();
+        let key = format!("lease:{name}");
+        if data.value(&key, now).is_some_and(|l| l.value == holder) {
+            data.values.remove(&key);
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    async fn emit(&self, id: &str, kind: &str) -> Result<(), StateError> {
+        let Some(transfer) = self.transfer(id).await? else {
+            return Ok(());
+        };
+        let mut senders = self.events.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(tx) = senders.get(id) {
+            let event = TransferEvent {
+                transfer,
+                kind: kind.to_owned(),
+            };
+            if tx.send(event).is_err() {
+                senders.remove(id);
+            }
+        }
+        Ok(())
+    }
+
+    fn subscribe(&self, id: &str) -> broadcast::Receiver<TransferEvent> {
+        self.events
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(id.to_owned())
+            .or_insert_with(|| broadcast::channel(256).0)
+            .subscribe()
+    }
+
+    async fn count_by_state(&self) -> Result<HashMap<TransferState, u64>, StateError> {
+        let now = Instant::now();
+        let data = self.data();
+        let mut counts = HashMap::new();
+        for t in data.transfers.values().filter(|t| t.live(now)) {
+            *counts.entry(t.value.transfer.state).or_insert(0) += 1;
+        }
+        Ok(counts)
+    }
+
+    async fn purge_namespace(&self) -> Result<(), StateError> {
+        let mut data = self.data();
+        data.transfers.clear();
+        data.generations.clear();
+        data.users.clear();
+        data.values.clear();
+        data.lists.clear();
+        Ok(())
+    }
+
+    async fn kv_get(&self, key: &str) -> Result<Option<String>, StateError> {
+        let now = Instant::now();
+        Ok(self
+            .data()
+            .value(&format!("kv:{key}"), now)
+            .map(|v| v.value.clone()))
+    }
+
+    async fn kv_set(
+        &self,
+        key: &str,
+        value: &str,
+        ttl: Option<Duration>,
+    ) -> Result<(), StateError> {
+        let now = Instant::now();
+        self.data().values.insert(
+            format!("kv:{key}"),
+            Timed {
+                value: value.to_owned(),
+                expires: ttl.map(|t| now + t),
+            },
+        );
+        Ok(())
+    }
+
+    async fn kv_set_nx(
+        &self,
+        key: &str,
+        value: &str,
+        ttl: Option<Duration>,
+    ) -> Result<bool, StateError> {
+        let now = Instant::now();
+        Ok(self
+            .data()
+            .set_nx(&format!("kv:{key}"), value.to_owned(), ttl, now))
+    }
+
+    async fn kv_take(&self, key: &str) -> Result<Option<String>, StateError> {
+        let now = Instant::now();
+        let mut data = self.data();
+        let key = format!("kv:{key}");
+        let live = data.value(&key, now).is_some();
+        Ok(if live {
+            data.values.remove(&key).map(|v| v.value)
+        } else {
+            None
+        })
+    }
+
+    async fn kv_delete(&self, key: &str) -> Result<bool, StateError> {
+        let now = Instant::now();
+        let mut data = self.data();
+        let key = format!("kv:{key}");
+        let live = data.value(&key, now).is_some();
+        data.values.remove(&key);
+        Ok(live)
+    }
+
+    async fn list_push(&self, key: &str, value: &str, keep: usize) -> Result<(), StateError> {
+        let mut data = self.data();
+        let list = data.lists.entry(key.to_owned()).or_default();
+        list.push_front(value.to_owned());
+        list.truncate(keep.max(1));
+        Ok(())
+    }
+
+    async fn list_range(&self, key: &str, limit: usize) -> Result<Vec<String>, StateError> {
+        Ok(self
+            .data()
+            .lists
+            .get(key)
+            .map(|l| l.iter().take(limit).cloned().collect())
+            .unwrap_or_default())
+    }
+}

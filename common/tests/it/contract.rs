@@ -1,0 +1,603 @@
+//! The contract of the message bus and of the state store, run against both
+//! implementations: in-process (`memory::…`) and real RabbitMQ + Redis
+//! (`real::…`). The embedded mode is only as good as this agreement.
+
+use common::mq::{Broker, BrokerConfig, Consumer, Delivery, Queue, Route};
+use common::state::{DumpRecord, FileRecord, NewTransfer, State, TransferState};
+use std::time::Duration;
+
+#[derive(Clone, Copy, Debug)]
+pub enum Backend {
+    Memory,
+    Real,
+}
+
+const WAIT: Duration = Duration::from_secs(15);
+
+/// A bus and a state on a fresh namespace; the real ones are cleaned up.
+struct Env {
+    broker: Broker,
+    state: State,
+    real: bool,
+}
+
+impl Env {
+    async fn new(backend: Backend) -> Env {
+        let ns = format!("c-{}", uuid::Uuid::new_v4().simple());
+        let ttl = Duration::from_secs(60);
+        match backend {
+            Backend::Memory => Env {
+                broker: Broker::in_memory(&ns).unwrap(),
+                state: State::in_memory(&ns, ttl),
+                real: false,
+            },
+            Backend::Real => {
+                let amqp = std::env::var("ALIAS_AMQP_URL")
+                    .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned());
+                let redis = std::env::var("ALIAS_REDIS_URL")
+                    .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+                let config = BrokerConfig {
+                    publish_timeout: Duration::from_secs(20),
+                    ..BrokerConfig::default()
+                };
+                Env {
+                    broker: Broker::connect_with(&amqp, &ns, config)
+                        .await
+                        .expect("RabbitMQ reachable (scripts/services starts it)"),
+                    state: State::connect(&redis, &ns, ttl)
+                        .await
+                        .expect("Redis reachable (scripts/services starts it)"),
+                    real: true,
+                }
+            }
+        }
+    }
+
+    async fn finish(self) {
+        if self.real {
+            self.broker.delete_topology().await;
+            self.broker.close().await;
+            self.state.purge_namespace().await.unwrap();
+        }
+    }
+}
+
+async fn next(consumer: &mut Consumer) -> Delivery {
+    tokio::time::timeout(WAIT, consumer.next())
+        .await
+        .expect("a delivery in time")
+        .expect("consumer open")
+        .expect("delivery")
+}
+
+async fn none_within(consumer: &mut Consumer, wait: Duration) {
+    if let Ok(Some(d)) = tokio::time::timeout(wait, consumer.next()).await {
+        panic!("unexpected delivery {d:?}");
+    }
+}
+
+async fn depth_becomes(broker: &Broker, queue: Queue, want: u32) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let got = broker.queue_depth(queue).await.unwrap();
+        if got == want {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{queue:?}: depth {got}, want {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+// ---- bus --------------------------------------------------------------------
+
+pub async fn bus_publish_consume_ack(backend: Backend) {
+    let env = Env::new(backend).await;
+    let b = &env.broker;
+    for i in 0..3 {
+        b.publish(
+            Route::Process,
+            format!("job {i}").as_bytes(),
+            &format!("m{i}"),
+        )
+        .await
+        .unwrap();
+    }
+    depth_becomes(b, Queue::Work(Route::Process), 3).await;
+    assert_eq!(b.queue_depth(Route::Push).await.unwrap(), 0);
+    let mut c = b.consume(Route::Process, 10, "contract").await.unwrap();
+    assert_eq!(c.route(), Route::Process);
+    for i in 0..3 {
+        let d = next(&mut c).await;
+        assert_eq!(d.body(), format!("job {i}").as_bytes());
+        assert_eq!(d.message_id(), Some(format!("m{i}").as_str()));
+        assert!(!d.redelivered());
+        assert_eq!(d.delivery_count(), 0);
+        d.ack().await.unwrap();
+    }
+    none_within(&mut c, Duration::from_millis(300)).await;
+    assert_eq!(b.queue_depth(Route::Process).await.unwrap(), 0);
+    assert!(b.is_healthy().await);
+    c.cancel().await;
+    env.finish().await;
+}
+
+pub async fn bus_unsettled_is_redelivered(backend: Backend) {
+    let env = Env::new(backend).await;
+    let b = &env.broker;
+    b.publish(Route::Push, b"once", "m1").await.unwrap();
+    let mut c = b.consume(Route::Push, 1, "contract").await.unwrap();
+    let first = next(&mut c).await;
+    first.nack_requeue().await.unwrap();
+    let second = next(&mut c).await;
+    assert_eq!(second.body(), b"once");
+    assert!(second.redelivered());
+    assert_eq!(second.delivery_count(), 1);
+    drop(second); // unsettled: back to the queue
+    let third = next(&mut c).await;
+    assert!(third.redelivered());
+    assert_eq!(third.delivery_count(), 2);
+    third.ack().await.unwrap();
+    none_within(&mut c, Duration::from_millis(300)).await;
+    env.finish().await;
+}
+
+pub async fn bus_prefetch_bounds_unsettled(backend: Backend) {
+    let env = Env::new(backend).await;
+    let b = &env.broker;
+    for i in 0..3 {
+        b.publish(Route::Process, b"x", &format!("m{i}"))
+            .await
+            .unwrap();
+    }
+    let mut c = b.consume(Route::Process, 2, "contract").await.unwrap();
+    let d1 = next(&mut c).await;
+    let d2 = next(&mut c).await;
+    none_within(&mut c, Duration::from_millis(300)).await;
+    d1.ack().await.unwrap();
+    let d3 = next(&mut c).await;
+    assert_eq!(d3.message_id(), Some("m2"));
+    d2.ack().await.unwrap();
+    d3.ack().await.unwrap();
+    env.finish().await;
+}
+
+pub async fn bus_dead_letters_listed_and_replayed(backend: Backend) {
+    let env = Env::new(backend).await;
+    let b = &env.broker;
+    b.publish(Route::Process, b"rejected", "r1").await.unwrap();
+    let mut c = b.consume(Route::Process, 5, "contract").await.unwrap();
+    next(&mut c).await.reject().await.unwrap();
+    b.dead_letter(Route::Push, b"given up", "g1", "client gone")
+        .await
+        .unwrap();
+    depth_becomes(b, Queue::Dead, 2).await;
+    let letters = b.dead_letters(10).await.unwrap();
+    assert_eq!(letters.len(), 2);
+    let rejected = letters
+        .iter()
+        .find(|l| l.message_id.as_deref() == Some("r1"))
+        .unwrap();
+    assert_eq!(rejected.route, Some(Route::Process));
+    assert!(rejected.reason.contains("rejected"), "{}", rejected.reason);
+    let given_up = letters
+        .iter()
+        .find(|l| l.message_id.as_deref() == Some("g1"))
+        .unwrap();
+    assert_eq!(given_up.route, Some(Route::Push));
+    assert_eq!(given_up.reason, "client gone");
+    assert_eq!(given_up.body, b"given up");
+    // Listing leaves them in place.
+    assert_eq!(b.dead_letters(10).await.unwrap().len(), 2);
+    assert_eq!(b.replay_dead(10).await.unwrap(), 2);
+    depth_becomes(b, Queue::Dead, 0).await;
+    let again = next(&mut c).await;
+    assert_eq!(again.body(), b"rejected");
+    again.ack().await.unwrap();
+    let mut p = b.consume(Route::Push, 5, "contract").await.unwrap();
+    let pushed = next(&mut p).await;
+    assert_eq!(pushed.body(), b"given up");
+    pushed.ack().await.unwrap();
+    env.finish().await;
+}
+
+pub async fn bus_delayed_publish_arrives_later(backend: Backend) {
+    let env = Env::new(backend).await;
+    let b = &env.broker;
+    let mut c = b.consume(Route::Push, 5, "contract").await.unwrap();
+    b.publish_delayed(Route::Push, b"later", "d1", Duration::from_millis(900))
+        .await
+        .unwrap();
+    depth_becomes(b, Queue::Delayed(Route::Push), 1).await;
+    none_within(&mut c, Duration::from_millis(300)).await;
+    let d = next(&mut c).await;
+    assert_eq!(d.body(), b"later");
+    d.ack().await.unwrap();
+    depth_becomes(b, Queue::Delayed(Route::Push), 0).await;
+    env.finish().await;
+}
+
+pub async fn bus_close_ends_consumers(backend: Backend) {
+    let env = Env::new(backend).await;
+    let b = env.broker.clone();
+    let mut c = b.consume(Route::Process, 5, "contract").await.unwrap();
+    let waiting = tokio::spawn(async move { c.next().await.is_none() });
+    b.delete_topology().await;
+    b.close().await;
+    assert!(tokio::time::timeout(WAIT, waiting).await.unwrap().unwrap());
+    assert!(!b.is_healthy().await);
+    assert!(b.publish(Route::Process, b"x", "late").await.is_err());
+    if env.real {
+        env.state.purge_namespace().await.unwrap();
+    }
+}
+
+// ---- state ------------------------------------------------------------------
+
+fn new_transfer<'a>(grant_hash: &'a str) -> NewTransfer<'a> {
+    NewTransfer {
+        grant_token: "token",
+        grant_hash,
+        user: "user-key",
+        push_url: "https://client.example/alias/push/h",
+        revoked: false,
+    }
+}
+
+fn file(name: &str, size: u64) -> FileRecord {
+    FileRecord {
+        name: name.into(),
+        scope: "google.photos".into(),
+        storage_key: format!("archives/{name}"),
+        size,
+        blake2b: "h".into(),
+        offset: 0,
+        finished: false,
+    }
+}
+
+pub async fn state_transfer_lifecycle(backend: Backend) {
+    let env = Env::new(backend).await;
+    let s = &env.state;
+    assert_eq!(s.transfer("t1").await.unwrap(), None);
+    let begin = s.begin_transfer("t1", &new_transfer("g1")).await.unwrap();
+    assert_eq!(
+        (begin.generation, begin.joined, begin.superseded),
+        (1, false, None)
+    );
+    let joined = s.begin_transfer("t1", &new_transfer("g1")).await.unwrap();
+    assert_eq!((joined.generation, joined.joined), (1, true));
+    assert_eq!(
+        s.transfer_grant("t1").await.unwrap().as_deref(),
+        Some("token")
+    );
+    let t = s.transfer("t1").await.unwrap().unwrap();
+    assert_eq!(
+        (t.state, t.generation, t.user.as_str()),
+        (TransferState::Accepted, 1, "user-key")
+    );
+
+    use TransferState::*;
+    assert!(!s
+        .transition("t1", 2, &[Accepted], Processing, None)
+        .await
+        .unwrap());
+    assert!(!s
+        .transition("t1", 1, &[Pushing], Processing, None)
+        .await
+        .unwrap());
+    assert!(s
+        .transition("t1", 1, &[Accepted], Processing, None)
+        .await
+        .unwrap());
+    s.processing_progress("t1", 1, 10, 40).await.unwrap();
+    s.add_note("t1", 1, "no amazon dump").await.unwrap();
+    s.add_note("t1", 7, "ignored").await.unwrap();
+    s.set_files("t1", 1, &[file("b.zip", 10), file("a.zip", 5)])
+        .await
+        .unwrap();
+    assert!(s
+        .transition("t1", 1, &[Processing], Pushing, None)
+        .await
+        .unwrap());
+    let t = s.transfer("t1").await.unwrap().unwrap();
+    assert_eq!((t.files_total, t.bytes_total), (2, 15));
+    assert_eq!((t.dump_bytes_read, t.dump_bytes_total), (10, 40));
+    assert_eq!(t.notes, vec!["no amazon dump".to_owned()]);
+
+    assert_eq!(s.commit_offset("t1", 1, "a.zip", 3).await.unwrap(), Some(3));
+    assert_eq!(s.commit_offset("t1", 1, "a.zip", 2).await.unwrap(), Some(3));
+    assert_eq!(s.commit_offset("t1", 1, "a.zip", 5).await.unwrap(), Some(5));
+    assert_eq!(s.commit_offset("t1", 2, "a.zip", 5).await.unwrap(), None);
+    let files = s.files("t1", 1).await.unwrap();
+    let names: Vec<_> = files.iter().map(|f| (f.name.as_str(), f.offset)).collect();
+    assert_eq!(names, vec![("a.zip", 5), ("b.zip", 0)]);
+    assert!(s.finish_file("t1", 1, "a.zip").await.unwrap());
+    assert!(!s.finish_file("t1", 1, "a.zip").await.unwrap());
+    let t = s.transfer("t1").await.unwrap().unwrap();
+    assert_eq!((t.bytes_done, t.files_done), (5, 1));
+
+    assert!(s
+        .transition("t1", 1, &[Pushing], Failed, Some("client gone"))
+        .await
+        .unwrap());
+    let t = s.transfer("t1").await.unwrap().unwrap();
+    assert_eq!((t.state, t.error.as_deref()), (Failed, Some("client gone")));
+    assert!(!s.transition("t1", 1, &[Pushing], Done, None).await.unwrap());
+    assert_eq!(s.cancel("t1", "late").await.unwrap(), None);
+
+    // A finished transfer starts again with a new generation, nothing superseded.
+    let again = s.begin_transfer("t1", &new_transfer("g1")).await.unwrap();
+    assert_eq!(
+        (again.generation, again.joined, again.superseded),
+        (2, false, None)
+    );
+    let t = s.transfer("t1").await.unwrap().unwrap();
+    assert_eq!((t.state, t.files_total, t.error), (Accepted, 0, None));
+    assert!(s.files("t1", 2).await.unwrap().is_empty());
+    let counts = s.count_by_state().await.unwrap();
+    assert_eq!(counts.get(&Accepted), Some(&1));
+    env.finish().await;
+}
+
+pub async fn state_supersede_restart_cancel(backend: Backend) {
+    let env = Env::new(backend).await;
+    let s = &env.state;
+    s.begin_transfer("t2", &new_transfer("old")).await.unwrap();
+    let newer = s.begin_transfer("t2", &new_transfer("new")).await.unwrap();
+    assert_eq!(
+        (newer.generation, newer.joined, newer.superseded),
+        (2, false, Some(1))
+    );
+    assert_eq!(s.restart_generation("t2", 1, "stale").await.unwrap(), None);
+    assert_eq!(
+        s.restart_generation("t2", 2, "unknown outcome")
+            .await
+            .unwrap(),
+        Some(3)
+    );
+    let t = s.transfer("t2").await.unwrap().unwrap();
+    assert_eq!((t.generation, t.state), (3, TransferState::Accepted));
+    assert_eq!(t.notes, vec!["unknown outcome".to_owned()]);
+    assert_eq!(s.cancel("t2", "revoked").await.unwrap(), Some(3));
+    let t = s.transfer("t2").await.unwrap().unwrap();
+    assert_eq!(
+        (t.state, t.error.as_deref()),
+        (TransferState::Cancelled, Some("revoked"))
+    );
+    assert_eq!(s.restart_generation("t2", 3, "late").await.unwrap(), None);
+    env.finish().await;
+}
+
+pub async fn state_events_follow_changes(backend: Backend) {
+    let env = Env::new(backend).await;
+    let s = &env.state;
+    let mut events = s.subscribe("t3");
+    // Redis delivers through a pattern subscription that starts in the
+    // background: emit until the first event arrives.
+    s.begin_transfer("t3", &new_transfer("g")).await.unwrap();
+    let first = tokio::time::timeout(WAIT, async {
+        loop {
+            match tokio::time::timeout(Duration::from_millis(200), events.recv()).await {
+                Ok(event) => return event.unwrap(),
+                Err(_) => s.emit("t3", "accepted").await.unwrap(),
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(first.kind, "accepted");
+    assert_eq!(first.transfer.state, TransferState::Accepted);
+    s.transition(
+        "t3",
+        1,
+        &[TransferState::Accepted],
+        TransferState::Processing,
+        None,
+    )
+    .await
+    .unwrap();
+    let next = tokio::time::timeout(WAIT, async {
+        loop {
+            let e = events.recv().await.unwrap();
+            if e.kind != "accepted" {
+                return e;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(next.kind, "processing");
+    assert_eq!(next.transfer.state, TransferState::Processing);
+    env.finish().await;
+}
+
+pub async fn state_grants_follow_the_newer_rule(backend: Backend) {
+    let env = Env::new(backend).await;
+    let s = &env.state;
+    assert_eq!(s.stored_grant("u", "c").await.unwrap(), None);
+    assert_eq!(
+        s.update_grant("u", "c", 2.0, "t2").await.unwrap(),
+        ("t2".into(), true)
+    );
+    assert_eq!(
+        s.update_grant("u", "c", 1.0, "t1").await.unwrap(),
+        ("t2".into(), false)
+    );
+    assert_eq!(
+        s.update_grant("u", "c", 2.0, "t2b").await.unwrap(),
+        ("t2".into(), false)
+    );
+    assert_eq!(
+        s.update_grant("u", "c", 3.0, "t3").await.unwrap(),
+        ("t3".into(), true)
+    );
+    s.update_grant("u", "d", 1.0, "d1").await.unwrap();
+    assert_eq!(
+        s.stored_grant("u", "c").await.unwrap().as_deref(),
+        Some("t3")
+    );
+    assert_eq!(s.grant_history("u").await.unwrap(), vec!["d1", "t3", "t2"]);
+    let mut contracts = s.contracts_of("u").await.unwrap();
+    contracts.sort();
+    assert_eq!(contracts, vec!["c", "d"]);
+    env.finish().await;
+}
+
+pub async fn state_users_dumps_and_bindings(backend: Backend) {
+    let env = Env::new(backend).await;
+    let s = &env.state;
+    assert!(!s.is_known_user("u").await.unwrap());
+    let dump = |provider: &str, name: &str| DumpRecord {
+        provider: provider.into(),
+        name: name.into(),
+        key: format!("dumps/u/{provider}/{name}"),
+        size: 3,
+        blake2b: "h".into(),
+        uploaded_ms: 1,
+    };
+    s.record_dump("u", &dump("google", "b.zip")).await.unwrap();
+    s.record_dump("u", &dump("amazon", "a.zip")).await.unwrap();
+    s.record_dump("u", &dump("google", "a.zip")).await.unwrap();
+    assert!(s.is_known_user("u").await.unwrap());
+    let names: Vec<_> = s
+        .dumps("u")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.key)
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            "dumps/u/amazon/a.zip",
+            "dumps/u/google/a.zip",
+            "dumps/u/google/b.zip"
+        ]
+    );
+    assert!(s.delete_dump("u", "google", "a.zip").await.unwrap());
+    assert!(!s.delete_dump("u", "google", "a.zip").await.unwrap());
+    assert_eq!(s.binding("v").await.unwrap(), None);
+    s.set_binding("v", "bind-token").await.unwrap();
+    assert_eq!(s.binding("v").await.unwrap().as_deref(), Some("bind-token"));
+    assert!(s.is_known_user("v").await.unwrap());
+    env.finish().await;
+}
+
+pub async fn state_flags_counters_and_leases(backend: Backend) {
+    let env = Env::new(backend).await;
+    let s = &env.state;
+    let long = Duration::from_secs(60);
+    assert!(s.claim_once("req", long).await.unwrap());
+    assert!(!s.claim_once("req", long).await.unwrap());
+    assert!(!s.flag("f").await.unwrap());
+    assert!(s.set_flag("f", long).await.unwrap());
+    assert!(!s.set_flag("f", long).await.unwrap());
+    assert!(s.flag("f").await.unwrap());
+    s.clear_flag("f").await.unwrap();
+    assert!(!s.flag("f").await.unwrap());
+    let seen = s.first_seen("x", long).await.unwrap();
+    assert_eq!(s.first_seen("x", long).await.unwrap(), seen);
+    assert_eq!(s.count("n", long).await.unwrap(), 1);
+    assert_eq!(s.count("n", long).await.unwrap(), 2);
+    assert_eq!(s.client_failure("c.example", long).await.unwrap(), 1);
+    assert_eq!(s.client_failure("c.example", long).await.unwrap(), 2);
+    s.client_success("c.example").await.unwrap();
+    assert_eq!(s.client_failure("c.example", long).await.unwrap(), 1);
+
+    assert!(s.acquire_lease("l", "a", long).await.unwrap());
+    assert!(!s.acquire_lease("l", "b", long).await.unwrap());
+    assert!(!s.renew_lease("l", "b", long).await.unwrap());
+    assert!(s.renew_lease("l", "a", long).await.unwrap());
+    assert!(!s.release_lease("l", "b").await.unwrap());
+    assert!(s.release_lease("l", "a").await.unwrap());
+    assert!(s
+        .acquire_lease("l", "b", Duration::from_millis(100))
+        .await
+        .unwrap());
+    // An abandoned lease frees itself after its TTL.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !s.acquire_lease("l", "c", long).await.unwrap() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "lease never expired"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!s.renew_lease("l", "b", long).await.unwrap());
+    env.finish().await;
+}
+
+pub async fn state_kv_and_lists(backend: Backend) {
+    let env = Env::new(backend).await;
+    let s = &env.state;
+    assert_eq!(s.kv_get("k").await.unwrap(), None);
+    s.kv_set("k", "v1", None).await.unwrap();
+    assert_eq!(s.kv_get("k").await.unwrap().as_deref(), Some("v1"));
+    assert!(!s.kv_set_nx("k", "v2", None).await.unwrap());
+    assert!(s
+        .kv_set_nx("other", "o", Some(Duration::from_secs(60)))
+        .await
+        .unwrap());
+    assert_eq!(s.kv_take("k").await.unwrap().as_deref(), Some("v1"));
+    assert_eq!(s.kv_take("k").await.unwrap(), None);
+    assert!(s.kv_delete("other").await.unwrap());
+    assert!(!s.kv_delete("other").await.unwrap());
+    s.kv_set("short", "s", Some(Duration::from_millis(50)))
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while s.kv_get("short").await.unwrap().is_some() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "value never expired"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for i in 0..5 {
+        s.list_push("l", &format!("i{i}"), 3).await.unwrap();
+    }
+    assert_eq!(s.list_range("l", 10).await.unwrap(), vec!["i4", "i3", "i2"]);
+    assert_eq!(s.list_range("l", 2).await.unwrap(), vec!["i4", "i3"]);
+    assert!(s.list_range("none", 10).await.unwrap().is_empty());
+    env.finish().await;
+}
+
+macro_rules! contract {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Backend::Memory).await;
+                }
+            )*
+        }
+        mod real {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Backend::Real).await;
+                }
+            )*
+        }
+    };
+}
+
+contract!(
+    bus_publish_consume_ack,
+    bus_unsettled_is_redelivered,
+    bus_prefetch_bounds_unsettled,
+    bus_dead_letters_listed_and_replayed,
+    bus_delayed_publish_arrives_later,
+    bus_close_ends_consumers,
+    state_transfer_lifecycle,
+    state_supersede_restart_cancel,
+    state_events_follow_changes,
+    state_grants_follow_the_newer_rule,
+    state_users_dumps_and_bindings,
+    state_flags_counters_and_leases,
+    state_kv_and_lists,
+);
