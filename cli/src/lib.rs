@@ -2,8 +2,8 @@
 //! verification, tokens and grant inspection, for operators, client
 //! developers and tests.
 
-mod dump;
-mod ops;
+pub mod dump;
+pub mod ops;
 
 use anyhow::{anyhow, Context, Result};
 use clap::{Args, Parser, Subcommand};

@@ -28,12 +28,12 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     (
         "ALIAS_REDIS_URL",
         "redis://127.0.0.1:6379",
-        "Redis holding the coordination state",
+        "Redis holding the coordination state (`alias-bank all` without it: in memory)",
     ),
     (
         "ALIAS_AMQP_URL",
         "amqp://guest:guest@127.0.0.1:5672/%2f",
-        "RabbitMQ carrying the jobs",
+        "RabbitMQ carrying the jobs (`alias-bank all` without it: an in-process queue)",
     ),
     (
         "ALIAS_STORAGE_URL",
@@ -181,12 +181,17 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     ),
 ];
 
+/// Redis when `ALIAS_REDIS_URL` is not set (the distributed services).
+const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
+/// RabbitMQ when `ALIAS_AMQP_URL` is not set (the distributed services).
+const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
 /// The raw layered values, before validation.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Raw {
-    redis_url: String,
-    amqp_url: String,
+    redis_url: Option<String>,
+    amqp_url: Option<String>,
     storage_url: String,
     s3_endpoint: Option<String>,
     s3_region: Option<String>,
@@ -222,8 +227,8 @@ struct Raw {
 impl Default for Raw {
     fn default() -> Self {
         Self {
-            redis_url: "redis://127.0.0.1:6379".into(),
-            amqp_url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
+            redis_url: None,
+            amqp_url: None,
             storage_url: "data".into(),
             s3_endpoint: None,
             s3_region: None,
@@ -263,8 +268,14 @@ impl Default for Raw {
 pub struct Config {
     /// Redis URL.
     pub redis_url: String,
+    /// Whether `ALIAS_REDIS_URL` was given; without it the embedded mode
+    /// (`alias-bank all`) keeps its state in memory.
+    pub redis_given: bool,
     /// RabbitMQ URL.
     pub amqp_url: String,
+    /// Whether `ALIAS_AMQP_URL` was given; without it the embedded mode
+    /// uses an in-process queue.
+    pub amqp_given: bool,
     /// Storage URL (`file:///abs`, `s3://…`, `memory://`).
     pub storage_url: String,
     /// S3 settings.
@@ -486,6 +497,16 @@ fn origin(value: &str) -> Result<String, ConfigError> {
 
 impl Raw {
     fn validate(self) -> Result<Config, ConfigError> {
+        let redis_given = self.redis_url.is_some();
+        let amqp_given = self.amqp_url.is_some();
+        let redis_url = self
+            .redis_url
+            .clone()
+            .unwrap_or_else(|| DEFAULT_REDIS_URL.into());
+        let amqp_url = self
+            .amqp_url
+            .clone()
+            .unwrap_or_else(|| DEFAULT_AMQP_URL.into());
         let ns_ok = !self.namespace.is_empty()
             && self.namespace.len() <= 48
             && self
@@ -505,8 +526,8 @@ impl Raw {
             ));
         }
         for (var, value, schemes) in [
-            ("ALIAS_REDIS_URL", &self.redis_url, &["redis", "rediss"][..]),
-            ("ALIAS_AMQP_URL", &self.amqp_url, &["amqp", "amqps"][..]),
+            ("ALIAS_REDIS_URL", &redis_url, &["redis", "rediss"][..]),
+            ("ALIAS_AMQP_URL", &amqp_url, &["amqp", "amqps"][..]),
         ] {
             let url = url::Url::parse(value).map_err(|e| invalid(var, value, e.to_string()))?;
             if !schemes.contains(&url.scheme()) {
@@ -557,8 +578,10 @@ impl Raw {
         Ok(Config {
             storage_url: storage_url(&self.storage_url)?,
             public_origin: origin(&self.public_origin)?,
-            redis_url: self.redis_url,
-            amqp_url: self.amqp_url,
+            redis_url,
+            redis_given,
+            amqp_url,
+            amqp_given,
             s3: S3Settings {
                 endpoint: self.s3_endpoint,
                 region: self.s3_region,
@@ -667,6 +690,16 @@ mod tests {
         assert_eq!(c.push_id, PushId::Grant);
         assert_eq!(c.public_origin, "https://bank.example:8443");
         assert_eq!(c.storage_url, "file:///tmp/x");
+    }
+
+    #[test]
+    fn redis_and_rabbitmq_are_given_or_defaulted() {
+        let c = Config::from_pairs(&[]).unwrap();
+        assert!(!c.redis_given && !c.amqp_given);
+        assert_eq!(c.redis_url, DEFAULT_REDIS_URL);
+        let c = Config::from_pairs(&[("ALIAS_REDIS_URL", "redis://10.0.0.1:6379")]).unwrap();
+        assert!(c.redis_given && !c.amqp_given);
+        assert!(Config::from_pairs(&[("ALIAS_AMQP_URL", "http://x")]).is_err());
     }
 
     #[test]

@@ -205,10 +205,11 @@ impl WorkerHandle {
 }
 
 /// The connected services a worker process needs.
+#[derive(Clone, Debug)]
 pub struct Services {
-    /// Redis state.
+    /// The coordination state (Redis, or in memory in the embedded mode).
     pub state: crate::state::State,
-    /// RabbitMQ (topology declared).
+    /// The message bus (RabbitMQ, or in-process in the embedded mode).
     pub broker: Broker,
     /// Resource storage.
     pub storage: crate::storage::Storage,
@@ -224,6 +225,33 @@ impl Services {
         let broker = Broker::connect(&config.amqp_url, &config.namespace)
             .await
             .map_err(|e| format!("rabbitmq: {e}"))?;
+        let storage = crate::storage::Storage::from_url(&config.storage_url, &config.s3)
+            .map_err(|e| format!("storage {}: {e}", config.storage_url))?;
+        Ok(Services {
+            state,
+            broker,
+            storage,
+        })
+    }
+
+    /// The services of the embedded mode: Redis and RabbitMQ when their
+    /// URLs are configured, otherwise in-memory state and an in-process
+    /// queue (one process then runs the whole data bank).
+    pub async fn embedded(config: &crate::config::Config) -> Result<Services, String> {
+        let state = if config.redis_given {
+            crate::state::State::connect(&config.redis_url, &config.namespace, config.finished_ttl)
+                .await
+                .map_err(|e| format!("redis at {}: {e}", config.redis_url))?
+        } else {
+            crate::state::State::in_memory(&config.namespace, config.finished_ttl)
+        };
+        let broker = if config.amqp_given {
+            Broker::connect(&config.amqp_url, &config.namespace)
+                .await
+                .map_err(|e| format!("rabbitmq: {e}"))?
+        } else {
+            Broker::in_memory(&config.namespace).map_err(|e| format!("queue: {e}"))?
+        };
         let storage = crate::storage::Storage::from_url(&config.storage_url, &config.s3)
             .map_err(|e| format!("storage {}: {e}", config.storage_url))?;
         Ok(Services {

@@ -45,14 +45,21 @@ pub async fn start(config: &Config) -> anyhow::Result<(WorkerHandle, Broker)> {
         .await
         .map_err(|e| anyhow::anyhow!(e))?;
     let broker = services.broker.clone();
+    Ok((start_with(config, services)?, broker))
+}
+
+/// Starts a processor worker on services already connected (the embedded mode
+/// shares them with the gateway).
+pub fn start_with(config: &Config, services: Services) -> anyhow::Result<WorkerHandle> {
+    let broker = services.broker.clone();
     let handler = Arc::new(processor(
         config,
         services.state,
         broker.clone(),
         services.storage,
     )?);
-    let handle = start_worker(
-        broker.clone(),
+    Ok(start_worker(
+        broker,
         WorkerSettings {
             route: Route::Process,
             concurrency: config.worker_concurrency,
@@ -60,8 +67,7 @@ pub async fn start(config: &Config) -> anyhow::Result<(WorkerHandle, Broker)> {
             shutdown_grace: Duration::from_secs(120),
         },
         handler,
-    );
-    Ok((handle, broker))
+    ))
 }
 
 /// Runs a processor until SIGTERM/SIGINT, then shuts down gracefully.

@@ -1,0 +1,116 @@
+//! The embedded mode end to end: the demo against an in-process data bank
+//! (memory state, in-process queue), and `alias-bank all` as a process.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use bank::demo::{DemoOptions, Remote};
+
+#[actix_web::test]
+async fn the_demo_delivers_verified_archives_with_nothing_installed() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = DemoOptions {
+        dir: dir.path().to_owned(),
+        dump_bytes: 3 << 20,
+        seed: 11,
+        remote: None,
+        progress: false,
+    };
+    let mut out = Vec::new();
+    let report = bank::demo::run(&options, &mut out).await.unwrap();
+    let text = String::from_utf8(out).unwrap();
+    assert_eq!(report.state, "done", "{text}");
+    let scopes: Vec<_> = report.files.iter().map(|f| f.scope.as_str()).collect();
+    assert_eq!(
+        scopes,
+        [
+            "google.my_activity.search.*",
+            "google.photos.*",
+            "google.youtube.watch_history.*"
+        ],
+        "{text}"
+    );
+    for f in &report.files {
+        assert!(f
+            .path
+            .starts_with(dir.path().canonicalize().unwrap().join("client")));
+        assert!(f.entries >= 2, "{f:?}");
+        assert!(text.contains(&f.name));
+    }
+    assert!(text.contains("state in memory, queue in-process"), "{text}");
+    assert!(dir.path().join("keys/user.key").exists());
+    assert!(dir.path().join("grant.token").exists());
+}
+
+/// `alias-bank all` with no Redis or RabbitMQ configured serves a working
+/// data bank; the demo runs against it as against a deployment.
+#[actix_web::test]
+async fn alias_bank_all_is_a_whole_data_bank_in_one_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let bank_dir = dir.path().join("bank");
+    std::fs::create_dir_all(&bank_dir).unwrap();
+    // The client the pushes go to.
+    let sink_dir = dir.path().join("client");
+    let (sink_addr, sink) = sink::Sink::start(sink::SinkConfig::new(&sink_dir)).unwrap();
+    // A free port for the gateway.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_alias-bank"))
+        .arg("all")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("ALIAS_LISTEN", &listen)
+        .env("ALIAS_STORAGE_URL", bank_dir.to_str().unwrap())
+        .env("ALIAS_PUSH_ALLOW", "127.0.0.0/8")
+        .env("ALIAS_NAMESPACE", "allinone")
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let gateway = format!("http://{listen}");
+    let http = reqwest::Client::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if let Ok(r) = http.get(format!("{gateway}/readyz")).send().await {
+            if r.status().is_success() {
+                break;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "alias-bank all never got ready"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let options = DemoOptions {
+        dir: dir.path().join("demo"),
+        dump_bytes: 2 << 20,
+        seed: 5,
+        remote: Some(Remote {
+            gateway: gateway.clone(),
+            sink: format!("http://{sink_addr}"),
+            sink_dir: sink_dir.clone(),
+        }),
+        progress: false,
+    };
+    let mut out = Vec::new();
+    let report = bank::demo::run(&options, &mut out).await.unwrap();
+    assert_eq!(report.state, "done", "{}", String::from_utf8_lossy(&out));
+    assert_eq!(report.files.len(), 3);
+    assert_eq!(sink.counters().transfer_finishes, 1);
+
+    // SIGTERM: a graceful stop.
+    let pid = child.id().unwrap();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    let status = tokio::time::timeout(std::time::Duration::from_secs(60), child.wait())
+        .await
+        .expect("alias-bank all stops on SIGTERM")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    sink.stop();
+}
