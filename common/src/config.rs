@@ -173,6 +173,21 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "60",
         "lease of a worker on a job; a dead worker's job moves on after it expires",
     ),
+    (
+        "ALIAS_WEB_DIR",
+        "web",
+        "directory of the web pages' scripts (web/src, web/app, web/node_modules), served at /static/",
+    ),
+    (
+        "ALIAS_SESSION_KEY",
+        "(random per process)",
+        "secret signing the web session cookies, at least 32 bytes as hex or URL-safe base64; set the same on every gateway",
+    ),
+    (
+        "ALIAS_SESSION_SECS",
+        "3600",
+        "how long a web session lasts after login",
+    ),
     ("ALIAS_LOG_JSON", "false", "write logs as JSON lines"),
     (
         "RUST_LOG",
@@ -222,6 +237,9 @@ struct Raw {
     breaker_failures: u64,
     breaker_cooldown_secs: u64,
     lease_secs: u64,
+    web_dir: String,
+    session_key: String,
+    session_secs: u64,
 }
 
 impl Default for Raw {
@@ -259,6 +277,9 @@ impl Default for Raw {
             breaker_failures: 5,
             breaker_cooldown_secs: 60,
             lease_secs: 60,
+            web_dir: "web".into(),
+            session_key: String::new(),
+            session_secs: 3600,
         }
     }
 }
@@ -326,6 +347,12 @@ pub struct Config {
     pub breaker_cooldown: Duration,
     /// Lease of a worker on a job (renewed at a quarter of it).
     pub lease: Duration,
+    /// Directory of the web pages' scripts, served at `/static/`.
+    pub web_dir: PathBuf,
+    /// Secret of the session cookies (`None`: random per process).
+    pub session_key: Option<Vec<u8>>,
+    /// Lifetime of a web session.
+    pub session_ttl: Duration,
 }
 
 /// A configuration that cannot be used.
@@ -387,6 +414,9 @@ const KEYS: &[&str] = &[
     "breaker_failures",
     "breaker_cooldown_secs",
     "lease_secs",
+    "web_dir",
+    "session_key",
+    "session_secs",
 ];
 
 impl Config {
@@ -493,6 +523,31 @@ fn origin(value: &str) -> Result<String, ConfigError> {
         ));
     }
     Ok(url.origin().ascii_serialization())
+}
+
+fn session_key(value: &str) -> Result<Option<Vec<u8>>, ConfigError> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Ok(None);
+    }
+    let is_hex = value.len() % 2 == 0 && value.bytes().all(|b| b.is_ascii_hexdigit());
+    let bytes = if is_hex {
+        (0..value.len())
+            .step_by(2)
+            .filter_map(|i| u8::from_str_radix(value.get(i..i + 2)?, 16).ok())
+            .collect()
+    } else {
+        crate::anychain::b64u_decode(value.trim_end_matches('='))
+            .map_err(|e| invalid("ALIAS_SESSION_KEY", "(hidden)", e.to_string()))?
+    };
+    if bytes.len() < 32 {
+        return Err(invalid(
+            "ALIAS_SESSION_KEY",
+            "(hidden)",
+            "must hold at least 32 bytes (64 hex digits)",
+        ));
+    }
+    Ok(Some(bytes))
 }
 
 impl Raw {
@@ -643,6 +698,9 @@ impl Raw {
             .unwrap_or(u32::MAX),
             breaker_cooldown: Duration::from_secs(self.breaker_cooldown_secs),
             lease: Duration::from_secs(positive("ALIAS_LEASE_SECS", self.lease_secs)?),
+            web_dir: PathBuf::from(&self.web_dir),
+            session_key: session_key(&self.session_key)?,
+            session_ttl: Duration::from_secs(positive("ALIAS_SESSION_SECS", self.session_secs)?),
         })
     }
 }
@@ -658,6 +716,23 @@ mod tests {
         assert_eq!(c.push_id, PushId::Contract);
         assert!(c.storage_url.starts_with("file:///"));
         assert_eq!(c.key("transfer:x"), "alias:transfer:x");
+    }
+
+    #[test]
+    fn session_settings() {
+        let c = Config::from_pairs(&[]).unwrap();
+        assert!(c.session_key.is_none());
+        assert_eq!(c.web_dir, PathBuf::from("web"));
+        assert_eq!(c.session_ttl, Duration::from_secs(3600));
+        let hex = "ab".repeat(32);
+        let c = Config::from_pairs(&[("ALIAS_SESSION_KEY", hex.as_str())]).unwrap();
+        assert_eq!(c.session_key, Some(vec![0xab; 32]));
+        let b64 = "q".repeat(43);
+        let c = Config::from_pairs(&[("ALIAS_SESSION_KEY", b64.as_str())]).unwrap();
+        assert_eq!(c.session_key.map(|k| k.len()), Some(32));
+        let err = Config::from_pairs(&[("ALIAS_SESSION_KEY", "abcd")]).unwrap_err();
+        assert!(err.to_string().contains("ALIAS_SESSION_KEY"));
+        assert!(!err.to_string().contains("abcd"), "the secret is not echoed");
     }
 
     #[test]

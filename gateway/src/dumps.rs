@@ -203,7 +203,9 @@ pub async fn upload(
     };
     app.state.record_dump(&authed.user, &record).await?;
     tracing::info!(user = %authed.user, key = %record.key, size = record.size, "dump stored");
-    Ok(HttpResponse::Created().json(serde_json::json!({"status": "ok", "dump": record})))
+    let reexports = crate::site::reexport::after_upload(&app, &authed.user, &record.provider).await;
+    Ok(HttpResponse::Created()
+        .json(serde_json::json!({"status": "ok", "dump": record, "reexports": reexports})))
 }
 
 /// `GET /alias/dumps`: the signing user's dumps.

@@ -11,6 +11,7 @@ mod dumps;
 mod error;
 mod grants;
 mod ops;
+mod site;
 mod transfers;
 
 pub use error::ApiError;
@@ -40,6 +41,8 @@ pub struct AppState {
     pub metrics: ops::Metrics,
     /// Per-address rate limiter.
     pub limiter: ops::Limiter,
+    /// Secrets of the web pages' sessions.
+    pub web: site::WebKeys,
 }
 
 impl AppState {
@@ -70,6 +73,7 @@ impl AppState {
         Ok(AppState {
             limiter: ops::Limiter::new(config.rate_per_sec),
             metrics: ops::Metrics::new()?,
+            web: site::WebKeys::new(&config)?,
             config,
             state,
             broker,
@@ -98,7 +102,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         )
         .service(web::resource("/healthz").route(web::get().to(ops::healthz)))
         .service(web::resource("/readyz").route(web::get().to(ops::readyz)))
-        .service(web::resource("/metrics").route(web::get().to(ops::metrics)));
+        .service(web::resource("/metrics").route(web::get().to(ops::metrics)))
+        .configure(site::routes);
 }
 
 /// Builds the HTTP server on `listen` (port 0 picks a free port) and returns

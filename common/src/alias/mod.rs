@@ -4,6 +4,7 @@
 //! destination.
 
 mod documents;
+mod login;
 mod policy;
 mod push;
 mod request;
@@ -13,6 +14,9 @@ pub use documents::{
     decode_verified, decode_verified_with, grant_body, is_signature_of, registry,
     revoked_grant_body, AliasError, Basis, BindAuthz, ClientDecl, Contract, ContractScope, Grant,
     Revocation,
+};
+pub use login::{
+    login_body, login_registry, validate_bank_login, LoginError, SignedLogin, BANK_LOGIN,
 };
 pub use policy::{AcceptancePolicy, PolicyError};
 pub use push::{PushBase, PushId, PushUrlError};

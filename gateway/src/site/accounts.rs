@@ -1,0 +1,524 @@
+//! Accounts without handing over the key (PROTOCOL.md §A, web/README.md).
+//!
+//! The browser derives everything from the password (argon2id with the
+//! account's salt, then KDF subkeys): the Ed25519 key, the box key of the
+//! sealed identity and a public verifier. The data bank stores only the
+//! record `{username, salt, pwhash, box, publicPwdHash, publicKey}`.
+//!
+//! Login, in three requests:
+//! 1. `GET /web/account/params?username=` → the salt and parameters
+//!    (for an unknown name a fake salt derived from the server secret, the
+//!    same every time, so names cannot be enumerated);
+//! 2. `POST /web/login/begin {username, verifier}` → when the verifier
+//!    matches (constant time): the sealed box, the public key and a fresh
+//!    single-use challenge;
+//! 3. `POST /web/login/finish {username, verifier, login}` with `login` the
+//!    `alias.bank.login` answer signed by the account's key → the session
+//!    (a new id).
+//!
+//! Both POSTs are rate-limited per address and per username, and need the
+//! page's CSRF token.
+
+use super::session::{ct_eq, new_id, random_bytes, Session, User};
+use crate::error::ApiError;
+use crate::AppState;
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+use common::alias::{BindAuthz, LoginError, SignedLogin};
+use common::anychain::{b64u_decode, b64u_encode};
+use common::state::now_ms;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// How long a login challenge may be answered.
+const CHALLENGE_TTL: Duration = Duration::from_secs(120);
+/// Attempts per address and per username in [`ATTEMPT_WINDOW`].
+const MAX_ATTEMPTS_PER_IP: u64 = 30;
+const MAX_ATTEMPTS_PER_USER: u64 = 10;
+const ATTEMPT_WINDOW: Duration = Duration::from_secs(300);
+
+/// The argon2id parameters of an account (libsodium `crypto_pwhash`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PwHash {
+    /// Always `argon2id13`.
+    pub alg: String,
+    /// Passes.
+    pub opslimit: u64,
+    /// Memory in bytes.
+    pub memlimit: u64,
+}
+
+impl PwHash {
+    fn defaults() -> PwHash {
+        PwHash {
+            alg: "argon2id13".into(),
+            opslimit: 2,
+            memlimit: 64 << 20,
+        }
+    }
+}
+
+/// What the data bank stores per account (never the key).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AccountRecord {
+    /// The account name.
+    pub username: String,
+    /// 16-byte salt, URL-safe base64.
+    pub salt: String,
+    /// argon2id parameters.
+    pub pwhash: PwHash,
+    /// Token of the sealed identity (`{"__box":"…"}`).
+    #[serde(rename = "box")]
+    pub sealed: String,
+    /// The 32-byte public verifier, URL-safe base64.
+    pub public_pwd_hash: String,
+    /// The user's Ed25519 public key, URL-safe base64.
+    pub public_key: String,
+}
+
+fn bad(code: &'static str, reason: impl Into<String>) -> ApiError {
+    ApiError::bad_request(code, reason)
+}
+
+fn bytes_of(field: &str, text: &str, len: usize) -> Result<Vec<u8>, ApiError> {
+    match b64u_decode(text) {
+        Ok(b) if b.len() == len => Ok(b),
+        _ => Err(bad(
+            "bad_account",
+            format!("{field} must be {len} bytes in URL-safe base64"),
+        )),
+    }
+}
+
+/// Usernames: 1-32 of `[a-z0-9._-]`, starting with a letter or digit.
+pub fn check_username(name: &str) -> Result<(), ApiError> {
+    let ok = !name.is_empty()
+        && name.len() <= 32
+        && name.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && name.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(bad(
+            "bad_username",
+            "a username is 1-32 of a-z, 0-9, '.', '_' and '-', starting with a letter or digit",
+        ))
+    }
+}
+
+impl AccountRecord {
+    fn check(&self) -> Result<(), ApiError> {
+        check_username(&self.username)?;
+        bytes_of("salt", &self.salt, 16)?;
+        bytes_of("publicPwdHash", &self.public_pwd_hash, 32)?;
+        bytes_of("publicKey", &self.public_key, 32)?;
+        let p = &self.pwhash;
+        if p.alg != "argon2id13" || p.opslimit < 2 || p.memlimit < (16 << 20) || p.opslimit > 16 {
+            return Err(bad(
+                "bad_account",
+                "pwhash must be argon2id13 with opslimit 2-16 and memlimit of at least 16 MiB",
+            ));
+        }
+        let sealed: serde_json::Value = serde_json::from_str(&self.sealed)
+            .map_err(|_| bad("bad_account", "box must be the token of a sealed box"))?;
+        let is_box = sealed.as_object().is_some_and(|o| {
+            o.len() == 1
+                && o.get("__box")
+                    .and_then(serde_json::Value::as_str)
+                    .and_then(|b| b64u_decode(b).ok())
+                    .is_some_and(|b| b.len() > 48 && b.len() < 16 * 1024)
+        });
+        if !is_box {
+            return Err(bad("bad_account", "box must be the token of a sealed box"));
+        }
+        Ok(())
+    }
+}
+
+fn account_key(username: &str) -> String {
+    format!("web:account:{username}")
+}
+
+/// The account record of `username`, if any.
+pub async fn account(app: &AppState, username: &str) -> Result<Option<AccountRecord>, ApiError> {
+    match app.state.kv_get(&account_key(username)).await? {
+        Some(json) => serde_json::from_str(&json)
+            .map(Some)
+            .map_err(|e| ApiError::unavailable("account record", e)),
+        None => Ok(None),
+    }
+}
+
+fn json_body<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| bad("bad_body", format!("bad request body: {e}")))
+}
+
+fn client_ip(req: &HttpRequest) -> String {
+    req.peer_addr()
+        .map_or_else(|| "unknown".to_owned(), |a| a.ip().to_string())
+}
+
+async fn rate_limit(app: &AppState, req: &HttpRequest, username: &str) -> Result<(), ApiError> {
+    let by_ip = app
+        .state
+        .count(&format!("web:attempts:ip:{}", client_ip(req)), ATTEMPT_WINDOW)
+        .await?;
+    let by_user = app
+        .state
+        .count(&format!("web:attempts:user:{username}"), ATTEMPT_WINDOW)
+        .await?;
+    if by_ip > MAX_ATTEMPTS_PER_IP || by_user > MAX_ATTEMPTS_PER_USER {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "too many login attempts: wait a few minutes",
+        ));
+    }
+    Ok(())
+}
+
+/// Answers JSON, sending the session cookie when needed.
+pub fn json_with_session(
+    app: &AppState,
+    session: &Session,
+    status: StatusCode,
+    body: serde_json::Value,
+) -> HttpResponse {
+    let mut resp = HttpResponse::build(status);
+    session.apply(app, &mut resp);
+    resp.insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(body)
+}
+
+#[derive(Deserialize)]
+pub struct ParamsQuery {
+    username: String,
+}
+
+/// `GET /web/account/params?username=`: the salt and argon2id parameters
+/// (a deterministic fake for unknown names).
+pub async fn params(
+    app: web::Data<AppState>,
+    query: web::Query<ParamsQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let username = query.username.trim().to_ascii_lowercase();
+    check_username(&username)?;
+    let (salt, pwhash) = match account(&app, &username).await? {
+        Some(record) => (record.salt, record.pwhash),
+        None => (
+            b64u_encode(&app.web.mac("salt", &username, 16)),
+            PwHash::defaults(),
+        ),
+    };
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(serde_json::json!({"status": "ok", "salt": salt, "pwhash": pwhash})))
+}
+
+async fn new_challenge(app: &AppState, purpose: &str) -> Result<String, ApiError> {
+    let challenge = b64u_encode(&random_bytes(32).map_err(|e| ApiError::unavailable("randomness", e))?);
+    app.state
+        .kv_set(
+            &format!("web:challenge:{challenge}"),
+            purpose,
+            Some(CHALLENGE_TTL),
+        )
+        .await?;
+    Ok(challenge)
+}
+
+/// Checks a login answer: valid signature by `pk`, for this origin, fresh,
+/// naming a challenge issued for `purpose` and not used before (it is taken).
+async fn check_answer(
+    app: &AppState,
+    token: &str,
+    pk: &[u8],
+    purpose: &str,
+) -> Result<(), ApiError> {
+    let unauthorized = |reason: String| ApiError::new(StatusCode::UNAUTHORIZED, "login_refused", reason);
+    let login = SignedLogin::from_token(token, &app.config.limits).map_err(|e| match e {
+        LoginError::Invalid(inner) => {
+            let mut err = crate::grants::token_error(inner, "login answer");
+            err.status = StatusCode::UNAUTHORIZED;
+            err
+        }
+        other => unauthorized(other.to_string()),
+    })?;
+    #[allow(clippy::cast_precision_loss)]
+    let now = now_ms() as f64;
+    let max_age = u64::try_from(CHALLENGE_TTL.as_millis()).unwrap_or(u64::MAX);
+    login
+        .check(&app.config.public_origin, now, max_age, app.config.max_future_skew_ms)
+        .map_err(|e| unauthorized(e.to_string()))?;
+    let challenge = b64u_encode(login.challenge());
+    let issued = app
+        .state
+        .kv_take(&format!("web:challenge:{challenge}"))
+        .await?;
+    if !issued.is_some_and(|p| ct_eq(p.as_bytes(), purpose.as_bytes())) {
+        return Err(unauthorized(
+            "unknown, expired or already used login challenge".into(),
+        ));
+    }
+    if !ct_eq(login.signer(), pk) {
+        return Err(unauthorized(
+            "the login answer is not signed by this account's key".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn wrong_password() -> ApiError {
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "wrong_password",
+        "wrong username or password",
+    )
+}
+
+/// The account of `username` when `verifier` matches its public verifier
+/// (constant time; an unknown name costs the same comparison).
+async fn check_verifier(
+    app: &AppState,
+    username: &str,
+    verifier: &str,
+) -> Result<AccountRecord, ApiError> {
+    let record = account(app, username).await?;
+    let want = record
+        .as_ref()
+        .map_or_else(|| app.web.mac("verifier", username, 32), |r| {
+            b64u_decode(&r.public_pwd_hash).unwrap_or_default()
+        });
+    let sent = b64u_decode(verifier).unwrap_or_default();
+    let matches = ct_eq(&sent, &want);
+    match record {
+        Some(r) if matches => Ok(r),
+        _ => Err(wrong_password()),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginBegin {
+    username: String,
+    verifier: String,
+}
+
+/// `POST /web/login/begin {username, verifier}`.
+pub async fn login_begin(
+    app: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let session = Session::load(&app, &req).await?;
+    session.check_csrf_header(&app, &req)?;
+    let input: LoginBegin = json_body(&body)?;
+    let username = input.username.trim().to_ascii_lowercase();
+    check_username(&username)?;
+    rate_limit(&app, &req, &username).await?;
+    let record = check_verifier(&app, &username, &input.verifier).await?;
+    let challenge = new_challenge(&app, &format!("login:{username}")).await?;
+    Ok(json_with_session(
+        &app,
+        &session,
+        StatusCode::OK,
+        serde_json::json!({
+            "status": "ok",
+            "challenge": challenge,
+            "box": record.sealed,
+            "publicKey": record.public_key,
+            "origin": app.config.public_origin,
+        }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginFinish {
+    username: String,
+    verifier: String,
+    login: String,
+}
+
+/// `POST /web/login/finish {username, verifier, login}`: starts the
+/// session under a new id.
+pub async fn login_finish(
+    app: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let session = Session::load(&app, &req).await?;
+    session.check_csrf_header(&app, &req)?;
+    let input: LoginFinish = json_body(&body)?;
+    let username = input.username.trim().to_ascii_lowercase();
+    check_username(&username)?;
+    rate_limit(&app, &req, &username).await?;
+    let record = check_verifier(&app, &username, &input.verifier).await?;
+    let pk = b64u_decode(&record.public_key).map_err(|e| ApiError::unavailable("account", e))?;
+    check_answer(&app, &input.login, &pk, &format!("login:{username}")).await?;
+    let user = User {
+        username,
+        pk: record.public_key,
+        since_ms: now_ms(),
+    };
+    tracing::info!(user = %user.pk, "web login");
+    let session = Session::login(&app, &session, user).await?;
+    Ok(json_with_session(
+        &app,
+        &session,
+        StatusCode::OK,
+        serde_json::json!({"status": "ok", "csrf": session.csrf(&app)}),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignupBegin {
+    username: String,
+}
+
+/// `POST /web/signup/begin {username}`: a challenge for the new key to sign.
+pub async fn signup_begin(
+    app: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let session = Session::load(&app, &req).await?;
+    session.check_csrf_header(&app, &req)?;
+    let input: SignupBegin = json_body(&body)?;
+    let username = input.username.trim().to_ascii_lowercase();
+    check_username(&username)?;
+    rate_limit(&app, &req, &username).await?;
+    let challenge = new_challenge(&app, &format!("signup:{username}")).await?;
+    Ok(json_with_session(
+        &app,
+        &session,
+        StatusCode::OK,
+        serde_json::json!({"status": "ok", "challenge": challenge, "origin": app.config.public_origin}),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Signup {
+    record: AccountRecord,
+    bind: String,
+    login: String,
+}
+
+/// `POST /web/signup {record, bind, login}`: creates the account (the name
+/// and the key must both be new here), binds the key to this data bank and
+/// logs in. `login` answers the signup challenge with the new key, which
+/// proves the browser holds it.
+pub async fn signup(
+    app: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let session = Session::load(&app, &req).await?;
+    session.check_csrf_header(&app, &req)?;
+    let input: Signup = json_body(&body)?;
+    let record = input.record;
+    record.check()?;
+    let pk = b64u_decode(&record.public_key).unwrap_or_default();
+    check_answer(&app, &input.login, &pk, &format!("signup:{}", record.username)).await?;
+    let bind = BindAuthz::from_token(&input.bind, &app.config.limits)
+        .map_err(|e| crate::grants::token_error(e, "bind"))?;
+    if !ct_eq(bind.signer(), &pk) || bind.origin() != Some(app.config.public_origin.as_str()) {
+        return Err(ApiError::forbidden(
+            "bind_mismatch",
+            "the bind token must be signed by the account key for this data bank's origin",
+        ));
+    }
+    let json = serde_json::to_string(&record).map_err(|e| ApiError::unavailable("account", e))?;
+    let user_key = format!("web:user:{}", record.public_key);
+    if !app
+        .state
+        .kv_set_nx(&user_key, &record.username, None)
+        .await?
+    {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "key_taken",
+            "this key already has an account here",
+        ));
+    }
+    if !app
+        .state
+        .kv_set_nx(&account_key(&record.username), &json, None)
+        .await?
+    {
+        let _ = app.state.kv_delete(&user_key).await;
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "username_taken",
+            "this username is taken",
+        ));
+    }
+    crate::grants::accept_bind(&app, &input.bind, Some(&record.public_key)).await?;
+    let user = User {
+        username: record.username.clone(),
+        pk: record.public_key.clone(),
+        since_ms: now_ms(),
+    };
+    tracing::info!(user = %user.pk, "web account created");
+    let session = Session::login(&app, &session, user).await?;
+    Ok(json_with_session(
+        &app,
+        &session,
+        StatusCode::CREATED,
+        serde_json::json!({"status": "ok", "csrf": session.csrf(&app)}),
+    ))
+}
+
+/// `GET /web/me`: the logged-in user's account record (to unlock the key
+/// in a new tab) and alias.
+pub async fn me(app: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let session = Session::load(&app, &req).await?;
+    let user = session.require_user()?;
+    let record = account(&app, &user.username)
+        .await?
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such account"))?;
+    Ok(json_with_session(
+        &app,
+        &session,
+        StatusCode::OK,
+        serde_json::json!({
+            "status": "ok",
+            "username": user.username,
+            "alias": super::pages::alias_of(&app, &user.username),
+            "record": record,
+            "origin": app.config.public_origin,
+        }),
+    ))
+}
+
+#[derive(Deserialize)]
+pub struct CsrfForm {
+    csrf: Option<String>,
+}
+
+/// `POST /logout` (form with `csrf`): ends the session.
+pub async fn logout(
+    app: web::Data<AppState>,
+    req: HttpRequest,
+    form: web::Form<CsrfForm>,
+) -> Result<HttpResponse, ApiError> {
+    let session = Session::load(&app, &req).await?;
+    session.check_csrf(&app, form.csrf.as_deref())?;
+    let session = Session::logout(&app, &session).await?;
+    let mut resp = HttpResponse::SeeOther();
+    session.apply(&app, &mut resp);
+    Ok(resp
+        .insert_header((header::LOCATION, "/login?logged_out=1"))
+        .finish())
+}
+
+/// A fresh random id for other modules.
+pub fn random_id() -> Result<String, ApiError> {
+    new_id()
+}

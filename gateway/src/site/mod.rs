@@ -1,0 +1,51 @@
+//! The user's side of the data bank, served by the gateway: accounts whose
+//! key never leaves the browser, the authorization request (consent page),
+//! the dashboard (dumps, clients, history, revocation, re-export) and the
+//! static scripts those pages load.
+//!
+//! The pages are rendered on the server (askama templates in
+//! `gateway/templates/`); the browser only signs (web/src/*.js, loaded from
+//! `/static/`). What lives where in the state (all under `kv:` of the
+//! namespace): `web:account:{username}` (the account record: salt, pwhash
+//! parameters, sealed identity box, public verifier, public key),
+//! `web:user:{pk}` (its username), `web:session:{id}`, `web:challenge:{c}`
+//! (single use, short TTL), `web:authreq:{id}` (a validated authorization
+//! request waiting for the user's answer), `web:client:{client id}` (the
+//! latest contract seen of a client), `web:reexport:{pk}:{contract}` and
+//! the list `web:history:{pk}`.
+
+mod accounts;
+mod assets;
+mod authorize;
+mod catalog;
+mod dashboard;
+mod pages;
+pub(crate) mod reexport;
+mod session;
+
+pub use session::WebKeys;
+
+use actix_web::web;
+
+/// Registers the routes of the user's side.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/").route(web::get().to(pages::home)))
+        .service(web::resource("/login").route(web::get().to(pages::login_page)))
+        .service(web::resource("/signup").route(web::get().to(pages::signup_page)))
+        .service(web::resource("/logout").route(web::post().to(accounts::logout)))
+        .service(web::resource("/web/account/params").route(web::get().to(accounts::params)))
+        .service(web::resource("/web/signup/begin").route(web::post().to(accounts::signup_begin)))
+        .service(web::resource("/web/signup").route(web::post().to(accounts::signup)))
+        .service(web::resource("/web/login/begin").route(web::post().to(accounts::login_begin)))
+        .service(web::resource("/web/login/finish").route(web::post().to(accounts::login_finish)))
+        .service(web::resource("/web/me").route(web::get().to(accounts::me)))
+        .service(web::resource("/request").route(web::get().to(authorize::request_page)))
+        .service(web::resource("/request/").route(web::get().to(authorize::request_page)))
+        .service(web::resource("/request/{id}/agree").route(web::post().to(authorize::agree)))
+        .service(web::resource("/request/{id}/deny").route(web::post().to(authorize::deny)))
+        .service(web::resource("/dashboard").route(web::get().to(dashboard::page)))
+        .service(web::resource("/web/transfers").route(web::get().to(dashboard::transfers)))
+        .service(web::resource("/web/grants").route(web::post().to(dashboard::post_grant)))
+        .service(web::resource("/web/reexport").route(web::post().to(dashboard::set_reexport)))
+        .service(web::resource("/static/{path:.*}").route(web::get().to(assets::serve)));
+}
