@@ -732,7 +732,10 @@ mod tests {
         assert_eq!(c.session_key.map(|k| k.len()), Some(32));
         let err = Config::from_pairs(&[("ALIAS_SESSION_KEY", "abcd")]).unwrap_err();
         assert!(err.to_string().contains("ALIAS_SESSION_KEY"));
-        assert!(!err.to_string().contains("abcd"), "the secret is not echoed");
+        assert!(
+            !err.to_string().contains("abcd"),
+            "the secret is not echoed"
+        );
     }
 
     #[test]

@@ -96,7 +96,10 @@ fn bytes_of(field: &str, text: &str, len: usize) -> Result<Vec<u8>, ApiError> {
 pub fn check_username(name: &str) -> Result<(), ApiError> {
     let ok = !name.is_empty()
         && name.len() <= 32
-        && name.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && name
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric())
         && name.bytes().all(|b| {
             b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
         });
@@ -165,7 +168,10 @@ fn client_ip(req: &HttpRequest) -> String {
 async fn rate_limit(app: &AppState, req: &HttpRequest, username: &str) -> Result<(), ApiError> {
     let by_ip = app
         .state
-        .count(&format!("web:attempts:ip:{}", client_ip(req)), ATTEMPT_WINDOW)
+        .count(
+            &format!("web:attempts:ip:{}", client_ip(req)),
+            ATTEMPT_WINDOW,
+        )
         .await?;
     let by_user = app
         .state
@@ -220,7 +226,8 @@ pub async fn params(
 }
 
 async fn new_challenge(app: &AppState, purpose: &str) -> Result<String, ApiError> {
-    let challenge = b64u_encode(&random_bytes(32).map_err(|e| ApiError::unavailable("randomness", e))?);
+    let challenge =
+        b64u_encode(&random_bytes(32).map_err(|e| ApiError::unavailable("randomness", e))?);
     app.state
         .kv_set(
             &format!("web:challenge:{challenge}"),
@@ -239,7 +246,8 @@ async fn check_answer(
     pk: &[u8],
     purpose: &str,
 ) -> Result<(), ApiError> {
-    let unauthorized = |reason: String| ApiError::new(StatusCode::UNAUTHORIZED, "login_refused", reason);
+    let unauthorized =
+        |reason: String| ApiError::new(StatusCode::UNAUTHORIZED, "login_refused", reason);
     let login = SignedLogin::from_token(token, &app.config.limits).map_err(|e| match e {
         LoginError::Invalid(inner) => {
             let mut err = crate::grants::token_error(inner, "login answer");
@@ -252,7 +260,12 @@ async fn check_answer(
     let now = now_ms() as f64;
     let max_age = u64::try_from(CHALLENGE_TTL.as_millis()).unwrap_or(u64::MAX);
     login
-        .check(&app.config.public_origin, now, max_age, app.config.max_future_skew_ms)
+        .check(
+            &app.config.public_origin,
+            now,
+            max_age,
+            app.config.max_future_skew_ms,
+        )
         .map_err(|e| unauthorized(e.to_string()))?;
     let challenge = b64u_encode(login.challenge());
     let issued = app
@@ -288,11 +301,10 @@ async fn check_verifier(
     verifier: &str,
 ) -> Result<AccountRecord, ApiError> {
     let record = account(app, username).await?;
-    let want = record
-        .as_ref()
-        .map_or_else(|| app.web.mac("verifier", username, 32), |r| {
-            b64u_decode(&r.public_pwd_hash).unwrap_or_default()
-        });
+    let want = record.as_ref().map_or_else(
+        || app.web.mac("verifier", username, 32),
+        |r| b64u_decode(&r.public_pwd_hash).unwrap_or_default(),
+    );
     let sent = b64u_decode(verifier).unwrap_or_default();
     let matches = ct_eq(&sent, &want);
     match record {
@@ -425,7 +437,13 @@ pub async fn signup(
     let record = input.record;
     record.check()?;
     let pk = b64u_decode(&record.public_key).unwrap_or_default();
-    check_answer(&app, &input.login, &pk, &format!("signup:{}", record.username)).await?;
+    check_answer(
+        &app,
+        &input.login,
+        &pk,
+        &format!("signup:{}", record.username),
+    )
+    .await?;
     let bind = BindAuthz::from_token(&input.bind, &app.config.limits)
         .map_err(|e| crate::grants::token_error(e, "bind"))?;
     if !ct_eq(bind.signer(), &pk) || bind.origin() != Some(app.config.public_origin.as_str()) {

@@ -89,6 +89,9 @@ mod tests {
         assert!(!allowed("node_modules/other/index.js"));
         assert!(!allowed("src//x.js"));
         assert!(!allowed("src/readme"));
-        assert_eq!(content_type("a.mjs"), Some("text/javascript; charset=utf-8"));
+        assert_eq!(
+            content_type("a.mjs"),
+            Some("text/javascript; charset=utf-8")
+        );
     }
 }

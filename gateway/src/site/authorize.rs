@@ -100,8 +100,7 @@ pub fn callback(contract: &Contract<'_>, redirect: Option<&str>) -> Result<url::
                 Some(Value::String(s)) => s.as_str(),
                 Some(_) => return Err(refuse("redirectEndpoint must be a string")),
             };
-            if !endpoint.starts_with('/') || endpoint.starts_with("//") || endpoint.contains('\\')
-            {
+            if !endpoint.starts_with('/') || endpoint.starts_with("//") || endpoint.contains('\\') {
                 return Err(refuse("redirectEndpoint must be a path starting with '/'"));
             }
             base.join(endpoint)
@@ -221,7 +220,9 @@ pub fn script_json(text: &str) -> String {
         .replace('&', "\\u0026")
 }
 
-fn contract_groups(contract: &Contract<'_>) -> Result<(GroupView, Vec<GroupView>, Vec<GroupView>), Refusal> {
+fn contract_groups(
+    contract: &Contract<'_>,
+) -> Result<(GroupView, Vec<GroupView>, Vec<GroupView>), Refusal> {
     let entries = contract
         .scope_entries()
         .map_err(|e| refuse(format!("the contract's scopes cannot be read: {e}")))?;
@@ -294,8 +295,7 @@ async fn check_request(app: &AppState, q: &RequestQuery) -> Result<Checked, Refu
     app.policy
         .check_document(&value, now_ms() as f64)
         .map_err(|e| refuse(format!("the contract is refused: {e}")))?;
-    let contract =
-        Contract::new(&value).map_err(|e| refuse(format!("not a contract: {e}")))?;
+    let contract = Contract::new(&value).map_err(|e| refuse(format!("not a contract: {e}")))?;
     contract
         .push_base()
         .map_err(|e| refuse(format!("the contract's push destination is refused: {e}")))?;
@@ -351,13 +351,24 @@ pub async fn request_page(
         if let Some(w) = &wanted {
             login.append_pair("username", w);
         }
-        return Ok(see_other(&app, &session, &format!("/login?{}", login.finish())));
+        return Ok(see_other(
+            &app,
+            &session,
+            &format!("/login?{}", login.finish()),
+        ));
     };
     let contract = Contract::new(&checked.value).map_err(|e| token_error(e, "contract"))?;
     let client = contract.client().map_err(|e| token_error(e, "contract"))?;
-    let client_id = client.id().map_err(|e| token_error(e, "contract"))?.to_b64();
+    let client_id = client
+        .id()
+        .map_err(|e| token_error(e, "contract"))?
+        .to_b64();
     app.state
-        .kv_set(&format!("web:client:{client_id}"), &checked.token, Some(CLIENT_TTL))
+        .kv_set(
+            &format!("web:client:{client_id}"),
+            &checked.token,
+            Some(CLIENT_TTL),
+        )
         .await?;
     let (contractual, consent, legitimate) = match contract_groups(&contract) {
         Ok(g) => g,
@@ -371,10 +382,18 @@ pub async fn request_page(
             ))
         }
     };
-    let contract_hash = contract.hash().map_err(|e| token_error(e, "contract"))?.to_b64();
+    let contract_hash = contract
+        .hash()
+        .map_err(|e| token_error(e, "contract"))?
+        .to_b64();
     let previously = match app.state.stored_grant(&user.pk, &contract_hash).await? {
-        Some(t) if t.contains("\"revoked\":true") => "You revoked an earlier grant of this contract; agreeing gives a new one.".to_owned(),
-        Some(_) => "You already agreed to this contract; answering again replaces your earlier choice.".to_owned(),
+        Some(t) if t.contains("\"revoked\":true") => {
+            "You revoked an earlier grant of this contract; agreeing gives a new one.".to_owned()
+        }
+        Some(_) => {
+            "You already agreed to this contract; answering again replaces your earlier choice."
+                .to_owned()
+        }
         None => String::new(),
     };
     let rid = random_id()?;
@@ -401,11 +420,7 @@ pub async fn request_page(
         client_name: client.name().unwrap_or("(unnamed client)").to_owned(),
         client_desc: client.description().unwrap_or_default().to_owned(),
         client_domain: client.domain().unwrap_or_default().to_owned(),
-        client_company: client
-            .body()
-            .get("company")
-            .map(plain)
-            .unwrap_or_default(),
+        client_company: client.body().get("company").map(plain).unwrap_or_default(),
         legal: legal_terms(&contract),
         contractual,
         consent,
@@ -489,8 +504,8 @@ pub async fn agree(
             "agreeing needs a consented grant, not a revocation",
         ));
     }
-    let shown = decode_verified(&p.contract, &app.config.limits)
-        .map_err(|e| token_error(e, "contract"))?;
+    let shown =
+        decode_verified(&p.contract, &app.config.limits).map_err(|e| token_error(e, "contract"))?;
     let shown_hash = fold(&shown)
         .map_err(|e| token_error(e.into(), "contract"))?
         .to_b64();

@@ -85,7 +85,10 @@ pub fn describe(value: &Value) -> Described {
     };
     let catalog = catalogs().iter().find(|c| c.provider == scope.provider);
     let description = match catalog {
-        None => format!("Data of {} (a provider this data bank does not know: nothing is exported).", scope.provider),
+        None => format!(
+            "Data of {} (a provider this data bank does not know: nothing is exported).",
+            scope.provider
+        ),
         Some(c) if scope.all_paths() => format!("Everything of your {}: {}", c.name, c.description),
         Some(c) => {
             let parts: Vec<&str> = c
@@ -95,7 +98,10 @@ pub fn describe(value: &Value) -> Described {
                 .map(|p| p.description.as_str())
                 .collect();
             if parts.is_empty() {
-                format!("{} (no such data in the {} catalog: nothing is exported).", scope.path, c.name)
+                format!(
+                    "{} (no such data in the {} catalog: nothing is exported).",
+                    scope.path, c.name
+                )
             } else {
                 parts.join(" ")
             }
@@ -137,12 +143,18 @@ mod tests {
                 .with("fields", Value::List(vec![Value::from("title")])),
         );
         let d = describe(&search);
-        assert!(d.description.contains("Google searches"), "{}", d.description);
+        assert!(
+            d.description.contains("Google searches"),
+            "{}",
+            d.description
+        );
         assert_eq!(d.restrictions, "only the fields title");
         let all = describe(&Value::Dict(
             Dict::new().with("provider", "google").with("path", "*"),
         ));
-        assert!(all.description.starts_with("Everything of your Google Takeout"));
+        assert!(all
+            .description
+            .starts_with("Everything of your Google Takeout"));
         let unknown = describe(&Value::Dict(
             Dict::new().with("provider", "nope").with("path", "x"),
         ));

@@ -91,7 +91,11 @@ fn reexport_key(pk: &str, contract: &str) -> String {
 
 /// Whether re-export is on for a user's contract.
 pub async fn reexport_on(app: &AppState, pk: &str, contract: &str) -> Result<bool, ApiError> {
-    Ok(app.state.kv_get(&reexport_key(pk, contract)).await?.is_some())
+    Ok(app
+        .state
+        .kv_get(&reexport_key(pk, contract))
+        .await?
+        .is_some())
 }
 
 /// A transfer as the pages show it.
@@ -315,12 +319,20 @@ pub async fn page(app: web::Data<AppState>, req: HttpRequest) -> Result<HttpResp
             Some((id, generation)) => {
                 let state = match app.state.transfer(id).await? {
                     Some(t) if t.generation == *generation => {
-                        format!("{} ({} of {} bytes)", t.state.as_str(), t.bytes_done, t.bytes_total)
+                        format!(
+                            "{} ({} of {} bytes)",
+                            t.state.as_str(),
+                            t.bytes_done,
+                            t.bytes_total
+                        )
                     }
                     Some(_) => "replaced by a later run".to_owned(),
                     None => "expired".to_owned(),
                 };
-                (format!("{}… run {generation}", id.get(..10).unwrap_or(id)), state)
+                (
+                    format!("{}… run {generation}", id.get(..10).unwrap_or(id)),
+                    state,
+                )
             }
             None => (String::new(), String::new()),
         };

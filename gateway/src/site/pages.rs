@@ -37,10 +37,7 @@ impl Chrome {
             title: title.to_owned(),
             csrf: session.csrf(app),
             nonce,
-            alias: session
-                .user
-                .as_ref()
-                .map(|u| alias_of(app, &u.username)),
+            alias: session.user.as_ref().map(|u| alias_of(app, &u.username)),
             origin: app.config.public_origin.clone(),
             host: alias_of(app, "").trim_start_matches('@').to_owned(),
         }
@@ -52,8 +49,10 @@ pub fn alias_of(app: &AppState, username: &str) -> String {
     let host = url::Url::parse(&app.config.public_origin)
         .ok()
         .and_then(|u| {
-            u.host_str()
-                .map(|h| u.port().map_or_else(|| h.to_owned(), |p| format!("{h}:{p}")))
+            u.host_str().map(|h| {
+                u.port()
+                    .map_or_else(|| h.to_owned(), |p| format!("{h}:{p}"))
+            })
         })
         .unwrap_or_default();
     format!("{username}@{host}")
@@ -171,7 +170,11 @@ async fn account_page(
     if session.user.is_some() && query.username.is_none() {
         return Ok(see_other(&app, &session, &next));
     }
-    let title = if signup { "Create an account" } else { "Log in" };
+    let title = if signup {
+        "Create an account"
+    } else {
+        "Log in"
+    };
     let chrome = Chrome::new(&app, &session, title);
     let notice = if query.logged_out.is_some() {
         "You are logged out.".to_owned()

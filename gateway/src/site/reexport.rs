@@ -4,7 +4,7 @@
 //! any other (a new generation of the contract's transfer, whose start
 //! request tells the client to drop the earlier data).
 
-use super::dashboard::{client_name, parse_stored, reexport_on, record_event};
+use super::dashboard::{client_name, parse_stored, record_event, reexport_on};
 use crate::AppState;
 use common::scope::Scope;
 

@@ -192,22 +192,15 @@ impl Session {
 
     /// Checks the CSRF header of a JSON request.
     pub fn check_csrf_header(&self, app: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
-        let sent = req
-            .headers()
-            .get(CSRF_HEADER)
-            .and_then(|v| v.to_str().ok());
+        let sent = req.headers().get(CSRF_HEADER).and_then(|v| v.to_str().ok());
         self.check_csrf(app, sent)
     }
 
     /// The logged-in user, or 401.
     pub fn require_user(&self) -> Result<&User, ApiError> {
-        self.user.as_ref().ok_or_else(|| {
-            ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "not_logged_in",
-                "log in first",
-            )
-        })
+        self.user
+            .as_ref()
+            .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "not_logged_in", "log in first"))
     }
 
     /// Adds the cookie to a response when it must be sent.

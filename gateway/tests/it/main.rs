@@ -6,6 +6,7 @@
 mod dumps;
 mod fixtures;
 mod process;
+mod web;
 
 use common::config::Config;
 use common::mq::{Queue, Route};

@@ -1,0 +1,117 @@
+// Shared code of the data bank's pages: libsodium, the CSRF token, JSON
+// requests, and the user's key for this tab. The key (its 32-byte seed) is
+// derived from the password in this browser and kept in sessionStorage, so
+// it lives only as long as the tab; it is never sent to the data bank.
+
+import sodium from 'libsodium-wrappers-sumo';
+import * as anychain from '../src/anychain.js';
+import * as alias from '../src/alias.js';
+
+export { anychain, alias };
+
+const KEY_ITEM = 'alias-bank.key';
+
+/** Loads libsodium (once). */
+export async function ready() {
+  await anychain.init(sodium);
+}
+
+/** The page's CSRF token. */
+export function csrf() {
+  return document.querySelector('meta[name="csrf-token"]').content;
+}
+
+/** The data bank's origin, as grants and logins name it. */
+export function origin() {
+  return document.querySelector('meta[name="bank-origin"]').content;
+}
+
+/** Shows a message in the live region (and as an error when `error`). */
+export function say(text, error = false) {
+  const el = document.getElementById('status');
+  el.textContent = text;
+  el.classList.toggle('error', error);
+}
+
+/** POSTs JSON with the CSRF header; resolves to the JSON answer, throws its reason. */
+export async function postJSON(url, body) {
+  const resp = await fetch(url, {
+    method: 'POST',
+    credentials: 'same-origin',
+    headers: { 'content-type': 'application/json', 'x-csrf-token': csrf() },
+    body: JSON.stringify(body),
+  });
+  return answer(resp);
+}
+
+/** GETs JSON. */
+export async function getJSON(url) {
+  return answer(await fetch(url, { credentials: 'same-origin' }));
+}
+
+async function answer(resp) {
+  let data = {};
+  try {
+    data = await resp.json();
+  } catch {
+    data = { reason: `${resp.status} ${resp.statusText}` };
+  }
+  if (!resp.ok) {
+    const err = new Error(data.reason || `request failed (${resp.status})`);
+    err.code = data.code;
+    err.status = resp.status;
+    throw err;
+  }
+  return data;
+}
+
+/** Keeps the unlocked key for this tab. */
+export function storeKey(signSeed, username) {
+  const pk = anychain.keyPairFromSeed(signSeed).publicKey;
+  sessionStorage.setItem(KEY_ITEM, JSON.stringify({ seed: anychain.b64uEncode(signSeed), pk: anychain.b64uEncode(pk), username }));
+}
+
+/** Forgets the key of this tab. */
+export function forgetKey() {
+  sessionStorage.removeItem(KEY_ITEM);
+}
+
+/** The key pair of this tab, when unlocked for `publicKey` (if given). */
+export function storedKeyPair(publicKey) {
+  const raw = sessionStorage.getItem(KEY_ITEM);
+  if (!raw) return null;
+  try {
+    const { seed, pk } = JSON.parse(raw);
+    if (publicKey && pk !== publicKey) return null;
+    return anychain.keyPairFromSeed(anychain.b64uDecode(seed));
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The user's key pair: from this tab, or unlocked with the password typed
+ * in `#unlock-password` (the account record comes from /web/me).
+ */
+export async function keyPair() {
+  const me = await getJSON('/web/me');
+  const stored = storedKeyPair(me.record.publicKey);
+  if (stored) return stored;
+  const box = document.getElementById('unlock');
+  const input = document.getElementById('unlock-password');
+  if (box.hidden || !input.value) {
+    box.hidden = false;
+    input.focus();
+    throw new Error('Type your password to unlock your key in this tab, then try again.');
+  }
+  say('Unlocking your key…');
+  const { identity, keyPair: kp } = await alias.unlockAccount(input.value, me.record);
+  input.value = '';
+  storeKey(identity.signSeed, me.username);
+  box.hidden = true;
+  return kp;
+}
+
+// Logging out forgets the key of this tab.
+const logout = document.getElementById('logout-form');
+if (logout) logout.addEventListener('submit', forgetKey);
