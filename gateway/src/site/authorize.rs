@@ -407,7 +407,8 @@ pub async fn request_page(
     app.state
         .kv_set(&format!("web:authreq:{rid}"), &json, Some(PENDING_TTL))
         .await?;
-    let chrome = Chrome::new(&app, &session, "Authorization request");
+    let mut chrome = Chrome::new(&app, &session, "Authorization request");
+    chrome.form_target = Some(checked.callback.origin().ascii_serialization());
     let legit_reason = contract
         .base()
         .and_then(|b| b.get("legitimate"))

@@ -25,6 +25,9 @@ pub struct Chrome {
     pub origin: String,
     /// Its host (and port): the domain of aliases.
     pub host: String,
+    /// Another origin forms may lead to (the client's, on the consent page,
+    /// whose deny form redirects there).
+    pub form_target: Option<String>,
 }
 
 impl Chrome {
@@ -40,6 +43,7 @@ impl Chrome {
             alias: session.user.as_ref().map(|u| alias_of(app, &u.username)),
             origin: app.config.public_origin.clone(),
             host: alias_of(app, "").trim_start_matches('@').to_owned(),
+            form_target: None,
         }
     }
 }
@@ -77,9 +81,14 @@ pub fn html(
     session.apply(app, &mut resp);
     let csp = format!(
         "default-src 'self'; script-src 'self' 'nonce-{}' 'wasm-unsafe-eval'; style-src 'self'; \
-         img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; \
+         img-src 'self' data:; connect-src 'self'; form-action 'self'{}; frame-ancestors 'none'; \
          base-uri 'none'; object-src 'none'",
-        chrome.nonce
+        chrome.nonce,
+        chrome
+            .form_target
+            .as_deref()
+            .map(|o| format!(" {o}"))
+            .unwrap_or_default()
     );
     resp.insert_header((header::CONTENT_TYPE, "text/html; charset=utf-8"))
         .insert_header((header::CACHE_CONTROL, "no-store"))
