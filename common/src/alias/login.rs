@@ -171,6 +171,24 @@ mod tests {
         );
     }
 
+    /// A login answer signed by web/src/alias.js `signLogin` (seed 32×7,
+    /// challenge [1,2,3,4], date 1700000000000): the two implementations agree.
+    const JS_TOKEN: &str = r#"{"type":"anychain.signature","date":1700000000000,"signer":{"__bytes":"6kpsY-KcUgq-9VB7Ey7F-ZVHdq6-vnuSQh7qaRRG0iw"},"body":{"type":"alias.bank.login","challenge":{"__bytes":"AQIDBA"},"origin":"https://bank.example"},"signature":{"__bytes":"3T92Qbn2RPgpRwls0XALGlQZ0fndwwGor1aKiykMw-JWLj8Nzcip2a1iL9KhNkHU79I4KgOTt9MEWaaDr6WaAQ"}}"#;
+
+    #[test]
+    fn agrees_with_the_javascript_module() {
+        let login = SignedLogin::from_token(JS_TOKEN, &Limits::default()).unwrap();
+        assert_eq!(login.challenge(), &[1, 2, 3, 4]);
+        assert!(login
+            .check("https://bank.example", 1_700_000_001_000.0, 60_000, 60_000)
+            .is_ok());
+        let ours = signed(
+            login_body(&[1, 2, 3, 4], "https://bank.example"),
+            1_700_000_000_000.0,
+        );
+        assert_eq!(ours, JS_TOKEN, "same token, byte for byte");
+    }
+
     #[test]
     fn refuses_other_documents() {
         let empty = Value::Dict(
