@@ -33,6 +33,17 @@ pub async fn discovery(app: web::Data<AppState>) -> HttpResponse {
         }))
 }
 
+/// The OpenAPI document of this API (`gateway/api/openapi.json`).
+pub const OPENAPI: &str = include_str!("../api/openapi.json");
+
+/// `GET /openapi.json`: the OpenAPI 3.1 document of the HTTP API.
+pub async fn openapi() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .insert_header(("Access-Control-Allow-Origin", "*"))
+        .body(OPENAPI)
+}
+
 /// `GET /healthz`: the process is up.
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
