@@ -130,7 +130,20 @@ impl Actor for ConsumerActor {
                 let route = settings.route;
                 tokio::spawn(async move {
                     let count = delivery.delivery_count();
+                    let started = std::time::Instant::now();
                     let disposition = handler.handle(delivery.body(), count).await;
+                    if let Some(m) = crate::ops::metrics() {
+                        let outcome = match disposition {
+                            Disposition::Ack => "ack",
+                            Disposition::Retry(_) => "retry",
+                            Disposition::Dead(_) => "dead",
+                            Disposition::Requeue => "requeue",
+                        };
+                        m.jobs.with_label_values(&[route.as_str(), outcome]).inc();
+                        m.job_seconds
+                            .with_label_values(&[route.as_str()])
+                            .observe(started.elapsed().as_secs_f64());
+                    }
                     settle(&broker, route, delivery, disposition).await;
                     drop(permit);
                 });
@@ -269,6 +282,32 @@ pub async fn serve_until_signal(handle: WorkerHandle, broker: Broker) {
     tracing::info!("shutting down");
     handle.shutdown().await;
     broker.close().await;
+}
+
+/// The whole life of a worker process: connects, serves the operations
+/// endpoints on `ALIAS_METRICS_LISTEN` when set, starts the worker with
+/// `start`, and on SIGTERM/SIGINT stops it gracefully.
+pub async fn run_worker(
+    config: &crate::config::Config,
+    start: impl FnOnce(&crate::config::Config, Services) -> anyhow::Result<WorkerHandle>,
+) -> anyhow::Result<()> {
+    let services = Services::connect(config)
+        .await
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let ops = match config.metrics_listen {
+        Some(listen) => Some(
+            crate::ops::serve(listen, services.clone())
+                .map_err(|e| anyhow::anyhow!("ALIAS_METRICS_LISTEN {listen}: {e}"))?,
+        ),
+        None => None,
+    };
+    let broker = services.broker.clone();
+    let handle = start(config, services)?;
+    serve_until_signal(handle, broker).await;
+    if let Some(ops) = ops {
+        ops.stop().await;
+    }
+    Ok(())
 }
 
 /// Resolves when the process receives SIGTERM or SIGINT.

@@ -163,6 +163,11 @@ pub async fn metrics(app: web::Data<AppState>) -> HttpResponse {
     {
         return HttpResponse::InternalServerError().body(e.to_string());
     }
+    // In the embedded mode the workers run in this process: their metrics
+    // (jobs, bytes) are served here too.
+    if let Some(worker) = common::ops::metrics() {
+        out.extend_from_slice(worker.render().as_bytes());
+    }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(out)
