@@ -127,8 +127,14 @@ async fn healthz() -> HttpResponse {
 }
 
 async fn readyz(services: web::Data<Services>) -> HttpResponse {
-    let redis = services.state.ping().await;
-    let rabbitmq = services.broker.is_healthy().await;
+    readiness(&services.state, &services.broker).await
+}
+
+/// The readiness answer of any alias-bank process: 200 when the state
+/// store and the message bus answer, else 503, with which one failed.
+pub async fn readiness(state: &crate::state::State, broker: &crate::mq::Broker) -> HttpResponse {
+    let redis = state.ping().await;
+    let rabbitmq = broker.is_healthy().await;
     let body = serde_json::json!({
         "status": if redis && rabbitmq { "ok" } else { "unavailable" },
         "redis": redis,

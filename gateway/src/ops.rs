@@ -51,18 +51,7 @@ pub async fn healthz() -> HttpResponse {
 
 /// `GET /readyz`: Redis and RabbitMQ are reachable.
 pub async fn readyz(app: web::Data<AppState>) -> HttpResponse {
-    let redis = app.state.ping().await;
-    let rabbitmq = app.broker.is_healthy().await;
-    let body = serde_json::json!({
-        "status": if redis && rabbitmq { "ok" } else { "unavailable" },
-        "redis": redis,
-        "rabbitmq": rabbitmq,
-    });
-    if redis && rabbitmq {
-        HttpResponse::Ok().json(body)
-    } else {
-        HttpResponse::ServiceUnavailable().json(body)
-    }
+    common::ops::readiness(&app.state, &app.broker).await
 }
 
 /// Fallback for unknown routes.
