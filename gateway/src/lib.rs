@@ -103,6 +103,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/healthz").route(web::get().to(ops::healthz)))
         .service(web::resource("/readyz").route(web::get().to(ops::readyz)))
         .service(web::resource("/metrics").route(web::get().to(ops::metrics)))
+        .service(web::resource("/openapi.json").route(web::get().to(ops::openapi)))
         .configure(site::routes);
 }
 

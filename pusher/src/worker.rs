@@ -455,7 +455,9 @@ impl Pusher {
                 .push_file(
                     &upload,
                     |offset| {
-                        pushed.store(offset.saturating_sub(start_offset), Ordering::Relaxed);
+                        let sent = offset.saturating_sub(start_offset);
+                        let before = pushed.swap(sent, Ordering::Relaxed);
+                        common::ops::count_bytes("pushed", sent.saturating_sub(before));
                         let (state, id, file) = (state.clone(), id.clone(), file.to_owned());
                         async move {
                             match state.commit_offset(&id, generation, &file, offset).await {
