@@ -232,16 +232,19 @@ async function main() {
   const page = await context.newPage();
   page.setDefaultTimeout(30000);
   const sent = [];
-  page.on('request', (req) => {
+  context.on('request', (req) => {
     sent.push({ url: req.url(), method: req.method(), headers: req.headers(), body: req.postDataBuffer() });
   });
   const consoleErrors = [];
-  page.on('console', (m) => m.type() === 'error' && consoleErrors.push(m.text()));
-  page.on('pageerror', (e) => consoleErrors.push(String(e)));
-  page.on('dialog', (d) => d.accept());
+  const watch = (p) => {
+    p.on('console', (m) => m.type() === 'error' && consoleErrors.push(m.text()));
+    p.on('pageerror', (e) => consoleErrors.push(String(e)));
+    p.on('dialog', (d) => d.accept());
+  };
+  watch(page);
   // The client's callback (the sink has none): answer it in the browser.
   const callbacks = [];
-  await page.route(`http://${sinkDomain}/alias/cb/**`, (route) => {
+  await context.route(`http://${sinkDomain}/alias/cb/**`, (route) => {
     callbacks.push(route.request().url());
     route.fulfill({ status: 200, contentType: 'text/html', body: '<!doctype html><title>client</title><h1>Back at the client</h1>' });
   });
@@ -369,6 +372,25 @@ async function main() {
       await page.waitForURL(`${bank}/dashboard`, { timeout: 60000 });
       const cookieAfter = (await context.cookies(bank)).find((c) => c.name === 'alias_session').value;
       assert.notEqual(cookieAfter, cookieBefore, 'a new session id at login');
+    });
+
+    await step('a new tab has no key: the consent page unlocks it with the password', async () => {
+      const tab = await context.newPage();
+      watch(tab);
+      await tab.goto(`${bank}/request?contract=${encodeURIComponent(contractToken)}&state=tab`);
+      await tab.click('#agree');
+      await tab.waitForSelector('#unlock-password:visible');
+      await tab.waitForSelector('#status:has-text("password")');
+      await tab.fill('#unlock-password', password);
+      await tab.screenshot({ path: path.join(artifacts, '10-unlock.png'), fullPage: true });
+      await tab.click('#agree');
+      await tab.waitForURL(`http://${sinkDomain}/alias/cb/**`, { timeout: 60000 });
+      const url = new URL(callbacks.at(-1));
+      assert.equal(url.searchParams.get('state'), 'tab');
+      const grant = anychain.fromToken(url.searchParams.get('code'), { registry: alias.aliasRegistry() });
+      assert.equal(grant.body.revoked, false, 'a newer grant after the revocation');
+      assert.deepEqual(grant.body.base.consent, [[false]]);
+      await tab.close();
     });
 
     await step('no password or private key ever reached the server', async () => {
