@@ -748,7 +748,7 @@ mod tests {
         let hex = "ab".repeat(32);
         let c = Config::from_pairs(&[("ALIAS_SESSION_KEY", hex.as_str())]).unwrap();
         assert_eq!(c.session_key, Some(vec![0xab; 32]));
-        let b64 = "q".repeat(43);
+        let b64 = "A".repeat(43);
         let c = Config::from_pairs(&[("ALIAS_SESSION_KEY", b64.as_str())]).unwrap();
         assert_eq!(c.session_key.map(|k| k.len()), Some(32));
         let err = Config::from_pairs(&[("ALIAS_SESSION_KEY", "abcd")]).unwrap_err();

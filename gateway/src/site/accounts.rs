@@ -452,6 +452,9 @@ pub async fn signup(
             "the bind token must be signed by the account key for this data bank's origin",
         ));
     }
+    // Bound first (the policy checks included): an account exists only for
+    // a key this data bank knows.
+    crate::grants::accept_bind(&app, &input.bind, Some(&record.public_key)).await?;
     let json = serde_json::to_string(&record).map_err(|e| ApiError::unavailable("account", e))?;
     let user_key = format!("web:user:{}", record.public_key);
     if !app
@@ -477,7 +480,6 @@ pub async fn signup(
             "this username is taken",
         ));
     }
-    crate::grants::accept_bind(&app, &input.bind, Some(&record.public_key)).await?;
     let user = User {
         username: record.username.clone(),
         pk: record.public_key.clone(),
