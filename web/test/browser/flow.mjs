@@ -393,6 +393,31 @@ async function main() {
       await tab.close();
     });
 
+    await step('re-export: with the switch on, a newer dump sends a fresh transfer', async () => {
+      await page.goto(`${bank}/dashboard`);
+      const article = 'article.client:not(.revoked)';
+      await page.check(`${article} input.reexport`);
+      await page.waitForSelector('#status:has-text("fresh transfer")');
+      await page.selectOption('#provider', 'google');
+      await page.setInputFiles('#dump-file', dumpFile);
+      await page.click('#upload-button');
+      await page.waitForSelector('#status:has-text("1 fresh transfer(s) queued")', { timeout: 60000 });
+      await page.waitForSelector('#events td:text-is("reexport")', { timeout: 30000 });
+      await waitFor('the fresh transfer to be done', async () => (await page.textContent(`${article} .transfer-state`)).trim() === 'done', 90000, 500);
+      assert.equal(await page.isChecked(`${article} input.reexport`), true, 'the switch is kept');
+      await shot('11-reexport');
+      // The client got the fresh run (its earlier state was the revocation).
+      await waitFor('the client to receive the fresh transfer', async () => {
+        const sink = await (await fetch(`http://${sinkDomain}/?format=json`)).json();
+        const t = sink.transfers.find((x) => x.id === transferId);
+        return t && !t.revoked && t.finished && t.finish_verified;
+      }, 60000, 300);
+      const status = await (await fetch(`${bank}/alias/transfers/${transferId}`)).json();
+      const run = status.transfer ?? status;
+      assert.equal(run.state, 'done');
+      assert.equal(run.revoked, false);
+    });
+
     await step('no password or private key ever reached the server', async () => {
       const record = JSON.parse(await redisClient.command('GET', `${ns}:kv:web:account:${username}`));
       assert.ok(record && record.publicKey, 'account record in Redis');
