@@ -302,6 +302,13 @@ end
 return 0
 ";
 
+const FINISH_FILE_LUA: &str = r"
+local added = redis.call('SADD', KEYS[2], ARGV[1])
+redis.call('EXPIRE', KEYS[2], ARGV[2])
+if added == 1 then redis.call('HINCRBY', KEYS[1], 'files_done', 1) end
+return added
+";
+
 const RELEASE_LUA: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
@@ -823,16 +830,15 @@ impl State {
     ) -> Result<bool, StateError> {
         let mut conn = self.conn.clone();
         let done_key = format!("{}:done", self.files_key(id, generation));
-        let (added, _): (u64, ()) = redis::pipe()
-            .sadd(&done_key, file)
-            .expire(
-                &done_key,
-                i64::try_from(self.ttl_secs()).unwrap_or(i64::MAX),
-            )
-            .query_async(&mut conn)
+        // One script, so that a file is never marked without being counted.
+        let added: u64 = Script::new(FINISH_FILE_LUA)
+            .key(self.transfer_key(id))
+            .key(&done_key)
+            .arg(file)
+            .arg(self.ttl_secs())
+            .invoke_async(&mut conn)
             .await?;
         if added == 1 {
-            let _: u64 = conn.hincr(self.transfer_key(id), "files_done", 1).await?;
             self.emit(id, "file").await?;
         }
         Ok(added == 1)

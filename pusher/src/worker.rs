@@ -418,6 +418,12 @@ impl Pusher {
         let done_flag = format!("filedone:{}:{}:{file}", t.id, t.generation);
         match self.state.flag(&done_flag).await {
             Ok(true) => {
+                // The client was told; a run that stopped right after (crash,
+                // Redis trouble) may not have counted the file: counting is
+                // idempotent.
+                if let Err(e) = self.state.finish_file(&t.id, t.generation, file).await {
+                    return e.into();
+                }
                 return match self.maybe_finish(t, target, domain).await {
                     Ok(()) => Step::Done,
                     Err(step) => step,
@@ -547,7 +553,18 @@ impl Pusher {
                 Err(StreamError::Permanent { error, .. }) => {
                     return Step::Fail(format!("pushing {file}: {error}"));
                 }
-                Err(StreamError::Commit { .. }) => return Step::Done,
+                Err(StreamError::Commit { source, .. }) => {
+                    // The generation moved on (nothing left to do), or Redis
+                    // failed: then the chunk's outcome is known to the
+                    // client only, and the in-flight flag stays set so the
+                    // next run asks the client's offset first.
+                    let still = matches!(self.state.transfer(&t.id).await, Ok(Some(ref now)) if now.generation == t.generation && now.state == TransferState::Pushing);
+                    if still {
+                        tracing::warn!(transfer = %t.id, %file, error = %source, "could not commit an offset; retrying later");
+                        return Step::Later(Duration::from_secs(1));
+                    }
+                    return Step::Done;
+                }
                 Err(e @ (StreamError::Storage { .. } | StreamError::SizeMismatch { .. })) => {
                     return Step::Fail(format!("archive unreadable: {e}"));
                 }
