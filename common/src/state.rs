@@ -248,6 +248,13 @@ if ARGV[2] == 'done' or ARGV[2] == 'failed' or ARGV[2] == 'cancelled' then
   redis.call('EXPIRE', t, ttl)
   redis.call('EXPIRE', KEYS[2], ttl)
   redis.call('EXPIRE', KEYS[3], ttl)
+elseif s == 'failed' then
+  -- A failed generation taken up again (a replayed dead letter): running
+  -- work is persistent and has no error.
+  redis.call('PERSIST', t)
+  redis.call('PERSIST', KEYS[2])
+  redis.call('PERSIST', KEYS[3])
+  redis.call('HDEL', t, 'error')
 end
 return 1
 ";
@@ -898,6 +905,13 @@ impl State {
             .query_async(&mut conn)
             .await?;
         Ok(at.unwrap_or_else(now_ms))
+    }
+
+    /// Forgets the first sighting recorded by [`State::first_seen`].
+    pub async fn forget_first_seen(&self, name: &str) -> Result<(), StateError> {
+        let mut conn = self.conn.clone();
+        let _: u64 = conn.del(self.key(&format!("seen:{name}"))).await?;
+        Ok(())
     }
 
     /// Clears a flag.
