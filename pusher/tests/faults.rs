@@ -204,7 +204,14 @@ async fn rabbitmq_connections_closed_mid_run_lose_no_transfer() {
             _ => t.bytes_done > t.bytes_total / 2,
         };
         if due {
-            let closed = common::mq::testing::close_connections(&bank.ns).unwrap();
+            // rabbitmqctl takes seconds: off the runtime, so the bank's
+            // lease heartbeats keep running meanwhile.
+            let ns = bank.ns.clone();
+            let closed =
+                tokio::task::spawn_blocking(move || common::mq::testing::close_connections(&ns))
+                    .await
+                    .unwrap()
+                    .unwrap();
             assert!(closed >= 1, "no connection of {} found", bank.ns);
             if cuts == 0 {
                 // A request right after the cut: the gateway reconnects and
