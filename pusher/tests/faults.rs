@@ -16,8 +16,8 @@ use sink::Faults;
 use std::collections::BTreeMap;
 use std::time::Duration;
 use support::{
-    assert_delivered, give_dump, process_async, process_sync, user, wait_terminal, Bank, Client,
-    Role,
+    assert_delivered, give_dump, process_async, process_sync, user, wait_terminal, wait_until,
+    Bank, Client, Role,
 };
 
 const LIMIT: Duration = Duration::from_secs(120);
@@ -454,6 +454,13 @@ async fn a_dead_client_fails_alone_and_completes_when_replayed() {
     dead.sink.set_faults(Faults::none());
     let moved = bank.app.broker.replay_dead(100).await.unwrap();
     assert_eq!(moved, letters.len());
+    // The replayed job takes the failed generation up again (it leaves
+    // `failed`), then it ends.
+    let failed_at = t.updated_ms;
+    wait_until(&bank, &dead.id, LIMIT, |t| {
+        t.state != TransferState::Failed || t.updated_ms != failed_at
+    })
+    .await;
     let t = wait_terminal(&bank, &dead.id, LIMIT).await;
     assert_eq!(t.state, TransferState::Done, "{t:?}");
     assert_eq!(t.error, None, "{t:?}");
