@@ -17,6 +17,12 @@ pub fn have(tool: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// Flushes dirty pages to disk (`sync`), so that a timed phase does not pay
+/// for the write-back of the one before it.
+pub fn sync() {
+    let _ = Command::new("sync").status();
+}
+
 /// Seconds of `cat FILES > /dev/null`.
 pub fn cat_once(paths: &[PathBuf]) -> Result<f64> {
     let mut total = 0.0;

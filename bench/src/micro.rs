@@ -212,8 +212,10 @@ pub async fn processing(dump: &LocalDump, work: &Path, rounds: usize) -> Result<
         read_s: f64::MAX,
     };
     for round in 0..rounds {
+        baseline::sync();
         best.read_s = best.read_s.min(baseline::cat_once(&dump.paths)?);
         let prefix = format!("transfers/bench/{round}");
+        baseline::sync();
         let t = Instant::now();
         let built = build_archives(
             &dump.storage,
@@ -324,6 +326,7 @@ pub async fn push(
             offset: 0,
             verify_offset: false,
         };
+        baseline::sync();
         let t = Instant::now();
         let stats = streamer
             .push_file(
@@ -337,6 +340,7 @@ pub async fn push(
         client.finish_file(&file_url, size, &hash).await?;
         if curl {
             client.start(&target, &grant).await?;
+            baseline::sync();
             let s = baseline::curl_put(&[(source.clone(), size, file_url.to_string())])?;
             out.curl_s.push(s);
             client.finish_file(&file_url, size, &hash).await?;

@@ -281,7 +281,9 @@ impl Report {
         }
         let _ = writeln!(
             s,
-            "\nratio = time per unit of work ÷ the baseline's (1× = as fast as the baseline; lower is better)."
+            "\nratio = time per unit of work ÷ the baseline's (1× = as fast as the baseline; lower is better). \
+             Every timed phase starts after `sync` (no write-back of the phase before); the files read are in the page cache \
+             (written just before), for the services as for the baselines."
         );
         let mut runs: Vec<&str> = Vec::new();
         let mut services: Vec<&str> = Vec::new();

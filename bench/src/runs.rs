@@ -80,6 +80,7 @@ pub async fn end_to_end(
     let contract = client::contract("Bench e2e", &domain)?;
     let grant = client::grant(&user, &contract)?;
 
+    baseline::sync();
     let t0 = Instant::now();
     let id = client::post_grant(&http, &stack.gateway, &grant).await?;
     let followed =
@@ -97,6 +98,7 @@ pub async fn end_to_end(
 
     // The floor, after the run: the stored dump read once, the delivered
     // archives (verified identical) uploaded once to a fresh transfer.
+    baseline::sync();
     let read_s = baseline::cat_once(&stored_dumps(&stack, &pk)?)?;
     let base_contract = client::contract("Bench e2e baseline", &domain)?;
     let base_id = client::contract_id(&base_contract)?;
@@ -118,6 +120,7 @@ pub async fn end_to_end(
             )
         })
         .collect();
+    baseline::sync();
     let curl_s = baseline::curl_put(&files)?;
     let run = Run {
         transfers: 1,
@@ -205,6 +208,7 @@ pub async fn many(
         .map(|(i, u)| client::grant(u, &client::contract(&format!("Bench client {i}"), &domain)?))
         .collect::<Result<_>>()?;
 
+    baseline::sync();
     let t0 = Instant::now();
     let deadline = t0 + Duration::from_secs(3600);
     let gw = Arc::new(stack.gateway.clone());
@@ -270,6 +274,7 @@ pub async fn many(
         .iter()
         .map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
         .sum();
+    baseline::sync();
     run.read_s = baseline::cat_once(&dumps)?;
     let base_contract = client::contract("Bench many baseline", &domain)?;
     let base_id = client::contract_id(&base_contract)?;
@@ -292,6 +297,7 @@ pub async fn many(
             )
         })
         .collect();
+    baseline::sync();
     run.curl_s = baseline::curl_put(&files)?;
     stack.stop().await?;
     std::fs::remove_dir_all(dir)?;
