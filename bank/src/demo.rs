@@ -461,38 +461,20 @@ async fn watch(
     let multi = MultiProgress::new();
     let reading = bar(&multi, progress, "reading the dumps");
     let pushing = bar(&multi, progress, "pushing archives");
-    let mut resp = http
-        .get(format!("{gateway}/alias/transfers/{id}/events"))
-        .send()
-        .await?
-        .error_for_status()?;
-    let mut buffer = String::new();
-    let mut last = serde_json::Value::Null;
-    while let Some(chunk) = resp.chunk().await? {
-        buffer.push_str(&String::from_utf8_lossy(&chunk));
-        while let Some(end) = buffer.find("\n\n") {
-            let event: String = buffer.drain(..end + 2).collect();
-            let Some(data) = event.lines().find_map(|l| l.strip_prefix("data: ")) else {
-                continue;
-            };
-            let t: serde_json::Value = serde_json::from_str(data)?;
-            let num = |k: &str| t[k].as_u64().unwrap_or(0);
-            reading.set_length(num("dump_bytes_total"));
-            reading.set_position(num("dump_bytes_read"));
-            pushing.set_length(num("bytes_total"));
-            pushing.set_position(num("bytes_done"));
-            pushing.set_message(format!(
-                "pushing {}/{} archives",
-                num("files_done"),
-                num("files_total")
-            ));
-            last = t;
-        }
-    }
+    let last = aliasctl::ops::follow(http, gateway, id, |t| {
+        let num = |k: &str| t[k].as_u64().unwrap_or(0);
+        reading.set_length(num("dump_bytes_total"));
+        reading.set_position(num("dump_bytes_read"));
+        pushing.set_length(num("bytes_total"));
+        pushing.set_position(num("bytes_done"));
+        pushing.set_message(format!(
+            "pushing {}/{} archives",
+            num("files_done"),
+            num("files_total")
+        ));
+    })
+    .await;
     reading.finish();
     pushing.finish();
-    if last.is_null() {
-        bail!("the events stream of {id} ended without news");
-    }
-    Ok(last)
+    last
 }

@@ -100,6 +100,23 @@ async fn alias_bank_all_is_a_whole_data_bank_in_one_process() {
     assert_eq!(report.state, "done", "{}", String::from_utf8_lossy(&out));
     assert_eq!(report.files.len(), 3);
     assert_eq!(sink.counters().transfer_finishes, 1);
+    // The workers' metrics are served by the gateway of the one process.
+    let metrics = http
+        .get(format!("{gateway}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"alias_jobs_total{outcome="ack",queue="process"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"alias_worker_bytes_total{kind="pushed"}"#),
+        "{metrics}"
+    );
 
     // SIGTERM: a graceful stop.
     let pid = child.id().unwrap();

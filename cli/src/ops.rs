@@ -23,29 +23,26 @@ pub async fn status(gateway: &str, id: &str) -> Result<serde_json::Value> {
     Ok(body)
 }
 
-/// Follows a transfer's events with a progress bar until it ends; returns
-/// its final status.
-pub async fn watch(gateway: &str, id: &str, progress: bool) -> Result<serde_json::Value> {
+/// Reads a transfer's Server-Sent Events until the stream ends (the
+/// transfer ended), calling `on_event` with each status; returns the last.
+pub async fn follow(
+    http: &reqwest::Client,
+    gateway: &str,
+    id: &str,
+    mut on_event: impl FnMut(&serde_json::Value),
+) -> Result<serde_json::Value> {
     let url = format!(
         "{}/alias/transfers/{id}/events",
         gateway.trim_end_matches('/')
     );
-    let mut resp = reqwest::get(&url)
+    let mut resp = http
+        .get(&url)
+        .send()
         .await
         .with_context(|| format!("reaching {url}"))?;
     if !resp.status().is_success() {
         bail!("{}: no such transfer", resp.status());
     }
-    let bar = if progress {
-        ProgressBar::new(0)
-    } else {
-        ProgressBar::hidden()
-    };
-    bar.set_style(
-        ProgressStyle::with_template("{msg:24} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
     let mut buffer = String::new();
     let mut last = serde_json::Value::Null;
     while let Some(chunk) = resp.chunk().await? {
@@ -56,24 +53,43 @@ pub async fn watch(gateway: &str, id: &str, progress: bool) -> Result<serde_json
                 continue;
             };
             let t: serde_json::Value = serde_json::from_str(data)?;
-            let num = |k: &str| t.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0);
-            bar.set_length(num("bytes_total"));
-            bar.set_position(num("bytes_done"));
-            let state = t
-                .get("state")
-                .and_then(|s| s.as_str())
-                .unwrap_or("?")
-                .to_owned();
-            bar.set_message(format!(
-                "{state} {}/{} files",
-                num("files_done"),
-                num("files_total")
-            ));
+            on_event(&t);
             last = t;
         }
     }
-    bar.finish();
+    if last.is_null() {
+        bail!("the events stream of {id} ended without news");
+    }
     Ok(last)
+}
+
+/// Follows a transfer's events with a progress bar until it ends; returns
+/// its final status.
+pub async fn watch(gateway: &str, id: &str, progress: bool) -> Result<serde_json::Value> {
+    let bar = if progress {
+        ProgressBar::new(0)
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{msg:24} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    let last = follow(&reqwest::Client::new(), gateway, id, |t| {
+        let num = |k: &str| t.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0);
+        bar.set_length(num("bytes_total"));
+        bar.set_position(num("bytes_done"));
+        let state = t.get("state").and_then(|s| s.as_str()).unwrap_or("?");
+        bar.set_message(format!(
+            "{state} {}/{} files",
+            num("files_done"),
+            num("files_total")
+        ));
+    })
+    .await;
+    bar.finish();
+    last
 }
 
 /// Lists (`replay == false`) or replays dead letters of the configured

@@ -68,6 +68,11 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "address the gateway listens on",
     ),
     (
+        "ALIAS_METRICS_LISTEN",
+        "(none)",
+        "address where a processor or pusher serves /healthz, /readyz and /metrics (none: not served)",
+    ),
+    (
         "ALIAS_PUBLIC_ORIGIN",
         "http://127.0.0.1:8080",
         "this data bank's origin, as users bind to it",
@@ -200,6 +205,7 @@ struct Raw {
     s3_allow_http: bool,
     namespace: String,
     listen: String,
+    metrics_listen: Option<String>,
     public_origin: String,
     push_allow: String,
     push_id: String,
@@ -237,6 +243,7 @@ impl Default for Raw {
             s3_allow_http: false,
             namespace: "alias".into(),
             listen: "127.0.0.1:8080".into(),
+            metrics_listen: None,
             public_origin: "http://127.0.0.1:8080".into(),
             push_allow: String::new(),
             push_id: "contract".into(),
@@ -284,6 +291,8 @@ pub struct Config {
     pub namespace: String,
     /// Gateway listen address.
     pub listen: SocketAddr,
+    /// Where a worker serves its operations endpoints, if anywhere.
+    pub metrics_listen: Option<SocketAddr>,
     /// This data bank's origin (`scheme://host[:port]`).
     pub public_origin: String,
     /// Private networks the pusher may reach.
@@ -365,6 +374,7 @@ const KEYS: &[&str] = &[
     "s3_allow_http",
     "namespace",
     "listen",
+    "metrics_listen",
     "public_origin",
     "push_allow",
     "push_id",
@@ -538,6 +548,16 @@ impl Raw {
                 ));
             }
         }
+        let metrics_listen = match self.metrics_listen.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(v) => Some(v.parse().map_err(|_| {
+                invalid(
+                    "ALIAS_METRICS_LISTEN",
+                    v,
+                    "expected host:port, e.g. 0.0.0.0:9100",
+                )
+            })?),
+        };
         let listen = self.listen.parse().map_err(|_| {
             invalid(
                 "ALIAS_LISTEN",
@@ -592,6 +612,7 @@ impl Raw {
             },
             namespace: self.namespace,
             listen,
+            metrics_listen,
             push_allow,
             push_id,
             limits: Limits {

@@ -23,6 +23,7 @@ pub mod config;
 pub mod jobs;
 pub mod js;
 pub mod mq;
+pub mod ops;
 pub mod scope;
 pub mod state;
 pub mod storage;

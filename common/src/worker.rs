@@ -130,7 +130,20 @@ impl Actor for ConsumerActor {
                 let route = settings.route;
                 tokio::spawn(async move {
                     let count = delivery.delivery_count();
+                    let started = std::time::Instant::now();
                     let disposition = handler.handle(delivery.body(), count).await;
+                    if let Some(m) = crate::ops::metrics() {
+                        let outcome = match disposition {
+                            Disposition::Ack => "ack",
+                            Disposition::Retry(_) => "retry",
+                            Disposition::Dead(_) => "dead",
+                            Disposition::Requeue => "requeue",
+                        };
+                        m.jobs.with_label_values(&[route.as_str(), outcome]).inc();
+                        m.job_seconds
+                            .with_label_values(&[route.as_str()])
+                            .observe(started.elapsed().as_secs_f64());
+                    }
                     settle(&broker, route, delivery, disposition).await;
                     drop(permit);
                 });
@@ -216,41 +229,38 @@ pub struct Services {
 }
 
 impl Services {
-    /// Connects to Redis, RabbitMQ and storage as configured.
+    /// Connects to Redis, RabbitMQ and storage as configured (the
+    /// distributed services).
     pub async fn connect(config: &crate::config::Config) -> Result<Services, String> {
-        let state =
-            crate::state::State::connect(&config.redis_url, &config.namespace, config.finished_ttl)
-                .await
-                .map_err(|e| format!("redis at {}: {e}", config.redis_url))?;
-        let broker = Broker::connect(&config.amqp_url, &config.namespace)
-            .await
-            .map_err(|e| format!("rabbitmq: {e}"))?;
-        let storage = crate::storage::Storage::from_url(&config.storage_url, &config.s3)
-            .map_err(|e| format!("storage {}: {e}", config.storage_url))?;
-        Ok(Services {
-            state,
-            broker,
-            storage,
-        })
+        Self::open(config, true, true).await
     }
 
     /// The services of the embedded mode: Redis and RabbitMQ when their
     /// URLs are configured, otherwise in-memory state and an in-process
     /// queue (one process then runs the whole data bank).
     pub async fn embedded(config: &crate::config::Config) -> Result<Services, String> {
-        let state = if config.redis_given {
-            crate::state::State::connect(&config.redis_url, &config.namespace, config.finished_ttl)
+        Self::open(config, config.redis_given, config.amqp_given).await
+    }
+
+    async fn open(
+        config: &crate::config::Config,
+        redis: bool,
+        rabbitmq: bool,
+    ) -> Result<Services, String> {
+        let (ns, ttl) = (&config.namespace, config.finished_ttl);
+        let state = if redis {
+            crate::state::State::connect(&config.redis_url, ns, ttl)
                 .await
                 .map_err(|e| format!("redis at {}: {e}", config.redis_url))?
         } else {
-            crate::state::State::in_memory(&config.namespace, config.finished_ttl)
+            crate::state::State::in_memory(ns, ttl)
         };
-        let broker = if config.amqp_given {
-            Broker::connect(&config.amqp_url, &config.namespace)
+        let broker = if rabbitmq {
+            Broker::connect(&config.amqp_url, ns)
                 .await
                 .map_err(|e| format!("rabbitmq: {e}"))?
         } else {
-            Broker::in_memory(&config.namespace).map_err(|e| format!("queue: {e}"))?
+            Broker::in_memory(ns).map_err(|e| format!("queue: {e}"))?
         };
         let storage = crate::storage::Storage::from_url(&config.storage_url, &config.s3)
             .map_err(|e| format!("storage {}: {e}", config.storage_url))?;
@@ -269,6 +279,32 @@ pub async fn serve_until_signal(handle: WorkerHandle, broker: Broker) {
     tracing::info!("shutting down");
     handle.shutdown().await;
     broker.close().await;
+}
+
+/// The whole life of a worker process: connects, serves the operations
+/// endpoints on `ALIAS_METRICS_LISTEN` when set, starts the worker with
+/// `start`, and on SIGTERM/SIGINT stops it gracefully.
+pub async fn run_worker(
+    config: &crate::config::Config,
+    start: impl FnOnce(&crate::config::Config, Services) -> anyhow::Result<WorkerHandle>,
+) -> anyhow::Result<()> {
+    let services = Services::connect(config)
+        .await
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let ops = match config.metrics_listen {
+        Some(listen) => Some(
+            crate::ops::serve(listen, services.clone())
+                .map_err(|e| anyhow::anyhow!("ALIAS_METRICS_LISTEN {listen}: {e}"))?,
+        ),
+        None => None,
+    };
+    let broker = services.broker.clone();
+    let handle = start(config, services)?;
+    serve_until_signal(handle, broker).await;
+    if let Some(ops) = ops {
+        ops.stop().await;
+    }
+    Ok(())
 }
 
 /// Resolves when the process receives SIGTERM or SIGINT.

@@ -9,8 +9,10 @@ network.
 Besides the schemas (Compose Specification, Kubernetes), the files are
 checked against the code they deploy: the ALIAS_* variables of
 common/src/config.rs, the RabbitMQ topology of common/src/mq/topology.rs,
-the metric names registered in the Rust sources, the shutdown grace periods
-of the workers and the binaries of the workspace.
+the metric names registered in the Rust sources (the gateway's and the
+workers' common/src/ops.rs), the workers' operations endpoints
+(ALIAS_METRICS_LISTEN: health checks, probes, scrape configs), the shutdown
+grace periods of the workers and the binaries of the workspace.
 """
 
 from __future__ import annotations
@@ -45,6 +47,11 @@ IMAGE_BINARIES = [
     "dumpgen",
     "alias-bank",
 ]
+# The worker roles: they serve /healthz, /readyz and /metrics on
+# WORKER_OPS_VARIABLE (common/src/ops.rs) when it is set.
+WORKER_ROLES = ["processor", "pusher"]
+WORKER_OPS_VARIABLE = "ALIAS_METRICS_LISTEN"
+WORKER_OPS_SOURCE = "common/src/ops.rs"
 # Kubernetes versions the manifests must validate against (strict schemas):
 # an old supported one and the newest the schema package knows.
 K8S_VERSIONS = ["1.28.0", "latest"]
@@ -203,9 +210,11 @@ def config_variables() -> set[str]:
     return names
 
 
-def registered_metrics() -> set[str]:
-    """Prometheus metric names the Rust code registers, with their prefix."""
-    names: set[str] = set()
+def registered_metrics_by_file() -> dict[str, set[str]]:
+    """Prometheus metric names each Rust source registers, with the prefix of
+    its registry (the gateway's gateway/src/ops.rs, the workers'
+    common/src/ops.rs, ...)."""
+    found: dict[str, set[str]] = {}
     for path in rust_sources():
         text = path.read_text(encoding="utf-8")
         if "prometheus" not in text:
@@ -214,9 +223,31 @@ def registered_metrics() -> set[str]:
         m = re.search(r'Registry::new_custom\(\s*Some\(\s*"([a-z_]+)"', text)
         if m:
             prefix = m.group(1) + "_"
-        for name in re.findall(r'(?:Histogram)?Opts::new\(\s*"([a-z_:][a-z0-9_:]*)"', text):
-            names.add(prefix + name)
-    return names
+        names = {prefix + n for n in re.findall(r'(?:Histogram)?Opts::new\(\s*"([a-z_:][a-z0-9_:]*)"', text)}
+        if names:
+            found[rel(path)] = names
+    return found
+
+
+def registered_metrics() -> set[str]:
+    """Prometheus metric names the Rust code registers, with their prefix."""
+    return set().union(*registered_metrics_by_file().values())
+
+
+def worker_ops_routes() -> set[str]:
+    """The routes the workers' operations server (common/src/ops.rs) serves."""
+    path = ROOT / WORKER_OPS_SOURCE
+    if not path.is_file():
+        raise Failure(f"{WORKER_OPS_SOURCE} is missing (the workers' /healthz, /readyz, /metrics; update deploy/validate/validate.py)")
+    return set(re.findall(r'\.route\(\s*"(/[a-z]+)"', path.read_text(encoding="utf-8")))
+
+
+def listen_port(value: Any, what: str) -> int:
+    """The port of a host:port listen address."""
+    m = re.fullmatch(r"(?:\d{1,3}(?:\.\d{1,3}){3}|\[[0-9a-fA-F:]+\]):(\d+)", str(value or ""))
+    if not m:
+        raise Failure(f"{what}: {value!r} is not an ip:port listen address")
+    return int(m.group(1))
 
 
 def workspace_binaries() -> set[str]:
@@ -505,12 +536,24 @@ def _compose_alias() -> None:
             need(dep in services, f"{name}: depends on unknown service {dep}", errors)
 
     # Health checks the dependency conditions rely on.
-    for name in ["rabbitmq", "redis", "minio", "gateway", "sink"]:
+    for name in ["rabbitmq", "redis", "minio", "gateway", "sink", *WORKER_ROLES]:
         need("healthcheck" in services[name], f"{name}: no healthcheck", errors)
     rmq_test = " ".join(services["rabbitmq"]["healthcheck"]["test"])
     need("rabbitmq-diagnostics -q ping" in rmq_test, "rabbitmq: healthcheck is not `rabbitmq-diagnostics -q ping`", errors)
     need("redis-cli ping" in " ".join(services["redis"]["healthcheck"]["test"]), "redis: healthcheck is not `redis-cli ping`", errors)
     need("/healthz" in " ".join(services["gateway"]["healthcheck"]["test"]), "gateway: healthcheck does not use /healthz", errors)
+    # The workers' checks: /readyz on the port of their ALIAS_METRICS_LISTEN.
+    routes = worker_ops_routes()
+    for name in WORKER_ROLES:
+        env = services[name].get("environment") or {}
+        try:
+            port = listen_port(env.get(WORKER_OPS_VARIABLE) if isinstance(env, dict) else None, f"{name}: {WORKER_OPS_VARIABLE}")
+        except Failure as e:
+            errors.append(str(e))
+            continue
+        test = " ".join(map(str, services[name].get("healthcheck", {}).get("test", [])))
+        need(f"127.0.0.1:{port}/readyz" in test, f"{name}: healthcheck does not GET /readyz on 127.0.0.1:{port} ({test!r})", errors)
+    need("/readyz" in routes, f"{WORKER_OPS_SOURCE} serves no /readyz (routes: {sorted(routes)})", errors)
     redis_cmd = " ".join(services["redis"].get("command", []))
     need("--appendonly yes" in redis_cmd, "redis: not started with --appendonly yes", errors)
 
@@ -520,6 +563,9 @@ def _compose_alias() -> None:
          "demo: must wait for gateway service_healthy", errors)
     need(isinstance(deps, dict) and deps.get("sink", {}).get("condition") == "service_healthy",
          "demo: must wait for sink service_healthy", errors)
+    for name in WORKER_ROLES:
+        need(isinstance(deps, dict) and deps.get(name, {}).get("condition") == "service_healthy",
+             f"demo: must wait for {name} service_healthy", errors)
     cmd = demo.get("command", [])
     want = ["alias-bank", "demo", "--gateway", "http://gateway:8080", "--sink", "http://sink:8090", "--sink-dir", "/sink-data"]
     need(cmd == want, f"demo: command is {cmd}, expected {want}", errors)
@@ -558,8 +604,15 @@ def _compose_alias() -> None:
             need(nets == [subnet], f"ALIAS_PUSH_ALLOW={allow} should be exactly the network's subnet {subnet}", errors)
         except ValueError as e:
             errors.append(f"ALIAS_PUSH_ALLOW / subnet: {e}")
-    for name in ["gateway", "processor", "pusher", "demo"]:
+    # One environment for every alias-bank service; the workers add only
+    # the address of their operations endpoints.
+    for name in ["gateway", "demo"]:
         need(services[name].get("environment") == c.get("x-alias-env"), f"{name}: environment is not the x-alias-env anchor", errors)
+    for name in WORKER_ROLES:
+        wenv = dict(services[name].get("environment") or {})
+        need(WORKER_OPS_VARIABLE in wenv, f"{name}: {WORKER_OPS_VARIABLE} is not set (no health check, no metrics)", errors)
+        wenv.pop(WORKER_OPS_VARIABLE, None)
+        need(wenv == c.get("x-alias-env"), f"{name}: environment is not x-alias-env plus {WORKER_OPS_VARIABLE}", errors)
 
     # The bucket ALIAS_STORAGE_URL names is the one minio-init creates.
     storage = env.get("ALIAS_STORAGE_URL", "")
@@ -577,13 +630,20 @@ def _compose_alias() -> None:
     raise_if(errors)
 
 
-@check("environment variables are the ones common/src/config.rs reads (compose x-alias-env, k8s ConfigMap/Secret/env)")
+@check("environment variables are the ones common/src/config.rs reads (compose environments, k8s ConfigMap/Secret/env)")
 def _variables() -> None:
     known = config_variables()
     info(f"{len(known)} variables in common/src/config.rs")
     errors = []
     for name in compose_env():
         need(name in known, f"{rel(COMPOSE)}: x-alias-env sets unknown variable {name}", errors)
+    alias_image = compose()["services"].get("gateway", {}).get("image")
+    for service, spec in compose()["services"].items():
+        env = spec.get("environment") or {}
+        if spec.get("image") != alias_image or not isinstance(env, dict):
+            continue
+        for name in env:
+            need(name in known, f"{rel(COMPOSE)}: {service} sets unknown variable {name}", errors)
     for path, doc in k8s_docs():
         keys: list[str] = []
         if doc.get("kind") in {"ConfigMap", "Secret"}:
@@ -862,13 +922,27 @@ def _k8s_consistency() -> None:
             work_dir = next((e.get("value") for e in ctr.get("env", []) if e["name"] == "ALIAS_WORK_DIR"), None)
             if role == "processor":
                 need(work_dir is not None and work_dir in mounted, f"{name}: ALIAS_WORK_DIR must be an emptyDir mount", errors)
-            if role == "gateway":
-                need(ctr.get("livenessProbe", {}).get("httpGet", {}).get("path") == "/healthz", f"{name}: livenessProbe is not GET /healthz", errors)
-                need(ctr.get("readinessProbe", {}).get("httpGet", {}).get("path") == "/readyz", f"{name}: readinessProbe is not GET /readyz", errors)
-                annotations = d["spec"]["template"]["metadata"].get("annotations", {})
-                ports = {str(p["containerPort"]) for p in ctr.get("ports", [])}
-                need(annotations.get("prometheus.io/scrape") == "true" and annotations.get("prometheus.io/port") in ports,
-                     f"{name}: prometheus.io annotations missing or not on a container port", errors)
+            # Probes and scrape annotations: the gateway on ALIAS_LISTEN, the
+            # workers on ALIAS_METRICS_LISTEN (common/src/ops.rs).
+            ports = {p["containerPort"]: p.get("name") for p in ctr.get("ports", [])}
+            need(ctr.get("livenessProbe", {}).get("httpGet", {}).get("path") == "/healthz", f"{name}: livenessProbe is not GET /healthz", errors)
+            need(ctr.get("readinessProbe", {}).get("httpGet", {}).get("path") == "/readyz", f"{name}: readinessProbe is not GET /readyz", errors)
+            annotations = d["spec"]["template"]["metadata"].get("annotations", {})
+            need(annotations.get("prometheus.io/scrape") == "true" and annotations.get("prometheus.io/port") in {str(p) for p in ports},
+                 f"{name}: prometheus.io annotations missing or not on a container port", errors)
+            if role in WORKER_ROLES:
+                env = {**k8s_configmap(), **{e["name"]: e.get("value") for e in ctr.get("env", [])}}
+                try:
+                    port = listen_port(env.get(WORKER_OPS_VARIABLE), f"{name}: {WORKER_OPS_VARIABLE}")
+                except Failure as e:
+                    errors.append(str(e))
+                    continue
+                need(port in ports, f"{name}: {WORKER_OPS_VARIABLE} port {port} is not a container port ({sorted(ports)})", errors)
+                need(annotations.get("prometheus.io/port") == str(port), f"{name}: prometheus.io/port is not {port}", errors)
+                for probe in ["startupProbe", "livenessProbe", "readinessProbe"]:
+                    target = ctr.get(probe, {}).get("httpGet", {}).get("port")
+                    if probe in ctr or probe != "startupProbe":
+                        need(target in {port, ports.get(port)}, f"{name}: {probe} is not on port {port} ({target!r})", errors)
         grace = graces.get(role)
         tgps = pod.get("terminationGracePeriodSeconds", 30)
         if grace is None:
@@ -882,8 +956,13 @@ def _k8s_consistency() -> None:
 
     # Routes the probes rely on exist.
     gw = (ROOT / "gateway/src/lib.rs").read_text(encoding="utf-8")
+    worker_routes = worker_ops_routes()
     for route in ["/healthz", "/readyz", "/metrics"]:
         need(f'"{route}"' in gw, f"gateway/src/lib.rs has no route {route}", errors)
+        need(route in worker_routes, f"{WORKER_OPS_SOURCE} has no route {route}", errors)
+    config = (ROOT / "common/src/config.rs").read_text(encoding="utf-8")
+    need(WORKER_OPS_VARIABLE in config_variables() and "metrics_listen" in config,
+         f"common/src/config.rs does not read {WORKER_OPS_VARIABLE}", errors)
 
     # Services, PDBs and the HPA select or target what exists.
     pod_labels = {n: d["spec"]["template"]["metadata"]["labels"] for n, d in deployments.items()}
@@ -909,7 +988,7 @@ def _k8s_consistency() -> None:
     raise_if(errors)
 
 
-@check("deploy/prometheus: scrape configs (gateway /metrics, RabbitMQ 15692, Kubernetes pod annotations)")
+@check("deploy/prometheus: scrape configs (gateway /metrics, workers by DNS on their metrics port, RabbitMQ 15692, Kubernetes pod annotations)")
 def _prometheus() -> None:
     errors: list[str] = []
     services = compose()["services"]
@@ -927,10 +1006,30 @@ def _prometheus() -> None:
             need(bool(sd), f"{file}: no kubernetes_sd_configs role pod job", errors)
             text = json.dumps(sd)
             need("prometheus_io_scrape" in text and "prometheus_io_port" in text, f"{file}: pod job does not use the prometheus.io annotations", errors)
+            # (that every alias-bank Deployment carries the annotations is
+            # checked with the Kubernetes manifests)
         else:
             need("gateway:8080" in targets, f"{file}: the gateway (gateway:8080) is not scraped", errors)
             for t in targets:
                 need(t.split(":")[0] in services, f"{file}: target {t} is not a compose service", errors)
+            # Scaled workers: every replica, through Docker's DNS (one A record
+            # per container), on the port of their ALIAS_METRICS_LISTEN.
+            dns = [(j, sd) for j in jobs for sd in j.get("dns_sd_configs", [])]
+            for j, sd in dns:
+                need(sd.get("type", "SRV") == "A" and isinstance(sd.get("port"), int),
+                     f"{file}: job {j.get('job_name')}: dns_sd_configs needs type A and a port (compose DNS has no SRV records)", errors)
+                for n in sd.get("names", []):
+                    need(n in services, f"{file}: job {j.get('job_name')}: DNS name {n} is not a compose service", errors)
+                need(j.get("metrics_path", "/metrics") == "/metrics", f"{file}: job {j.get('job_name')}: metrics_path is not /metrics", errors)
+            for role in WORKER_ROLES:
+                env = services[role].get("environment") or {}
+                try:
+                    port = listen_port(env.get(WORKER_OPS_VARIABLE) if isinstance(env, dict) else None, f"compose {role}: {WORKER_OPS_VARIABLE}")
+                except Failure as e:
+                    errors.append(str(e))
+                    continue
+                need(any(role in sd.get("names", []) and sd.get("port") == port for _, sd in dns),
+                     f"{file}: {role} is not scraped by dns_sd_configs (names [{role}], type A, port {port})", errors)
             mounted = " ".join(services["prometheus"].get("volumes", []))
             need(f"./deploy/prometheus/{file}:/etc/prometheus/prometheus.yml" in mounted, f"compose does not mount {file}", errors)
     raise_if(errors)
@@ -952,9 +1051,12 @@ def _grafana() -> None:
              f"dashboard.json: panel {p.get('title')!r} has a bad gridPos {g}", errors)
     exprs = [t.get("expr", "") for p in flat for t in p.get("targets", [])]
     need(bool(exprs), "dashboard.json: no queries", errors)
-    registered = registered_metrics()
+    by_file = registered_metrics_by_file()
+    registered = set().union(*by_file.values())
     need(bool(registered), "no Prometheus metric found in the Rust sources", errors)
-    info(f"metrics registered in the sources: {', '.join(sorted(registered))}")
+    need(WORKER_OPS_SOURCE in by_file, f"no Prometheus metric found in {WORKER_OPS_SOURCE} (the workers'; update deploy/validate/validate.py)", errors)
+    for source, names in sorted(by_file.items()):
+        info(f"metrics registered in {source}: {', '.join(sorted(names))}")
     used = set()
     for expr in exprs:
         for name in re.findall(r"\b(alias_[a-z0-9_]+)", expr):

@@ -98,7 +98,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         )
         .service(web::resource("/healthz").route(web::get().to(ops::healthz)))
         .service(web::resource("/readyz").route(web::get().to(ops::readyz)))
-        .service(web::resource("/metrics").route(web::get().to(ops::metrics)));
+        .service(web::resource("/metrics").route(web::get().to(ops::metrics)))
+        .service(web::resource("/openapi.json").route(web::get().to(ops::openapi)));
 }
 
 /// Builds the HTTP server on `listen` (port 0 picks a free port) and returns

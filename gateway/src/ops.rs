@@ -33,6 +33,17 @@ pub async fn discovery(app: web::Data<AppState>) -> HttpResponse {
         }))
 }
 
+/// The OpenAPI document of this API (`gateway/api/openapi.json`).
+pub const OPENAPI: &str = include_str!("../api/openapi.json");
+
+/// `GET /openapi.json`: the OpenAPI 3.1 document of the HTTP API.
+pub async fn openapi() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .insert_header(("Access-Control-Allow-Origin", "*"))
+        .body(OPENAPI)
+}
+
 /// `GET /healthz`: the process is up.
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
@@ -40,18 +51,7 @@ pub async fn healthz() -> HttpResponse {
 
 /// `GET /readyz`: Redis and RabbitMQ are reachable.
 pub async fn readyz(app: web::Data<AppState>) -> HttpResponse {
-    let redis = app.state.ping().await;
-    let rabbitmq = app.broker.is_healthy().await;
-    let body = serde_json::json!({
-        "status": if redis && rabbitmq { "ok" } else { "unavailable" },
-        "redis": redis,
-        "rabbitmq": rabbitmq,
-    });
-    if redis && rabbitmq {
-        HttpResponse::Ok().json(body)
-    } else {
-        HttpResponse::ServiceUnavailable().json(body)
-    }
+    common::ops::readiness(&app.state, &app.broker).await
 }
 
 /// Fallback for unknown routes.
@@ -151,6 +151,11 @@ pub async fn metrics(app: web::Data<AppState>) -> HttpResponse {
     if let Err(e) = prometheus::TextEncoder::new().encode(&app.metrics.registry.gather(), &mut out)
     {
         return HttpResponse::InternalServerError().body(e.to_string());
+    }
+    // In the embedded mode the workers run in this process: their metrics
+    // (jobs, bytes) are served here too.
+    if let Some(worker) = common::ops::metrics() {
+        out.extend_from_slice(worker.render().as_bytes());
     }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")

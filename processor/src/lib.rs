@@ -9,7 +9,7 @@ use common::config::Config;
 use common::mq::{Broker, Route};
 use common::state::State;
 use common::storage::Storage;
-use common::worker::{serve_until_signal, start_worker, Services, WorkerHandle, WorkerSettings};
+use common::worker::{start_worker, Services, WorkerHandle, WorkerSettings};
 use extract::{BuildOptions, Catalog};
 use std::sync::Arc;
 use std::time::Duration;
@@ -72,7 +72,5 @@ pub fn start_with(config: &Config, services: Services) -> anyhow::Result<WorkerH
 
 /// Runs a processor until SIGTERM/SIGINT, then shuts down gracefully.
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    let (handle, broker) = start(&config).await?;
-    serve_until_signal(handle, broker).await;
-    Ok(())
+    common::worker::run_worker(&config, start_with).await
 }

@@ -164,6 +164,7 @@ impl Processor {
             self.state.files(id, generation).await?
         } else {
             let files = self.build(id, generation).await?;
+            common::ops::count_bytes("archived", files.iter().map(|f| f.size).sum());
             self.state.set_files(id, generation, &files).await?;
             self.state
                 .set_flag(

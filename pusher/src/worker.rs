@@ -319,12 +319,101 @@ impl Pusher {
         result
     }
 
+    /// The flag of a job sent to the dead-letter queue for its generation.
+    fn dead_flag(job: &PushJob) -> String {
+        format!(
+            "dead:{}:{}:{}",
+            job.transfer,
+            job.generation,
+            job.file.as_deref().unwrap_or("-")
+        )
+    }
+
+    /// The budget keys of a generation's requests (see `client_trouble`).
+    fn budget_keys(t: &Transfer, files: &[common::state::FileRecord]) -> Vec<String> {
+        let mut keys: Vec<String> = files
+            .iter()
+            .map(|f| format!("job:{}:{}:{}", t.id, t.generation, f.name))
+            .collect();
+        keys.push(format!("job:{}:{}:start", t.id, t.generation));
+        keys.push(format!("job:{}:{}:finish", t.id, t.generation));
+        keys
+    }
+
+    /// A dead-lettered job of a failed generation came back (an operator
+    /// replayed it, once the client recovered): the generation runs again
+    /// with fresh retry budgets, a closed breaker and the jobs of its other
+    /// files re-queued. Returns the transfer as it is now, or `None` when
+    /// the job is not such a replay (a late copy of a failed generation's
+    /// job is dropped, as before).
+    async fn revive(&self, job: &PushJob, t: &Transfer) -> Result<Option<Transfer>, Step> {
+        let flag = Self::dead_flag(job);
+        if !self.state.flag(&flag).await? {
+            return Ok(None);
+        }
+        let files = self.state.files(&t.id, t.generation).await?;
+        for key in Self::budget_keys(t, &files) {
+            self.state.forget_first_seen(&key).await?;
+        }
+        if let Ok(target) = target_of(t) {
+            let domain = target.transfer_url().host_str().unwrap_or("").to_owned();
+            self.state.clear_flag(&format!("breaker:{domain}")).await?;
+            self.state.client_success(&domain).await?;
+        }
+        if !self
+            .state
+            .transition(
+                &t.id,
+                t.generation,
+                &[TransferState::Failed],
+                TransferState::Pushing,
+                None,
+            )
+            .await?
+        {
+            // Another replayed job revived it first, or it moved on.
+            self.state.clear_flag(&flag).await?;
+            return Ok(self.state.transfer(&t.id).await?);
+        }
+        tracing::info!(transfer = %t.id, generation = t.generation, "a replayed job takes up the failed generation again");
+        let mut others: Vec<PushJob> = files
+            .iter()
+            .map(|f| PushJob {
+                transfer: t.id.clone(),
+                generation: t.generation,
+                file: Some(f.name.clone()),
+            })
+            .collect();
+        if others.is_empty() {
+            others.push(PushJob {
+                transfer: t.id.clone(),
+                generation: t.generation,
+                file: None,
+            });
+        }
+        for other in others.iter().filter(|o| o.file != job.file) {
+            self.broker
+                .publish(Route::Push, &jobs::encode(other), &other.message_id())
+                .await
+                .map_err(|_| Step::Later(Duration::from_secs(1)))?;
+        }
+        self.state.clear_flag(&flag).await?;
+        Ok(self.state.transfer(&t.id).await?)
+    }
+
     async fn run(&self, job: &PushJob) -> Step {
-        let t = match self.state.transfer(&job.transfer).await {
+        let mut t = match self.state.transfer(&job.transfer).await {
             Ok(Some(t)) => t,
             Ok(None) => return Step::Done,
             Err(e) => return e.into(),
         };
+        if t.generation == job.generation && t.state == TransferState::Failed {
+            match self.revive(job, &t).await {
+                Ok(Some(now)) => t = now,
+                Ok(None) => return Step::Done,
+                Err(step) => return step,
+            }
+        }
         if t.generation != job.generation || t.state.is_terminal() {
             return Step::Done;
         }
@@ -418,10 +507,16 @@ impl Pusher {
         let done_flag = format!("filedone:{}:{}:{file}", t.id, t.generation);
         match self.state.flag(&done_flag).await {
             Ok(true) => {
+                // The client was told; a run that stopped right after (crash,
+                // Redis trouble) may not have counted the file: counting is
+                // idempotent.
+                if let Err(e) = self.state.finish_file(&t.id, t.generation, file).await {
+                    return e.into();
+                }
                 return match self.maybe_finish(t, target, domain).await {
                     Ok(()) => Step::Done,
                     Err(step) => step,
-                }
+                };
             }
             Ok(false) => {}
             Err(e) => return e.into(),
@@ -455,7 +550,9 @@ impl Pusher {
                 .push_file(
                     &upload,
                     |offset| {
-                        pushed.store(offset.saturating_sub(start_offset), Ordering::Relaxed);
+                        let sent = offset.saturating_sub(start_offset);
+                        let before = pushed.swap(sent, Ordering::Relaxed);
+                        common::ops::count_bytes("pushed", sent.saturating_sub(before));
                         let (state, id, file) = (state.clone(), id.clone(), file.to_owned());
                         async move {
                             match state.commit_offset(&id, generation, &file, offset).await {
@@ -547,7 +644,18 @@ impl Pusher {
                 Err(StreamError::Permanent { error, .. }) => {
                     return Step::Fail(format!("pushing {file}: {error}"));
                 }
-                Err(StreamError::Commit { .. }) => return Step::Done,
+                Err(StreamError::Commit { source, .. }) => {
+                    // The generation moved on (nothing left to do), or Redis
+                    // failed: then the chunk's outcome is known to the
+                    // client only, and the in-flight flag stays set so the
+                    // next run asks the client's offset first.
+                    let still = matches!(self.state.transfer(&t.id).await, Ok(Some(ref now)) if now.generation == t.generation && now.state == TransferState::Pushing);
+                    if still {
+                        tracing::warn!(transfer = %t.id, %file, error = %source, "could not commit an offset; retrying later");
+                        return Step::Later(Duration::from_secs(1));
+                    }
+                    return Step::Done;
+                }
                 Err(e @ (StreamError::Storage { .. } | StreamError::SizeMismatch { .. })) => {
                     return Step::Fail(format!("archive unreadable: {e}"));
                 }
@@ -606,6 +714,9 @@ impl JobHandler for Pusher {
                 if let Ok(Some(t)) = self.state.transfer(&job.transfer).await {
                     if t.generation == job.generation {
                         self.fail(&t, &reason).await;
+                        // Replaying this dead letter takes the generation up
+                        // again (see `revive`).
+                        let _ = self.state.set_flag(&Self::dead_flag(&job), DAY * 7).await;
                     }
                 }
                 Disposition::Dead(reason)

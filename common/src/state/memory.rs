@@ -362,15 +362,26 @@ impl StateStore for MemoryStore {
             if t.generation != generation || !from.contains(&t.state) {
                 return Ok(false);
             }
+            let was_failed = t.state == TransferState::Failed;
             t.state = to;
             t.updated_ms = now_ms();
             if let Some(e) = error.filter(|e| !e.is_empty()) {
                 t.error = Some(e.to_owned());
             }
+            if was_failed && !to.is_terminal() {
+                // A failed generation taken up again (a replayed dead
+                // letter): running work is persistent and has no error.
+                t.error = None;
+            }
             if to.is_terminal() {
                 let at = now + self.finished_ttl;
                 stored.expires = Some(at);
                 data.expire_generation(id, generation, at);
+            } else if was_failed {
+                stored.expires = None;
+                if let Some(g) = data.generations.get_mut(&(id.to_owned(), generation)) {
+                    g.expires = None;
+                }
             }
             true
         };
@@ -551,6 +562,11 @@ impl StateStore for MemoryStore {
             .value(&key, now)
             .and_then(|v| v.value.parse().ok())
             .unwrap_or_else(now_ms))
+    }
+
+    async fn forget_first_seen(&self, name: &str) -> Result<(), StateError> {
+        self.data().values.remove(&format!("seen:{name}"));
+        Ok(())
     }
 
     async fn clear_flag(&self, name: &str) -> Result<(), StateError> {

@@ -395,6 +395,9 @@ pub trait StateStore: Send + Sync + 'static {
     /// Clears a flag.
     async fn clear_flag(&self, name: &str) -> Result<(), StateError>;
 
+    /// Forgets the first sighting recorded by [`StateStore::first_seen`].
+    async fn forget_first_seen(&self, name: &str) -> Result<(), StateError>;
+
     /// Adds one to the counter `name` (kept `window` after its last
     /// change); returns the new count.
     async fn count(&self, name: &str, window: Duration) -> Result<u64, StateError>;

@@ -50,6 +50,13 @@ if ARGV[2] == 'done' or ARGV[2] == 'failed' or ARGV[2] == 'cancelled' then
   redis.call('EXPIRE', t, ttl)
   redis.call('EXPIRE', KEYS[2], ttl)
   redis.call('EXPIRE', KEYS[3], ttl)
+elseif s == 'failed' then
+  -- A failed generation taken up again (a replayed dead letter): running
+  -- work is persistent and has no error.
+  redis.call('PERSIST', t)
+  redis.call('PERSIST', KEYS[2])
+  redis.call('PERSIST', KEYS[3])
+  redis.call('HDEL', t, 'error')
 end
 return 1
 ";
@@ -102,6 +109,13 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
 return 0
+";
+
+const FINISH_FILE_LUA: &str = r"
+local added = redis.call('SADD', KEYS[2], ARGV[1])
+redis.call('EXPIRE', KEYS[2], ARGV[2])
+if added == 1 then redis.call('HINCRBY', KEYS[1], 'files_done', 1) end
+return added
 ";
 
 const RELEASE_LUA: &str = r"
@@ -553,16 +567,15 @@ impl StateStore for RedisStore {
     async fn finish_file(&self, id: &str, generation: u64, file: &str) -> Result<bool, StateError> {
         let mut conn = self.conn.clone();
         let done_key = format!("{}:done", self.files_key(id, generation));
-        let (added, _): (u64, ()) = redis::pipe()
-            .sadd(&done_key, file)
-            .expire(
-                &done_key,
-                i64::try_from(self.ttl_secs()).unwrap_or(i64::MAX),
-            )
-            .query_async(&mut conn)
+        // One script, so that a file is never marked without being counted.
+        let added: u64 = Script::new(FINISH_FILE_LUA)
+            .key(self.transfer_key(id))
+            .key(&done_key)
+            .arg(file)
+            .arg(self.ttl_secs())
+            .invoke_async(&mut conn)
             .await?;
         if added == 1 {
-            let _: u64 = conn.hincr(self.transfer_key(id), "files_done", 1).await?;
             self.emit(id, "file").await?;
         }
         Ok(added == 1)
@@ -614,6 +627,12 @@ impl StateStore for RedisStore {
             .query_async(&mut conn)
             .await?;
         Ok(at.unwrap_or_else(now_ms))
+    }
+
+    async fn forget_first_seen(&self, name: &str) -> Result<(), StateError> {
+        let mut conn = self.conn.clone();
+        let _: u64 = conn.del(self.key(&format!("seen:{name}"))).await?;
+        Ok(())
     }
 
     async fn clear_flag(&self, name: &str) -> Result<(), StateError> {

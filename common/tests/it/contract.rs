@@ -326,6 +326,18 @@ pub async fn state_transfer_lifecycle(backend: Backend) {
     let t = s.transfer("t1").await.unwrap().unwrap();
     assert_eq!((t.state, t.error.as_deref()), (Failed, Some("client gone")));
     assert!(!s.transition("t1", 1, &[Pushing], Done, None).await.unwrap());
+    // A failed generation taken up again (a replayed dead letter) runs
+    // without its error, then fails again.
+    assert!(s
+        .transition("t1", 1, &[Failed], Pushing, None)
+        .await
+        .unwrap());
+    let t = s.transfer("t1").await.unwrap().unwrap();
+    assert_eq!((t.state, t.error), (Pushing, None));
+    assert!(s
+        .transition("t1", 1, &[Pushing], Failed, Some("still gone"))
+        .await
+        .unwrap());
     assert_eq!(s.cancel("t1", "late").await.unwrap(), None);
 
     // A finished transfer starts again with a new generation, nothing superseded.
@@ -500,6 +512,8 @@ pub async fn state_flags_counters_and_leases(backend: Backend) {
     assert!(!s.flag("f").await.unwrap());
     let seen = s.first_seen("x", long).await.unwrap();
     assert_eq!(s.first_seen("x", long).await.unwrap(), seen);
+    s.forget_first_seen("x").await.unwrap();
+    s.forget_first_seen("x").await.unwrap();
     assert_eq!(s.count("n", long).await.unwrap(), 1);
     assert_eq!(s.count("n", long).await.unwrap(), 2);
     assert_eq!(s.client_failure("c.example", long).await.unwrap(), 1);

@@ -330,3 +330,126 @@ fn acceptance_policy() {
         matches!(policy.check_grant(&ctor, now), Err(PolicyError::ForbiddenKey(k)) if k == "constructor")
     );
 }
+
+/// A contract of `domain` whose client declaration is signed by the client
+/// key of `seed`.
+fn small_contract(domain: &str, seed: u8) -> Value {
+    use common::anychain::Dict;
+    let decl = Dict::new()
+        .with("type", "alias.client.decl")
+        .with("name", "Client")
+        .with("domain", domain)
+        .with("crypto", Dict::new());
+    let client = sign(
+        &signing_key_from_seed(&[seed; 32]),
+        Value::Dict(decl),
+        1_574_158_519_000.0,
+    )
+    .unwrap();
+    let scope = Value::Dict(
+        Dict::new()
+            .with("provider", "google")
+            .with("path", "my_activity.search"),
+    );
+    Value::Dict(
+        Dict::new()
+            .with("type", "alias.contract")
+            .with("client", client)
+            .with("legal", Dict::new())
+            .with(
+                "base",
+                Dict::new().with(
+                    "contractual",
+                    Dict::new()
+                        .with("scopes", Value::List(vec![scope]))
+                        .with("usages", Value::List(vec![])),
+                ),
+            ),
+    )
+}
+
+fn dict_of(v: Value) -> common::anychain::Dict {
+    let Value::Dict(d) = v else { unreachable!() };
+    d
+}
+
+#[test]
+fn forged_signers_declarations_and_tags_are_refused() {
+    let limits = Limits::default();
+    let contract = small_contract("client.example", 3);
+    let body = common::alias::grant_body(&contract, vec![], vec![]).unwrap();
+    let genuine = sign(&user_key(), body.clone(), 1_600_000_000_000.0).unwrap();
+    assert!(Grant::from_token(&to_token(&genuine), &limits).is_ok());
+
+    // Signed by an attacker's key, naming the user as signer.
+    let attacker = signing_key_from_seed(&[66; 32]);
+    let mut forged = dict_of(sign(&attacker, body, 1_600_000_000_000.0).unwrap());
+    forged.insert(
+        "signer",
+        dict_of(genuine.clone()).get("signer").unwrap().clone(),
+    );
+    let err = Grant::from_token(&to_token(&Value::Dict(forged)), &limits).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "invalid chain: bad signature or forged document"
+    );
+
+    // The user signs a grant whose contract carries a client declaration
+    // edited after the client signed it (another domain): the nested
+    // signature fails the whole grant, so no push can be steered there.
+    let mut c = dict_of(contract.clone());
+    let mut client = dict_of(c.get("client").unwrap().clone());
+    let mut decl = dict_of(client.get("body").unwrap().clone());
+    decl.insert("domain", Value::from("attacker.example"));
+    client.insert("body", Value::Dict(decl));
+    c.insert("client", Value::Dict(client));
+    let body = common::alias::grant_body(&Value::Dict(c), vec![], vec![]).unwrap();
+    let token = to_token(&sign(&user_key(), body, 1_600_000_000_000.0).unwrap());
+    let err = Grant::from_token(&token, &limits).unwrap_err();
+    assert!(err.to_string().contains("bad signature"), "{err}");
+
+    // A declaration signed by another key than the one it names is a
+    // different client: the contract hash and the client id differ.
+    let other = small_contract("client.example", 4);
+    let other_grant = sign(
+        &user_key(),
+        common::alias::grant_body(&other, vec![], vec![]).unwrap(),
+        1_600_000_000_000.0,
+    )
+    .unwrap();
+    let a = Grant::from_token(&to_token(&genuine), &limits).unwrap();
+    let b = Grant::from_token(&to_token(&other_grant), &limits).unwrap();
+    assert_ne!(a.contract_hash().unwrap(), b.contract_hash().unwrap());
+    assert_ne!(
+        a.contract().client().unwrap().id().unwrap(),
+        b.contract().client().unwrap().id().unwrap()
+    );
+
+    // A revocation reads as a revocation, never as a grant of data.
+    let revoked = sign(
+        &user_key(),
+        common::alias::revoked_grant_body(&contract).unwrap(),
+        1_600_000_000_001.0,
+    )
+    .unwrap();
+    let r = Grant::from_token(&to_token(&revoked), &limits).unwrap();
+    assert!(r.is_revoked());
+
+    // Malformed tags: every tag's payload must be strict URL-safe base64.
+    for tag in ["__bytes", "__hash", "__box"] {
+        for payload in ["+/8", "A", "AA==", "AB", "!!", "A A"] {
+            let text = format!(r#"{{"x":{{"{tag}":"{payload}"}}}}"#);
+            assert!(
+                matches!(
+                    from_json_str(&text, &limits),
+                    Err(DecodeError::BadTag { .. })
+                ),
+                "{text}"
+            );
+        }
+    }
+    // Duplicate keys and non-JSON never decode.
+    for text in [r#"{"a":1,"a":2}"#, "{", "[1,]", "\u{0}", "nul"] {
+        assert!(from_json_str(text, &limits).is_err(), "{text:?}");
+    }
+}

@@ -126,3 +126,67 @@ async fn unsigned_stale_misdirected_and_hostile_uploads_are_refused() {
     assert!(bank.app.storage.list("dumps").await.unwrap().is_empty());
     bank.cleanup().await;
 }
+
+async fn call(
+    bank: &Bank,
+    method: reqwest::Method,
+    path: &str,
+    auth: String,
+) -> (StatusCode, Json) {
+    let resp = bank
+        .http
+        .request(method, bank.url(path))
+        .header("Authorization", format!("Alias {auth}"))
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status();
+    (status, resp.json().await.unwrap_or(Json::Null))
+}
+
+#[actix_web::test]
+async fn another_users_space_is_out_of_reach() {
+    let bank = Bank::start().await;
+    let (alice, bob) = (user_key(22), user_key(23));
+    let alice_pk = common::anychain::b64u_encode(alice.verifying_key().as_bytes());
+    let path = "/alias/dumps/google/takeout.zip";
+    let auth = signed_request(&alice, "PUT", path, Some(4), now());
+    let (status, body) = put(&bank, Some(auth), path, vec![1; 4]).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let alice_key = format!("dumps/{alice_pk}/google/takeout.zip");
+
+    // Bob's requests name the same path but act in Bob's own space: he
+    // sees nothing of Alice's and deletes nothing of hers.
+    let auth = signed_request(&bob, "GET", "/alias/dumps", None, now());
+    let (status, list) = call(&bank, reqwest::Method::GET, "/alias/dumps", auth).await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    assert_eq!(list["dumps"].as_array().unwrap().len(), 0, "{list}");
+    let auth = signed_request(&bob, "DELETE", path, None, now());
+    let (status, _) = call(&bank, reqwest::Method::DELETE, path, auth).await;
+    assert!(status.is_client_error(), "{status}");
+    assert!(bank.app.storage.head(&alice_key).await.unwrap().is_some());
+
+    // Alice's request with Bob named as signer: the signature does not hold.
+    let forged = signed_request(&alice, "DELETE", path, None, now()).replace(
+        &alice_pk,
+        &common::anychain::b64u_encode(bob.verifying_key().as_bytes()),
+    );
+    let (status, _) = call(&bank, reqwest::Method::DELETE, path, forged).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // A request signed for another data bank, or dated in the future.
+    let elsewhere = common::anychain::to_token(
+        &common::anychain::sign(
+            &alice,
+            common::alias::request_body("DELETE", path, "https://other-bank.example", None),
+            now(),
+        )
+        .unwrap(),
+    );
+    let (status, _) = call(&bank, reqwest::Method::DELETE, path, elsewhere).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let future = signed_request(&alice, "DELETE", path, None, now() + 3_600_000.0);
+    let (status, _) = call(&bank, reqwest::Method::DELETE, path, future).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(bank.app.storage.head(&alice_key).await.unwrap().is_some());
+    bank.cleanup().await;
+}

@@ -5,6 +5,7 @@
 
 mod dumps;
 mod fixtures;
+mod openapi;
 mod process;
 
 use common::config::Config;

@@ -45,8 +45,41 @@ pub(crate) struct RangeReader {
     block: usize,
     min_block: usize,
     max_block: usize,
-    /// Bytes fetched from the backend, shared with the progress reporter.
+    /// Distinct bytes of the dump read so far, shared with the progress
+    /// reporter (a region read twice, e.g. a zip's central directory, counts
+    /// once, so progress never passes the dump's size).
     fetched: Arc<AtomicU64>,
+    covered: Covered,
+}
+
+/// The union of the byte ranges read: sorted, disjoint, merged when they
+/// touch. Reads are mostly sequential, so it stays a handful of ranges.
+#[derive(Debug, Default)]
+struct Covered(Vec<(u64, u64)>);
+
+impl Covered {
+    /// Adds `start..end`; returns how many of its bytes were not covered.
+    fn add(&mut self, start: u64, end: u64) -> u64 {
+        if start >= end {
+            return 0;
+        }
+        let (mut lo, mut hi) = (start, end);
+        let mut overlap = 0;
+        let mut kept = Vec::with_capacity(self.0.len() + 1);
+        for &(a, b) in &self.0 {
+            if b < lo || a > hi {
+                kept.push((a, b));
+            } else {
+                overlap += b.min(end).saturating_sub(a.max(start));
+                lo = lo.min(a);
+                hi = hi.max(b);
+            }
+        }
+        kept.push((lo, hi));
+        kept.sort_unstable();
+        self.0 = kept;
+        (end - start) - overlap
+    }
 }
 
 impl RangeReader {
@@ -81,6 +114,7 @@ impl RangeReader {
             min_block,
             max_block,
             fetched,
+            covered: Covered::default(),
         })
     }
 
@@ -117,7 +151,8 @@ impl RangeReader {
                 "the stored dump is shorter than announced",
             ));
         }
-        self.fetched.fetch_add(len as u64, Ordering::Relaxed);
+        let new = self.covered.add(start, start + len as u64);
+        self.fetched.fetch_add(new, Ordering::Relaxed);
         self.buf_start = start;
         Ok(())
     }
@@ -152,7 +187,8 @@ impl Read for RangeReader {
                         .min(out.len());
                     let dst = out.get_mut(..n).unwrap_or_default();
                     read_at(file, dst, self.pos)?;
-                    self.fetched.fetch_add(n as u64, Ordering::Relaxed);
+                    let new = self.covered.add(self.pos, self.pos + n as u64);
+                    self.fetched.fetch_add(new, Ordering::Relaxed);
                     self.pos += n as u64;
                     return Ok(n);
                 }
@@ -307,6 +343,21 @@ pub(crate) fn check_name(raw: &str) -> Result<(String, bool), &'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bytes_read_twice_count_once() {
+        let mut c = Covered::default();
+        assert_eq!(c.add(0, 10), 10);
+        assert_eq!(c.add(10, 20), 10);
+        assert_eq!(c.add(5, 15), 0);
+        assert_eq!(c.add(90, 100), 10);
+        assert_eq!(c.add(15, 95), 70);
+        assert_eq!(c.0, vec![(0, 100)]);
+        assert_eq!(c.add(100, 100), 0);
+        assert_eq!(c.add(200, 210), 10);
+        assert_eq!(c.add(0, 300), 190);
+        assert_eq!(c.0, vec![(0, 300)]);
+    }
 
     #[test]
     fn names() {
