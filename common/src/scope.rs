@@ -916,9 +916,14 @@ const NANOS_PER_SEC: i128 = 1_000_000_000;
 pub fn instant(value: &Value) -> Option<i128> {
     match value {
         Value::Number(n) => epoch_number(*n),
-        Value::String(s) => parse_iso(s).or_else(|| numeric_string(s).and_then(epoch_number)),
+        Value::String(s) => instant_str(s),
         _ => None,
     }
+}
+
+/// [`instant`] of a string value, without building the [`Value`].
+pub fn instant_str(s: &str) -> Option<i128> {
+    parse_iso(s).or_else(|| numeric_string(s).and_then(epoch_number))
 }
 
 /// An epoch number in seconds, milliseconds, microseconds or nanoseconds,

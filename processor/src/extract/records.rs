@@ -13,7 +13,7 @@ use std::fmt;
 use std::io::{self, BufRead};
 
 use common::anychain::Value;
-use common::scope::{instant, Fields, Record, Scope};
+use common::scope::{instant, instant_str, Fields, Op, Record, Scope};
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde_json::{Map, Value as Json};
 
@@ -118,7 +118,12 @@ pub(crate) struct Matcher<'a> {
     scope: &'a Scope,
     rule: &'a FileRule,
     mojibake: bool,
-    needed: HashSet<String>,
+    /// The fields a record is parsed for (a handful: a list is faster to
+    /// search than a hash set).
+    needed: Vec<String>,
+    /// Per predicate: the instant of its value when it compares a time field
+    /// of the rule as an instant (computed once, not per record).
+    instants: Vec<Option<i128>>,
     /// The folder of the file, for `base = "dir"` references.
     dir: String,
     max_record: usize,
@@ -139,22 +144,36 @@ impl<'a> Matcher<'a> {
         entry: &str,
         max_record: usize,
     ) -> Self {
-        let mut needed: HashSet<String> =
-            scope.predicates.iter().map(|p| p.field.clone()).collect();
+        let mut needed: Vec<String> = Vec::new();
+        let mut need = |field: &String| {
+            if !needed.contains(field) {
+                needed.push(field.clone());
+            }
+        };
+        scope.predicates.iter().for_each(|p| need(&p.field));
         if let Fields::Only(names) = &scope.fields {
-            needed.extend(names.iter().cloned());
+            names.iter().for_each(&mut need);
         }
         for r in &rule.references {
             if keeps(scope, &r.field) {
-                needed.insert(r.field.clone());
+                need(&r.field);
             }
         }
+        let instants = scope
+            .predicates
+            .iter()
+            .map(|p| {
+                let timed = p.op != Op::Has && rule.time_field(&p.field).is_some();
+                p.value.as_ref().filter(|_| timed).and_then(instant)
+            })
+            .collect();
         let dir = entry.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
         Matcher {
             scope,
             rule,
             mojibake: encoding == TextEncoding::FacebookMojibake,
             needed,
+            instants,
             dir: dir.to_owned(),
             max_record,
             seen: 0,
@@ -170,7 +189,7 @@ impl<'a> Matcher<'a> {
     /// Parses a record's needed fields; the bytes must be one JSON object.
     fn parse(&self, raw: &[u8]) -> Result<Record, RecError> {
         let mut de = serde_json::Deserializer::from_slice(raw);
-        let rec = Partial(&self.needed)
+        let rec = Partial(self.needed.as_slice())
             .deserialize(&mut de)
             .map_err(|e| bad(format!("bad record: {e}")))?;
         de.end().map_err(|e| bad(format!("bad record: {e}")))?;
@@ -180,7 +199,68 @@ impl<'a> Matcher<'a> {
     /// Whether the record matches every predicate, time fields compared as
     /// instants in their declared format. A predicate that cannot be
     /// evaluated does not match.
+    ///
+    /// A predicate on a time field whose value is an instant compares the
+    /// record's instant directly; the result is that of `matches_slow`
+    /// (the record's time read in its declared format, rendered as canonical
+    /// text, read back as an instant), without the text.
     pub(crate) fn matches(&self, rec: &Record) -> bool {
+        if self.scope.predicates.is_empty() {
+            return true;
+        }
+        let fixed: Cow<'_, Record> = if self.mojibake {
+            Cow::Owned(
+                rec.iter()
+                    .map(|(k, v)| (k.clone(), fix_mojibake(v)))
+                    .collect(),
+            )
+        } else {
+            Cow::Borrowed(rec)
+        };
+        for (p, want) in self.scope.predicates.iter().zip(&self.instants) {
+            let known = want.and_then(|b| self.record_instant(rec, &p.field).map(|a| (a, b)));
+            if let Some((a, b)) = known {
+                let holds = match p.op {
+                    Op::Eq => a == b,
+                    Op::Ne => a != b,
+                    Op::Lt => a < b,
+                    Op::Le => a <= b,
+                    Op::Gt => a > b,
+                    Op::Ge => a >= b,
+                    Op::Has => rec.contains_key(&p.field),
+                };
+                if !holds {
+                    return false;
+                }
+                continue;
+            }
+            let time = self.rule.time_field(&p.field).map(|_| p.field.as_str());
+            if !matches!(p.holds(fixed.as_ref(), time), Ok(true)) {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// The instant of a record's time field as [`time_value`] reads it (the
+    /// last time rule of that field that reads one, as the map of
+    /// `matches_slow` keeps it), when it has a canonical text.
+    fn record_instant(&self, rec: &Record, field: &str) -> Option<i128> {
+        let v = rec.get(field)?;
+        self.rule
+            .time
+            .iter()
+            .rev()
+            .filter(|tf| tf.field == field)
+            .find_map(|tf| time_nanos(v, tf).filter(|n| representable(*n)))
+    }
+
+    /// The reference of [`Self::matches`], as it was written first.
+    #[cfg(test)]
+    /// Whether the record matches every predicate, time fields compared as
+    /// instants in their declared format. A predicate that cannot be
+    /// evaluated does not match.
+    fn matches_slow(&self, rec: &Record) -> bool {
         if self.scope.predicates.is_empty() {
             return true;
         }
@@ -331,7 +411,7 @@ fn fix_string(s: &str) -> String {
 }
 
 /// Reads only the `needed` fields of a JSON object.
-struct Partial<'n>(&'n HashSet<String>);
+struct Partial<'n>(&'n [String]);
 
 impl<'de> DeserializeSeed<'de> for Partial<'_> {
     type Value = Record;
@@ -348,7 +428,7 @@ impl<'de> Visitor<'de> for Partial<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Record, A::Error> {
         let mut out = Map::new();
         while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-            if self.0.contains(key.as_ref()) {
+            if self.0.iter().any(|n| n == key.as_ref()) {
                 let v: Json = map.next_value()?;
                 out.insert(key.into_owned(), v);
             } else {
@@ -363,16 +443,22 @@ impl<'de> Visitor<'de> for Partial<'_> {
 // Time fields
 
 /// The canonical instant text of a time value in its declared format.
+#[cfg(test)]
 pub(crate) fn time_value(v: &Json, tf: &TimeField) -> Option<Json> {
+    time_nanos(v, tf).and_then(format_nanos).map(Json::String)
+}
+
+/// The instant of a time value in its declared format, in nanoseconds.
+fn time_nanos(v: &Json, tf: &TimeField) -> Option<i128> {
     let mut v = v;
     if let Some(path) = &tf.at {
         for seg in path.split('.') {
             v = v.get(seg)?;
         }
     }
-    let nanos = match tf.format {
+    match tf.format {
         TimeFormat::Iso8601 => match v {
-            Json::String(s) => instant(&Value::from(first_of(s))),
+            Json::String(s) => instant_str(first_of(s)),
             other => instant(&Value::from_plain_json(other)),
         },
         TimeFormat::EpochS => epoch(v, 1_000_000_000),
@@ -380,11 +466,10 @@ pub(crate) fn time_value(v: &Json, tf: &TimeField) -> Option<Json> {
         TimeFormat::EpochUs => epoch(v, 1_000),
         TimeFormat::UsDatetime => {
             let s = first_of(v.as_str()?);
-            us_datetime(s).or_else(|| instant(&Value::from(s)))
+            us_datetime(s).or_else(|| instant_str(s))
         }
         TimeFormat::DdMonYyyy => dd_mon_yyyy(first_of(v.as_str()?)),
-    }?;
-    format_nanos(nanos).map(Json::String)
+    }
 }
 
 /// Text up to the first ` and ` (Amazon joins several dates with it).
@@ -460,7 +545,14 @@ fn valid_date(y: i64, m: u32, d: u32) -> bool {
     (1..=12).contains(&m) && d >= 1 && civil_from_days(days_from_civil(y, m, d)) == (y, m, d)
 }
 
+/// Whether [`format_nanos`] renders an instant (years 0000–9999).
+fn representable(nanos: i128) -> bool {
+    i64::try_from(nanos.div_euclid(NS_PER_DAY))
+        .is_ok_and(|days| (0..=9999).contains(&civil_from_days(days).0))
+}
+
 /// `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`, years 0000–9999.
+#[cfg(test)]
 pub(crate) fn format_nanos(nanos: i128) -> Option<String> {
     let days = i64::try_from(nanos.div_euclid(NS_PER_DAY)).ok()?;
     let rest = nanos.rem_euclid(NS_PER_DAY);
@@ -1084,6 +1176,75 @@ mod tests {
         filter(rule.format, input.as_bytes(), &mut m, &mut em)?;
         let n = em.records;
         Ok((String::from_utf8(sink.0).unwrap(), m.seen, n))
+    }
+
+    #[test]
+    fn instant_matching_equals_the_reference() {
+        let formats = [
+            ("iso8601", ""),
+            ("epoch_ms", ""),
+            ("epoch_us", ""),
+            ("epoch_s", ""),
+            ("us_datetime", ""),
+            ("dd_mon_yyyy", ""),
+            ("iso8601", ", at = \"ts\""),
+        ];
+        let values = [
+            r#""2021-06-01T00:00:00.123Z""#,
+            r#""2021-06-01""#,
+            r#""2021-06-01T02:00:00+02:00""#,
+            r#""2021-06-01 and 2022-01-01""#,
+            r#""06/01/2021 10:11:12 UTC""#,
+            r#""01-Jun-2021""#,
+            r#""1622505600000""#,
+            r#""1622505600.5""#,
+            "1622505600",
+            "1622505600000",
+            "1622505600000000",
+            "-1",
+            "253402300800",
+            "253402300800000",
+            r#""9999-12-31T23:59:59.999999999Z""#,
+            r#""0000-01-01""#,
+            r#""not a date""#,
+            r#""2021""#,
+            "null",
+            "true",
+            r#"{"ts":"2021-06-01T00:00:00Z"}"#,
+            r#"{"ts":1622505600}"#,
+            "[1]",
+        ];
+        let predicates = [
+            "time>=2021-06-01",
+            "time<2021-06-01T00:00:00.123Z",
+            "time=2021-06-01",
+            "time!=\"2021\"",
+            "time>1622505600",
+            "time<=\"1622505600000\"",
+            "time>=x",
+            "time<5",
+            "has time",
+            "time>=2021-01-01,title=a",
+        ];
+        for (format, extra) in formats {
+            let r = rule(
+                &format!("time = [{{ field = \"time\", format = \"{format}\"{extra} }}]"),
+                "json_array",
+            );
+            for pred in predicates {
+                let scope = Scope::parse(&format!("p.a[{pred}].*")).unwrap();
+                let m = Matcher::new(&scope, &r, TextEncoding::Utf8, "d/f.json", 1 << 20);
+                for v in values {
+                    let rec: Record =
+                        serde_json::from_str(&format!(r#"{{"title":"a","time":{v}}}"#)).unwrap();
+                    assert_eq!(
+                        m.matches(&rec),
+                        m.matches_slow(&rec),
+                        "{format}{extra} [{pred}] on {v}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -1,0 +1,305 @@
+//! What the users and the client do over HTTP: sign contracts and grants,
+//! upload dumps, ask for transfers, follow them to their end and check every
+//! delivered file against the data bank's record.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context, Result};
+use common::alias::{grant_body, Contract};
+use common::anychain::{
+    b64u_encode, sign, signing_key_from_seed, to_token, Dict, SigningKey, Value,
+};
+use futures_util::StreamExt;
+
+/// A user's key, derived from a number.
+pub fn user_key(i: u64) -> SigningKey {
+    let mut seed = [0x5a; 32];
+    seed[..8].copy_from_slice(&i.to_le_bytes());
+    signing_key_from_seed(&seed)
+}
+
+/// The scopes every benchmark contract asks for: the photos whole, the
+/// location history and three activity files with date filters or field
+/// projections, contacts and mail — nearly all of a Takeout.
+fn scopes() -> Vec<Value> {
+    let scope = |path: &str| Dict::new().with("provider", "google").with("path", path);
+    let since = |field: &str, date: &str| {
+        Value::List(vec![Value::List(vec![
+            Value::from(">="),
+            Value::from(field),
+            Value::from(date),
+        ])])
+    };
+    vec![
+        Value::Dict(scope("photos")),
+        Value::Dict(scope("location_history").with("predicates", since("timestamp", "2022-06-01"))),
+        Value::Dict(scope("my_activity.search").with("predicates", since("time", "2022-01-01"))),
+        Value::Dict(scope("youtube.watch_history").with(
+            "fields",
+            Value::List(vec![Value::from("title"), Value::from("time")]),
+        )),
+        Value::Dict(scope("chrome.history")),
+        Value::Dict(scope("contacts")),
+        Value::Dict(scope("mail")),
+    ]
+}
+
+/// A contract of client `name` pushing to `domain` over plain http; every
+/// scope is contractual, so a grant needs no consent matrix.
+pub fn contract(name: &str, domain: &str) -> Result<Value> {
+    let client_key = signing_key_from_seed(&[0x17; 32]);
+    let decl = Dict::new()
+        .with("type", "alias.client.decl")
+        .with("name", name)
+        .with("domain", domain)
+        .with("crypto", Dict::new());
+    let client = sign(&client_key, Value::Dict(decl), 1_700_000_000_000.0)?;
+    Ok(Value::Dict(
+        Dict::new()
+            .with("type", "alias.contract")
+            .with("client", client)
+            .with("legal", Dict::new().with("usage", "benchmark"))
+            .with(
+                "base",
+                Dict::new().with(
+                    "contractual",
+                    Dict::new()
+                        .with("scopes", Value::List(scopes()))
+                        .with("usages", Value::List(vec![])),
+                ),
+            )
+            .with("network", Dict::new().with("scheme", "http")),
+    ))
+}
+
+/// The transfer id of a contract (its hash).
+pub fn contract_id(contract: &Value) -> Result<String> {
+    Ok(Contract::new(contract)?.hash()?.to_b64())
+}
+
+/// A grant of `contract` signed now by `user`, as a token.
+#[allow(clippy::cast_precision_loss)]
+pub fn grant(user: &SigningKey, contract: &Value) -> Result<String> {
+    let body = grant_body(contract, vec![], vec![])?;
+    Ok(to_token(&sign(user, body, common::state::now_ms() as f64)?))
+}
+
+/// The user's public key as the data bank names it.
+pub fn public_key(user: &SigningKey) -> String {
+    b64u_encode(user.verifying_key().as_bytes())
+}
+
+/// Uploads one dump file of `user` through the gateway (a signed request,
+/// streamed, as `aliasctl dump upload` does).
+pub async fn upload(user: &SigningKey, gateway: &str, file: &Path) -> Result<()> {
+    aliasctl::dump::upload(user, gateway, "google", None, file, false)
+        .await
+        .with_context(|| format!("uploading {}", file.display()))?;
+    Ok(())
+}
+
+/// `POST /alias/process` with `Prefer: respond-async`; returns the transfer id.
+pub async fn post_grant(http: &reqwest::Client, gateway: &str, grant: &str) -> Result<String> {
+    let resp = http
+        .post(format!("{gateway}/alias/process"))
+        .header("Prefer", "respond-async")
+        .form(&[("grant", grant)])
+        .send()
+        .await?;
+    let status = resp.status();
+    let location = resp
+        .headers()
+        .get("Location")
+        .and_then(|l| l.to_str().ok())
+        .map(str::to_owned);
+    if status != reqwest::StatusCode::ACCEPTED {
+        bail!(
+            "POST /alias/process: {status} {}",
+            resp.text().await.unwrap_or_default()
+        );
+    }
+    let location = location.context("202 without Location")?;
+    Ok(location.rsplit('/').next().unwrap_or(&location).to_owned())
+}
+
+/// How a transfer ended, as followed on its event stream.
+#[derive(Debug, Clone)]
+pub struct Followed {
+    /// The final state (`done`, `failed`, `cancelled`).
+    pub state: String,
+    /// When the state `pushing` was first seen (processing over).
+    pub pushing_at: Option<Instant>,
+    /// When the final state was seen.
+    pub ended_at: Instant,
+    /// The error, when it failed.
+    pub error: Option<String>,
+}
+
+fn terminal(state: &str) -> bool {
+    matches!(state, "done" | "failed" | "cancelled")
+}
+
+/// Follows a transfer on `GET /alias/transfers/{id}/events` until it ends;
+/// if the stream breaks, polls the status until it ends or `deadline`.
+pub async fn follow(
+    http: &reqwest::Client,
+    gateway: &str,
+    id: &str,
+    deadline: Instant,
+) -> Result<Followed> {
+    let mut pushing_at = None;
+    let left = deadline.saturating_duration_since(Instant::now());
+    let streamed = tokio::time::timeout(left, async {
+        let resp = http
+            .get(format!("{gateway}/alias/transfers/{id}/events"))
+            .send()
+            .await?
+            .error_for_status()?;
+        let mut body = resp.bytes_stream();
+        let mut buf: Vec<u8> = Vec::new();
+        while let Some(piece) = body.next().await {
+            buf.extend_from_slice(&piece?);
+            while let Some(end) = find(&buf, b"\n\n") {
+                let event: Vec<u8> = buf.drain(..end + 2).collect();
+                let text = String::from_utf8_lossy(&event);
+                for line in text.lines() {
+                    let Some(data) = line.strip_prefix("data:") else {
+                        continue;
+                    };
+                    let v: serde_json::Value = serde_json::from_str(data.trim())?;
+                    let state = v["state"].as_str().unwrap_or_default().to_owned();
+                    if state == "pushing" && pushing_at.is_none() {
+                        pushing_at = Some(Instant::now());
+                    }
+                    if terminal(&state) {
+                        return Ok::<_, anyhow::Error>(Some(Followed {
+                            state,
+                            pushing_at,
+                            ended_at: Instant::now(),
+                            error: v["error"].as_str().map(str::to_owned),
+                        }));
+                    }
+                }
+            }
+        }
+        Ok(None)
+    })
+    .await;
+    if let Ok(Ok(Some(f))) = streamed {
+        return Ok(f);
+    }
+    // The stream broke (or timed out): poll with the same deadline.
+    loop {
+        let v: serde_json::Value = http
+            .get(format!("{gateway}/alias/transfers/{id}"))
+            .send()
+            .await?
+            .json()
+            .await?;
+        let state = v["state"].as_str().unwrap_or_default().to_owned();
+        if terminal(&state) {
+            return Ok(Followed {
+                state,
+                pushing_at,
+                ended_at: Instant::now(),
+                error: v["error"].as_str().map(str::to_owned),
+            });
+        }
+        if Instant::now() > deadline {
+            bail!("transfer {id} still {state} at the deadline");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// One delivered file, checked.
+#[derive(Debug, Clone)]
+pub struct Delivered {
+    /// The file name at the client.
+    pub name: String,
+    /// Its size.
+    pub size: u64,
+}
+
+/// BLAKE2b-512 of a file, URL-safe base64.
+pub fn blake2b_file(path: &Path) -> Result<(u64, String)> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).with_context(|| format!("{}", path.display()))?;
+    let mut state = blake2b_simd::State::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        state.update(&buf[..n]);
+        size += n as u64;
+    }
+    Ok((size, b64u_encode(state.finalize().as_bytes())))
+}
+
+/// Checks that transfer `id` is `done` at the data bank and that every file
+/// of its record is at the client (`sink_dir/{id}/data/{name}`) with the
+/// recorded size and BLAKE2b, and that the client was told it finished.
+pub async fn verify(
+    http: &reqwest::Client,
+    gateway: &str,
+    sink_dir: &Path,
+    id: &str,
+) -> Result<Vec<Delivered>> {
+    let status: serde_json::Value = http
+        .get(format!("{gateway}/alias/transfers/{id}"))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    ensure!(status["state"] == "done", "transfer {id}: {status}");
+    let files = status["files"].as_array().context("files")?;
+    ensure!(!files.is_empty(), "transfer {id} has no files");
+    let mut delivered = Vec::new();
+    for f in files {
+        let name = f["name"].as_str().context("file name")?;
+        let size = f["size"].as_u64().context("file size")?;
+        let hash = f["blake2b"].as_str().context("file hash")?;
+        let path = sink_dir.join(id).join("data").join(name);
+        let (got_size, got_hash) = blake2b_file(&path)?;
+        ensure!(
+            got_size == size && got_hash == hash,
+            "{id}/{name}: the client holds {got_size} bytes {got_hash}, the record says {size} bytes {hash}"
+        );
+        delivered.push(Delivered {
+            name: name.to_owned(),
+            size,
+        });
+    }
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(sink_dir.join(id).join("state.json"))?)?;
+    ensure!(
+        state["finished"] == true,
+        "the client of {id} was not told finished: {state}"
+    );
+    Ok(delivered)
+}
+
+/// The start request of the push protocol (`PUT {base}{id}`, `grant=`),
+/// which makes the sink accept chunks for `id`.
+pub async fn sink_start(
+    http: &reqwest::Client,
+    push_base: &str,
+    id: &str,
+    grant: &str,
+) -> Result<()> {
+    http.put(format!("{push_base}{id}"))
+        .form(&[("grant", grant)])
+        .send()
+        .await?
+        .error_for_status()?;
+    Ok(())
+}
