@@ -289,15 +289,16 @@ impl Pusher {
         .await
         {
             Ok(_) => {
-                self.state
-                    .transition(
+                record_acked(|| {
+                    self.state.transition(
                         &t.id,
                         t.generation,
                         &[TransferState::Pushing],
                         TransferState::Done,
                         None,
                     )
-                    .await?;
+                })
+                .await?;
                 tracing::info!(transfer = %t.id, generation = t.generation, files = files.len(), "transfer done");
                 Ok(())
             }
@@ -686,10 +687,10 @@ impl Pusher {
             }
         }
         let _ = self.state.client_success(domain).await;
-        if let Err(e) = self.state.set_flag(&done_flag, DAY * 7).await {
+        if let Err(e) = record_acked(|| self.state.set_flag(&done_flag, DAY * 7)).await {
             return e.into();
         }
-        if let Err(e) = self.state.finish_file(&t.id, t.generation, file).await {
+        if let Err(e) = record_acked(|| self.state.finish_file(&t.id, t.generation, file)).await {
             return e.into();
         }
         match self.maybe_finish(t, target, domain).await {
@@ -697,6 +698,30 @@ impl Pusher {
             Err(step) => step,
         }
     }
+}
+
+/// Records what a client has already acknowledged (a finished file, a
+/// finished transfer). A dropped Redis connection reconnects within
+/// moments; retrying the write in place then keeps the client from being
+/// told the same thing twice. Only a longer outage gives up, and the job's
+/// retry repeats the (idempotent) request.
+async fn record_acked<T, F, Fut>(mut write: F) -> Result<T, common::state::StateError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, common::state::StateError>>,
+{
+    let mut delay = Duration::from_millis(50);
+    for _ in 0..6 {
+        match write().await {
+            Ok(v) => return Ok(v),
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in = ?delay, "could not record an acknowledged step; retrying");
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+        }
+    }
+    write().await
 }
 
 #[async_trait::async_trait]
