@@ -109,6 +109,67 @@ async fn processors_killed_at_random_points_deliver_the_clean_run_files() {
     }
 }
 
+/// SIGKILL of the pusher process at a seeded point of the push (a share of
+/// the transfer's bytes acknowledged by the client); a second process
+/// resumes from the committed offsets.
+#[actix_web::test]
+async fn pushers_killed_at_random_points_deliver_the_clean_run_files() {
+    let (clean, _) = clean_run(51, 6).await;
+    for seed in [4u64, 5, 6] {
+        let mut bank = Bank::new("fp", &[("ALIAS_PUSH_PER_CLIENT", "1")]).await;
+        bank.start_processor().await;
+        let u = user(51);
+        give_dump(&bank, &u, DUMP_BYTES, 6).await;
+        // A slow client, so that the push spans many chunks.
+        let client = Client::new(
+            "Clean",
+            1,
+            Faults {
+                delay_ms: 15,
+                ..Faults::none()
+            },
+        );
+        let fraction: f64 = rand::rngs::StdRng::seed_from_u64(seed).gen_range(0.2..0.8);
+        let mut events = bank.app.state.subscribe(&client.id);
+        let mut first = bank.spawn(Role::Pusher);
+        let (status, body) = process_async(&bank.base, &client.grant(&u)).await;
+        assert_eq!(status, 202, "{body}");
+        let landed = loop {
+            let event = tokio::time::timeout(LIMIT, events.recv())
+                .await
+                .unwrap()
+                .unwrap();
+            let t = event.transfer;
+            #[allow(clippy::cast_precision_loss)]
+            let reached =
+                t.bytes_total > 0 && t.bytes_done as f64 >= fraction * t.bytes_total as f64;
+            if t.state == TransferState::Pushing && reached {
+                break t;
+            }
+            assert!(
+                !t.state.is_terminal(),
+                "seed {seed}: ended before the kill: {t:?}"
+            );
+        };
+        first.start_kill().unwrap();
+        first.wait().await.unwrap();
+        eprintln!(
+            "seed {seed}: pusher killed at {} of {} bytes",
+            landed.bytes_done, landed.bytes_total
+        );
+        bank.children.push(bank.spawn(Role::Pusher));
+        let t = wait_terminal(&bank, &client.id, LIMIT).await;
+        assert_eq!(t.state, TransferState::Done, "seed {seed}: {t:?}");
+        let got = assert_delivered(&bank, &client).await;
+        assert!(
+            got == clean,
+            "seed {seed}: the files differ from a clean run"
+        );
+        assert_eq!(client.sink.counters().starts, 1, "seed {seed}");
+        bank.cleanup().await;
+    }
+}
+
 /// The local ports of `pid`'s TCP connections to Redis (port 6379), read
 /// from `/proc`: the connections of this test's child processes only.
 fn redis_ports_of(pid: u32) -> Vec<u16> {
