@@ -5,8 +5,8 @@
 //! origin, that the challenge is the one it issued (and takes it, so it is
 //! used once) and that the signer is the account's key.
 
-use super::documents::{decode_verified_with, AliasError};
-use super::request::bank_registry;
+use super::documents::AliasError;
+use super::request::{bank_registry, decode_user_signed, signed_within, signer_of};
 use crate::anychain::{Dict, Registry, Value};
 use crate::js::has_prop;
 use std::sync::OnceLock;
@@ -76,26 +76,13 @@ pub struct SignedLogin {
 impl SignedLogin {
     /// Decodes and verifies a login answer token.
     pub fn from_token(token: &str, limits: &crate::anychain::Limits) -> Result<Self, LoginError> {
-        let value = decode_verified_with(login_registry(), token, limits)?;
-        if !super::is_signature_of(&value, BANK_LOGIN) {
-            return Err(AliasError::WrongType(BANK_LOGIN).into());
-        }
-        match value.get("signer") {
-            Some(Value::Bytes(b)) if b.len() == 32 => Ok(Self { value }),
-            _ => Err(AliasError::Malformed {
-                document: BANK_LOGIN,
-                reason: "signer is not a 32-byte public key".into(),
-            }
-            .into()),
-        }
+        let value = decode_user_signed(login_registry(), token, limits, BANK_LOGIN)?;
+        Ok(Self { value })
     }
 
     /// The signer's public key.
     pub fn signer(&self) -> &[u8] {
-        self.value
-            .get("signer")
-            .and_then(Value::as_bytes)
-            .unwrap_or_default()
+        signer_of(&self.value)
     }
 
     /// The challenge the answer names.
@@ -117,16 +104,7 @@ impl SignedLogin {
         max_age_ms: u64,
         skew_ms: u64,
     ) -> Result<(), LoginError> {
-        let date = self
-            .value
-            .get("date")
-            .and_then(Value::as_f64)
-            .unwrap_or(f64::NAN);
-        #[allow(clippy::cast_precision_loss)]
-        let (max_age, skew) = (max_age_ms as f64, skew_ms as f64);
-        if !(date >= now_ms - max_age && date <= now_ms + skew) {
-            return Err(LoginError::Expired);
-        }
+        signed_within(&self.value, now_ms, max_age_ms, skew_ms).map_err(|_| LoginError::Expired)?;
         let got = self
             .value
             .get("body")

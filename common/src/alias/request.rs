@@ -56,6 +56,56 @@ pub fn request_body(method: &str, path: &str, origin: &str, size: Option<u64>) -
     Value::Dict(d)
 }
 
+/// Decodes and verifies a token that a user signed with their key: an
+/// `anychain.signature` of `doc_type` whose signer is a 32-byte public key.
+pub(crate) fn decode_user_signed(
+    registry: &Registry,
+    token: &str,
+    limits: &Limits,
+    doc_type: &'static str,
+) -> Result<Value, AliasError> {
+    let value = decode_verified_with(registry, token, limits)?;
+    if !super::is_signature_of(&value, doc_type) {
+        return Err(AliasError::WrongType(doc_type));
+    }
+    match value.get("signer") {
+        Some(Value::Bytes(b)) if b.len() == 32 => Ok(value),
+        _ => Err(AliasError::Malformed {
+            document: doc_type,
+            reason: "signer is not a 32-byte public key".into(),
+        }),
+    }
+}
+
+/// The signer's public key of a verified signature.
+pub(crate) fn signer_of(value: &Value) -> &[u8] {
+    value
+        .get("signer")
+        .and_then(Value::as_bytes)
+        .unwrap_or_default()
+}
+
+/// Whether the signature date lies within `max_age_ms` before `now_ms` and
+/// `skew_ms` after it; the date (NaN when absent) otherwise.
+pub(crate) fn signed_within(
+    value: &Value,
+    now_ms: f64,
+    max_age_ms: u64,
+    skew_ms: u64,
+) -> Result<(), f64> {
+    let date = value
+        .get("date")
+        .and_then(Value::as_f64)
+        .unwrap_or(f64::NAN);
+    #[allow(clippy::cast_precision_loss)]
+    let (max_age, skew) = (max_age_ms as f64, skew_ms as f64);
+    if date >= now_ms - max_age && date <= now_ms + skew {
+        Ok(())
+    } else {
+        Err(date)
+    }
+}
+
 /// A verified signed request.
 #[derive(Debug, Clone)]
 pub struct SignedRequest {
@@ -84,18 +134,8 @@ pub enum RequestAuthError {
 impl SignedRequest {
     /// Decodes and verifies a signed request token.
     pub fn from_token(token: &str, limits: &Limits) -> Result<Self, RequestAuthError> {
-        let value = decode_verified_with(bank_registry(), token, limits)?;
-        if !super::is_signature_of(&value, BANK_REQUEST) {
-            return Err(AliasError::WrongType(BANK_REQUEST).into());
-        }
-        match value.get("signer") {
-            Some(Value::Bytes(b)) if b.len() == 32 => Ok(Self { value }),
-            _ => Err(AliasError::Malformed {
-                document: BANK_REQUEST,
-                reason: "signer is not a 32-byte public key".into(),
-            }
-            .into()),
-        }
+        let value = decode_user_signed(bank_registry(), token, limits, BANK_REQUEST)?;
+        Ok(Self { value })
     }
 
     fn field(&self, name: &str) -> Option<&Value> {
@@ -104,10 +144,7 @@ impl SignedRequest {
 
     /// The user's public key.
     pub fn signer(&self) -> &[u8] {
-        self.value
-            .get("signer")
-            .and_then(Value::as_bytes)
-            .unwrap_or_default()
+        signer_of(&self.value)
     }
 
     /// The declared body size, if any.
@@ -132,16 +169,8 @@ impl SignedRequest {
         max_age_ms: u64,
         skew_ms: u64,
     ) -> Result<(), RequestAuthError> {
-        let date = self
-            .value
-            .get("date")
-            .and_then(Value::as_f64)
-            .unwrap_or(f64::NAN);
-        #[allow(clippy::cast_precision_loss)]
-        let (max_age, skew) = (max_age_ms as f64, skew_ms as f64);
-        if !(date >= now_ms - max_age && date <= now_ms + skew) {
-            return Err(RequestAuthError::Expired { date, now: now_ms });
-        }
+        signed_within(&self.value, now_ms, max_age_ms, skew_ms)
+            .map_err(|date| RequestAuthError::Expired { date, now: now_ms })?;
         for (name, want) in [("method", method), ("path", path), ("origin", origin)] {
             let got = self.field(name).and_then(Value::as_str).unwrap_or_default();
             let same = if name == "method" {
