@@ -19,7 +19,7 @@
 //! Both POSTs are rate-limited per address and per username, and need the
 //! page's CSRF token.
 
-use super::session::{ct_eq, new_id, random_bytes, Session, User};
+use super::session::{ct_eq, json_body, new_id, random_bytes, Session, User};
 use crate::error::ApiError;
 use crate::AppState;
 use actix_web::http::{header, StatusCode};
@@ -154,10 +154,6 @@ pub async fn account(app: &AppState, username: &str) -> Result<Option<AccountRec
             .map_err(|e| ApiError::unavailable("account record", e)),
         None => Ok(None),
     }
-}
-
-fn json_body<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| bad("bad_body", format!("bad request body: {e}")))
 }
 
 fn client_ip(req: &HttpRequest) -> String {
@@ -313,6 +309,21 @@ async fn check_verifier(
     }
 }
 
+/// The first step of both login requests: the normalized username, within
+/// its rate limit, and its account when `verifier` matches.
+async fn authenticate(
+    app: &AppState,
+    req: &HttpRequest,
+    username: &str,
+    verifier: &str,
+) -> Result<(String, AccountRecord), ApiError> {
+    let username = username.trim().to_ascii_lowercase();
+    check_username(&username)?;
+    rate_limit(app, req, &username).await?;
+    let record = check_verifier(app, &username, verifier).await?;
+    Ok((username, record))
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LoginBegin {
@@ -326,13 +337,9 @@ pub async fn login_begin(
     req: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let session = Session::load(&app, &req).await?;
-    session.check_csrf_header(&app, &req)?;
+    let session = Session::load_checked(&app, &req).await?;
     let input: LoginBegin = json_body(&body)?;
-    let username = input.username.trim().to_ascii_lowercase();
-    check_username(&username)?;
-    rate_limit(&app, &req, &username).await?;
-    let record = check_verifier(&app, &username, &input.verifier).await?;
+    let (username, record) = authenticate(&app, &req, &input.username, &input.verifier).await?;
     let challenge = new_challenge(&app, &format!("login:{username}")).await?;
     Ok(json_with_session(
         &app,
@@ -363,13 +370,9 @@ pub async fn login_finish(
     req: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let session = Session::load(&app, &req).await?;
-    session.check_csrf_header(&app, &req)?;
+    let session = Session::load_checked(&app, &req).await?;
     let input: LoginFinish = json_body(&body)?;
-    let username = input.username.trim().to_ascii_lowercase();
-    check_username(&username)?;
-    rate_limit(&app, &req, &username).await?;
-    let record = check_verifier(&app, &username, &input.verifier).await?;
+    let (username, record) = authenticate(&app, &req, &input.username, &input.verifier).await?;
     let pk = b64u_decode(&record.public_key).map_err(|e| ApiError::unavailable("account", e))?;
     check_answer(&app, &input.login, &pk, &format!("login:{username}")).await?;
     let user = User {
@@ -399,8 +402,7 @@ pub async fn signup_begin(
     req: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let session = Session::load(&app, &req).await?;
-    session.check_csrf_header(&app, &req)?;
+    let session = Session::load_checked(&app, &req).await?;
     let input: SignupBegin = json_body(&body)?;
     let username = input.username.trim().to_ascii_lowercase();
     check_username(&username)?;
@@ -431,8 +433,7 @@ pub async fn signup(
     req: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let session = Session::load(&app, &req).await?;
-    session.check_csrf_header(&app, &req)?;
+    let session = Session::load_checked(&app, &req).await?;
     let input: Signup = json_body(&body)?;
     let record = input.record;
     record.check()?;

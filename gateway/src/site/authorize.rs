@@ -20,7 +20,7 @@
 use super::accounts::random_id;
 use super::catalog::{describe, Described};
 use super::pages::{error_page, html, see_other, Chrome};
-use super::session::Session;
+use super::session::{json_body, Session};
 use crate::error::ApiError;
 use crate::grants::{accept_grant, token_error};
 use crate::AppState;
@@ -486,11 +486,9 @@ pub async fn agree(
     rid: web::Path<String>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let session = Session::load(&app, &req).await?;
-    session.check_csrf_header(&app, &req)?;
+    let session = Session::load_checked(&app, &req).await?;
     let p = pending(&app, &rid, &session).await?;
-    let input: Agree = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request("bad_body", e.to_string()))?;
+    let input: Agree = json_body(&body)?;
     let grant =
         Grant::from_token(&input.grant, &app.config.limits).map_err(|e| token_error(e, "grant"))?;
     if grant.signer_b64() != p.pk {

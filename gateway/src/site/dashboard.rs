@@ -5,7 +5,7 @@
 
 use super::catalog::{describe, providers, Described};
 use super::pages::{html, see_other, Chrome};
-use super::session::Session;
+use super::session::{json_body, Session};
 use crate::error::ApiError;
 use crate::grants::{accept_grant, start_transfer, token_error};
 use crate::AppState;
@@ -394,11 +394,9 @@ pub async fn post_grant(
     req: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let session = Session::load(&app, &req).await?;
-    session.check_csrf_header(&app, &req)?;
+    let session = Session::load_checked(&app, &req).await?;
     let user = session.require_user()?;
-    let input: PostGrant = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request("bad_body", e.to_string()))?;
+    let input: PostGrant = json_body(&body)?;
     let grant =
         Grant::from_token(&input.grant, &app.config.limits).map_err(|e| token_error(e, "grant"))?;
     if grant.signer_b64() != user.pk {
@@ -462,11 +460,9 @@ pub async fn set_reexport(
     req: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let session = Session::load(&app, &req).await?;
-    session.check_csrf_header(&app, &req)?;
+    let session = Session::load_checked(&app, &req).await?;
     let user = session.require_user()?;
-    let input: Reexport = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request("bad_body", e.to_string()))?;
+    let input: Reexport = json_body(&body)?;
     if app
         .state
         .stored_grant(&user.pk, &input.contract)

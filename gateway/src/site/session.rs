@@ -121,6 +121,14 @@ fn session_key(id: &str) -> String {
 }
 
 impl Session {
+    /// The session of a JSON POST from the pages: loaded, with its CSRF
+    /// header checked.
+    pub async fn load_checked(app: &AppState, req: &HttpRequest) -> Result<Session, ApiError> {
+        let session = Self::load(app, req).await?;
+        session.check_csrf_header(app, req)?;
+        Ok(session)
+    }
+
     /// The session of `req`: the one its valid cookie names, or a new
     /// anonymous one.
     pub async fn load(app: &AppState, req: &HttpRequest) -> Result<Session, ApiError> {
@@ -222,6 +230,12 @@ impl Session {
             .finish();
         resp.cookie(cookie);
     }
+}
+
+/// Parses the JSON body of a POST from the pages.
+pub(crate) fn json_body<T: for<'de> serde::Deserialize<'de>>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request("bad_body", format!("bad request body: {e}")))
 }
 
 #[cfg(test)]
