@@ -413,14 +413,11 @@ fn mib(bytes: u64) -> f64 {
 /// Checks a received archive against the data bank's record and lists it.
 fn check_file(record: &serde_json::Value, name: &str, path: &Path) -> Result<Delivered> {
     let size = record["size"].as_u64().unwrap_or(0);
-    let mut file = std::fs::File::open(path)
+    let (held, hash) = common::storage::blake2b_file(path)
         .with_context(|| format!("the client does not hold {}", path.display()))?;
-    let mut hasher = blake2b_simd::Params::new().hash_length(64).to_state();
-    let copied = std::io::copy(&mut file, &mut HashWriter(&mut hasher))?;
-    if copied != size {
-        bail!("{name}: the client holds {copied} bytes, the data bank sent {size}");
+    if held != size {
+        bail!("{name}: the client holds {held} bytes, the data bank sent {size}");
     }
-    let hash = b64u_encode(hasher.finalize().as_bytes());
     if record["blake2b"].as_str() != Some(hash.as_str()) {
         bail!("{name}: the client's copy differs from the data bank's archive");
     }
@@ -435,19 +432,6 @@ fn check_file(record: &serde_json::Value, name: &str, path: &Path) -> Result<Del
         entries: archive.len(),
         sample,
     })
-}
-
-struct HashWriter<'a>(&'a mut blake2b_simd::State);
-
-impl Write for HashWriter<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.update(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 /// Follows the transfer's events with two bars (dumps read, bytes pushed)

@@ -228,20 +228,7 @@ pub struct Delivered {
 
 /// BLAKE2b-512 of a file, URL-safe base64.
 pub fn blake2b_file(path: &Path) -> Result<(u64, String)> {
-    use std::io::Read;
-    let mut f = std::fs::File::open(path).with_context(|| format!("{}", path.display()))?;
-    let mut state = blake2b_simd::State::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut size = 0u64;
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        state.update(&buf[..n]);
-        size += n as u64;
-    }
-    Ok((size, b64u_encode(state.finalize().as_bytes())))
+    common::storage::blake2b_file(path).with_context(|| format!("{}", path.display()))
 }
 
 /// Checks that transfer `id` is `done` at the data bank and that every file

@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fs;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -428,23 +428,11 @@ pub(crate) fn persist(dir: &Path, state: &TransferState, token: Option<&str>) ->
 /// Size and BLAKE2b-512 (URL-safe base64) of a file; `(0, hash of nothing)`
 /// when it does not exist.
 pub(crate) fn hash_file(path: &Path) -> io::Result<(u64, String)> {
-    let mut state = blake2b_simd::State::new();
-    let mut size = 0u64;
-    match fs::File::open(path) {
-        Ok(mut f) => {
-            let mut buf = vec![0u8; 1 << 20];
-            loop {
-                let n = f.read(&mut buf)?;
-                if n == 0 {
-                    break;
-                }
-                let piece = buf.get(..n).unwrap_or_default();
-                state.update(piece);
-                size += n as u64;
-            }
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
+    match common::storage::blake2b_file(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok((
+            0,
+            b64u_encode(blake2b_simd::State::new().finalize().as_bytes()),
+        )),
+        other => other,
     }
-    Ok((size, b64u_encode(state.finalize().as_bytes())))
 }
