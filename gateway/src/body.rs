@@ -72,10 +72,17 @@ impl Params {
             .or(self.raw.as_deref().filter(|r| !r.trim().is_empty()))
     }
 
+    /// [`Params::get_or_raw`], or a `missing_parameter` error.
+    pub fn require_or_raw(&self, name: &str) -> Result<&str, ApiError> {
+        self.get_or_raw(name).ok_or_else(|| missing(name))
+    }
+
     /// A required named parameter.
     pub fn require(&self, name: &str) -> Result<&str, ApiError> {
-        self.get(name).ok_or_else(|| {
-            ApiError::bad_request("missing_parameter", format!("missing parameter '{name}'"))
-        })
+        self.get(name).ok_or_else(|| missing(name))
     }
+}
+
+fn missing(name: &str) -> ApiError {
+    ApiError::bad_request("missing_parameter", format!("missing parameter '{name}'"))
 }

@@ -354,9 +354,7 @@ pub async fn store_grant(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let params = Params::parse(&req, &body)?;
-    let token = params
-        .get_or_raw("grant")
-        .ok_or_else(|| ApiError::bad_request("missing_parameter", "missing parameter 'grant'"))?;
+    let token = params.require_or_raw("grant")?;
     let effective = accept_grant(&app, token, params.get("bind")).await?;
     let mut transfer = serde_json::Value::Null;
     if effective.stored && effective.grant.is_revoked() {
@@ -384,9 +382,7 @@ pub async fn bind(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let params = Params::parse(&req, &body)?;
-    let token = params
-        .get_or_raw("bind")
-        .ok_or_else(|| ApiError::bad_request("missing_parameter", "missing parameter 'bind'"))?;
+    let token = params.require_or_raw("bind")?;
     let user = accept_bind(&app, token, None).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({"status": "ok", "user": user})))
 }
