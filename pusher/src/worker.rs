@@ -149,6 +149,26 @@ impl Pusher {
         }
     }
 
+    /// The step after a request the client failed: final when it refused
+    /// (`refused` words the reason), otherwise [`Pusher::client_trouble`].
+    async fn request_failed(
+        &self,
+        err: RetryError,
+        domain: &str,
+        job_key: &str,
+        refused: &str,
+    ) -> Step {
+        match err {
+            RetryError::Permanent(e) => Step::Fail(format!("{refused}: {e}")),
+            RetryError::Exhausted {
+                last, retry_after, ..
+            } => {
+                self.client_trouble(domain, job_key, &last.to_string(), retry_after)
+                    .await
+            }
+        }
+    }
+
     /// A failure of the client: counts it for the breaker, and turns it into
     /// a later try, or a failure once the job's budget is spent.
     async fn client_trouble(
@@ -225,17 +245,12 @@ impl Pusher {
                     let _ = self.state.client_success(domain).await;
                     Ok(())
                 }
-                Err(RetryError::Permanent(e)) => {
-                    Err(Step::Fail(format!("start request refused: {e}")))
-                }
-                Err(RetryError::Exhausted {
-                    last, retry_after, ..
-                }) => Err(self
-                    .client_trouble(
+                Err(e) => Err(self
+                    .request_failed(
+                        e,
                         domain,
                         &format!("job:{}:{}:start", t.id, t.generation),
-                        &last.to_string(),
-                        retry_after,
+                        "start request refused",
                     )
                     .await),
             }
@@ -302,17 +317,12 @@ impl Pusher {
                 tracing::info!(transfer = %t.id, generation = t.generation, files = files.len(), "transfer done");
                 Ok(())
             }
-            Err(RetryError::Permanent(e)) => {
-                Err(Step::Fail(format!("finish request refused: {e}")))
-            }
-            Err(RetryError::Exhausted {
-                last, retry_after, ..
-            }) => Err(self
-                .client_trouble(
+            Err(e) => Err(self
+                .request_failed(
+                    e,
                     domain,
                     &format!("job:{}:{}:finish", t.id, t.generation),
-                    &last.to_string(),
-                    retry_after,
+                    "finish request refused",
                 )
                 .await),
         };
@@ -670,18 +680,13 @@ impl Pusher {
         .await
         {
             Ok(_) => {}
-            Err(RetryError::Permanent(e)) => {
-                return Step::Fail(format!("the client refused {file}: {e}"))
-            }
-            Err(RetryError::Exhausted {
-                last, retry_after, ..
-            }) => {
+            Err(e) => {
                 return self
-                    .client_trouble(
+                    .request_failed(
+                        e,
                         domain,
                         &format!("job:{}:{}:{file}", t.id, t.generation),
-                        &last.to_string(),
-                        retry_after,
+                        &format!("the client refused {file}"),
                     )
                     .await
             }
