@@ -1,0 +1,1 @@
+//! Attacks: consent (filled in below).

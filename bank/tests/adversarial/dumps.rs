@@ -1,0 +1,1 @@
+//! Attacks: dumps (filled in below).

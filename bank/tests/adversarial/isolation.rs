@@ -1,0 +1,1 @@
+//! Attacks: isolation (filled in below).

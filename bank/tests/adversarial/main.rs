@@ -1,0 +1,17 @@
+//! The adversarial suite: each attack listed in SECURITY.md, performed
+//! through the real services (gateway, processor and pusher libraries, an
+//! `alias-sink` as the client) against the local Redis and RabbitMQ, and
+//! shown refused: nothing pushed, nothing changed for the victim, memory
+//! flat. Each test runs on its own namespace, so they run in parallel.
+//!
+//! The fixtures are the fault tests' (`pusher/tests/support`): a bank on its
+//! own namespace, clients, users with dumps, grants.
+
+#[path = "../../../pusher/tests/support/mod.rs"]
+mod support;
+
+mod consent;
+mod dumps;
+mod isolation;
+mod quotas;
+mod visibility;

@@ -1,0 +1,1 @@
+//! Attacks: quotas (filled in below).

@@ -1,0 +1,1 @@
+//! Attacks: visibility (filled in below).
