@@ -107,7 +107,14 @@ fn edit(v: &Value, path: &[&str], f: &dyn Fn(&Value) -> Value) -> Value {
         Value::Dict(d) => {
             let mut out = Dict::new();
             for (k, c) in d.iter() {
-                out.insert(k, if k == *first { edit(c, rest, f) } else { c.clone() });
+                out.insert(
+                    k,
+                    if k == *first {
+                        edit(c, rest, f)
+                    } else {
+                        c.clone()
+                    },
+                );
             }
             Value::Dict(out)
         }
@@ -204,7 +211,11 @@ async fn hashed_false_cell(cell: &[&str], path: &str, prefix: &str) {
         .files(&client.id, t.generation)
         .await
         .unwrap();
-    assert_eq!(files.len(), 1, "one archive, the contractual scope: {files:?}");
+    assert_eq!(
+        files.len(),
+        1,
+        "one archive, the contractual scope: {files:?}"
+    );
     assert_delivered(&bank, &client).await;
     bank.cleanup().await;
 }
@@ -241,7 +252,10 @@ async fn non_boolean_consent_cells_are_refused() {
     let client = consent_client(32);
     let genuine = declining_grant(&u, &client.contract);
     for (cell, path) in [
-        (["body", "base", "consent", "0", "0"], "grant.body.base.consent.0.0"),
+        (
+            ["body", "base", "consent", "0", "0"],
+            "grant.body.base.consent.0.0",
+        ),
         (
             ["body", "base", "legitimate", "0", "0"],
             "grant.body.base.legitimate.0.0",
@@ -273,7 +287,15 @@ async fn hashes_in_other_read_values_are_refused() {
     let cases: [&[&str]; 9] = [
         &["body", "contract", "network", "pushEndpoint"],
         &["body", "contract", "network", "scheme"],
-        &["body", "contract", "base", "contractual", "scopes", "0", "path"],
+        &[
+            "body",
+            "contract",
+            "base",
+            "contractual",
+            "scopes",
+            "0",
+            "path",
+        ],
         &["body", "contract", "base", "consent", "0", "scopes", "0"],
         &["body", "contract", "client", "body", "domain"],
         &["body", "contract", "client", "body", "name"],

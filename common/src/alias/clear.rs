@@ -137,7 +137,9 @@ fn check_client_key(path: &str, value: &Value) -> Result<(), ClearError> {
     };
     match named {
         None | Some(Value::Null) => Ok(()),
-        Some(Value::Bytes(k)) if Some(k.as_slice()) == value.get("signer").and_then(Value::as_bytes) => {
+        Some(Value::Bytes(k))
+            if Some(k.as_slice()) == value.get("signer").and_then(Value::as_bytes) =>
+        {
             Ok(())
         }
         Some(_) => Err(ClearError::ClientKeyMismatch {
@@ -223,7 +225,11 @@ mod tests {
     }
 
     fn contract(client: Value) -> Value {
-        let scope = Value::Dict(Dict::new().with("provider", "google").with("path", "photos"));
+        let scope = Value::Dict(
+            Dict::new()
+                .with("provider", "google")
+                .with("path", "photos"),
+        );
         let group = Value::Dict(
             Dict::new()
                 .with("scopes", Value::List(vec![scope]))
@@ -234,7 +240,10 @@ mod tests {
                 .with("type", "alias.contract")
                 .with("client", client)
                 .with("legal", Dict::new())
-                .with("base", Dict::new().with("consent", Value::List(vec![group]))),
+                .with(
+                    "base",
+                    Dict::new().with("consent", Value::List(vec![group])),
+                ),
         )
     }
 
@@ -249,9 +258,14 @@ mod tests {
 
     #[test]
     fn hash_and_box_leaves_are_refused_with_their_path() {
-        let mut body = Dict::new().with("type", "x").with("a", Value::List(vec![Value::Null]));
+        let mut body = Dict::new()
+            .with("type", "x")
+            .with("a", Value::List(vec![Value::Null]));
         assert!(check_clear("doc", &Value::Dict(body.clone())).is_ok());
-        body.insert("a", Value::List(vec![Value::Null, Value::Hash(vec![1; 64])]));
+        body.insert(
+            "a",
+            Value::List(vec![Value::Null, Value::Hash(vec![1; 64])]),
+        );
         let err = check_clear("doc", &Value::Dict(body.clone())).unwrap_err();
         assert_eq!(err.code(), "hashed_value");
         assert_eq!(err.path(), "doc.a.1");
@@ -310,7 +324,10 @@ mod tests {
             );
         }
         base.insert("legitimate", Value::Dict(Dict::new()));
-        base.insert("consent", Value::List(vec![Value::List(vec![Value::Bool(true)])]));
+        base.insert(
+            "consent",
+            Value::List(vec![Value::List(vec![Value::Bool(true)])]),
+        );
         b.insert("base", Value::Dict(base));
         let g = sign(&user, Value::Dict(b.clone()), 5.0).unwrap();
         assert_eq!(

@@ -239,7 +239,10 @@ fn decl_of(shape: &Shape) -> Value {
         .with(
             "crypto",
             Dict::new()
-                .with("sign", Value::Bytes(key.verifying_key().as_bytes().to_vec()))
+                .with(
+                    "sign",
+                    Value::Bytes(key.verifying_key().as_bytes().to_vec()),
+                )
                 .with("box", Value::Bytes(vec![7; 32])),
         );
     if shape.company {
@@ -362,7 +365,10 @@ fn hashed_false_cells_never_grant_a_scope() {
     let outcome = accept_grant(&to_token(&clear)).unwrap();
     assert_eq!(outcome.scopes, vec![scope(PATHS[0], 0)]);
     for (cell, path) in [
-        (["body", "base", "consent", "0", "0"], "grant.body.base.consent.0.0"),
+        (
+            ["body", "base", "consent", "0", "0"],
+            "grant.body.base.consent.0.0",
+        ),
         (
             ["body", "base", "legitimate", "0", "0"],
             "grant.body.base.legitimate.0.0",
@@ -373,7 +379,11 @@ fn hashed_false_cells_never_grant_a_scope() {
         assert_eq!(fold(&forged).unwrap(), fold(&clear).unwrap());
         // Without the rule the forged grant would give the declined scope.
         let g = Grant::from_token(&to_token(&forged), &Limits::default()).unwrap();
-        assert_eq!(g.scopes().unwrap().len(), 2, "the attack works on reading alone");
+        assert_eq!(
+            g.scopes().unwrap().len(),
+            2,
+            "the attack works on reading alone"
+        );
         assert_eq!(
             accept_grant(&to_token(&forged)),
             Err(format!("clear hashed_value {path}"))

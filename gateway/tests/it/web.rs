@@ -764,7 +764,14 @@ fn hash_at(v: &Value, path: &[&str]) -> Value {
         Value::Dict(d) => {
             let mut out = common::anychain::Dict::new();
             for (k, c) in d.iter() {
-                out.insert(k, if k == *first { hash_at(c, rest) } else { c.clone() });
+                out.insert(
+                    k,
+                    if k == *first {
+                        hash_at(c, rest)
+                    } else {
+                        c.clone()
+                    },
+                );
             }
             Value::Dict(out)
         }
@@ -833,8 +840,7 @@ async fn hashed_values_are_refused_on_every_web_route() {
     assert_eq!(body["path"], "grant.body.base.consent.0.0");
     // A hashed bind origin next to a clear grant: refused too.
     let hashed_bind = {
-        let b: Value =
-            common::anychain::from_json_str(&bind_token, &Default::default()).unwrap();
+        let b: Value = common::anychain::from_json_str(&bind_token, &Default::default()).unwrap();
         to_token(&hash_at(&b, &["body", "origin"]))
     };
     let (status, body) = agent
@@ -869,7 +875,11 @@ async fn hashed_values_are_refused_on_every_web_route() {
         ),
         ("/alias/bind", hashed_bind.clone()),
     ] {
-        let key = if route == "/alias/bind" { "bind" } else { "grant" };
+        let key = if route == "/alias/bind" {
+            "bind"
+        } else {
+            "grant"
+        };
         let resp = bank
             .http
             .post(bank.url(route))
