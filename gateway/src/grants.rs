@@ -34,9 +34,11 @@ pub(crate) fn token_error(e: AliasError, what: &str) -> ApiError {
     }
 }
 
-fn policy_error(e: PolicyError) -> ApiError {
+pub(crate) fn policy_error(e: PolicyError) -> ApiError {
     match e {
         PolicyError::Alias(inner) => token_error(inner, "grant"),
+        PolicyError::Clear(clear) => ApiError::bad_request(clear.code(), clear.to_string())
+            .with("path", serde_json::json!(clear.path())),
         PolicyError::Push(_) => ApiError::bad_request("bad_push_destination", e.to_string()),
         other => ApiError::bad_request("policy", other.to_string()),
     }
@@ -55,19 +57,27 @@ pub(crate) struct Effective {
     pub stored: bool,
 }
 
-/// Validates `token` (every signature, the reference validators, the
-/// acceptance policy), the optional `bind`, that the user is known here,
-/// then applies `updateGrant`.
-pub(crate) async fn accept_grant(
-    app: &AppState,
-    token: &str,
-    bind: Option<&str>,
-) -> Result<Effective, ApiError> {
+/// Decodes `token` and checks it as a grant: every signature, the
+/// reference validators, then the acceptance policy (signed in clear first,
+/// before any cell is read or scope computed). Every route that takes a
+/// grant starts here.
+pub(crate) fn checked_grant(app: &AppState, token: &str) -> Result<Grant, ApiError> {
     let grant =
         Grant::from_token(token, &app.config.limits).map_err(|e| token_error(e, "grant"))?;
     app.policy
         .check_grant(&grant, now_f64())
         .map_err(policy_error)?;
+    Ok(grant)
+}
+
+/// Validates `token` ([`checked_grant`]), the optional `bind`, that the
+/// user is known here, then applies `updateGrant`.
+pub(crate) async fn accept_grant(
+    app: &AppState,
+    token: &str,
+    bind: Option<&str>,
+) -> Result<Effective, ApiError> {
+    let grant = checked_grant(app, token)?;
     let user = grant.signer_b64();
     if let Some(bind) = bind.filter(|b| !b.trim().is_empty()) {
         accept_bind(app, bind, Some(&user)).await?;
@@ -118,7 +128,7 @@ pub(crate) async fn accept_bind(
     let bind =
         BindAuthz::from_token(token, &app.config.limits).map_err(|e| token_error(e, "bind"))?;
     app.policy
-        .check_document(bind.value(), now_f64())
+        .check_bind(bind.value(), now_f64())
         .map_err(policy_error)?;
     let user = common::anychain::b64u_encode(bind.signer());
     if expected_user.is_some_and(|u| u != user) {

@@ -224,6 +224,10 @@ impl Processor {
             .map_err(common::alias::AliasError::from)
             .and_then(Grant::from_verified)
             .map_err(|e| JobError::Permanent(format!("stored grant unreadable: {e}")))?;
+        // Defence in depth: the gateway refuses grants not signed in clear;
+        // a stored one (older code, a hand-edited store) never gives scopes.
+        common::alias::check_grant_clear(grant.value())
+            .map_err(|e| JobError::Permanent(format!("stored grant refused: {e}")))?;
         if grant.is_revoked() {
             return Ok(Vec::new());
         }

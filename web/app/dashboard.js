@@ -94,6 +94,7 @@ async function revoke(button) {
     await ready();
     const kp = await keyPair();
     const grant = grantOf(button.dataset.contract);
+    alias.checkGrantClear(grant);
     const date = Math.max(Date.now(), grant.date + 1);
     const revoked = alias.signRevokedGrant(kp, grant.body.contract, { date });
     await postJSON('/web/grants', { grant: anychain.toToken(revoked) });

@@ -12,6 +12,8 @@ async function agree(event) {
   try {
     await ready();
     const contract = anychain.decode(document.getElementById('contract-data').textContent);
+    // Never sign what is not in clear (a hashed scope or switch).
+    alias.checkContractClear(contract);
     const kp = await keyPair();
     const on = new Set([...document.querySelectorAll('input.consent:checked')].map((el) => `${el.dataset.group}/${el.dataset.index}`));
     const consent = alias.matrixFor(contract, 'consent', (_scope, g, s) => on.has(`${g}/${s}`));

@@ -324,6 +324,108 @@ export function isGrantNewer(old, grant) {
 }
 
 // ---------------------------------------------------------------------------
+// Signed in clear (common/src/alias/clear.rs): anychain lets any value be
+// replaced by its hash without changing the fold or the signature, and
+// JavaScript truthiness reads `{"__hash": fold(false)}` as true. Pages refuse
+// to show or sign a document with a hash or box leaf, a consent, legitimate
+// or `revoked` cell that is not a boolean, or a client declaration signed by
+// another key than its `crypto.sign`; the gateway refuses them with the same
+// codes and paths.
+
+/** Why a document is not signed in clear: `code` and `path` as the gateway answers them. */
+export class ClearError extends TypeError {
+  constructor(code, path, message) {
+    super(message);
+    this.name = 'ClearError';
+    this.code = code;
+    this.path = path;
+  }
+}
+
+const MAX_SEGMENT = 64;
+
+function segment(key) {
+  const chars = [...key];
+  return chars.length <= MAX_SEGMENT ? key : `${chars.slice(0, MAX_SEGMENT).join('')}…`;
+}
+
+function sameBytes(a, b) {
+  return a instanceof Uint8Array && b instanceof Uint8Array && a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
+function checkClientKey(path, v) {
+  if (prop(v, 'type') !== SIGNATURE_TYPE) return;
+  const body = prop(v, 'body');
+  if (body === undefined || body === null || kindOf(body) !== 'dict' || prop(body, 'type') !== CLIENT_DECL) return;
+  const crypto = prop(body, 'crypto');
+  const named = crypto !== undefined && kindOf(crypto) === 'dict' ? prop(crypto, 'sign') : undefined;
+  if (named === undefined || named === null || sameBytes(named, prop(v, 'signer'))) return;
+  const where = `${path}.body.crypto.sign`;
+  throw new ClearError('client_key_mismatch', where, `${where} names another key than the one that signed the client declaration`);
+}
+
+/**
+ * Refuses any hash or box leaf anywhere under `value` (a ClearError naming
+ * its path from `root`, e.g. `contract.base.consent.0.scopes.0`), and any
+ * client declaration signed by another key than the `crypto.sign` it names.
+ */
+export function checkClear(root, value) {
+  const walk = (path, v) => {
+    const kind = kindOf(v);
+    if (kind === 'hash') {
+      throw new ClearError('hashed_value', path, `${path} is a hash ({"__hash":…}), not the clear value: the data bank accepts only clear values`);
+    }
+    if (kind === 'box') {
+      throw new ClearError('boxed_value', path, `${path} is a sealed box ({"__box":…}), not the clear value: the data bank accepts only clear values`);
+    }
+    if (kind === 'list') v.forEach((c, i) => walk(`${path}.${i}`, c));
+    if (kind === 'dict') {
+      for (const k of Object.keys(v)) walk(`${path}.${segment(k)}`, v[k]);
+      checkClientKey(path, v);
+    }
+  };
+  walk(root, value);
+}
+
+/** A contract (before it is shown or signed) in clear: {@link checkClear} from `contract`. */
+export function checkContractClear(contract) {
+  checkClear('contract', contract);
+}
+
+function notBoolean(path, found) {
+  return new ClearError('not_boolean', path, `${path} must be a JSON boolean (${found})`);
+}
+
+function checkMatrix(path, rows) {
+  if (rows === undefined) return;
+  if (!Array.isArray(rows)) throw notBoolean(path, 'not a list of lists of booleans');
+  rows.forEach((row, g) => {
+    if (!Array.isArray(row)) throw notBoolean(`${path}.${g}`, 'not a list of booleans');
+    row.forEach((cell, s) => {
+      if (typeof cell !== 'boolean') throw notBoolean(`${path}.${g}.${s}`, kindOf(cell));
+    });
+  });
+}
+
+/**
+ * A signed grant in clear: {@link checkClear} from `grant`, `revoked` a
+ * boolean and, when consented, the `consent` and `legitimate` matrices
+ * lists of lists of booleans.
+ */
+export function checkGrantClear(grant) {
+  checkClear('grant', grant);
+  if (!isSignatureOf(grant, GRANT)) return;
+  const body = grant.body;
+  const revoked = prop(body, 'revoked');
+  if (typeof revoked !== 'boolean') throw notBoolean('grant.body.revoked', revoked === undefined ? 'missing' : kindOf(revoked));
+  if (revoked) return;
+  const base = prop(body, 'base');
+  if (base === undefined || base === null || kindOf(base) !== 'dict') return;
+  checkMatrix('grant.body.base.consent', prop(base, 'consent'));
+  checkMatrix('grant.body.base.legitimate', prop(base, 'legitimate'));
+}
+
+// ---------------------------------------------------------------------------
 // Building and signing grants
 
 function groupSizes(groups) {
@@ -412,7 +514,7 @@ function signChecked(keyPair, body, date, registry) {
 
 /**
  * Signs a grant of `contract` (which must verify: its client declaration's
- * signature included). Returns the signature object; `toToken` gives the
+ * signature included, and be signed in clear: {@link checkContractClear}). Returns the signature object; `toToken` gives the
  * token to send.
  * @param {{publicKey: Uint8Array, privateKey: Uint8Array}} keyPair the user's key
  * @param {object} contract
@@ -421,7 +523,10 @@ function signChecked(keyPair, body, date, registry) {
 export function signGrant(keyPair, contract, { consent, legitimate, date = Date.now() } = {}) {
   const registry = aliasRegistry();
   registry.verify(requireContract(contract));
-  return signChecked(keyPair, grantBody(contract, { consent, legitimate }), date, registry);
+  checkContractClear(contract);
+  const grant = signChecked(keyPair, grantBody(contract, { consent, legitimate }), date, registry);
+  checkGrantClear(grant);
+  return grant;
 }
 
 /**
@@ -431,6 +536,7 @@ export function signGrant(keyPair, contract, { consent, legitimate, date = Date.
 export function signRevokedGrant(keyPair, contract, { date = Date.now() } = {}) {
   const registry = aliasRegistry();
   registry.verify(requireContract(contract));
+  checkContractClear(contract);
   return signChecked(keyPair, revokedGrantBody(contract), date, registry);
 }
 

@@ -1,1 +1,385 @@
-//! Attacks: consent (filled in below).
+//! Attacks on consent integrity ("signed in clear"): anychain lets any value
+//! be replaced by its hash without changing the fold, so the user's
+//! signature still verifies. A client holding the user's grant replaces a
+//! declined (`false`) consent or legitimate cell by `{"__hash": fold(false)}`,
+//! which JavaScript truthiness reads as granted; or hides another value the
+//! bank reads (push endpoint, a scope, the date, the client's name) behind
+//! its hash; or shows the user a client declaration it signed with another
+//! key than the one the declaration names. Each is refused by the gateway
+//! with 400 and a stable code naming the path, before any scope is
+//! computed: no transfer, no stored grant, nothing sent to the client.
+
+use crate::support::*;
+use common::alias::{grant_body, Contract};
+use common::anychain::{fold, sign, signing_key_from_seed, to_token, Dict, SigningKey, Value};
+use common::mq::{Queue, Route};
+use common::state::now_ms;
+use sink::Faults;
+use std::time::Duration;
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+fn scope(path: &str) -> Value {
+    Value::Dict(Dict::new().with("provider", "google").with("path", path))
+}
+
+fn group(path: &str) -> Value {
+    Value::Dict(
+        Dict::new()
+            .with("scopes", Value::List(vec![scope(path)]))
+            .with("usages", Value::List(vec![Value::from("research")])),
+    )
+}
+
+/// A client declaration of `name` at `domain` naming `named`'s key in
+/// `crypto.sign`, signed by `signer`.
+fn decl(name: &str, domain: &str, named: &SigningKey, signer: &SigningKey) -> Value {
+    let body = Dict::new()
+        .with("type", "alias.client.decl")
+        .with("name", name)
+        .with("domain", domain)
+        .with(
+            "crypto",
+            Dict::new().with(
+                "sign",
+                Value::Bytes(named.verifying_key().as_bytes().to_vec()),
+            ),
+        );
+    sign(signer, Value::Dict(body), 1_574_158_519_000.0).unwrap()
+}
+
+/// A contract of `client` (a signed declaration): contractual search
+/// history, one consent group (YouTube history) and one legitimate group
+/// (photos), pushed over plain http.
+fn contract_of(client: Value) -> Value {
+    let base = Dict::new()
+        .with("contractual", group("my_activity.search"))
+        .with("consent", Value::List(vec![group("youtube.watch_history")]))
+        .with(
+            "legitimate",
+            Dict::new()
+                .with("reason", "fraud prevention")
+                .with("groups", Value::List(vec![group("photos")])),
+        );
+    Value::Dict(
+        Dict::new()
+            .with("type", "alias.contract")
+            .with("client", client)
+            .with("legal", Dict::new().with("usage", "tests"))
+            .with("base", base)
+            .with(
+                "network",
+                Dict::new()
+                    .with("scheme", "http")
+                    .with("pushEndpoint", "/alias/push/"),
+            ),
+    )
+}
+
+/// A client (an `alias-sink`) whose contract has a consent and a
+/// legitimate group, declared and signed with the client key of `seed`.
+fn consent_client(seed: u8) -> Client {
+    let mut client = Client::new("Honest client", seed, Faults::none());
+    let key = signing_key_from_seed(&[seed; 32]);
+    let domain = client.sink.addr().to_string();
+    client.contract = contract_of(decl("Honest client", &domain, &key, &key));
+    client.id = Contract::new(&client.contract)
+        .unwrap()
+        .hash()
+        .unwrap()
+        .to_b64();
+    client
+}
+
+/// The user's grant of `contract` declining every consent and legitimate
+/// scope (the signature object).
+fn declining_grant(user: &SigningKey, contract: &Value) -> Value {
+    let body = grant_body(contract, vec![vec![false]], vec![vec![false]]).unwrap();
+    sign(user, body, now_ms() as f64).unwrap()
+}
+
+/// `v` with the value at `path` replaced by `f(value)`.
+fn edit(v: &Value, path: &[&str], f: &dyn Fn(&Value) -> Value) -> Value {
+    let Some((first, rest)) = path.split_first() else {
+        return f(v);
+    };
+    match v {
+        Value::Dict(d) => {
+            let mut out = Dict::new();
+            for (k, c) in d.iter() {
+                out.insert(
+                    k,
+                    if k == *first {
+                        edit(c, rest, f)
+                    } else {
+                        c.clone()
+                    },
+                );
+            }
+            Value::Dict(out)
+        }
+        Value::List(items) => Value::List(
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    if i.to_string() == *first {
+                        edit(c, rest, f)
+                    } else {
+                        c.clone()
+                    }
+                })
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// The value replaced by its hash: the fold, hence the signature, holds.
+fn hashed(v: &Value) -> Value {
+    fold(v).unwrap().into_value()
+}
+
+/// Checks that nothing happened for `user` and `client`: no transfer, no
+/// stored grant, no job queued, no request at the client.
+async fn assert_untouched(bank: &Bank, client: &Client, user: &SigningKey) {
+    assert!(bank.app.state.transfer(&client.id).await.unwrap().is_none());
+    assert!(bank
+        .app
+        .state
+        .stored_grant(&user_pk(user), &client.id)
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(
+        bank.app
+            .broker
+            .queue_depth(Queue::Work(Route::Process))
+            .await
+            .unwrap(),
+        0
+    );
+    assert!(
+        client.sink.requests().is_empty(),
+        "the client received {:?}",
+        client.sink.requests()
+    );
+}
+
+/// Posts `grant` to `/alias/process` (answered at once) and checks the
+/// refusal: 400, `code`, and the path named.
+async fn assert_refused(bank: &Bank, grant: &Value, code: &str, path: &str) {
+    let (status, body) = process_async(&bank.base, &to_token(grant)).await;
+    assert_eq!(status, 400, "{path}: {body}");
+    assert_eq!(body["code"], code, "{body}");
+    assert_eq!(body["path"], path, "{body}");
+    assert!(
+        body["reason"].as_str().unwrap().contains(path),
+        "the reason names the path: {body}"
+    );
+}
+
+/// Hashed-false cells (consent, then legitimate) are refused; the user's
+/// real grant then gives the contractual scope only.
+async fn hashed_false_cell(cell: &[&str], path: &str, prefix: &str) {
+    let mut bank = Bank::new(prefix, &[]).await;
+    bank.start_processor().await;
+    bank.start_pusher().await;
+    let u = user(71);
+    give_dump(&bank, &u, 256 << 10, 7).await;
+    let client = consent_client(31);
+    let genuine = declining_grant(&u, &client.contract);
+    let forged = edit(&genuine, cell, &hashed);
+    assert_eq!(fold(&forged).unwrap(), fold(&genuine).unwrap());
+    // Read as the reference reads it, the forged grant gives the declined
+    // scope: contractual plus the hashed cell's.
+    let read = common::alias::Grant::from_token(&to_token(&forged), &Default::default()).unwrap();
+    assert_eq!(read.scopes().unwrap().len(), 2);
+
+    assert_refused(&bank, &forged, "hashed_value", path).await;
+    let (status, body) = process_sync(&bank.base, &to_token(&forged)).await;
+    assert_eq!((status, body["code"].as_str()), (400, Some("hashed_value")));
+    assert_untouched(&bank, &client, &u).await;
+
+    // The user's grant as signed: the contractual scope only.
+    let (status, body) = process_sync(&bank.base, &to_token(&genuine)).await;
+    assert_eq!(status, 200, "{body}");
+    let t = wait_terminal(&bank, &client.id, LIMIT).await;
+    let files = bank
+        .app
+        .state
+        .files(&client.id, t.generation)
+        .await
+        .unwrap();
+    assert_eq!(
+        files.len(),
+        1,
+        "one archive, the contractual scope: {files:?}"
+    );
+    assert_delivered(&bank, &client).await;
+    bank.cleanup().await;
+}
+
+#[actix_web::test]
+async fn hashed_false_consent_cell_is_refused_and_pushes_nothing() {
+    hashed_false_cell(
+        &["body", "base", "consent", "0", "0"],
+        "grant.body.base.consent.0.0",
+        "acc",
+    )
+    .await;
+}
+
+#[actix_web::test]
+async fn hashed_false_legitimate_cell_is_refused_and_pushes_nothing() {
+    hashed_false_cell(
+        &["body", "base", "legitimate", "0", "0"],
+        "grant.body.base.legitimate.0.0",
+        "acl",
+    )
+    .await;
+}
+
+/// Consent cells that are not booleans (`1`, `"yes"`) are refused with
+/// their own code, even when the user signed them.
+#[actix_web::test]
+async fn non_boolean_consent_cells_are_refused() {
+    let mut bank = Bank::new("acb", &[]).await;
+    bank.start_processor().await;
+    bank.start_pusher().await;
+    let u = user(72);
+    give_dump(&bank, &u, 64 << 10, 8).await;
+    let client = consent_client(32);
+    let genuine = declining_grant(&u, &client.contract);
+    for (cell, path) in [
+        (
+            ["body", "base", "consent", "0", "0"],
+            "grant.body.base.consent.0.0",
+        ),
+        (
+            ["body", "base", "legitimate", "0", "0"],
+            "grant.body.base.legitimate.0.0",
+        ),
+    ] {
+        for value in [Value::Number(1.0), Value::from("yes")] {
+            let body = edit(&genuine, &cell, &|_| value.clone());
+            let signed = sign(&u, body.get("body").unwrap().clone(), now_ms() as f64).unwrap();
+            assert_refused(&bank, &signed, "not_boolean", path).await;
+        }
+    }
+    assert_untouched(&bank, &client, &u).await;
+    bank.cleanup().await;
+}
+
+/// Other values the bank reads, hidden behind their hash: the push
+/// endpoint, the scheme, a scope's path, the client's domain and name, the
+/// legal terms, the grant's date. Each is refused with the path; some
+/// (name, legal terms, date) nothing else would have caught.
+#[actix_web::test]
+async fn hashes_in_other_read_values_are_refused() {
+    let mut bank = Bank::new("aco", &[]).await;
+    bank.start_processor().await;
+    bank.start_pusher().await;
+    let u = user(73);
+    give_dump(&bank, &u, 64 << 10, 9).await;
+    let client = consent_client(33);
+    let genuine = declining_grant(&u, &client.contract);
+    let cases: [&[&str]; 9] = [
+        &["body", "contract", "network", "pushEndpoint"],
+        &["body", "contract", "network", "scheme"],
+        &[
+            "body",
+            "contract",
+            "base",
+            "contractual",
+            "scopes",
+            "0",
+            "path",
+        ],
+        &["body", "contract", "base", "consent", "0", "scopes", "0"],
+        &["body", "contract", "client", "body", "domain"],
+        &["body", "contract", "client", "body", "name"],
+        &["body", "contract", "legal", "usage"],
+        &["body", "contract", "base", "legitimate", "reason"],
+        &["date"],
+    ];
+    for path in cases {
+        let forged = edit(&genuine, path, &hashed);
+        assert_eq!(fold(&forged).unwrap(), fold(&genuine).unwrap());
+        let named = format!("grant.{}", path.join("."));
+        assert_refused(&bank, &forged, "hashed_value", &named).await;
+    }
+    // A sealed box in place of the client's name.
+    let boxed = edit(
+        &genuine,
+        &["body", "contract", "client", "body", "name"],
+        &|_| Value::Box(vec![9; 80]),
+    );
+    let boxed = sign(&u, boxed.get("body").unwrap().clone(), now_ms() as f64);
+    // The client's signature over its declaration no longer holds: refused
+    // by the signature check before anything else.
+    let (status, _) = process_async(&bank.base, &to_token(&boxed.unwrap())).await;
+    assert_eq!(status, 400);
+    assert_untouched(&bank, &client, &u).await;
+    bank.cleanup().await;
+}
+
+/// A declaration naming the honest client's key (and name) but signed by
+/// an impostor, with the impostor's own domain: refused through the
+/// gateway, for `/alias/process` and for the consent page.
+#[actix_web::test]
+async fn declaration_signed_by_another_key_than_it_names_is_refused() {
+    let mut bank = Bank::new("ack", &[]).await;
+    bank.start_processor().await;
+    bank.start_pusher().await;
+    let u = user(74);
+    give_dump(&bank, &u, 64 << 10, 10).await;
+    let honest = signing_key_from_seed(&[34; 32]);
+    let impostor_key = signing_key_from_seed(&[35; 32]);
+    let mut impostor = Client::new("Honest client", 35, Faults::none());
+    let domain = impostor.sink.addr().to_string();
+    impostor.contract = contract_of(decl("Honest client", &domain, &honest, &impostor_key));
+    impostor.id = Contract::new(&impostor.contract)
+        .unwrap()
+        .hash()
+        .unwrap()
+        .to_b64();
+    let grant = sign(
+        &u,
+        grant_body(&impostor.contract, vec![vec![true]], vec![vec![true]]).unwrap(),
+        now_ms() as f64,
+    )
+    .unwrap();
+    assert_refused(
+        &bank,
+        &grant,
+        "client_key_mismatch",
+        "grant.body.contract.client.body.crypto.sign",
+    )
+    .await;
+    // The consent page refuses to show it (before any login).
+    let page = reqwest::Client::new()
+        .get(format!("{}/request", bank.base))
+        .query(&[("contract", to_token(&impostor.contract))])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 400);
+    let text = page.text().await.unwrap();
+    assert!(text.contains("client_key_mismatch"), "{text}");
+    assert_untouched(&bank, &impostor, &u).await;
+    // Signed by the key it names, the same declaration is accepted.
+    let own = contract_of(decl("Honest client", &domain, &impostor_key, &impostor_key));
+    let ok = sign(
+        &u,
+        grant_body(&own, vec![vec![false]], vec![vec![false]]).unwrap(),
+        now_ms() as f64,
+    )
+    .unwrap();
+    let (status, body) = process_async(&bank.base, &to_token(&ok)).await;
+    assert_eq!(status, 202, "{body}");
+    let id = Contract::new(&own).unwrap().hash().unwrap().to_b64();
+    let t = wait_terminal(&bank, &id, LIMIT).await;
+    assert_eq!(t.state, common::state::TransferState::Done, "{t:?}");
+    bank.cleanup().await;
+}

@@ -7,6 +7,8 @@
 //! The fixtures are the fault tests' (`pusher/tests/support`): a bank on its
 //! own namespace, clients, users with dumps, grants.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 #[path = "../../../pusher/tests/support/mod.rs"]
 mod support;
 

@@ -3,6 +3,7 @@
 //! validators, the stricter acceptance policy, hashes, scopes and the push
 //! destination.
 
+mod clear;
 mod documents;
 mod login;
 mod policy;
@@ -10,6 +11,7 @@ mod push;
 mod request;
 mod validators;
 
+pub use clear::{check_clear, check_grant_clear, ClearError};
 pub use documents::{
     decode_verified, decode_verified_with, grant_body, is_signature_of, registry,
     revoked_grant_body, AliasError, Basis, BindAuthz, ClientDecl, Contract, ContractScope, Grant,

@@ -2,6 +2,7 @@
 //! applied on top of them (PROTOCOL.md Part 1). Its errors say that the
 //! data bank's policy, not the protocol, refused the document.
 
+use super::clear::{check_clear, check_grant_clear, ClearError};
 use super::documents::{AliasError, Grant};
 use super::push::PushUrlError;
 use crate::anychain::{Limits, Value, SIGNATURE_TYPE};
@@ -52,6 +53,10 @@ pub enum PolicyError {
         /// What is wrong.
         reason: String,
     },
+    /// The document is not signed in clear (a hash or box leaf, a
+    /// non-boolean consent cell, a declaration signed by another key).
+    #[error("refused by policy: {0}")]
+    Clear(#[from] ClearError),
     /// The document itself is malformed.
     #[error(transparent)]
     Alias(#[from] AliasError),
@@ -117,9 +122,25 @@ impl AcceptancePolicy {
         })
     }
 
-    /// Checks a verified grant: [`Self::check_document`], then the consent
+    /// Checks a verified contract (shown to a user before they sign a
+    /// grant of it): signed in clear, then [`Self::check_document`].
+    pub fn check_contract(&self, value: &Value, now_ms: f64) -> Result<(), PolicyError> {
+        check_clear("contract", value)?;
+        self.check_document(value, now_ms)
+    }
+
+    /// Checks a verified bind authorization: signed in clear, then
+    /// [`Self::check_document`].
+    pub fn check_bind(&self, value: &Value, now_ms: f64) -> Result<(), PolicyError> {
+        check_clear("bind", value)?;
+        self.check_document(value, now_ms)
+    }
+
+    /// Checks a verified grant: signed in clear (before anything reads a
+    /// cell or computes a scope), [`Self::check_document`], then the consent
     /// matrices exactly, the push destination and every granted scope.
     pub fn check_grant(&self, grant: &Grant, now_ms: f64) -> Result<(), PolicyError> {
+        check_grant_clear(grant.value())?;
         self.check_document(grant.value(), now_ms)?;
         let contract = grant.contract();
         contract.push_base().map_err(|e| match e {

@@ -408,22 +408,44 @@ fn forged_signers_declarations_and_tags_are_refused() {
     let err = Grant::from_token(&token, &limits).unwrap_err();
     assert!(err.to_string().contains("bad signature"), "{err}");
 
-    // A declaration signed by another key than the one it names is a
-    // different client: the contract hash and the client id differ.
-    let other = small_contract("client.example", 4);
-    let other_grant = sign(
-        &user_key(),
-        common::alias::grant_body(&other, vec![], vec![]).unwrap(),
-        1_600_000_000_000.0,
-    )
-    .unwrap();
-    let a = Grant::from_token(&to_token(&genuine), &limits).unwrap();
-    let b = Grant::from_token(&to_token(&other_grant), &limits).unwrap();
-    assert_ne!(a.contract_hash().unwrap(), b.contract_hash().unwrap());
-    assert_ne!(
-        a.contract().client().unwrap().id().unwrap(),
-        b.contract().client().unwrap().id().unwrap()
-    );
+    // A declaration signed by another key than the one it names
+    // (`crypto.sign`): every signature verifies, the acceptance policy
+    // refuses it. Signed by the key it names, it passes.
+    let named = signing_key_from_seed(&[3; 32]);
+    let impostor = signing_key_from_seed(&[4; 32]);
+    let naming = |signer: &common::anychain::SigningKey| {
+        let mut c = dict_of(small_contract("client.example", 3));
+        let client = dict_of(c.get("client").unwrap().clone());
+        let mut decl = dict_of(client.get("body").unwrap().clone());
+        decl.insert(
+            "crypto",
+            Value::Dict(common::anychain::Dict::new().with(
+                "sign",
+                Value::Bytes(named.verifying_key().as_bytes().to_vec()),
+            )),
+        );
+        c.insert(
+            "client",
+            sign(signer, Value::Dict(decl), 1_574_158_519_000.0).unwrap(),
+        );
+        let body = common::alias::grant_body(&Value::Dict(c), vec![], vec![]).unwrap();
+        Grant::from_token(
+            &to_token(&sign(&user_key(), body, 1_600_000_000_000.0).unwrap()),
+            &limits,
+        )
+        .unwrap()
+    };
+    let policy = AcceptancePolicy::default();
+    assert!(policy
+        .check_grant(&naming(&named), 1_600_000_000_000.0)
+        .is_ok());
+    match policy.check_grant(&naming(&impostor), 1_600_000_000_000.0) {
+        Err(PolicyError::Clear(e)) => {
+            assert_eq!(e.code(), "client_key_mismatch");
+            assert_eq!(e.path(), "grant.body.contract.client.body.crypto.sign");
+        }
+        other => panic!("a declaration signed by another key passed: {other:?}"),
+    }
 
     // A revocation reads as a revocation, never as a grant of data.
     let revoked = sign(

@@ -22,12 +22,12 @@ use super::catalog::{describe, Described};
 use super::pages::{error_page, html, see_other, Chrome};
 use super::session::{json_body, Session};
 use crate::error::ApiError;
-use crate::grants::{accept_grant, token_error};
+use crate::grants::{accept_grant, checked_grant, token_error};
 use crate::AppState;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
-use common::alias::{decode_verified, Basis, Contract, Grant};
+use common::alias::{decode_verified, Basis, Contract};
 use common::anychain::{fold, to_token, Value};
 use common::state::now_ms;
 use serde::{Deserialize, Serialize};
@@ -293,8 +293,13 @@ async fn check_request(app: &AppState, q: &RequestQuery) -> Result<Checked, Refu
         .map_err(|e| refuse(format!("the contract does not verify: {e}")))?;
     #[allow(clippy::cast_precision_loss)]
     app.policy
-        .check_document(&value, now_ms() as f64)
-        .map_err(|e| refuse(format!("the contract is refused: {e}")))?;
+        .check_contract(&value, now_ms() as f64)
+        .map_err(|e| match e {
+            common::alias::PolicyError::Clear(c) => {
+                refuse(format!("the contract is refused ({}): {c}", c.code()))
+            }
+            other => refuse(format!("the contract is refused: {other}")),
+        })?;
     let contract = Contract::new(&value).map_err(|e| refuse(format!("not a contract: {e}")))?;
     contract
         .push_base()
@@ -489,8 +494,7 @@ pub async fn agree(
     let session = Session::load_checked(&app, &req).await?;
     let p = pending(&app, &rid, &session).await?;
     let input: Agree = json_body(&body)?;
-    let grant =
-        Grant::from_token(&input.grant, &app.config.limits).map_err(|e| token_error(e, "grant"))?;
+    let grant = checked_grant(&app, &input.grant)?;
     if grant.signer_b64() != p.pk {
         return Err(ApiError::forbidden(
             "not_yours",

@@ -7,7 +7,7 @@ use super::catalog::{describe, providers, Described};
 use super::pages::{html, see_other, Chrome};
 use super::session::{json_body, Session};
 use crate::error::ApiError;
-use crate::grants::{accept_grant, start_transfer, token_error};
+use crate::grants::{accept_grant, checked_grant, start_transfer, token_error};
 use crate::AppState;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -397,8 +397,7 @@ pub async fn post_grant(
     let session = Session::load_checked(&app, &req).await?;
     let user = session.require_user()?;
     let input: PostGrant = json_body(&body)?;
-    let grant =
-        Grant::from_token(&input.grant, &app.config.limits).map_err(|e| token_error(e, "grant"))?;
+    let grant = checked_grant(&app, &input.grant)?;
     if grant.signer_b64() != user.pk {
         return Err(ApiError::forbidden(
             "not_yours",

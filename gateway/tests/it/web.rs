@@ -753,3 +753,159 @@ async fn static_scripts_are_served_with_their_types() {
     }
     bank.cleanup().await;
 }
+
+/// `v` with the value at `path` replaced by its hash (same fold: every
+/// signature still holds).
+fn hash_at(v: &Value, path: &[&str]) -> Value {
+    let Some((first, rest)) = path.split_first() else {
+        return common::anychain::fold(v).unwrap().into_value();
+    };
+    match v {
+        Value::Dict(d) => {
+            let mut out = common::anychain::Dict::new();
+            for (k, c) in d.iter() {
+                out.insert(
+                    k,
+                    if k == *first {
+                        hash_at(c, rest)
+                    } else {
+                        c.clone()
+                    },
+                );
+            }
+            Value::Dict(out)
+        }
+        Value::List(items) => Value::List(
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    if i.to_string() == *first {
+                        hash_at(c, rest)
+                    } else {
+                        c.clone()
+                    }
+                })
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// Signed in clear on every route of the web flow that takes a document:
+/// the consent page (a contract), agreeing (a grant and a bind), the
+/// dashboard's grants, `POST /alias/grants` and `POST /alias/bind`. A
+/// value replaced by its hash is refused with 400 and `hashed_value`
+/// naming the path; nothing is stored.
+#[actix_web::test]
+async fn hashed_values_are_refused_on_every_web_route() {
+    let bank = Bank::start().await;
+    let mut agent = Agent::new(&bank);
+    let account = Account::new("carol", 66);
+    signup(&mut agent, &account).await;
+    let contract = contract("Test client", CLIENT_DOMAIN);
+    let hash = common::anychain::fold(&contract).unwrap().to_b64();
+
+    // The consent page refuses a contract with a hashed scope.
+    let hidden = hash_at(&contract, &["base", "consent", "0", "scopes", "0"]);
+    let (status, page, location) = agent
+        .get(&format!("/request?contract={}", enc(&to_token(&hidden))))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(location.is_none());
+    assert!(
+        page.contains("hashed_value") && page.contains("contract.base.consent.0.scopes.0"),
+        "{page}"
+    );
+
+    // Agreeing with a declined cell hashed: refused, nothing stored.
+    let (status, page, _) = agent
+        .get(&format!("/request?contract={}", enc(&to_token(&contract))))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let rid = attr(&page, "id=\"request-id\" value=\"");
+    let body = grant_body(&contract, vec![vec![false]], vec![]).unwrap();
+    let genuine = sign(&account.key, body, now()).unwrap();
+    let forged = to_token(&hash_at(&genuine, &["body", "base", "consent", "0", "0"]));
+    let bind_token = bind(&account.key, ORIGIN);
+    let (status, body) = agent
+        .post_json(
+            &format!("/request/{rid}/agree"),
+            json!({"grant": forged, "bind": bind_token}),
+            true,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["code"], "hashed_value");
+    assert_eq!(body["path"], "grant.body.base.consent.0.0");
+    // A hashed bind origin next to a clear grant: refused too.
+    let hashed_bind = {
+        let b: Value = common::anychain::from_json_str(&bind_token, &Default::default()).unwrap();
+        to_token(&hash_at(&b, &["body", "origin"]))
+    };
+    let (status, body) = agent
+        .post_json(
+            &format!("/request/{rid}/agree"),
+            json!({"grant": to_token(&genuine), "bind": hashed_bind}),
+            true,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(
+        (body["code"].as_str(), body["path"].as_str()),
+        (Some("hashed_value"), Some("bind.body.origin"))
+    );
+    // The dashboard's grant route and the API's.
+    let (status, body) = agent
+        .post_json("/web/grants", json!({"grant": forged}), true)
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["code"], "hashed_value");
+    // A revocation with `revoked` hashed (it reads as revoked): refused.
+    let revocation: Value = common::anychain::from_json_str(
+        &revoked(&account.key, &contract, now()),
+        &Default::default(),
+    )
+    .unwrap();
+    for (route, token) in [
+        ("/alias/grants", forged.clone()),
+        (
+            "/alias/grants",
+            to_token(&hash_at(&revocation, &["body", "revoked"])),
+        ),
+        ("/alias/bind", hashed_bind.clone()),
+    ] {
+        let key = if route == "/alias/bind" {
+            "bind"
+        } else {
+            "grant"
+        };
+        let resp = bank
+            .http
+            .post(bank.url(route))
+            .json(&json!({ key: token }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{route}");
+        let body: Json = resp.json().await.unwrap();
+        assert_eq!(body["code"], "hashed_value", "{route}: {body}");
+    }
+    assert!(bank
+        .app
+        .state
+        .stored_grant(&account.pk(), &hash)
+        .await
+        .unwrap()
+        .is_none());
+    // The clear grant is still accepted for the same request.
+    let (status, body) = agent
+        .post_json(
+            &format!("/request/{rid}/agree"),
+            json!({"grant": to_token(&genuine), "bind": bind_token}),
+            true,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    bank.cleanup().await;
+}
