@@ -3,7 +3,7 @@
 //! one lock, with the same expiries. Nothing survives the process.
 
 use super::{
-    now_ms, Begin, DumpRecord, FileRecord, NewTransfer, StateError, StateStore, Transfer,
+    now_ms, Begin, DumpRecord, FileRecord, NewTransfer, Quotas, StateError, StateStore, Transfer,
     TransferEvent, TransferState,
 };
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
@@ -13,9 +13,6 @@ use tokio::sync::broadcast;
 
 /// How often expired records are swept (they are also ignored on read).
 const SWEEP_EVERY: Duration = Duration::from_secs(30);
-
-/// Grants kept in a user's history, as in Redis.
-const HISTORY: usize = 1000;
 
 struct Timed<T> {
     value: T,
@@ -47,6 +44,25 @@ struct User {
     history: VecDeque<String>,
     bind: Option<String>,
     dumps: BTreeMap<String, DumpRecord>,
+    /// Has an account or a dump: the records never expire.
+    durable: bool,
+    /// When a guest's records expire.
+    expires: Option<Instant>,
+}
+
+impl User {
+    fn live(&self, now: Instant) -> bool {
+        self.expires.is_none_or(|at| at > now)
+    }
+
+    /// After a change: a guest's records live `ttl` more; a user holding a
+    /// dump becomes durable.
+    fn touch(&mut self, now: Instant, ttl: Duration) {
+        if !self.dumps.is_empty() {
+            self.durable = true;
+        }
+        self.expires = (!self.durable).then(|| now + ttl);
+    }
 }
 
 struct Data {
@@ -68,6 +84,15 @@ impl Data {
         self.transfers.retain(|_, t| t.live(now));
         self.generations.retain(|_, g| g.live(now));
         self.values.retain(|_, v| v.live(now));
+        self.users.retain(|_, u| u.live(now));
+    }
+
+    /// The user's records for a change (a guest's expired records are gone).
+    fn user_mut(&mut self, user: &str, now: Instant) -> &mut User {
+        if self.users.get(user).is_some_and(|u| !u.live(now)) {
+            self.users.remove(user);
+        }
+        self.users.entry(user.to_owned()).or_default()
     }
 
     fn transfer(&mut self, id: &str, now: Instant) -> Option<&mut StoredTransfer> {
@@ -125,6 +150,7 @@ impl Data {
 pub struct MemoryStore {
     ns: Arc<str>,
     finished_ttl: Duration,
+    quotas: Quotas,
     data: Arc<Mutex<Data>>,
     events: Arc<Mutex<HashMap<String, broadcast::Sender<TransferEvent>>>>,
 }
@@ -141,6 +167,7 @@ impl MemoryStore {
         MemoryStore {
             ns: Arc::from(namespace),
             finished_ttl: finished_ttl.max(Duration::from_secs(1)),
+            quotas: Quotas::DEFAULT,
             data: Arc::new(Mutex::new(Data {
                 transfers: HashMap::new(),
                 generations: HashMap::new(),
@@ -153,6 +180,13 @@ impl MemoryStore {
         }
     }
 
+    /// The same store with these per-user quotas.
+    #[must_use]
+    pub fn with_quotas(mut self, quotas: Quotas) -> MemoryStore {
+        self.quotas = quotas;
+        self
+    }
+
     /// Locks the data (a poisoned lock is still consistent: every change is
     /// made before anything that could panic).
     fn data(&self) -> MutexGuard<'_, Data> {
@@ -163,7 +197,7 @@ impl MemoryStore {
 
     fn with_user<T>(&self, user: &str, f: impl FnOnce(&User) -> T) -> T {
         let data = self.data();
-        match data.users.get(user) {
+        match data.users.get(user).filter(|u| u.live(Instant::now())) {
             Some(u) => f(u),
             None => f(&User::default()),
         }
@@ -195,8 +229,10 @@ impl StateStore for MemoryStore {
         date_ms: f64,
         token: &str,
     ) -> Result<(String, bool), StateError> {
+        let now = Instant::now();
+        let q = self.quotas;
         let mut data = self.data();
-        let u = data.users.entry(user.to_owned()).or_default();
+        let u = data.user_mut(user, now);
         if u.dates
             .get(contract_hash)
             .is_some_and(|old| *old >= date_ms)
@@ -204,11 +240,34 @@ impl StateStore for MemoryStore {
             let effective = u.contracts.get(contract_hash).cloned().unwrap_or_default();
             return Ok((effective, false));
         }
+        let replaced = u.contracts.get(contract_hash).map_or(0, String::len);
+        if replaced == 0
+            && !u.contracts.contains_key(contract_hash)
+            && u.contracts.len() as u64 >= q.contracts
+        {
+            return Err(StateError::Quota {
+                quota: "contracts",
+                limit: q.contracts,
+            });
+        }
+        let bytes: usize = u.contracts.values().map(String::len).sum();
+        if (bytes - replaced + token.len()) as u64 > q.grant_bytes {
+            return Err(StateError::Quota {
+                quota: "grant_bytes",
+                limit: q.grant_bytes,
+            });
+        }
         u.contracts
             .insert(contract_hash.to_owned(), token.to_owned());
         u.dates.insert(contract_hash.to_owned(), date_ms);
         u.history.push_front(token.to_owned());
-        u.history.truncate(HISTORY);
+        let mut history_bytes: usize = u.history.iter().map(String::len).sum();
+        while u.history.len() > 1
+            && (u.history.len() as u64 > q.history || history_bytes as u64 > q.grant_bytes)
+        {
+            history_bytes -= u.history.pop_back().map_or(0, |g| g.len());
+        }
+        u.touch(now, q.guest_ttl);
         Ok((token.to_owned(), true))
     }
 
@@ -221,7 +280,20 @@ impl StateStore for MemoryStore {
     }
 
     async fn set_binding(&self, user: &str, token: &str) -> Result<(), StateError> {
-        self.data().users.entry(user.to_owned()).or_default().bind = Some(token.to_owned());
+        let now = Instant::now();
+        let mut data = self.data();
+        let u = data.user_mut(user, now);
+        u.bind = Some(token.to_owned());
+        u.touch(now, self.quotas.guest_ttl);
+        Ok(())
+    }
+
+    async fn keep_user(&self, user: &str) -> Result<(), StateError> {
+        let now = Instant::now();
+        let mut data = self.data();
+        let u = data.user_mut(user, now);
+        u.durable = true;
+        u.expires = None;
         Ok(())
     }
 
@@ -234,12 +306,32 @@ impl StateStore for MemoryStore {
     }
 
     async fn record_dump(&self, user: &str, dump: &DumpRecord) -> Result<(), StateError> {
-        self.data()
-            .users
-            .entry(user.to_owned())
-            .or_default()
+        let now = Instant::now();
+        let q = self.quotas;
+        let mut data = self.data();
+        let u = data.user_mut(user, now);
+        let field = format!("{}/{}", dump.provider, dump.name);
+        if !u.dumps.contains_key(&field) && u.dumps.len() as u64 >= q.dumps {
+            return Err(StateError::Quota {
+                quota: "dumps",
+                limit: q.dumps,
+            });
+        }
+        let others: u64 = u
             .dumps
-            .insert(format!("{}/{}", dump.provider, dump.name), dump.clone());
+            .iter()
+            .filter(|(k, _)| **k != field)
+            .map(|(_, d)| d.size)
+            .sum();
+        if others.saturating_add(dump.size) > q.dump_bytes {
+            return Err(StateError::Quota {
+                quota: "dump_bytes",
+                limit: q.dump_bytes,
+            });
+        }
+        u.dumps.insert(field, dump.clone());
+        u.durable = true;
+        u.expires = None;
         Ok(())
     }
 
@@ -591,6 +683,20 @@ impl StateStore for MemoryStore {
             },
         );
         Ok(n)
+    }
+
+    async fn counted(&self, name: &str) -> Result<u64, StateError> {
+        let now = Instant::now();
+        Ok(self
+            .data()
+            .value(&format!("count:{name}"), now)
+            .and_then(|v| v.value.parse().ok())
+            .unwrap_or(0))
+    }
+
+    async fn reset_count(&self, name: &str) -> Result<(), StateError> {
+        self.data().values.remove(&format!("count:{name}"));
+        Ok(())
     }
 
     async fn client_success(&self, domain: &str) -> Result<(), StateError> {
