@@ -826,7 +826,11 @@ mod tests {
         let c = Config::from_pairs(&[]).unwrap();
         assert_eq!(c.namespace, "alias");
         assert_eq!(c.push_id, PushId::Contract);
-        assert_eq!(c.limits.max_bytes, 64 << 10, "fits real grants, under the reference's 100 KB");
+        assert_eq!(
+            c.limits.max_bytes,
+            64 << 10,
+            "fits real grants, under the reference's 100 KB"
+        );
         assert!(c.trusted_proxies.is_empty());
         assert_eq!(c.quotas, Quotas::DEFAULT);
         assert!(c.storage_url.starts_with("file:///"));

@@ -233,7 +233,9 @@ async fn check_quota(
 ) -> Result<(), ApiError> {
     let q = app.config.quotas;
     let dumps = app.state.dumps(user).await?;
-    let replaces = dumps.iter().any(|d| d.provider == provider && d.name == name);
+    let replaces = dumps
+        .iter()
+        .any(|d| d.provider == provider && d.name == name);
     if !replaces && dumps.len() as u64 >= q.dumps {
         return Err(crate::error::quota_exceeded("dumps", q.dumps));
     }

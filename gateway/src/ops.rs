@@ -173,7 +173,10 @@ pub(crate) fn client_addr(app: &AppState, req: &HttpRequest) -> Option<IpAddr> {
     let peer = req.peer_addr()?.ip();
     let trusted = |ip: IpAddr| {
         let ip = canonical(ip);
-        app.config.trusted_proxies.iter().any(|net| net.contains(&ip))
+        app.config
+            .trusted_proxies
+            .iter()
+            .any(|net| net.contains(&ip))
     };
     Some(resolve_client(peer, req.headers(), &trusted))
 }
@@ -323,26 +326,44 @@ mod tests {
     #[test]
     fn an_untrusted_peer_is_the_client_whatever_it_forwards() {
         let h = xff(&["1.2.3.4"]);
-        assert_eq!(resolve_client(ip("203.0.113.9"), &h, &ingress), ip("203.0.113.9"));
-        assert_eq!(resolve_client(ip("203.0.113.9"), &h, &|_| false), ip("203.0.113.9"));
+        assert_eq!(
+            resolve_client(ip("203.0.113.9"), &h, &ingress),
+            ip("203.0.113.9")
+        );
+        assert_eq!(
+            resolve_client(ip("203.0.113.9"), &h, &|_| false),
+            ip("203.0.113.9")
+        );
     }
 
     #[test]
     fn behind_a_trusted_proxy_the_rightmost_untrusted_hop_is_the_client() {
         // The client forged "6.6.6.6"; the ingress appended the real address.
         let h = xff(&["6.6.6.6, 198.51.100.7"]);
-        assert_eq!(resolve_client(ip("10.1.2.3"), &h, &ingress), ip("198.51.100.7"));
+        assert_eq!(
+            resolve_client(ip("10.1.2.3"), &h, &ingress),
+            ip("198.51.100.7")
+        );
         // Two trusted hops, several headers.
         let h = xff(&["6.6.6.6", "198.51.100.7, 10.9.9.9"]);
-        assert_eq!(resolve_client(ip("10.1.2.3"), &h, &ingress), ip("198.51.100.7"));
+        assert_eq!(
+            resolve_client(ip("10.1.2.3"), &h, &ingress),
+            ip("198.51.100.7")
+        );
         // Ports and IPv4-mapped peers.
         let h = xff(&["198.51.100.7:5555"]);
-        assert_eq!(resolve_client(ip("::ffff:10.0.0.1"), &h, &ingress), ip("198.51.100.7"));
+        assert_eq!(
+            resolve_client(ip("::ffff:10.0.0.1"), &h, &ingress),
+            ip("198.51.100.7")
+        );
     }
 
     #[test]
     fn trusted_peers_without_a_usable_header_stay_the_client() {
-        assert_eq!(resolve_client(ip("10.1.2.3"), &xff(&[]), &ingress), ip("10.1.2.3"));
+        assert_eq!(
+            resolve_client(ip("10.1.2.3"), &xff(&[]), &ingress),
+            ip("10.1.2.3")
+        );
         // Every hop trusted: the left-most.
         let h = xff(&["10.7.7.7, 10.8.8.8"]);
         assert_eq!(resolve_client(ip("10.1.2.3"), &h, &ingress), ip("10.7.7.7"));

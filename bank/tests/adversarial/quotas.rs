@@ -86,10 +86,17 @@ async fn redis() -> redis::aio::MultiplexedConnection {
 
 /// The Redis keys of a user's records.
 fn user_keys(bank: &Bank, pk: &str) -> Vec<String> {
-    ["contracts", "history", "contract_dates", "usage", "bind", "dumps"]
-        .iter()
-        .map(|k| format!("{}:user:{pk}:{k}", bank.ns))
-        .collect()
+    [
+        "contracts",
+        "history",
+        "contract_dates",
+        "usage",
+        "bind",
+        "dumps",
+    ]
+    .iter()
+    .map(|k| format!("{}:user:{pk}:{k}", bank.ns))
+    .collect()
 }
 
 /// Bytes Redis uses for the user's records (`MEMORY USAGE`, all samples).
@@ -167,15 +174,15 @@ async fn a_self_made_key_cannot_fill_redis_with_grants() {
     }
     let history = bank.app.state.grant_history(&pk).await.unwrap();
     let history_bytes: usize = history.iter().map(String::len).sum();
-    assert!(
-        history_bytes <= 1 << 20,
-        "history of {history_bytes} bytes"
-    );
+    assert!(history_bytes <= 1 << 20, "history of {history_bytes} bytes");
 
     // 40 contracts and 40 more grants of ~60 KB each would be ~4.8 MB of
     // Redis; the quotas keep it to about twice the 1 MiB grant budget.
     let used = memory_of(&bank, &pk).await;
-    assert!(used < 3 << 20, "the attacker's keys use {used} bytes of Redis");
+    assert!(
+        used < 3 << 20,
+        "the attacker's keys use {used} bytes of Redis"
+    );
     // A guest (no account, no dump): everything it left expires.
     let mut conn = redis().await;
     for key in user_keys(&bank, &pk) {
@@ -307,7 +314,15 @@ impl Browser {
     fn keep(&mut self, resp: &reqwest::Response) {
         for v in resp.headers().get_all("set-cookie") {
             let v = v.to_str().unwrap();
-            let value = || v.split(';').next().unwrap().split_once('=').unwrap().1.to_owned();
+            let value = || {
+                v.split(';')
+                    .next()
+                    .unwrap()
+                    .split_once('=')
+                    .unwrap()
+                    .1
+                    .to_owned()
+            };
             if v.starts_with("alias_session=") {
                 self.session = Some(value());
             } else if v.starts_with("alias_device=") {
@@ -392,7 +407,10 @@ impl Account {
         browser.open("/login").await;
         let v = b64u_encode(verifier);
         let (status, begun) = browser
-            .post("/web/login/begin", json!({"username": self.username, "verifier": v}))
+            .post(
+                "/web/login/begin",
+                json!({"username": self.username, "verifier": v}),
+            )
             .await;
         if status != 200 {
             return (status, begun);
@@ -449,7 +467,10 @@ async fn a_strangers_failed_logins_do_not_lock_out_the_user() {
     // …and from a new phone on a new address (slowed, not blocked).
     let mut phone = Browser::new(&bank, "203.0.113.77");
     let (status, body) = owner.login(&mut phone, &owner.verifier).await;
-    assert_eq!(status, 200, "the owner is locked out of a new device: {body}");
+    assert_eq!(
+        status, 200,
+        "the owner is locked out of a new device: {body}"
+    );
     // The stranger stays throttled.
     let (status, _) = owner.login(&mut stranger, &owner.verifier).await;
     assert_eq!(status, 429);
@@ -479,14 +500,20 @@ async fn forged_forwarded_for_from_an_untrusted_peer_is_ignored() {
             limited += 1;
         }
     }
-    assert!(limited >= 4, "forged addresses evaded the rate limit ({limited} limited)");
+    assert!(
+        limited >= 4,
+        "forged addresses evaded the rate limit ({limited} limited)"
+    );
     bank.cleanup().await;
 
     // Behind a trusted proxy the forwarded address is the client: each
     // address has its own budget, and one address is limited alone.
     let bank = Bank::new(
         "aq",
-        &[("ALIAS_RATE_PER_SEC", "1"), ("ALIAS_TRUSTED_PROXIES", "127.0.0.1/32")],
+        &[
+            ("ALIAS_RATE_PER_SEC", "1"),
+            ("ALIAS_TRUSTED_PROXIES", "127.0.0.1/32"),
+        ],
     )
     .await;
     for i in 0..8 {
@@ -515,7 +542,9 @@ struct Monitor {
 
 impl Monitor {
     async fn start(needle: &str) -> Monitor {
-        let stream = tokio::net::TcpStream::connect("127.0.0.1:6379").await.unwrap();
+        let stream = tokio::net::TcpStream::connect("127.0.0.1:6379")
+            .await
+            .unwrap();
         let (read, mut write) = stream.into_split();
         write.write_all(b"MONITOR\r\n").await.unwrap();
         let mut reader = BufReader::new(read).lines();
@@ -606,7 +635,11 @@ async fn metrics_never_scan_the_keyspace() {
         "the gauges are right:\n{text}"
     );
     let seen = monitor.seen().await;
-    assert!(scans(&seen).is_empty(), "/metrics scanned: {:?}", scans(&seen));
+    assert!(
+        scans(&seen).is_empty(),
+        "/metrics scanned: {:?}",
+        scans(&seen)
+    );
     assert!(!seen.is_empty(), "/metrics read the state indexes");
     bank.cleanup().await;
 }

@@ -323,8 +323,15 @@ impl RedisStore {
 
     /// The six keys of a user's records, in the order the user scripts use.
     fn user_keys(&self, user: &str) -> [String; 6] {
-        ["contracts", "history", "contract_dates", "usage", "bind", "dumps"]
-            .map(|k| self.key(&format!("user:{user}:{k}")))
+        [
+            "contracts",
+            "history",
+            "contract_dates",
+            "usage",
+            "bind",
+            "dumps",
+        ]
+        .map(|k| self.key(&format!("user:{user}:{k}")))
     }
 
     fn guest_ttl_ms(&self) -> u64 {

@@ -619,15 +619,30 @@ pub async fn state_user_quotas(backend: Backend) {
     let env = Env::with(backend, Duration::from_secs(60), quotas).await;
     let s = &env.state;
     let tok = |c: char, n: usize| c.to_string().repeat(n);
-    assert!(s.update_grant("u", "c1", 1.0, &tok('a', 30)).await.unwrap().1);
-    assert!(s.update_grant("u", "c2", 1.0, &tok('b', 30)).await.unwrap().1);
+    assert!(
+        s.update_grant("u", "c1", 1.0, &tok('a', 30))
+            .await
+            .unwrap()
+            .1
+    );
+    assert!(
+        s.update_grant("u", "c2", 1.0, &tok('b', 30))
+            .await
+            .unwrap()
+            .1
+    );
     // A third contract is refused, nothing changes.
     let e = s.update_grant("u", "c3", 1.0, "c").await.unwrap_err();
     assert_eq!(quota_of(e), ("contracts", 2));
     assert_eq!(s.contracts_of("u").await.unwrap().len(), 2);
     assert_eq!(s.grant_history("u").await.unwrap().len(), 2);
     // A newer grant of a held contract replaces its bytes.
-    assert!(s.update_grant("u", "c1", 2.0, &tok('d', 60)).await.unwrap().1);
+    assert!(
+        s.update_grant("u", "c1", 2.0, &tok('d', 60))
+            .await
+            .unwrap()
+            .1
+    );
     let e = s
         .update_grant("u", "c1", 3.0, &tok('e', 80))
         .await
@@ -647,7 +662,9 @@ pub async fn state_user_quotas(backend: Backend) {
     }
     let history = s.grant_history("u").await.unwrap();
     assert_eq!(history, vec![tok('j', 10), tok('i', 10), tok('h', 10)]);
-    s.update_grant("u", "c2", 20.0, &tok('k', 40)).await.unwrap();
+    s.update_grant("u", "c2", 20.0, &tok('k', 40))
+        .await
+        .unwrap();
     let history = s.grant_history("u").await.unwrap();
     assert!(history.len() <= 3);
     assert!(history.iter().map(String::len).sum::<usize>() <= 100);
@@ -721,7 +738,10 @@ pub async fn state_counts_by_state_from_indexes(backend: Backend) {
     s.transition("d", 1, &[Accepted], Done, None).await.unwrap();
     let counts = s.count_by_state().await.unwrap();
     let want = |pairs: &[(TransferState, u64)]| pairs.iter().copied().collect();
-    assert_eq!(counts, want(&[(Accepted, 1), (Processing, 1), (Failed, 1), (Done, 1)]));
+    assert_eq!(
+        counts,
+        want(&[(Accepted, 1), (Processing, 1), (Failed, 1), (Done, 1)])
+    );
     // Superseding, restarting and beginning again move between the states.
     s.begin_transfer("a", &new_transfer("other")).await.unwrap();
     assert_eq!(s.restart_generation("b", 1, "r").await.unwrap(), Some(2));
@@ -729,8 +749,12 @@ pub async fn state_counts_by_state_from_indexes(backend: Backend) {
     let counts = s.count_by_state().await.unwrap();
     assert_eq!(counts, want(&[(Accepted, 3), (Done, 1)]));
     // A failed generation taken up again counts as running.
-    s.transition("a", 2, &[Accepted], Failed, None).await.unwrap();
-    s.transition("a", 2, &[Failed], Pushing, None).await.unwrap();
+    s.transition("a", 2, &[Accepted], Failed, None)
+        .await
+        .unwrap();
+    s.transition("a", 2, &[Failed], Pushing, None)
+        .await
+        .unwrap();
     let counts = s.count_by_state().await.unwrap();
     assert_eq!(counts, want(&[(Accepted, 2), (Pushing, 1), (Done, 1)]));
     // Finished transfers leave the counts when they expire.

@@ -218,7 +218,11 @@ async fn known_device(
     let Some(device) = req
         .cookie(DEVICE_COOKIE)
         .map(|c| c.value().to_owned())
-        .filter(|d| d.len() == 43 && d.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+        .filter(|d| {
+            d.len() == 43
+                && d.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
     else {
         return Ok(None);
     };
@@ -247,7 +251,10 @@ async fn login_gate(app: &AppState, req: &HttpRequest, username: &str) -> Result
     let device = known_device(app, req, username).await?;
     let user = format!("web:fail:user:{username}");
     let (pair, limit) = match &device {
-        Some(d) => (format!("web:fail:device:{d}:{username}"), MAX_FAILURES_PER_PAIR),
+        Some(d) => (
+            format!("web:fail:device:{d}:{username}"),
+            MAX_FAILURES_PER_PAIR,
+        ),
         None => {
             let pair = format!("web:fail:addr:{}:{username}", client_ip(app, req));
             let slowed = app.state.counted(&user).await? >= USER_FAILURES_SLOWING;

@@ -8,7 +8,12 @@ use common::anychain::b64u_encode;
 use reqwest::StatusCode;
 use serde_json::Value as Json;
 
-async fn upload(bank: &Bank, user: &common::anychain::SigningKey, name: &str, size: usize) -> (StatusCode, Json) {
+async fn upload(
+    bank: &Bank,
+    user: &common::anychain::SigningKey,
+    name: &str,
+    size: usize,
+) -> (StatusCode, Json) {
     let path = format!("/alias/dumps/google/{name}");
     let auth = signed_request(user, "PUT", &path, Some(size as u64), now());
     let resp = bank
@@ -32,8 +37,14 @@ async fn dump_quotas_refuse_before_storing() {
     .await;
     let user = user_key(30);
     let pk = b64u_encode(user.verifying_key().as_bytes());
-    assert_eq!(upload(&bank, &user, "a.zip", 400).await.0, StatusCode::CREATED);
-    assert_eq!(upload(&bank, &user, "b.zip", 400).await.0, StatusCode::CREATED);
+    assert_eq!(
+        upload(&bank, &user, "a.zip", 400).await.0,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        upload(&bank, &user, "b.zip", 400).await.0,
+        StatusCode::CREATED
+    );
     // A third dump: over the count.
     let (status, body) = upload(&bank, &user, "c.zip", 10).await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
@@ -45,11 +56,24 @@ async fn dump_quotas_refuse_before_storing() {
     assert_eq!(body["quota"], "dump_bytes");
     assert_eq!(body["limit"], 1000);
     // Nothing of the refused uploads was stored.
-    let stored = bank.app.storage.get_bytes(&format!("dumps/{pk}/google/b.zip")).await.unwrap();
+    let stored = bank
+        .app
+        .storage
+        .get_bytes(&format!("dumps/{pk}/google/b.zip"))
+        .await
+        .unwrap();
     assert_eq!(stored.len(), 400);
-    assert!(bank.app.storage.get_bytes(&format!("dumps/{pk}/google/c.zip")).await.is_err());
+    assert!(bank
+        .app
+        .storage
+        .get_bytes(&format!("dumps/{pk}/google/c.zip"))
+        .await
+        .is_err());
     // Within the budget, a replacement is fine.
-    assert_eq!(upload(&bank, &user, "b.zip", 600).await.0, StatusCode::CREATED);
+    assert_eq!(
+        upload(&bank, &user, "b.zip", 600).await.0,
+        StatusCode::CREATED
+    );
     bank.cleanup().await;
 }
 
@@ -90,11 +114,17 @@ async fn grant_quotas_answer_with_their_codes() {
     let g = grant(&user, &contract("Three", "127.0.0.1:9"), now());
     let (status, body) = post_grant(&bank, &g).await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
-    assert_eq!((body["code"].as_str(), body["quota"].as_str()), (Some("quota_exceeded"), Some("contracts")));
+    assert_eq!(
+        (body["code"].as_str(), body["quota"].as_str()),
+        (Some("quota_exceeded"), Some("contracts"))
+    );
     // Over the token limit: 413 too_large, before any quota.
     let big = contract(&"N".repeat(9000), "127.0.0.1:9");
     let (status, body) = post_grant(&bank, &grant(&user, &big, now())).await;
-    assert_eq!((status, body["code"].as_str()), (StatusCode::PAYLOAD_TOO_LARGE, Some("too_large")));
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::PAYLOAD_TOO_LARGE, Some("too_large"))
+    );
     let mut contracts = bank.app.state.contracts_of(&pk).await.unwrap();
     contracts.sort();
     assert_eq!(contracts.len(), 2);
