@@ -6,7 +6,7 @@ use super::{
     now_ms, Begin, DumpRecord, FileRecord, NewTransfer, Quotas, StateError, StateStore, Transfer,
     TransferEvent, TransferState,
 };
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
@@ -65,7 +65,66 @@ impl User {
     }
 }
 
+/// Transfers by state, as the Redis indexes keep them: running ones in a
+/// set, finished ones ordered by expiry (pruned when counted).
+#[derive(Default)]
+struct StateIndex {
+    running: HashMap<TransferState, HashSet<String>>,
+    finished: HashMap<TransferState, BTreeSet<(Instant, String)>>,
+}
+
+/// A transfer's place in the index: its state and, when finished, expiry.
+type Entry = (TransferState, Option<Instant>);
+
+impl StateIndex {
+    fn reindex(&mut self, id: &str, from: Option<Entry>, to: Entry) {
+        match from {
+            Some((state, Some(at))) => {
+                if let Some(set) = self.finished.get_mut(&state) {
+                    set.remove(&(at, id.to_owned()));
+                }
+            }
+            Some((state, None)) => {
+                if let Some(set) = self.running.get_mut(&state) {
+                    set.remove(id);
+                }
+            }
+            None => {}
+        }
+        match to {
+            (state, Some(at)) => {
+                self.finished
+                    .entry(state)
+                    .or_default()
+                    .insert((at, id.to_owned()));
+            }
+            (state, None) => {
+                self.running.entry(state).or_default().insert(id.to_owned());
+            }
+        }
+    }
+
+    fn counts(&mut self, now: Instant) -> HashMap<TransferState, u64> {
+        let mut out = HashMap::new();
+        for (state, set) in &self.running {
+            if !set.is_empty() {
+                out.insert(*state, set.len() as u64);
+            }
+        }
+        for (state, set) in &mut self.finished {
+            while set.first().is_some_and(|(at, _)| *at <= now) {
+                set.pop_first();
+            }
+            if !set.is_empty() {
+                out.insert(*state, set.len() as u64);
+            }
+        }
+        out
+    }
+}
+
 struct Data {
+    index: StateIndex,
     transfers: HashMap<String, Timed<StoredTransfer>>,
     generations: HashMap<(String, u64), Timed<Generation>>,
     users: HashMap<String, User>,
@@ -174,6 +233,7 @@ impl MemoryStore {
                 users: HashMap::new(),
                 values: HashMap::new(),
                 lists: HashMap::new(),
+                index: StateIndex::default(),
                 swept: Instant::now(),
             })),
             events: Arc::new(Mutex::new(HashMap::new())),
@@ -388,6 +448,11 @@ impl StateStore for MemoryStore {
             }
             let generation = generation + 1;
             let ms = now_ms();
+            let old = data
+                .transfers
+                .get(id)
+                .map(|t| (t.value.transfer.state, t.expires));
+            data.index.reindex(id, old, (TransferState::Accepted, None));
             data.transfers.insert(
                 id.to_owned(),
                 Timed {
@@ -455,6 +520,7 @@ impl StateStore for MemoryStore {
                 return Ok(false);
             }
             let was_failed = t.state == TransferState::Failed;
+            let from_entry = (t.state, stored.expires);
             t.state = to;
             t.updated_ms = now_ms();
             if let Some(e) = error.filter(|e| !e.is_empty()) {
@@ -475,6 +541,8 @@ impl StateStore for MemoryStore {
                     g.expires = None;
                 }
             }
+            let to_entry = (to, to.is_terminal().then(|| now + self.finished_ttl));
+            data.index.reindex(id, Some(from_entry), to_entry);
             true
         };
         if moved {
@@ -616,6 +684,7 @@ impl StateStore for MemoryStore {
             if t.generation != generation || t.state.is_terminal() {
                 return Ok(None);
             }
+            let from_entry = (t.state, None);
             t.generation += 1;
             t.state = TransferState::Accepted;
             t.updated_ms = now_ms();
@@ -626,6 +695,8 @@ impl StateStore for MemoryStore {
             t.error = None;
             t.notes.push(note.to_owned());
             let new = t.generation;
+            data.index
+                .reindex(id, Some(from_entry), (TransferState::Accepted, None));
             data.expire_generation(id, generation, now + self.finished_ttl);
             new
         };
@@ -774,17 +845,13 @@ impl StateStore for MemoryStore {
 
     async fn count_by_state(&self) -> Result<HashMap<TransferState, u64>, StateError> {
         let now = Instant::now();
-        let data = self.data();
-        let mut counts = HashMap::new();
-        for t in data.transfers.values().filter(|t| t.live(now)) {
-            *counts.entry(t.value.transfer.state).or_insert(0) += 1;
-        }
-        Ok(counts)
+        Ok(self.data().index.counts(now))
     }
 
     async fn purge_namespace(&self) -> Result<(), StateError> {
         let mut data = self.data();
         data.transfers.clear();
+        data.index = StateIndex::default();
         data.generations.clear();
         data.users.clear();
         data.values.clear();
