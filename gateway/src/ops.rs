@@ -248,6 +248,28 @@ impl Limiter {
     }
 }
 
+/// A body refused by actix for its size (413 in plain text) answered as
+/// every other error: the JSON envelope with code `too_large`.
+fn json_payload_errors<B: MessageBody + 'static>(
+    res: ServiceResponse<B>,
+) -> ServiceResponse<actix_web::body::BoxBody> {
+    let is_json = res
+        .headers()
+        .get(actix_web::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if res.status() != StatusCode::PAYLOAD_TOO_LARGE || is_json {
+        return res.map_into_boxed_body();
+    }
+    let err = ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "too_large",
+        "the request body is larger than this endpoint accepts",
+    );
+    let (req, _) = res.into_parts();
+    ServiceResponse::new(req, actix_web::ResponseError::error_response(&err))
+}
+
 /// Middleware: rate limiting (not for health and metrics), request
 /// metrics by route pattern, and a log line per request.
 pub async fn observe(
@@ -282,7 +304,7 @@ pub async fn observe(
             }
         }
     }
-    let res = next.call(req).await?;
+    let res = json_payload_errors(next.call(req).await?);
     let status = res.status().as_u16().to_string();
     if let Some(app) = app {
         app.metrics

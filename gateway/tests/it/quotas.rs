@@ -130,3 +130,32 @@ async fn grant_quotas_answer_with_their_codes() {
     assert_eq!(contracts.len(), 2);
     bank.cleanup().await;
 }
+
+#[actix_web::test]
+async fn bodies_past_the_limit_answer_413_with_a_code() {
+    let bank = Bank::start().await;
+    for (ctype, body) in [
+        (
+            "application/x-www-form-urlencoded",
+            format!("grant={}", "a".repeat(400 << 10)),
+        ),
+        (
+            "application/json",
+            format!("{{\"grant\":\"{}\"}}", "a".repeat(400 << 10)),
+        ),
+    ] {
+        let resp = bank
+            .http
+            .post(bank.url("/alias/process"))
+            .header("content-type", ctype)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        let text = resp.text().await.unwrap();
+        let body: Json = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"));
+        assert_eq!(body["code"], "too_large", "{body}");
+    }
+    bank.cleanup().await;
+}
