@@ -179,6 +179,7 @@ async fn a_self_made_key_cannot_fill_redis_with_grants() {
     // 40 contracts and 40 more grants of ~60 KB each would be ~4.8 MB of
     // Redis; the quotas keep it to about twice the 1 MiB grant budget.
     let used = memory_of(&bank, &pk).await;
+    eprintln!("the attacker's records use {used} bytes of Redis ({accepted} grants accepted, {refused} refused)");
     assert!(
         used < 3 << 20,
         "the attacker's keys use {used} bytes of Redis"
