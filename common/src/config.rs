@@ -8,6 +8,7 @@
 
 use crate::alias::PushId;
 use crate::anychain::Limits;
+use crate::state::Quotas;
 use crate::storage::S3Settings;
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
@@ -87,7 +88,11 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "contract",
         "which hash names a transfer and its push URL: contract or grant",
     ),
-    ("ALIAS_MAX_TOKEN_BYTES", "1048576", "largest accepted token"),
+    (
+        "ALIAS_MAX_TOKEN_BYTES",
+        "65536",
+        "largest accepted token (413 too_large past it)",
+    ),
     (
         "ALIAS_MAX_TOKEN_DEPTH",
         "64",
@@ -117,6 +122,41 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "ALIAS_RATE_PER_SEC",
         "20",
         "requests per second allowed per client address (burst: 2x)",
+    ),
+    (
+        "ALIAS_TRUSTED_PROXIES",
+        "(empty)",
+        "CIDRs of reverse proxies whose X-Forwarded-For is believed, comma-separated",
+    ),
+    (
+        "ALIAS_QUOTA_CONTRACTS",
+        "100",
+        "contracts a user may hold grants for (409 quota_exceeded past it)",
+    ),
+    (
+        "ALIAS_QUOTA_HISTORY",
+        "100",
+        "grants kept in a user's history (the oldest are dropped)",
+    ),
+    (
+        "ALIAS_QUOTA_GRANT_BYTES",
+        "1048576",
+        "bytes of a user's current grants (413 quota_exceeded past it); the history is trimmed to it",
+    ),
+    (
+        "ALIAS_QUOTA_DUMPS",
+        "32",
+        "dumps a user may hold (409 quota_exceeded past it)",
+    ),
+    (
+        "ALIAS_QUOTA_DUMP_BYTES",
+        "274877906944",
+        "bytes of all dumps of a user (413 quota_exceeded past it)",
+    ),
+    (
+        "ALIAS_QUOTA_GUEST_TTL_SECS",
+        "2592000",
+        "how long the records of a user without account or dump live after their last change",
     ),
     (
         "ALIAS_FINISHED_TTL_SECS",
@@ -231,6 +271,13 @@ struct Raw {
     max_dump_bytes: u64,
     process_wait_secs: u64,
     rate_per_sec: u64,
+    trusted_proxies: String,
+    quota_contracts: u64,
+    quota_history: u64,
+    quota_grant_bytes: u64,
+    quota_dumps: u64,
+    quota_dump_bytes: u64,
+    quota_guest_ttl_secs: u64,
     finished_ttl_secs: u64,
     worker_concurrency: u64,
     work_dir: String,
@@ -265,13 +312,20 @@ impl Default for Raw {
             public_origin: "http://127.0.0.1:8080".into(),
             push_allow: String::new(),
             push_id: "contract".into(),
-            max_token_bytes: 1 << 20,
+            max_token_bytes: 64 << 10,
             max_token_depth: 64,
             max_future_skew_ms: 300_000,
             request_max_age_ms: 300_000,
             max_dump_bytes: 64 << 30,
             process_wait_secs: 3600,
             rate_per_sec: 20,
+            trusted_proxies: String::new(),
+            quota_contracts: Quotas::DEFAULT.contracts,
+            quota_history: Quotas::DEFAULT.history,
+            quota_grant_bytes: Quotas::DEFAULT.grant_bytes,
+            quota_dumps: Quotas::DEFAULT.dumps,
+            quota_dump_bytes: Quotas::DEFAULT.dump_bytes,
+            quota_guest_ttl_secs: Quotas::DEFAULT.guest_ttl.as_secs(),
             finished_ttl_secs: 7 * 24 * 3600,
             worker_concurrency: 2,
             work_dir: String::new(),
@@ -332,6 +386,11 @@ pub struct Config {
     pub process_wait: Duration,
     /// Requests per second per client address.
     pub rate_per_sec: u32,
+    /// Reverse proxies whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Per-user bounds on the state (grants, contracts, dumps) and the
+    /// lifetime of the records of users without account or dump.
+    pub quotas: Quotas,
     /// TTL of finished transfers.
     pub finished_ttl: Duration,
     /// Jobs in flight per worker.
@@ -412,6 +471,13 @@ const KEYS: &[&str] = &[
     "max_dump_bytes",
     "process_wait_secs",
     "rate_per_sec",
+    "trusted_proxies",
+    "quota_contracts",
+    "quota_history",
+    "quota_grant_bytes",
+    "quota_dumps",
+    "quota_dump_bytes",
+    "quota_guest_ttl_secs",
     "finished_ttl_secs",
     "worker_concurrency",
     "work_dir",
@@ -513,6 +579,20 @@ fn storage_url(value: &str) -> Result<String, ConfigError> {
         }
     };
     Ok(format!("file://{}", path.display()))
+}
+
+/// A comma-separated list of CIDRs (a bare address is a /32 or /128).
+fn cidrs(var: &'static str, value: &str) -> Result<Vec<IpNet>, ConfigError> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<IpNet>()
+                .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
+                .map_err(|_| invalid(var, s, "not a CIDR such as 127.0.0.0/8"))
+        })
+        .collect()
 }
 
 fn origin(value: &str) -> Result<String, ConfigError> {
@@ -620,17 +700,8 @@ impl Raw {
                 "expected host:port, e.g. 0.0.0.0:8080",
             )
         })?;
-        let push_allow = self
-            .push_allow
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(|s| {
-                s.parse::<IpNet>()
-                    .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
-                    .map_err(|_| invalid("ALIAS_PUSH_ALLOW", s, "not a CIDR such as 127.0.0.0/8"))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let push_allow = cidrs("ALIAS_PUSH_ALLOW", &self.push_allow)?;
+        let trusted_proxies = cidrs("ALIAS_TRUSTED_PROXIES", &self.trusted_proxies)?;
         let push_id = self
             .push_id
             .parse()
@@ -643,6 +714,24 @@ impl Raw {
             }
         };
         let depth = positive("ALIAS_MAX_TOKEN_DEPTH", self.max_token_depth)?;
+        let quotas = Quotas {
+            contracts: positive("ALIAS_QUOTA_CONTRACTS", self.quota_contracts)?,
+            history: positive("ALIAS_QUOTA_HISTORY", self.quota_history)?,
+            grant_bytes: positive("ALIAS_QUOTA_GRANT_BYTES", self.quota_grant_bytes)?,
+            dumps: positive("ALIAS_QUOTA_DUMPS", self.quota_dumps)?,
+            dump_bytes: positive("ALIAS_QUOTA_DUMP_BYTES", self.quota_dump_bytes)?,
+            guest_ttl: Duration::from_secs(positive(
+                "ALIAS_QUOTA_GUEST_TTL_SECS",
+                self.quota_guest_ttl_secs,
+            )?),
+        };
+        if quotas.grant_bytes < self.max_token_bytes {
+            return Err(invalid(
+                "ALIAS_QUOTA_GRANT_BYTES",
+                &quotas.grant_bytes.to_string(),
+                "must be at least ALIAS_MAX_TOKEN_BYTES (one grant must fit)",
+            ));
+        }
         if depth > 128 {
             return Err(invalid(
                 "ALIAS_MAX_TOKEN_DEPTH",
@@ -684,6 +773,8 @@ impl Raw {
             process_wait: Duration::from_secs(self.process_wait_secs),
             rate_per_sec: u32::try_from(positive("ALIAS_RATE_PER_SEC", self.rate_per_sec)?)
                 .unwrap_or(u32::MAX),
+            trusted_proxies,
+            quotas,
             finished_ttl: Duration::from_secs(positive(
                 "ALIAS_FINISHED_TTL_SECS",
                 self.finished_ttl_secs,
@@ -735,6 +826,13 @@ mod tests {
         let c = Config::from_pairs(&[]).unwrap();
         assert_eq!(c.namespace, "alias");
         assert_eq!(c.push_id, PushId::Contract);
+        assert_eq!(
+            c.limits.max_bytes,
+            64 << 10,
+            "fits real grants, under the reference's 100 KB"
+        );
+        assert!(c.trusted_proxies.is_empty());
+        assert_eq!(c.quotas, Quotas::DEFAULT);
         assert!(c.storage_url.starts_with("file:///"));
         assert_eq!(c.key("transfer:x"), "alias:transfer:x");
     }
@@ -772,6 +870,9 @@ mod tests {
         assert!(err("ALIAS_REDIS_URL", "http://x").contains("ALIAS_REDIS_URL"));
         assert!(err("ALIAS_STORAGE_URL", "ftp://x").contains("ALIAS_STORAGE_URL"));
         assert!(err("ALIAS_MAX_TOKEN_BYTES", "0").contains("ALIAS_MAX_TOKEN_BYTES"));
+        assert!(err("ALIAS_TRUSTED_PROXIES", "10.0.0.0/33").contains("ALIAS_TRUSTED_PROXIES"));
+        assert!(err("ALIAS_QUOTA_CONTRACTS", "0").contains("ALIAS_QUOTA_CONTRACTS"));
+        assert!(err("ALIAS_QUOTA_GRANT_BYTES", "1000").contains("ALIAS_QUOTA_GRANT_BYTES"));
         assert!(Config::from_pairs(&[("ALIAS_NOPE", "1")]).is_err());
     }
 
@@ -783,8 +884,14 @@ mod tests {
             ("ALIAS_PUBLIC_ORIGIN", "https://Bank.Example:8443/"),
             ("ALIAS_STORAGE_URL", "/tmp/x"),
             ("ALIAS_NAMESPACE", "t-1"),
+            ("ALIAS_TRUSTED_PROXIES", "10.0.0.0/8,192.168.1.7"),
+            ("ALIAS_QUOTA_CONTRACTS", "3"),
+            ("ALIAS_QUOTA_GUEST_TTL_SECS", "60"),
         ])
         .unwrap();
+        assert_eq!(c.trusted_proxies.len(), 2);
+        assert_eq!(c.quotas.contracts, 3);
+        assert_eq!(c.quotas.guest_ttl, Duration::from_secs(60));
         assert_eq!(c.push_allow.len(), 2);
         assert_eq!(c.push_id, PushId::Grant);
         assert_eq!(c.public_origin, "https://bank.example:8443");

@@ -249,11 +249,11 @@ impl Services {
     ) -> Result<Services, String> {
         let (ns, ttl) = (&config.namespace, config.finished_ttl);
         let state = if redis {
-            crate::state::State::connect(&config.redis_url, ns, ttl)
+            crate::state::State::connect_with(&config.redis_url, ns, ttl, config.quotas)
                 .await
                 .map_err(|e| format!("redis at {}: {e}", config.redis_url))?
         } else {
-            crate::state::State::in_memory(ns, ttl)
+            crate::state::State::in_memory_with(ns, ttl, config.quotas)
         };
         let broker = if rabbitmq {
             Broker::connect(&config.amqp_url, ns)

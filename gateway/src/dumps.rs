@@ -136,6 +136,7 @@ pub async fn upload(
             ));
         }
     }
+    check_quota(&app, &authed.user, &provider, &name, size).await?;
     let key = format!("dumps/{}/{provider}/{name}", authed.user);
     // The actix payload is not `Send`: feed the storage task through a
     // small bounded channel, so memory stays bounded whatever the size.
@@ -201,11 +202,52 @@ pub async fn upload(
         blake2b: info.blake2b_b64(),
         uploaded_ms: now_ms(),
     };
-    app.state.record_dump(&authed.user, &record).await?;
+    if let Err(e) = app.state.record_dump(&authed.user, &record).await {
+        // Another upload of the user's took the room meanwhile: nothing of
+        // this one is kept (nor a record of the name whose bytes it replaced).
+        if matches!(e, common::state::StateError::Quota { .. }) {
+            let _ = app
+                .state
+                .delete_dump(&authed.user, &record.provider, &record.name)
+                .await;
+            if let Err(err) = app.storage.delete(&record.key).await {
+                tracing::warn!(error = %err, key = %record.key, "refused dump not deleted");
+            }
+        }
+        return Err(e.into());
+    }
     tracing::info!(user = %authed.user, key = %record.key, size = record.size, "dump stored");
     let reexports = crate::site::reexport::after_upload(&app, &authed.user, &record.provider).await;
     Ok(HttpResponse::Created()
         .json(serde_json::json!({"status": "ok", "dump": record, "reexports": reexports})))
+}
+
+/// Refuses (before any byte is stored) an upload that would take the user
+/// past the dump quotas; replacing a dump of the same name frees its room.
+async fn check_quota(
+    app: &AppState,
+    user: &str,
+    provider: &str,
+    name: &str,
+    size: u64,
+) -> Result<(), ApiError> {
+    let q = app.config.quotas;
+    let dumps = app.state.dumps(user).await?;
+    let replaces = dumps
+        .iter()
+        .any(|d| d.provider == provider && d.name == name);
+    if !replaces && dumps.len() as u64 >= q.dumps {
+        return Err(crate::error::quota_exceeded("dumps", q.dumps));
+    }
+    let others: u64 = dumps
+        .iter()
+        .filter(|d| !(d.provider == provider && d.name == name))
+        .map(|d| d.size)
+        .sum();
+    if others.saturating_add(size) > q.dump_bytes {
+        return Err(crate::error::quota_exceeded("dump_bytes", q.dump_bytes));
+    }
+    Ok(())
 }
 
 /// `GET /alias/dumps`: the signing user's dumps.

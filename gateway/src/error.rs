@@ -80,8 +80,28 @@ impl ResponseError for ApiError {
 
 impl From<common::state::StateError> for ApiError {
     fn from(e: common::state::StateError) -> Self {
-        ApiError::unavailable("state store", e)
+        match e {
+            common::state::StateError::Quota { quota, limit } => quota_exceeded(quota, limit),
+            other => ApiError::unavailable("state store", other),
+        }
     }
+}
+
+/// A per-user quota refused the change: 413 for a byte quota, 409 for a
+/// count, code `quota_exceeded` with the quota's name and limit.
+pub fn quota_exceeded(quota: &str, limit: u64) -> ApiError {
+    let status = if quota.ends_with("bytes") {
+        StatusCode::PAYLOAD_TOO_LARGE
+    } else {
+        StatusCode::CONFLICT
+    };
+    ApiError::new(
+        status,
+        "quota_exceeded",
+        format!("the user's {quota} quota ({limit}) is exhausted"),
+    )
+    .with("quota", json!(quota))
+    .with("limit", json!(limit))
 }
 
 /// The JSON error body for errors raised by actix itself (payload too

@@ -7,7 +7,7 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::StatusCode;
 use actix_web::middleware::Next;
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use common::mq::{Queue, Route};
 use governor::clock::DefaultClock;
 use governor::state::keyed::DefaultKeyedStateStore;
@@ -162,6 +162,70 @@ pub async fn metrics(app: web::Data<AppState>) -> HttpResponse {
         .body(out)
 }
 
+/// The address of the client behind `req`: the direct peer, unless the
+/// peer is a trusted reverse proxy (`ALIAS_TRUSTED_PROXIES`); then the
+/// right-most `X-Forwarded-For` address that is not itself trusted (each
+/// trusted proxy appends the address it received from, so everything left
+/// of the first untrusted hop may be forged). When every forwarded hop is
+/// trusted, the left-most one; when a hop cannot be read, the last trusted
+/// hop before it. An untrusted peer's `X-Forwarded-For` is ignored.
+pub(crate) fn client_addr(app: &AppState, req: &HttpRequest) -> Option<IpAddr> {
+    let peer = req.peer_addr()?.ip();
+    let trusted = |ip: IpAddr| {
+        let ip = canonical(ip);
+        app.config
+            .trusted_proxies
+            .iter()
+            .any(|net| net.contains(&ip))
+    };
+    Some(resolve_client(peer, req.headers(), &trusted))
+}
+
+/// [`client_addr`] for a peer, the request headers and a trust predicate.
+fn resolve_client(
+    peer: IpAddr,
+    headers: &actix_web::http::header::HeaderMap,
+    trusted: &dyn Fn(IpAddr) -> bool,
+) -> IpAddr {
+    let peer = canonical(peer);
+    if !trusted(peer) {
+        return peer;
+    }
+    let hops: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    let mut client = peer;
+    for hop in hops.iter().rev() {
+        let Some(ip) = parse_hop(hop) else {
+            break;
+        };
+        client = ip;
+        if !trusted(ip) {
+            break;
+        }
+    }
+    client
+}
+
+/// An IPv4-mapped IPv6 address as the IPv4 address it is.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 @ IpAddr::V4(_) => v4,
+    }
+}
+
+/// One `X-Forwarded-For` entry: an address, possibly with a port.
+fn parse_hop(hop: &str) -> Option<IpAddr> {
+    hop.parse::<IpAddr>()
+        .ok()
+        .or_else(|| hop.parse::<std::net::SocketAddr>().ok().map(|a| a.ip()))
+        .map(canonical)
+}
+
 /// Requests per second per client address, with a burst of twice that.
 pub struct Limiter(RateLimiter<IpAddr, DefaultKeyedStateStore<IpAddr>, DefaultClock>);
 
@@ -184,6 +248,28 @@ impl Limiter {
     }
 }
 
+/// A body refused by actix for its size (413 in plain text) answered as
+/// every other error: the JSON envelope with code `too_large`.
+fn json_payload_errors<B: MessageBody + 'static>(
+    res: ServiceResponse<B>,
+) -> ServiceResponse<actix_web::body::BoxBody> {
+    let is_json = res
+        .headers()
+        .get(actix_web::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if res.status() != StatusCode::PAYLOAD_TOO_LARGE || is_json {
+        return res.map_into_boxed_body();
+    }
+    let err = ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "too_large",
+        "the request body is larger than this endpoint accepts",
+    );
+    let (req, _) = res.into_parts();
+    ServiceResponse::new(req, actix_web::ResponseError::error_response(&err))
+}
+
 /// Middleware: rate limiting (not for health and metrics), request
 /// metrics by route pattern, and a log line per request.
 pub async fn observe(
@@ -198,7 +284,7 @@ pub async fn observe(
     let app = req.app_data::<web::Data<AppState>>().cloned();
     let exempt = matches!(route.as_str(), "/healthz" | "/readyz" | "/metrics");
     if let (Some(app), false) = (&app, exempt) {
-        if let Some(ip) = req.peer_addr().map(|a| a.ip()) {
+        if let Some(ip) = client_addr(app, req.request()) {
             if let Err(retry) = app.limiter.check(ip) {
                 app.metrics
                     .requests
@@ -218,7 +304,7 @@ pub async fn observe(
             }
         }
     }
-    let res = next.call(req).await?;
+    let res = json_payload_errors(next.call(req).await?);
     let status = res.status().as_u16().to_string();
     if let Some(app) = app {
         app.metrics
@@ -232,4 +318,79 @@ pub async fn observe(
     }
     tracing::debug!(%route, %method, %status, ms = started.elapsed().as_millis() as u64, "request");
     Ok(res)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn xff(values: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append(
+                HeaderName::from_static("x-forwarded-for"),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    /// Trusts 10.0.0.0/8 (the ingress) only.
+    fn ingress(ip: IpAddr) -> bool {
+        matches!(ip, IpAddr::V4(v4) if v4.octets()[0] == 10)
+    }
+
+    #[test]
+    fn an_untrusted_peer_is_the_client_whatever_it_forwards() {
+        let h = xff(&["1.2.3.4"]);
+        assert_eq!(
+            resolve_client(ip("203.0.113.9"), &h, &ingress),
+            ip("203.0.113.9")
+        );
+        assert_eq!(
+            resolve_client(ip("203.0.113.9"), &h, &|_| false),
+            ip("203.0.113.9")
+        );
+    }
+
+    #[test]
+    fn behind_a_trusted_proxy_the_rightmost_untrusted_hop_is_the_client() {
+        // The client forged "6.6.6.6"; the ingress appended the real address.
+        let h = xff(&["6.6.6.6, 198.51.100.7"]);
+        assert_eq!(
+            resolve_client(ip("10.1.2.3"), &h, &ingress),
+            ip("198.51.100.7")
+        );
+        // Two trusted hops, several headers.
+        let h = xff(&["6.6.6.6", "198.51.100.7, 10.9.9.9"]);
+        assert_eq!(
+            resolve_client(ip("10.1.2.3"), &h, &ingress),
+            ip("198.51.100.7")
+        );
+        // Ports and IPv4-mapped peers.
+        let h = xff(&["198.51.100.7:5555"]);
+        assert_eq!(
+            resolve_client(ip("::ffff:10.0.0.1"), &h, &ingress),
+            ip("198.51.100.7")
+        );
+    }
+
+    #[test]
+    fn trusted_peers_without_a_usable_header_stay_the_client() {
+        assert_eq!(
+            resolve_client(ip("10.1.2.3"), &xff(&[]), &ingress),
+            ip("10.1.2.3")
+        );
+        // Every hop trusted: the left-most.
+        let h = xff(&["10.7.7.7, 10.8.8.8"]);
+        assert_eq!(resolve_client(ip("10.1.2.3"), &h, &ingress), ip("10.7.7.7"));
+        // An unreadable hop ends the walk at the last trusted one.
+        let h = xff(&["198.51.100.7, garbage, 10.8.8.8"]);
+        assert_eq!(resolve_client(ip("10.1.2.3"), &h, &ingress), ip("10.8.8.8"));
+    }
 }

@@ -3,19 +3,16 @@
 //! one lock, with the same expiries. Nothing survives the process.
 
 use super::{
-    now_ms, Begin, DumpRecord, FileRecord, NewTransfer, StateError, StateStore, Transfer,
+    now_ms, Begin, DumpRecord, FileRecord, NewTransfer, Quotas, StateError, StateStore, Transfer,
     TransferEvent, TransferState,
 };
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
 
 /// How often expired records are swept (they are also ignored on read).
 const SWEEP_EVERY: Duration = Duration::from_secs(30);
-
-/// Grants kept in a user's history, as in Redis.
-const HISTORY: usize = 1000;
 
 struct Timed<T> {
     value: T,
@@ -47,9 +44,87 @@ struct User {
     history: VecDeque<String>,
     bind: Option<String>,
     dumps: BTreeMap<String, DumpRecord>,
+    /// Has an account or a dump: the records never expire.
+    durable: bool,
+    /// When a guest's records expire.
+    expires: Option<Instant>,
+}
+
+impl User {
+    fn live(&self, now: Instant) -> bool {
+        self.expires.is_none_or(|at| at > now)
+    }
+
+    /// After a change: a guest's records live `ttl` more; a user holding a
+    /// dump becomes durable.
+    fn touch(&mut self, now: Instant, ttl: Duration) {
+        if !self.dumps.is_empty() {
+            self.durable = true;
+        }
+        self.expires = (!self.durable).then(|| now + ttl);
+    }
+}
+
+/// Transfers by state, as the Redis indexes keep them: running ones in a
+/// set, finished ones ordered by expiry (pruned when counted).
+#[derive(Default)]
+struct StateIndex {
+    running: HashMap<TransferState, HashSet<String>>,
+    finished: HashMap<TransferState, BTreeSet<(Instant, String)>>,
+}
+
+/// A transfer's place in the index: its state and, when finished, expiry.
+type Entry = (TransferState, Option<Instant>);
+
+impl StateIndex {
+    fn reindex(&mut self, id: &str, from: Option<Entry>, to: Entry) {
+        match from {
+            Some((state, Some(at))) => {
+                if let Some(set) = self.finished.get_mut(&state) {
+                    set.remove(&(at, id.to_owned()));
+                }
+            }
+            Some((state, None)) => {
+                if let Some(set) = self.running.get_mut(&state) {
+                    set.remove(id);
+                }
+            }
+            None => {}
+        }
+        match to {
+            (state, Some(at)) => {
+                self.finished
+                    .entry(state)
+                    .or_default()
+                    .insert((at, id.to_owned()));
+            }
+            (state, None) => {
+                self.running.entry(state).or_default().insert(id.to_owned());
+            }
+        }
+    }
+
+    fn counts(&mut self, now: Instant) -> HashMap<TransferState, u64> {
+        let mut out = HashMap::new();
+        for (state, set) in &self.running {
+            if !set.is_empty() {
+                out.insert(*state, set.len() as u64);
+            }
+        }
+        for (state, set) in &mut self.finished {
+            while set.first().is_some_and(|(at, _)| *at <= now) {
+                set.pop_first();
+            }
+            if !set.is_empty() {
+                out.insert(*state, set.len() as u64);
+            }
+        }
+        out
+    }
 }
 
 struct Data {
+    index: StateIndex,
     transfers: HashMap<String, Timed<StoredTransfer>>,
     generations: HashMap<(String, u64), Timed<Generation>>,
     users: HashMap<String, User>,
@@ -68,6 +143,15 @@ impl Data {
         self.transfers.retain(|_, t| t.live(now));
         self.generations.retain(|_, g| g.live(now));
         self.values.retain(|_, v| v.live(now));
+        self.users.retain(|_, u| u.live(now));
+    }
+
+    /// The user's records for a change (a guest's expired records are gone).
+    fn user_mut(&mut self, user: &str, now: Instant) -> &mut User {
+        if self.users.get(user).is_some_and(|u| !u.live(now)) {
+            self.users.remove(user);
+        }
+        self.users.entry(user.to_owned()).or_default()
     }
 
     fn transfer(&mut self, id: &str, now: Instant) -> Option<&mut StoredTransfer> {
@@ -125,6 +209,7 @@ impl Data {
 pub struct MemoryStore {
     ns: Arc<str>,
     finished_ttl: Duration,
+    quotas: Quotas,
     data: Arc<Mutex<Data>>,
     events: Arc<Mutex<HashMap<String, broadcast::Sender<TransferEvent>>>>,
 }
@@ -141,16 +226,25 @@ impl MemoryStore {
         MemoryStore {
             ns: Arc::from(namespace),
             finished_ttl: finished_ttl.max(Duration::from_secs(1)),
+            quotas: Quotas::DEFAULT,
             data: Arc::new(Mutex::new(Data {
                 transfers: HashMap::new(),
                 generations: HashMap::new(),
                 users: HashMap::new(),
                 values: HashMap::new(),
                 lists: HashMap::new(),
+                index: StateIndex::default(),
                 swept: Instant::now(),
             })),
             events: Arc::new(Mutex::new(HashMap::new())),
         }
+    }
+
+    /// The same store with these per-user quotas.
+    #[must_use]
+    pub fn with_quotas(mut self, quotas: Quotas) -> MemoryStore {
+        self.quotas = quotas;
+        self
     }
 
     /// Locks the data (a poisoned lock is still consistent: every change is
@@ -163,7 +257,7 @@ impl MemoryStore {
 
     fn with_user<T>(&self, user: &str, f: impl FnOnce(&User) -> T) -> T {
         let data = self.data();
-        match data.users.get(user) {
+        match data.users.get(user).filter(|u| u.live(Instant::now())) {
             Some(u) => f(u),
             None => f(&User::default()),
         }
@@ -195,8 +289,10 @@ impl StateStore for MemoryStore {
         date_ms: f64,
         token: &str,
     ) -> Result<(String, bool), StateError> {
+        let now = Instant::now();
+        let q = self.quotas;
         let mut data = self.data();
-        let u = data.users.entry(user.to_owned()).or_default();
+        let u = data.user_mut(user, now);
         if u.dates
             .get(contract_hash)
             .is_some_and(|old| *old >= date_ms)
@@ -204,11 +300,34 @@ impl StateStore for MemoryStore {
             let effective = u.contracts.get(contract_hash).cloned().unwrap_or_default();
             return Ok((effective, false));
         }
+        let replaced = u.contracts.get(contract_hash).map_or(0, String::len);
+        if replaced == 0
+            && !u.contracts.contains_key(contract_hash)
+            && u.contracts.len() as u64 >= q.contracts
+        {
+            return Err(StateError::Quota {
+                quota: "contracts",
+                limit: q.contracts,
+            });
+        }
+        let bytes: usize = u.contracts.values().map(String::len).sum();
+        if (bytes - replaced + token.len()) as u64 > q.grant_bytes {
+            return Err(StateError::Quota {
+                quota: "grant_bytes",
+                limit: q.grant_bytes,
+            });
+        }
         u.contracts
             .insert(contract_hash.to_owned(), token.to_owned());
         u.dates.insert(contract_hash.to_owned(), date_ms);
         u.history.push_front(token.to_owned());
-        u.history.truncate(HISTORY);
+        let mut history_bytes: usize = u.history.iter().map(String::len).sum();
+        while u.history.len() > 1
+            && (u.history.len() as u64 > q.history || history_bytes as u64 > q.grant_bytes)
+        {
+            history_bytes -= u.history.pop_back().map_or(0, |g| g.len());
+        }
+        u.touch(now, q.guest_ttl);
         Ok((token.to_owned(), true))
     }
 
@@ -221,7 +340,20 @@ impl StateStore for MemoryStore {
     }
 
     async fn set_binding(&self, user: &str, token: &str) -> Result<(), StateError> {
-        self.data().users.entry(user.to_owned()).or_default().bind = Some(token.to_owned());
+        let now = Instant::now();
+        let mut data = self.data();
+        let u = data.user_mut(user, now);
+        u.bind = Some(token.to_owned());
+        u.touch(now, self.quotas.guest_ttl);
+        Ok(())
+    }
+
+    async fn keep_user(&self, user: &str) -> Result<(), StateError> {
+        let now = Instant::now();
+        let mut data = self.data();
+        let u = data.user_mut(user, now);
+        u.durable = true;
+        u.expires = None;
         Ok(())
     }
 
@@ -234,12 +366,32 @@ impl StateStore for MemoryStore {
     }
 
     async fn record_dump(&self, user: &str, dump: &DumpRecord) -> Result<(), StateError> {
-        self.data()
-            .users
-            .entry(user.to_owned())
-            .or_default()
+        let now = Instant::now();
+        let q = self.quotas;
+        let mut data = self.data();
+        let u = data.user_mut(user, now);
+        let field = format!("{}/{}", dump.provider, dump.name);
+        if !u.dumps.contains_key(&field) && u.dumps.len() as u64 >= q.dumps {
+            return Err(StateError::Quota {
+                quota: "dumps",
+                limit: q.dumps,
+            });
+        }
+        let others: u64 = u
             .dumps
-            .insert(format!("{}/{}", dump.provider, dump.name), dump.clone());
+            .iter()
+            .filter(|(k, _)| **k != field)
+            .map(|(_, d)| d.size)
+            .sum();
+        if others.saturating_add(dump.size) > q.dump_bytes {
+            return Err(StateError::Quota {
+                quota: "dump_bytes",
+                limit: q.dump_bytes,
+            });
+        }
+        u.dumps.insert(field, dump.clone());
+        u.durable = true;
+        u.expires = None;
         Ok(())
     }
 
@@ -296,6 +448,11 @@ impl StateStore for MemoryStore {
             }
             let generation = generation + 1;
             let ms = now_ms();
+            let old = data
+                .transfers
+                .get(id)
+                .map(|t| (t.value.transfer.state, t.expires));
+            data.index.reindex(id, old, (TransferState::Accepted, None));
             data.transfers.insert(
                 id.to_owned(),
                 Timed {
@@ -363,6 +520,7 @@ impl StateStore for MemoryStore {
                 return Ok(false);
             }
             let was_failed = t.state == TransferState::Failed;
+            let from_entry = (t.state, stored.expires);
             t.state = to;
             t.updated_ms = now_ms();
             if let Some(e) = error.filter(|e| !e.is_empty()) {
@@ -383,6 +541,8 @@ impl StateStore for MemoryStore {
                     g.expires = None;
                 }
             }
+            let to_entry = (to, to.is_terminal().then(|| now + self.finished_ttl));
+            data.index.reindex(id, Some(from_entry), to_entry);
             true
         };
         if moved {
@@ -524,6 +684,7 @@ impl StateStore for MemoryStore {
             if t.generation != generation || t.state.is_terminal() {
                 return Ok(None);
             }
+            let from_entry = (t.state, None);
             t.generation += 1;
             t.state = TransferState::Accepted;
             t.updated_ms = now_ms();
@@ -534,6 +695,8 @@ impl StateStore for MemoryStore {
             t.error = None;
             t.notes.push(note.to_owned());
             let new = t.generation;
+            data.index
+                .reindex(id, Some(from_entry), (TransferState::Accepted, None));
             data.expire_generation(id, generation, now + self.finished_ttl);
             new
         };
@@ -591,6 +754,20 @@ impl StateStore for MemoryStore {
             },
         );
         Ok(n)
+    }
+
+    async fn counted(&self, name: &str) -> Result<u64, StateError> {
+        let now = Instant::now();
+        Ok(self
+            .data()
+            .value(&format!("count:{name}"), now)
+            .and_then(|v| v.value.parse().ok())
+            .unwrap_or(0))
+    }
+
+    async fn reset_count(&self, name: &str) -> Result<(), StateError> {
+        self.data().values.remove(&format!("count:{name}"));
+        Ok(())
     }
 
     async fn client_success(&self, domain: &str) -> Result<(), StateError> {
@@ -668,17 +845,13 @@ impl StateStore for MemoryStore {
 
     async fn count_by_state(&self) -> Result<HashMap<TransferState, u64>, StateError> {
         let now = Instant::now();
-        let data = self.data();
-        let mut counts = HashMap::new();
-        for t in data.transfers.values().filter(|t| t.live(now)) {
-            *counts.entry(t.value.transfer.state).or_insert(0) += 1;
-        }
-        Ok(counts)
+        Ok(self.data().index.counts(now))
     }
 
     async fn purge_namespace(&self) -> Result<(), StateError> {
         let mut data = self.data();
         data.transfers.clear();
+        data.index = StateIndex::default();
         data.generations.clear();
         data.users.clear();
         data.values.clear();

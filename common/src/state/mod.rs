@@ -30,6 +30,15 @@ pub enum StateError {
     /// Redis could not be reached or refused a command.
     #[error("redis: {0}")]
     Redis(#[from] ::redis::RedisError),
+    /// A per-user quota would be exceeded; nothing was changed.
+    #[error("quota {quota} exceeded: the limit is {limit}")]
+    Quota {
+        /// Which quota ([`Quotas`] field name: `contracts`, `grant_bytes`,
+        /// `dumps`, `dump_bytes`).
+        quota: &'static str,
+        /// Its configured limit.
+        limit: u64,
+    },
     /// A stored record could not be read.
     #[error("corrupt record {key}: {reason}")]
     Corrupt {
@@ -38,6 +47,46 @@ pub enum StateError {
         /// What is wrong.
         reason: String,
     },
+}
+
+/// Per-user bounds on what the state keeps (`ALIAS_QUOTA_*`), and the
+/// lifetime of the records of a "guest": a user with no web account and no
+/// dump (a self-made key that bound itself), whose binding, grants and
+/// history expire `guest_ttl` after their last change. A dump or an account
+/// makes a user's records durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quotas {
+    /// Distinct contracts a user may hold grants for.
+    pub contracts: u64,
+    /// Grants kept in a user's history (the oldest are dropped).
+    pub history: u64,
+    /// Bytes of a user's current grants (one per contract); the history is
+    /// trimmed (oldest first) to the same number of bytes.
+    pub grant_bytes: u64,
+    /// Dumps a user may hold.
+    pub dumps: u64,
+    /// Bytes of all of a user's dumps.
+    pub dump_bytes: u64,
+    /// Lifetime of a guest's records after their last change.
+    pub guest_ttl: Duration,
+}
+
+impl Quotas {
+    /// The defaults of the configuration.
+    pub const DEFAULT: Quotas = Quotas {
+        contracts: 100,
+        history: 100,
+        grant_bytes: 1 << 20,
+        dumps: 32,
+        dump_bytes: 256 << 30,
+        guest_ttl: Duration::from_secs(30 * 24 * 3600),
+    };
+}
+
+impl Default for Quotas {
+    fn default() -> Self {
+        Quotas::DEFAULT
+    }
 }
 
 /// Where a transfer stands.
@@ -246,7 +295,12 @@ pub trait StateStore: Send + Sync + 'static {
 
     /// The reference's `updateGrant`: stores `token` (dated `date_ms`) unless
     /// a grant of the same user and contract with an equal or later date is
-    /// stored. Returns `(effective token, stored)`.
+    /// stored. Returns `(effective token, stored)`. Refused with
+    /// [`StateError::Quota`] (nothing changed) when a new contract would pass
+    /// [`Quotas::contracts`] or the user's current grants
+    /// [`Quotas::grant_bytes`]; the history keeps the newest
+    /// [`Quotas::history`] grants within [`Quotas::grant_bytes`]. A guest's
+    /// records get (or renew) their TTL.
     async fn update_grant(
         &self,
         user: &str,
@@ -261,7 +315,8 @@ pub trait StateStore: Send + Sync + 'static {
     /// The contract hashes a user has grants for.
     async fn contracts_of(&self, user: &str) -> Result<Vec<String>, StateError>;
 
-    /// Stores the user's `alias.bindAuthz` token.
+    /// Stores the user's `alias.bindAuthz` token (with the guest TTL unless
+    /// the user's records are durable).
     async fn set_binding(&self, user: &str, token: &str) -> Result<(), StateError>;
 
     /// The user's `alias.bindAuthz` token, if bound.
@@ -270,7 +325,13 @@ pub trait StateStore: Send + Sync + 'static {
     /// Whether the user is bound to this data bank or holds dumps here.
     async fn is_known_user(&self, user: &str) -> Result<bool, StateError>;
 
-    /// Records (or replaces) a dump.
+    /// Makes the user's records durable (they have a web account): their
+    /// binding, grants and history no longer expire.
+    async fn keep_user(&self, user: &str) -> Result<(), StateError>;
+
+    /// Records (or replaces) a dump, and makes the user's records durable.
+    /// Refused with [`StateError::Quota`] (nothing changed) past
+    /// [`Quotas::dumps`] or [`Quotas::dump_bytes`].
     async fn record_dump(&self, user: &str, dump: &DumpRecord) -> Result<(), StateError>;
 
     /// The user's dumps, sorted by provider then name.
@@ -409,6 +470,12 @@ pub trait StateStore: Send + Sync + 'static {
             .await
     }
 
+    /// The current value of the counter `name` (0 when unset or expired).
+    async fn counted(&self, name: &str) -> Result<u64, StateError>;
+
+    /// Forgets the counter `name`.
+    async fn reset_count(&self, name: &str) -> Result<(), StateError>;
+
     /// Forgets a client's failures (it answered).
     async fn client_success(&self, domain: &str) -> Result<(), StateError>;
 
@@ -442,7 +509,8 @@ pub trait StateStore: Send + Sync + 'static {
     /// current status, so no change in between is missed.
     fn subscribe(&self, id: &str) -> broadcast::Receiver<TransferEvent>;
 
-    /// Counts of transfers by state (scans the namespace; for metrics).
+    /// Counts of transfers by state, for metrics: read from per-state
+    /// indexes that the transitions maintain (no keyspace scan).
     async fn count_by_state(&self) -> Result<HashMap<TransferState, u64>, StateError>;
 
     /// Deletes every key of the namespace (tests).
@@ -510,13 +578,32 @@ impl State {
         namespace: &str,
         finished_ttl: Duration,
     ) -> Result<State, StateError> {
-        let store = RedisStore::connect(redis_url, namespace, finished_ttl).await?;
+        Self::connect_with(redis_url, namespace, finished_ttl, Quotas::DEFAULT).await
+    }
+
+    /// [`State::connect`] with the given per-user quotas.
+    pub async fn connect_with(
+        redis_url: &str,
+        namespace: &str,
+        finished_ttl: Duration,
+        quotas: Quotas,
+    ) -> Result<State, StateError> {
+        let store = RedisStore::connect(redis_url, namespace, finished_ttl)
+            .await?
+            .with_quotas(quotas);
         Ok(State::from_store(Arc::new(store)))
     }
 
     /// An in-process state for `namespace` (the embedded mode and tests).
     pub fn in_memory(namespace: &str, finished_ttl: Duration) -> State {
-        State::from_store(Arc::new(MemoryStore::new(namespace, finished_ttl)))
+        Self::in_memory_with(namespace, finished_ttl, Quotas::DEFAULT)
+    }
+
+    /// [`State::in_memory`] with the given per-user quotas.
+    pub fn in_memory_with(namespace: &str, finished_ttl: Duration, quotas: Quotas) -> State {
+        State::from_store(Arc::new(
+            MemoryStore::new(namespace, finished_ttl).with_quotas(quotas),
+        ))
     }
 
     /// Wraps any implementation.

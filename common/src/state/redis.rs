@@ -2,7 +2,7 @@
 //! pub/sub events dispatched by one [`EventHub`] per process.
 
 use super::{
-    now_ms, Begin, DumpRecord, FileRecord, NewTransfer, StateError, StateStore, Transfer,
+    now_ms, Begin, DumpRecord, FileRecord, NewTransfer, Quotas, StateError, StateStore, Transfer,
     TransferEvent, TransferState,
 };
 use redis::aio::ConnectionManager;
@@ -11,7 +11,54 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::broadcast;
-const BEGIN_LUA: &str = r"
+/// Lua shared by the transition scripts: moves transfer `id` between the
+/// per-state index sets (`{ns}:index:{state}`, sorted sets) that
+/// [`StateStore::count_by_state`] reads instead of scanning the keyspace.
+/// Running states score `+inf`; finished ones their expiry (ms), and entries
+/// past it are pruned whenever a transfer finishes and at every read.
+macro_rules! reindex_lua {
+    () => {
+        r"
+local function reindex(prefix, id, from, to, now_ms, ttl_s)
+  if from then redis.call('ZREM', prefix .. from, id) end
+  if to == 'done' or to == 'failed' or to == 'cancelled' then
+    redis.call('ZREMRANGEBYSCORE', prefix .. to, '-inf', now_ms)
+    redis.call('ZADD', prefix .. to, now_ms + ttl_s * 1000, id)
+  else
+    redis.call('ZADD', prefix .. to, '+inf', id)
+  end
+end
+"
+    };
+}
+
+/// Lua shared by the scripts that change a user's records. Their keys are
+/// always KEYS[1..6] = contracts, history, contract dates, usage, bind,
+/// dumps. A guest's records (no dump, no account: `usage.durable` unset)
+/// expire `ttl_ms` after their last change; a durable user's never do.
+macro_rules! user_lua {
+    () => {
+        r"
+local function touch_user(ttl_ms)
+  if redis.call('HGET', KEYS[4], 'durable') == '1' then return end
+  if redis.call('HLEN', KEYS[6]) > 0 then
+    redis.call('HSET', KEYS[4], 'durable', '1')
+    for i = 1, 6 do redis.call('PERSIST', KEYS[i]) end
+    return
+  end
+  for i = 1, 6 do redis.call('PEXPIRE', KEYS[i], ttl_ms) end
+end
+local function keep_user()
+  redis.call('HSET', KEYS[4], 'durable', '1')
+  for i = 1, 6 do redis.call('PERSIST', KEYS[i]) end
+end
+"
+    };
+}
+
+const BEGIN_LUA: &str = concat!(
+    reindex_lua!(),
+    r"
 local t = KEYS[1]
 local state = redis.call('HGET', t, 'state')
 local gen = tonumber(redis.call('HGET', t, 'generation') or '0')
@@ -22,6 +69,7 @@ if state == 'accepted' or state == 'processing' or state == 'pushing' then
   end
   superseded = gen
 end
+reindex(ARGV[8], ARGV[9], state, 'accepted', tonumber(ARGV[6]), 0)
 local ttl = tonumber(ARGV[7])
 if gen > 0 then
   redis.call('EXPIRE', t .. ':files:' .. gen, ttl)
@@ -34,15 +82,19 @@ redis.call('HSET', t, 'state', 'accepted', 'generation', gen, 'grant_hash', ARGV
   'created_ms', ARGV[6], 'updated_ms', ARGV[6], 'files_total', 0, 'files_done', 0,
   'bytes_total', 0, 'bytes_done', 0, 'error', '', 'notes', '[]')
 return {gen, 0, superseded}
-";
+"
+);
 
-const TRANSITION_LUA: &str = r"
+const TRANSITION_LUA: &str = concat!(
+    reindex_lua!(),
+    r"
 local t = KEYS[1]
 if tonumber(redis.call('HGET', t, 'generation') or '-1') ~= tonumber(ARGV[1]) then return 0 end
 local s = redis.call('HGET', t, 'state')
 local allowed = false
-for i = 6, #ARGV do if ARGV[i] == s then allowed = true end end
+for i = 8, #ARGV do if ARGV[i] == s then allowed = true end end
 if not allowed then return 0 end
+reindex(ARGV[6], ARGV[7], s, ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[5]))
 redis.call('HSET', t, 'state', ARGV[2], 'updated_ms', ARGV[3])
 if ARGV[4] ~= '' then redis.call('HSET', t, 'error', ARGV[4]) end
 if ARGV[2] == 'done' or ARGV[2] == 'failed' or ARGV[2] == 'cancelled' then
@@ -59,7 +111,8 @@ elseif s == 'failed' then
   redis.call('HDEL', t, 'error')
 end
 return 1
-";
+"
+);
 
 const OFFSET_LUA: &str = r"
 if tonumber(redis.call('HGET', KEYS[1], 'generation') or '-1') ~= tonumber(ARGV[1]) then return -1 end
@@ -74,24 +127,97 @@ end
 return old
 ";
 
-const GRANT_LUA: &str = r"
+// ARGV: contract, date, token, max contracts, max history, max bytes, guest TTL (ms).
+const GRANT_LUA: &str = concat!(
+    user_lua!(),
+    r"
 local old = redis.call('HGET', KEYS[3], ARGV[1])
 if old and tonumber(old) >= tonumber(ARGV[2]) then
-  return {0, redis.call('HGET', KEYS[1], ARGV[1])}
+  return {0, redis.call('HGET', KEYS[1], ARGV[1]) or ''}
 end
+local max_bytes = tonumber(ARGV[6])
+local replaced = redis.call('HSTRLEN', KEYS[1], ARGV[1])
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0
+  and redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[4]) then
+  return {-1, 'contracts'}
+end
+local bytes = 0
+for _, c in ipairs(redis.call('HKEYS', KEYS[1])) do
+  bytes = bytes + redis.call('HSTRLEN', KEYS[1], c)
+end
+if bytes - replaced + #ARGV[3] > max_bytes then return {-1, 'grant_bytes'} end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
 redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
+local hb = tonumber(redis.call('HGET', KEYS[4], 'history_bytes') or '-1')
+if hb < 0 then
+  hb = 0
+  for _, g in ipairs(redis.call('LRANGE', KEYS[2], 0, -1)) do hb = hb + #g end
+end
 redis.call('LPUSH', KEYS[2], ARGV[3])
-redis.call('LTRIM', KEYS[2], 0, 999)
+hb = hb + #ARGV[3]
+local n = redis.call('LLEN', KEYS[2])
+while n > 1 and (n > tonumber(ARGV[5]) or hb > max_bytes) do
+  hb = hb - #redis.call('RPOP', KEYS[2])
+  n = n - 1
+end
+redis.call('HSET', KEYS[4], 'history_bytes', hb)
+touch_user(tonumber(ARGV[7]))
 return {1, ARGV[3]}
-";
+"
+);
 
-const RESTART_LUA: &str = r"
+// ARGV: token, guest TTL (ms).
+const BIND_LUA: &str = concat!(
+    user_lua!(),
+    r"
+redis.call('SET', KEYS[5], ARGV[1])
+touch_user(tonumber(ARGV[2]))
+return {1, ''}
+"
+);
+
+const KEEP_USER_LUA: &str = concat!(
+    user_lua!(),
+    r"
+keep_user()
+return {1, ''}
+"
+);
+
+// ARGV: field, record JSON, size, max dumps, max bytes.
+const DUMP_LUA: &str = concat!(
+    user_lua!(),
+    r"
+local exists = redis.call('HEXISTS', KEYS[6], ARGV[1]) == 1
+if not exists and redis.call('HLEN', KEYS[6]) >= tonumber(ARGV[4]) then
+  return {-1, 'dumps'}
+end
+local total = tonumber(ARGV[3])
+local all = redis.call('HGETALL', KEYS[6])
+for i = 1, #all, 2 do
+  if all[i] ~= ARGV[1] then
+    local ok, rec = pcall(cjson.decode, all[i + 1])
+    if ok and type(rec) == 'table' and tonumber(rec.size) then
+      total = total + tonumber(rec.size)
+    end
+  end
+end
+if total > tonumber(ARGV[5]) then return {-1, 'dump_bytes'} end
+redis.call('HSET', KEYS[6], ARGV[1], ARGV[2])
+keep_user()
+return {1, ''}
+"
+);
+
+const RESTART_LUA: &str = concat!(
+    reindex_lua!(),
+    r"
 local t = KEYS[1]
 local gen = tonumber(redis.call('HGET', t, 'generation') or '-1')
 if gen ~= tonumber(ARGV[1]) then return 0 end
 local s = redis.call('HGET', t, 'state')
 if s ~= 'accepted' and s ~= 'processing' and s ~= 'pushing' then return 0 end
+reindex(ARGV[5], ARGV[6], s, 'accepted', tonumber(ARGV[2]), 0)
 local ttl = tonumber(ARGV[3])
 redis.call('EXPIRE', t .. ':files:' .. gen, ttl)
 redis.call('EXPIRE', t .. ':offsets:' .. gen, ttl)
@@ -102,7 +228,8 @@ local notes = cjson.decode(redis.call('HGET', t, 'notes') or '[]')
 table.insert(notes, ARGV[4])
 redis.call('HSET', t, 'notes', cjson.encode(notes))
 return gen
-";
+"
+);
 
 const RENEW_LUA: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -132,12 +259,24 @@ pub struct RedisStore {
     client: redis::Client,
     ns: Arc<str>,
     finished_ttl: Duration,
+    quotas: Quotas,
     hub: EventHub,
 }
 
 impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisStore").field("ns", &self.ns).finish()
+    }
+}
+
+/// An argument of a script invocation (strings and numbers alike).
+trait ToArg: Sync {
+    fn add_to(&self, invocation: &mut redis::ScriptInvocation<'_>);
+}
+
+impl<T: redis::ToRedisArgs + Sync> ToArg for T {
+    fn add_to(&self, invocation: &mut redis::ScriptInvocation<'_>) {
+        invocation.arg(self);
     }
 }
 
@@ -166,7 +305,72 @@ impl RedisStore {
             client,
             ns,
             finished_ttl,
+            quotas: Quotas::DEFAULT,
         })
+    }
+
+    /// The same store with these per-user quotas.
+    #[must_use]
+    pub fn with_quotas(mut self, quotas: Quotas) -> RedisStore {
+        self.quotas = quotas;
+        self
+    }
+
+    /// The prefix of the per-state index sets.
+    fn index_prefix(&self) -> String {
+        self.key("index:")
+    }
+
+    /// The six keys of a user's records, in the order the user scripts use.
+    fn user_keys(&self, user: &str) -> [String; 6] {
+        [
+            "contracts",
+            "history",
+            "contract_dates",
+            "usage",
+            "bind",
+            "dumps",
+        ]
+        .map(|k| self.key(&format!("user:{user}:{k}")))
+    }
+
+    fn guest_ttl_ms(&self) -> u64 {
+        millis(self.quotas.guest_ttl)
+    }
+
+    /// Runs a user script (KEYS = [`RedisStore::user_keys`]) answering
+    /// `{code, text}`: code -1 is a refused quota named by the text.
+    async fn user_script(
+        &self,
+        lua: &str,
+        user: &str,
+        args: &[&dyn ToArg],
+    ) -> Result<(i64, String), StateError> {
+        let mut conn = self.conn.clone();
+        let script = Script::new(lua);
+        let mut invocation = script.prepare_invoke();
+        for key in self.user_keys(user) {
+            invocation.key(key);
+        }
+        for arg in args {
+            arg.add_to(&mut invocation);
+        }
+        let (code, text): (i64, String) = invocation.invoke_async(&mut conn).await?;
+        if code < 0 {
+            return Err(self.quota_error(&text));
+        }
+        Ok((code, text))
+    }
+
+    fn quota_error(&self, which: &str) -> StateError {
+        let q = &self.quotas;
+        let (quota, limit) = match which {
+            "contracts" => ("contracts", q.contracts),
+            "grant_bytes" => ("grant_bytes", q.grant_bytes),
+            "dumps" => ("dumps", q.dumps),
+            _ => ("dump_bytes", q.dump_bytes),
+        };
+        StateError::Quota { quota, limit }
     }
 
     fn transfer_key(&self, id: &str) -> String {
@@ -253,15 +457,21 @@ impl StateStore for RedisStore {
         date_ms: f64,
         token: &str,
     ) -> Result<(String, bool), StateError> {
-        let mut conn = self.conn.clone();
-        let (stored, effective): (i64, String) = Script::new(GRANT_LUA)
-            .key(self.key(&format!("user:{user}:contracts")))
-            .key(self.key(&format!("user:{user}:history")))
-            .key(self.key(&format!("user:{user}:contract_dates")))
-            .arg(contract_hash)
-            .arg(date_ms)
-            .arg(token)
-            .invoke_async(&mut conn)
+        let q = self.quotas;
+        let (stored, effective) = self
+            .user_script(
+                GRANT_LUA,
+                user,
+                &[
+                    &contract_hash,
+                    &date_ms,
+                    &token,
+                    &q.contracts,
+                    &q.history,
+                    &q.grant_bytes,
+                    &self.guest_ttl_ms(),
+                ],
+            )
             .await?;
         Ok((effective, stored == 1))
     }
@@ -281,10 +491,13 @@ impl StateStore for RedisStore {
     }
 
     async fn set_binding(&self, user: &str, token: &str) -> Result<(), StateError> {
-        let mut conn = self.conn.clone();
-        let () = conn
-            .set(self.key(&format!("user:{user}:bind")), token)
+        self.user_script(BIND_LUA, user, &[&token, &self.guest_ttl_ms()])
             .await?;
+        Ok(())
+    }
+
+    async fn keep_user(&self, user: &str) -> Result<(), StateError> {
+        self.user_script(KEEP_USER_LUA, user, &[]).await?;
         Ok(())
     }
 
@@ -304,15 +517,20 @@ impl StateStore for RedisStore {
     }
 
     async fn record_dump(&self, user: &str, dump: &DumpRecord) -> Result<(), StateError> {
-        let mut conn = self.conn.clone();
         let json = serde_json::to_string(dump).unwrap_or_default();
-        let () = conn
-            .hset(
-                self.key(&format!("user:{user}:dumps")),
-                format!("{}/{}", dump.provider, dump.name),
-                json,
-            )
-            .await?;
+        let q = self.quotas;
+        self.user_script(
+            DUMP_LUA,
+            user,
+            &[
+                &format!("{}/{}", dump.provider, dump.name),
+                &json,
+                &dump.size,
+                &q.dumps,
+                &q.dump_bytes,
+            ],
+        )
+        .await?;
         Ok(())
     }
 
@@ -365,6 +583,8 @@ impl StateStore for RedisStore {
             .arg(u8::from(new.revoked))
             .arg(now_ms())
             .arg(self.ttl_secs())
+            .arg(self.index_prefix())
+            .arg(id)
             .invoke_async(&mut conn)
             .await?;
         let begin = Begin {
@@ -440,7 +660,9 @@ impl StateStore for RedisStore {
             .arg(to.as_str())
             .arg(now_ms())
             .arg(error.unwrap_or(""))
-            .arg(self.ttl_secs());
+            .arg(self.ttl_secs())
+            .arg(self.index_prefix())
+            .arg(id);
         for state in from {
             script.arg(state.as_str());
         }
@@ -594,6 +816,8 @@ impl StateStore for RedisStore {
             .arg(now_ms())
             .arg(self.ttl_secs())
             .arg(note)
+            .arg(self.index_prefix())
+            .arg(id)
             .invoke_async(&mut conn)
             .await?;
         if new == 0 {
@@ -650,6 +874,18 @@ impl StateStore for RedisStore {
             .query_async(&mut conn)
             .await?;
         Ok(n)
+    }
+
+    async fn counted(&self, name: &str) -> Result<u64, StateError> {
+        let mut conn = self.conn.clone();
+        let n: Option<u64> = conn.get(self.key(&format!("count:{name}"))).await?;
+        Ok(n.unwrap_or(0))
+    }
+
+    async fn reset_count(&self, name: &str) -> Result<(), StateError> {
+        let mut conn = self.conn.clone();
+        let _: u64 = conn.del(self.key(&format!("count:{name}"))).await?;
+        Ok(())
     }
 
     async fn client_success(&self, domain: &str) -> Result<(), StateError> {
@@ -719,21 +955,27 @@ impl StateStore for RedisStore {
     }
 
     async fn count_by_state(&self) -> Result<HashMap<TransferState, u64>, StateError> {
-        let keys: Vec<String> = self
-            .scan_keys(&self.key("transfer:*"))
-            .await?
-            .into_iter()
-            .filter(|k| !k.contains(":files:") && !k.contains(":offsets:"))
-            .collect();
-        let mut conn = self.conn.clone();
-        let mut counts = HashMap::new();
-        for key in keys {
-            let state: Option<String> = conn.hget(&key, "state").await?;
-            if let Some(s) = state.as_deref().and_then(TransferState::parse) {
-                *counts.entry(s).or_insert(0) += 1;
+        let prefix = self.index_prefix();
+        let now = now_ms();
+        let mut pipe = redis::pipe();
+        for state in TransferState::ALL {
+            let key = format!("{prefix}{}", state.as_str());
+            if state.is_terminal() {
+                pipe.cmd("ZREMRANGEBYSCORE")
+                    .arg(&key)
+                    .arg("-inf")
+                    .arg(now)
+                    .ignore();
             }
+            pipe.zcard(key);
         }
-        Ok(counts)
+        let mut conn = self.conn.clone();
+        let sizes: Vec<u64> = pipe.query_async(&mut conn).await?;
+        Ok(TransferState::ALL
+            .into_iter()
+            .zip(sizes)
+            .filter(|(_, n)| *n > 0)
+            .collect())
     }
 
     async fn purge_namespace(&self) -> Result<(), StateError> {

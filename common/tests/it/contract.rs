@@ -3,7 +3,9 @@
 //! (`real::…`). The embedded mode is only as good as this agreement.
 
 use common::mq::{Broker, BrokerConfig, Consumer, Delivery, Queue, Route};
-use common::state::{DumpRecord, FileRecord, NewTransfer, State, TransferState};
+use common::state::{
+    DumpRecord, FileRecord, NewTransfer, Quotas, State, StateError, TransferState,
+};
 use std::time::Duration;
 
 #[derive(Clone, Copy, Debug)]
@@ -23,12 +25,15 @@ struct Env {
 
 impl Env {
     async fn new(backend: Backend) -> Env {
+        Self::with(backend, Duration::from_secs(60), Quotas::DEFAULT).await
+    }
+
+    async fn with(backend: Backend, ttl: Duration, quotas: Quotas) -> Env {
         let ns = format!("c-{}", uuid::Uuid::new_v4().simple());
-        let ttl = Duration::from_secs(60);
         match backend {
             Backend::Memory => Env {
                 broker: Broker::in_memory(&ns).unwrap(),
-                state: State::in_memory(&ns, ttl),
+                state: State::in_memory_with(&ns, ttl, quotas),
                 real: false,
             },
             Backend::Real => {
@@ -44,7 +49,7 @@ impl Env {
                     broker: Broker::connect_with(&amqp, &ns, config)
                         .await
                         .expect("RabbitMQ reachable (scripts/services starts it)"),
-                    state: State::connect(&redis, &ns, ttl)
+                    state: State::connect_with(&redis, &ns, ttl, quotas)
                         .await
                         .expect("Redis reachable (scripts/services starts it)"),
                     real: true,
@@ -516,6 +521,11 @@ pub async fn state_flags_counters_and_leases(backend: Backend) {
     s.forget_first_seen("x").await.unwrap();
     assert_eq!(s.count("n", long).await.unwrap(), 1);
     assert_eq!(s.count("n", long).await.unwrap(), 2);
+    assert_eq!(s.counted("n").await.unwrap(), 2);
+    assert_eq!(s.counted("none").await.unwrap(), 0);
+    s.reset_count("n").await.unwrap();
+    assert_eq!(s.counted("n").await.unwrap(), 0);
+    assert_eq!(s.count("n", long).await.unwrap(), 1);
     assert_eq!(s.client_failure("c.example", long).await.unwrap(), 1);
     assert_eq!(s.client_failure("c.example", long).await.unwrap(), 2);
     s.client_success("c.example").await.unwrap();
@@ -579,6 +589,187 @@ pub async fn state_kv_and_lists(backend: Backend) {
     env.finish().await;
 }
 
+fn quota_of(e: StateError) -> (&'static str, u64) {
+    match e {
+        StateError::Quota { quota, limit } => (quota, limit),
+        other => panic!("expected a quota error, got {other}"),
+    }
+}
+
+fn dump_of(name: &str, size: u64) -> DumpRecord {
+    DumpRecord {
+        provider: "google".into(),
+        name: name.into(),
+        key: format!("dumps/u/google/{name}"),
+        size,
+        blake2b: "h".into(),
+        uploaded_ms: 1,
+    }
+}
+
+pub async fn state_user_quotas(backend: Backend) {
+    let quotas = Quotas {
+        contracts: 2,
+        history: 3,
+        grant_bytes: 100,
+        dumps: 2,
+        dump_bytes: 10,
+        guest_ttl: Duration::from_secs(600),
+    };
+    let env = Env::with(backend, Duration::from_secs(60), quotas).await;
+    let s = &env.state;
+    let tok = |c: char, n: usize| c.to_string().repeat(n);
+    assert!(
+        s.update_grant("u", "c1", 1.0, &tok('a', 30))
+            .await
+            .unwrap()
+            .1
+    );
+    assert!(
+        s.update_grant("u", "c2", 1.0, &tok('b', 30))
+            .await
+            .unwrap()
+            .1
+    );
+    // A third contract is refused, nothing changes.
+    let e = s.update_grant("u", "c3", 1.0, "c").await.unwrap_err();
+    assert_eq!(quota_of(e), ("contracts", 2));
+    assert_eq!(s.contracts_of("u").await.unwrap().len(), 2);
+    assert_eq!(s.grant_history("u").await.unwrap().len(), 2);
+    // A newer grant of a held contract replaces its bytes.
+    assert!(
+        s.update_grant("u", "c1", 2.0, &tok('d', 60))
+            .await
+            .unwrap()
+            .1
+    );
+    let e = s
+        .update_grant("u", "c1", 3.0, &tok('e', 80))
+        .await
+        .unwrap_err();
+    assert_eq!(quota_of(e), ("grant_bytes", 100));
+    assert_eq!(
+        s.stored_grant("u", "c1").await.unwrap(),
+        Some(tok('d', 60)),
+        "a refused grant changes nothing"
+    );
+    // The history keeps the newest grants within the count and the bytes.
+    for i in 0..5 {
+        let t = tok(char::from(b'f' + i), 10);
+        s.update_grant("u", "c2", 10.0 + f64::from(i), &t)
+            .await
+            .unwrap();
+    }
+    let history = s.grant_history("u").await.unwrap();
+    assert_eq!(history, vec![tok('j', 10), tok('i', 10), tok('h', 10)]);
+    s.update_grant("u", "c2", 20.0, &tok('k', 40))
+        .await
+        .unwrap();
+    let history = s.grant_history("u").await.unwrap();
+    assert!(history.len() <= 3);
+    assert!(history.iter().map(String::len).sum::<usize>() <= 100);
+    assert_eq!(history.first(), Some(&tok('k', 40)));
+
+    // Dumps: a count and a byte budget; replacing a dump frees its room.
+    s.record_dump("u", &dump_of("a.zip", 4)).await.unwrap();
+    s.record_dump("u", &dump_of("b.zip", 4)).await.unwrap();
+    let e = s.record_dump("u", &dump_of("c.zip", 1)).await.unwrap_err();
+    assert_eq!(quota_of(e), ("dumps", 2));
+    s.record_dump("u", &dump_of("b.zip", 6)).await.unwrap();
+    let e = s.record_dump("u", &dump_of("b.zip", 7)).await.unwrap_err();
+    assert_eq!(quota_of(e), ("dump_bytes", 10));
+    let sizes: Vec<u64> = s.dumps("u").await.unwrap().iter().map(|d| d.size).collect();
+    assert_eq!(sizes, vec![4, 6]);
+    env.finish().await;
+}
+
+pub async fn state_guest_records_expire(backend: Backend) {
+    let quotas = Quotas {
+        guest_ttl: Duration::from_millis(400),
+        ..Quotas::DEFAULT
+    };
+    let env = Env::with(backend, Duration::from_secs(60), quotas).await;
+    let s = &env.state;
+    // A guest (bound, granting, nothing else), an account holder, and a
+    // user who uploads a dump after granting.
+    for u in ["guest", "account", "dumper"] {
+        s.set_binding(u, "bind").await.unwrap();
+        s.update_grant(u, "c", 1.0, "grant").await.unwrap();
+    }
+    s.keep_user("account").await.unwrap();
+    s.record_dump("dumper", &dump_of("a.zip", 1)).await.unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while s.is_known_user("guest").await.unwrap() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a guest's records never expired"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(s.binding("guest").await.unwrap(), None);
+    assert!(s.grant_history("guest").await.unwrap().is_empty());
+    assert!(s.contracts_of("guest").await.unwrap().is_empty());
+    // The same TTL would have passed for the others: they are durable.
+    for u in ["account", "dumper"] {
+        assert_eq!(s.binding(u).await.unwrap().as_deref(), Some("bind"), "{u}");
+        assert_eq!(s.grant_history(u).await.unwrap(), vec!["grant"], "{u}");
+        // A later change keeps them durable.
+        s.update_grant(u, "c", 2.0, "grant2").await.unwrap();
+    }
+    // The guest starts afresh (the old date is forgotten too).
+    assert!(s.update_grant("guest", "c", 0.5, "again").await.unwrap().1);
+    env.finish().await;
+}
+
+pub async fn state_counts_by_state_from_indexes(backend: Backend) {
+    use TransferState::*;
+    let env = Env::with(backend, Duration::from_secs(1), Quotas::DEFAULT).await;
+    let s = &env.state;
+    assert!(s.count_by_state().await.unwrap().is_empty());
+    for id in ["a", "b", "c", "d"] {
+        s.begin_transfer(id, &new_transfer("g")).await.unwrap();
+    }
+    s.transition("b", 1, &[Accepted], Processing, None)
+        .await
+        .unwrap();
+    s.transition("c", 1, &[Accepted], Failed, Some("x"))
+        .await
+        .unwrap();
+    s.transition("d", 1, &[Accepted], Done, None).await.unwrap();
+    let counts = s.count_by_state().await.unwrap();
+    let want = |pairs: &[(TransferState, u64)]| pairs.iter().copied().collect();
+    assert_eq!(
+        counts,
+        want(&[(Accepted, 1), (Processing, 1), (Failed, 1), (Done, 1)])
+    );
+    // Superseding, restarting and beginning again move between the states.
+    s.begin_transfer("a", &new_transfer("other")).await.unwrap();
+    assert_eq!(s.restart_generation("b", 1, "r").await.unwrap(), Some(2));
+    s.begin_transfer("c", &new_transfer("g")).await.unwrap();
+    let counts = s.count_by_state().await.unwrap();
+    assert_eq!(counts, want(&[(Accepted, 3), (Done, 1)]));
+    // A failed generation taken up again counts as running.
+    s.transition("a", 2, &[Accepted], Failed, None)
+        .await
+        .unwrap();
+    s.transition("a", 2, &[Failed], Pushing, None)
+        .await
+        .unwrap();
+    let counts = s.count_by_state().await.unwrap();
+    assert_eq!(counts, want(&[(Accepted, 2), (Pushing, 1), (Done, 1)]));
+    // Finished transfers leave the counts when they expire.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while s.count_by_state().await.unwrap().contains_key(&Done) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a finished transfer is counted after its expiry"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(s.transfer("d").await.unwrap(), None);
+    env.finish().await;
+}
+
 macro_rules! contract {
     ($($name:ident),* $(,)?) => {
         mod memory {
@@ -614,4 +805,7 @@ contract!(
     state_users_dumps_and_bindings,
     state_flags_counters_and_leases,
     state_kv_and_lists,
+    state_user_quotas,
+    state_guest_records_expire,
+    state_counts_by_state_from_indexes,
 );

@@ -16,8 +16,18 @@
 //!    `alias.bank.login` answer signed by the account's key → the session
 //!    (a new id).
 //!
-//! Both POSTs are rate-limited per address and per username, and need the
-//! page's CSRF token.
+//! Both POSTs need the page's CSRF token and pass the login throttle,
+//! which a stranger cannot turn into a lock-out of the account's owner:
+//! - every address has a budget of attempts (any username);
+//! - failures are counted per (address, username): a stranger guessing
+//!   from their address exhausts only their own budget for that name;
+//! - failures are also counted per username; past a threshold (a guessing
+//!   campaign from many addresses) addresses *without a known device* get a
+//!   smaller per-(address, username) budget: slowed, not blocked;
+//! - a browser that logged in before holds a device cookie (a random id
+//!   registered for that username at the successful login); its failures
+//!   are counted per (device, username) instead, and the per-username count
+//!   never touches it.
 
 use super::session::{ct_eq, json_body, new_id, random_bytes, Session, User};
 use crate::error::ApiError;
@@ -32,10 +42,21 @@ use std::time::Duration;
 
 /// How long a login challenge may be answered.
 const CHALLENGE_TTL: Duration = Duration::from_secs(120);
-/// Attempts per address and per username in [`ATTEMPT_WINDOW`].
+/// Login and signup attempts per address in [`ATTEMPT_WINDOW`].
 const MAX_ATTEMPTS_PER_IP: u64 = 30;
-const MAX_ATTEMPTS_PER_USER: u64 = 10;
+/// Failures per (address or known device, username) in [`ATTEMPT_WINDOW`].
+const MAX_FAILURES_PER_PAIR: u64 = 10;
+/// Failures of a username (from anywhere) past which addresses without a
+/// known device are slowed to [`SLOWED_FAILURES_PER_PAIR`].
+const USER_FAILURES_SLOWING: u64 = 10;
+/// The per-(address, username) budget of unknown devices while the
+/// username is being guessed.
+const SLOWED_FAILURES_PER_PAIR: u64 = 3;
 const ATTEMPT_WINDOW: Duration = Duration::from_secs(300);
+/// The cookie naming a browser that logged in before.
+const DEVICE_COOKIE: &str = "alias_device";
+/// How long a device stays known after its last successful login.
+const DEVICE_TTL: Duration = Duration::from_secs(90 * 24 * 3600);
 
 /// The argon2id parameters of an account (libsodium `crypto_pwhash`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -156,31 +177,110 @@ pub async fn account(app: &AppState, username: &str) -> Result<Option<AccountRec
     }
 }
 
-fn client_ip(req: &HttpRequest) -> String {
-    req.peer_addr()
-        .map_or_else(|| "unknown".to_owned(), |a| a.ip().to_string())
+fn client_ip(app: &AppState, req: &HttpRequest) -> String {
+    crate::ops::client_addr(app, req).map_or_else(|| "unknown".to_owned(), |a| a.to_string())
 }
 
-async fn rate_limit(app: &AppState, req: &HttpRequest, username: &str) -> Result<(), ApiError> {
+fn throttled(code: &'static str, reason: &str) -> ApiError {
+    ApiError::new(StatusCode::TOO_MANY_REQUESTS, code, reason)
+        .with("retry_after", serde_json::json!(ATTEMPT_WINDOW.as_secs()))
+}
+
+/// Counts an attempt against the address's budget.
+async fn address_budget(app: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
     let by_ip = app
         .state
         .count(
-            &format!("web:attempts:ip:{}", client_ip(req)),
+            &format!("web:attempts:ip:{}", client_ip(app, req)),
             ATTEMPT_WINDOW,
         )
         .await?;
-    let by_user = app
-        .state
-        .count(&format!("web:attempts:user:{username}"), ATTEMPT_WINDOW)
-        .await?;
-    if by_ip > MAX_ATTEMPTS_PER_IP || by_user > MAX_ATTEMPTS_PER_USER {
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
+    if by_ip > MAX_ATTEMPTS_PER_IP {
+        return Err(throttled(
             "rate_limited",
-            "too many login attempts: wait a few minutes",
+            "too many attempts from this address: wait a few minutes",
         ));
     }
     Ok(())
+}
+
+fn device_key(username: &str, device: &str) -> String {
+    format!("web:device:{username}:{device}")
+}
+
+/// The device id of the request's device cookie, when it is registered for
+/// `username` (the browser logged in as that user before).
+async fn known_device(
+    app: &AppState,
+    req: &HttpRequest,
+    username: &str,
+) -> Result<Option<String>, ApiError> {
+    let Some(device) = req
+        .cookie(DEVICE_COOKIE)
+        .map(|c| c.value().to_owned())
+        .filter(|d| {
+            d.len() == 43
+                && d.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+    else {
+        return Ok(None);
+    };
+    Ok(app
+        .state
+        .kv_get(&device_key(username, &device))
+        .await?
+        .map(|_| device))
+}
+
+/// Where a login attempt stands in the throttle.
+struct Gate {
+    /// The failure counter of this (address or known device, username).
+    pair: String,
+    /// The username's failure counter.
+    user: String,
+    /// The known device, if the request came from one.
+    device: Option<String>,
+}
+
+/// The login throttle (see the module documentation): refuses with 429
+/// when this address, or this (address or device, username), is over its
+/// budget.
+async fn login_gate(app: &AppState, req: &HttpRequest, username: &str) -> Result<Gate, ApiError> {
+    address_budget(app, req).await?;
+    let device = known_device(app, req, username).await?;
+    let user = format!("web:fail:user:{username}");
+    let (pair, limit) = match &device {
+        Some(d) => (
+            format!("web:fail:device:{d}:{username}"),
+            MAX_FAILURES_PER_PAIR,
+        ),
+        None => {
+            let pair = format!("web:fail:addr:{}:{username}", client_ip(app, req));
+            let slowed = app.state.counted(&user).await? >= USER_FAILURES_SLOWING;
+            let limit = if slowed {
+                SLOWED_FAILURES_PER_PAIR
+            } else {
+                MAX_FAILURES_PER_PAIR
+            };
+            (pair, limit)
+        }
+    };
+    if app.state.counted(&pair).await? >= limit {
+        return Err(throttled(
+            "login_throttled",
+            "too many failed logins for this name from here: wait a few minutes",
+        ));
+    }
+    Ok(Gate { pair, user, device })
+}
+
+impl Gate {
+    async fn failed(&self, app: &AppState) -> Result<(), ApiError> {
+        app.state.count(&self.pair, ATTEMPT_WINDOW).await?;
+        app.state.count(&self.user, ATTEMPT_WINDOW).await?;
+        Ok(())
+    }
 }
 
 /// Answers JSON, sending the session cookie when needed.
@@ -309,19 +409,25 @@ async fn check_verifier(
     }
 }
 
-/// The first step of both login requests: the normalized username, within
-/// its rate limit, and its account when `verifier` matches.
+/// The first step of both login requests: the normalized username, past
+/// the login throttle, and its account when `verifier` matches (a failure
+/// is counted).
 async fn authenticate(
     app: &AppState,
     req: &HttpRequest,
     username: &str,
     verifier: &str,
-) -> Result<(String, AccountRecord), ApiError> {
+) -> Result<(String, AccountRecord, Gate), ApiError> {
     let username = username.trim().to_ascii_lowercase();
     check_username(&username)?;
-    rate_limit(app, req, &username).await?;
-    let record = check_verifier(app, &username, verifier).await?;
-    Ok((username, record))
+    let gate = login_gate(app, req, &username).await?;
+    match check_verifier(app, &username, verifier).await {
+        Ok(record) => Ok((username, record, gate)),
+        Err(e) => {
+            gate.failed(app).await?;
+            Err(e)
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -339,7 +445,7 @@ pub async fn login_begin(
 ) -> Result<HttpResponse, ApiError> {
     let session = Session::load_checked(&app, &req).await?;
     let input: LoginBegin = json_body(&body)?;
-    let (username, record) = authenticate(&app, &req, &input.username, &input.verifier).await?;
+    let (username, record, _) = authenticate(&app, &req, &input.username, &input.verifier).await?;
     let challenge = new_challenge(&app, &format!("login:{username}")).await?;
     Ok(json_with_session(
         &app,
@@ -372,9 +478,22 @@ pub async fn login_finish(
 ) -> Result<HttpResponse, ApiError> {
     let session = Session::load_checked(&app, &req).await?;
     let input: LoginFinish = json_body(&body)?;
-    let (username, record) = authenticate(&app, &req, &input.username, &input.verifier).await?;
+    let (username, record, gate) =
+        authenticate(&app, &req, &input.username, &input.verifier).await?;
     let pk = b64u_decode(&record.public_key).map_err(|e| ApiError::unavailable("account", e))?;
     check_answer(&app, &input.login, &pk, &format!("login:{username}")).await?;
+    app.state.reset_count(&gate.pair).await?;
+    // An account holder's records are durable (also those bound before
+    // quotas existed).
+    app.state.keep_user(&record.public_key).await?;
+    // This browser is now a known device of the user.
+    let device = match gate.device {
+        Some(d) => d,
+        None => new_id()?,
+    };
+    app.state
+        .kv_set(&device_key(&username, &device), "1", Some(DEVICE_TTL))
+        .await?;
     let user = User {
         username,
         pk: record.public_key,
@@ -382,12 +501,21 @@ pub async fn login_finish(
     };
     tracing::info!(user = %user.pk, "web login");
     let session = Session::login(&app, &session, user).await?;
-    Ok(json_with_session(
-        &app,
-        &session,
-        StatusCode::OK,
-        serde_json::json!({"status": "ok", "csrf": session.csrf(&app)}),
-    ))
+    let mut resp = HttpResponse::Ok();
+    session.apply(&app, &mut resp);
+    let ttl = i64::try_from(DEVICE_TTL.as_secs()).unwrap_or(i64::MAX);
+    resp.cookie(
+        actix_web::cookie::Cookie::build(DEVICE_COOKIE, device)
+            .path("/web/login")
+            .http_only(true)
+            .secure(app.config.public_origin.starts_with("https:"))
+            .same_site(actix_web::cookie::SameSite::Strict)
+            .max_age(actix_web::cookie::time::Duration::seconds(ttl))
+            .finish(),
+    );
+    Ok(resp
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(serde_json::json!({"status": "ok", "csrf": session.csrf(&app)})))
 }
 
 #[derive(Deserialize)]
@@ -406,7 +534,7 @@ pub async fn signup_begin(
     let input: SignupBegin = json_body(&body)?;
     let username = input.username.trim().to_ascii_lowercase();
     check_username(&username)?;
-    rate_limit(&app, &req, &username).await?;
+    address_budget(&app, &req).await?;
     let challenge = new_challenge(&app, &format!("signup:{username}")).await?;
     Ok(json_with_session(
         &app,
@@ -481,6 +609,7 @@ pub async fn signup(
             "this username is taken",
         ));
     }
+    app.state.keep_user(&record.public_key).await?;
     let user = User {
         username: record.username.clone(),
         pk: record.public_key.clone(),

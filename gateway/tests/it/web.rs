@@ -711,7 +711,7 @@ async fn login_security() {
     let (status, _, _) = old.get("/dashboard").await;
     assert_eq!(status, StatusCode::SEE_OTHER);
 
-    // Rate limit: at most 10 attempts per username in 5 minutes.
+    // Throttle: at most 10 failures per (address, username) in 5 minutes.
     agent.get("/login").await;
     let mut limited = false;
     for _ in 0..12 {
