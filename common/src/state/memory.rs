@@ -524,6 +524,14 @@ impl StateStore for MemoryStore {
         let added = {
             let now = Instant::now();
             let mut data = self.data();
+            // A late finish of a superseded generation must not count in
+            // the new one.
+            if data
+                .transfer(id, now)
+                .is_none_or(|t| t.transfer.generation != generation)
+            {
+                return Ok(false);
+            }
             let added = data
                 .generation(id, generation, now)
                 .done

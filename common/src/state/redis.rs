@@ -168,6 +168,8 @@ return 0
 ";
 
 const FINISH_FILE_LUA: &str = r"
+-- A late finish of a superseded generation must not count in the new one.
+if tonumber(redis.call('HGET', KEYS[1], 'generation') or '-1') ~= tonumber(ARGV[3]) then return 0 end
 local added = redis.call('SADD', KEYS[2], ARGV[1])
 redis.call('EXPIRE', KEYS[2], ARGV[2])
 if added == 1 then redis.call('HINCRBY', KEYS[1], 'files_done', 1) end
@@ -650,6 +652,7 @@ impl StateStore for RedisStore {
             .key(&done_key)
             .arg(file)
             .arg(self.ttl_secs())
+            .arg(generation)
             .invoke_async(&mut conn)
             .await?;
         if added == 1 {

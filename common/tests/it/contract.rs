@@ -372,6 +372,9 @@ pub async fn state_supersede_restart_cancel(backend: Backend) {
     );
     let t = s.transfer("t2").await.unwrap().unwrap();
     assert_eq!((t.generation, t.state), (3, TransferState::Accepted));
+    // A late file finish of a superseded generation counts nowhere.
+    assert!(!s.finish_file("t2", 2, "a.zip").await.unwrap());
+    assert_eq!(s.transfer("t2").await.unwrap().unwrap().files_done, 0);
     assert_eq!(t.notes, vec!["unknown outcome".to_owned()]);
     assert_eq!(s.cancel("t2", "revoked").await.unwrap(), Some(3));
     let t = s.transfer("t2").await.unwrap().unwrap();
