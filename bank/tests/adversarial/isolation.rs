@@ -272,6 +272,40 @@ async fn client_id_shortcut_never_hands_over_another_users_contract() {
             .as_deref(),
         Some(user_pk(&alice).as_str())
     );
+
+    // A grant of B's for A's contract stored before contracts were bound
+    // (legacy state): B's dashboard still never shows A's transfer as B's.
+    let legacy = client.grant(&mallory);
+    bank.app
+        .state
+        .update_grant(&user_pk(&mallory), &client.id, now_ms() as f64, &legacy)
+        .await
+        .unwrap();
+    let alice_grant = common::alias::Grant::from_token(&grant, &Default::default()).unwrap();
+    bank.app
+        .state
+        .begin_transfer(
+            &client.id,
+            &common::state::NewTransfer {
+                grant_token: &grant,
+                grant_hash: &alice_grant.grant_hash().unwrap().to_b64(),
+                user: &user_pk(&alice),
+                push_url: &client.sink.transfer_url(&client.id),
+                revoked: false,
+            },
+        )
+        .await
+        .unwrap();
+    for (agent, sees) in [(&mut a, true), (&mut b, false)] {
+        let (status, _, _) = agent.get("/dashboard").await;
+        assert_eq!(status, 200);
+        let (status, body) = agent.get_json("/web/transfers").await;
+        assert_eq!(status, 200, "{body}");
+        let clients = body["clients"].as_array().unwrap();
+        assert_eq!(clients.len(), 1, "{body}");
+        assert_eq!(clients[0]["contract"], client.id);
+        assert_eq!(!clients[0]["transfer"].is_null(), sees, "{body}");
+    }
     bank.cleanup().await;
 }
 
@@ -470,4 +504,61 @@ async fn futures_files(bank: &Bank, t: &Transfer) -> BTreeMap<String, Vec<u8>> {
         out.insert(f.name, bytes.to_vec());
     }
     out
+}
+
+/// With `ALIAS_PUSH_ID=grant`, a revocation has its own hash: it still
+/// cancels the running transfer, and its notice (the start with the revoked
+/// grant, then the finish) goes to the id the data was pushed to, never to
+/// a new id the client knows nothing about.
+#[actix_web::test]
+async fn grant_hash_ids_revocation_cancels_and_notifies_where_the_data_went() {
+    let mut bank = Bank::new("isg", &[("ALIAS_PUSH_ID", "grant")]).await;
+    bank.start_processor().await;
+    bank.start_pusher().await;
+    let alice = user(91);
+    give_dump(&bank, &alice, 1 << 20, 91).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = sink::SinkConfig::new(dir.path());
+    config.push_id = common::alias::PushId::Grant;
+    config.faults = Faults {
+        delay_ms: 50,
+        ..Faults::none()
+    };
+    let (addr, sink) = sink::Sink::start(config).unwrap();
+    let contract =
+        crate::support::contract("Grant ids", 92, &addr.to_string(), &crate::support::SCOPES);
+    let grant = crate::support::grant_at(&alice, &contract, now_ms() as f64);
+    let pushed_id = common::alias::Grant::from_token(&grant, &Default::default())
+        .unwrap()
+        .grant_hash()
+        .unwrap()
+        .to_b64();
+    let (status, body) = process_async(&bank.base, &grant).await;
+    assert_eq!(status, 202, "{body}");
+    let running = wait_until(&bank, &pushed_id, LIMIT, |t| {
+        t.state == TransferState::Pushing && t.bytes_done > 0
+    })
+    .await;
+    assert_eq!(running.generation, 1);
+
+    let revocation = revocation(&alice, &contract);
+    let revoked_id = common::alias::Grant::from_token(&revocation, &Default::default())
+        .unwrap()
+        .grant_hash()
+        .unwrap()
+        .to_b64();
+    let (status, body) = store_grant(&bank.base, &revocation).await;
+    assert_eq!(status, 200, "{body}");
+    let t = wait_terminal(&bank, &pushed_id, LIMIT).await;
+    assert!(
+        t.revoked && t.generation == 2 && t.state == TransferState::Done,
+        "the running transfer was replaced by the revocation's notice: {t:?}"
+    );
+    assert!(bank.app.state.transfer(&revoked_id).await.unwrap().is_none());
+    let held = sink.transfer(&pushed_id).unwrap();
+    assert!(held.revoked && held.finished, "{held:?}");
+    assert!(held.files.is_empty(), "the client dropped the data: {held:?}");
+    assert!(sink.transfer(&revoked_id).is_none());
+    sink.stop();
+    bank.cleanup().await;
 }

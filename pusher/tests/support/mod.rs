@@ -504,6 +504,18 @@ impl WebAgent {
         (status, body, location)
     }
 
+    /// `GET path` answered with JSON.
+    pub async fn get_json(&mut self, path: &str) -> (u16, serde_json::Value) {
+        let resp = self
+            .cookie(self.http.get(format!("{}{path}", self.base)))
+            .send()
+            .await
+            .unwrap();
+        self.keep(&resp);
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or_default())
+    }
+
     /// `POST path` with a JSON body and the CSRF header.
     pub async fn post_json(
         &mut self,
