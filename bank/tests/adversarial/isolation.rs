@@ -134,7 +134,10 @@ async fn another_users_grant_for_a_bound_contract_is_refused() {
 
     let done = wait_terminal(&bank, &client.id, LIMIT).await;
     assert_eq!(done.state, TransferState::Done, "{done:?}");
-    assert_eq!((done.generation, done.user.as_str()), (1, running.user.as_str()));
+    assert_eq!(
+        (done.generation, done.user.as_str()),
+        (1, running.user.as_str())
+    );
     assert_delivered(&bank, &client).await;
     let counters = client.sink.counters();
     assert_eq!(counters.starts, 1, "{counters:?}");
@@ -164,9 +167,17 @@ async fn another_users_revocation_changes_nothing() {
     let requests = client.sink.requests().len();
 
     let (status, body) = store_grant(&bank.base, &revocation(&mallory, &client.contract)).await;
-    assert_eq!((status, body["code"].as_str()), (409, Some("contract_bound")), "{body}");
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("contract_bound")),
+        "{body}"
+    );
     let (status, body) = process_sync(&bank.base, &client.grant(&mallory)).await;
-    assert_eq!((status, body["code"].as_str()), (409, Some("contract_bound")), "{body}");
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("contract_bound")),
+        "{body}"
+    );
 
     let after = bank.app.state.transfer(&client.id).await.unwrap().unwrap();
     same_transfer(&before, &after);
@@ -180,7 +191,11 @@ async fn another_users_revocation_changes_nothing() {
         Some(alice_grant.as_str())
     );
     // A's own revocation still works, and reaches A's client.
-    assert_eq!(client.sink.requests().len(), requests, "B reached the client");
+    assert_eq!(
+        client.sink.requests().len(),
+        requests,
+        "B reached the client"
+    );
     assert_eq!(crate::support::received(&client), files);
     assert_eq!(client.sink.counters().starts, 1);
     let (status, body) = store_grant(&bank.base, &revocation(&alice, &client.contract)).await;
@@ -387,7 +402,8 @@ mod slow_client {
             if !is_held {
                 let _ = tokio::time::timeout(Duration::from_secs(20), held).await;
             }
-            return HttpResponse::Conflict().json(serde_json::json!({"status": "error", "reason": "lost"}));
+            return HttpResponse::Conflict()
+                .json(serde_json::json!({"status": "error", "reason": "lost"}));
         }
         if hold {
             let next_start = shared.start.notified();
@@ -398,7 +414,10 @@ mod slow_client {
         }
         let mut seen = shared.seen.lock().unwrap();
         let starts_at_write = seen.starts;
-        seen.files.entry(file.clone()).or_default().extend_from_slice(&body);
+        seen.files
+            .entry(file.clone())
+            .or_default()
+            .extend_from_slice(&body);
         seen.chunks.push(ChunkSeen {
             file,
             starts_at_arrival: arrival,
@@ -452,12 +471,7 @@ async fn no_chunk_of_an_old_generation_arrives_after_a_new_start() {
     give_dump(&bank, &alice, 1 << 20, 89).await;
     let shared = slow_client::Shared::default();
     let addr = slow_client::serve(shared.clone());
-    let contract = crate::support::contract(
-        "Slow",
-        90,
-        &addr.to_string(),
-        &crate::support::SCOPES,
-    );
+    let contract = crate::support::contract("Slow", 90, &addr.to_string(), &crate::support::SCOPES);
     let id = Contract::new(&contract).unwrap().hash().unwrap().to_b64();
     let grant = crate::support::grant_at(&alice, &contract, now_ms() as f64);
     let (status, body) = process_async(&bank.base, &grant).await;
@@ -471,7 +485,11 @@ async fn no_chunk_of_an_old_generation_arrives_after_a_new_start() {
 
     let seen = shared.seen.lock().unwrap();
     assert!(seen.starts >= 2, "restarted at the client");
-    let held: Vec<_> = seen.chunks.iter().filter(|c| c.file.contains("photos")).collect();
+    let held: Vec<_> = seen
+        .chunks
+        .iter()
+        .filter(|c| c.file.contains("photos"))
+        .collect();
     assert!(!held.is_empty());
     for c in &seen.chunks {
         assert_eq!(
@@ -489,7 +507,10 @@ async fn no_chunk_of_an_old_generation_arrives_after_a_new_start() {
         seen.chunks
     );
     for (name, bytes) in &files {
-        assert!(seen.files[name] == *bytes, "{name} is corrupt at the client");
+        assert!(
+            seen.files[name] == *bytes,
+            "{name} is corrupt at the client"
+        );
     }
     assert!(seen.finished);
     drop(seen);
@@ -554,10 +575,19 @@ async fn grant_hash_ids_revocation_cancels_and_notifies_where_the_data_went() {
         t.revoked && t.generation == 2 && t.state == TransferState::Done,
         "the running transfer was replaced by the revocation's notice: {t:?}"
     );
-    assert!(bank.app.state.transfer(&revoked_id).await.unwrap().is_none());
+    assert!(bank
+        .app
+        .state
+        .transfer(&revoked_id)
+        .await
+        .unwrap()
+        .is_none());
     let held = sink.transfer(&pushed_id).unwrap();
     assert!(held.revoked && held.finished, "{held:?}");
-    assert!(held.files.is_empty(), "the client dropped the data: {held:?}");
+    assert!(
+        held.files.is_empty(),
+        "the client dropped the data: {held:?}"
+    );
     assert!(sink.transfer(&revoked_id).is_none());
     sink.stop();
     bank.cleanup().await;

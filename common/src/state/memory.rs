@@ -650,9 +650,9 @@ impl StateStore for MemoryStore {
     ) -> Result<bool, StateError> {
         let now = Instant::now();
         let mut data = self.data();
-        let current = data
-            .transfer(id, now)
-            .is_some_and(|t| t.transfer.generation == generation && t.transfer.state == TransferState::Pushing);
+        let current = data.transfer(id, now).is_some_and(|t| {
+            t.transfer.generation == generation && t.transfer.state == TransferState::Pushing
+        });
         if !current {
             return Ok(false);
         }
@@ -684,13 +684,10 @@ impl StateStore for MemoryStore {
         }
     }
 
-    async fn leave_fence(
-        &self,
-        id: &str,
-        generation: u64,
-        holder: &str,
-    ) -> Result<(), StateError> {
-        self.data().values.remove(&fence_key(id, generation, holder));
+    async fn leave_fence(&self, id: &str, generation: u64, holder: &str) -> Result<(), StateError> {
+        self.data()
+            .values
+            .remove(&fence_key(id, generation, holder));
         Ok(())
     }
 

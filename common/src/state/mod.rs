@@ -453,8 +453,7 @@ pub trait StateStore: Send + Sync + 'static {
     ) -> Result<bool, StateError>;
 
     /// Removes `holder`'s registration for `generation`.
-    async fn leave_fence(&self, id: &str, generation: u64, holder: &str)
-        -> Result<(), StateError>;
+    async fn leave_fence(&self, id: &str, generation: u64, holder: &str) -> Result<(), StateError>;
 
     /// True when no live registration of a generation before `generation`
     /// remains (expired ones are dropped).

@@ -776,12 +776,7 @@ impl StateStore for RedisStore {
         Ok(renewed == 1)
     }
 
-    async fn leave_fence(
-        &self,
-        id: &str,
-        generation: u64,
-        holder: &str,
-    ) -> Result<(), StateError> {
+    async fn leave_fence(&self, id: &str, generation: u64, holder: &str) -> Result<(), StateError> {
         let mut conn = self.conn.clone();
         let _: u64 = conn
             .zrem(self.fence_key(id), format!("{generation}:{holder}"))

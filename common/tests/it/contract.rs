@@ -418,7 +418,12 @@ pub async fn state_contracts_bind_to_their_first_user(backend: Backend) {
     assert!(refused.foreign && !refused.joined && refused.superseded.is_none());
     let t = s.transfer("c").await.unwrap().unwrap();
     assert_eq!(
-        (t.user.as_str(), t.grant_hash.as_str(), t.generation, t.state),
+        (
+            t.user.as_str(),
+            t.grant_hash.as_str(),
+            t.generation,
+            t.state
+        ),
         ("alice", "ga", 1, TransferState::Accepted)
     );
     assert_eq!(s.cancel("c", "done here").await.unwrap(), Some(1));
@@ -466,7 +471,10 @@ pub async fn state_restart_fence(backend: Backend) {
     assert!(s.fence_clear("f", 1).await.unwrap());
     assert!(!s.fence_clear("f", 2).await.unwrap());
     assert!(s.fence_clear("other", 2).await.unwrap());
-    assert_eq!(s.restart_generation("f", 1, "restart").await.unwrap(), Some(2));
+    assert_eq!(
+        s.restart_generation("f", 1, "restart").await.unwrap(),
+        Some(2)
+    );
     // The superseded generation cannot enter any more...
     assert!(!s.enter_fence("f", 1, "late", long).await.unwrap());
     // ...but its holder still blocks generation 2 until it leaves.
@@ -494,10 +502,7 @@ pub async fn state_restart_fence(backend: Backend) {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(!s
-        .renew_fence("f", 2, "lost", long)
-        .await
-        .unwrap());
+    assert!(!s.renew_fence("f", 2, "lost", long).await.unwrap());
     // A cancelled generation cannot enter.
     s.cancel("f", "revoked").await.unwrap();
     assert!(!s.enter_fence("f", 2, "c", long).await.unwrap());

@@ -567,7 +567,10 @@ async fn a_contract_is_bound_to_its_first_user() {
     let before = bank.app.state.transfer(&id).await.unwrap().unwrap();
     assert_eq!(bank.depth(Route::Process).await, 1);
     let other = user_key(21);
-    for token in [grant(&other, &c, now() + 1.0), revoked(&other, &c, now() + 2.0)] {
+    for token in [
+        grant(&other, &c, now() + 1.0),
+        revoked(&other, &c, now() + 2.0),
+    ] {
         for path in ["/alias/process", "/alias/grants"] {
             let resp = bank
                 .http
@@ -583,11 +586,19 @@ async fn a_contract_is_bound_to_its_first_user() {
     }
     let after = bank.app.state.transfer(&id).await.unwrap().unwrap();
     assert_eq!(
-        (after.user, after.grant_hash, after.generation, after.revoked),
+        (
+            after.user,
+            after.grant_hash,
+            after.generation,
+            after.revoked
+        ),
         (before.user, before.grant_hash, before.generation, false)
     );
     let other_pk = common::anychain::b64u_encode(other.verifying_key().as_bytes());
-    assert_eq!(bank.app.state.stored_grant(&other_pk, &id).await.unwrap(), None);
+    assert_eq!(
+        bank.app.state.stored_grant(&other_pk, &id).await.unwrap(),
+        None
+    );
     assert_eq!(bank.depth(Route::Process).await, 1, "nothing queued for B");
     bank.cleanup().await;
 }

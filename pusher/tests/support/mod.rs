@@ -555,8 +555,7 @@ pub async fn web_signup(agent: &mut WebAgent, username: &str, key: &SigningKey, 
         )
         .await;
     assert_eq!(status, 200, "{begun}");
-    let challenge =
-        common::anychain::b64u_decode(begun["challenge"].as_str().unwrap()).unwrap();
+    let challenge = common::anychain::b64u_decode(begun["challenge"].as_str().unwrap()).unwrap();
     let login = to_token(
         &sign(
             key,
