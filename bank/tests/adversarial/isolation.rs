@@ -10,6 +10,8 @@
 //! let a request of the old generation reach the client after the new
 //! generation's start (the reference client appends chunks blindly).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use crate::support::{
     assert_delivered, give_dump, html_attr, process_async, process_sync, user, user_pk,
     wait_terminal, wait_until, web_signup, Bank, Client, WebAgent,
@@ -483,42 +485,43 @@ async fn no_chunk_of_an_old_generation_arrives_after_a_new_start() {
     assert_eq!(done.state, TransferState::Done, "{done:?}");
     assert!(done.generation >= 2, "the transfer was restarted: {done:?}");
 
-    let seen = shared.seen.lock().unwrap();
-    assert!(seen.starts >= 2, "restarted at the client");
-    let held: Vec<_> = seen
-        .chunks
-        .iter()
-        .filter(|c| c.file.contains("photos"))
-        .collect();
-    assert!(!held.is_empty());
-    for c in &seen.chunks {
+    let files = stored_files(&bank, &done).await;
+    {
+        let seen = shared.seen.lock().unwrap();
+        assert!(seen.starts >= 2, "restarted at the client");
+        let held: Vec<_> = seen
+            .chunks
+            .iter()
+            .filter(|c| c.file.contains("photos"))
+            .collect();
+        assert!(!held.is_empty());
+        for c in &seen.chunks {
+            assert_eq!(
+                c.starts_at_arrival, c.starts_at_write,
+                "a chunk was in flight across a start: {c:?} (all: {:?})",
+                seen.chunks
+            );
+        }
+        // What the client holds is the last generation's archives, byte for byte.
         assert_eq!(
-            c.starts_at_arrival, c.starts_at_write,
-            "a chunk was in flight across a start: {c:?} (all: {:?})",
+            seen.files.keys().collect::<Vec<_>>(),
+            files.keys().collect::<Vec<_>>(),
+            "{done:?} {:?}",
             seen.chunks
         );
+        for (name, bytes) in &files {
+            assert!(
+                seen.files[name] == *bytes,
+                "{name} is corrupt at the client"
+            );
+        }
+        assert!(seen.finished);
     }
-    // What the client holds is the last generation's archives, byte for byte.
-    let files = futures_files(&bank, &done).await;
-    assert_eq!(
-        seen.files.keys().collect::<Vec<_>>(),
-        files.keys().collect::<Vec<_>>(),
-        "{done:?} {:?}",
-        seen.chunks
-    );
-    for (name, bytes) in &files {
-        assert!(
-            seen.files[name] == *bytes,
-            "{name} is corrupt at the client"
-        );
-    }
-    assert!(seen.finished);
-    drop(seen);
     bank.cleanup().await;
 }
 
 /// The archives of a transfer's current generation, from storage.
-async fn futures_files(bank: &Bank, t: &Transfer) -> BTreeMap<String, Vec<u8>> {
+async fn stored_files(bank: &Bank, t: &Transfer) -> BTreeMap<String, Vec<u8>> {
     let mut out = BTreeMap::new();
     for f in bank.app.state.files(&t.id, t.generation).await.unwrap() {
         let bytes = bank.app.storage.get_bytes(&f.storage_key).await.unwrap();
