@@ -181,7 +181,7 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     (
         "ALIAS_PUSH_CHUNK",
         "2097152",
-        "largest chunk the pusher sends, in bytes",
+        "largest chunk the pusher sends, in bytes (at most 67108864, the reference client's limit)",
     ),
     (
         "ALIAS_PUSH_PER_CLIENT",
@@ -640,6 +640,21 @@ fn session_key(value: &str) -> Result<Option<Vec<u8>>, ConfigError> {
     Ok(Some(bytes))
 }
 
+/// The largest chunk a client must accept: the reference client refuses
+/// bodies over 64 MiB (413).
+pub const MAX_PUSH_CHUNK: u64 = 64 << 20;
+
+fn max_chunk(bytes: u64) -> Result<u64, ConfigError> {
+    if bytes > MAX_PUSH_CHUNK {
+        return Err(invalid(
+            "ALIAS_PUSH_CHUNK",
+            &bytes.to_string(),
+            format!("at most {MAX_PUSH_CHUNK} bytes (64 MiB, the reference client's chunk limit)"),
+        ));
+    }
+    Ok(bytes)
+}
+
 impl Raw {
     fn validate(self) -> Result<Config, ConfigError> {
         let redis_given = self.redis_url.is_some();
@@ -790,7 +805,7 @@ impl Raw {
                 PathBuf::from(&self.work_dir)
             },
             catalog_dir: (!self.catalog_dir.is_empty()).then(|| PathBuf::from(&self.catalog_dir)),
-            push_chunk: positive("ALIAS_PUSH_CHUNK", self.push_chunk)?,
+            push_chunk: max_chunk(positive("ALIAS_PUSH_CHUNK", self.push_chunk)?)?,
             push_per_client: u32::try_from(positive(
                 "ALIAS_PUSH_PER_CLIENT",
                 self.push_per_client,
@@ -873,6 +888,9 @@ mod tests {
         assert!(err("ALIAS_TRUSTED_PROXIES", "10.0.0.0/33").contains("ALIAS_TRUSTED_PROXIES"));
         assert!(err("ALIAS_QUOTA_CONTRACTS", "0").contains("ALIAS_QUOTA_CONTRACTS"));
         assert!(err("ALIAS_QUOTA_GRANT_BYTES", "1000").contains("ALIAS_QUOTA_GRANT_BYTES"));
+        assert!(err("ALIAS_PUSH_CHUNK", "67108865").contains("ALIAS_PUSH_CHUNK"));
+        let c = Config::from_pairs(&[("ALIAS_PUSH_CHUNK", "67108864")]).unwrap();
+        assert_eq!(c.push_chunk, MAX_PUSH_CHUNK);
         assert!(Config::from_pairs(&[("ALIAS_NOPE", "1")]).is_err());
     }
 

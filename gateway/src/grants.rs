@@ -8,7 +8,7 @@ use crate::transfers::transfer_json;
 use crate::AppState;
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
-use common::alias::{AliasError, BindAuthz, Grant, PolicyError};
+use common::alias::{AliasError, BindAuthz, Grant, PolicyError, PushId};
 use common::anychain::{from_json_str, DecodeError, Limits};
 use common::jobs::{self, ProcessJob};
 use common::mq::Route;
@@ -41,6 +41,60 @@ pub(crate) fn policy_error(e: PolicyError) -> ApiError {
             .with("path", serde_json::json!(clear.path())),
         PolicyError::Push(_) => ApiError::bad_request("bad_push_destination", e.to_string()),
         other => ApiError::bad_request("policy", other.to_string()),
+    }
+}
+
+/// The refusal of a grant (or revocation) for a contract that another user
+/// holds: `409 contract_bound`.
+pub(crate) fn contract_bound() -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "contract_bound",
+        "this contract is bound to another user of this data bank: a contract serves one \
+         user (its hash names the transfer at the client), so the client must issue a \
+         contract per user",
+    )
+}
+
+/// With contract-hash push ids, binds the contract to `user` if nobody
+/// holds it, and refuses it when another user does.
+pub(crate) async fn claim_contract(
+    app: &AppState,
+    contract_hash: &str,
+    user: &str,
+) -> Result<(), ApiError> {
+    if app.config.push_id != PushId::Contract {
+        return Ok(());
+    }
+    let owner = app.state.claim_contract(contract_hash, user).await?;
+    if owner != user {
+        tracing::warn!(contract = %contract_hash, %user, "refused a grant for a contract bound to another user");
+        return Err(contract_bound());
+    }
+    Ok(())
+}
+
+/// The state key recording, with grant-hash push ids, which transfer id
+/// carries a user's data for a contract (where a revocation is announced).
+fn pushed_key(user: &str, contract_hash: &str) -> String {
+    format!("transfer-of:{user}:{contract_hash}")
+}
+
+/// The id of the transfer that carries `user`'s data for `contract_hash`:
+/// the contract hash, or with grant-hash ids the id last pushed to (or, if
+/// none, the id of `grant`). Callers still check the transfer's user.
+pub(crate) async fn transfer_id_of(
+    app: &AppState,
+    user: &str,
+    contract_hash: &str,
+    grant: &Grant,
+) -> Result<Option<String>, ApiError> {
+    match app.config.push_id {
+        PushId::Contract => Ok(Some(contract_hash.to_owned())),
+        PushId::Grant => match app.state.kv_get(&pushed_key(user, contract_hash)).await? {
+            Some(id) => Ok(Some(id)),
+            None => Ok(grant.grant_hash().ok().map(|h| h.to_b64())),
+        },
     }
 }
 
@@ -92,6 +146,7 @@ pub(crate) async fn accept_grant(
         .contract_hash()
         .map_err(|e| token_error(e, "grant"))?
         .to_b64();
+    claim_contract(app, &contract_hash, &user).await?;
     let date = grant
         .date()
         .and_then(common::anychain::Value::as_f64)
@@ -158,17 +213,24 @@ pub(crate) async fn start_transfer(
     grant: &Grant,
 ) -> Result<(String, Begin), ApiError> {
     let rule = app.config.push_id;
-    let id = grant
-        .transfer_id(rule)
+    let user = grant.signer_b64();
+    let contract_hash = grant
+        .contract_hash()
         .map_err(|e| token_error(e, "grant"))?
         .to_b64();
-    let push_url = grant.push_url(rule).map_err(|e| token_error(e, "grant"))?;
     let grant_hash = grant
         .grant_hash()
         .map_err(|e| token_error(e, "grant"))?
         .to_b64();
+    let (id, push_url) = match rule {
+        PushId::Contract => {
+            claim_contract(app, &contract_hash, &user).await?;
+            let url = grant.push_url(rule).map_err(|e| token_error(e, "grant"))?;
+            (contract_hash.clone(), url)
+        }
+        PushId::Grant => grant_mode_target(app, grant, &user, &contract_hash, &grant_hash).await?,
+    };
     let token = grant.to_token();
-    let user = grant.signer_b64();
     let begin = app
         .state
         .begin_transfer(
@@ -182,8 +244,12 @@ pub(crate) async fn start_transfer(
             },
         )
         .await?;
+    if begin.foreign {
+        tracing::warn!(transfer = %id, %user, "refused to touch another user's transfer");
+        return Err(contract_bound());
+    }
     if let Some(old) = begin.superseded {
-        tracing::info!(transfer = %id, old, new = begin.generation, "generation superseded by a newer grant");
+        tracing::warn!(transfer = %id, old, new = begin.generation, "generation superseded by a newer grant");
     }
     if !begin.joined {
         let job = ProcessJob {
@@ -210,6 +276,48 @@ pub(crate) async fn start_transfer(
         }
     }
     Ok((id, begin))
+}
+
+/// With grant-hash push ids: where a grant's transfer runs. A consented
+/// grant runs under its own hash, and the user's previous transfer for the
+/// contract (another id) is cancelled; a revocation is announced at the id
+/// the data was pushed to, superseding what runs there.
+async fn grant_mode_target(
+    app: &AppState,
+    grant: &Grant,
+    user: &str,
+    contract_hash: &str,
+    grant_hash: &str,
+) -> Result<(String, String), ApiError> {
+    let key = pushed_key(user, contract_hash);
+    let previous = app.state.kv_get(&key).await?;
+    let base = grant
+        .contract()
+        .push_base()
+        .map_err(|e| token_error(e, "grant"))?;
+    if grant.is_revoked() {
+        let id = previous.unwrap_or_else(|| grant_hash.to_owned());
+        let url = base.transfer_url(&id);
+        return Ok((id, url));
+    }
+    if let Some(prev) = previous.filter(|p| p != grant_hash) {
+        let owned = app
+            .state
+            .transfer(&prev)
+            .await?
+            .is_some_and(|t| t.user == user);
+        if owned {
+            if let Some(generation) = app
+                .state
+                .cancel(&prev, "replaced by a newer grant of the user")
+                .await?
+            {
+                tracing::warn!(transfer = %prev, generation, "cancelled: the user signed a newer grant");
+            }
+        }
+    }
+    app.state.kv_set(&key, grant_hash, None).await?;
+    Ok((grant_hash.to_owned(), base.transfer_url(grant_hash)))
 }
 
 fn wants_async(req: &HttpRequest) -> bool {

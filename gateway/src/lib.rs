@@ -66,6 +66,13 @@ impl AppState {
         broker: Broker,
         storage: Storage,
     ) -> anyhow::Result<AppState> {
+        if config.push_id == common::alias::PushId::Grant {
+            tracing::warn!(
+                "ALIAS_PUSH_ID=grant: transfers are pushed to grant-hash ids, which reference \
+                 clients refuse (their start answers 400 \"bad grant hash\"); only clients that \
+                 accept grant-hash ids can receive data"
+            );
+        }
         let policy = AcceptancePolicy {
             max_future_skew_ms: config.max_future_skew_ms,
             limits: config.limits,

@@ -104,6 +104,79 @@ impl Held {
     }
 }
 
+/// A registration in the transfer's restart fence (see
+/// [`common::state::StateStore::enter_fence`]), held while a job of one
+/// generation may send requests to the client, and renewed in the
+/// background. The start request of a later generation waits until every
+/// such registration of an earlier generation is gone (or expired), so a
+/// client that appends blindly (the reference client) never receives a
+/// chunk of generation N after the start of generation N+1.
+struct Fenced {
+    state: State,
+    id: String,
+    generation: u64,
+    holder: String,
+    held: Arc<std::sync::atomic::AtomicBool>,
+    heartbeat: tokio::task::JoinHandle<()>,
+}
+
+impl Fenced {
+    /// Registers, unless the generation is no longer the pushing one.
+    async fn enter(
+        state: &State,
+        t: &Transfer,
+        holder: String,
+        ttl: Duration,
+    ) -> Result<Option<Fenced>, common::state::StateError> {
+        if !state.enter_fence(&t.id, t.generation, &holder, ttl).await? {
+            return Ok(None);
+        }
+        let held = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let heartbeat = {
+            let (state, id, holder, held) =
+                (state.clone(), t.id.clone(), holder.clone(), held.clone());
+            let generation = t.generation;
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(ttl / 4).await;
+                    if !matches!(
+                        state.renew_fence(&id, generation, &holder, ttl).await,
+                        Ok(true)
+                    ) {
+                        held.store(false, Ordering::SeqCst);
+                        tracing::warn!(transfer = %id, generation, "lost the restart fence; sending stops");
+                        return;
+                    }
+                }
+            })
+        };
+        Ok(Some(Fenced {
+            state: state.clone(),
+            id: t.id.clone(),
+            generation: t.generation,
+            holder,
+            held,
+            heartbeat,
+        }))
+    }
+
+    /// Whether the registration is still held (requests may be sent).
+    fn holds(&self) -> bool {
+        self.held.load(Ordering::SeqCst)
+    }
+
+    async fn leave(self) {
+        self.heartbeat.abort();
+        if let Err(e) = self
+            .state
+            .leave_fence(&self.id, self.generation, &self.holder)
+            .await
+        {
+            tracing::warn!(transfer = %self.id, error = %e, "could not leave the restart fence (it expires)");
+        }
+    }
+}
+
 /// How a job ended, before it becomes a disposition.
 enum Step {
     Done,
@@ -154,6 +227,7 @@ impl Pusher {
     async fn request_failed(
         &self,
         err: RetryError,
+        transfer: &str,
         domain: &str,
         job_key: &str,
         refused: &str,
@@ -163,7 +237,7 @@ impl Pusher {
             RetryError::Exhausted {
                 last, retry_after, ..
             } => {
-                self.client_trouble(domain, job_key, &last.to_string(), retry_after)
+                self.client_trouble(transfer, domain, job_key, &last.to_string(), retry_after)
                     .await
             }
         }
@@ -173,6 +247,7 @@ impl Pusher {
     /// a later try, or a failure once the job's budget is spent.
     async fn client_trouble(
         &self,
+        transfer: &str,
         domain: &str,
         job_key: &str,
         err: &str,
@@ -200,11 +275,11 @@ impl Pusher {
                 spent.as_secs()
             ));
         }
-        Step::Later(
-            after
-                .unwrap_or(Duration::from_secs(5))
-                .min(self.settings.budget),
-        )
+        let delay = after
+            .unwrap_or(Duration::from_secs(5))
+            .min(self.settings.budget);
+        tracing::warn!(%transfer, job = %job_key, %domain, error = %err, retry_in = ?delay, "the client failed; retrying later");
+        Step::Later(delay)
     }
 
     /// Sends the start request once per generation.
@@ -233,6 +308,9 @@ impl Pusher {
             if self.state.flag(&flag).await? {
                 return Ok(());
             }
+            if !self.fence_clear(t).await? {
+                return Err(Step::Later(Duration::from_secs(1)));
+            }
             let token = self
                 .state
                 .transfer_grant(&t.id)
@@ -248,6 +326,7 @@ impl Pusher {
                 Err(e) => Err(self
                     .request_failed(
                         e,
+                        &t.id,
                         domain,
                         &format!("job:{}:{}:start", t.id, t.generation),
                         "start request refused",
@@ -258,6 +337,27 @@ impl Pusher {
         .await;
         lease.release().await;
         result
+    }
+
+    /// Waits (at most one lease, the time a lost holder's registration takes
+    /// to expire) until no request of an earlier generation of `t` can still
+    /// be in flight to the client; false when some still may be.
+    async fn fence_clear(&self, t: &Transfer) -> Result<bool, Step> {
+        let deadline = tokio::time::Instant::now() + self.settings.lease;
+        let mut logged = false;
+        loop {
+            if self.state.fence_clear(&t.id, t.generation).await? {
+                return Ok(true);
+            }
+            if !logged {
+                tracing::warn!(transfer = %t.id, generation = t.generation, "the start waits for requests of an earlier generation to end");
+                logged = true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(false);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Sends the transfer finish once every file is finished, and ends the
@@ -320,6 +420,7 @@ impl Pusher {
             Err(e) => Err(self
                 .request_failed(
                     e,
+                    &t.id,
                     domain,
                     &format!("job:{}:{}:finish", t.id, t.generation),
                     "finish request refused",
@@ -474,6 +575,25 @@ impl Pusher {
         target: &PushTarget,
         domain: &str,
     ) -> Step {
+        let holder = format!("{}:{}", self.worker_id, uuid::Uuid::new_v4().simple());
+        let fence = match Fenced::enter(&self.state, t, holder, self.settings.lease).await {
+            Ok(Some(fence)) => fence,
+            Ok(None) => return Step::Done, // superseded, cancelled or finished
+            Err(e) => return e.into(),
+        };
+        let step = self.run_fenced(job, t, target, domain, &fence).await;
+        fence.leave().await;
+        step
+    }
+
+    async fn run_fenced(
+        &self,
+        job: &PushJob,
+        t: &Transfer,
+        target: &PushTarget,
+        domain: &str,
+        fence: &Fenced,
+    ) -> Step {
         if let Err(step) = self.ensure_started(t, target, domain).await {
             return step;
         }
@@ -495,7 +615,7 @@ impl Pusher {
             Ok(None) => return Step::Later(Duration::from_secs(5)),
             Err(_) => return Step::Later(Duration::from_secs(2)),
         };
-        let step = self.push_file(job, t, target, domain, file).await;
+        let step = self.push_file(job, t, target, domain, file, fence).await;
         lease.release().await;
         step
     }
@@ -507,6 +627,7 @@ impl Pusher {
         target: &PushTarget,
         domain: &str,
         file: &str,
+        fence: &Fenced,
     ) -> Step {
         let files = match self.state.files(&t.id, t.generation).await {
             Ok(f) => f,
@@ -576,8 +697,9 @@ impl Pusher {
                     || {
                         let (state, id) = (state.clone(), id.clone());
                         let over = pushed.load(Ordering::Relaxed) >= run_bytes;
+                        let fenced = fence.holds();
                         async move {
-                            if over {
+                            if over || !fenced {
                                 return false;
                             }
                             matches!(state.transfer(&id).await, Ok(Some(t)) if t.generation == generation && t.state == TransferState::Pushing)
@@ -622,6 +744,7 @@ impl Pusher {
                         .await
                     {
                         Ok(Some(new)) => {
+                            tracing::warn!(transfer = %t.id, old = t.generation, new, %file, ?reason, "transfer restarted: the client must start again");
                             let job = ProcessJob {
                                 transfer: t.id.clone(),
                                 generation: new,
@@ -645,6 +768,7 @@ impl Pusher {
                     let _ = self.state.clear_flag(&inflight).await;
                     return self
                         .client_trouble(
+                            &t.id,
                             domain,
                             &format!("job:{}:{}:{file}", t.id, t.generation),
                             &last.to_string(),
@@ -684,6 +808,7 @@ impl Pusher {
                 return self
                     .request_failed(
                         e,
+                        &t.id,
                         domain,
                         &format!("job:{}:{}:{file}", t.id, t.generation),
                         &format!("the client refused {file}"),

@@ -204,6 +204,11 @@ impl Data {
     }
 }
 
+/// The key of a fence registration (see [`StateStore::enter_fence`]).
+fn fence_key(id: &str, generation: u64, holder: &str) -> String {
+    format!("fence:{id}:{generation}:{holder}")
+}
+
 /// The in-process state of one namespace (cheap to clone).
 #[derive(Clone)]
 pub struct MemoryStore {
@@ -416,6 +421,24 @@ impl StateStore for MemoryStore {
             .is_some())
     }
 
+    async fn claim_contract(&self, contract_hash: &str, user: &str) -> Result<String, StateError> {
+        let now = Instant::now();
+        let mut data = self.data();
+        let key = format!("contract:{contract_hash}:owner");
+        data.set_nx(&key, user.to_owned(), None, now);
+        Ok(data
+            .value(&key, now)
+            .map_or_else(|| user.to_owned(), |v| v.value.clone()))
+    }
+
+    async fn contract_owner(&self, contract_hash: &str) -> Result<Option<String>, StateError> {
+        let now = Instant::now();
+        Ok(self
+            .data()
+            .value(&format!("contract:{contract_hash}:owner"), now)
+            .map(|v| v.value.clone()))
+    }
+
     async fn claim_once(&self, id: &str, ttl: Duration) -> Result<bool, StateError> {
         let now = Instant::now();
         Ok(self
@@ -432,12 +455,21 @@ impl StateStore for MemoryStore {
             if let Some(t) = data.transfer(id, now) {
                 let t = &t.transfer;
                 generation = t.generation;
+                if !t.user.is_empty() && t.user != new.user {
+                    return Ok(Begin {
+                        generation,
+                        joined: false,
+                        superseded: None,
+                        foreign: true,
+                    });
+                }
                 if !t.state.is_terminal() {
                     if t.grant_hash == new.grant_hash {
                         return Ok(Begin {
                             generation,
                             joined: true,
                             superseded: None,
+                            foreign: false,
                         });
                     }
                     superseded = Some(generation);
@@ -485,6 +517,7 @@ impl StateStore for MemoryStore {
                 generation,
                 joined: false,
                 superseded,
+                foreign: false,
             }
         };
         self.emit(id, "accepted").await?;
@@ -651,6 +684,14 @@ impl StateStore for MemoryStore {
         let added = {
             let now = Instant::now();
             let mut data = self.data();
+            // A late finish of a superseded generation must not count in
+            // the new one.
+            if data
+                .transfer(id, now)
+                .is_none_or(|t| t.transfer.generation != generation)
+            {
+                return Ok(false);
+            }
             let added = data
                 .generation(id, generation, now)
                 .done
@@ -775,6 +816,71 @@ impl StateStore for MemoryStore {
             .values
             .remove(&format!("count:client:{domain}:failures"));
         Ok(())
+    }
+
+    async fn enter_fence(
+        &self,
+        id: &str,
+        generation: u64,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, StateError> {
+        let now = Instant::now();
+        let mut data = self.data();
+        let current = data.transfer(id, now).is_some_and(|t| {
+            t.transfer.generation == generation && t.transfer.state == TransferState::Pushing
+        });
+        if !current {
+            return Ok(false);
+        }
+        data.values.insert(
+            fence_key(id, generation, holder),
+            Timed {
+                value: String::new(),
+                expires: Some(now + ttl),
+            },
+        );
+        Ok(true)
+    }
+
+    async fn renew_fence(
+        &self,
+        id: &str,
+        generation: u64,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, StateError> {
+        let now = Instant::now();
+        let mut data = self.data();
+        match data.value(&fence_key(id, generation, holder), now) {
+            Some(entry) => {
+                entry.expires = Some(now + ttl);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    async fn leave_fence(&self, id: &str, generation: u64, holder: &str) -> Result<(), StateError> {
+        self.data()
+            .values
+            .remove(&fence_key(id, generation, holder));
+        Ok(())
+    }
+
+    async fn fence_clear(&self, id: &str, generation: u64) -> Result<bool, StateError> {
+        let now = Instant::now();
+        let prefix = format!("fence:{id}:");
+        let data = self.data();
+        let blocked = data.values.iter().any(|(key, entry)| {
+            entry.live(now)
+                && key
+                    .strip_prefix(&prefix)
+                    .and_then(|rest| rest.split(':').next())
+                    .and_then(|g| g.parse::<u64>().ok())
+                    .is_some_and(|g| g < generation)
+        });
+        Ok(!blocked)
     }
 
     async fn acquire_lease(

@@ -231,6 +231,9 @@ pub struct Begin {
     pub joined: bool,
     /// A running generation that the new one superseded, if any.
     pub superseded: Option<u64>,
+    /// True when the transfer belongs to another user: nothing was changed
+    /// (a transfer belongs to one user and one contract).
+    pub foreign: bool,
 }
 
 /// A dump held for a user.
@@ -341,6 +344,15 @@ pub trait StateStore: Send + Sync + 'static {
     async fn delete_dump(&self, user: &str, provider: &str, name: &str)
         -> Result<bool, StateError>;
 
+    /// Binds `contract_hash` to `user` when no user holds it yet, atomically,
+    /// and returns the user who holds it afterwards (`user` itself, or the
+    /// first user who claimed it). With contract-hash push ids a contract
+    /// serves one user: another user's grant for it must be refused.
+    async fn claim_contract(&self, contract_hash: &str, user: &str) -> Result<String, StateError>;
+
+    /// The user a contract is bound to, if any.
+    async fn contract_owner(&self, contract_hash: &str) -> Result<Option<String>, StateError>;
+
     /// Claims a single-use id (e.g. the fold of a signed request) for `ttl`;
     /// false when it was already claimed.
     async fn claim_once(&self, id: &str, ttl: Duration) -> Result<bool, StateError>;
@@ -349,7 +361,8 @@ pub trait StateStore: Send + Sync + 'static {
 
     /// Creates a new generation of a transfer, or joins the running one when
     /// it runs for the same grant. A running generation for another grant is
-    /// superseded (its workers see the generation change and stop).
+    /// superseded (its workers see the generation change and stop). A
+    /// transfer of another user is left alone ([`Begin::foreign`]).
     async fn begin_transfer(&self, id: &str, new: &NewTransfer<'_>) -> Result<Begin, StateError>;
 
     /// The transfer, if known.
@@ -478,6 +491,40 @@ pub trait StateStore: Send + Sync + 'static {
 
     /// Forgets a client's failures (it answered).
     async fn client_success(&self, domain: &str) -> Result<(), StateError>;
+
+    // ---- the restart fence ----------------------------------------------
+
+    /// Registers `holder` as sending requests of generation `generation` to
+    /// the client, for `ttl` (renewed with [`StateStore::renew_fence`]);
+    /// atomically refused (false) unless that generation is the transfer's
+    /// current one and is pushing. The start request of a later generation
+    /// waits until no holder of an earlier one remains
+    /// ([`StateStore::fence_clear`]), so no request of a superseded
+    /// generation is in flight when the client is told to start again.
+    async fn enter_fence(
+        &self,
+        id: &str,
+        generation: u64,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, StateError>;
+
+    /// Extends `holder`'s registration for `generation`; false when it
+    /// expired or was left.
+    async fn renew_fence(
+        &self,
+        id: &str,
+        generation: u64,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, StateError>;
+
+    /// Removes `holder`'s registration for `generation`.
+    async fn leave_fence(&self, id: &str, generation: u64, holder: &str) -> Result<(), StateError>;
+
+    /// True when no live registration of a generation before `generation`
+    /// remains (expired ones are dropped).
+    async fn fence_clear(&self, id: &str, generation: u64) -> Result<bool, StateError>;
 
     // ---- leases ----------------------------------------------------------
 

@@ -62,6 +62,10 @@ const BEGIN_LUA: &str = concat!(
 local t = KEYS[1]
 local state = redis.call('HGET', t, 'state')
 local gen = tonumber(redis.call('HGET', t, 'generation') or '0')
+local owner = redis.call('HGET', t, 'user')
+if owner and owner ~= '' and owner ~= ARGV[2] then
+  return {gen, 2, 0}
+end
 local superseded = 0
 if state == 'accepted' or state == 'processing' or state == 'pushing' then
   if redis.call('HGET', t, 'grant_hash') == ARGV[1] then
@@ -231,6 +235,58 @@ return gen
 "
 );
 
+const CLAIM_CONTRACT_LUA: &str = r"
+local owner = redis.call('GET', KEYS[1])
+if owner then return owner end
+redis.call('SET', KEYS[1], ARGV[1])
+return ARGV[1]
+";
+
+/// The server's clock in ms (one clock for every pusher's fence entries).
+const NOW_MS_LUA: &str = r"
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function keep_key(key, ttl)
+  local left = redis.call('PTTL', key)
+  if left < ttl then redis.call('PEXPIRE', key, ttl) end
+end
+";
+
+const ENTER_FENCE_LUA: &str = r"
+local t = KEYS[1]
+if tonumber(redis.call('HGET', t, 'generation') or '-1') ~= tonumber(ARGV[1]) then return 0 end
+if redis.call('HGET', t, 'state') ~= 'pushing' then return 0 end
+local ttl = tonumber(ARGV[3])
+redis.call('ZADD', KEYS[2], now_ms() + ttl, ARGV[1] .. ':' .. ARGV[2])
+keep_key(KEYS[2], ttl)
+return 1
+";
+
+const RENEW_FENCE_LUA: &str = r"
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not score then return 0 end
+local now = now_ms()
+if tonumber(score) <= now then
+  redis.call('ZREM', KEYS[1], ARGV[1])
+  return 0
+end
+local ttl = tonumber(ARGV[2])
+redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
+keep_key(KEYS[1], ttl)
+return 1
+";
+
+const FENCE_CLEAR_LUA: &str = r"
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_ms())
+for _, m in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  local g = tonumber(string.match(m, '^(%d+):'))
+  if g and g < tonumber(ARGV[1]) then return 0 end
+end
+return 1
+";
+
 const RENEW_LUA: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('PEXPIRE', KEYS[1], ARGV[2])
@@ -239,6 +295,8 @@ return 0
 ";
 
 const FINISH_FILE_LUA: &str = r"
+-- A late finish of a superseded generation must not count in the new one.
+if tonumber(redis.call('HGET', KEYS[1], 'generation') or '-1') ~= tonumber(ARGV[3]) then return 0 end
 local added = redis.call('SADD', KEYS[2], ARGV[1])
 redis.call('EXPIRE', KEYS[2], ARGV[2])
 if added == 1 then redis.call('HINCRBY', KEYS[1], 'files_done', 1) end
@@ -383,6 +441,10 @@ impl RedisStore {
 
     fn offsets_key(&self, id: &str, generation: u64) -> String {
         format!("{}:offsets:{generation}", self.transfer_key(id))
+    }
+
+    fn fence_key(&self, id: &str) -> String {
+        self.key(&format!("fence:{id}"))
     }
 
     fn ttl_secs(&self) -> u64 {
@@ -567,6 +629,22 @@ impl StateStore for RedisStore {
         Ok(n > 0)
     }
 
+    async fn claim_contract(&self, contract_hash: &str, user: &str) -> Result<String, StateError> {
+        let mut conn = self.conn.clone();
+        Ok(Script::new(CLAIM_CONTRACT_LUA)
+            .key(self.key(&format!("contract:{contract_hash}:owner")))
+            .arg(user)
+            .invoke_async(&mut conn)
+            .await?)
+    }
+
+    async fn contract_owner(&self, contract_hash: &str) -> Result<Option<String>, StateError> {
+        let mut conn = self.conn.clone();
+        Ok(conn
+            .get(self.key(&format!("contract:{contract_hash}:owner")))
+            .await?)
+    }
+
     async fn claim_once(&self, id: &str, ttl: Duration) -> Result<bool, StateError> {
         self.set_nx(&self.key(&format!("once:{id}")), "1", ttl)
             .await
@@ -591,8 +669,9 @@ impl StateStore for RedisStore {
             generation,
             joined: joined == 1,
             superseded: (superseded > 0).then_some(superseded),
+            foreign: joined == 2,
         };
-        if !begin.joined {
+        if !begin.joined && !begin.foreign {
             self.emit(id, "accepted").await?;
         }
         Ok(begin)
@@ -795,6 +874,7 @@ impl StateStore for RedisStore {
             .key(&done_key)
             .arg(file)
             .arg(self.ttl_secs())
+            .arg(generation)
             .invoke_async(&mut conn)
             .await?;
         if added == 1 {
@@ -894,6 +974,60 @@ impl StateStore for RedisStore {
             .del(self.key(&format!("count:client:{domain}:failures")))
             .await?;
         Ok(())
+    }
+
+    async fn enter_fence(
+        &self,
+        id: &str,
+        generation: u64,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, StateError> {
+        let mut conn = self.conn.clone();
+        let entered: i64 = Script::new(&format!("{NOW_MS_LUA}{ENTER_FENCE_LUA}"))
+            .key(self.transfer_key(id))
+            .key(self.fence_key(id))
+            .arg(generation)
+            .arg(holder)
+            .arg(millis(ttl))
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(entered == 1)
+    }
+
+    async fn renew_fence(
+        &self,
+        id: &str,
+        generation: u64,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, StateError> {
+        let mut conn = self.conn.clone();
+        let renewed: i64 = Script::new(&format!("{NOW_MS_LUA}{RENEW_FENCE_LUA}"))
+            .key(self.fence_key(id))
+            .arg(format!("{generation}:{holder}"))
+            .arg(millis(ttl))
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(renewed == 1)
+    }
+
+    async fn leave_fence(&self, id: &str, generation: u64, holder: &str) -> Result<(), StateError> {
+        let mut conn = self.conn.clone();
+        let _: u64 = conn
+            .zrem(self.fence_key(id), format!("{generation}:{holder}"))
+            .await?;
+        Ok(())
+    }
+
+    async fn fence_clear(&self, id: &str, generation: u64) -> Result<bool, StateError> {
+        let mut conn = self.conn.clone();
+        let clear: i64 = Script::new(&format!("{NOW_MS_LUA}{FENCE_CLEAR_LUA}"))
+            .key(self.fence_key(id))
+            .arg(generation)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(clear == 1)
     }
 
     async fn acquire_lease(

@@ -377,6 +377,9 @@ pub async fn state_supersede_restart_cancel(backend: Backend) {
     );
     let t = s.transfer("t2").await.unwrap().unwrap();
     assert_eq!((t.generation, t.state), (3, TransferState::Accepted));
+    // A late file finish of a superseded generation counts nowhere.
+    assert!(!s.finish_file("t2", 2, "a.zip").await.unwrap());
+    assert_eq!(s.transfer("t2").await.unwrap().unwrap().files_done, 0);
     assert_eq!(t.notes, vec!["unknown outcome".to_owned()]);
     assert_eq!(s.cancel("t2", "revoked").await.unwrap(), Some(3));
     let t = s.transfer("t2").await.unwrap().unwrap();
@@ -385,6 +388,129 @@ pub async fn state_supersede_restart_cancel(backend: Backend) {
         (TransferState::Cancelled, Some("revoked"))
     );
     assert_eq!(s.restart_generation("t2", 3, "late").await.unwrap(), None);
+    env.finish().await;
+}
+
+pub async fn state_contracts_bind_to_their_first_user(backend: Backend) {
+    let env = Env::new(backend).await;
+    let s = &env.state;
+    assert_eq!(s.contract_owner("c").await.unwrap(), None);
+    assert_eq!(s.claim_contract("c", "alice").await.unwrap(), "alice");
+    assert_eq!(s.claim_contract("c", "alice").await.unwrap(), "alice");
+    assert_eq!(s.claim_contract("c", "bob").await.unwrap(), "alice");
+    assert_eq!(
+        s.contract_owner("c").await.unwrap().as_deref(),
+        Some("alice")
+    );
+    assert_eq!(s.claim_contract("d", "bob").await.unwrap(), "bob");
+    // Concurrent first claims: exactly one user wins, and every caller sees it.
+    let claims: Vec<String> = futures_like_join(s, "e").await;
+    assert!(claims.iter().all(|o| o == &claims[0]), "{claims:?}");
+
+    // A transfer belongs to one user: another user's begin changes nothing,
+    // running or finished.
+    let mine = NewTransfer {
+        user: "alice",
+        ..new_transfer("ga")
+    };
+    let theirs = NewTransfer {
+        user: "bob",
+        ..new_transfer("gb")
+    };
+    let first = s.begin_transfer("c", &mine).await.unwrap();
+    assert!(!first.foreign);
+    let refused = s.begin_transfer("c", &theirs).await.unwrap();
+    assert!(refused.foreign && !refused.joined && refused.superseded.is_none());
+    let t = s.transfer("c").await.unwrap().unwrap();
+    assert_eq!(
+        (
+            t.user.as_str(),
+            t.grant_hash.as_str(),
+            t.generation,
+            t.state
+        ),
+        ("alice", "ga", 1, TransferState::Accepted)
+    );
+    assert_eq!(s.cancel("c", "done here").await.unwrap(), Some(1));
+    assert!(s.begin_transfer("c", &theirs).await.unwrap().foreign);
+    let t = s.transfer("c").await.unwrap().unwrap();
+    assert_eq!((t.user.as_str(), t.generation), ("alice", 1));
+    let again = s.begin_transfer("c", &mine).await.unwrap();
+    assert_eq!((again.generation, again.foreign), (2, false));
+    env.finish().await;
+}
+
+/// Claims of one contract by four users at once.
+async fn futures_like_join(s: &State, contract: &str) -> Vec<String> {
+    let mut tasks = Vec::new();
+    for user in ["u1", "u2", "u3", "u4"] {
+        let (s, contract) = (s.clone(), contract.to_owned());
+        tasks.push(tokio::spawn(async move {
+            s.claim_contract(&contract, user).await.unwrap()
+        }));
+    }
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
+}
+
+pub async fn state_restart_fence(backend: Backend) {
+    use TransferState::*;
+    let env = Env::new(backend).await;
+    let s = &env.state;
+    let long = Duration::from_secs(60);
+    s.begin_transfer("f", &new_transfer("g")).await.unwrap();
+    // Only the current generation, while pushing, may enter.
+    assert!(!s.enter_fence("f", 1, "early", long).await.unwrap());
+    s.transition("f", 1, &[Accepted], Processing, None)
+        .await
+        .unwrap();
+    s.transition("f", 1, &[Processing], Pushing, None)
+        .await
+        .unwrap();
+    assert!(s.enter_fence("f", 1, "a", long).await.unwrap());
+    assert!(!s.enter_fence("f", 2, "x", long).await.unwrap());
+    // A generation never waits for itself, a later one waits for it.
+    assert!(s.fence_clear("f", 1).await.unwrap());
+    assert!(!s.fence_clear("f", 2).await.unwrap());
+    assert!(s.fence_clear("other", 2).await.unwrap());
+    assert_eq!(
+        s.restart_generation("f", 1, "restart").await.unwrap(),
+        Some(2)
+    );
+    // The superseded generation cannot enter any more...
+    assert!(!s.enter_fence("f", 1, "late", long).await.unwrap());
+    // ...but its holder still blocks generation 2 until it leaves.
+    assert!(!s.fence_clear("f", 2).await.unwrap());
+    assert!(s.renew_fence("f", 1, "a", long).await.unwrap());
+    s.leave_fence("f", 1, "a").await.unwrap();
+    assert!(!s.renew_fence("f", 1, "a", long).await.unwrap());
+    assert!(s.fence_clear("f", 2).await.unwrap());
+    // A holder that disappears without leaving expires.
+    s.transition("f", 2, &[Accepted], Pushing, None)
+        .await
+        .unwrap();
+    assert!(s
+        .enter_fence("f", 2, "lost", Duration::from_millis(100))
+        .await
+        .unwrap());
+    assert!(s.enter_fence("f", 2, "b", long).await.unwrap());
+    assert!(!s.fence_clear("f", 3).await.unwrap());
+    s.leave_fence("f", 2, "b").await.unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !s.fence_clear("f", 3).await.unwrap() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "fence entry never expired"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!s.renew_fence("f", 2, "lost", long).await.unwrap());
+    // A cancelled generation cannot enter.
+    s.cancel("f", "revoked").await.unwrap();
+    assert!(!s.enter_fence("f", 2, "c", long).await.unwrap());
     env.finish().await;
 }
 
@@ -800,6 +926,8 @@ contract!(
     bus_close_ends_consumers,
     state_transfer_lifecycle,
     state_supersede_restart_cancel,
+    state_contracts_bind_to_their_first_user,
+    state_restart_fence,
     state_events_follow_changes,
     state_grants_follow_the_newer_rule,
     state_users_dumps_and_bindings,

@@ -8,6 +8,11 @@
 //! within the client's declared domain (same scheme, host and port). A
 //! request that fails shows an error page and never redirects.
 //!
+//! `client_id=` finds only a contract that was shown to the same logged-in
+//! user before (never one another user was shown or holds): with
+//! contract-hash push ids a contract serves one user, so a contract bound to
+//! another user is refused here as it is at agreement (`contract_bound`).
+//!
 //! A valid request is kept server-side under a random id for 30 minutes;
 //! the page shows the client, the legal terms and the scopes (contractual,
 //! consent switches off by default, legitimate), each described from the
@@ -35,7 +40,8 @@ use std::time::Duration;
 
 /// How long a shown request may be answered.
 const PENDING_TTL: Duration = Duration::from_secs(30 * 60);
-/// How long a client's latest contract is remembered for `client_id=`.
+/// How long a client's latest contract shown to a user is remembered for
+/// that user's `client_id=`.
 const CLIENT_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 const MAX_STATE: usize = 1024;
 
@@ -278,15 +284,30 @@ struct Checked {
     callback: url::Url,
 }
 
-async fn check_request(app: &AppState, q: &RequestQuery) -> Result<Checked, Refusal> {
-    let token = match (&q.contract, &q.client_id) {
-        (Some(t), _) if !t.trim().is_empty() => t.clone(),
-        (_, Some(id)) if !id.is_empty() => app
+/// The key of the contract of client `client_id` last shown to user `pk`.
+fn client_key(pk: &str, client_id: &str) -> String {
+    format!("web:client:{pk}:{client_id}")
+}
+
+/// Whether the request names its client by `client_id` alone.
+fn by_client_id(q: &RequestQuery) -> bool {
+    q.contract.as_deref().is_none_or(|c| c.trim().is_empty())
+        && q.client_id.as_deref().is_some_and(|id| !id.is_empty())
+}
+
+async fn check_request(
+    app: &AppState,
+    q: &RequestQuery,
+    pk: Option<&str>,
+) -> Result<Checked, Refusal> {
+    let token = match (&q.contract, &q.client_id, pk) {
+        (Some(t), _, _) if !t.trim().is_empty() => t.clone(),
+        (_, Some(id), Some(pk)) if !id.is_empty() => app
             .state
-            .kv_get(&format!("web:client:{id}"))
+            .kv_get(&client_key(pk, id))
             .await
             .map_err(|e| refuse(format!("state store unavailable: {e}")))?
-            .ok_or_else(|| refuse("unknown client_id: this data bank has not seen a contract of this client yet; send the contract"))?,
+            .ok_or_else(|| refuse("unknown client_id: this client has not shown you a contract here yet; the client must send its contract"))?,
         _ => return Err(refuse("missing parameter 'contract' (or 'client_id')")),
     };
     let value = decode_verified(&token, &app.config.limits)
@@ -323,7 +344,21 @@ pub async fn request_page(
     query: web::Query<RequestQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let session = Session::load(&app, &req).await?;
-    let checked = match check_request(&app, &query).await {
+    let wanted = query
+        .username
+        .as_deref()
+        .map(|u| u.trim().to_ascii_lowercase())
+        .filter(|u| !u.is_empty());
+    let logged_as = session.user.as_ref().map(|u| u.username.clone());
+    let user = session
+        .user
+        .clone()
+        .filter(|_| wanted.is_none() || wanted == logged_as);
+    if user.is_none() && by_client_id(&query) {
+        // client_id= is resolved per user: log in first.
+        return Ok(to_login(&app, &session, &req, wanted.as_deref()));
+    }
+    let checked = match check_request(&app, &query, user.as_ref().map(|u| u.pk.as_str())).await {
         Ok(c) => c,
         Err(Refusal(reason)) => {
             return Ok(error_page(
@@ -335,32 +370,8 @@ pub async fn request_page(
             ))
         }
     };
-    let wanted = query
-        .username
-        .as_deref()
-        .map(|u| u.trim().to_ascii_lowercase())
-        .filter(|u| !u.is_empty());
-    let logged_as = session.user.as_ref().map(|u| u.username.clone());
-    let Some(user) = session
-        .user
-        .clone()
-        .filter(|_| wanted.is_none() || wanted == logged_as)
-    else {
-        let here = req
-            .uri()
-            .path_and_query()
-            .map_or("/request", |p| p.as_str())
-            .to_owned();
-        let mut login = url::form_urlencoded::Serializer::new(String::new());
-        login.append_pair("next", &here);
-        if let Some(w) = &wanted {
-            login.append_pair("username", w);
-        }
-        return Ok(see_other(
-            &app,
-            &session,
-            &format!("/login?{}", login.finish()),
-        ));
+    let Some(user) = user else {
+        return Ok(to_login(&app, &session, &req, wanted.as_deref()));
     };
     let contract = Contract::new(&checked.value).map_err(|e| token_error(e, "contract"))?;
     let client = contract.client().map_err(|e| token_error(e, "contract"))?;
@@ -368,9 +379,25 @@ pub async fn request_page(
         .id()
         .map_err(|e| token_error(e, "contract"))?
         .to_b64();
+    let contract_hash = contract
+        .hash()
+        .map_err(|e| token_error(e, "contract"))?
+        .to_b64();
+    if app.config.push_id == common::alias::PushId::Contract {
+        let owner = app.state.contract_owner(&contract_hash).await?;
+        if owner.is_some_and(|o| o != user.pk) {
+            return Ok(error_page(
+                &app,
+                &session,
+                StatusCode::CONFLICT,
+                "This request cannot be shown",
+                &crate::grants::contract_bound().reason,
+            ));
+        }
+    }
     app.state
         .kv_set(
-            &format!("web:client:{client_id}"),
+            &client_key(&user.pk, &client_id),
             &checked.token,
             Some(CLIENT_TTL),
         )
@@ -387,10 +414,6 @@ pub async fn request_page(
             ))
         }
     };
-    let contract_hash = contract
-        .hash()
-        .map_err(|e| token_error(e, "contract"))?
-        .to_b64();
     let previously = match app.state.stored_grant(&user.pk, &contract_hash).await? {
         Some(t) if t.contains("\"revoked\":true") => {
             "You revoked an earlier grant of this contract; agreeing gives a new one.".to_owned()
@@ -438,6 +461,26 @@ pub async fn request_page(
     }
     .render();
     Ok(html(&app, &session, &chrome, StatusCode::OK, body))
+}
+
+/// Sends the user to log in, then back to this request.
+fn to_login(
+    app: &AppState,
+    session: &Session,
+    req: &HttpRequest,
+    wanted: Option<&str>,
+) -> HttpResponse {
+    let here = req
+        .uri()
+        .path_and_query()
+        .map_or("/request", |p| p.as_str())
+        .to_owned();
+    let mut login = url::form_urlencoded::Serializer::new(String::new());
+    login.append_pair("next", &here);
+    if let Some(w) = wanted {
+        login.append_pair("username", w);
+    }
+    see_other(app, session, &format!("/login?{}", login.finish()))
 }
 
 async fn pending(app: &AppState, rid: &str, session: &Session) -> Result<Pending, ApiError> {

@@ -219,13 +219,15 @@ async fn clients_of(app: &AppState, pk: &str) -> Result<Vec<ClientView>, ApiErro
         let Some(grant) = parse_stored(&token) else {
             continue;
         };
-        let transfer = match grant.transfer_id(app.config.push_id) {
-            Ok(id) => app
+        // Only a transfer of this user: never another user's as theirs.
+        let transfer = match crate::grants::transfer_id_of(app, pk, &contract, &grant).await? {
+            Some(id) => app
                 .state
-                .transfer(&id.to_b64())
+                .transfer(&id)
                 .await?
+                .filter(|t| t.user == pk)
                 .map(|t| TransferView::of(&t)),
-            Err(_) => None,
+            None => None,
         };
         let scopes = grant
             .scopes()
@@ -318,6 +320,7 @@ pub async fn page(app: web::Data<AppState>, req: HttpRequest) -> Result<HttpResp
         let (transfer, state) = match &e.transfer {
             Some((id, generation)) => {
                 let state = match app.state.transfer(id).await? {
+                    Some(t) if t.user != user.pk => "replaced by a later run".to_owned(),
                     Some(t) if t.generation == *generation => {
                         format!(
                             "{} ({} of {} bytes)",

@@ -50,7 +50,16 @@ async fn run(
         if !covers {
             continue;
         }
-        let (id, begin) = crate::grants::start_transfer(app, &grant).await?;
+        // Only the user's own transfers: a contract another user holds is
+        // never re-exported (start_transfer refuses it too).
+        let (id, begin) = match crate::grants::start_transfer(app, &grant).await {
+            Ok(started) => started,
+            Err(e) if e.code == "contract_bound" => {
+                tracing::warn!(%user, %contract, "not re-exported: the contract is bound to another user");
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         tracing::info!(%user, transfer = %id, generation = begin.generation, joined = begin.joined, "re-export queued");
         record_event(
             app,

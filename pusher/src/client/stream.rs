@@ -144,6 +144,13 @@ pub enum StreamError {
     },
 }
 
+/// The transfer id of a file URL (`…/{id}/{file}`), for logs.
+fn transfer_segment(url: &Url) -> &str {
+    url.path_segments()
+        .and_then(|mut segments| segments.nth_back(1))
+        .unwrap_or("")
+}
+
 /// What the client said after a failed chunk.
 enum Step {
     /// Send the same chunk again, after a backoff.
@@ -373,7 +380,7 @@ impl ChunkStreamer {
                         retry_after,
                     });
                 };
-                tracing::debug!(url = %url, offset = failed_at, error = %last, ?delay, "chunk failed; retrying");
+                tracing::warn!(transfer = transfer_segment(url), url = %url, offset = failed_at, error = %last, ?delay, "chunk failed; retrying");
                 tokio::time::sleep(delay).await;
                 if !should_continue().await {
                     return Err(StreamError::Cancelled { offset: committed });

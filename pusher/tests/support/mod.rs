@@ -439,3 +439,145 @@ pub async fn assert_delivered(bank: &Bank, client: &Client) -> BTreeMap<String, 
     );
     got
 }
+
+// ---- the user's web side (added for the isolation attacks) -----------------
+
+/// A browser: one session cookie and its CSRF token, no redirects followed.
+pub struct WebAgent {
+    pub http: reqwest::Client,
+    pub base: String,
+    pub cookie: Option<String>,
+    pub csrf: String,
+}
+
+/// The text of an HTML attribute after `marker` (up to the next `"`).
+pub fn html_attr(html: &str, marker: &str) -> Option<String> {
+    let rest = &html[html.find(marker)? + marker.len()..];
+    Some(rest[..rest.find('"')?].to_owned())
+}
+
+impl WebAgent {
+    pub fn new(bank: &Bank) -> WebAgent {
+        WebAgent {
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            base: bank.base.clone(),
+            cookie: None,
+            csrf: String::new(),
+        }
+    }
+
+    fn keep(&mut self, resp: &reqwest::Response) {
+        for v in resp.headers().get_all(reqwest::header::SET_COOKIE) {
+            if let Some(rest) = v.to_str().unwrap().strip_prefix("alias_session=") {
+                self.cookie = Some(rest.split(';').next().unwrap().to_owned());
+            }
+        }
+    }
+
+    fn cookie(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.cookie {
+            Some(c) => req.header(reqwest::header::COOKIE, format!("alias_session={c}")),
+            None => req,
+        }
+    }
+
+    /// `GET path`: status, body and `Location`.
+    pub async fn get(&mut self, path: &str) -> (u16, String, Option<String>) {
+        let resp = self
+            .cookie(self.http.get(format!("{}{path}", self.base)))
+            .send()
+            .await
+            .unwrap();
+        self.keep(&resp);
+        let status = resp.status().as_u16();
+        let location = resp
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .map(|l| l.to_str().unwrap().to_owned());
+        let body = resp.text().await.unwrap();
+        if let Some(csrf) = html_attr(&body, "name=\"csrf-token\" content=\"") {
+            self.csrf = csrf;
+        }
+        (status, body, location)
+    }
+
+    /// `GET path` answered with JSON.
+    pub async fn get_json(&mut self, path: &str) -> (u16, serde_json::Value) {
+        let resp = self
+            .cookie(self.http.get(format!("{}{path}", self.base)))
+            .send()
+            .await
+            .unwrap();
+        self.keep(&resp);
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or_default())
+    }
+
+    /// `POST path` with a JSON body and the CSRF header.
+    pub async fn post_json(
+        &mut self,
+        path: &str,
+        body: serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        let resp = self
+            .cookie(self.http.post(format!("{}{path}", self.base)))
+            .header("x-csrf-token", &self.csrf)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        self.keep(&resp);
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or_default())
+    }
+}
+
+/// The user's `alias.bindAuthz` for this bank's origin.
+pub fn bind_token(user: &SigningKey) -> String {
+    let body = Dict::new()
+        .with("type", "alias.bindAuthz")
+        .with("origin", ORIGIN);
+    to_token(&sign(user, Value::Dict(body), now_ms() as f64).unwrap())
+}
+
+/// Signs `username` up with `key` (the browser's derived values stood in
+/// for by fixed bytes) and leaves `agent` logged in.
+pub async fn web_signup(agent: &mut WebAgent, username: &str, key: &SigningKey, n: u8) {
+    let (status, _, _) = agent.get("/signup").await;
+    assert_eq!(status, 200);
+    let (status, begun) = agent
+        .post_json(
+            "/web/signup/begin",
+            serde_json::json!({"username": username}),
+        )
+        .await;
+    assert_eq!(status, 200, "{begun}");
+    let challenge = common::anychain::b64u_decode(begun["challenge"].as_str().unwrap()).unwrap();
+    let login = to_token(
+        &sign(
+            key,
+            common::alias::login_body(&challenge, ORIGIN),
+            now_ms() as f64,
+        )
+        .unwrap(),
+    );
+    let record = serde_json::json!({
+        "username": username,
+        "salt": b64u_encode(&[n; 16]),
+        "pwhash": {"alg": "argon2id13", "opslimit": 2, "memlimit": 67108864},
+        "box": format!("{{\"__box\":\"{}\"}}", b64u_encode(&[7u8; 120])),
+        "publicPwdHash": b64u_encode(&[n.wrapping_add(100); 32]),
+        "publicKey": user_pk(key),
+    });
+    let (status, body) = agent
+        .post_json(
+            "/web/signup",
+            serde_json::json!({"record": record, "bind": bind_token(key), "login": login}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    agent.csrf = body["csrf"].as_str().unwrap().to_owned();
+}

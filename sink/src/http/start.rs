@@ -48,6 +48,24 @@ fn grant_param(req: &HttpRequest, body: &[u8]) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
+/// With grant-hash ids, a revocation is a new grant with its own hash: it
+/// is accepted at the id of the grant it revokes (held here, same user and
+/// same contract), where that grant's data was pushed.
+fn revokes_held(shared: &Shared, id: &str, grant: &Grant) -> bool {
+    if shared.settings.push_id != common::alias::PushId::Grant || !grant.is_revoked() {
+        return false;
+    }
+    let Some(slot) = shared.slot(id) else {
+        return false;
+    };
+    let st = slot.state();
+    let same_contract = match (st.grant.contract_hash(), grant.contract_hash()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    same_contract && st.grant.signer() == grant.signer()
+}
+
 async fn do_start(
     req: &HttpRequest,
     id: &str,
@@ -75,7 +93,7 @@ async fn do_start(
         .transfer_id(shared.settings.push_id)
         .map_err(|e| Reject::bad("invalid_grant", format!("invalid grant: {e}")))?
         .to_b64();
-    if expected != id {
+    if expected != id && !revokes_held(shared, id, &grant) {
         return Err(Reject::bad("bad_grant_hash", "bad grant hash"));
     }
 

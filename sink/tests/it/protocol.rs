@@ -158,8 +158,16 @@ async fn grant_hash_ids_when_configured() {
     let f = Fixture::with_config(config, dir);
     let (status, reason) = refusal(f.start_transfer(&contract_hash(), &grant_token()).await).await;
     assert_eq!((status, reason.as_str()), (400, "bad grant hash"));
+    // A revocation has its own hash: not accepted where nothing is held...
+    let (status, _) = refusal(f.start_transfer(&grant_hash(), &revoked_token()).await).await;
+    assert_eq!(status, 400);
     let r = f.start_transfer(&grant_hash(), &grant_token()).await;
     assert_eq!(r.status(), 200);
+    // ...but at the id of the same user's grant of the same contract, where
+    // its data went.
+    let r = f.start_transfer(&grant_hash(), &revoked_token()).await;
+    assert_eq!(r.status(), 200);
+    assert!(f.sink.transfer(&grant_hash()).unwrap().revoked);
 }
 
 #[tokio::test]
