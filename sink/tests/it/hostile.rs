@@ -348,16 +348,53 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap()
 }
 
+/// A contract of its own client key (`seed`), and a grant of it: what any
+/// stranger can make. Returns (transfer id, grant token).
+fn own_contract(seed: u8) -> (String, String) {
+    use common::alias::{grant_body, Contract};
+    use common::anychain::{sign, to_token, Dict, Value};
+    let client_key = signing_key_from_seed(&[seed; 32]);
+    let decl = Dict::new()
+        .with("type", "alias.client.decl")
+        .with("name", format!("c{seed}"))
+        .with("domain", "127.0.0.1:1")
+        .with("crypto", Dict::new());
+    let client = sign(&client_key, Value::Dict(decl), 1_574_158_519_000.0).unwrap();
+    let scope = Value::Dict(Dict::new().with("provider", "google").with("path", "photos"));
+    let contract = Value::Dict(
+        Dict::new()
+            .with("type", "alias.contract")
+            .with("client", client)
+            .with("legal", Dict::new().with("usage", "tests"))
+            .with(
+                "base",
+                Dict::new().with(
+                    "contractual",
+                    Dict::new()
+                        .with("scopes", Value::List(vec![scope]))
+                        .with("usages", Value::List(vec![])),
+                ),
+            )
+            .with("network", Dict::new().with("scheme", "http")),
+    );
+    let id = Contract::new(&contract).unwrap().hash().unwrap().to_b64();
+    let user = signing_key_from_seed(&[seed.wrapping_add(100); 32]);
+    let grant = sign(&user, grant_body(&contract, vec![], vec![]).unwrap(), 1.7e12).unwrap();
+    (id, to_token(&grant))
+}
+
 /// A real `alias-sink` process (`HOSTILE_SINK_BIN` overrides the binary;
-/// `HOSTILE_SINK_LEGACY=1` for one without `--client-key`), 10 connections
-/// (`HOSTILE_CONNS`) each sending `HOSTILE_MIB` MiB (default 24) of a chunk
-/// without a length and stalling: its memory stays flat.
+/// `HOSTILE_SINK_LEGACY=1` for one without `--any-client`), 10 connections
+/// (`HOSTILE_CONNS`), each to its own transfer (of a contract of its own
+/// client, as any stranger could make when the sink accepted any client),
+/// each sending `HOSTILE_MIB` MiB (default 24) of a chunk without a length
+/// and stalling: its memory stays flat.
 #[tokio::test]
 async fn stalled_connections_keep_a_real_sink_flat() {
     let bin = std::env::var("HOSTILE_SINK_BIN")
         .unwrap_or_else(|_| env!("CARGO_BIN_EXE_alias-sink").to_owned());
     let legacy = std::env::var("HOSTILE_SINK_LEGACY").is_ok();
-    let conns: usize = std::env::var("HOSTILE_CONNS").map_or(10, |v| v.parse().unwrap());
+    let conns: u8 = std::env::var("HOSTILE_CONNS").map_or(10, |v| v.parse().unwrap());
     let mib: usize = std::env::var("HOSTILE_MIB").map_or(24, |v| v.parse().unwrap());
     let dir = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
@@ -365,10 +402,7 @@ async fn stalled_connections_keep_a_real_sink_flat() {
     let mut cmd = std::process::Command::new(&bin);
     cmd.arg("--listen").arg(addr.to_string()).arg("--dir").arg(dir.path());
     if !legacy {
-        let key = sink::client_key_of(&grant_token()).unwrap();
-        let key = common::anychain::b64u_encode(&key);
-        cmd.arg("--client-key").arg(key);
-        cmd.args(["--body-idle-secs", "120", "--body-min-rate", "0"]);
+        cmd.args(["--any-client", "--body-idle-secs", "120", "--body-min-rate", "0"]);
     }
     let mut child = cmd
         .stdout(std::process::Stdio::null())
@@ -376,52 +410,65 @@ async fn stalled_connections_keep_a_real_sink_flat() {
         .spawn()
         .unwrap();
     let http = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let id = contract_hash();
-    let body: String = url::form_urlencoded::Serializer::new(String::new())
-        .append_pair("grant", &grant_token())
-        .finish();
-    loop {
-        let r = http
-            .put(format!("http://{addr}/alias/push/{id}"))
+    let start = |id: String, grant: String| {
+        let body: String = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("grant", &grant)
+            .finish();
+        http.put(format!("http://{addr}/alias/push/{id}"))
             .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(body.clone())
+            .body(body)
             .send()
-            .await;
-        if let Ok(r) = r {
-            assert_eq!(r.status(), 200);
-            break;
-        }
+    };
+    let transfers: Vec<(String, String)> = (0..conns).map(own_contract).collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while start(transfers[0].0.clone(), transfers[0].1.clone()).await.is_err() {
         assert!(Instant::now() < deadline, "the sink did not start");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let before = rss_kib(child.id());
-    let piece = vec![7u8; 1 << 20];
-    let mut streams = Vec::new();
-    for i in 0..conns {
-        let path = format!("/alias/push/{id}/f{i}.zip");
-        let mut s = chunk_head(addr, &path, "Transfer-Encoding: chunked\r\nRange: 0-67108863\r\n").await;
-        for _ in 0..mib {
-            s.write_all(format!("{:x}\r\n", piece.len()).as_bytes()).await.unwrap();
-            s.write_all(&piece).await.unwrap();
-            s.write_all(b"\r\n").await.unwrap();
-        }
-        streams.push(s);
+    for (id, grant) in &transfers {
+        assert_eq!(start(id.clone(), grant.clone()).await.unwrap().status(), 200);
     }
-    // Every byte sent was read by the sink once no write is pending; give
-    // it a bounded moment to settle, sampling the peak.
+    let before = rss_kib(child.id());
+    let mut writers = Vec::new();
+    let mut streams = Vec::new();
+    for (id, _) in &transfers {
+        let path = format!("/alias/push/{id}/a.zip");
+        let s = chunk_head(addr, &path, "Transfer-Encoding: chunked\r\nRange: 0-67108863\r\n").await;
+        let (rd, mut wr) = s.into_split();
+        streams.push(rd);
+        writers.push(tokio::spawn(async move {
+            let piece = vec![7u8; 1 << 20];
+            for _ in 0..mib {
+                wr.write_all(format!("{:x}\r\n", piece.len()).as_bytes()).await.unwrap();
+                wr.write_all(&piece).await.unwrap();
+                wr.write_all(b"\r\n").await.unwrap();
+            }
+            wr
+        }));
+    }
+    // Sample the peak while the bodies arrive, and a moment after.
     let mut peak = rss_kib(child.id());
-    let settle = Instant::now() + Duration::from_secs(2);
+    let mut open = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while writers.iter().any(|w| !w.is_finished()) {
+        assert!(Instant::now() < deadline, "the sink stopped reading the bodies");
+        peak = peak.max(rss_kib(child.id()));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for w in writers {
+        open.push(w.await.unwrap());
+    }
+    let settle = Instant::now() + Duration::from_secs(1);
     while Instant::now() < settle {
         peak = peak.max(rss_kib(child.id()));
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     eprintln!(
         "alias-sink ({bin}): VmRSS {} MiB before, {} MiB peak with {conns} stalled chunks of {mib} MiB",
         before / 1024,
         peak / 1024
     );
-    drop(streams);
+    drop((open, streams));
     let _ = child.kill();
     let _ = child.wait();
     if !legacy {
