@@ -48,7 +48,16 @@ pub async fn upload(
     file: &Path,
     progress: bool,
 ) -> Result<serde_json::Value> {
-    upload_with(key, gateway, provider, name, file, progress, &HttpLimits::default()).await
+    upload_with(
+        key,
+        gateway,
+        provider,
+        name,
+        file,
+        progress,
+        &HttpLimits::default(),
+    )
+    .await
 }
 
 /// [`upload`] with explicit reply limits (the upload itself has no

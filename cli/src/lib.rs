@@ -552,7 +552,9 @@ pub fn run(cli: Cli, out: &mut impl Write) -> Result<ExitCode> {
             let (result, ok) = runtime.block_on(async {
                 match command {
                     TransferCommand::Status { gateway, id } => {
-                        ops::status_with(&gateway, &id, &http).await.map(|v| (v, true))
+                        ops::status_with(&gateway, &id, &http)
+                            .await
+                            .map(|v| (v, true))
                     }
                     TransferCommand::Watch { gateway, quiet, id } => {
                         let last = ops::watch_with(&gateway, &id, !quiet, &http).await?;
@@ -613,8 +615,7 @@ pub fn run(cli: Cli, out: &mut impl Write) -> Result<ExitCode> {
                         provider,
                         name,
                     } => {
-                        dump::delete_with(&read_key(&key)?, &gateway, &provider, &name, &http)
-                            .await
+                        dump::delete_with(&read_key(&key)?, &gateway, &provider, &name, &http).await
                     }
                 }
             })?;

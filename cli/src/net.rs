@@ -105,7 +105,8 @@ pub async fn json_reply(mut resp: Response, limits: &HttpLimits) -> Result<serde
 /// the bidirectional overrides and isolates (text that reads otherwise than
 /// it is).
 fn is_dangerous(c: char) -> bool {
-    c.is_control() || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}')
+    c.is_control()
+        || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}')
 }
 
 /// `text` with every control character (terminal escapes, carriage
@@ -156,7 +157,10 @@ mod tests {
     fn json_output_stays_json_and_inert() {
         let v = serde_json::json!({"reason": "a\u{1b}[2J\u{9b}31m\u{7f}\u{202e}b", "n": 1});
         let text = to_safe_json(&v).unwrap();
-        assert!(!text.chars().any(|c| is_dangerous(c) && c != '\n'), "{text}");
+        assert!(
+            !text.chars().any(|c| is_dangerous(c) && c != '\n'),
+            "{text}"
+        );
         let back: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(back, v);
     }

@@ -15,7 +15,11 @@ pub async fn status(gateway: &str, id: &str) -> Result<serde_json::Value> {
 }
 
 /// [`status`] with explicit reply limits.
-pub async fn status_with(gateway: &str, id: &str, limits: &HttpLimits) -> Result<serde_json::Value> {
+pub async fn status_with(
+    gateway: &str,
+    id: &str,
+    limits: &HttpLimits,
+) -> Result<serde_json::Value> {
     let url = format!("{}/alias/transfers/{id}", gateway.trim_end_matches('/'));
     let resp = net::send(limits.client()?.get(&url), limits, &url).await?;
     net::json_reply(resp, limits).await
@@ -64,7 +68,10 @@ pub async fn follow_with(
         }
     }
     if last.is_null() {
-        bail!("the events stream of {} ended without news", escape_control(id));
+        bail!(
+            "the events stream of {} ended without news",
+            escape_control(id)
+        );
     }
     Ok(last)
 }

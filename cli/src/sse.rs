@@ -133,8 +133,12 @@ mod tests {
     #[test]
     fn events_across_pieces_and_line_ends() {
         assert_eq!(
-            events(&[b"event: status\ndata: {\"a\"", b":1}\n\n: keep-alive\n\ndata: x\r", b"\n\r\n"])
-                .unwrap(),
+            events(&[
+                b"event: status\ndata: {\"a\"",
+                b":1}\n\n: keep-alive\n\ndata: x\r",
+                b"\n\r\n"
+            ])
+            .unwrap(),
             vec!["{\"a\":1}".to_owned(), "x".to_owned()]
         );
         assert_eq!(

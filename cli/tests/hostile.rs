@@ -47,7 +47,9 @@ async fn hostile(sent: web::Data<Sent>, path: web::Path<String>) -> HttpResponse
             HttpResponse::Ok()
                 .content_type("text/event-stream")
                 .streaming(futures_util::StreamExt::chain(
-                    stream::once(async { Ok::<_, actix_web::Error>(Bytes::from_static(b"data: ")) }),
+                    stream::once(async {
+                        Ok::<_, actix_web::Error>(Bytes::from_static(b"data: "))
+                    }),
                     stream::unfold((sent, x), |(sent, x)| async move {
                         sent.0.fetch_add(x.len() as u64, Ordering::Relaxed);
                         Some((Ok::<_, actix_web::Error>(x.clone()), (sent, x)))
@@ -66,7 +68,9 @@ async fn hostile(sent: web::Data<Sent>, path: web::Path<String>) -> HttpResponse
                 "event: status\ndata: {}\n\n",
                 serde_json::json!({"state": EVIL, "reason": EVIL})
             );
-            HttpResponse::Ok().content_type("text/event-stream").body(event)
+            HttpResponse::Ok()
+                .content_type("text/event-stream")
+                .body(event)
         }
         // Headers, then nothing.
         "stall" | "stall/events" => HttpResponse::Ok()
@@ -88,12 +92,18 @@ fn gateway() -> (String, web::Data<Sent>) {
     let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
-            .route("/alias/", web::get().to(|| async {
-                HttpResponse::Ok().json(serde_json::json!({"origin": "http://hostile"}))
-            }))
-            .route("/alias/dumps", web::get().to(|sent: web::Data<Sent>| async move {
-                endless(sent, b"[", Bytes::from(vec![b' '; 1 << 20]))
-            }))
+            .route(
+                "/alias/",
+                web::get().to(|| async {
+                    HttpResponse::Ok().json(serde_json::json!({"origin": "http://hostile"}))
+                }),
+            )
+            .route(
+                "/alias/dumps",
+                web::get().to(|sent: web::Data<Sent>| async move {
+                    endless(sent, b"[", Bytes::from(vec![b' '; 1 << 20]))
+                }),
+            )
             .route("/alias/transfers/{tail:.*}", web::get().to(hostile))
     })
     .workers(1)
@@ -134,33 +144,67 @@ async fn aliasctl(args: &[&str]) -> Run {
 
 /// Whether text could drive a terminal.
 fn raw_controls(text: &str) -> bool {
-    text.chars().any(|c| {
-        (c.is_control() && c != '\n') || ('\u{202a}'..='\u{202e}').contains(&c)
-    })
+    text.chars()
+        .any(|c| (c.is_control() && c != '\n') || ('\u{202a}'..='\u{202e}').contains(&c))
 }
 
 #[actix_web::test]
 async fn huge_replies_are_refused_at_the_limit() {
     let (gw, sent) = gateway();
-    let r = aliasctl(&["transfer", "status", "--gateway", &gw, "--max-reply", "4000000", "huge"]).await;
+    let r = aliasctl(&[
+        "transfer",
+        "status",
+        "--gateway",
+        &gw,
+        "--max-reply",
+        "4000000",
+        "huge",
+    ])
+    .await;
     assert!(!r.ok);
-    assert!(r.stderr.contains("larger than 4000000 bytes"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("larger than 4000000 bytes"),
+        "{}",
+        r.stderr
+    );
     // It stopped reading near the limit (the server may run ahead by what
     // the socket buffers hold).
-    assert!(sent.0.load(Ordering::Relaxed) < 64 << 20, "{} bytes read", sent.0.load(Ordering::Relaxed));
+    assert!(
+        sent.0.load(Ordering::Relaxed) < 64 << 20,
+        "{} bytes read",
+        sent.0.load(Ordering::Relaxed)
+    );
 
     let r = aliasctl(&["transfer", "status", "--gateway", &gw, "announced"]).await;
     assert!(!r.ok);
-    assert!(r.stderr.contains("3000000000 bytes is larger"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("3000000000 bytes is larger"),
+        "{}",
+        r.stderr
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("user.key");
     let key = key.to_str().unwrap();
     assert!(aliasctl(&["keygen", "--out", key]).await.ok);
     let before = sent.0.load(Ordering::Relaxed);
-    let r = aliasctl(&["dump", "list", "--key", key, "--gateway", &gw, "--max-reply", "2000000"]).await;
+    let r = aliasctl(&[
+        "dump",
+        "list",
+        "--key",
+        key,
+        "--gateway",
+        &gw,
+        "--max-reply",
+        "2000000",
+    ])
+    .await;
     assert!(!r.ok);
-    assert!(r.stderr.contains("larger than 2000000 bytes"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("larger than 2000000 bytes"),
+        "{}",
+        r.stderr
+    );
     assert!(sent.0.load(Ordering::Relaxed) - before < 64 << 20);
 }
 
@@ -168,11 +212,22 @@ async fn huge_replies_are_refused_at_the_limit() {
 async fn an_endless_event_is_refused_at_the_limit() {
     let (gw, sent) = gateway();
     let r = aliasctl(&[
-        "transfer", "watch", "--quiet", "--gateway", &gw, "--max-event", "8000000", "endless",
+        "transfer",
+        "watch",
+        "--quiet",
+        "--gateway",
+        &gw,
+        "--max-event",
+        "8000000",
+        "endless",
     ])
     .await;
     assert!(!r.ok);
-    assert!(r.stderr.contains("larger than 8000000 bytes"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("larger than 8000000 bytes"),
+        "{}",
+        r.stderr
+    );
     assert!(sent.0.load(Ordering::Relaxed) < 64 << 20);
 }
 
@@ -201,15 +256,45 @@ async fn escapes_from_the_server_never_reach_the_terminal() {
 async fn stalled_replies_time_out() {
     let (gw, _) = gateway();
     for args in [
-        vec!["transfer", "status", "--gateway", &gw, "--http-timeout", "2", "stall"],
-        vec!["transfer", "status", "--gateway", &gw, "--http-timeout", "2", "silent"],
-        vec!["transfer", "watch", "--quiet", "--gateway", &gw, "--http-timeout", "2", "stall"],
+        vec![
+            "transfer",
+            "status",
+            "--gateway",
+            &gw,
+            "--http-timeout",
+            "2",
+            "stall",
+        ],
+        vec![
+            "transfer",
+            "status",
+            "--gateway",
+            &gw,
+            "--http-timeout",
+            "2",
+            "silent",
+        ],
+        vec![
+            "transfer",
+            "watch",
+            "--quiet",
+            "--gateway",
+            &gw,
+            "--http-timeout",
+            "2",
+            "stall",
+        ],
     ] {
         let r = aliasctl(&args).await;
         assert!(!r.ok, "{args:?}");
-        assert!(r.took < Duration::from_secs(20), "{args:?} took {:?}", r.took);
         assert!(
-            r.stderr.contains("no answer within") || r.stderr.contains("sent nothing for")
+            r.took < Duration::from_secs(20),
+            "{args:?} took {:?}",
+            r.took
+        );
+        assert!(
+            r.stderr.contains("no answer within")
+                || r.stderr.contains("sent nothing for")
                 || r.stderr.contains("took longer than"),
             "{args:?}: {}",
             r.stderr

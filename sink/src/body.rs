@@ -82,7 +82,8 @@ impl BodyReader {
             return (idle, false);
         }
         // The bytes received so far carry the rate until this instant.
-        let covered = Duration::from_secs_f64(self.received as f64 / self.limits.body_min_rate as f64);
+        let covered =
+            Duration::from_secs_f64(self.received as f64 / self.limits.body_min_rate as f64);
         let until = self.started + covered.max(self.limits.body_grace);
         let left = until.saturating_duration_since(Instant::now());
         if left < idle {
@@ -207,10 +208,7 @@ impl Spool {
             let mut file = match file {
                 Some(f) => f,
                 None => SpoolFile {
-                    file: File::options()
-                        .create_new(true)
-                        .write(true)
-                        .open(&path)?,
+                    file: File::options().create_new(true).write(true).open(&path)?,
                     path,
                 },
             };

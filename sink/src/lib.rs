@@ -188,7 +188,8 @@ impl SinkConfig {
 /// token: what [`SinkConfig::with_client_key`] takes to receive that
 /// contract's transfers.
 pub fn client_key_of(grant_token: &str) -> Result<Vec<u8>, common::alias::AliasError> {
-    let grant = common::alias::Grant::from_token(grant_token, &common::anychain::Limits::default())?;
+    let grant =
+        common::alias::Grant::from_token(grant_token, &common::anychain::Limits::default())?;
     let client = grant.contract().client()?;
     Ok(client.signer().to_vec())
 }

@@ -270,8 +270,8 @@ impl Client {
     pub fn new(name: &str, seed: u8, faults: Faults) -> Client {
         let dir = tempfile::tempdir().unwrap();
         let client_key = signing_key_from_seed(&[seed; 32]);
-        let mut config = SinkConfig::new(dir.path())
-            .with_client_key(client_key.verifying_key().as_bytes());
+        let mut config =
+            SinkConfig::new(dir.path()).with_client_key(client_key.verifying_key().as_bytes());
         config.faults = faults;
         let (_, sink) = Sink::start(config).unwrap();
         let contract = contract(name, seed, &sink.addr().to_string(), &SCOPES);

@@ -44,8 +44,7 @@ pub(crate) async fn chunk(
             (r, false)
         }
         None => {
-            let outcome =
-                receive_chunk(&req, &id, &file, &mut body, &shared, &call.faults).await;
+            let outcome = receive_chunk(&req, &id, &file, &mut body, &shared, &call.faults).await;
             match outcome {
                 Ok(held) => {
                     bump(&shared.counters.chunks);
@@ -228,7 +227,9 @@ fn check_state(
         .iter()
         .filter(|(name, _)| name.as_str() != file)
         .fold(0u64, |sum, (_, f)| sum.saturating_add(f.size));
-    let total = end.map(|end| end.max(held)).and_then(|n| n.checked_add(others));
+    let total = end
+        .map(|end| end.max(held))
+        .and_then(|n| n.checked_add(others));
     if total.is_none_or(|t| t > limits.max_transfer_bytes) {
         return Err(Reject::new(
             StatusCode::PAYLOAD_TOO_LARGE,

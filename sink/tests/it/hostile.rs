@@ -13,8 +13,8 @@ use tokio::net::TcpStream;
 /// A sink receiving for T's client, with `edit` applied to its config.
 fn hostile_fixture(edit: impl FnOnce(&mut SinkConfig)) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = SinkConfig::new(dir.path())
-        .with_client_key(&sink::client_key_of(&grant_token()).unwrap());
+    let mut config =
+        SinkConfig::new(dir.path()).with_client_key(&sink::client_key_of(&grant_token()).unwrap());
     edit(&mut config);
     Fixture::with_config(config, dir)
 }
@@ -71,20 +71,44 @@ async fn admin_routes_are_closed_by_default_and_behind_the_token() {
         .await
         .unwrap();
     assert_eq!(r.status(), 404);
-    assert_eq!(f.sink.faults(), Faults::none(), "a stranger switched a fault");
+    assert_eq!(
+        f.sink.faults(),
+        Faults::none(),
+        "a stranger switched a fault"
+    );
     for path in ["/", "/sink/", "/?format=json", "/sink/faults"] {
-        assert_eq!(f.http.get(f.url(path)).send().await.unwrap().status(), 404, "{path}");
+        assert_eq!(
+            f.http.get(f.url(path)).send().await.unwrap().status(),
+            404,
+            "{path}"
+        );
     }
     let r = f.http.get(f.url("/healthz")).send().await.unwrap();
-    assert_eq!((r.status().as_u16(), r.text().await.unwrap()), (200, "ok".into()));
+    assert_eq!(
+        (r.status().as_u16(), r.text().await.unwrap()),
+        (200, "ok".into())
+    );
     // The transfer still works.
     let id = f.started().await;
     assert_eq!(f.chunk(&id, "a.zip", "0-2", b"abc").await.status(), 200);
 
     // With a token: nothing without it, or with another one.
-    let f = hostile_fixture(|c| c.admin = sink::Admin { enabled: true, token: Some("s3cret".into()) });
-    for auth in [None, Some("Bearer wrong"), Some("s3cret"), Some("Bearer s3cret2")] {
-        let mut req = f.http.post(f.url("/sink/faults")).json(&serde_json::json!({"dead": true}));
+    let f = hostile_fixture(|c| {
+        c.admin = sink::Admin {
+            enabled: true,
+            token: Some("s3cret".into()),
+        }
+    });
+    for auth in [
+        None,
+        Some("Bearer wrong"),
+        Some("s3cret"),
+        Some("Bearer s3cret2"),
+    ] {
+        let mut req = f
+            .http
+            .post(f.url("/sink/faults"))
+            .json(&serde_json::json!({"dead": true}));
         if let Some(a) = auth {
             req = req.header("Authorization", a);
         }
@@ -120,15 +144,22 @@ async fn starts_of_other_clients_contracts_are_refused() {
     assert_eq!(status, 403, "{reason}");
     assert!(f.sink.transfers().is_empty());
     assert!(!f.dir.path().join(&id).exists(), "nothing stored");
-    assert_eq!(refusal(f.chunk(&id, "a.zip", "0-2", b"abc").await).await.0, 409);
+    assert_eq!(
+        refusal(f.chunk(&id, "a.zip", "0-2", b"abc").await).await.0,
+        409
+    );
 
     // No key at all: every start refused.
     let dir = tempfile::tempdir().unwrap();
     let f = Fixture::with_config(SinkConfig::new(dir.path()), dir);
-    assert_eq!(refusal(f.start_transfer(&id, &grant_token()).await).await.0, 403);
+    assert_eq!(
+        refusal(f.start_transfer(&id, &grant_token()).await).await.0,
+        403
+    );
 
     // Once the client's key is configured, the same start is accepted.
-    f.sink.trust_client(&sink::client_key_of(&grant_token()).unwrap());
+    f.sink
+        .trust_client(&sink::client_key_of(&grant_token()).unwrap());
     f.started().await;
 }
 
@@ -143,7 +174,9 @@ async fn a_finished_transfer_cannot_be_changed() {
             serde_json::json!({"name": n, "size": b.len(), "blake2b": b2b(b)})
         }).collect::<Vec<_>>()})
     };
-    let r = f.post_json(f.sink.transfer_url(&id), listed(&[("a.zip", b"abc")])).await;
+    let r = f
+        .post_json(f.sink.transfer_url(&id), listed(&[("a.zip", b"abc")]))
+        .await;
     assert_eq!(r.status(), 200);
 
     // A stranger who knows the id adds a file and re-sends the finish.
@@ -176,14 +209,21 @@ async fn huge_ranges_are_refused_not_wrapped() {
         assert_eq!(status, 400, "{range}");
     }
     let r = f
-        .chunk(&id, "a.zip", "18446744073709551615-18446744073709551615", b"h")
+        .chunk(
+            &id,
+            "a.zip",
+            "18446744073709551615-18446744073709551615",
+            b"h",
+        )
         .await;
     assert_eq!(refusal(r).await.0, 409);
     assert!(f.sink.file_path(&id, "a.zip").is_none());
 
     // The reference mode's loose reading too.
     f.sink.set_faults(Faults::reference());
-    let r = f.chunk(&id, "a.zip", "0-18446744073709551615", b"hello").await;
+    let r = f
+        .chunk(&id, "a.zip", "0-18446744073709551615", b"hello")
+        .await;
     assert_eq!(refusal(r).await.0, 400);
     assert!(f.sink.file_path(&id, "a.zip").is_none());
 }
@@ -198,7 +238,12 @@ async fn a_stalled_chunk_holds_no_lock() {
     let id = f.started().await;
     assert_eq!(f.chunk(&id, "a.zip", "0-2", b"abc").await.status(), 200);
     let path = format!("/alias/push/{id}/a.zip");
-    let mut stalled = chunk_head(f.sink.addr(), &path, "Range: 3-12\r\nContent-Length: 10\r\n").await;
+    let mut stalled = chunk_head(
+        f.sink.addr(),
+        &path,
+        "Range: 3-12\r\nContent-Length: 10\r\n",
+    )
+    .await;
     stalled.write_all(b"d").await.unwrap();
     // The sink has read the byte once the counters show the request.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -250,7 +295,12 @@ async fn stalled_and_slow_bodies_time_out() {
     });
     let id = f.started().await;
     let path = format!("/alias/push/{id}/a.zip");
-    let s = chunk_head(f.sink.addr(), &path, "Range: 0-99\r\nContent-Length: 100\r\n").await;
+    let s = chunk_head(
+        f.sink.addr(),
+        &path,
+        "Range: 0-99\r\nContent-Length: 100\r\n",
+    )
+    .await;
     let (mut rd, mut wr) = s.into_split();
     let t0 = Instant::now();
     let trickle = tokio::spawn(async move {
@@ -266,7 +316,10 @@ async fn stalled_and_slow_bodies_time_out() {
     trickle.abort();
     assert_eq!(status, 408, "{body}");
     assert!(body.contains("body_too_slow"), "{body}");
-    assert!(t0.elapsed() < Duration::from_secs(8), "the trickle was accepted for 8 s");
+    assert!(
+        t0.elapsed() < Duration::from_secs(8),
+        "the trickle was accepted for 8 s"
+    );
 }
 
 #[tokio::test]
@@ -278,10 +331,17 @@ async fn chunks_without_a_length_are_spooled_to_disk() {
     });
     let id = f.started().await;
     let path = format!("/alias/push/{id}/a.zip");
-    let mut s = chunk_head(f.sink.addr(), &path, "Transfer-Encoding: chunked\r\nRange: 0-8388607\r\n").await;
+    let mut s = chunk_head(
+        f.sink.addr(),
+        &path,
+        "Transfer-Encoding: chunked\r\nRange: 0-8388607\r\n",
+    )
+    .await;
     let piece = vec![7u8; 1 << 20];
     for _ in 0..4 {
-        s.write_all(format!("{:x}\r\n", piece.len()).as_bytes()).await.unwrap();
+        s.write_all(format!("{:x}\r\n", piece.len()).as_bytes())
+            .await
+            .unwrap();
         s.write_all(&piece).await.unwrap();
         s.write_all(b"\r\n").await.unwrap();
     }
@@ -295,7 +355,11 @@ async fn chunks_without_a_length_are_spooled_to_disk() {
     };
     let deadline = Instant::now() + Duration::from_secs(10);
     while spooled() < (4 << 20) - (64 << 10) {
-        assert!(Instant::now() < deadline, "only {} bytes spooled", spooled());
+        assert!(
+            Instant::now() < deadline,
+            "only {} bytes spooled",
+            spooled()
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let (status, _) = answer(&mut s, Duration::from_secs(10)).await;
@@ -326,7 +390,12 @@ async fn quotas_on_files_bytes_and_transfers() {
         c.push_id = PushId::Grant;
         c.limits.max_transfers = 1;
     });
-    assert_eq!(f.start_transfer(&grant_hash(), &grant_token()).await.status(), 200);
+    assert_eq!(
+        f.start_transfer(&grant_hash(), &grant_token())
+            .await
+            .status(),
+        200
+    );
     let revoked_id =
         common::alias::Grant::from_token(&revoked_token(), &common::anychain::Limits::default())
             .unwrap()
@@ -360,7 +429,11 @@ fn own_contract(seed: u8) -> (String, String) {
         .with("domain", "127.0.0.1:1")
         .with("crypto", Dict::new());
     let client = sign(&client_key, Value::Dict(decl), 1_574_158_519_000.0).unwrap();
-    let scope = Value::Dict(Dict::new().with("provider", "google").with("path", "photos"));
+    let scope = Value::Dict(
+        Dict::new()
+            .with("provider", "google")
+            .with("path", "photos"),
+    );
     let contract = Value::Dict(
         Dict::new()
             .with("type", "alias.contract")
@@ -379,7 +452,12 @@ fn own_contract(seed: u8) -> (String, String) {
     );
     let id = Contract::new(&contract).unwrap().hash().unwrap().to_b64();
     let user = signing_key_from_seed(&[seed.wrapping_add(100); 32]);
-    let grant = sign(&user, grant_body(&contract, vec![], vec![]).unwrap(), 1.7e12).unwrap();
+    let grant = sign(
+        &user,
+        grant_body(&contract, vec![], vec![]).unwrap(),
+        1.7e12,
+    )
+    .unwrap();
     (id, to_token(&grant))
 }
 
@@ -397,12 +475,25 @@ async fn stalled_connections_keep_a_real_sink_flat() {
     let conns: u8 = std::env::var("HOSTILE_CONNS").map_or(10, |v| v.parse().unwrap());
     let mib: usize = std::env::var("HOSTILE_MIB").map_or(24, |v| v.parse().unwrap());
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let mut cmd = std::process::Command::new(&bin);
-    cmd.arg("--listen").arg(addr.to_string()).arg("--dir").arg(dir.path());
+    cmd.arg("--listen")
+        .arg(addr.to_string())
+        .arg("--dir")
+        .arg(dir.path());
     if !legacy {
-        cmd.args(["--any-client", "--body-idle-secs", "120", "--body-min-rate", "0"]);
+        cmd.args([
+            "--any-client",
+            "--body-idle-secs",
+            "120",
+            "--body-min-rate",
+            "0",
+        ]);
     }
     let mut child = cmd
         .stdout(std::process::Stdio::null())
@@ -421,25 +512,38 @@ async fn stalled_connections_keep_a_real_sink_flat() {
     };
     let transfers: Vec<(String, String)> = (0..conns).map(own_contract).collect();
     let deadline = Instant::now() + Duration::from_secs(30);
-    while start(transfers[0].0.clone(), transfers[0].1.clone()).await.is_err() {
+    while start(transfers[0].0.clone(), transfers[0].1.clone())
+        .await
+        .is_err()
+    {
         assert!(Instant::now() < deadline, "the sink did not start");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     for (id, grant) in &transfers {
-        assert_eq!(start(id.clone(), grant.clone()).await.unwrap().status(), 200);
+        assert_eq!(
+            start(id.clone(), grant.clone()).await.unwrap().status(),
+            200
+        );
     }
     let before = rss_kib(child.id());
     let mut writers = Vec::new();
     let mut streams = Vec::new();
     for (id, _) in &transfers {
         let path = format!("/alias/push/{id}/a.zip");
-        let s = chunk_head(addr, &path, "Transfer-Encoding: chunked\r\nRange: 0-67108863\r\n").await;
+        let s = chunk_head(
+            addr,
+            &path,
+            "Transfer-Encoding: chunked\r\nRange: 0-67108863\r\n",
+        )
+        .await;
         let (rd, mut wr) = s.into_split();
         streams.push(rd);
         writers.push(tokio::spawn(async move {
             let piece = vec![7u8; 1 << 20];
             for _ in 0..mib {
-                wr.write_all(format!("{:x}\r\n", piece.len()).as_bytes()).await.unwrap();
+                wr.write_all(format!("{:x}\r\n", piece.len()).as_bytes())
+                    .await
+                    .unwrap();
                 wr.write_all(&piece).await.unwrap();
                 wr.write_all(b"\r\n").await.unwrap();
             }
@@ -451,7 +555,10 @@ async fn stalled_connections_keep_a_real_sink_flat() {
     let mut open = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(120);
     while writers.iter().any(|w| !w.is_finished()) {
-        assert!(Instant::now() < deadline, "the sink stopped reading the bodies");
+        assert!(
+            Instant::now() < deadline,
+            "the sink stopped reading the bodies"
+        );
         peak = peak.max(rss_kib(child.id()));
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
