@@ -205,8 +205,12 @@ pub async fn run(options: &DemoOptions, out: &mut (impl Write + Send)) -> Result
         Some(remote) => (None, remote.sink.clone(), remote.sink_dir.clone()),
         None => {
             let sink_dir = dir.join("client");
-            let (addr, handle) = sink::Sink::start(sink::SinkConfig::new(&sink_dir))
-                .context("starting the demo client (alias-sink)")?;
+            // The demo's client key is made later (in `flow`): this
+            // loopback sink receives for any client while the demo runs.
+            let mut config = sink::SinkConfig::new(&sink_dir);
+            config.any_client = true;
+            let (addr, handle) =
+                sink::Sink::start(config).context("starting the demo client (alias-sink)")?;
             (Some(handle), format!("http://{addr}"), sink_dir)
         }
     };

@@ -50,7 +50,10 @@ async fn alias_bank_all_is_a_whole_data_bank_in_one_process() {
     std::fs::create_dir_all(&bank_dir).unwrap();
     // The client the pushes go to.
     let sink_dir = dir.path().join("client");
-    let (sink_addr, sink) = sink::Sink::start(sink::SinkConfig::new(&sink_dir)).unwrap();
+    // The demo makes its client key once the sink runs: any client.
+    let mut sink_config = sink::SinkConfig::new(&sink_dir);
+    sink_config.any_client = true;
+    let (sink_addr, sink) = sink::Sink::start(sink_config).unwrap();
     // A free port for the gateway.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

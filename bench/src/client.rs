@@ -45,10 +45,15 @@ fn scopes() -> Vec<Value> {
     ]
 }
 
+/// The benchmark client's signing key (every contract of [`contract`]).
+pub fn client_key() -> SigningKey {
+    signing_key_from_seed(&[0x17; 32])
+}
+
 /// A contract of client `name` pushing to `domain` over plain http; every
 /// scope is contractual, so a grant needs no consent matrix.
 pub fn contract(name: &str, domain: &str) -> Result<Value> {
-    let client_key = signing_key_from_seed(&[0x17; 32]);
+    let client_key = client_key();
     let decl = Dict::new()
         .with("type", "alias.client.decl")
         .with("name", name)

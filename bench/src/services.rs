@@ -164,13 +164,16 @@ impl SinkProcess {
             data.display().to_string(),
             "--max-chunk".to_owned(),
             max_chunk.to_string(),
+            // The sink receives for the benchmark's client only.
+            "--client-key".to_owned(),
+            common::anychain::public_key_b64(&crate::client::client_key()),
         ];
         let service = Service::spawn(env, "alias-sink", name, &[], &args, dir)?;
         let url = format!("http://127.0.0.1:{port}");
         let http = reqwest::Client::new();
         wait_http(
             &http,
-            &format!("{url}/"),
+            &format!("{url}/healthz"),
             Instant::now() + Duration::from_secs(30),
         )
         .await?;

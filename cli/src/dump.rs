@@ -1,7 +1,9 @@
 //! `aliasctl dump …`: uploads, lists and deletes a user's dumps on a data
 //! bank, each request signed with the user's key (`alias.bank.request`).
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
+
+use crate::net::{self, HttpLimits};
 use common::alias::request_body;
 use common::anychain::{sign, to_token, SigningKey};
 use futures_util::StreamExt;
@@ -10,15 +12,9 @@ use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use std::path::Path;
 
 /// The gateway's origin as users bind to it (`GET /alias/` tells it).
-async fn origin(http: &reqwest::Client, gateway: &str) -> Result<String> {
-    let d: serde_json::Value = http
-        .get(format!("{gateway}/alias/"))
-        .send()
-        .await
-        .with_context(|| format!("reaching {gateway}"))?
-        .error_for_status()?
-        .json()
-        .await?;
+async fn origin(http: &reqwest::Client, gateway: &str, limits: &HttpLimits) -> Result<String> {
+    let resp = net::send(http.get(format!("{gateway}/alias/")), limits, gateway).await?;
+    let d = net::json_reply(resp, limits).await?;
     d.get("origin")
         .and_then(|o| o.as_str())
         .map(str::to_owned)
@@ -43,16 +39,6 @@ fn authorization(
     ))
 }
 
-async fn answer(resp: reqwest::Response) -> Result<serde_json::Value> {
-    let status = resp.status();
-    let body: serde_json::Value = resp.json().await.unwrap_or_default();
-    if !status.is_success() {
-        let reason = body.get("reason").and_then(|r| r.as_str()).unwrap_or("");
-        bail!("{status}: {reason}");
-    }
-    Ok(body)
-}
-
 /// Uploads `file` as dump `name` (default: the file name) of `provider`.
 pub async fn upload(
     key: &SigningKey,
@@ -61,6 +47,30 @@ pub async fn upload(
     name: Option<&str>,
     file: &Path,
     progress: bool,
+) -> Result<serde_json::Value> {
+    upload_with(
+        key,
+        gateway,
+        provider,
+        name,
+        file,
+        progress,
+        &HttpLimits::default(),
+    )
+    .await
+}
+
+/// [`upload`] with explicit reply limits (the upload itself has no
+/// deadline; the reply is bounded).
+#[allow(clippy::too_many_arguments)]
+pub async fn upload_with(
+    key: &SigningKey,
+    gateway: &str,
+    provider: &str,
+    name: Option<&str>,
+    file: &Path,
+    progress: bool,
+    limits: &HttpLimits,
 ) -> Result<serde_json::Value> {
     let gateway = gateway.trim_end_matches('/');
     let name = match name {
@@ -75,8 +85,8 @@ pub async fn upload(
         .await
         .with_context(|| format!("reading {}", file.display()))?
         .len();
-    let http = reqwest::Client::new();
-    let origin = origin(&http, gateway).await?;
+    let http = limits.client()?;
+    let origin = origin(&http, gateway, limits).await?;
     let path = format!("/alias/dumps/{provider}/{name}");
     let auth = authorization(key, "PUT", &path, &origin, Some(size))?;
     let bar = if progress {
@@ -111,22 +121,28 @@ pub async fn upload(
         .await
         .with_context(|| format!("uploading to {gateway}"))?;
     bar.finish();
-    answer(resp).await
+    net::json_reply(resp, limits).await
 }
 
 /// Lists the user's dumps.
 pub async fn list(key: &SigningKey, gateway: &str) -> Result<serde_json::Value> {
+    list_with(key, gateway, &HttpLimits::default()).await
+}
+
+/// [`list`] with explicit reply limits.
+pub async fn list_with(
+    key: &SigningKey,
+    gateway: &str,
+    limits: &HttpLimits,
+) -> Result<serde_json::Value> {
     let gateway = gateway.trim_end_matches('/');
-    let http = reqwest::Client::new();
-    let origin = origin(&http, gateway).await?;
+    let http = limits.client()?;
+    let origin = origin(&http, gateway, limits).await?;
     let auth = authorization(key, "GET", "/alias/dumps", &origin, None)?;
-    answer(
-        http.get(format!("{gateway}/alias/dumps"))
-            .header("Authorization", auth)
-            .send()
-            .await?,
-    )
-    .await
+    let req = http
+        .get(format!("{gateway}/alias/dumps"))
+        .header("Authorization", auth);
+    net::json_reply(net::send(req, limits, gateway).await?, limits).await
 }
 
 /// Deletes one of the user's dumps.
@@ -136,16 +152,24 @@ pub async fn delete(
     provider: &str,
     name: &str,
 ) -> Result<serde_json::Value> {
+    delete_with(key, gateway, provider, name, &HttpLimits::default()).await
+}
+
+/// [`delete`] with explicit reply limits.
+pub async fn delete_with(
+    key: &SigningKey,
+    gateway: &str,
+    provider: &str,
+    name: &str,
+    limits: &HttpLimits,
+) -> Result<serde_json::Value> {
     let gateway = gateway.trim_end_matches('/');
-    let http = reqwest::Client::new();
-    let origin = origin(&http, gateway).await?;
+    let http = limits.client()?;
+    let origin = origin(&http, gateway, limits).await?;
     let path = format!("/alias/dumps/{provider}/{name}");
     let auth = authorization(key, "DELETE", &path, &origin, None)?;
-    answer(
-        http.delete(format!("{gateway}{path}"))
-            .header("Authorization", auth)
-            .send()
-            .await?,
-    )
-    .await
+    let req = http
+        .delete(format!("{gateway}{path}"))
+        .header("Authorization", auth);
+    net::json_reply(net::send(req, limits, gateway).await?, limits).await
 }

@@ -3,7 +3,9 @@
 //! developers and tests.
 
 pub mod dump;
+pub mod net;
 pub mod ops;
+pub mod sse;
 
 use anyhow::{anyhow, Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -30,6 +32,8 @@ use std::process::ExitCode;
 pub struct Cli {
     #[command(flatten)]
     limits: LimitArgs,
+    #[command(flatten)]
+    http: HttpArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -43,6 +47,21 @@ struct LimitArgs {
     /// Deepest accepted nesting of lists and objects.
     #[arg(long, global = true, default_value_t = 64)]
     max_depth: usize,
+}
+
+/// Bounds on the replies of servers (gateways) the tool talks to.
+#[derive(Debug, Args)]
+struct HttpArgs {
+    /// Largest reply read from a server, in bytes.
+    #[arg(long, global = true, default_value_t = net::DEFAULT_MAX_REPLY)]
+    max_reply: usize,
+    /// Largest event of an event stream (`transfer watch`), in bytes.
+    #[arg(long, global = true, default_value_t = sse::DEFAULT_MAX_EVENT)]
+    max_event: usize,
+    /// Seconds to connect, to get a whole reply, or of silence in an event
+    /// stream.
+    #[arg(long, global = true, default_value_t = net::DEFAULT_TIMEOUT.as_secs())]
+    http_timeout: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -280,7 +299,8 @@ pub fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             let _ = out.flush();
-            eprintln!("error: {e:#}");
+            // Errors carry text from servers: never raw to the terminal.
+            eprintln!("error: {}", net::escape_control(&format!("{e:#}")));
             ExitCode::FAILURE
         }
     }
@@ -387,6 +407,11 @@ pub fn run(cli: Cli, out: &mut impl Write) -> Result<ExitCode> {
     let limits = Limits {
         max_bytes: cli.limits.max_bytes,
         max_depth: cli.limits.max_depth,
+    };
+    let http = net::HttpLimits {
+        max_reply: cli.http.max_reply,
+        max_event: cli.http.max_event,
+        timeout: std::time::Duration::from_secs(cli.http.http_timeout.max(1)),
     };
     let decode = |file: &str| -> Result<Value> {
         let text = read_input(file)?;
@@ -527,16 +552,18 @@ pub fn run(cli: Cli, out: &mut impl Write) -> Result<ExitCode> {
             let (result, ok) = runtime.block_on(async {
                 match command {
                     TransferCommand::Status { gateway, id } => {
-                        ops::status(&gateway, &id).await.map(|v| (v, true))
+                        ops::status_with(&gateway, &id, &http)
+                            .await
+                            .map(|v| (v, true))
                     }
                     TransferCommand::Watch { gateway, quiet, id } => {
-                        let last = ops::watch(&gateway, &id, !quiet).await?;
+                        let last = ops::watch_with(&gateway, &id, !quiet, &http).await?;
                         let done = last.get("state").and_then(|s| s.as_str()) == Some("done");
                         Ok::<_, anyhow::Error>((last, done))
                     }
                 }
             })?;
-            writeln!(out, "{}", serde_json::to_string_pretty(&result)?)?;
+            writeln!(out, "{}", net::to_safe_json(&result)?)?;
             if !ok {
                 return Ok(ExitCode::FAILURE);
             }
@@ -551,7 +578,7 @@ pub fn run(cli: Cli, out: &mut impl Write) -> Result<ExitCode> {
                     DeadCommand::Replay { limit } => ops::dead(true, limit).await,
                 }
             })?;
-            writeln!(out, "{}", serde_json::to_string_pretty(&result)?)?;
+            writeln!(out, "{}", net::to_safe_json(&result)?)?;
         }
         Command::Dump(command) => {
             let runtime = tokio::runtime::Builder::new_current_thread()
@@ -568,21 +595,31 @@ pub fn run(cli: Cli, out: &mut impl Write) -> Result<ExitCode> {
                         file,
                     } => {
                         let key = read_key(&key)?;
-                        dump::upload(&key, &gateway, &provider, name.as_deref(), &file, !quiet)
-                            .await
+                        dump::upload_with(
+                            &key,
+                            &gateway,
+                            &provider,
+                            name.as_deref(),
+                            &file,
+                            !quiet,
+                            &http,
+                        )
+                        .await
                     }
                     DumpCommand::List { key, gateway } => {
-                        dump::list(&read_key(&key)?, &gateway).await
+                        dump::list_with(&read_key(&key)?, &gateway, &http).await
                     }
                     DumpCommand::Delete {
                         key,
                         gateway,
                         provider,
                         name,
-                    } => dump::delete(&read_key(&key)?, &gateway, &provider, &name).await,
+                    } => {
+                        dump::delete_with(&read_key(&key)?, &gateway, &provider, &name, &http).await
+                    }
                 }
             })?;
-            writeln!(out, "{}", serde_json::to_string_pretty(&result)?)?;
+            writeln!(out, "{}", net::to_safe_json(&result)?)?;
         }
         Command::Scope { scope } => {
             let parsed = if scope.trim_start().starts_with('{') {

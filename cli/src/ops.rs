@@ -6,59 +6,72 @@ use common::config::Config;
 use common::mq::Broker;
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::net::{self, escape_control, HttpLimits};
+use crate::sse::SseParser;
+
 /// `GET /alias/transfers/{id}` of a gateway.
 pub async fn status(gateway: &str, id: &str) -> Result<serde_json::Value> {
+    status_with(gateway, id, &HttpLimits::default()).await
+}
+
+/// [`status`] with explicit reply limits.
+pub async fn status_with(
+    gateway: &str,
+    id: &str,
+    limits: &HttpLimits,
+) -> Result<serde_json::Value> {
     let url = format!("{}/alias/transfers/{id}", gateway.trim_end_matches('/'));
-    let resp = reqwest::get(&url)
-        .await
-        .with_context(|| format!("reaching {url}"))?;
-    let code = resp.status();
-    let body: serde_json::Value = resp.json().await.unwrap_or_default();
-    if !code.is_success() {
-        bail!(
-            "{code}: {}",
-            body.get("reason").and_then(|r| r.as_str()).unwrap_or("")
-        );
-    }
-    Ok(body)
+    let resp = net::send(limits.client()?.get(&url), limits, &url).await?;
+    net::json_reply(resp, limits).await
 }
 
 /// Reads a transfer's Server-Sent Events until the stream ends (the
 /// transfer ended), calling `on_event` with each status; returns the last.
+/// Default limits: one event at most 1 MiB, 30 s of silence at most.
 pub async fn follow(
     http: &reqwest::Client,
     gateway: &str,
     id: &str,
+    on_event: impl FnMut(&serde_json::Value),
+) -> Result<serde_json::Value> {
+    follow_with(http, gateway, id, &HttpLimits::default(), on_event).await
+}
+
+/// [`follow`] with explicit limits: the answer's head within
+/// `limits.timeout`, then no silence longer than that, and no event larger
+/// than `limits.max_event`. The stream is parsed incrementally.
+pub async fn follow_with(
+    http: &reqwest::Client,
+    gateway: &str,
+    id: &str,
+    limits: &HttpLimits,
     mut on_event: impl FnMut(&serde_json::Value),
 ) -> Result<serde_json::Value> {
     let url = format!(
         "{}/alias/transfers/{id}/events",
         gateway.trim_end_matches('/')
     );
-    let mut resp = http
-        .get(&url)
-        .send()
-        .await
-        .with_context(|| format!("reaching {url}"))?;
+    let mut resp = net::send(http.get(&url), limits, &url).await?;
     if !resp.status().is_success() {
         bail!("{}: no such transfer", resp.status());
     }
-    let mut buffer = String::new();
+    let mut parser = SseParser::new(limits.max_event);
     let mut last = serde_json::Value::Null;
-    while let Some(chunk) = resp.chunk().await? {
-        buffer.push_str(&String::from_utf8_lossy(&chunk));
-        while let Some(end) = buffer.find("\n\n") {
-            let event: String = buffer.drain(..end + 2).collect();
-            let Some(data) = event.lines().find_map(|l| l.strip_prefix("data: ")) else {
-                continue;
-            };
-            let t: serde_json::Value = serde_json::from_str(data)?;
+    let mut events = Vec::new();
+    while let Some(chunk) = net::next_chunk(&mut resp, limits.timeout).await? {
+        parser.feed(&chunk, |data| events.push(data))?;
+        for data in events.drain(..) {
+            let t: serde_json::Value =
+                serde_json::from_str(&data).context("an event of the stream is not JSON")?;
             on_event(&t);
             last = t;
         }
     }
     if last.is_null() {
-        bail!("the events stream of {id} ended without news");
+        bail!(
+            "the events stream of {} ended without news",
+            escape_control(id)
+        );
     }
     Ok(last)
 }
@@ -66,6 +79,16 @@ pub async fn follow(
 /// Follows a transfer's events with a progress bar until it ends; returns
 /// its final status.
 pub async fn watch(gateway: &str, id: &str, progress: bool) -> Result<serde_json::Value> {
+    watch_with(gateway, id, progress, &HttpLimits::default()).await
+}
+
+/// [`watch`] with explicit limits.
+pub async fn watch_with(
+    gateway: &str,
+    id: &str,
+    progress: bool,
+    limits: &HttpLimits,
+) -> Result<serde_json::Value> {
     let bar = if progress {
         ProgressBar::new(0)
     } else {
@@ -76,13 +99,14 @@ pub async fn watch(gateway: &str, id: &str, progress: bool) -> Result<serde_json
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> "),
     );
-    let last = follow(&reqwest::Client::new(), gateway, id, |t| {
+    let last = follow_with(&limits.client()?, gateway, id, limits, |t| {
         let num = |k: &str| t.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0);
         bar.set_length(num("bytes_total"));
         bar.set_position(num("bytes_done"));
         let state = t.get("state").and_then(|s| s.as_str()).unwrap_or("?");
         bar.set_message(format!(
-            "{state} {}/{} files",
+            "{} {}/{} files",
+            escape_control(state),
             num("files_done"),
             num("files_total")
         ));

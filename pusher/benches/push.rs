@@ -182,7 +182,8 @@ fn main() -> anyhow::Result<()> {
         .context("grant_contract_hash")?
         .to_owned();
 
-    let mut config = SinkConfig::new(dir.path().join("sink"));
+    let mut config =
+        SinkConfig::new(dir.path().join("sink")).with_client_key(&sink::client_key_of(&grant)?);
     config.max_chunk = size + 1;
     let (addr, sink) = Sink::start(config)?;
     let storage = Storage::from_url(

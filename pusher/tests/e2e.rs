@@ -25,7 +25,8 @@ struct Stack {
 
 async fn stack(faults: Faults, allow_loopback: bool, extra: &[(&str, &str)]) -> Stack {
     let dir = tempfile::tempdir().unwrap();
-    let mut sink_config = SinkConfig::new(dir.path().join("sink"));
+    let mut sink_config = SinkConfig::new(dir.path().join("sink"))
+        .with_client_key(signing_key_from_seed(&[1; 32]).verifying_key().as_bytes());
     sink_config.faults = faults;
     let (_, sink) = Sink::start(sink_config).unwrap();
     let ns = format!("e{}", uuid::Uuid::new_v4().simple());

@@ -26,7 +26,8 @@ fn pusher_process(env: &[(String, String)]) -> Child {
 #[actix_web::test]
 async fn a_pusher_killed_mid_file_is_resumed_by_another() {
     let dir = tempfile::tempdir().unwrap();
-    let mut sink_config = SinkConfig::new(dir.path().join("sink"));
+    let mut sink_config = SinkConfig::new(dir.path().join("sink"))
+        .with_client_key(signing_key_from_seed(&[1; 32]).verifying_key().as_bytes());
     // Slow enough that the kill lands in the middle of the big file.
     sink_config.faults = Faults {
         delay_ms: 20,

@@ -11,8 +11,18 @@
 //! | `HEAD {base}{id}/{file}` | `Upload-Offset: <bytes held>` |
 //! | `POST {base}{id}/{file}` `{"action":"finish","size":N,"blake2b":"…"}` | check size and BLAKE2b-512, mark the file complete |
 //! | `POST {base}{id}` `{"finished":true,"files":[…]}` | check every file, mark the transfer finished |
-//! | `GET /`, `GET /sink/` (`?format=json`) | what was received |
-//! | `GET`/`POST /sink/faults` | the fault switches ([`Faults`]) |
+//! | `GET /`, `GET /sink/` (`?format=json`) | what was received (admin) |
+//! | `GET`/`POST /sink/faults` | the fault switches ([`Faults`]) (admin) |
+//! | `GET /healthz` | `ok` (nothing else) |
+//!
+//! Safe to expose ([`SinkConfig`]): starts are accepted only for contracts
+//! signed by a configured client key; a finished transfer is never changed
+//! again (until a new start); request bodies have an idle timeout and a
+//! minimum rate, are spooled (bounded memory, then a file) and only then
+//! written under the transfer's I/O lock; transfers, files and bytes have
+//! quotas. The admin routes (status page and fault switches) are off unless
+//! [`Admin::enabled`], and then answer loopback peers only (and, with
+//! [`Admin::token`], only `Authorization: Bearer <token>`).
 //!
 //! Refusals keep the reference's `{"status":"error","reason":…}` shape and
 //! add a machine-readable `code`. Files are written under a data directory,
@@ -26,6 +36,7 @@
 //! The sink is Unix-only (positional writes, and the drop fault closes the
 //! connection's socket).
 
+mod body;
 mod faults;
 mod http;
 mod page;
@@ -36,6 +47,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{web, App, HttpServer};
@@ -53,6 +65,53 @@ pub const DEFAULT_BASE_PATH: &str = "/alias/push/";
 
 /// The default largest chunk body: 64 MiB, the reference client's limit.
 pub const DEFAULT_MAX_CHUNK: u64 = 64 << 20;
+
+/// The admin routes (`GET /`, `GET /sink/`, `GET`/`POST /sink/faults`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Admin {
+    /// Serve them at all (default off: `404`). When on, only to loopback
+    /// peers.
+    pub enabled: bool,
+    /// When set, they also require `Authorization: Bearer <token>`.
+    pub token: Option<String>,
+}
+
+/// Deadlines and quotas of a sink.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SinkLimits {
+    /// Longest wait for the next piece of a request body (`408` after).
+    pub body_idle: Duration,
+    /// Slowest accepted body, in bytes per second, measured once
+    /// [`SinkLimits::body_grace`] has passed (`408` below).
+    pub body_min_rate: u64,
+    /// How long a body may be slower than the minimum rate at first.
+    pub body_grace: Duration,
+    /// Body bytes of one request held in memory; the rest is spooled to a
+    /// file under the data directory until the body has fully arrived.
+    pub spool_memory: usize,
+    /// Most transfers held (`507` for a start of a new one above).
+    pub max_transfers: usize,
+    /// Most files in one transfer (`413` above).
+    pub max_files: usize,
+    /// Most bytes held by one transfer, all files together (`413` above).
+    pub max_transfer_bytes: u64,
+}
+
+impl Default for SinkLimits {
+    /// 30 s idle, 4 KiB/s after 10 s, 256 KiB in memory per request, 1000
+    /// transfers of at most 10 000 files and 256 GiB each.
+    fn default() -> Self {
+        Self {
+            body_idle: Duration::from_secs(30),
+            body_min_rate: 4096,
+            body_grace: Duration::from_secs(10),
+            spool_memory: 256 << 10,
+            max_transfers: 1000,
+            max_files: 10_000,
+            max_transfer_bytes: 256 << 30,
+        }
+    }
+}
 
 /// How to run a sink.
 #[derive(Debug, Clone)]
@@ -72,12 +131,24 @@ pub struct SinkConfig {
     pub workers: usize,
     /// Fault switches at start.
     pub faults: Faults,
+    /// Public keys (raw Ed25519 bytes) of the clients whose contracts this
+    /// sink receives for: a start whose contract is signed by another key is
+    /// refused (`403`). Empty refuses every start unless
+    /// [`SinkConfig::any_client`].
+    pub client_keys: Vec<Vec<u8>>,
+    /// Accept contracts of any client key (tests and local demos only).
+    pub any_client: bool,
+    /// The status page and the fault switches over HTTP.
+    pub admin: Admin,
+    /// Body deadlines and quotas.
+    pub limits: SinkLimits,
 }
 
 impl SinkConfig {
     /// Defaults for an embedded sink storing under `dir`: loopback with a
     /// free port, base `/alias/push/`, contract-hash ids, 64 MiB chunks, two
-    /// workers, no faults.
+    /// workers, no faults, no client key (every start refused until one is
+    /// added), admin routes off, default limits.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -87,8 +158,40 @@ impl SinkConfig {
             max_chunk: DEFAULT_MAX_CHUNK,
             workers: 2,
             faults: Faults::default(),
+            client_keys: Vec::new(),
+            any_client: false,
+            admin: Admin::default(),
+            limits: SinkLimits::default(),
         }
     }
+
+    /// Adds a client's public key (raw bytes) to those received for.
+    #[must_use]
+    pub fn with_client_key(mut self, key: &[u8]) -> Self {
+        self.client_keys.push(key.to_vec());
+        self
+    }
+
+    /// Turns the admin routes on (loopback peers only), with an optional
+    /// bearer token.
+    #[must_use]
+    pub fn with_admin(mut self, token: Option<String>) -> Self {
+        self.admin = Admin {
+            enabled: true,
+            token,
+        };
+        self
+    }
+}
+
+/// The client key (raw Ed25519 bytes) that signed the contract of a grant
+/// token: what [`SinkConfig::with_client_key`] takes to receive that
+/// contract's transfers.
+pub fn client_key_of(grant_token: &str) -> Result<Vec<u8>, common::alias::AliasError> {
+    let grant =
+        common::alias::Grant::from_token(grant_token, &common::anychain::Limits::default())?;
+    let client = grant.contract().client()?;
+    Ok(client.signer().to_vec())
 }
 
 fn invalid(reason: String) -> io::Error {
@@ -185,12 +288,22 @@ fn open(config: &SinkConfig) -> io::Result<(Opened, String)> {
     if config.max_chunk == 0 {
         return Err(invalid("max_chunk must be positive".into()));
     }
+    if config.admin.token.as_deref().is_some_and(str::is_empty) {
+        return Err(invalid("the admin token must not be empty".into()));
+    }
     let settings = Settings {
         dir: config.dir.clone(),
         push_id: config.push_id,
         max_chunk: config.max_chunk,
+        any_client: config.any_client,
+        admin: config.admin.clone(),
+        limits: config.limits.clone(),
     };
-    let shared = web::Data::new(Shared::open(settings, config.faults.clone())?);
+    let shared = web::Data::new(Shared::open(
+        settings,
+        config.faults.clone(),
+        &config.client_keys,
+    )?);
     Ok((
         Opened {
             inner: shared,
@@ -209,9 +322,9 @@ fn build(
     let scope_path = base.trim_end_matches('/').to_owned();
     let data = shared.inner.clone();
     let server = HttpServer::new(move || {
-        let limit = web::PayloadConfig::new(http::FINISH_LIMIT.max(http::START_LIMIT));
         App::new()
             .app_data(data.clone())
+            .route("/healthz", web::get().to(page::healthz))
             .route("/sink/faults", web::get().to(page::get_faults))
             .route("/sink/faults", web::post().to(page::set_faults))
             .route("/sink/", web::get().to(page::status))
@@ -221,13 +334,11 @@ fn build(
                 web::scope(&scope_path)
                     .service(
                         web::resource(["/{id}", "/{id}/"])
-                            .app_data(web::PayloadConfig::new(http::START_LIMIT))
                             .route(web::put().to(http::start))
                             .route(web::post().to(http::finish_transfer)),
                     )
                     .service(
                         web::resource("/{id}/{file}")
-                            .app_data(limit)
                             .route(web::put().to(http::chunk))
                             .route(web::head().to(http::head))
                             .route(web::post().to(http::finish_file)),
@@ -295,6 +406,12 @@ impl SinkHandle {
     /// Replaces the fault switches (and restarts their "every Nth" counts).
     pub fn set_faults(&self, faults: Faults) {
         self.shared.set_faults(faults);
+    }
+
+    /// Adds a client's public key (raw bytes) to those received for, at run
+    /// time (a demo whose client key is made after its sink started).
+    pub fn trust_client(&self, key: &[u8]) {
+        self.shared.trust_client(key);
     }
 
     /// The request counters.

@@ -3,15 +3,17 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
 use common::alias::PushId;
-use sink::{Faults, Sink, SinkConfig, DEFAULT_BASE_PATH, DEFAULT_MAX_CHUNK};
+use sink::{Admin, Faults, Sink, SinkConfig, SinkLimits, DEFAULT_BASE_PATH, DEFAULT_MAX_CHUNK};
 
 /// A reference receiver of Alias pushes, with the resume extension
-/// (`HEAD` → `Upload-Offset`) and fault injection. Faults can also be changed
-/// at run time with `POST /sink/faults` (JSON); `GET /` shows what was
-/// received.
+/// (`HEAD` → `Upload-Offset`) and fault injection. It receives only for the
+/// client keys given (`--client-key`). With `--admin`, faults can also be
+/// changed at run time with `POST /sink/faults` (JSON) and `GET /` shows
+/// what was received, to loopback peers only.
 #[derive(Debug, Parser)]
 #[command(name = "alias-sink", version)]
 struct Args {
@@ -52,12 +54,66 @@ struct Args {
     /// Behave exactly like the reference client: no HEAD, chunks appended.
     #[arg(long)]
     reference_mode: bool,
+    /// Public key (URL-safe base64) of a client whose contracts this sink
+    /// receives for; repeat for several. Starts of other contracts get 403.
+    #[arg(long = "client-key")]
+    client_keys: Vec<String>,
+    /// Receive for contracts of any client key (local tests and demos only).
+    #[arg(long)]
+    any_client: bool,
+    /// Serve the status page (`GET /`) and the fault switches
+    /// (`/sink/faults`) to loopback peers.
+    #[arg(long)]
+    admin: bool,
+    /// With `--admin`: a file holding a token the admin routes then require
+    /// (`Authorization: Bearer <token>`).
+    #[arg(long, requires = "admin")]
+    admin_token_file: Option<PathBuf>,
+    /// Seconds a request body may stall.
+    #[arg(long, default_value_t = 30)]
+    body_idle_secs: u64,
+    /// Slowest accepted request body after the first 10 s, in bytes/s.
+    #[arg(long, default_value_t = 4096)]
+    body_min_rate: u64,
+    /// Most transfers held.
+    #[arg(long, default_value_t = SinkLimits::default().max_transfers)]
+    max_transfers: usize,
+    /// Most files in one transfer.
+    #[arg(long, default_value_t = SinkLimits::default().max_files)]
+    max_files: usize,
+    /// Most bytes held by one transfer.
+    #[arg(long, default_value_t = SinkLimits::default().max_transfer_bytes)]
+    max_transfer_bytes: u64,
 }
 
-fn main() -> ExitCode {
-    common::telemetry::init();
-    let args = Args::parse();
-    let config = SinkConfig {
+/// The configuration the arguments describe.
+fn config(args: Args) -> Result<SinkConfig, String> {
+    if args.client_keys.is_empty() && !args.any_client {
+        return Err(
+            "give the client key(s) to receive for (--client-key), or --any-client for a local test"
+                .into(),
+        );
+    }
+    let client_keys = args
+        .client_keys
+        .iter()
+        .map(|k| {
+            common::anychain::b64u_decode(k.trim())
+                .ok()
+                .filter(|b| b.len() == 32)
+                .ok_or_else(|| format!("--client-key {k:?} is not a URL-safe base64 public key"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let token = match &args.admin_token_file {
+        None => None,
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .map_err(|e| format!("reading {}: {e}", path.display()))?
+                .trim()
+                .to_owned(),
+        ),
+    };
+    Ok(SinkConfig {
         listen: args.listen,
         dir: args.dir,
         base_path: args.base,
@@ -72,7 +128,36 @@ fn main() -> ExitCode {
             dead: args.dead,
             reference_mode: args.reference_mode,
         },
+        client_keys,
+        any_client: args.any_client,
+        admin: Admin {
+            enabled: args.admin,
+            token,
+        },
+        limits: SinkLimits {
+            body_idle: Duration::from_secs(args.body_idle_secs.max(1)),
+            body_min_rate: args.body_min_rate,
+            max_transfers: args.max_transfers,
+            max_files: args.max_files,
+            max_transfer_bytes: args.max_transfer_bytes,
+            ..SinkLimits::default()
+        },
+    })
+}
+
+fn main() -> ExitCode {
+    common::telemetry::init();
+    let args = Args::parse();
+    let config = match config(args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("alias-sink: {e}");
+            return ExitCode::FAILURE;
+        }
     };
+    if config.any_client {
+        tracing::warn!("receiving for any client key (--any-client): do not expose this sink");
+    }
     match actix_web::rt::System::new().block_on(Sink::serve(config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

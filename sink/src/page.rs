@@ -1,12 +1,15 @@
 //! What the sink received, for people (`GET /`, `GET /sink/`: HTML) and
 //! programs (`?format=json`), and the runtime fault switches
-//! (`GET`/`POST /sink/faults`).
+//! (`GET`/`POST /sink/faults`): the admin routes, `404` unless enabled, and
+//! then only for loopback peers (with the bearer token when one is set).
+//! `GET /healthz` answers `ok` to anyone.
 
 use std::fmt::Write as _;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
 
+use crate::body::BodyReader;
 use crate::faults::Faults;
 use crate::store::{Counters, Shared, TransferState};
 
@@ -26,8 +29,54 @@ fn wants_json(req: &HttpRequest) -> bool {
         .any(|(k, v)| k == "format" && v == "json")
 }
 
+/// Largest fault switches body.
+const FAULTS_LIMIT: usize = 4096;
+
+/// Whether `req` may use the admin routes.
+fn admin_allowed(req: &HttpRequest, shared: &Shared) -> bool {
+    let admin = &shared.settings.admin;
+    if !admin.enabled {
+        return false;
+    }
+    if !req.peer_addr().is_some_and(|a| a.ip().is_loopback()) {
+        return false;
+    }
+    match &admin.token {
+        None => true,
+        Some(token) => req
+            .headers()
+            .get(actix_web::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .is_some_and(|given| constant_time_eq(given.as_bytes(), token.as_bytes())),
+    }
+}
+
+/// Compares without stopping at the first difference.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The answer to an admin request that is not allowed: as if the route did
+/// not exist.
+fn not_found() -> HttpResponse {
+    HttpResponse::NotFound().json(serde_json::json!({
+        "status": "error",
+        "reason": "not found",
+        "code": "not_found",
+    }))
+}
+
+/// `GET /healthz`: `ok`.
+pub(crate) async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().content_type("text/plain").body("ok")
+}
+
 /// `GET /`, `GET /sink/`.
 pub(crate) async fn status(req: HttpRequest, shared: web::Data<Shared>) -> HttpResponse {
+    if !admin_allowed(&req, &shared) {
+        return not_found();
+    }
     let view = StatusView {
         counters: shared.counters(),
         faults: shared.faults(),
@@ -43,16 +92,40 @@ pub(crate) async fn status(req: HttpRequest, shared: web::Data<Shared>) -> HttpR
 }
 
 /// `GET /sink/faults`.
-pub(crate) async fn get_faults(shared: web::Data<Shared>) -> HttpResponse {
+pub(crate) async fn get_faults(req: HttpRequest, shared: web::Data<Shared>) -> HttpResponse {
+    if !admin_allowed(&req, &shared) {
+        return not_found();
+    }
     HttpResponse::Ok().json(shared.faults())
 }
 
 /// `POST /sink/faults` with a JSON [`Faults`]: replaces the switches.
 pub(crate) async fn set_faults(
-    faults: web::Json<Faults>,
+    req: HttpRequest,
+    payload: web::Payload,
     shared: web::Data<Shared>,
 ) -> HttpResponse {
-    let faults = faults.into_inner();
+    // Checked before the body is read: strangers learn nothing.
+    if !admin_allowed(&req, &shared) {
+        return not_found();
+    }
+    let body = match BodyReader::new(payload, &shared.settings.limits)
+        .read_all(FAULTS_LIMIT)
+        .await
+    {
+        Ok(b) => b,
+        Err(r) => return r.response(),
+    };
+    let faults: Faults = match serde_json::from_slice(&body) {
+        Ok(f) => f,
+        Err(e) => {
+            return HttpResponse::BadRequest().json(serde_json::json!({
+                "status": "error",
+                "reason": format!("bad fault switches: {e}"),
+                "code": "bad_faults",
+            }))
+        }
+    };
     tracing::info!(?faults, "fault switches changed");
     shared.set_faults(faults.clone());
     HttpResponse::Ok().json(faults)
@@ -155,6 +228,13 @@ fn html(view: &StatusView) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tokens_compare_whole() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secret", b"secret2"));
+    }
 
     #[test]
     fn escapes_html() {

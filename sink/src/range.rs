@@ -9,9 +9,13 @@ pub(crate) struct ChunkRange {
 }
 
 impl ChunkRange {
-    /// Number of bytes the range covers.
+    /// Number of bytes the range covers (a parsed range always has one:
+    /// [`parse_range`] refuses ranges whose length does not fit a `u64`).
     pub(crate) fn len(&self) -> u64 {
-        self.end - self.start + 1
+        self.end
+            .checked_sub(self.start)
+            .and_then(|n| n.checked_add(1))
+            .unwrap_or(u64::MAX)
     }
 }
 
@@ -23,13 +27,15 @@ fn digits(s: &str) -> Option<u64> {
 }
 
 /// Parses `start-end` or `bytes=start-end` strictly: decimal offsets,
-/// `end >= start`, nothing else.
+/// `end >= start`, a length (`end - start + 1`) that fits a `u64`, nothing
+/// else.
 pub(crate) fn parse_range(value: &str) -> Option<ChunkRange> {
     let value = value.trim();
     let value = value.strip_prefix("bytes=").unwrap_or(value);
     let (a, b) = value.split_once('-')?;
     let (start, end) = (digits(a)?, digits(b)?);
-    (end >= start).then_some(ChunkRange { start, end })
+    end.checked_sub(start)?.checked_add(1)?;
+    Some(ChunkRange { start, end })
 }
 
 /// The reference's reading: the first `\d+-\d+` anywhere in the header (the
@@ -105,8 +111,10 @@ mod tests {
         ] {
             assert_eq!(parse_range(bad), None, "{bad:?}");
         }
+        // Lengths that do not fit a u64 are refused, not wrapped.
+        assert_eq!(parse_range("0-18446744073709551615"), None);
         assert_eq!(
-            parse_range("0-18446744073709551615").map(|r| r.end),
+            parse_range("1-18446744073709551615").map(|r| r.len()),
             Some(u64::MAX)
         );
     }

@@ -7,9 +7,11 @@
 //! {dir}/{id}/grant        the stored grant token (the newest one received)
 //! {dir}/{id}/state.json   TransferState (file sizes are re-read from disk)
 //! {dir}/{id}/data/{file}  the received bytes of each file
+//! {dir}/spool~/{n}        request bodies being received (wiped at start;
+//!                         `~` is never in a transfer id)
 //! ```
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -22,6 +24,10 @@ use common::storage::is_safe_segment;
 use serde::{Deserialize, Serialize};
 
 use crate::faults::Faults;
+use crate::{Admin, SinkLimits};
+
+/// The directory of bodies being received, under the data directory.
+pub(crate) const SPOOL_DIR: &str = "spool~";
 
 /// How many requests the log keeps (the oldest are dropped).
 pub const REQUEST_LOG_LEN: usize = 10_000;
@@ -200,6 +206,9 @@ pub(crate) struct Settings {
     pub(crate) dir: PathBuf,
     pub(crate) push_id: PushId,
     pub(crate) max_chunk: u64,
+    pub(crate) any_client: bool,
+    pub(crate) admin: Admin,
+    pub(crate) limits: SinkLimits,
 }
 
 /// A transfer's lock and state.
@@ -232,12 +241,25 @@ pub(crate) struct Shared {
     drop_seq: AtomicU64,
     transfers: Mutex<BTreeMap<String, Arc<Slot>>>,
     log: Mutex<VecDeque<RequestRecord>>,
+    client_keys: Mutex<BTreeSet<Vec<u8>>>,
+    spool_seq: AtomicU64,
 }
 
 impl Shared {
     /// Opens (creating) the data directory and loads the transfers in it.
-    pub(crate) fn open(settings: Settings, faults: Faults) -> io::Result<Self> {
+    pub(crate) fn open(
+        settings: Settings,
+        faults: Faults,
+        client_keys: &[Vec<u8>],
+    ) -> io::Result<Self> {
         fs::create_dir_all(&settings.dir)?;
+        let spool = settings.dir.join(SPOOL_DIR);
+        match fs::remove_dir_all(&spool) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        fs::create_dir_all(&spool)?;
         let mut transfers = BTreeMap::new();
         for entry in fs::read_dir(&settings.dir)? {
             let entry = entry?;
@@ -263,7 +285,25 @@ impl Shared {
             drop_seq: AtomicU64::new(0),
             transfers: Mutex::new(transfers),
             log: Mutex::new(VecDeque::new()),
+            client_keys: Mutex::new(client_keys.iter().cloned().collect()),
+            spool_seq: AtomicU64::new(0),
         })
+    }
+
+    /// Adds a client key to those received for.
+    pub(crate) fn trust_client(&self, key: &[u8]) {
+        lock(&self.client_keys).insert(key.to_vec());
+    }
+
+    /// Whether contracts signed by `key` are received for.
+    pub(crate) fn knows_client(&self, key: &[u8]) -> bool {
+        self.settings.any_client || lock(&self.client_keys).contains(key)
+    }
+
+    /// A fresh path for a spooled body.
+    pub(crate) fn spool_path(&self) -> PathBuf {
+        let n = self.spool_seq.fetch_add(1, Ordering::Relaxed);
+        self.settings.dir.join(SPOOL_DIR).join(n.to_string())
     }
 
     pub(crate) fn faults(&self) -> Faults {
@@ -296,11 +336,15 @@ impl Shared {
     }
 
     /// The slot of `id`, created with `grant` when missing; the boolean says
-    /// whether it was created.
-    pub(crate) fn slot_or_insert(&self, id: &str, grant: &Grant) -> (Arc<Slot>, bool) {
+    /// whether it was created. `None` when it is missing and the sink holds
+    /// its quota of transfers already.
+    pub(crate) fn slot_or_insert(&self, id: &str, grant: &Grant) -> Option<(Arc<Slot>, bool)> {
         let mut transfers = lock(&self.transfers);
         if let Some(slot) = transfers.get(id) {
-            return (slot.clone(), false);
+            return Some((slot.clone(), false));
+        }
+        if transfers.len() >= self.settings.limits.max_transfers {
+            return None;
         }
         let slot = Arc::new(Slot {
             io: tokio::sync::Mutex::new(()),
@@ -315,7 +359,7 @@ impl Shared {
             }),
         });
         transfers.insert(id.to_owned(), slot.clone());
-        (slot, true)
+        Some((slot, true))
     }
 
     pub(crate) fn transfers(&self) -> Vec<TransferState> {

@@ -70,7 +70,8 @@ impl Env {
     fn new(faults: Faults) -> Env {
         let sink_dir = tempfile::tempdir().unwrap();
         let store_dir = tempfile::tempdir().unwrap();
-        let mut config = SinkConfig::new(sink_dir.path());
+        let mut config = SinkConfig::new(sink_dir.path())
+            .with_client_key(&sink::client_key_of(&example("grant_token")).unwrap());
         config.faults = faults;
         let (_, sink) = Sink::start(config).unwrap();
         let storage = Storage::from_url(

@@ -269,7 +269,9 @@ impl Client {
     /// client key of `seed`.
     pub fn new(name: &str, seed: u8, faults: Faults) -> Client {
         let dir = tempfile::tempdir().unwrap();
-        let mut config = SinkConfig::new(dir.path());
+        let client_key = signing_key_from_seed(&[seed; 32]);
+        let mut config =
+            SinkConfig::new(dir.path()).with_client_key(client_key.verifying_key().as_bytes());
         config.faults = faults;
         let (_, sink) = Sink::start(config).unwrap();
         let contract = contract(name, seed, &sink.addr().to_string(), &SCOPES);

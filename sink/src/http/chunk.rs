@@ -4,25 +4,24 @@
 
 use std::any::Any;
 use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use actix_web::dev::Extensions;
 use actix_web::http::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, RANGE};
 use actix_web::http::StatusCode;
-use actix_web::web::{self, Bytes, BytesMut};
+use actix_web::web;
 use actix_web::{HttpRequest, HttpResponse};
-use futures_util::StreamExt;
 
-use super::{begin, blocking, check_names, end, header, Reject, UPLOAD_OFFSET};
+use super::{begin, check_names, end, header, Reject, UPLOAD_OFFSET};
+use crate::body::{BodyReader, Spool, Spooled};
 use crate::faults::Faults;
 use crate::range::{parse_content_range, parse_range, parse_range_loose};
 use crate::store::{bump, Shared, Slot};
 
-/// Bytes gathered before one write to disk.
-const WRITE_BATCH: usize = 1 << 20;
+/// Bytes copied from a spool file at a time.
+const COPY_BATCH: usize = 1 << 20;
 
 /// The only chunk content type the protocol accepts.
 const OCTET_STREAM: &str = "application/octet-stream";
@@ -31,37 +30,28 @@ const OCTET_STREAM: &str = "application/octet-stream";
 pub(crate) async fn chunk(
     req: HttpRequest,
     path: web::Path<(String, String)>,
-    mut payload: web::Payload,
+    payload: web::Payload,
     shared: web::Data<Shared>,
 ) -> HttpResponse {
     let (id, file) = path.into_inner();
     let (call, fault) = begin(&shared, &req);
     bump(&shared.counters.chunk_requests);
     let max = shared.settings.max_chunk;
-    let mut received = 0u64;
+    let mut body = BodyReader::new(payload, &shared.settings.limits);
     let (response, dropped) = match fault {
         Some(r) => {
-            received = drain(&mut payload, max).await;
+            body.drain(max).await;
             (r, false)
         }
         None => {
-            let outcome = receive_chunk(
-                &req,
-                &id,
-                &file,
-                &mut payload,
-                &shared,
-                &call.faults,
-                &mut received,
-            )
-            .await;
+            let outcome = receive_chunk(&req, &id, &file, &mut body, &shared, &call.faults).await;
             match outcome {
                 Ok(held) => {
                     bump(&shared.counters.chunks);
                     shared
                         .counters
                         .chunk_bytes
-                        .fetch_add(received, std::sync::atomic::Ordering::Relaxed);
+                        .fetch_add(body.received, std::sync::atomic::Ordering::Relaxed);
                     let dropped =
                         shared.next_drops(call.faults.drop_every) && drop_connection(&req);
                     if dropped {
@@ -74,26 +64,13 @@ pub(crate) async fn chunk(
                     (response, dropped)
                 }
                 Err(reject) => {
-                    received += drain(&mut payload, max).await;
+                    body.drain(max).await;
                     (reject.response(), false)
                 }
             }
         }
     };
-    end(&shared, call, received, response, dropped).await
-}
-
-/// Reads and discards the rest of a body (at most `limit` bytes), so the
-/// sender gets to read the answer.
-async fn drain(payload: &mut web::Payload, limit: u64) -> u64 {
-    let mut n = 0u64;
-    while let Some(Ok(piece)) = payload.next().await {
-        n += piece.len() as u64;
-        if n > limit {
-            break;
-        }
-    }
-    n
+    end(&shared, call, body.received, response, dropped).await
 }
 
 /// Where the bytes of a chunk go.
@@ -121,6 +98,10 @@ impl From<io::Error> for WriteError {
     }
 }
 
+fn past_end() -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, "offset past the largest file")
+}
+
 /// Writes `data` at `pos`, comparing instead of writing the part below
 /// `held`.
 fn write_at(file: &fs::File, pos: u64, held: u64, data: &[u8]) -> Result<(), WriteError> {
@@ -138,80 +119,140 @@ fn write_at(file: &fs::File, pos: u64, held: u64, data: &[u8]) -> Result<(), Wri
                 .position(|(a, b)| a != b)
                 .unwrap_or(0);
             return Err(WriteError::Differs {
-                at: pos + first as u64,
+                at: pos.saturating_add(first as u64),
             });
         }
     }
     if !new.is_empty() {
-        file.write_all_at(new, pos + overlap as u64)?;
+        let at = pos.checked_add(overlap as u64).ok_or_else(past_end)?;
+        file.write_all_at(new, at)?;
     }
     Ok(())
 }
 
-/// Writes the pieces of one chunk as they arrive.
-struct ChunkWriter {
-    file: Arc<fs::File>,
-    placement: Placement,
-    written: u64,
-}
-
-impl ChunkWriter {
-    async fn open(path: PathBuf, placement: Placement) -> io::Result<Self> {
-        let append = matches!(placement, Placement::Append);
-        let file = blocking(move || {
-            let mut options = OpenOptions::new();
-            options.create(true);
-            if append {
-                options.append(true);
-            } else {
-                options.read(true).write(true);
+/// Writes a spooled chunk into the file at `path`; returns the bytes
+/// written (or compared) and how it ended.
+fn commit(path: &PathBuf, placement: Placement, body: &Spooled) -> (u64, Result<(), WriteError>) {
+    let mut written = 0u64;
+    let result = (|| -> Result<(), WriteError> {
+        let mut options = OpenOptions::new();
+        options.create(true);
+        match placement {
+            Placement::Append => options.append(true),
+            Placement::At { .. } => options.read(true).write(true),
+        };
+        let file = options.open(path)?;
+        let put = |data: &[u8], written: &mut u64| -> Result<(), WriteError> {
+            match placement {
+                Placement::At { start, held } => {
+                    let pos = start.checked_add(*written).ok_or_else(past_end)?;
+                    write_at(&file, pos, held, data)?;
+                }
+                Placement::Append => (&file).write_all(data)?,
             }
-            options.open(&path)
-        })
-        .await?;
-        Ok(Self {
-            file: Arc::new(file),
-            placement,
-            written: 0,
-        })
-    }
-
-    async fn write(&mut self, data: Bytes) -> Result<(), WriteError> {
-        if data.is_empty() {
-            return Ok(());
+            *written = written.saturating_add(data.len() as u64);
+            Ok(())
+        };
+        if let Some(spooled) = &body.file {
+            let mut reader = spooled.reader()?;
+            let mut buf = vec![0u8; COPY_BATCH];
+            loop {
+                let n = reader.read(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                put(&buf[..n], &mut written)?;
+            }
         }
-        let file = self.file.clone();
-        let placement = self.placement;
-        let offset = self.written;
-        let len = data.len() as u64;
-        web::block(move || match placement {
-            Placement::At { start, held } => write_at(&file, start + offset, held, &data),
-            Placement::Append => (&*file).write_all(&data).map_err(WriteError::Io),
-        })
-        .await
-        .map_err(|e| WriteError::Io(io::Error::other(e)))??;
-        self.written += len;
+        if !body.tail.is_empty() {
+            put(&body.tail, &mut written)?;
+        }
         Ok(())
-    }
-
-    /// Bytes held after the writes so far.
-    fn held(&self, before: u64) -> u64 {
-        match self.placement {
-            Placement::At { start, held } => held.max(start + self.written),
-            Placement::Append => before + self.written,
-        }
-    }
+    })();
+    (written, result)
 }
 
-/// Validates, then writes one chunk; returns the bytes held after it.
+/// The state checks of a chunk, before its body arrives (with `len` the
+/// announced length) and again under the I/O lock (with the length
+/// received); returns the bytes held.
+fn check_state(
+    slot: &Slot,
+    shared: &Shared,
+    file: &str,
+    start: u64,
+    len: u64,
+    reference: bool,
+) -> Result<u64, Reject> {
+    let st = slot.state();
+    let transfer = &st.transfer;
+    let f = transfer.files.get(file);
+    let held = f.map_or(0, |f| f.size);
+    if !reference {
+        if transfer.revoked {
+            return Err(Reject::conflict(
+                "revoked",
+                "the grant of this transfer is revoked",
+            ));
+        }
+        if transfer.finished {
+            return Err(Reject::conflict(
+                "transfer_finished",
+                "the transfer is finished: nothing can change until a new start",
+            ));
+        }
+        if f.is_some_and(|f| f.complete) {
+            return Err(
+                Reject::conflict("file_finished", "the file is already finished").with_offset(held),
+            );
+        }
+        if start > held {
+            return Err(Reject::conflict(
+                "offset_mismatch",
+                format!("the chunk starts at {start} but {held} bytes are held"),
+            )
+            .with_offset(held));
+        }
+    }
+    let limits = &shared.settings.limits;
+    if f.is_none() && transfer.files.len() >= limits.max_files {
+        return Err(Reject::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_many_files",
+            format!("a transfer holds at most {} files", limits.max_files),
+        ));
+    }
+    let end = if reference { held } else { start }.checked_add(len);
+    let others = transfer
+        .files
+        .iter()
+        .filter(|(name, _)| name.as_str() != file)
+        .fold(0u64, |sum, (_, f)| sum.saturating_add(f.size));
+    let total = end
+        .map(|end| end.max(held))
+        .and_then(|n| n.checked_add(others));
+    if total.is_none_or(|t| t > limits.max_transfer_bytes) {
+        return Err(Reject::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "transfer_too_large",
+            format!(
+                "a transfer holds at most {} bytes",
+                limits.max_transfer_bytes
+            ),
+        )
+        .with_offset(held));
+    }
+    Ok(held)
+}
+
+/// Validates, receives the whole body (no lock held), then writes it under
+/// the transfer's I/O lock; returns the bytes held after it.
 async fn receive_chunk(
     req: &HttpRequest,
     id: &str,
     file: &str,
-    payload: &mut web::Payload,
+    body: &mut BodyReader,
     shared: &Shared,
     faults: &Faults,
-    received: &mut u64,
 ) -> Result<u64, Reject> {
     let reference = faults.reference_mode;
     let max = shared.settings.max_chunk;
@@ -236,7 +277,7 @@ async fn receive_chunk(
             ));
         };
         match parse_range_loose(value) {
-            Some((start, end)) => match (end + 1).checked_sub(start) {
+            Some((start, end)) => match end.checked_add(1).and_then(|e| e.checked_sub(start)) {
                 Some(len) => (start, Some(len), None),
                 None => return Err(mismatch()),
             },
@@ -298,80 +339,58 @@ async fn receive_chunk(
             )
         });
     };
-    let _io = slot.io.lock().await;
-    let (held, revoked, complete) = {
-        let st = slot.state();
-        let f = st.transfer.files.get(file);
-        (
-            f.map_or(0, |f| f.size),
-            st.transfer.revoked,
-            f.is_some_and(|f| f.complete),
-        )
-    };
-    if !reference {
-        if revoked {
-            return Err(Reject::conflict(
-                "revoked",
-                "the grant of this transfer is revoked",
-            ));
-        }
-        if complete {
-            return Err(
-                Reject::conflict("file_finished", "the file is already finished").with_offset(held),
-            );
-        }
-        if start > held {
-            return Err(Reject::conflict(
-                "offset_mismatch",
-                format!("the chunk starts at {start} but {held} bytes are held"),
-            )
-            .with_offset(held));
-        }
-    }
+    // Refuse early what would be refused anyway.
+    let announced = expected.or(content_length).unwrap_or(0);
+    check_state(&slot, shared, file, start, announced, reference)?;
 
-    // Without a Content-Length the body is gathered first, so that a length
-    // mismatch writes nothing.
-    let mut pieces: Vec<Bytes> = Vec::new();
-    if content_length.is_none() {
-        let limit = expected.unwrap_or(max);
-        let mut body = BytesMut::new();
-        while let Some(piece) = payload.next().await {
-            let piece = piece.map_err(|e| Reject::bad("bad_body", format!("body: {e}")))?;
-            *received += piece.len() as u64;
-            if *received > limit {
-                return Err(if expected.is_some() {
-                    mismatch()
-                } else {
-                    too_large()
-                });
+    // The whole body, spooled, before any lock. Without a Content-Length a
+    // length mismatch writes nothing; a body cut short after a
+    // Content-Length keeps what arrived, as a real receiver would.
+    let limit = expected.unwrap_or(max);
+    let memory = shared.settings.limits.spool_memory;
+    let mut spool = Spool::default();
+    let cut = loop {
+        match body.next().await {
+            Ok(Some(piece)) => {
+                if body.received > limit {
+                    return Err(if expected.is_some() {
+                        mismatch()
+                    } else {
+                        too_large()
+                    });
+                }
+                spool
+                    .push(shared, memory, piece)
+                    .await
+                    .map_err(Reject::io)?;
             }
-            body.extend_from_slice(&piece);
+            Ok(None) => break None,
+            Err(e) => break Some(e),
         }
-        if expected.is_some_and(|len| len != *received) {
-            return Err(mismatch());
-        }
-        pieces.push(body.freeze());
+    };
+    let received = body.received;
+    match &cut {
+        Some(e) if content_length.is_none() => return Err(e.reject()),
+        None if expected.is_some_and(|len| len != received) => return Err(mismatch()),
+        _ => {}
     }
+    let spooled = spool.finish();
 
+    let _io = slot.io.lock().await;
+    let held = check_state(&slot, shared, file, start, received, reference)?;
     let placement = if reference {
         Placement::Append
     } else {
         Placement::At { start, held }
     };
     let path = shared.data_dir(id).join(file);
-    let mut writer = ChunkWriter::open(path, placement)
+    let (written, result) = web::block(move || commit(&path, placement, &spooled))
         .await
-        .map_err(Reject::io)?;
-    let result = if content_length.is_none() {
-        let mut result = Ok(());
-        for piece in pieces {
-            result = writer.write(piece).await;
-        }
-        result
-    } else {
-        stream_to(&mut writer, payload, received).await
+        .map_err(|e| Reject::io(io::Error::other(e)))?;
+    let held_after = match placement {
+        Placement::At { start, held } => held.max(start.saturating_add(written)),
+        Placement::Append => held.saturating_add(written),
     };
-    let held_after = writer.held(held);
     update_file(&slot, file, held_after, total);
     match result {
         Ok(()) => {}
@@ -384,37 +403,10 @@ async fn receive_chunk(
             .with_offset(held_after))
         }
     }
-    if expected.is_some_and(|len| len != *received) {
-        // Only when the body was cut: the connection is gone anyway.
-        return Err(mismatch().with_offset(held_after));
+    if let Some(e) = cut {
+        return Err(e.reject().with_offset(held_after));
     }
     Ok(held_after)
-}
-
-/// Copies a body to the writer in batches of [`WRITE_BATCH`] bytes.
-async fn stream_to(
-    writer: &mut ChunkWriter,
-    payload: &mut web::Payload,
-    received: &mut u64,
-) -> Result<(), WriteError> {
-    let mut batch = BytesMut::new();
-    while let Some(piece) = payload.next().await {
-        let piece = match piece {
-            Ok(p) => p,
-            Err(e) => {
-                // The sender went away: keep what arrived, as a real
-                // receiver would, and report it through HEAD.
-                writer.write(batch.split().freeze()).await?;
-                return Err(WriteError::Io(io::Error::other(e.to_string())));
-            }
-        };
-        *received += piece.len() as u64;
-        batch.extend_from_slice(&piece);
-        if batch.len() >= WRITE_BATCH {
-            writer.write(batch.split().freeze()).await?;
-        }
-    }
-    writer.write(batch.freeze()).await
 }
 
 fn update_file(slot: &Slot, file: &str, held: u64, total: Option<u64>) {

@@ -4,11 +4,12 @@
 use std::collections::BTreeSet;
 use std::fs::OpenOptions;
 
-use actix_web::web::{self, Bytes};
+use actix_web::web;
 use actix_web::{HttpRequest, HttpResponse};
 use serde::Deserialize;
 
-use super::{begin, blocking, check_names, end, Reject};
+use super::{begin, blocking, check_names, end, Reject, FINISH_LIMIT};
+use crate::body::BodyReader;
 use crate::store::{bump, hash_file, persist, Shared, TransferState};
 
 #[derive(Debug, Deserialize)]
@@ -22,22 +23,25 @@ struct FileFinish {
 pub(crate) async fn finish_file(
     req: HttpRequest,
     path: web::Path<(String, String)>,
-    body: Bytes,
+    payload: web::Payload,
     shared: web::Data<Shared>,
 ) -> HttpResponse {
     let (id, file) = path.into_inner();
     let (call, fault) = begin(&shared, &req);
     bump(&shared.counters.file_finishes);
-    let response = match fault {
-        Some(r) => r,
+    let mut reader = BodyReader::new(payload, &shared.settings.limits);
+    let body = reader.read_all(FINISH_LIMIT).await;
+    let response = match (fault, body) {
+        (Some(r), _) => r,
+        (None, Err(r)) => r.response(),
         // The reference client answers 200 and does nothing.
-        None if call.faults.reference_mode => HttpResponse::Ok().finish(),
-        None => match do_finish_file(&id, &file, &body, &shared).await {
+        (None, Ok(_)) if call.faults.reference_mode => HttpResponse::Ok().finish(),
+        (None, Ok(body)) => match do_finish_file(&id, &file, &body, &shared).await {
             Ok(()) => HttpResponse::Ok().finish(),
             Err(r) => r.response(),
         },
     };
-    end(&shared, call, body.len() as u64, response, false).await
+    end(&shared, call, reader.received, response, false).await
 }
 
 async fn do_finish_file(id: &str, file: &str, body: &[u8], shared: &Shared) -> Result<(), Reject> {
@@ -61,17 +65,35 @@ async fn do_finish_file(id: &str, file: &str, body: &[u8], shared: &Shared) -> R
         )
     })?;
     let _io = slot.io.lock().await;
-    let (revoked, total) = {
+    let (revoked, finished, total, new_file, files) = {
         let st = slot.state();
+        let f = st.transfer.files.get(file);
         (
             st.transfer.revoked,
-            st.transfer.files.get(file).and_then(|f| f.total),
+            st.transfer.finished,
+            f.and_then(|f| f.total),
+            f.is_none(),
+            st.transfer.files.len(),
         )
     };
     if revoked {
         return Err(Reject::conflict(
             "revoked",
             "the grant of this transfer is revoked",
+        ));
+    }
+    if finished {
+        return Err(Reject::conflict(
+            "transfer_finished",
+            "the transfer is finished: nothing can change until a new start",
+        ));
+    }
+    let max_files = shared.settings.limits.max_files;
+    if new_file && files >= max_files {
+        return Err(Reject::new(
+            actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
+            "too_many_files",
+            format!("a transfer holds at most {max_files} files"),
         ));
     }
     let path = shared.data_dir(id).join(file);
@@ -149,19 +171,24 @@ struct FinishedFile {
 pub(crate) async fn finish_transfer(
     req: HttpRequest,
     id: web::Path<String>,
-    body: Bytes,
+    payload: web::Payload,
     shared: web::Data<Shared>,
 ) -> HttpResponse {
     let (call, fault) = begin(&shared, &req);
     bump(&shared.counters.transfer_finishes);
-    let response = match fault {
-        Some(r) => r,
-        None => match do_finish_transfer(&id, &body, &shared, call.faults.reference_mode).await {
-            Ok(()) => HttpResponse::Ok().finish(),
-            Err(r) => r.response(),
-        },
+    let mut reader = BodyReader::new(payload, &shared.settings.limits);
+    let body = reader.read_all(FINISH_LIMIT).await;
+    let response = match (fault, body) {
+        (Some(r), _) => r,
+        (None, Err(r)) => r.response(),
+        (None, Ok(body)) => {
+            match do_finish_transfer(&id, &body, &shared, call.faults.reference_mode).await {
+                Ok(()) => HttpResponse::Ok().finish(),
+                Err(r) => r.response(),
+            }
+        }
     };
-    end(&shared, call, body.len() as u64, response, false).await
+    end(&shared, call, reader.received, response, false).await
 }
 
 async fn do_finish_transfer(
@@ -201,6 +228,11 @@ async fn do_finish_transfer(
         let mut st = slot.state();
         if let Some(listed) = &files {
             check_listed(&st.transfer, listed)?;
+        }
+        if st.transfer.finished && !reference {
+            // Nothing changed since (chunks and file finishes are refused):
+            // a repeated finish is answered, never changes the verdict.
+            return Ok(());
         }
         st.transfer.finished = true;
         st.transfer.finish_verified = files.is_some();

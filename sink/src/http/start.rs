@@ -4,31 +4,38 @@ use std::fs;
 use std::io;
 
 use actix_web::http::header::CONTENT_TYPE;
-use actix_web::web::{self, Bytes};
+use actix_web::http::StatusCode;
+use actix_web::web;
 use actix_web::{HttpRequest, HttpResponse};
 use common::alias::{AliasError, Grant, GRANT};
 use common::anychain::Limits;
 
-use super::{begin, blocking, check_names, end, header, Reject};
+use super::{begin, blocking, check_names, end, header, Reject, START_LIMIT};
+use crate::body::BodyReader;
 use crate::store::{bump, persist, GrantSummary, Shared};
 
 /// `PUT {base}{id}`: verify the grant, store it, wipe the transfer's data.
 pub(crate) async fn start(
     req: HttpRequest,
     id: web::Path<String>,
-    body: Bytes,
+    payload: web::Payload,
     shared: web::Data<Shared>,
 ) -> HttpResponse {
     let (call, fault) = begin(&shared, &req);
     bump(&shared.counters.starts);
-    let response = match fault {
-        Some(r) => r,
-        None => match do_start(&req, &id, &body, &shared, call.faults.reference_mode).await {
-            Ok(()) => HttpResponse::Ok().finish(),
-            Err(r) => r.response(),
-        },
+    let mut reader = BodyReader::new(payload, &shared.settings.limits);
+    let body = reader.read_all(START_LIMIT).await;
+    let response = match (fault, body) {
+        (Some(r), _) => r,
+        (None, Err(r)) => r.response(),
+        (None, Ok(body)) => {
+            match do_start(&req, &id, &body, &shared, call.faults.reference_mode).await {
+                Ok(()) => HttpResponse::Ok().finish(),
+                Err(r) => r.response(),
+            }
+        }
     };
-    end(&shared, call, body.len() as u64, response, false).await
+    end(&shared, call, reader.received, response, false).await
 }
 
 /// The `grant` parameter: a JSON body's `grant` key, otherwise the form
@@ -96,8 +103,29 @@ async fn do_start(
     if expected != id && !revokes_held(shared, id, &grant) {
         return Err(Reject::bad("bad_grant_hash", "bad grant hash"));
     }
+    // Only the contracts of the clients this sink receives for.
+    let client = grant
+        .contract()
+        .client()
+        .map_err(|e| Reject::bad("invalid_grant", format!("invalid grant: {e}")))?;
+    if !shared.knows_client(client.signer()) {
+        return Err(Reject::new(
+            StatusCode::FORBIDDEN,
+            "unknown_client",
+            "the contract is not signed by a client key this sink receives for",
+        ));
+    }
 
-    let (slot, created) = shared.slot_or_insert(id, &grant);
+    let Some((slot, created)) = shared.slot_or_insert(id, &grant) else {
+        return Err(Reject::new(
+            StatusCode::INSUFFICIENT_STORAGE,
+            "too_many_transfers",
+            format!(
+                "this sink holds at most {} transfers",
+                shared.settings.limits.max_transfers
+            ),
+        ));
+    };
     let _io = slot.io.lock().await;
     let (state, token_to_store) = {
         let mut st = slot.state();

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod faults;
+mod hostile;
 mod protocol;
 mod reference;
 
@@ -63,6 +64,14 @@ pub fn b2b(bytes: &[u8]) -> String {
     b64u_encode(blake2b_simd::blake2b(bytes).as_bytes())
 }
 
+/// A sink configuration under `dir` receiving for T's client, with the admin
+/// routes on (loopback).
+pub fn config(dir: &std::path::Path) -> SinkConfig {
+    SinkConfig::new(dir)
+        .with_client_key(&sink::client_key_of(&grant_token()).unwrap())
+        .with_admin(None)
+}
+
 /// A running sink in a temporary directory, and an HTTP client.
 pub struct Fixture {
     pub sink: SinkHandle,
@@ -73,7 +82,7 @@ pub struct Fixture {
 impl Fixture {
     pub fn start(faults: Faults) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
-        let mut config = SinkConfig::new(dir.path());
+        let mut config = config(dir.path());
         config.faults = faults;
         Self::with_config(config, dir)
     }

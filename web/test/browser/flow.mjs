@@ -194,7 +194,9 @@ async function main() {
   });
   const dumpFile = path.join(dumpDir, readdirSync(dumpDir).find((f) => f.endsWith('.zip')));
 
-  start('alias-sink', bin('alias-sink', 'ALIAS_SINK_BIN'), ['--listen', `127.0.0.1:${sinkPort}`, '--dir', path.join(work, 'sink')], {});
+  // A local test sink: any client key (the test's is made below), and its
+  // status page (loopback) to check what it received.
+  start('alias-sink', bin('alias-sink', 'ALIAS_SINK_BIN'), ['--listen', `127.0.0.1:${sinkPort}`, '--dir', path.join(work, 'sink'), '--any-client', '--admin'], {});
   start('alias-bank', bin('alias-bank', 'ALIAS_BANK_BIN'), ['all'], {
     ALIAS_LISTEN: `127.0.0.1:${bankPort}`,
     ALIAS_PUBLIC_ORIGIN: bank,
