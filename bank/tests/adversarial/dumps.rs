@@ -88,7 +88,12 @@ async fn refused_then_others_served(
             "{queue:?}"
         );
     }
-    let files = bank.app.state.files(&target.id, t.generation).await.unwrap();
+    let files = bank
+        .app
+        .state
+        .files(&target.id, t.generation)
+        .await
+        .unwrap();
     assert!(files.is_empty(), "{files:?}");
     assert_eq!(target.sink.counters().requests, 0, "nothing was pushed");
     // The processor serves the next user.

@@ -122,14 +122,16 @@ struct Logged {
 /// larger ones keep the dumps' order, which is as deterministic.
 pub(crate) const SORT_MAX: u64 = 65_536;
 
-/// A 128-bit digest of a name, for duplicate checks in bounded memory.
-pub(crate) fn name_digest(name: &str) -> u128 {
+/// A 64-bit digest of a name, for duplicate checks in bounded memory (9
+/// bytes a name in a hash set; a collision, which only the dump's owner
+/// could craft, makes a file count as a duplicate).
+pub(crate) fn name_digest(name: &str) -> u64 {
     let h = blake2b_simd::Params::new()
-        .hash_length(16)
+        .hash_length(8)
         .hash(name.as_bytes());
-    let mut b = [0u8; 16];
+    let mut b = [0u8; 8];
     b.copy_from_slice(h.as_bytes());
-    u128::from_le_bytes(b)
+    u64::from_le_bytes(b)
 }
 
 /// What a finished archive holds.
@@ -152,7 +154,7 @@ pub(crate) struct ScopeArchive {
     /// The entry started and not ended.
     current: Option<OutEntry>,
     count: u64,
-    names: HashSet<u128>,
+    names: HashSet<u64>,
     last_name: Option<String>,
     sorted: bool,
     pending_any: bool,

@@ -393,8 +393,8 @@ struct Job<'a> {
     skipped: Vec<Skipped>,
     /// Skips past [`MAX_LISTED_SKIPS`], counted only.
     skipped_more: u64,
-    /// Record files read, and whether they kept a record.
-    matched: HashMap<String, bool>,
+    /// Record files read (name digests), and whether they kept a record.
+    matched: HashMap<u64, bool>,
     refs_exact: HashSet<String>,
     refs_root: HashSet<String>,
     /// Sidecar candidates, per path index.
@@ -456,7 +456,7 @@ impl Job<'_> {
                 .get(pi)
                 .and_then(|ix| ix.find(name, &sc.edited_suffixes));
             return match found {
-                Some(s) => self.matched.get(s).copied().unwrap_or(false),
+                Some(s) => self.matched.get(&name_digest(s)).copied().unwrap_or(false),
                 None => records::empty_record_matches(self.scope),
             };
         }
@@ -785,7 +785,7 @@ impl Work {
         env: &mut Env<'_>,
         d: &'d DumpSource,
         part: usize,
-        first: &mut HashSet<u128>,
+        first: &mut HashSet<u64>,
         dups: &mut HashSet<(usize, u64)>,
     ) -> Result<ZipPart<'d>, ExtractError> {
         let corrupt = |reason: String| ExtractError::CorruptDump {
@@ -941,7 +941,7 @@ impl Work {
         let mut dups: HashSet<(usize, u64)> = HashSet::new();
         {
             // First occurrence of each name wins.
-            let mut first: HashSet<u128> = HashSet::new();
+            let mut first: HashSet<u64> = HashSet::new();
             for (p, d) in parts.iter().enumerate() {
                 opened.push(self.open_zip(env, d, p, &mut first, &mut dups)?);
             }
@@ -1128,7 +1128,7 @@ impl Work {
         if whole {
             return self.copy_whole(job, d, data, entry, size);
         }
-        if decided && job.matched.get(name) == Some(&false) {
+        if decided && job.matched.get(&name_digest(name)) == Some(&false) {
             return Ok(());
         }
         self.filter_entry(env, job, d, name, size, pi, ri, data, true)
@@ -1229,7 +1229,7 @@ impl Work {
                         a.end(Some(records)).map_err(ExtractError::Io)?;
                     }
                 }
-                job.matched.insert(name.to_owned(), records > 0);
+                job.matched.insert(name_digest(name), records > 0);
                 job.refs_exact.extend(matcher.refs_exact);
                 job.refs_root.extend(matcher.refs_root);
                 Ok(())
@@ -1240,7 +1240,7 @@ impl Work {
                         a.abort()?;
                     }
                 }
-                job.matched.insert(name.to_owned(), false);
+                job.matched.insert(name_digest(name), false);
                 if write {
                     job.skip(
                         &d.name,
@@ -1292,7 +1292,7 @@ impl Work {
         let mut long_name: Option<Vec<u8>> = None;
         let mut pax_path: Option<Vec<u8>> = None;
         let mut pax_size: Option<u64> = None;
-        let mut names_seen: HashSet<u128> = HashSet::new();
+        let mut names_seen: HashSet<u64> = HashSet::new();
         for entry in entries {
             env.check_cancel()?;
             let mut entry = entry.map_err(corrupt)?;

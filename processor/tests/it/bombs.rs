@@ -36,7 +36,11 @@ impl Env {
         let mut out = Vec::new();
         for (name, bytes) in parts {
             let key = format!("dumps/u1/google/{name}");
-            let info = self.storage.put_bytes(&key, Bytes::from(bytes)).await.unwrap();
+            let info = self
+                .storage
+                .put_bytes(&key, Bytes::from(bytes))
+                .await
+                .unwrap();
             out.push(DumpSource {
                 provider: "google".into(),
                 key,
@@ -128,7 +132,11 @@ async fn many_small_entries_are_built_within_the_default_limits() {
     assert_eq!(m["files"].as_array().unwrap().len(), 70_000);
     // Predicates on the sidecars: the media follow them.
     let built = env
-        .build(&dumps, "google.photos[photoTakenTime<2011-01-01].*", Limits::default())
+        .build(
+            &dumps,
+            "google.photos[photoTakenTime<2011-01-01].*",
+            Limits::default(),
+        )
         .await
         .unwrap();
     // One photo an hour from 2010-01-01: 8760 photos and their sidecars.
@@ -166,7 +174,9 @@ fn announced64(entries: u64) -> Vec<u8> {
     bytes.extend_from_slice(b"PK\x06\x07\0\0\0\0");
     bytes.extend_from_slice(&z_at.to_le_bytes());
     bytes.extend_from_slice(&1u32.to_le_bytes());
-    bytes.extend_from_slice(b"PK\x05\x06\0\0\0\0\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\0\0");
+    bytes.extend_from_slice(
+        b"PK\x05\x06\0\0\0\0\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\0\0",
+    );
     bytes
 }
 
@@ -201,7 +211,10 @@ async fn highly_compressible_small_entries_are_refused() {
     let dumps = env.store(vec![("small-bomb.zip".into(), dump)]).await;
     let r = env.build(&dumps, "google.mail", Limits::default()).await;
     let reason = limit_reason(&r);
-    assert!(reason.contains("ratio") && reason.contains("ALIAS_MAX_RATIO"), "{reason}");
+    assert!(
+        reason.contains("ratio") && reason.contains("ALIAS_MAX_RATIO"),
+        "{reason}"
+    );
     // One such entry of 1 MiB (the old threshold) is refused on its own.
     let dump = zip_of_many("Takeout/Mail", 1, &[0u8; 1 << 20]);
     let dumps = env.store(vec![("one.zip".into(), dump)]).await;
@@ -235,7 +248,9 @@ async fn limits_count_all_parts_of_an_export_together() {
         max_entries: 1000,
         ..Limits::default()
     };
-    env.build(&one, "google.mail", limits.clone()).await.unwrap();
+    env.build(&one, "google.mail", limits.clone())
+        .await
+        .unwrap();
     let reason = limit_reason(&env.build(&both, "google.mail", limits).await);
     assert!(reason.contains("1200 entries"), "{reason}");
     // Declared uncompressed bytes: 600 × 7 per part.
@@ -243,7 +258,9 @@ async fn limits_count_all_parts_of_an_export_together() {
         max_total_uncompressed: 6000,
         ..Limits::default()
     };
-    env.build(&one, "google.mail", limits.clone()).await.unwrap();
+    env.build(&one, "google.mail", limits.clone())
+        .await
+        .unwrap();
     let reason = limit_reason(&env.build(&both, "google.mail", limits).await);
     assert!(reason.contains("ALIAS_MAX_UNCOMPRESSED"), "{reason}");
 }
@@ -251,7 +268,9 @@ async fn limits_count_all_parts_of_an_export_together() {
 #[tokio::test]
 async fn a_build_past_its_time_limit_fails() {
     let env = env();
-    let dumps = env.store(dumpgen::photo_library(20_000, 1, 3).unwrap()).await;
+    let dumps = env
+        .store(dumpgen::photo_library(20_000, 1, 3).unwrap())
+        .await;
     let limits = Limits {
         max_duration: Some(Duration::from_millis(1)),
         ..Limits::default()

@@ -247,7 +247,11 @@ fn any_v4() -> impl Strategy<Value = Ipv4Addr> {
         // Inside, or one past either end.
         match r % 4 {
             0 => Ipv4Addr::from(if last { hi } else { lo }),
-            1 => Ipv4Addr::from(if last { hi.wrapping_add(1) } else { lo.wrapping_sub(1) }),
+            1 => Ipv4Addr::from(if last {
+                hi.wrapping_add(1)
+            } else {
+                lo.wrapping_sub(1)
+            }),
             _ => Ipv4Addr::from(lo + r % (hi - lo + 1)),
         }
     });
