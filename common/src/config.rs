@@ -155,8 +155,8 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     ),
     (
         "ALIAS_JOB_TIMEOUT_SECS",
-        "7200",
-        "wall-clock time a processor may spend building one transfer's archives before it fails",
+        "1500",
+        "wall-clock time a processor may spend building one transfer's archives before it fails (under RabbitMQ's 30-minute consumer timeout)",
     ),
     (
         "ALIAS_PUSH_CHUNK",
@@ -303,7 +303,7 @@ impl Default for Raw {
             max_entries: 1_000_000,
             max_uncompressed: 256 << 30,
             max_ratio: 200,
-            job_timeout_secs: 2 * 3600,
+            job_timeout_secs: 1500,
             push_chunk: 2 * 1024 * 1024,
             push_per_client: 4,
             push_attempts: 8,
@@ -845,7 +845,7 @@ mod tests {
             (c.max_entries, c.max_uncompressed, c.max_ratio),
             (1_000_000, 256 << 30, 200)
         );
-        assert_eq!(c.job_timeout, Duration::from_secs(7200));
+        assert_eq!(c.job_timeout, Duration::from_secs(1500));
         let c = Config::from_pairs(&[
             ("ALIAS_MAX_ENTRIES", "10"),
             ("ALIAS_MAX_UNCOMPRESSED", "1000"),

@@ -126,7 +126,9 @@ impl Default for Limits {
             ratio_min_size: 64 << 10,
             max_record_bytes: 64 << 20,
             max_archive_bytes: None,
-            max_duration: Some(Duration::from_secs(2 * 3600)),
+            // Under RabbitMQ's 30-minute consumer timeout: a build that
+            // long fails instead of being redelivered.
+            max_duration: Some(Duration::from_secs(1500)),
         }
     }
 }
