@@ -1,6 +1,9 @@
 //! The per-scope output zip: built in a temporary file, deterministic
-//! (fixed timestamps and permissions, entries sorted by name, the manifest
-//! last), media stored and text deflated.
+//! (fixed timestamps and permissions, entries sorted by name up to
+//! [`SORT_MAX`] entries and in the dumps' order past it, the manifest last),
+//! media stored and text deflated. Nothing per entry stays in memory but an
+//! 8-byte digest of its name: the central directory is spilled by
+//! [`ZipOut`], and each entry's manifest line logged to a temporary file.
 
 use std::collections::HashSet;
 use std::fs::File;

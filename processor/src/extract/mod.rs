@@ -6,8 +6,10 @@
 //! fields) and writes them, with the media that follow them, into a zip
 //! named after the scope, stored at `{out_prefix}/{file}`.
 //!
-//! * **Dumps.** Zip parts are read at random through their central
-//!   directory; tar and tar.gz parts in one streaming pass. Reads go through
+//! * **Dumps.** Zip parts are read through their central directory,
+//!   streamed record by record (a few passes, never held in memory) after
+//!   the end record's entry count was checked; tar and tar.gz parts in one
+//!   streaming pass. Every limit counts all parts together. Reads go through
 //!   [`Storage`]: the local file for `file://`, ranged GETs otherwise. All
 //!   parts of an export are read together (a JSON file and its media may be
 //!   in different parts).
@@ -21,7 +23,8 @@
 //!   keeps the naming field). Other binary files (vCard, mbox) are judged as
 //!   the empty record.
 //! * **Output.** Entries keep the dump's path; already-compressed formats are
-//!   stored, text deflated; timestamps are fixed and entries sorted, then
+//!   stored, text deflated; timestamps are fixed and entries sorted (up to
+//!   65 536 entries; larger archives keep the dumps' order), then
 //!   `manifest.json` (scope, sources, files with record counts, skipped
 //!   files with reasons, path descriptions) — the same input gives the same
 //!   bytes. Archives are built in temporary files and uploaded only when
