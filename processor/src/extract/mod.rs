@@ -461,7 +461,7 @@ impl Job<'_> {
                 .get(pi)
                 .and_then(|ix| ix.find(name, &sc.edited_suffixes));
             return match found {
-                Some(s) => self.matched.get(&name_digest(s)).copied().unwrap_or(false),
+                Some(s) => self.matched.get(&s).copied().unwrap_or(false),
                 None => records::empty_record_matches(self.scope),
             };
         }
