@@ -179,6 +179,26 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "directory whose provider catalogs (google.toml, …) replace the embedded ones",
     ),
     (
+        "ALIAS_MAX_ENTRIES",
+        "1000000",
+        "most entries in all parts of a user's export, read from the zip end records before any entry is parsed",
+    ),
+    (
+        "ALIAS_MAX_UNCOMPRESSED",
+        "274877906944",
+        "most bytes an export may declare or inflate, all parts together",
+    ),
+    (
+        "ALIAS_MAX_RATIO",
+        "200",
+        "largest compression ratio of a zip entry, of all entries together, or of a gzip stream",
+    ),
+    (
+        "ALIAS_JOB_TIMEOUT_SECS",
+        "1500",
+        "wall-clock time a processor may spend building one transfer's archives before it fails (under RabbitMQ's 30-minute consumer timeout)",
+    ),
+    (
         "ALIAS_PUSH_CHUNK",
         "2097152",
         "largest chunk the pusher sends, in bytes (at most 67108864, the reference client's limit)",
@@ -282,6 +302,10 @@ struct Raw {
     worker_concurrency: u64,
     work_dir: String,
     catalog_dir: String,
+    max_entries: u64,
+    max_uncompressed: u64,
+    max_ratio: u64,
+    job_timeout_secs: u64,
     push_chunk: u64,
     push_per_client: u64,
     push_attempts: u64,
@@ -330,6 +354,10 @@ impl Default for Raw {
             worker_concurrency: 2,
             work_dir: String::new(),
             catalog_dir: String::new(),
+            max_entries: 1_000_000,
+            max_uncompressed: 256 << 30,
+            max_ratio: 200,
+            job_timeout_secs: 1500,
             push_chunk: 2 * 1024 * 1024,
             push_per_client: 4,
             push_attempts: 8,
@@ -399,6 +427,14 @@ pub struct Config {
     pub work_dir: PathBuf,
     /// Directory of catalog overrides.
     pub catalog_dir: Option<PathBuf>,
+    /// Most entries in all parts of an export.
+    pub max_entries: u64,
+    /// Most bytes an export may declare or inflate.
+    pub max_uncompressed: u64,
+    /// Largest compression ratio of dump entries.
+    pub max_ratio: u64,
+    /// Wall-clock limit of one processing job.
+    pub job_timeout: Duration,
     /// Largest push chunk.
     pub push_chunk: u64,
     /// Concurrent pushes per client domain.
@@ -482,6 +518,10 @@ const KEYS: &[&str] = &[
     "worker_concurrency",
     "work_dir",
     "catalog_dir",
+    "max_entries",
+    "max_uncompressed",
+    "max_ratio",
+    "job_timeout_secs",
     "push_chunk",
     "push_per_client",
     "push_attempts",
@@ -805,6 +845,13 @@ impl Raw {
                 PathBuf::from(&self.work_dir)
             },
             catalog_dir: (!self.catalog_dir.is_empty()).then(|| PathBuf::from(&self.catalog_dir)),
+            max_entries: positive("ALIAS_MAX_ENTRIES", self.max_entries)?,
+            max_uncompressed: positive("ALIAS_MAX_UNCOMPRESSED", self.max_uncompressed)?,
+            max_ratio: positive("ALIAS_MAX_RATIO", self.max_ratio)?,
+            job_timeout: Duration::from_secs(positive(
+                "ALIAS_JOB_TIMEOUT_SECS",
+                self.job_timeout_secs,
+            )?),
             push_chunk: max_chunk(positive("ALIAS_PUSH_CHUNK", self.push_chunk)?)?,
             push_per_client: u32::try_from(positive(
                 "ALIAS_PUSH_PER_CLIENT",
@@ -914,6 +961,30 @@ mod tests {
         assert_eq!(c.push_id, PushId::Grant);
         assert_eq!(c.public_origin, "https://bank.example:8443");
         assert_eq!(c.storage_url, "file:///tmp/x");
+    }
+
+    #[test]
+    fn dump_limits() {
+        let c = Config::from_pairs(&[]).unwrap();
+        assert_eq!(
+            (c.max_entries, c.max_uncompressed, c.max_ratio),
+            (1_000_000, 256 << 30, 200)
+        );
+        assert_eq!(c.job_timeout, Duration::from_secs(1500));
+        let c = Config::from_pairs(&[
+            ("ALIAS_MAX_ENTRIES", "10"),
+            ("ALIAS_MAX_UNCOMPRESSED", "1000"),
+            ("ALIAS_MAX_RATIO", "50"),
+            ("ALIAS_JOB_TIMEOUT_SECS", "3"),
+        ])
+        .unwrap();
+        assert_eq!(
+            (c.max_entries, c.max_uncompressed, c.max_ratio),
+            (10, 1000, 50)
+        );
+        assert_eq!(c.job_timeout, Duration::from_secs(3));
+        let err = Config::from_pairs(&[("ALIAS_MAX_ENTRIES", "0")]).unwrap_err();
+        assert!(err.to_string().contains("ALIAS_MAX_ENTRIES"));
     }
 
     #[test]

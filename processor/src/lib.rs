@@ -15,6 +15,24 @@ use std::sync::Arc;
 use std::time::Duration;
 use worker::Processor;
 
+/// The extraction settings of the configuration: scratch directory and the
+/// limits against hostile dumps (`ALIAS_MAX_ENTRIES`,
+/// `ALIAS_MAX_UNCOMPRESSED`, `ALIAS_MAX_RATIO`, `ALIAS_JOB_TIMEOUT_SECS`).
+pub fn build_options(config: &Config) -> BuildOptions {
+    let defaults = extract::Limits::default();
+    BuildOptions {
+        temp_dir: Some(config.work_dir.clone()),
+        limits: extract::Limits {
+            max_entries: config.max_entries,
+            max_total_uncompressed: config.max_uncompressed,
+            max_ratio: config.max_ratio,
+            max_duration: Some(config.job_timeout),
+            ..defaults
+        },
+        ..BuildOptions::default()
+    }
+}
+
 /// Builds the process job handler from the configuration and connected parts.
 pub fn processor(
     config: &Config,
@@ -29,10 +47,7 @@ pub fn processor(
         broker,
         storage,
         catalog: Arc::new(catalog),
-        options: BuildOptions {
-            temp_dir: Some(config.work_dir.clone()),
-            ..BuildOptions::default()
-        },
+        options: build_options(config),
         worker_id: format!("processor-{}", uuid::Uuid::new_v4().simple()),
         max_deliveries: 8,
         lease: config.lease,

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! dumpgen --provider google --size 100M --seed 1 --format zip --out DIR
+//! dumpgen --photo-entries 300000 --parts 2 --out DIR   # many small files
 //! ```
 
 use std::path::PathBuf;
@@ -34,6 +35,10 @@ struct Args {
     /// current or legacy layout.
     #[arg(long, default_value = "current")]
     era: Era,
+    /// Instead of a sized export: a Google Photos library of this many
+    /// small entries (photos and sidecars), zip only.
+    #[arg(long)]
+    photo_entries: Option<u64>,
     /// Output directory (created when missing).
     #[arg(long)]
     out: PathBuf,
@@ -41,6 +46,12 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(entries) = args.photo_entries {
+        for w in dumpgen::write_photo_library(&args.out, entries, args.parts, args.seed)? {
+            println!("{}\t{}", w.size, w.path.display());
+        }
+        return Ok(());
+    }
     let opts = Options {
         provider: args.provider,
         format: args.format,

@@ -1,18 +1,21 @@
 //! The per-scope output zip: built in a temporary file, deterministic
-//! (fixed timestamps and permissions, entries sorted by name, the manifest
-//! last), media stored and text deflated.
+//! (fixed timestamps and permissions, entries sorted by name up to
+//! [`SORT_MAX`] entries and in the dumps' order past it, the manifest last),
+//! media stored and text deflated. Nothing per entry stays in memory but an
+//! 8-byte digest of its name: the central directory is spilled by
+//! [`ZipOut`], and each entry's manifest line logged to a temporary file.
 
 use std::collections::HashSet;
 use std::fs::File;
-use std::io::{self, BufWriter, Read, Seek, Write};
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use zip::result::ZipResult;
-use zip::write::SimpleFileOptions;
-use zip::{CompressionMethod, DateTime, ZipArchive, ZipWriter};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value as Json};
 
 use super::records::Sink;
+use super::zipfmt::{self, CdEntry, Written, ZipOut};
 
 /// Name of the manifest entry.
 pub const MANIFEST: &str = "manifest.json";
@@ -30,11 +33,6 @@ pub(crate) fn is_compressed_format(name: &str) -> bool {
     name.rsplit_once('.')
         .map(|(_, ext)| ext.to_ascii_lowercase())
         .is_some_and(|ext| STORED.contains(&ext.as_str()))
-}
-
-/// The fixed timestamp of every entry (the zip epoch).
-fn fixed_time() -> DateTime {
-    DateTime::default()
 }
 
 /// A temporary file removed on drop.
@@ -86,9 +84,8 @@ impl Drop for TempFile {
         let _ = std::fs::remove_file(&self.path);
     }
 }
-
 /// What a media entry waits for before it is kept (streamed dumps).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Pending {
     /// Index of the catalog path in the scope's paths.
     pub path: usize,
@@ -97,7 +94,7 @@ pub(crate) struct Pending {
 }
 
 /// One entry written to a scope archive.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct OutEntry {
     /// Its path in the archive (the dump's path).
     pub name: String,
@@ -113,20 +110,58 @@ pub(crate) struct OutEntry {
     pub pending: Option<Pending>,
 }
 
-type Writer = ZipWriter<BufWriter<File>>;
+/// An entry as logged on disk: what the manifest and a re-ordering copy
+/// need, so that nothing per entry stays in memory.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Logged {
+    entry: OutEntry,
+    header_at: u64,
+    method: u16,
+    crc: u32,
+    csize: u64,
+}
+
+/// Archives of at most this many entries are sorted by name (in memory);
+/// larger ones keep the dumps' order, which is as deterministic.
+pub(crate) const SORT_MAX: u64 = 65_536;
+
+/// A 64-bit digest of a name, for duplicate checks in bounded memory (9
+/// bytes a name in a hash set; a collision, which only the dump's owner
+/// could craft, makes a file count as a duplicate).
+pub(crate) fn name_digest(name: &str) -> u64 {
+    let h = blake2b_simd::Params::new()
+        .hash_length(8)
+        .hash(name.as_bytes());
+    let mut b = [0u8; 8];
+    b.copy_from_slice(h.as_bytes());
+    u64::from_le_bytes(b)
+}
+
+/// What a finished archive holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Totals {
+    /// Records of the filtered files.
+    pub records: u64,
+    /// Data files (the manifest excluded).
+    pub files: u64,
+}
 
 /// A scope archive being built.
 pub(crate) struct ScopeArchive {
     /// The archive's file name.
     pub file: String,
     temp: TempFile,
-    zip: Option<Writer>,
-    /// Entries written so far, in order.
-    pub entries: Vec<OutEntry>,
-    names: HashSet<String>,
+    zip: Option<ZipOut>,
+    log_temp: TempFile,
+    log: BufWriter<File>,
+    /// The entry started and not ended.
+    current: Option<OutEntry>,
+    count: u64,
+    names: HashSet<u64>,
+    last_name: Option<String>,
     sorted: bool,
-    level: i64,
-    current: u64,
+    pending_any: bool,
+    level: u32,
     dir: PathBuf,
 }
 
@@ -138,99 +173,110 @@ impl ScopeArchive {
     /// A new archive in a temporary file of `dir`.
     pub(crate) fn new(dir: &Path, file: &str, level: u32) -> io::Result<ScopeArchive> {
         let (temp, f) = TempFile::create(dir, "staging")?;
+        let (log_temp, log) = TempFile::create(dir, "log")?;
         Ok(ScopeArchive {
             file: file.to_owned(),
             temp,
-            zip: Some(ZipWriter::new(BufWriter::with_capacity(256 << 10, f))),
-            entries: Vec::new(),
+            zip: Some(ZipOut::new(f, dir, level)?),
+            log_temp,
+            log: BufWriter::with_capacity(64 << 10, log),
+            current: None,
+            count: 0,
             names: HashSet::new(),
+            last_name: None,
             sorted: true,
-            level: i64::from(level.clamp(1, 9)),
-            current: 0,
+            pending_any: false,
+            level: level.clamp(1, 9),
             dir: dir.to_owned(),
         })
     }
 
     /// Whether an entry of that name is already in the archive.
     pub(crate) fn has(&self, name: &str) -> bool {
-        self.names.contains(name) || name == MANIFEST
+        name == MANIFEST || self.names.contains(&name_digest(name))
     }
 
-    fn note(&mut self, entry: OutEntry) {
-        if let Some(last) = self.entries.last() {
-            if last.name > entry.name {
-                self.sorted = false;
-            }
-        }
-        self.names.insert(entry.name.clone());
-        self.entries.push(entry);
-    }
-
-    fn zip(&mut self) -> io::Result<&mut Writer> {
+    fn zip(&mut self) -> io::Result<&mut ZipOut> {
         self.zip.as_mut().ok_or_else(closed)
     }
 
-    /// Copies a zip entry without inflating it.
-    pub(crate) fn raw_copy<R: Read>(
-        &mut self,
-        file: zip::read::ZipFile<'_, R>,
-        entry: OutEntry,
-    ) -> ZipResult<()> {
-        let zip = self.zip().map_err(zip::result::ZipError::Io)?;
-        if file.name() == entry.name {
-            zip.raw_copy_file_touch(file, fixed_time(), Some(0o644))?;
-        } else {
-            zip.raw_copy_file_rename(file, entry.name.as_str())?;
+    fn note(&mut self, entry: &OutEntry) {
+        if self
+            .last_name
+            .as_ref()
+            .is_some_and(|last| *last > entry.name)
+        {
+            self.sorted = false;
         }
-        self.note(entry);
+        self.last_name = Some(entry.name.clone());
+        self.names.insert(name_digest(&entry.name));
+        self.pending_any |= entry.pending.is_some();
+    }
+
+    fn log_entry(&mut self, entry: OutEntry, w: Written) -> io::Result<()> {
+        let logged = Logged {
+            entry,
+            header_at: w.header_at,
+            method: w.method,
+            crc: w.crc,
+            csize: w.csize,
+        };
+        serde_json::to_writer(&mut self.log, &logged).map_err(io::Error::other)?;
+        self.log.write_all(b"\n")?;
+        self.count += 1;
         Ok(())
     }
 
-    fn options(&self, name: &str, large: bool) -> SimpleFileOptions {
-        let base = SimpleFileOptions::default()
-            .last_modified_time(fixed_time())
-            .unix_permissions(0o644)
-            .large_file(large);
-        if is_compressed_format(name) {
-            base.compression_method(CompressionMethod::Stored)
-        } else {
-            base.compression_method(CompressionMethod::Deflated)
-                .compression_level(Some(self.level))
-        }
+    /// Copies a zip entry without inflating it: `data` is positioned at
+    /// the entry's compressed bytes.
+    pub(crate) fn raw_copy(
+        &mut self,
+        data: &mut dyn Read,
+        source: &CdEntry,
+        entry: OutEntry,
+    ) -> io::Result<()> {
+        let w = self.zip()?.raw_copy(
+            &entry.name,
+            source.method,
+            source.crc,
+            source.csize,
+            source.size,
+            data,
+        )?;
+        self.note(&entry);
+        self.log_entry(entry, w)
     }
 
     /// Starts an entry written with [`ScopeArchive::write`].
     pub(crate) fn start(&mut self, entry: OutEntry, large: bool) -> io::Result<()> {
-        let options = self.options(&entry.name, large);
-        self.zip()?
-            .start_file(entry.name.as_str(), options)
-            .map_err(zip_io)?;
-        self.current = 0;
-        self.note(entry);
+        let stored = is_compressed_format(&entry.name);
+        self.zip()?.start(&entry.name, stored, large)?;
+        self.note(&entry);
+        self.current = Some(entry);
         Ok(())
     }
 
     /// Writes bytes of the current entry.
     pub(crate) fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.zip()?.write_all(bytes)?;
-        self.current += bytes.len() as u64;
-        Ok(())
+        self.zip()?.write(bytes)
     }
 
     /// Ends the current entry, recording its record count.
-    pub(crate) fn end(&mut self, records: Option<u64>) {
-        let size = self.current;
-        if let Some(e) = self.entries.last_mut() {
-            e.records = records;
-            e.size = size;
-        }
+    pub(crate) fn end(&mut self, records: Option<u64>) -> io::Result<()> {
+        let w = self.zip()?.end()?;
+        let Some(mut entry) = self.current.take() else {
+            return Err(io::Error::other("no entry is open"));
+        };
+        entry.records = records;
+        entry.size = w.size;
+        self.log_entry(entry, w)
     }
 
-    /// Removes the current (last) entry.
+    /// Removes the current entry.
     pub(crate) fn abort(&mut self) -> io::Result<()> {
-        self.zip()?.abort_file().map_err(zip_io)?;
-        if let Some(e) = self.entries.pop() {
-            self.names.remove(&e.name);
+        self.zip()?.abort()?;
+        if let Some(e) = self.current.take() {
+            self.names.remove(&name_digest(&e.name));
         }
         Ok(())
     }
@@ -244,6 +290,7 @@ impl ScopeArchive {
     ) -> io::Result<u64> {
         self.start(entry, large)?;
         let mut buf = vec![0u8; 256 << 10];
+        let mut size = 0u64;
         loop {
             let n = match r.read(&mut buf) {
                 Ok(0) => break,
@@ -252,84 +299,148 @@ impl ScopeArchive {
                 Err(e) => return Err(e),
             };
             self.write(buf.get(..n).unwrap_or_default())?;
+            size += n as u64;
         }
-        let size = self.current;
-        self.end(None);
+        self.end(None)?;
         Ok(size)
     }
 
-    /// Finishes the archive: keeps the entries `keep` accepts, in name
-    /// order, then the manifest made from them. Returns the temporary file
-    /// and the kept entries.
+    /// Reads the log back, one entry at a time.
+    fn read_log(&self, mut each: impl FnMut(Logged) -> io::Result<()>) -> io::Result<()> {
+        let mut r = BufReader::with_capacity(64 << 10, File::open(self.log_temp.path())?);
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if r.read_line(&mut line)? == 0 {
+                return Ok(());
+            }
+            let logged: Logged = serde_json::from_str(&line).map_err(io::Error::other)?;
+            each(logged)?;
+        }
+    }
+
+    /// Finishes the archive: keeps the entries `keep` accepts (in name
+    /// order when there are at most [`SORT_MAX`], else in the order they
+    /// were written), then `manifest.json`: the fields of `head`, then
+    /// `files` (the kept entries) and `records`. Returns the temporary file
+    /// and the totals.
     pub(crate) fn finish(
         mut self,
         keep: impl Fn(&OutEntry) -> bool,
-        manifest: impl FnOnce(&[OutEntry]) -> Vec<u8>,
-    ) -> io::Result<(TempFile, Vec<OutEntry>)> {
-        let zip = self.zip.take().ok_or_else(closed)?;
-        let all_kept = self.entries.iter().all(&keep);
-        let manifest_opts = SimpleFileOptions::default()
-            .last_modified_time(fixed_time())
-            .unix_permissions(0o644)
-            .compression_method(CompressionMethod::Deflated)
-            .compression_level(Some(self.level));
-        if all_kept && self.sorted {
-            let mut zip = zip;
-            let body = manifest(&self.entries);
-            zip.start_file(MANIFEST, manifest_opts).map_err(zip_io)?;
-            zip.write_all(&body)?;
-            close(zip)?;
-            return Ok((self.temp, self.entries));
+        head: &Map<String, Json>,
+    ) -> io::Result<(TempFile, Totals)> {
+        let mut zip = self.zip.take().ok_or_else(closed)?;
+        self.log.flush()?;
+        let rewrite = self.pending_any || (!self.sorted && self.count <= SORT_MAX);
+        if !rewrite {
+            let totals = write_manifest(&mut zip, head, |f| self.read_log(|l| f(&l.entry)))?;
+            zip.finish()?;
+            return Ok((self.temp, totals));
         }
-        close(zip)?;
+        zip.flush()?;
+        drop(zip);
         // Re-order (and drop) by raw copies into a new file.
-        let staging = File::open(self.temp.path())?;
-        let mut source =
-            ZipArchive::new(io::BufReader::with_capacity(256 << 10, staging)).map_err(zip_io)?;
-        let mut order: Vec<usize> = (0..self.entries.len())
-            .filter(|i| self.entries.get(*i).is_some_and(&keep))
-            .collect();
-        order.sort_by(|a, b| {
-            let name = |i: &usize| self.entries.get(*i).map(|e| e.name.as_str());
-            name(a).cmp(&name(b))
-        });
+        let mut staging = BufReader::with_capacity(256 << 10, File::open(self.temp.path())?);
         let (temp, f) = TempFile::create(&self.dir, "final")?;
-        let mut out = ZipWriter::new(BufWriter::with_capacity(256 << 10, f));
-        let mut kept = Vec::with_capacity(order.len());
-        for i in order {
-            let file = source.by_index_raw(i).map_err(zip_io)?;
-            out.raw_copy_file_touch(file, fixed_time(), Some(0o644))
-                .map_err(zip_io)?;
-            if let Some(e) = self.entries.get(i) {
-                let mut e = e.clone();
-                e.pending = None;
-                kept.push(e);
+        let mut out = ZipOut::new(f, &self.dir, self.level)?;
+        let mut copy = |out: &mut ZipOut, l: &Logged| -> io::Result<()> {
+            let e = CdEntry {
+                name: l.entry.name.clone(),
+                flags: 0,
+                method: l.method,
+                crc: l.crc,
+                csize: l.csize,
+                size: l.entry.size,
+                offset: l.header_at,
+                made_by: 0,
+                external: 0,
+            };
+            zipfmt::seek_data(&mut staging, &e, u64::MAX)?;
+            out.raw_copy(&e.name, e.method, e.crc, e.csize, e.size, &mut staging)?;
+            Ok(())
+        };
+        let totals = if self.count <= SORT_MAX {
+            let mut kept = Vec::new();
+            self.read_log(|l| {
+                if keep(&l.entry) {
+                    kept.push(l);
+                }
+                Ok(())
+            })?;
+            kept.sort_by(|a, b| a.entry.name.cmp(&b.entry.name));
+            for l in &kept {
+                copy(&mut out, l)?;
             }
+            write_manifest(&mut out, head, |f| {
+                kept.iter().try_for_each(|l| {
+                    let mut e = l.entry.clone();
+                    e.pending = None;
+                    f(&e)
+                })
+            })?
+        } else {
+            self.read_log(|l| {
+                if keep(&l.entry) {
+                    copy(&mut out, &l)?;
+                }
+                Ok(())
+            })?;
+            write_manifest(&mut out, head, |f| {
+                self.read_log(|l| if keep(&l.entry) { f(&l.entry) } else { Ok(()) })
+            })?
+        };
+        out.finish()?;
+        Ok((temp, totals))
+    }
+}
+
+/// Writes `manifest.json`, deflated, streaming the file list that `files`
+/// gives.
+fn write_manifest(
+    zip: &mut ZipOut,
+    head: &Map<String, Json>,
+    files: impl FnOnce(&mut dyn FnMut(&OutEntry) -> io::Result<()>) -> io::Result<()>,
+) -> io::Result<Totals> {
+    zip.start(MANIFEST, false, false)?;
+    let mut text = Vec::with_capacity(64 << 10);
+    text.push(b'{');
+    for (k, v) in head {
+        serde_json::to_writer(&mut text, k).map_err(io::Error::other)?;
+        text.push(b':');
+        serde_json::to_writer(&mut text, v).map_err(io::Error::other)?;
+        text.extend_from_slice(b",\n");
+    }
+    text.extend_from_slice(b"\"files\":[");
+    let mut totals = Totals::default();
+    let mut failed: Option<io::Error> = None;
+    files(&mut |e: &OutEntry| {
+        if totals.files > 0 {
+            text.push(b',');
         }
-        let body = manifest(&kept);
-        out.start_file(MANIFEST, manifest_opts).map_err(zip_io)?;
-        out.write_all(&body)?;
-        close(out)?;
-        Ok((temp, kept))
+        text.push(b'\n');
+        let file = serde_json::json!({"path": e.name, "catalog_path": e.catalog_path,
+            "dump": e.dump, "records": e.records, "whole": e.records.is_none(), "size": e.size});
+        serde_json::to_writer(&mut text, &file).map_err(io::Error::other)?;
+        totals.files += 1;
+        totals.records += e.records.unwrap_or(0);
+        if text.len() >= 60 << 10 {
+            if let Err(err) = zip.write(&text) {
+                failed = Some(io::Error::new(err.kind(), err.to_string()));
+                return Err(err);
+            }
+            text.clear();
+        }
+        Ok(())
+    })?;
+    if let Some(e) = failed {
+        return Err(e);
     }
-}
-
-/// Finishes a zip and cuts the file where the archive ends (an aborted last
-/// entry may have left bytes after it).
-fn close(zip: Writer) -> io::Result<()> {
-    let mut w = zip.finish().map_err(zip_io)?;
-    w.flush()?;
-    let end = w.stream_position()?;
-    let file = w.into_inner().map_err(|e| e.into_error())?;
-    file.set_len(end)?;
-    Ok(())
-}
-
-pub(crate) fn zip_io(e: zip::result::ZipError) -> io::Error {
-    match e {
-        zip::result::ZipError::Io(io) => io,
-        other => io::Error::other(other),
-    }
+    text.extend_from_slice(b"\n],\n\"records\":");
+    text.extend_from_slice(totals.records.to_string().as_bytes());
+    text.extend_from_slice(b"}\n");
+    zip.write(&text)?;
+    zip.end()?;
+    Ok(totals)
 }
 
 /// Streams a filtered file into a scope archive, starting the entry only

@@ -95,6 +95,13 @@ pub enum ExtractError {
         /// What failed.
         reason: String,
     },
+    /// The build took longer than [`Limits::max_duration`](super::Limits)
+    /// (`ALIAS_JOB_TIMEOUT_SECS`).
+    #[error("the build took longer than {secs} s (ALIAS_JOB_TIMEOUT_SECS)")]
+    TimeLimit {
+        /// The limit, in seconds.
+        secs: u64,
+    },
     /// The build was cancelled (its future dropped).
     #[error("cancelled")]
     Cancelled,
@@ -119,6 +126,7 @@ impl ExtractError {
             ExtractError::Storage(_) => "storage",
             ExtractError::Io(_) => "io",
             ExtractError::Archive { .. } => "archive",
+            ExtractError::TimeLimit { .. } => "time_limit",
             ExtractError::Cancelled => "cancelled",
             ExtractError::Internal(_) => "internal",
         }

@@ -6,8 +6,10 @@
 //! fields) and writes them, with the media that follow them, into a zip
 //! named after the scope, stored at `{out_prefix}/{file}`.
 //!
-//! * **Dumps.** Zip parts are read at random through their central
-//!   directory; tar and tar.gz parts in one streaming pass. Reads go through
+//! * **Dumps.** Zip parts are read through their central directory,
+//!   streamed record by record (a few passes, never held in memory) after
+//!   the end record's entry count was checked; tar and tar.gz parts in one
+//!   streaming pass. Every limit counts all parts together. Reads go through
 //!   [`Storage`]: the local file for `file://`, ranged GETs otherwise. All
 //!   parts of an export are read together (a JSON file and its media may be
 //!   in different parts).
@@ -21,7 +23,8 @@
 //!   keeps the naming field). Other binary files (vCard, mbox) are judged as
 //!   the empty record.
 //! * **Output.** Entries keep the dump's path; already-compressed formats are
-//!   stored, text deflated; timestamps are fixed and entries sorted, then
+//!   stored, text deflated; timestamps are fixed and entries sorted (up to
+//!   65 536 entries; larger archives keep the dumps' order), then
 //!   `manifest.json` (scope, sources, files with record counts, skipped
 //!   files with reasons, path descriptions) — the same input gives the same
 //!   bytes. Archives are built in temporary files and uploaded only when
@@ -37,10 +40,11 @@ mod error;
 mod records;
 mod sidecar;
 mod source;
+mod zipfmt;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
-use std::io::{self, BufReader, Read, Seek, Write};
+use std::io::{self, BufReader, Read, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -54,7 +58,6 @@ use flate2::read::MultiGzDecoder;
 use serde_json::{json, Value as Json};
 use tokio::io::AsyncReadExt;
 use tokio::runtime::Handle;
-use zip::ZipArchive;
 
 pub use archive::{archive_names, MANIFEST};
 pub use catalog::{
@@ -63,10 +66,11 @@ pub use catalog::{
 };
 pub use error::{ExtractError, Skipped};
 
-use archive::{zip_io, EntrySink, OutEntry, Pending, ScopeArchive, TempFile};
+use archive::{name_digest, EntrySink, OutEntry, Pending, ScopeArchive, TempFile};
 use records::{Emitter, Matcher, RecError};
 use sidecar::SidecarIndex;
 use source::{check_name, limit_hit, CountingReader, RangeReader, Tally};
+use zipfmt::{CdEntry, CentralDirectory, EndRecord};
 
 /// One part of a provider's newest export, as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,16 +87,19 @@ pub struct DumpSource {
     pub blake2b: [u8; 64],
 }
 
-/// Bounds on what a dump may make the extraction do.
+/// Bounds on what a dump may make the extraction do. Every count is over
+/// all the parts of the dumps of a build together, never per part.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
-    /// Entries in all parts of one export (tar: entries seen).
+    /// Entries in all parts (zip: announced by the end records, checked
+    /// before any entry is parsed; tar: entries seen). `ALIAS_MAX_ENTRIES`.
     pub max_entries: u64,
-    /// Sum of the declared uncompressed sizes of an export's zip entries,
-    /// and bytes actually inflated in the whole build.
+    /// Sum of the declared uncompressed sizes of the zip entries, and
+    /// bytes actually inflated in the whole build. `ALIAS_MAX_UNCOMPRESSED`.
     pub max_total_uncompressed: u64,
     /// Largest compression ratio (uncompressed / compressed) of one zip
-    /// entry, or of a gzip stream so far, …
+    /// entry, of all zip entries together (so that many small entries
+    /// count), or of a gzip stream so far, … `ALIAS_MAX_RATIO`.
     pub max_ratio: u64,
     /// … checked once the uncompressed size passes this many bytes.
     pub ratio_min_size: u64,
@@ -101,17 +108,30 @@ pub struct Limits {
     pub max_record_bytes: usize,
     /// Largest archive uploaded; `None` for no limit.
     pub max_archive_bytes: Option<u64>,
+    /// Wall-clock time a build may take; `None` for no limit.
+    /// `ALIAS_JOB_TIMEOUT_SECS`.
+    pub max_duration: Option<Duration>,
 }
+
+/// Default of [`Limits::max_entries`].
+pub const DEFAULT_MAX_ENTRIES: u64 = 1_000_000;
+/// Default of [`Limits::max_total_uncompressed`]: 256 GiB.
+pub const DEFAULT_MAX_UNCOMPRESSED: u64 = 256 << 30;
+/// Default of [`Limits::max_ratio`].
+pub const DEFAULT_MAX_RATIO: u64 = 200;
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            max_entries: 1_000_000,
-            max_total_uncompressed: 1 << 40,
-            max_ratio: 200,
-            ratio_min_size: 1 << 20,
+            max_entries: DEFAULT_MAX_ENTRIES,
+            max_total_uncompressed: DEFAULT_MAX_UNCOMPRESSED,
+            max_ratio: DEFAULT_MAX_RATIO,
+            ratio_min_size: 64 << 10,
             max_record_bytes: 64 << 20,
             max_archive_bytes: None,
+            // Under RabbitMQ's 30-minute consumer timeout: a build that
+            // long fails instead of being redelivered.
+            max_duration: Some(Duration::from_secs(1500)),
         }
     }
 }
@@ -211,7 +231,31 @@ impl Drop for CancelOnDrop {
 /// of each provider the scopes name) and stores them under `out_prefix`.
 /// Returns the archives in scope order. The CPU and disk work runs in one
 /// `spawn_blocking` task; dropping the future cancels it.
+/// Past [`Limits::max_duration`] the build stops with
+/// [`ExtractError::TimeLimit`].
 pub async fn build_archives(
+    storage: &Storage,
+    catalog: &Catalog,
+    dumps: &[DumpSource],
+    scopes: &[Scope],
+    out_prefix: &str,
+    options: &BuildOptions,
+) -> Result<Vec<BuiltArchive>, ExtractError> {
+    let build = build_unbounded(storage, catalog, dumps, scopes, out_prefix, options);
+    match options.limits.max_duration {
+        None => build.await,
+        Some(limit) => match tokio::time::timeout(limit, build).await {
+            Ok(r) => r,
+            // Dropping the build set its cancel flag: the blocking work
+            // stops at its next entry and removes its temporary files.
+            Err(_) => Err(ExtractError::TimeLimit {
+                secs: limit.as_secs(),
+            }),
+        },
+    }
+}
+
+async fn build_unbounded(
     storage: &Storage,
     catalog: &Catalog,
     dumps: &[DumpSource],
@@ -352,8 +396,10 @@ struct Job<'a> {
     whole: bool,
     archive: Option<ScopeArchive>,
     skipped: Vec<Skipped>,
-    /// Record files read, and whether they kept a record.
-    matched: HashMap<String, bool>,
+    /// Skips past [`MAX_LISTED_SKIPS`], counted only.
+    skipped_more: u64,
+    /// Record files read (name digests), and whether they kept a record.
+    matched: HashMap<u64, bool>,
     refs_exact: HashSet<String>,
     refs_root: HashSet<String>,
     /// Sidecar candidates, per path index.
@@ -386,8 +432,12 @@ impl Job<'_> {
             && (!rule.references.is_empty() || path.files.iter().any(|r| r.sidecar.is_some()))
     }
 
-    /// Notes a record entry as a possible sidecar of its path.
+    /// Notes a record entry as a possible sidecar of its path (a scope
+    /// taken whole needs none).
     fn note_candidate(&mut self, pi: usize, ri: usize, name: &str) {
+        if self.whole {
+            return;
+        }
         let is_sidecar_path = self
             .paths
             .get(pi)
@@ -411,7 +461,7 @@ impl Job<'_> {
                 .get(pi)
                 .and_then(|ix| ix.find(name, &sc.edited_suffixes));
             return match found {
-                Some(s) => self.matched.get(s).copied().unwrap_or(false),
+                Some(s) => self.matched.get(&s).copied().unwrap_or(false),
                 None => records::empty_record_matches(self.scope),
             };
         }
@@ -430,6 +480,10 @@ impl Job<'_> {
     }
 
     fn skip(&mut self, dump: &str, entry: &str, pi: usize, reason: impl Into<String>) {
+        if self.skipped.len() >= MAX_LISTED_SKIPS {
+            self.skipped_more += 1;
+            return;
+        }
         let catalog_path = self.paths.get(pi).map(|p| p.id.clone()).unwrap_or_default();
         self.skipped.push(Skipped {
             dump: dump.to_owned(),
@@ -440,11 +494,21 @@ impl Job<'_> {
     }
 }
 
+/// Skipped files listed one by one in a manifest; more are only counted
+/// (`skipped_more`), so that a dump of a million skipped files costs no
+/// memory.
+pub const MAX_LISTED_SKIPS: usize = 1000;
+
 /// Shared counters and settings of a run.
 struct Env<'a> {
     work: &'a Work,
     fetched: Arc<AtomicU64>,
     inflated: Arc<AtomicU64>,
+    /// Entries of all parts so far (limit `max_entries`).
+    entries_seen: u64,
+    /// Declared uncompressed and compressed sizes of all zip entries.
+    declared: u64,
+    compressed: u64,
     bytes_total: u64,
     entries_done: u64,
     last_report: Instant,
@@ -540,20 +604,21 @@ trait EntryData {
     fn raw_copy(&mut self, archive: &mut ScopeArchive, entry: &OutEntry) -> io::Result<bool>;
 }
 
-struct ZipEntryData<'a, R: Read + Seek> {
-    zip: &'a mut ZipArchive<R>,
-    index: usize,
-    size: u64,
+struct ZipEntryData<'a> {
+    reader: &'a mut RangeReader,
+    entry: &'a CdEntry,
+    /// Where the part's central directory starts (entry data ends before).
+    cd_offset: u64,
     limit: Arc<AtomicU64>,
     total_limit: u64,
 }
 
-impl<R: Read + Seek> EntryData for ZipEntryData<'_, R> {
+impl EntryData for ZipEntryData<'_> {
     fn open(&mut self) -> io::Result<Box<dyn Read + '_>> {
-        let file = self.zip.by_index(self.index).map_err(zip_io)?;
+        let data = zipfmt::open_data(&mut *self.reader, self.entry, self.cd_offset)?;
         Ok(Box::new(CountingReader::new(
-            file,
-            self.size,
+            data,
+            self.entry.size,
             "entry larger than its declared size",
             self.limit.clone(),
             self.total_limit,
@@ -561,13 +626,25 @@ impl<R: Read + Seek> EntryData for ZipEntryData<'_, R> {
     }
 
     fn raw_copy(&mut self, archive: &mut ScopeArchive, entry: &OutEntry) -> io::Result<bool> {
-        let file = self.zip.by_index_raw(self.index).map_err(zip_io)?;
-        archive.raw_copy(file, entry.clone()).map_err(|e| match e {
-            zip::result::ZipError::Io(io) => io,
-            other => io::Error::other(other),
-        })?;
+        zipfmt::seek_data(&mut *self.reader, self.entry, self.cd_offset)?;
+        archive.raw_copy(&mut *self.reader, self.entry, entry.clone())?;
         Ok(true)
     }
+}
+
+/// A zip part whose end record and central directory were checked.
+struct ZipPart<'d> {
+    d: &'d DumpSource,
+    end: EndRecord,
+}
+
+/// One entry of a pass over a zip part's central directory.
+struct PassEntry {
+    /// Position in the central directory.
+    index: u64,
+    /// The normalised name.
+    name: String,
+    cd: CdEntry,
 }
 
 /// A streamed entry: read once, or spooled for several scopes.
@@ -605,6 +682,9 @@ impl Work {
             work: &self,
             fetched: Arc::new(AtomicU64::new(0)),
             inflated: Arc::new(AtomicU64::new(0)),
+            entries_seen: 0,
+            declared: 0,
+            compressed: 0,
             bytes_total: self.dumps.iter().map(|d| d.size).sum(),
             entries_done: 0,
             last_report: Instant::now(),
@@ -625,6 +705,7 @@ impl Work {
                     self.options.deflate_level,
                 )?),
                 skipped: Vec::new(),
+                skipped_more: 0,
                 matched: HashMap::new(),
                 refs_exact: HashSet::new(),
                 refs_root: HashSet::new(),
@@ -699,153 +780,227 @@ impl Work {
         }
     }
 
-    /// Opens a zip part and checks every entry.
-    fn open_zip(
+    /// Opens a zip part: reads its end record, refuses it when the entries
+    /// it announces pass `max_entries` (with those of the parts before it)
+    /// before any entry is parsed, then checks every entry in one streaming
+    /// pass: names, links, ratios, declared sizes (all parts together),
+    /// overlaps; duplicate names (across parts) go to `dups`.
+    fn open_zip<'d>(
         &self,
-        env: &Env<'_>,
-        d: &DumpSource,
-        entries_seen: &mut u64,
-        declared: &mut u64,
-    ) -> Result<(ZipArchive<RangeReader>, Vec<ZipEntry>), ExtractError> {
+        env: &mut Env<'_>,
+        d: &'d DumpSource,
+        part: usize,
+        first: &mut HashSet<u64>,
+        dups: &mut HashSet<(usize, u64)>,
+    ) -> Result<ZipPart<'d>, ExtractError> {
         let corrupt = |reason: String| ExtractError::CorruptDump {
             dump: d.name.clone(),
             reason,
         };
-        let limits = env.limits();
-        let mut zip = ZipArchive::new(self.reader(env, d)?).map_err(|e| corrupt(e.to_string()))?;
-        *entries_seen += zip.len() as u64;
-        if *entries_seen > limits.max_entries {
-            return Err(ExtractError::LimitExceeded {
-                dump: d.name.clone(),
-                reason: format!(
-                    "more than {} entries (limit max_entries)",
-                    limits.max_entries
-                ),
-            });
+        let limit_hit = |reason: String| ExtractError::LimitExceeded {
+            dump: d.name.clone(),
+            reason,
+        };
+        let limits = env.limits().clone();
+        let mut data = self.reader(env, d)?;
+        let end = zipfmt::read_end(&mut data, d.size).map_err(|e| read_error(&d.name, e))?;
+        env.entries_seen = env.entries_seen.saturating_add(end.entries);
+        if env.entries_seen > limits.max_entries {
+            return Err(limit_hit(format!(
+                "{} entries in the export, more than the limit of {} (ALIAS_MAX_ENTRIES)",
+                env.entries_seen, limits.max_entries
+            )));
         }
-        let mut entries = Vec::with_capacity(zip.len());
-        let mut spans = Vec::with_capacity(zip.len());
-        for i in 0..zip.len() {
-            env.check_cancel()?;
-            let f = zip.by_index_raw(i).map_err(|e| corrupt(e.to_string()))?;
+        let zp = ZipPart { d, end };
+        // Spans in directory order; sorted only when that order is not
+        // the physical one.
+        let mut last_span = (0u64, 0u64);
+        let mut unordered: Option<Vec<(u64, u64)>> = None;
+        self.each_entry(env, &zp, |env, e| {
             let unsafe_entry = |reason: &'static str| ExtractError::UnsafeEntry {
                 dump: d.name.clone(),
-                entry: error::shown(f.name()),
+                entry: error::shown(&e.cd.name),
                 reason,
             };
-            let (name, is_dir) = check_name(f.name()).map_err(unsafe_entry)?;
-            if f.is_symlink() {
+            if e.cd.is_symlink() {
                 return Err(unsafe_entry("symbolic link"));
             }
-            if is_dir || f.is_dir() {
+            let (size, csize) = (e.cd.size, e.cd.csize);
+            env.declared = env.declared.saturating_add(size);
+            env.compressed = env.compressed.saturating_add(csize);
+            if size > limits.ratio_min_size && size / csize.max(1) > limits.max_ratio {
+                return Err(limit_hit(format!(
+                    "entry {:?} expands {size} / {csize} bytes, past the ratio limit {} (ALIAS_MAX_RATIO; a zip bomb?)",
+                    error::shown(&e.name),
+                    limits.max_ratio
+                )));
+            }
+            let span = e.cd.min_span();
+            if span.1 > end.cd_offset {
+                return Err(corrupt(format!(
+                    "entry {:?} runs into the central directory",
+                    error::shown(&e.name)
+                )));
+            }
+            match unordered.as_mut() {
+                Some(spans) => spans.push(span),
+                None if span.0 >= last_span.1 => last_span = span,
+                None if span.0 < last_span.0 => {
+                    // Not in physical order: collect and sort at the end
+                    // (the directory is read again for that).
+                    unordered = Some(Vec::new());
+                }
+                None => {
+                    return Err(limit_hit("entries overlap (a zip bomb's trick)".into()));
+                }
+            }
+            if !first.insert(name_digest(&e.name)) {
+                dups.insert((part, e.index));
+            }
+            Ok(())
+        })?;
+        if unordered.is_some() {
+            let mut spans = Vec::new();
+            self.each_entry(env, &zp, |_, e| {
+                spans.push(e.cd.min_span());
+                Ok(())
+            })?;
+            spans.sort_unstable();
+            if spans.windows(2).any(|w| matches!(w, [a, b] if b.0 < a.1)) {
+                return Err(limit_hit("entries overlap (a zip bomb's trick)".into()));
+            }
+        }
+        if env.declared > limits.max_total_uncompressed {
+            return Err(limit_hit(format!(
+                "declared uncompressed size {} exceeds {} (ALIAS_MAX_UNCOMPRESSED)",
+                env.declared, limits.max_total_uncompressed
+            )));
+        }
+        if env.declared > limits.ratio_min_size
+            && env.declared / env.compressed.max(1) > limits.max_ratio
+        {
+            return Err(limit_hit(format!(
+                "the entries together expand {} / {} bytes, past the ratio limit {} (ALIAS_MAX_RATIO; many small compressed entries?)",
+                env.declared, env.compressed, limits.max_ratio
+            )));
+        }
+        Ok(zp)
+    }
+
+    /// One streaming pass over a zip part's central directory: calls `f`
+    /// with each file entry (directories left out), its name checked.
+    fn each_entry(
+        &self,
+        env: &mut Env<'_>,
+        zp: &ZipPart<'_>,
+        mut f: impl FnMut(&mut Env<'_>, PassEntry) -> Result<(), ExtractError>,
+    ) -> Result<(), ExtractError> {
+        let d = zp.d;
+        // Directory reads are not counted as progress (they are read
+        // once per pass).
+        let reader = RangeReader::open(
+            &self.storage,
+            &d.key,
+            d.size,
+            self.handle.clone(),
+            Arc::new(AtomicU64::new(0)),
+        )
+        .map_err(ExtractError::Io)?;
+        let mut cd = CentralDirectory::new(reader, zp.end).map_err(|e| read_error(&d.name, e))?;
+        let mut index = 0u64;
+        while let Some(entry) = cd.next_entry().map_err(|e| read_error(&d.name, e))? {
+            env.check_cancel()?;
+            index += 1;
+            let (name, is_dir) =
+                check_name(&entry.name).map_err(|reason| ExtractError::UnsafeEntry {
+                    dump: d.name.clone(),
+                    entry: error::shown(&entry.name),
+                    reason,
+                })?;
+            if is_dir {
                 continue;
             }
-            let (size, csize) = (f.size(), f.compressed_size());
-            *declared = declared.saturating_add(size);
-            if size > limits.ratio_min_size && size / csize.max(1) > limits.max_ratio {
-                return Err(ExtractError::LimitExceeded {
-                    dump: d.name.clone(),
-                    reason: format!(
-                        "entry {:?} expands {size} / {csize} bytes, past the ratio limit {} (zip bomb?)",
-                        error::shown(&name),
-                        limits.max_ratio
-                    ),
-                });
-            }
-            spans.push((f.header_start(), f.data_start() + csize));
-            entries.push(ZipEntry {
-                index: i,
-                name,
-                size,
-                header: f.header_start(),
-                encrypted: f.encrypted(),
-            });
+            f(
+                env,
+                PassEntry {
+                    index: index - 1,
+                    name,
+                    cd: entry,
+                },
+            )?;
         }
-        if *declared > limits.max_total_uncompressed {
-            return Err(ExtractError::LimitExceeded {
-                dump: d.name.clone(),
-                reason: format!(
-                    "declared uncompressed size {} exceeds {} (limit max_total_uncompressed)",
-                    declared, limits.max_total_uncompressed
-                ),
-            });
-        }
-        spans.sort_unstable();
-        if spans.windows(2).any(|w| matches!(w, [a, b] if b.0 < a.1)) {
-            return Err(ExtractError::LimitExceeded {
-                dump: d.name.clone(),
-                reason: "entries overlap (a zip bomb's trick)".into(),
-            });
-        }
-        entries.sort_by_key(|e| e.header);
-        Ok((zip, entries))
+        Ok(())
     }
 
     /// An export whose parts are all zips: media decisions first, then one
-    /// pass in the physical order of each part.
+    /// pass in the order of each part's central directory. Nothing per
+    /// entry is kept in memory but the digests of the names (duplicates),
+    /// and what filtered scopes need to decide on media.
     fn zip_export(
         &self,
         env: &mut Env<'_>,
         parts: &[&DumpSource],
         jobs: &mut [&mut Job<'_>],
     ) -> Result<(), ExtractError> {
-        let mut seen_entries = 0u64;
-        let mut declared = 0u64;
         let mut opened = Vec::with_capacity(parts.len());
-        for d in parts {
-            opened.push(self.open_zip(env, d, &mut seen_entries, &mut declared)?);
-        }
-        // First occurrence of each name wins.
-        let mut first: HashSet<String> = HashSet::new();
-        let mut dups: HashSet<(usize, usize)> = HashSet::new();
-        for (p, (_, entries)) in opened.iter().enumerate() {
-            for e in entries {
-                if !first.insert(e.name.clone()) {
-                    dups.insert((p, e.index));
-                }
+        let mut dups: HashSet<(usize, u64)> = HashSet::new();
+        {
+            // First occurrence of each name wins.
+            let mut first: HashSet<u64> = HashSet::new();
+            for (p, d) in parts.iter().enumerate() {
+                opened.push(self.open_zip(env, d, p, &mut first, &mut dups)?);
             }
         }
-        // Sidecar candidates and decisions.
-        for job in jobs.iter_mut() {
-            for (_, entries) in &opened {
-                for e in entries {
-                    if let Some((pi, ri)) = job.classify(&e.name) {
-                        job.note_candidate(pi, ri, &e.name);
+        let filtered = jobs.iter().any(|j| !j.whole);
+        if filtered {
+            // Sidecar candidates and decisions.
+            for zp in &opened {
+                self.each_entry(env, zp, |_, e| {
+                    for job in jobs.iter_mut() {
+                        if let Some((pi, ri)) = job.classify(&e.name) {
+                            job.note_candidate(pi, ri, &e.name);
+                        }
                     }
-                }
+                    Ok(())
+                })?;
+            }
+            for (p, zp) in opened.iter().enumerate() {
+                let (d, cd_offset) = (zp.d, zp.end.cd_offset);
+                let mut data = self.reader(env, d)?;
+                self.each_entry(env, zp, |env, e| {
+                    if dups.contains(&(p, e.index)) || e.cd.encrypted() {
+                        return Ok(());
+                    }
+                    for job in jobs.iter_mut() {
+                        if job.whole {
+                            continue;
+                        }
+                        let Some((pi, ri)) = job.classify(&e.name) else {
+                            continue;
+                        };
+                        if !job.is_decision_source(pi, ri) {
+                            continue;
+                        }
+                        let mut entry = ZipEntryData {
+                            reader: &mut data,
+                            entry: &e.cd,
+                            cd_offset,
+                            limit: env.inflated.clone(),
+                            total_limit: env.limits().max_total_uncompressed,
+                        };
+                        self.filter_entry(
+                            env, job, d, &e.name, e.cd.size, pi, ri, &mut entry, false,
+                        )?;
+                    }
+                    Ok(())
+                })?;
             }
         }
-        for (p, ((zip, entries), d)) in opened.iter_mut().zip(parts).enumerate() {
-            for e in entries.iter() {
-                if dups.contains(&(p, e.index)) || e.encrypted {
-                    continue;
-                }
-                for job in jobs.iter_mut() {
-                    if job.whole {
-                        continue;
-                    }
-                    let Some((pi, ri)) = job.classify(&e.name) else {
-                        continue;
-                    };
-                    if !job.is_decision_source(pi, ri) {
-                        continue;
-                    }
-                    env.check_cancel()?;
-                    let mut data = ZipEntryData {
-                        zip,
-                        index: e.index,
-                        size: e.size,
-                        limit: env.inflated.clone(),
-                        total_limit: env.limits().max_total_uncompressed,
-                    };
-                    self.filter_entry(env, job, d, &e.name, e.size, pi, ri, &mut data, false)?;
-                }
-            }
-        }
-        // Output, in physical order.
-        for (p, ((zip, entries), d)) in opened.iter_mut().zip(parts).enumerate() {
-            for e in entries.iter() {
-                env.check_cancel()?;
+        // Output.
+        for (p, zp) in opened.iter().enumerate() {
+            let (d, cd_offset) = (zp.d, zp.end.cd_offset);
+            let mut data = self.reader(env, d)?;
+            self.each_entry(env, zp, |env, e| {
                 for job in jobs.iter_mut() {
                     let Some((pi, ri)) = job.classify(&e.name) else {
                         continue;
@@ -859,26 +1014,27 @@ impl Work {
                         );
                         continue;
                     }
-                    if e.encrypted {
+                    if e.cd.encrypted() {
                         job.skip(&d.name, &e.name, pi, "encrypted entry");
                         continue;
                     }
-                    let mut data = ZipEntryData {
-                        zip,
-                        index: e.index,
-                        size: e.size,
+                    let mut entry = ZipEntryData {
+                        reader: &mut data,
+                        entry: &e.cd,
+                        cd_offset,
                         limit: env.inflated.clone(),
                         total_limit: env.limits().max_total_uncompressed,
                     };
-                    self.handle_entry(env, job, d, &e.name, e.size, pi, ri, &mut data, true)?;
+                    self.handle_entry(env, job, d, &e.name, e.cd.size, pi, ri, &mut entry, true)?;
                 }
                 env.tick(false);
-            }
+                Ok(())
+            })?;
         }
         Ok(())
     }
 
-    /// A zip part in an export that also has tar parts: read in physical
+    /// A zip part in an export that also has tar parts: read in directory
     /// order, media decided at the end.
     fn zip_streamed(
         &self,
@@ -886,30 +1042,35 @@ impl Work {
         d: &DumpSource,
         jobs: &mut [&mut Job<'_>],
     ) -> Result<(), ExtractError> {
-        let (mut seen, mut declared) = (0u64, 0u64);
-        let (mut zip, entries) = self.open_zip(env, d, &mut seen, &mut declared)?;
-        for e in &entries {
-            env.check_cancel()?;
+        let mut dups = HashSet::new();
+        let zp = {
+            let mut first = HashSet::new();
+            self.open_zip(env, d, 0, &mut first, &mut dups)?
+        };
+        let cd_offset = zp.end.cd_offset;
+        let mut data = self.reader(env, d)?;
+        self.each_entry(env, &zp, |env, e| {
             for job in jobs.iter_mut() {
                 let Some((pi, ri)) = job.classify(&e.name) else {
                     continue;
                 };
                 job.note_candidate(pi, ri, &e.name);
-                if e.encrypted {
+                if e.cd.encrypted() {
                     job.skip(&d.name, &e.name, pi, "encrypted entry");
                     continue;
                 }
-                let mut data = ZipEntryData {
-                    zip: &mut zip,
-                    index: e.index,
-                    size: e.size,
+                let mut entry = ZipEntryData {
+                    reader: &mut data,
+                    entry: &e.cd,
+                    cd_offset,
                     limit: env.inflated.clone(),
                     total_limit: env.limits().max_total_uncompressed,
                 };
-                self.handle_entry(env, job, d, &e.name, e.size, pi, ri, &mut data, false)?;
+                self.handle_entry(env, job, d, &e.name, e.cd.size, pi, ri, &mut entry, false)?;
             }
             env.tick(false);
-        }
+            Ok(())
+        })?;
         Ok(())
     }
 
@@ -972,7 +1133,7 @@ impl Work {
         if whole {
             return self.copy_whole(job, d, data, entry, size);
         }
-        if decided && job.matched.get(name) == Some(&false) {
+        if decided && job.matched.get(&name_digest(name)) == Some(&false) {
             return Ok(());
         }
         self.filter_entry(env, job, d, name, size, pi, ri, data, true)
@@ -1070,10 +1231,10 @@ impl Work {
             Ok(()) => {
                 if started && write {
                     if let Some(a) = archive.as_mut() {
-                        a.end(Some(records));
+                        a.end(Some(records)).map_err(ExtractError::Io)?;
                     }
                 }
-                job.matched.insert(name.to_owned(), records > 0);
+                job.matched.insert(name_digest(name), records > 0);
                 job.refs_exact.extend(matcher.refs_exact);
                 job.refs_root.extend(matcher.refs_root);
                 Ok(())
@@ -1084,7 +1245,7 @@ impl Work {
                         a.abort()?;
                     }
                 }
-                job.matched.insert(name.to_owned(), false);
+                job.matched.insert(name_digest(name), false);
                 if write {
                     job.skip(
                         &d.name,
@@ -1127,6 +1288,7 @@ impl Work {
             inner: stream,
             compressed,
             inflated: 0,
+            total: env.inflated.clone(),
             limits: limits.clone(),
         };
         let mut ar = tar::Archive::new(guarded);
@@ -1135,17 +1297,16 @@ impl Work {
         let mut long_name: Option<Vec<u8>> = None;
         let mut pax_path: Option<Vec<u8>> = None;
         let mut pax_size: Option<u64> = None;
-        let mut count = 0u64;
-        let mut names_seen: HashSet<String> = HashSet::new();
+        let mut names_seen: HashSet<u64> = HashSet::new();
         for entry in entries {
             env.check_cancel()?;
             let mut entry = entry.map_err(corrupt)?;
-            count += 1;
-            if count > limits.max_entries {
+            env.entries_seen += 1;
+            if env.entries_seen > limits.max_entries {
                 return Err(ExtractError::LimitExceeded {
                     dump: d.name.clone(),
                     reason: format!(
-                        "more than {} entries (limit max_entries)",
+                        "more than {} entries in the export (ALIAS_MAX_ENTRIES)",
                         limits.max_entries
                     ),
                 });
@@ -1218,7 +1379,7 @@ impl Work {
                     reason: format!("entry {:?} has a pax size override", error::shown(&name)),
                 });
             }
-            let duplicate = !names_seen.insert(name.clone());
+            let duplicate = !names_seen.insert(name_digest(&name));
             let mut consumers: Vec<(usize, usize, usize)> = Vec::new();
             for (j, job) in jobs.iter_mut().enumerate() {
                 if let Some((pi, ri)) = job.classify(&name) {
@@ -1277,9 +1438,9 @@ impl Work {
             Some(p) => job_ref.keep_media(p.path, p.rule, &e.name),
             None => true,
         };
-        let manifest = |kept: &[OutEntry]| self.manifest(job_ref, kept);
-        let (temp, kept) = archive
-            .finish(keep, manifest)
+        let head = self.manifest_head(job_ref);
+        let (temp, totals) = archive
+            .finish(keep, &head)
             .map_err(|e| ExtractError::Archive {
                 file: file.clone(),
                 reason: e.to_string(),
@@ -1288,25 +1449,20 @@ impl Work {
             file,
             scope_display: job.scope.display(),
             temp,
-            records: kept.iter().filter_map(|e| e.records).sum(),
-            files: kept.len() as u64,
+            records: totals.records,
+            files: totals.files,
             skipped: job.skipped.clone(),
         })
     }
 
-    fn manifest(&self, job: &Job<'_>, kept: &[OutEntry]) -> Vec<u8> {
+    /// The manifest's fields but `files` and `records` (the archive
+    /// streams those from its log).
+    fn manifest_head(&self, job: &Job<'_>) -> serde_json::Map<String, Json> {
         let sources: Vec<Json> = self
             .dumps
             .iter()
             .filter(|d| d.provider == job.scope.provider)
             .map(|d| json!({"name": d.name, "size": d.size, "blake2b": b64u_encode(&d.blake2b)}))
-            .collect();
-        let files: Vec<Json> = kept
-            .iter()
-            .map(|e| {
-                json!({"path": e.name, "catalog_path": e.catalog_path, "dump": e.dump,
-                    "records": e.records, "whole": e.records.is_none(), "size": e.size})
-            })
             .collect();
         let paths: Vec<Json> = job
             .paths
@@ -1327,24 +1483,15 @@ impl Work {
             "provider": job.scope.provider,
             "paths": paths,
             "sources": sources,
-            "records": kept.iter().filter_map(|e| e.records).sum::<u64>(),
-            "files": files,
             "skipped": job.skipped,
+            "skipped_more": job.skipped_more,
             "notes": notes,
         });
-        let mut out = serde_json::to_vec_pretty(&m).unwrap_or_default();
-        out.push(b'\n');
-        out
+        match m {
+            Json::Object(map) => map,
+            _ => serde_json::Map::new(),
+        }
     }
-}
-
-/// An entry of a zip part.
-struct ZipEntry {
-    index: usize,
-    name: String,
-    size: u64,
-    header: u64,
-    encrypted: bool,
 }
 
 /// The object form of a scope as plain JSON.
@@ -1395,11 +1542,13 @@ fn pax_records(buf: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
 }
 
 /// Fails a decompressed stream whose overall ratio passes the limit, or
-/// whose size passes the total limit.
+/// when the bytes inflated in the whole build pass the total limit.
 struct RatioGuard<R> {
     inner: R,
     compressed: Arc<AtomicU64>,
     inflated: u64,
+    /// Bytes inflated in the whole build (all parts).
+    total: Arc<AtomicU64>,
     limits: Limits,
 }
 
@@ -1410,13 +1559,14 @@ impl<R: Read> Read for RatioGuard<R> {
         let c = self.compressed.load(Ordering::Relaxed).max(1);
         if self.inflated > self.limits.ratio_min_size && self.inflated / c > self.limits.max_ratio {
             return Err(io::Error::other(source::LimitHit(format!(
-                "the compressed stream expands past the ratio limit {} ({} bytes from {}; a gzip bomb?)",
+                "the compressed stream expands past the ratio limit {} ({} bytes from {}; ALIAS_MAX_RATIO; a gzip bomb?)",
                 self.limits.max_ratio, self.inflated, c
             ))));
         }
-        if self.inflated > self.limits.max_total_uncompressed {
+        let total = self.total.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
+        if total > self.limits.max_total_uncompressed {
             return Err(io::Error::other(source::LimitHit(format!(
-                "more than {} bytes uncompressed (limit max_total_uncompressed)",
+                "more than {} bytes uncompressed in the dumps (ALIAS_MAX_UNCOMPRESSED)",
                 self.limits.max_total_uncompressed
             ))));
         }

@@ -2,6 +2,8 @@
 
 use std::collections::HashMap;
 
+use super::archive::name_digest;
+
 const SUPPLEMENTAL: &str = "supplemental-metadata";
 
 /// Sidecar candidates by folder.
@@ -13,11 +15,12 @@ pub(crate) struct SidecarIndex {
 #[derive(Debug)]
 struct Candidate {
     /// The media name it describes, possibly cut.
-    base: String,
+    base: Box<str>,
     /// Duplicate index `(n)`.
     dup: Option<u32>,
-    /// The sidecar's entry name.
-    name: String,
+    /// The digest of the sidecar's entry name (a library of a million
+    /// photos keeps no second copy of their names).
+    name: u64,
 }
 
 fn split_dir(path: &str) -> (&str, &str) {
@@ -57,17 +60,17 @@ impl SidecarIndex {
                 .entry(dir.to_owned())
                 .or_default()
                 .push(Candidate {
-                    base,
+                    base: base.into(),
                     dup,
-                    name: entry.to_owned(),
+                    name: name_digest(entry),
                 });
         }
     }
 
-    fn lookup(&self, dir: &str, canonical: &str, dup: Option<u32>) -> Option<&str> {
+    fn lookup(&self, dir: &str, canonical: &str, dup: Option<u32>) -> Option<u64> {
         let list = self.by_folder.get(dir)?;
-        if let Some(c) = list.iter().find(|c| c.dup == dup && c.base == canonical) {
-            return Some(&c.name);
+        if let Some(c) = list.iter().find(|c| c.dup == dup && &*c.base == canonical) {
+            return Some(c.name);
         }
         // Names cut to 51 characters: the longest base that starts the name.
         list.iter()
@@ -75,14 +78,14 @@ impl SidecarIndex {
                 c.dup == dup
                     && c.base.chars().count() >= 8
                     && c.base.len() < canonical.len()
-                    && canonical.starts_with(c.base.as_str())
+                    && canonical.starts_with(&*c.base)
             })
             .max_by_key(|c| c.base.len())
-            .map(|c| c.name.as_str())
+            .map(|c| c.name)
     }
 
-    /// The sidecar of a media entry, if there is one.
-    pub(crate) fn find(&self, media: &str, edited_suffixes: &[String]) -> Option<&str> {
+    /// The digest of the name of a media entry's sidecar, if there is one.
+    pub(crate) fn find(&self, media: &str, edited_suffixes: &[String]) -> Option<u64> {
         let (dir, file) = split_dir(media);
         let (stem, ext) = match file.rsplit_once('.') {
             Some((s, e)) if !s.is_empty() => (s, format!(".{e}")),
@@ -127,38 +130,44 @@ mod tests {
         let e = ["-edited".to_owned()];
         assert_eq!(
             ix.find("P/2020/IMG_1.jpg", &e),
-            Some("P/2020/IMG_1.jpg.json")
+            Some(name_digest("P/2020/IMG_1.jpg.json"))
         );
         assert_eq!(
             ix.find("P/2020/IMG_1(1).jpg", &e),
-            Some("P/2020/IMG_1.jpg(1).json")
+            Some(name_digest("P/2020/IMG_1.jpg(1).json"))
         );
         assert_eq!(
             ix.find("P/2020/IMG_1-edited.jpg", &e),
-            Some("P/2020/IMG_1.jpg.json")
+            Some(name_digest("P/2020/IMG_1.jpg.json"))
         );
         assert_eq!(
             ix.find("P/2021/image.png", &e),
-            Some("P/2021/image.png.supplemental-metadata.json")
+            Some(name_digest("P/2021/image.png.supplemental-metadata.json"))
         );
         assert_eq!(
             ix.find("P/2021/image(1).png", &e),
-            Some("P/2021/image.png.supplemental-metadata(1).json")
+            Some(name_digest(
+                "P/2021/image.png.supplemental-metadata(1).json"
+            ))
         );
         assert_eq!(
             ix.find("P/2021/PXL_20230630_000007123.NIGHT.PORTRAIT.jpg", &e),
-            Some("P/2021/PXL_20230630_000007123.NIGHT.PORTRAIT.jpg.supp.json")
+            Some(name_digest(
+                "P/2021/PXL_20230630_000007123.NIGHT.PORTRAIT.jpg.supp.json"
+            ))
         );
         assert_eq!(
             ix.find(
                 "P/2021/PXL_20230630_000015123.LONG_EXPOSURE-01.COVER.jpg",
                 &e
             ),
-            Some("P/2021/PXL_20230630_000015123.LONG_EXPOSURE-01.COVER..json")
+            Some(name_digest(
+                "P/2021/PXL_20230630_000015123.LONG_EXPOSURE-01.COVER..json"
+            ))
         );
         assert_eq!(
             ix.find("P/2021/VID_2.mp4", &e),
-            Some("P/2021/VID_2.mp4.s.json")
+            Some(name_digest("P/2021/VID_2.mp4.s.json"))
         );
         assert_eq!(ix.find("P/2020/IMG_9.jpg", &e), None);
         assert_eq!(ix.find("P/2021/IMG_1.jpg", &e), None);
