@@ -121,6 +121,11 @@ enum TransferCommand {
         /// The gateway's base URL.
         #[arg(long)]
         gateway: String,
+        /// The transfer's capability (`access` of the client's
+        /// /alias/process answer) or the operators' token; default
+        /// $ALIAS_OPERATOR_TOKEN.
+        #[arg(long)]
+        token: Option<String>,
         /// The transfer id.
         id: String,
     },
@@ -132,6 +137,10 @@ enum TransferCommand {
         /// No progress bar.
         #[arg(long)]
         quiet: bool,
+        /// The transfer's capability or the operators' token (as for
+        /// `status`); default $ALIAS_OPERATOR_TOKEN.
+        #[arg(long)]
+        token: Option<String>,
         /// The transfer id.
         id: String,
     },
@@ -526,11 +535,20 @@ pub fn run(cli: Cli, out: &mut impl Write) -> Result<ExitCode> {
                 .build()?;
             let (result, ok) = runtime.block_on(async {
                 match command {
-                    TransferCommand::Status { gateway, id } => {
-                        ops::status(&gateway, &id).await.map(|v| (v, true))
+                    TransferCommand::Status { gateway, token, id } => {
+                        let token = ops::transfer_token(token);
+                        ops::status(&gateway, &id, token.as_deref())
+                            .await
+                            .map(|v| (v, true))
                     }
-                    TransferCommand::Watch { gateway, quiet, id } => {
-                        let last = ops::watch(&gateway, &id, !quiet).await?;
+                    TransferCommand::Watch {
+                        gateway,
+                        quiet,
+                        token,
+                        id,
+                    } => {
+                        let token = ops::transfer_token(token);
+                        let last = ops::watch(&gateway, &id, token.as_deref(), !quiet).await?;
                         let done = last.get("state").and_then(|s| s.as_str()) == Some("done");
                         Ok::<_, anyhow::Error>((last, done))
                     }

@@ -6,10 +6,28 @@ use common::config::Config;
 use common::mq::Broker;
 use indicatif::{ProgressBar, ProgressStyle};
 
-/// `GET /alias/transfers/{id}` of a gateway.
-pub async fn status(gateway: &str, id: &str) -> Result<serde_json::Value> {
+/// The token that shows a transfer: `given`, else `ALIAS_OPERATOR_TOKEN`
+/// from the environment. A capability (the `access` of the client's
+/// `/alias/process` answer) or the operators' token; sent as `Bearer`.
+pub fn transfer_token(given: Option<String>) -> Option<String> {
+    given
+        .or_else(|| std::env::var("ALIAS_OPERATOR_TOKEN").ok())
+        .filter(|t| !t.trim().is_empty())
+}
+
+fn with_token(req: reqwest::RequestBuilder, token: Option<&str>) -> reqwest::RequestBuilder {
+    match token {
+        Some(t) => req.bearer_auth(t.trim()),
+        None => req,
+    }
+}
+
+/// `GET /alias/transfers/{id}` of a gateway, showing `token` (see
+/// [`transfer_token`]).
+pub async fn status(gateway: &str, id: &str, token: Option<&str>) -> Result<serde_json::Value> {
     let url = format!("{}/alias/transfers/{id}", gateway.trim_end_matches('/'));
-    let resp = reqwest::get(&url)
+    let resp = with_token(reqwest::Client::new().get(&url), token)
+        .send()
         .await
         .with_context(|| format!("reaching {url}"))?;
     let code = resp.status();
@@ -25,23 +43,27 @@ pub async fn status(gateway: &str, id: &str) -> Result<serde_json::Value> {
 
 /// Reads a transfer's Server-Sent Events until the stream ends (the
 /// transfer ended), calling `on_event` with each status; returns the last.
+/// `token` shows the transfer (see [`transfer_token`]).
 pub async fn follow(
     http: &reqwest::Client,
     gateway: &str,
     id: &str,
+    token: Option<&str>,
     mut on_event: impl FnMut(&serde_json::Value),
 ) -> Result<serde_json::Value> {
     let url = format!(
         "{}/alias/transfers/{id}/events",
         gateway.trim_end_matches('/')
     );
-    let mut resp = http
-        .get(&url)
+    let mut resp = with_token(http.get(&url), token)
         .send()
         .await
         .with_context(|| format!("reaching {url}"))?;
     if !resp.status().is_success() {
-        bail!("{}: no such transfer", resp.status());
+        bail!(
+            "{}: no such transfer, or not shown without its capability or the operator token",
+            resp.status()
+        );
     }
     let mut buffer = String::new();
     let mut last = serde_json::Value::Null;
@@ -65,7 +87,12 @@ pub async fn follow(
 
 /// Follows a transfer's events with a progress bar until it ends; returns
 /// its final status.
-pub async fn watch(gateway: &str, id: &str, progress: bool) -> Result<serde_json::Value> {
+pub async fn watch(
+    gateway: &str,
+    id: &str,
+    token: Option<&str>,
+    progress: bool,
+) -> Result<serde_json::Value> {
     let bar = if progress {
         ProgressBar::new(0)
     } else {
@@ -76,7 +103,7 @@ pub async fn watch(gateway: &str, id: &str, progress: bool) -> Result<serde_json
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> "),
     );
-    let last = follow(&reqwest::Client::new(), gateway, id, |t| {
+    let last = follow(&reqwest::Client::new(), gateway, id, token, |t| {
         let num = |k: &str| t.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0);
         bar.set_length(num("bytes_total"));
         bar.set_position(num("bytes_done"));
