@@ -84,8 +84,13 @@ pub async fn end_to_end(
     let t0 = Instant::now();
     let started = client::post_grant(&http, &stack.gateway, &grant).await?;
     let id = started.id.clone();
-    let followed =
-        client::follow(&http, &stack.gateway, &started, t0 + Duration::from_secs(3600)).await?;
+    let followed = client::follow(
+        &http,
+        &stack.gateway,
+        &started,
+        t0 + Duration::from_secs(3600),
+    )
+    .await?;
     let secs = (followed.ended_at - t0).as_secs_f64();
     stack.check_alive()?;
     ensure!(

@@ -57,7 +57,15 @@ async fn transfer_status_watch_and_dead_letters() {
     let (ok, out) = aliasctl(&["transfer", "status", "--gateway", &gw, "T1"], &ns).await;
     assert!(!ok, "{out}");
     let (ok, out) = aliasctl(
-        &["transfer", "status", "--gateway", &gw, "--token", OPERATOR, "T1"],
+        &[
+            "transfer",
+            "status",
+            "--gateway",
+            &gw,
+            "--token",
+            OPERATOR,
+            "T1",
+        ],
         &ns,
     )
     .await;

@@ -351,7 +351,9 @@ async fn wait_for(
             let status = transfer_json(app, id).await?;
             return Ok(HttpResponse::Accepted()
                 .insert_header((header::LOCATION, location.to_owned()))
-                .json(serde_json::json!({"status": "accepted", "transfer": status, "access": access})));
+                .json(
+                    serde_json::json!({"status": "accepted", "transfer": status, "access": access}),
+                ));
         }
         // Wake on the next event; re-read at least every few seconds in case
         // an event was lost while the subscription reconnected.

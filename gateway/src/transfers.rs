@@ -88,23 +88,26 @@ pub async fn events(
     };
     let done_at_start = terminal(&first);
     let head = stream::once(async move { sse("status", &first) });
-    let tail = stream::unfold((rx, done_at_start, slot), move |(mut rx, done, slot)| async move {
-        if done {
-            return None;
-        }
-        loop {
-            match tokio::time::timeout(Duration::from_secs(15), rx.recv()).await {
-                Err(_) => return Some((keepalive(), (rx, false, slot))),
-                Ok(Ok(TransferEvent { transfer, kind })) => {
-                    let value = serde_json::to_value(&transfer).unwrap_or_default();
-                    let end = transfer.state.is_terminal();
-                    return Some((sse(&kind, &value), (rx, end, slot)));
-                }
-                Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => continue,
-                Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => return None,
+    let tail = stream::unfold(
+        (rx, done_at_start, slot),
+        move |(mut rx, done, slot)| async move {
+            if done {
+                return None;
             }
-        }
-    });
+            loop {
+                match tokio::time::timeout(Duration::from_secs(15), rx.recv()).await {
+                    Err(_) => return Some((keepalive(), (rx, false, slot))),
+                    Ok(Ok(TransferEvent { transfer, kind })) => {
+                        let value = serde_json::to_value(&transfer).unwrap_or_default();
+                        let end = transfer.state.is_terminal();
+                        return Some((sse(&kind, &value), (rx, end, slot)));
+                    }
+                    Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => continue,
+                    Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => return None,
+                }
+            }
+        },
+    );
     Ok(HttpResponse::Ok()
         .content_type("text/event-stream")
         .insert_header(("Cache-Control", "no-cache"))

@@ -103,8 +103,14 @@ async fn strangers_other_users_and_other_clients_cannot_read_a_transfer() {
         assert_eq!(status, 404);
         let attacks = [
             ("a stranger", None),
-            ("a stranger guessing a capability", Some(format!("Bearer {}", b64u_encode(&[1; 32])))),
-            ("a stranger guessing the operator token", Some(format!("Bearer {}", &OPERATOR[1..]))),
+            (
+                "a stranger guessing a capability",
+                Some(format!("Bearer {}", b64u_encode(&[1; 32]))),
+            ),
+            (
+                "a stranger guessing the operator token",
+                Some(format!("Bearer {}", &OPERATOR[1..])),
+            ),
             (
                 "another user's valid signed request",
                 Some(format!("Alias {}", signed_get(&other_user, &path))),
@@ -117,7 +123,10 @@ async fn strangers_other_users_and_other_clients_cannot_read_a_transfer() {
                 "another client's grant",
                 Some(format!("Grant {}", other_client.grant(&other_user))),
             ),
-            ("another client's capability", Some(format!("Bearer {other_access}"))),
+            (
+                "another client's capability",
+                Some(format!("Bearer {other_access}")),
+            ),
         ];
         for (who, auth) in attacks {
             let (status, body) = get(&bank, &path, auth.as_deref()).await;
@@ -131,7 +140,10 @@ async fn strangers_other_users_and_other_clients_cannot_read_a_transfer() {
         for (who, auth) in [
             ("the user", format!("Alias {}", signed_get(&victim, &path))),
             ("the client's capability", format!("Bearer {access}")),
-            ("the client's grant", format!("Grant {}", client.grant(&victim))),
+            (
+                "the client's grant",
+                format!("Grant {}", client.grant(&victim)),
+            ),
             ("an operator", format!("Bearer {OPERATOR}")),
         ] {
             let (status, body) = get(&bank, &path, Some(&auth)).await;

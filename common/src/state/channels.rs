@@ -37,10 +37,7 @@ impl Channels {
     /// A receiver of `id`'s events from now on; the channel lives as long
     /// as some subscription of `id` does.
     pub fn subscribe(&self, id: &str) -> Subscription {
-        let mut map = self
-            .senders
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut map = self.senders.lock().unwrap_or_else(PoisonError::into_inner);
         let rx = map
             .entry(id.to_owned())
             .or_insert_with(|| broadcast::channel(CAPACITY).0)
@@ -54,10 +51,7 @@ impl Channels {
 
     /// Delivers `event` to `id`'s subscribers, if it has any.
     pub fn send(&self, id: &str, event: TransferEvent) {
-        let mut map = self
-            .senders
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut map = self.senders.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(tx) = map.get(id) {
             if tx.send(event).is_err() {
                 map.remove(id);

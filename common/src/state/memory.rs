@@ -4,8 +4,7 @@
 
 use super::{
     now_ms, Begin, Channels, DumpRecord, FileRecord, NewTransfer, StateError, StateStore,
-    Subscription, Transfer,
-    TransferEvent, TransferState,
+    Subscription, Transfer, TransferEvent, TransferState,
 };
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};

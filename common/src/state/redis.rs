@@ -3,8 +3,7 @@
 
 use super::{
     now_ms, Begin, Channels, DumpRecord, FileRecord, NewTransfer, StateError, StateStore,
-    Subscription, Transfer,
-    TransferEvent, TransferState,
+    Subscription, Transfer, TransferEvent, TransferState,
 };
 use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script};

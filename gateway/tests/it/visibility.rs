@@ -73,7 +73,11 @@ async fn only_the_user_the_client_and_an_operator_see_a_transfer() {
     let (id, access) = start(&bank, &alice_grant).await;
     // Mallory is a user with her own transfer (another contract) and its
     // capability, and a grant of her own for Alice's contract.
-    let (_, other_access) = start(&bank, &grant(&mallory, &contract("Other", "127.0.0.1:9"), now())).await;
+    let (_, other_access) = start(
+        &bank,
+        &grant(&mallory, &contract("Other", "127.0.0.1:9"), now()),
+    )
+    .await;
     let mallory_same_contract = grant(&mallory, &c, now());
     let t = bank.app.state.transfer(&id).await.unwrap().unwrap();
     let secrets = [t.user.clone(), t.push_url.clone(), t.grant_hash.clone()];
@@ -87,12 +91,24 @@ async fn only_the_user_the_client_and_an_operator_see_a_transfer() {
         assert_eq!(unknown["code"], "not_found");
         let refused = [
             ("nothing", None),
-            ("a made-up bearer", Some(format!("Bearer {}", b64u_encode(&[9; 32])))),
-            ("another client's capability", Some(format!("Bearer {other_access}"))),
-            ("a wrong operator token", Some(format!("Bearer {OPERATOR}x"))),
+            (
+                "a made-up bearer",
+                Some(format!("Bearer {}", b64u_encode(&[9; 32]))),
+            ),
+            (
+                "another client's capability",
+                Some(format!("Bearer {other_access}")),
+            ),
+            (
+                "a wrong operator token",
+                Some(format!("Bearer {OPERATOR}x")),
+            ),
             (
                 "another user's signed request",
-                Some(format!("Alias {}", signed_request(&mallory, "GET", &path, None, now()))),
+                Some(format!(
+                    "Alias {}",
+                    signed_request(&mallory, "GET", &path, None, now())
+                )),
             ),
             (
                 "the user's request signed for another path",
@@ -142,7 +158,11 @@ async fn only_the_user_the_client_and_an_operator_see_a_transfer() {
 async fn without_an_operator_token_there_is_no_operator_access() {
     let bank = Bank::start().await;
     bind_user(&bank, 23).await;
-    let (id, _) = start(&bank, &grant(&user_key(23), &contract("NoOp", "127.0.0.1:9"), now())).await;
+    let (id, _) = start(
+        &bank,
+        &grant(&user_key(23), &contract("NoOp", "127.0.0.1:9"), now()),
+    )
+    .await;
     for auth in ["Bearer ", "Bearer x", &format!("Bearer {OPERATOR}")] {
         let (status, _) = get(&bank, &format!("/alias/transfers/{id}"), Some(auth)).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{auth}");
@@ -163,11 +183,19 @@ async fn until(what: &str, mut check: impl FnMut() -> bool) {
 async fn unknown_and_forbidden_streams_leave_nothing_behind() {
     let bank = Bank::start_with(&[("ALIAS_OPERATOR_TOKEN", OPERATOR)]).await;
     bind_user(&bank, 24).await;
-    let (id, access) = start(&bank, &grant(&user_key(24), &contract("Hub", "127.0.0.1:9"), now())).await;
+    let (id, access) = start(
+        &bank,
+        &grant(&user_key(24), &contract("Hub", "127.0.0.1:9"), now()),
+    )
+    .await;
     let before = bank.app.state.live_channels();
     assert_eq!(before, 0);
     for i in 0..2000 {
-        let auth = if i % 2 == 0 { format!("Bearer {OPERATOR}") } else { format!("Bearer {i}") };
+        let auth = if i % 2 == 0 {
+            format!("Bearer {OPERATOR}")
+        } else {
+            format!("Bearer {i}")
+        };
         let path = if i % 3 == 0 {
             format!("/alias/transfers/{id}/events")
         } else {
@@ -176,13 +204,24 @@ async fn unknown_and_forbidden_streams_leave_nothing_behind() {
         let resp = bank
             .http
             .get(bank.url(&path))
-            .header("Authorization", if i % 3 == 0 { "Bearer stranger".to_owned() } else { auth })
+            .header(
+                "Authorization",
+                if i % 3 == 0 {
+                    "Bearer stranger".to_owned()
+                } else {
+                    auth
+                },
+            )
             .send()
             .await
             .unwrap();
         assert_eq!(resp.status(), StatusCode::NOT_FOUND, "{path}");
     }
-    assert_eq!(bank.app.state.live_channels(), 0, "refused streams left channels");
+    assert_eq!(
+        bank.app.state.live_channels(),
+        0,
+        "refused streams left channels"
+    );
     // A real stream has a channel while it lasts, and none after.
     let mut resp = bank
         .http
@@ -198,20 +237,19 @@ async fn unknown_and_forbidden_streams_leave_nothing_behind() {
     drop(resp);
     // The server notices the closed connection at its next write (a
     // keep-alive at the latest) or when the transfer ends: end it.
-    bank.app
-        .state
-        .cancel(&id, "test over")
-        .await
-        .unwrap();
+    bank.app.state.cancel(&id, "test over").await.unwrap();
     let state = bank.app.state.clone();
     until("the channel to go", || state.live_channels() == 0).await;
     until("the slot to go", || bank.app.streams.held() == (0, 0)).await;
     bank.cleanup().await;
 }
 
+/// A client connecting from `ip`; a request it makes fails after 20 s
+/// (so that a bound which does not hold fails the test, not hangs it).
 fn client_from(ip: &str) -> reqwest::Client {
     reqwest::Client::builder()
         .local_address(ip.parse::<std::net::IpAddr>().unwrap())
+        .timeout(Duration::from_secs(20))
         .build()
         .unwrap()
 }
@@ -224,7 +262,11 @@ async fn event_streams_are_bounded_per_address_and_in_total() {
     ])
     .await;
     bind_user(&bank, 25).await;
-    let (id, access) = start(&bank, &grant(&user_key(25), &contract("Caps", "127.0.0.1:9"), now())).await;
+    let (id, access) = start(
+        &bank,
+        &grant(&user_key(25), &contract("Caps", "127.0.0.1:9"), now()),
+    )
+    .await;
     let url = bank.url(&format!("/alias/transfers/{id}/events"));
     let open = |http: reqwest::Client| {
         let url = url.clone();
@@ -256,7 +298,10 @@ async fn event_streams_are_bounded_per_address_and_in_total() {
     for mut r in held {
         while r.chunk().await.unwrap().is_some() {}
     }
-    until("the slots to come back", || bank.app.streams.held() == (0, 0)).await;
+    until("the slots to come back", || {
+        bank.app.streams.held() == (0, 0)
+    })
+    .await;
     let r = open(two).await;
     assert_eq!(r.status(), StatusCode::OK);
     bank.cleanup().await;
@@ -264,18 +309,19 @@ async fn event_streams_are_bounded_per_address_and_in_total() {
 
 #[actix_web::test]
 async fn synchronous_waits_are_bounded_per_address_and_in_total() {
-    let bank = Bank::start_with(&[
-        ("ALIAS_MAX_WAITS_PER_ADDR", "1"),
-        ("ALIAS_MAX_WAITS", "2"),
-    ])
-    .await;
+    let bank =
+        Bank::start_with(&[("ALIAS_MAX_WAITS_PER_ADDR", "1"), ("ALIAS_MAX_WAITS", "2")]).await;
     for n in 26..=29 {
         bind_user(&bank, n).await;
     }
     let url = bank.url("/alias/process");
     let post = |http: reqwest::Client, n: u8| {
         let url = url.clone();
-        let token = grant(&user_key(n), &contract(&format!("Wait {n}"), "127.0.0.1:9"), now());
+        let token = grant(
+            &user_key(n),
+            &contract(&format!("Wait {n}"), "127.0.0.1:9"),
+            now(),
+        );
         async move {
             http.post(url)
                 .json(&serde_json::json!({ "grant": token }))
@@ -301,7 +347,11 @@ async fn synchronous_waits_are_bounded_per_address_and_in_total() {
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(r.headers().get("retry-after").is_some());
     // An asynchronous request does not wait, so it is not bounded by these.
-    let (_, _) = start(&bank, &grant(&user_key(29), &contract("Async", "127.0.0.1:9"), now())).await;
+    let (_, _) = start(
+        &bank,
+        &grant(&user_key(29), &contract("Async", "127.0.0.1:9"), now()),
+    )
+    .await;
     first.abort();
     second.abort();
     bank.cleanup().await;

@@ -763,7 +763,11 @@ async fn a_transfer_is_seen_with_its_users_session_only() {
     let mut bob_agent = Agent::new(&bank);
     signup(&mut alice_agent, &alice).await;
     signup(&mut bob_agent, &bob).await;
-    let token = grant(&alice.key, &contract("Session client", CLIENT_DOMAIN), now());
+    let token = grant(
+        &alice.key,
+        &contract("Session client", CLIENT_DOMAIN),
+        now(),
+    );
     let resp = bank
         .http
         .post(bank.url("/alias/process"))
@@ -792,7 +796,9 @@ async fn a_transfer_is_seen_with_its_users_session_only() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     // After logout, the session sees nothing.
     let csrf = alice_agent.csrf.clone();
-    let _ = alice_agent.post_form("/logout", &[("csrf", csrf.as_str())]).await;
+    let _ = alice_agent
+        .post_form("/logout", &[("csrf", csrf.as_str())])
+        .await;
     let (status, _, _) = alice_agent.get(&path).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     bank.cleanup().await;
