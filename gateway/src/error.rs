@@ -16,8 +16,9 @@ pub struct ApiError {
     pub reason: String,
     /// Extra fields merged into the body.
     pub extra: Option<serde_json::Map<String, serde_json::Value>>,
-    /// Seconds for a `Retry-After` header, if any.
-    pub retry_after: Option<u64>,
+    /// Seconds for a `Retry-After` header, if any (small, so that the
+    /// error stays small).
+    pub retry_after: Option<u16>,
 }
 
 impl ApiError {
@@ -53,7 +54,7 @@ impl ApiError {
     }
 
     /// Adds a `Retry-After: secs` header.
-    pub fn retry_after(mut self, secs: u64) -> Self {
+    pub fn retry_after(mut self, secs: u16) -> Self {
         self.retry_after = Some(secs);
         self
     }

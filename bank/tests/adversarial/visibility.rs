@@ -5,6 +5,8 @@
 //! Each is refused with the answer an unknown id gets, reveals nothing,
 //! changes nothing for the victim, and leaves no channel behind.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use crate::support::{
     give_dump, process_async, user, user_pk, wait_terminal, Bank, Client, ORIGIN,
 };
