@@ -339,11 +339,16 @@ async fn flow(
     if !status.is_success() {
         bail!("the data bank refused the grant: {status} {answer}");
     }
+    // The capability that shows the transfer to its client (and only it).
+    let access = answer["access"]
+        .as_str()
+        .context("the data bank's answer has no transfer capability")?
+        .to_owned();
     writeln!(
         out,
-        "\n3. The data bank accepted the grant: transfer {id}\n   (aliasctl transfer watch --gateway {gateway} {id})"
+        "\n3. The data bank accepted the grant: transfer {id}\n   (aliasctl transfer watch --gateway {gateway} --token <its capability> {id})"
     )?;
-    let last = watch(&http, gateway, &id, options.progress).await?;
+    let last = watch(&http, gateway, &id, &access, options.progress).await?;
     let state = last["state"].as_str().unwrap_or("?").to_owned();
     if state != "done" {
         bail!(
@@ -355,6 +360,7 @@ async fn flow(
     // 4. What the client holds.
     let status: serde_json::Value = http
         .get(format!("{gateway}/alias/transfers/{id}"))
+        .bearer_auth(&access)
         .send()
         .await?
         .error_for_status()?
@@ -444,12 +450,13 @@ async fn watch(
     http: &reqwest::Client,
     gateway: &str,
     id: &str,
+    access: &str,
     progress: bool,
 ) -> Result<serde_json::Value> {
     let multi = MultiProgress::new();
     let reading = bar(&multi, progress, "reading the dumps");
     let pushing = bar(&multi, progress, "pushing archives");
-    let last = aliasctl::ops::follow(http, gateway, id, |t| {
+    let last = aliasctl::ops::follow(http, gateway, id, Some(access), |t| {
         let num = |k: &str| t[k].as_u64().unwrap_or(0);
         reading.set_length(num("dump_bytes_total"));
         reading.set_position(num("dump_bytes_read"));

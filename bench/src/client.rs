@@ -104,8 +104,18 @@ pub async fn upload(user: &SigningKey, gateway: &str, file: &Path) -> Result<()>
     Ok(())
 }
 
-/// `POST /alias/process` with `Prefer: respond-async`; returns the transfer id.
-pub async fn post_grant(http: &reqwest::Client, gateway: &str, grant: &str) -> Result<String> {
+/// A transfer started by [`post_grant`].
+#[derive(Debug, Clone)]
+pub struct Started {
+    /// The transfer id.
+    pub id: String,
+    /// The capability that shows it (`Authorization: Bearer`).
+    pub access: String,
+}
+
+/// `POST /alias/process` with `Prefer: respond-async`; returns the transfer
+/// id and its capability.
+pub async fn post_grant(http: &reqwest::Client, gateway: &str, grant: &str) -> Result<Started> {
     let resp = http
         .post(format!("{gateway}/alias/process"))
         .header("Prefer", "respond-async")
@@ -125,7 +135,15 @@ pub async fn post_grant(http: &reqwest::Client, gateway: &str, grant: &str) -> R
         );
     }
     let location = location.context("202 without Location")?;
-    Ok(location.rsplit('/').next().unwrap_or(&location).to_owned())
+    let body: serde_json::Value = resp.json().await?;
+    let access = body["access"]
+        .as_str()
+        .context("202 without a transfer capability")?
+        .to_owned();
+    Ok(Started {
+        id: location.rsplit('/').next().unwrap_or(&location).to_owned(),
+        access,
+    })
 }
 
 /// How a transfer ended, as followed on its event stream.
@@ -150,14 +168,16 @@ fn terminal(state: &str) -> bool {
 pub async fn follow(
     http: &reqwest::Client,
     gateway: &str,
-    id: &str,
+    started: &Started,
     deadline: Instant,
 ) -> Result<Followed> {
+    let (id, access) = (started.id.as_str(), started.access.as_str());
     let mut pushing_at = None;
     let left = deadline.saturating_duration_since(Instant::now());
     let streamed = tokio::time::timeout(left, async {
         let resp = http
             .get(format!("{gateway}/alias/transfers/{id}/events"))
+            .bearer_auth(access)
             .send()
             .await?
             .error_for_status()?;
@@ -198,6 +218,7 @@ pub async fn follow(
     loop {
         let v: serde_json::Value = http
             .get(format!("{gateway}/alias/transfers/{id}"))
+            .bearer_auth(access)
             .send()
             .await?
             .json()
@@ -243,10 +264,12 @@ pub async fn verify(
     http: &reqwest::Client,
     gateway: &str,
     sink_dir: &Path,
-    id: &str,
+    started: &Started,
 ) -> Result<Vec<Delivered>> {
+    let id = started.id.as_str();
     let status: serde_json::Value = http
         .get(format!("{gateway}/alias/transfers/{id}"))
+        .bearer_auth(&started.access)
         .send()
         .await?
         .error_for_status()?

@@ -82,9 +82,15 @@ pub async fn end_to_end(
 
     baseline::sync();
     let t0 = Instant::now();
-    let id = client::post_grant(&http, &stack.gateway, &grant).await?;
-    let followed =
-        client::follow(&http, &stack.gateway, &id, t0 + Duration::from_secs(3600)).await?;
+    let started = client::post_grant(&http, &stack.gateway, &grant).await?;
+    let id = started.id.clone();
+    let followed = client::follow(
+        &http,
+        &stack.gateway,
+        &started,
+        t0 + Duration::from_secs(3600),
+    )
+    .await?;
     let secs = (followed.ended_at - t0).as_secs_f64();
     stack.check_alive()?;
     ensure!(
@@ -94,7 +100,7 @@ pub async fn end_to_end(
         followed.error
     );
     let peaks = stack.peaks();
-    let delivered = client::verify(&http, &stack.gateway, &stack.sink.dir, &id).await?;
+    let delivered = client::verify(&http, &stack.gateway, &stack.sink.dir, &started).await?;
 
     // The floor, after the run: the stored dump read once, the delivered
     // archives (verified identical) uploaded once to a fresh transfer.
@@ -216,9 +222,9 @@ pub async fn many(
         let http = http.clone();
         let gw = gw.clone();
         async move {
-            let id = client::post_grant(&http, &gw, g).await?;
-            let f = client::follow(&http, &gw, &id, deadline).await?;
-            Ok::<_, anyhow::Error>((id, f))
+            let started = client::post_grant(&http, &gw, g).await?;
+            let f = client::follow(&http, &gw, &started, deadline).await?;
+            Ok::<_, anyhow::Error>((started, f))
         }
     }))
     .await;
@@ -240,19 +246,20 @@ pub async fn many(
     };
     let mut archives = Vec::new();
     for o in &outcomes {
-        let (id, f) = match o {
+        let (started, f) = match o {
             Ok(x) => x,
             Err(e) => {
                 run.failures.push(format!("{e:#}"));
                 continue;
             }
         };
+        let id = &started.id;
         if f.state != "done" {
             run.failures
                 .push(format!("{id}: {} {:?}", f.state, f.error));
             continue;
         }
-        match client::verify(&http, &stack.gateway, &stack.sink.dir, id).await {
+        match client::verify(&http, &stack.gateway, &stack.sink.dir, started).await {
             Ok(files) => {
                 run.verified += 1;
                 run.files += files.len();

@@ -237,6 +237,10 @@ impl Stack {
             ("ALIAS_PUBLIC_ORIGIN", &gateway),
             ("ALIAS_PUSH_ALLOW", "127.0.0.0/8"),
             ("ALIAS_RATE_PER_SEC", "1000000"),
+            ("ALIAS_MAX_STREAMS", "100000"),
+            ("ALIAS_MAX_STREAMS_PER_ADDR", "100000"),
+            ("ALIAS_MAX_WAITS", "100000"),
+            ("ALIAS_MAX_WAITS_PER_ADDR", "100000"),
         ]
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))

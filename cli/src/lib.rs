@@ -140,6 +140,11 @@ enum TransferCommand {
         /// The gateway's base URL.
         #[arg(long)]
         gateway: String,
+        /// The transfer's capability (`access` of the client's
+        /// /alias/process answer) or the operators' token; default
+        /// $ALIAS_OPERATOR_TOKEN.
+        #[arg(long)]
+        token: Option<String>,
         /// The transfer id.
         id: String,
     },
@@ -151,6 +156,10 @@ enum TransferCommand {
         /// No progress bar.
         #[arg(long)]
         quiet: bool,
+        /// The transfer's capability or the operators' token (as for
+        /// `status`); default $ALIAS_OPERATOR_TOKEN.
+        #[arg(long)]
+        token: Option<String>,
         /// The transfer id.
         id: String,
     },
@@ -551,13 +560,21 @@ pub fn run(cli: Cli, out: &mut impl Write) -> Result<ExitCode> {
                 .build()?;
             let (result, ok) = runtime.block_on(async {
                 match command {
-                    TransferCommand::Status { gateway, id } => {
-                        ops::status_with(&gateway, &id, &http)
+                    TransferCommand::Status { gateway, token, id } => {
+                        let token = ops::transfer_token(token);
+                        ops::status_with(&gateway, &id, token.as_deref(), &http)
                             .await
                             .map(|v| (v, true))
                     }
-                    TransferCommand::Watch { gateway, quiet, id } => {
-                        let last = ops::watch_with(&gateway, &id, !quiet, &http).await?;
+                    TransferCommand::Watch {
+                        gateway,
+                        quiet,
+                        token,
+                        id,
+                    } => {
+                        let token = ops::transfer_token(token);
+                        let last =
+                            ops::watch_with(&gateway, &id, token.as_deref(), !quiet, &http).await?;
                         let done = last.get("state").and_then(|s| s.as_str()) == Some("done");
                         Ok::<_, anyhow::Error>((last, done))
                     }

@@ -9,32 +9,52 @@ use indicatif::{ProgressBar, ProgressStyle};
 use crate::net::{self, escape_control, HttpLimits};
 use crate::sse::SseParser;
 
-/// `GET /alias/transfers/{id}` of a gateway.
-pub async fn status(gateway: &str, id: &str) -> Result<serde_json::Value> {
-    status_with(gateway, id, &HttpLimits::default()).await
+/// The token that shows a transfer: `given`, else `ALIAS_OPERATOR_TOKEN`
+/// from the environment. A capability (the `access` of the client's
+/// `/alias/process` answer) or the operators' token; sent as `Bearer`.
+pub fn transfer_token(given: Option<String>) -> Option<String> {
+    given
+        .or_else(|| std::env::var("ALIAS_OPERATOR_TOKEN").ok())
+        .filter(|t| !t.trim().is_empty())
+}
+
+fn with_token(req: reqwest::RequestBuilder, token: Option<&str>) -> reqwest::RequestBuilder {
+    match token {
+        Some(t) => req.bearer_auth(t.trim()),
+        None => req,
+    }
+}
+
+/// `GET /alias/transfers/{id}` of a gateway, showing `token` (see
+/// [`transfer_token`]).
+pub async fn status(gateway: &str, id: &str, token: Option<&str>) -> Result<serde_json::Value> {
+    status_with(gateway, id, token, &HttpLimits::default()).await
 }
 
 /// [`status`] with explicit reply limits.
 pub async fn status_with(
     gateway: &str,
     id: &str,
+    token: Option<&str>,
     limits: &HttpLimits,
 ) -> Result<serde_json::Value> {
     let url = format!("{}/alias/transfers/{id}", gateway.trim_end_matches('/'));
-    let resp = net::send(limits.client()?.get(&url), limits, &url).await?;
+    let resp = net::send(with_token(limits.client()?.get(&url), token), limits, &url).await?;
     net::json_reply(resp, limits).await
 }
 
 /// Reads a transfer's Server-Sent Events until the stream ends (the
 /// transfer ended), calling `on_event` with each status; returns the last.
-/// Default limits: one event at most 1 MiB, 30 s of silence at most.
+/// `token` shows the transfer (see [`transfer_token`]). Default limits: one
+/// event at most 1 MiB, 30 s of silence at most.
 pub async fn follow(
     http: &reqwest::Client,
     gateway: &str,
     id: &str,
+    token: Option<&str>,
     on_event: impl FnMut(&serde_json::Value),
 ) -> Result<serde_json::Value> {
-    follow_with(http, gateway, id, &HttpLimits::default(), on_event).await
+    follow_with(http, gateway, id, token, &HttpLimits::default(), on_event).await
 }
 
 /// [`follow`] with explicit limits: the answer's head within
@@ -44,6 +64,7 @@ pub async fn follow_with(
     http: &reqwest::Client,
     gateway: &str,
     id: &str,
+    token: Option<&str>,
     limits: &HttpLimits,
     mut on_event: impl FnMut(&serde_json::Value),
 ) -> Result<serde_json::Value> {
@@ -51,9 +72,12 @@ pub async fn follow_with(
         "{}/alias/transfers/{id}/events",
         gateway.trim_end_matches('/')
     );
-    let mut resp = net::send(http.get(&url), limits, &url).await?;
+    let mut resp = net::send(with_token(http.get(&url), token), limits, &url).await?;
     if !resp.status().is_success() {
-        bail!("{}: no such transfer", resp.status());
+        bail!(
+            "{}: no such transfer, or not shown without its capability or the operator token",
+            resp.status()
+        );
     }
     let mut parser = SseParser::new(limits.max_event);
     let mut last = serde_json::Value::Null;
@@ -78,14 +102,20 @@ pub async fn follow_with(
 
 /// Follows a transfer's events with a progress bar until it ends; returns
 /// its final status.
-pub async fn watch(gateway: &str, id: &str, progress: bool) -> Result<serde_json::Value> {
-    watch_with(gateway, id, progress, &HttpLimits::default()).await
+pub async fn watch(
+    gateway: &str,
+    id: &str,
+    token: Option<&str>,
+    progress: bool,
+) -> Result<serde_json::Value> {
+    watch_with(gateway, id, token, progress, &HttpLimits::default()).await
 }
 
 /// [`watch`] with explicit limits.
 pub async fn watch_with(
     gateway: &str,
     id: &str,
+    token: Option<&str>,
     progress: bool,
     limits: &HttpLimits,
 ) -> Result<serde_json::Value> {
@@ -99,7 +129,7 @@ pub async fn watch_with(
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> "),
     );
-    let last = follow_with(&limits.client()?, gateway, id, limits, |t| {
+    let last = follow_with(&limits.client()?, gateway, id, token, limits, |t| {
         let num = |k: &str| t.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0);
         bar.set_length(num("bytes_total"));
         bar.set_position(num("bytes_done"));

@@ -7,10 +7,13 @@ use common::mq::{Queue, Route};
 use common::state::{NewTransfer, TransferState};
 use tokio::process::Command;
 
+const OPERATOR: &str = "cli-test-operator-token-0123456789abcdef";
+
 async fn aliasctl(args: &[&str], ns: &str) -> (bool, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_aliasctl"))
         .args(args)
         .env("ALIAS_NAMESPACE", ns)
+        .env_remove("ALIAS_OPERATOR_TOKEN")
         .output()
         .await
         .unwrap();
@@ -28,6 +31,7 @@ async fn transfer_status_watch_and_dead_letters() {
         ("ALIAS_NAMESPACE", ns.as_str()),
         ("ALIAS_STORAGE_URL", dir.path().to_str().unwrap()),
         ("ALIAS_LISTEN", "127.0.0.1:0"),
+        ("ALIAS_OPERATOR_TOKEN", OPERATOR),
     ])
     .unwrap();
     let app = gateway::AppState::connect(config.clone()).await.unwrap();
@@ -49,7 +53,22 @@ async fn transfer_status_watch_and_dead_letters() {
         )
         .await
         .unwrap();
+    // Without a token the transfer is not shown; with the operators' token it is.
     let (ok, out) = aliasctl(&["transfer", "status", "--gateway", &gw, "T1"], &ns).await;
+    assert!(!ok, "{out}");
+    let (ok, out) = aliasctl(
+        &[
+            "transfer",
+            "status",
+            "--gateway",
+            &gw,
+            "--token",
+            OPERATOR,
+            "T1",
+        ],
+        &ns,
+    )
+    .await;
     assert!(ok);
     assert!(out.contains("\"state\": \"accepted\""), "{out}");
 
@@ -61,6 +80,8 @@ async fn transfer_status_watch_and_dead_letters() {
         "--quiet",
         "--gateway",
         gw.as_str(),
+        "--token",
+        OPERATOR,
         "T1",
     ];
     let watch = aliasctl(&args, &ns);

@@ -159,6 +159,31 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "how long the records of a user without account or dump live after their last change",
     ),
     (
+        "ALIAS_OPERATOR_TOKEN",
+        "(unset: no operator access)",
+        "secret that operators present (Authorization: Bearer) to read any transfer's status and events; at least 32 characters",
+    ),
+    (
+        "ALIAS_MAX_STREAMS",
+        "1024",
+        "concurrent transfer event streams per gateway (past it: 503)",
+    ),
+    (
+        "ALIAS_MAX_STREAMS_PER_ADDR",
+        "16",
+        "concurrent transfer event streams per client address (past it: 429)",
+    ),
+    (
+        "ALIAS_MAX_WAITS",
+        "1024",
+        "concurrent synchronous POST /alias/process waits per gateway (past it: 503)",
+    ),
+    (
+        "ALIAS_MAX_WAITS_PER_ADDR",
+        "64",
+        "concurrent synchronous POST /alias/process waits per client address (past it: 429)",
+    ),
+    (
         "ALIAS_FINISHED_TTL_SECS",
         "604800",
         "how long finished transfers stay in Redis",
@@ -298,6 +323,11 @@ struct Raw {
     quota_dumps: u64,
     quota_dump_bytes: u64,
     quota_guest_ttl_secs: u64,
+    operator_token: String,
+    max_streams: u64,
+    max_streams_per_addr: u64,
+    max_waits: u64,
+    max_waits_per_addr: u64,
     finished_ttl_secs: u64,
     worker_concurrency: u64,
     work_dir: String,
@@ -350,6 +380,11 @@ impl Default for Raw {
             quota_dumps: Quotas::DEFAULT.dumps,
             quota_dump_bytes: Quotas::DEFAULT.dump_bytes,
             quota_guest_ttl_secs: Quotas::DEFAULT.guest_ttl.as_secs(),
+            operator_token: String::new(),
+            max_streams: 1024,
+            max_streams_per_addr: 16,
+            max_waits: 1024,
+            max_waits_per_addr: 64,
             finished_ttl_secs: 7 * 24 * 3600,
             worker_concurrency: 2,
             work_dir: String::new(),
@@ -419,6 +454,17 @@ pub struct Config {
     /// Per-user bounds on the state (grants, contracts, dumps) and the
     /// lifetime of the records of users without account or dump.
     pub quotas: Quotas,
+    /// The operators' token for transfer status and events (`None`: no
+    /// operator access).
+    pub operator_token: Option<String>,
+    /// Concurrent event streams per gateway.
+    pub max_streams: usize,
+    /// Concurrent event streams per client address.
+    pub max_streams_per_addr: usize,
+    /// Concurrent synchronous `/alias/process` waits per gateway.
+    pub max_waits: usize,
+    /// Concurrent synchronous `/alias/process` waits per client address.
+    pub max_waits_per_addr: usize,
     /// TTL of finished transfers.
     pub finished_ttl: Duration,
     /// Jobs in flight per worker.
@@ -514,6 +560,11 @@ const KEYS: &[&str] = &[
     "quota_dumps",
     "quota_dump_bytes",
     "quota_guest_ttl_secs",
+    "operator_token",
+    "max_streams",
+    "max_streams_per_addr",
+    "max_waits",
+    "max_waits_per_addr",
     "finished_ttl_secs",
     "worker_concurrency",
     "work_dir",
@@ -653,6 +704,28 @@ fn origin(value: &str) -> Result<String, ConfigError> {
         ));
     }
     Ok(url.origin().ascii_serialization())
+}
+
+fn operator_token(value: &str) -> Result<Option<String>, ConfigError> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Ok(None);
+    }
+    if value.len() < 32 || !value.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(invalid(
+            "ALIAS_OPERATOR_TOKEN",
+            "(hidden)",
+            "must be at least 32 printable characters without spaces",
+        ));
+    }
+    Ok(Some(value.to_owned()))
+}
+
+fn count(var: &'static str, value: u64) -> Result<usize, ConfigError> {
+    if value == 0 {
+        return Err(invalid(var, "0", "must be positive"));
+    }
+    Ok(usize::try_from(value).unwrap_or(usize::MAX))
 }
 
 fn session_key(value: &str) -> Result<Option<Vec<u8>>, ConfigError> {
@@ -830,6 +903,11 @@ impl Raw {
                 .unwrap_or(u32::MAX),
             trusted_proxies,
             quotas,
+            operator_token: operator_token(&self.operator_token)?,
+            max_streams: count("ALIAS_MAX_STREAMS", self.max_streams)?,
+            max_streams_per_addr: count("ALIAS_MAX_STREAMS_PER_ADDR", self.max_streams_per_addr)?,
+            max_waits: count("ALIAS_MAX_WAITS", self.max_waits)?,
+            max_waits_per_addr: count("ALIAS_MAX_WAITS_PER_ADDR", self.max_waits_per_addr)?,
             finished_ttl: Duration::from_secs(positive(
                 "ALIAS_FINISHED_TTL_SECS",
                 self.finished_ttl_secs,

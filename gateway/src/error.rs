@@ -16,6 +16,9 @@ pub struct ApiError {
     pub reason: String,
     /// Extra fields merged into the body.
     pub extra: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Seconds for a `Retry-After` header, if any (small, so that the
+    /// error stays small).
+    pub retry_after: Option<u16>,
 }
 
 impl ApiError {
@@ -26,6 +29,7 @@ impl ApiError {
             code,
             reason: reason.into(),
             extra: None,
+            retry_after: None,
         }
     }
 
@@ -47,6 +51,12 @@ impl ApiError {
             "unavailable",
             format!("{what} is unavailable, retry later"),
         )
+    }
+
+    /// Adds a `Retry-After: secs` header.
+    pub fn retry_after(mut self, secs: u16) -> Self {
+        self.retry_after = Some(secs);
+        self
     }
 
     /// Adds a field to the body.
@@ -74,7 +84,11 @@ impl ResponseError for ApiError {
         if let (Some(extra), Some(obj)) = (&self.extra, body.as_object_mut()) {
             obj.extend(extra.clone());
         }
-        HttpResponse::build(self.status).json(body)
+        let mut resp = HttpResponse::build(self.status);
+        if let Some(secs) = self.retry_after {
+            resp.insert_header((actix_web::http::header::RETRY_AFTER, secs.to_string()));
+        }
+        resp.json(body)
     }
 }
 

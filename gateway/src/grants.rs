@@ -355,6 +355,13 @@ async fn process_inner(
 ) -> Result<(HttpResponse, &'static str), ApiError> {
     let params = Params::parse(req, body)?;
     let token = params.require("grant")?;
+    // A synchronous request holds a wait slot from before anything starts,
+    // so that a refusal (429/503) leaves nothing behind.
+    let slot = if wants_async(req) {
+        None
+    } else {
+        Some(app.waits.acquire(crate::access::client_addr(app, req))?)
+    };
     let effective = accept_grant(app, token, params.get("bind")).await?;
     let grant = effective.grant;
     if grant.is_revoked() {
@@ -371,17 +378,22 @@ async fn process_inner(
     let (id, begin) = start_transfer(app, &grant).await?;
     let label = if begin.joined { "joined" } else { "accepted" };
     let location = format!("/alias/transfers/{id}");
-    if wants_async(req) {
+    let access = crate::access::issue_capability(app, &id, &grant.signer_b64()).await?;
+    if slot.is_none() {
         let status = transfer_json(app, &id).await?;
         let resp = HttpResponse::Accepted()
             .insert_header((header::LOCATION, location))
             .insert_header(("Preference-Applied", "respond-async"))
-            .json(serde_json::json!({"status": "accepted", "transfer": status, "joined": begin.joined}));
+            .json(serde_json::json!({
+                "status": "accepted", "transfer": status, "joined": begin.joined, "access": access,
+            }));
         return Ok((resp, label));
     }
-    wait_for(app, &id, begin.generation, &grant, &location)
+    let answer = wait_for(app, &id, begin.generation, &grant, &location, &access)
         .await
-        .map(|r| (r, label))
+        .map(|r| (r, label));
+    drop(slot);
+    answer
 }
 
 /// Waits until generation `generation` of transfer `id` ends, and answers
@@ -392,6 +404,7 @@ async fn wait_for(
     mut generation: u64,
     grant: &Grant,
     location: &str,
+    access: &str,
 ) -> Result<HttpResponse, ApiError> {
     let grant_hash = grant
         .grant_hash()
@@ -434,6 +447,7 @@ async fn wait_for(
                         "processor": processor,
                         "grant": grant_json(grant),
                         "transfer": status,
+                        "access": access,
                     })))
                 }
                 TransferState::Cancelled => Err(ApiError::new(
@@ -455,7 +469,9 @@ async fn wait_for(
             let status = transfer_json(app, id).await?;
             return Ok(HttpResponse::Accepted()
                 .insert_header((header::LOCATION, location.to_owned()))
-                .json(serde_json::json!({"status": "accepted", "transfer": status})));
+                .json(
+                    serde_json::json!({"status": "accepted", "transfer": status, "access": access}),
+                ));
         }
         // Wake on the next event; re-read at least every few seconds in case
         // an event was lost while the subscription reconnected.

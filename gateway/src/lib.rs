@@ -6,6 +6,7 @@
 //! The gateway never touches archive bytes and never talks to clients'
 //! push endpoints: those are the processor's and the pusher's.
 
+pub mod access;
 mod body;
 mod dumps;
 mod error;
@@ -43,6 +44,10 @@ pub struct AppState {
     pub limiter: ops::Limiter,
     /// Secrets of the web pages' sessions.
     pub web: site::WebKeys,
+    /// Concurrent transfer event streams.
+    pub streams: access::Slots,
+    /// Concurrent synchronous `/alias/process` waits.
+    pub waits: access::Slots,
 }
 
 impl AppState {
@@ -81,6 +86,18 @@ impl AppState {
             limiter: ops::Limiter::new(config.rate_per_sec),
             metrics: ops::Metrics::new()?,
             web: site::WebKeys::new(&config)?,
+            streams: access::Slots::new(
+                "event streams",
+                "too_many_streams",
+                config.max_streams,
+                config.max_streams_per_addr,
+            ),
+            waits: access::Slots::new(
+                "waiting requests",
+                "too_many_waits",
+                config.max_waits,
+                config.max_waits_per_addr,
+            ),
             config,
             state,
             broker,

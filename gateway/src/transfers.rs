@@ -1,9 +1,10 @@
-//! `GET /alias/transfers/{id}` and its Server-Sent Events.
+//! `GET /alias/transfers/{id}` and its Server-Sent Events, for the
+//! transfer's user, its client and operators only (see [`crate::access`]).
 
+use crate::access;
 use crate::error::ApiError;
 use crate::AppState;
-use actix_web::http::StatusCode;
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use common::state::TransferEvent;
 use futures_util::stream::{self, StreamExt};
 use std::time::Duration;
@@ -46,39 +47,38 @@ pub(crate) async fn transfer_json(app: &AppState, id: &str) -> Result<serde_json
 /// `GET /alias/transfers/{id}`.
 pub async fn status(
     app: web::Data<AppState>,
+    req: HttpRequest,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     if !valid_id(&id) {
         return Err(ApiError::bad_request("bad_id", "not a transfer id"));
     }
+    access::authorize(&app, &req, &id).await?;
     match transfer_json(&app, &id).await? {
-        serde_json::Value::Null => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "no such transfer",
-        )),
+        serde_json::Value::Null => Err(access::hidden()),
         value => Ok(HttpResponse::Ok().json(value)),
     }
 }
 
 /// `GET /alias/transfers/{id}/events`: the current status, then every
 /// change, as Server-Sent Events; the stream ends with the transfer.
+/// Subscribes only once the caller may see the transfer and holds a
+/// stream slot (both given back when the stream ends or the caller goes).
 pub async fn events(
     app: web::Data<AppState>,
+    req: HttpRequest,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
     if !valid_id(&id) {
         return Err(ApiError::bad_request("bad_id", "not a transfer id"));
     }
+    access::authorize(&app, &req, &id).await?;
+    let slot = app.streams.acquire(access::client_addr(&app, &req))?;
     let rx = app.state.subscribe(&id);
     let first = transfer_json(&app, &id).await?;
     if first.is_null() {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "no such transfer",
-        ));
+        return Err(access::hidden());
     }
     let terminal = |v: &serde_json::Value| {
         matches!(
@@ -88,23 +88,26 @@ pub async fn events(
     };
     let done_at_start = terminal(&first);
     let head = stream::once(async move { sse("status", &first) });
-    let tail = stream::unfold((rx, done_at_start), move |(mut rx, done)| async move {
-        if done {
-            return None;
-        }
-        loop {
-            match tokio::time::timeout(Duration::from_secs(15), rx.recv()).await {
-                Err(_) => return Some((keepalive(), (rx, false))),
-                Ok(Ok(TransferEvent { transfer, kind })) => {
-                    let value = serde_json::to_value(&transfer).unwrap_or_default();
-                    let end = transfer.state.is_terminal();
-                    return Some((sse(&kind, &value), (rx, end)));
-                }
-                Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => continue,
-                Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => return None,
+    let tail = stream::unfold(
+        (rx, done_at_start, slot),
+        move |(mut rx, done, slot)| async move {
+            if done {
+                return None;
             }
-        }
-    });
+            loop {
+                match tokio::time::timeout(Duration::from_secs(15), rx.recv()).await {
+                    Err(_) => return Some((keepalive(), (rx, false, slot))),
+                    Ok(Ok(TransferEvent { transfer, kind })) => {
+                        let value = serde_json::to_value(&transfer).unwrap_or_default();
+                        let end = transfer.state.is_terminal();
+                        return Some((sse(&kind, &value), (rx, end, slot)));
+                    }
+                    Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => continue,
+                    Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => return None,
+                }
+            }
+        },
+    );
     Ok(HttpResponse::Ok()
         .content_type("text/event-stream")
         .insert_header(("Cache-Control", "no-cache"))

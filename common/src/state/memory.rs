@@ -3,13 +3,12 @@
 //! one lock, with the same expiries. Nothing survives the process.
 
 use super::{
-    now_ms, Begin, DumpRecord, FileRecord, NewTransfer, Quotas, StateError, StateStore, Transfer,
-    TransferEvent, TransferState,
+    now_ms, Begin, Channels, DumpRecord, FileRecord, NewTransfer, Quotas, StateError, StateStore,
+    Subscription, Transfer, TransferEvent, TransferState,
 };
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
-use tokio::sync::broadcast;
 
 /// How often expired records are swept (they are also ignored on read).
 const SWEEP_EVERY: Duration = Duration::from_secs(30);
@@ -216,7 +215,7 @@ pub struct MemoryStore {
     finished_ttl: Duration,
     quotas: Quotas,
     data: Arc<Mutex<Data>>,
-    events: Arc<Mutex<HashMap<String, broadcast::Sender<TransferEvent>>>>,
+    events: Channels,
 }
 
 impl std::fmt::Debug for MemoryStore {
@@ -241,7 +240,7 @@ impl MemoryStore {
                 index: StateIndex::default(),
                 swept: Instant::now(),
             })),
-            events: Arc::new(Mutex::new(HashMap::new())),
+            events: Channels::new(),
         }
     }
 
@@ -927,26 +926,22 @@ impl StateStore for MemoryStore {
         let Some(transfer) = self.transfer(id).await? else {
             return Ok(());
         };
-        let mut senders = self.events.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(tx) = senders.get(id) {
-            let event = TransferEvent {
+        self.events.send(
+            id,
+            TransferEvent {
                 transfer,
                 kind: kind.to_owned(),
-            };
-            if tx.send(event).is_err() {
-                senders.remove(id);
-            }
-        }
+            },
+        );
         Ok(())
     }
 
-    fn subscribe(&self, id: &str) -> broadcast::Receiver<TransferEvent> {
-        self.events
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(id.to_owned())
-            .or_insert_with(|| broadcast::channel(256).0)
-            .subscribe()
+    fn subscribe(&self, id: &str) -> Subscription {
+        self.events.subscribe(id)
+    }
+
+    fn live_channels(&self) -> usize {
+        self.events.live()
     }
 
     async fn count_by_state(&self) -> Result<HashMap<TransferState, u64>, StateError> {

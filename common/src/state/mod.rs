@@ -12,9 +12,11 @@
 //! deployment) and in-process ([`MemoryStore`], for the embedded mode). The
 //! shared contract suite (`common/tests/it/contract.rs`) runs against both.
 
+mod channels;
 mod memory;
 mod redis;
 
+pub use self::channels::{Channels, Subscription};
 pub use self::memory::MemoryStore;
 pub use self::redis::{EventHub, RedisStore};
 
@@ -23,7 +25,6 @@ use std::collections::HashMap;
 use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::broadcast;
 /// A Redis failure.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -554,7 +555,11 @@ pub trait StateStore: Send + Sync + 'static {
 
     /// Subscribes to a transfer's events. Subscribe first, then read the
     /// current status, so no change in between is missed.
-    fn subscribe(&self, id: &str) -> broadcast::Receiver<TransferEvent>;
+    fn subscribe(&self, id: &str) -> Subscription;
+
+    /// How many transfer ids have a live event channel in this process
+    /// (each has at least one [`Subscription`]).
+    fn live_channels(&self) -> usize;
 
     /// Counts of transfers by state, for metrics: read from per-state
     /// indexes that the transitions maintain (no keyspace scan).

@@ -2,15 +2,15 @@
 //! pub/sub events dispatched by one [`EventHub`] per process.
 
 use super::{
-    now_ms, Begin, DumpRecord, FileRecord, NewTransfer, Quotas, StateError, StateStore, Transfer,
-    TransferEvent, TransferState,
+    now_ms, Begin, Channels, DumpRecord, FileRecord, NewTransfer, Quotas, StateError, StateStore,
+    Subscription, Transfer, TransferEvent, TransferState,
 };
 use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::broadcast;
+
 /// Lua shared by the transition scripts: moves transfer `id` between the
 /// per-state index sets (`{ns}:index:{state}`, sorted sets) that
 /// [`StateStore::count_by_state`] reads instead of scanning the keyspace.
@@ -1084,8 +1084,12 @@ impl StateStore for RedisStore {
         Ok(())
     }
 
-    fn subscribe(&self, id: &str) -> broadcast::Receiver<TransferEvent> {
-        self.hub.subscribe(id)
+    fn subscribe(&self, id: &str) -> Subscription {
+        self.hub.channels.subscribe(id)
+    }
+
+    fn live_channels(&self) -> usize {
+        self.hub.channels.live()
     }
 
     async fn count_by_state(&self) -> Result<HashMap<TransferState, u64>, StateError> {
@@ -1204,22 +1208,22 @@ impl StateStore for RedisStore {
 /// reconnecting) to in-process subscribers by transfer id.
 #[derive(Clone)]
 pub struct EventHub {
-    senders: Arc<Mutex<HashMap<String, broadcast::Sender<TransferEvent>>>>,
+    channels: Channels,
 }
 
 impl EventHub {
     fn start(client: redis::Client, ns: Arc<str>) -> EventHub {
         let hub = EventHub {
-            senders: Arc::new(Mutex::new(HashMap::new())),
+            channels: Channels::new(),
         };
-        let weak = Arc::downgrade(&hub.senders);
+        let weak = hub.channels.downgrade();
         tokio::spawn(async move {
             use futures_util::StreamExt;
             let pattern = format!("{ns}:events:*");
             let prefix = format!("{ns}:events:");
             let mut backoff = Duration::from_millis(100);
             loop {
-                if weak.strong_count() == 0 {
+                if weak.is_gone() {
                     return;
                 }
                 let mut pubsub = match client.get_async_pubsub().await {
@@ -1239,7 +1243,7 @@ impl EventHub {
                 backoff = Duration::from_millis(100);
                 let mut messages = pubsub.on_message();
                 while let Some(msg) = messages.next().await {
-                    let Some(senders) = weak.upgrade() else {
+                    let Some(channels) = weak.upgrade() else {
                         return;
                     };
                     let channel = msg.get_channel_name().to_owned();
@@ -1252,28 +1256,11 @@ impl EventHub {
                     let Ok(event) = serde_json::from_str::<TransferEvent>(&payload) else {
                         continue;
                     };
-                    let lock = senders.lock();
-                    if let Ok(mut map) = lock {
-                        if let Some(tx) = map.get(id) {
-                            if tx.send(event).is_err() {
-                                map.remove(id);
-                            }
-                        }
-                    }
+                    channels.send(id, event);
                 }
                 tracing::warn!("event hub: subscription ended, reconnecting");
             }
         });
         hub
-    }
-
-    fn subscribe(&self, id: &str) -> broadcast::Receiver<TransferEvent> {
-        match self.senders.lock() {
-            Ok(mut map) => map
-                .entry(id.to_owned())
-                .or_insert_with(|| broadcast::channel(256).0)
-                .subscribe(),
-            Err(_) => broadcast::channel(1).1,
-        }
     }
 }

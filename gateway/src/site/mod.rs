@@ -21,7 +21,7 @@ mod catalog;
 mod dashboard;
 mod pages;
 pub(crate) mod reexport;
-mod session;
+pub(crate) mod session;
 
 pub use session::WebKeys;
 

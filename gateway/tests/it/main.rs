@@ -8,6 +8,7 @@ mod fixtures;
 mod openapi;
 mod process;
 mod quotas;
+mod visibility;
 mod web;
 
 use common::config::Config;

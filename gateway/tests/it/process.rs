@@ -135,10 +135,12 @@ async fn valid_grant_creates_one_transfer_and_one_durable_message_and_joins() {
     );
     delivery.ack().await.unwrap();
 
-    // Status endpoint.
+    // Status endpoint, for the holder of the capability.
+    let access = body["access"].as_str().unwrap();
     let s: Json = bank
         .http
         .get(bank.url(&format!("/alias/transfers/{id}")))
+        .bearer_auth(access)
         .send()
         .await
         .unwrap()
@@ -471,6 +473,7 @@ async fn events_stream_follows_the_transfer() {
     let mut resp = bank
         .http
         .get(bank.url(&format!("/alias/transfers/{id}/events")))
+        .bearer_auth(body["access"].as_str().unwrap())
         .send()
         .await
         .unwrap();

@@ -909,3 +909,53 @@ async fn hashed_values_are_refused_on_every_web_route() {
     assert_eq!(status, StatusCode::OK, "{body}");
     bank.cleanup().await;
 }
+
+#[actix_web::test]
+async fn a_transfer_is_seen_with_its_users_session_only() {
+    let bank = Bank::start().await;
+    let alice = Account::new("alice-sees", 71);
+    let bob = Account::new("bob-sees", 72);
+    let mut alice_agent = Agent::new(&bank);
+    let mut bob_agent = Agent::new(&bank);
+    signup(&mut alice_agent, &alice).await;
+    signup(&mut bob_agent, &bob).await;
+    let token = grant(
+        &alice.key,
+        &contract("Session client", CLIENT_DOMAIN),
+        now(),
+    );
+    let resp = bank
+        .http
+        .post(bank.url("/alias/process"))
+        .header("Prefer", "respond-async")
+        .json(&json!({ "grant": token }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    let body: Json = resp.json().await.unwrap();
+    let id = body["transfer"]["id"].as_str().unwrap().to_owned();
+    let path = format!("/alias/transfers/{id}");
+
+    let (status, text, _) = alice_agent.get(&path).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    assert!(text.contains(&alice.pk()), "{text}");
+    let (status, text, _) = bob_agent.get(&path).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{text}");
+    assert!(!text.contains(&alice.pk()), "{text}");
+    let (status, _, _) = bob_agent.get(&format!("{path}/events")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // A forged cookie is nobody.
+    let mut forged = Agent::new(&bank);
+    forged.cookie = Some("x".repeat(60));
+    let (status, _, _) = forged.get(&path).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // After logout, the session sees nothing.
+    let csrf = alice_agent.csrf.clone();
+    let _ = alice_agent
+        .post_form("/logout", &[("csrf", csrf.as_str())])
+        .await;
+    let (status, _, _) = alice_agent.get(&path).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    bank.cleanup().await;
+}

@@ -315,6 +315,8 @@ async function main() {
     });
 
     let transferId;
+    // The capability of the 202: the transfer is shown to its holder only.
+    let transferAccess;
     await step('the client processes the grant; the transfer finishes on the dashboard', async () => {
       const resp = await fetch(`${bank}/alias/process`, {
         method: 'POST',
@@ -324,6 +326,7 @@ async function main() {
       const body = await resp.json();
       assert.equal(resp.status, 202, JSON.stringify(body));
       transferId = body.transfer.id;
+      transferAccess = body.access;
       await page.goto(`${bank}/dashboard`);
       await page.waitForSelector('article.client .transfer-state');
       await waitFor('the transfer to be done', async () => (await page.textContent('article.client .transfer-state')).trim() === 'done', 90000, 500);
@@ -353,7 +356,7 @@ async function main() {
       await page.goto(`${bank}/dashboard`);
       await page.click('button.revoke');
       await page.waitForSelector('article.client.revoked');
-      const status = await (await fetch(`${bank}/alias/transfers/${transferId}`)).json();
+      const status = await (await fetch(`${bank}/alias/transfers/${transferId}`, { headers: { Authorization: `Bearer ${transferAccess}` } })).json();
       assert.equal(status.transfer?.revoked ?? status.revoked, true, JSON.stringify(status));
       await waitFor('the client to get the revoked grant', async () => {
         const sink = await (await fetch(`http://${sinkDomain}/?format=json`)).json();
@@ -414,7 +417,7 @@ async function main() {
         const t = sink.transfers.find((x) => x.id === transferId);
         return t && !t.revoked && t.finished && t.finish_verified;
       }, 60000, 300);
-      const status = await (await fetch(`${bank}/alias/transfers/${transferId}`)).json();
+      const status = await (await fetch(`${bank}/alias/transfers/${transferId}`, { headers: { Authorization: `Bearer ${transferAccess}` } })).json();
       const run = status.transfer ?? status;
       assert.equal(run.state, 'done');
       assert.equal(run.revoked, false);
