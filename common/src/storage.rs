@@ -505,6 +505,101 @@ impl Storage {
         }
     }
 
+    /// [`Storage::put_stream`] for slow or untrusted sources (uploads from
+    /// the network): the bytes wait in an unnamed temporary file in
+    /// `spool_dir` until a whole [`PART_SIZE`] part has arrived, so a source
+    /// that stalls holds [`SPOOL_BUFFER`] bytes of memory, not a part. A part
+    /// is read back into memory only while it is being written to the
+    /// backend. The same atomicity as [`Storage::put_stream`]: a failing or
+    /// oversized stream aborts the upload (a multipart upload included) and
+    /// stores nothing; the spool file disappears with the call.
+    pub async fn put_stream_spooled<S>(
+        &self,
+        key: &str,
+        mut stream: S,
+        max_size: Option<u64>,
+        spool_dir: &std::path::Path,
+    ) -> Result<PutInfo, StorageError>
+    where
+        S: Stream<Item = Result<Bytes, io::Error>> + Send + Unpin,
+    {
+        let path = key_path(key)?;
+        let mut tally = Tally::new(max_size);
+        let mut spool = Spool::new(spool_dir).await?;
+        let mut writer: Option<WriteMultipart> = None;
+        let fed = async {
+            while let Some(chunk) = stream.next().await {
+                let mut chunk = tally.accept(chunk)?;
+                while !chunk.is_empty() {
+                    let room = PART_SIZE.saturating_sub(spool.len);
+                    let piece = chunk.split_to(room.min(chunk.len()));
+                    spool.write(&piece).await?;
+                    if spool.len < PART_SIZE {
+                        continue;
+                    }
+                    let part = spool.take().await?;
+                    let upload = match writer.as_mut() {
+                        Some(upload) => upload,
+                        None => {
+                            let multipart = self
+                                .store()
+                                .put_multipart(&path)
+                                .await
+                                .map_err(|e| upload_error(key, e))?;
+                            writer.insert(WriteMultipart::new_with_chunk_size(
+                                multipart, PART_SIZE,
+                            ))
+                        }
+                    };
+                    upload
+                        .wait_for_capacity(MAX_PARTS_IN_FLIGHT.saturating_sub(1))
+                        .await
+                        .map_err(|e| upload_error(key, e))?;
+                    upload.put(part);
+                }
+            }
+            Ok::<_, StorageError>(())
+        }
+        .await;
+        let stored = match (fed, writer) {
+            (Ok(()), None) => match spool.take().await {
+                Ok(rest) => self
+                    .store()
+                    .put(&path, PutPayload::from(rest))
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| upload_error(key, e)),
+                Err(err) => Err(err),
+            },
+            (Ok(()), Some(mut upload)) => match spool.take().await {
+                Ok(rest) => {
+                    upload.put(rest);
+                    upload
+                        .finish()
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| upload_error(key, e))
+                }
+                Err(err) => {
+                    abort_upload(key, upload).await;
+                    Err(err)
+                }
+            },
+            (Err(err), Some(upload)) => {
+                abort_upload(key, upload).await;
+                Err(err)
+            }
+            (Err(err), None) => Err(err),
+        };
+        match stored {
+            Ok(()) => Ok(tally.finish(key)),
+            Err(err) => {
+                self.remove_empty_dirs(key).await;
+                Err(err)
+            }
+        }
+    }
+
     /// In a local store, removes the directories of `key` that an aborted
     /// upload left empty (as a delete does), up to the root.
     async fn remove_empty_dirs(&self, key: &str) {
@@ -734,6 +829,63 @@ impl Tally {
         };
         tracing::debug!(key, size = info.size, "stored object");
         info
+    }
+}
+
+/// Memory a spooled upload keeps for bytes on their way to its spool file
+/// (see [`Storage::put_stream_spooled`]).
+pub const SPOOL_BUFFER: usize = 64 << 10;
+
+/// Aborts a multipart upload, logging a failure to do so.
+async fn abort_upload(key: &str, upload: WriteMultipart) {
+    if let Err(abort) = upload.abort().await {
+        tracing::warn!(key, error = %abort, "aborting a failed upload failed");
+    }
+}
+
+/// The bytes of a spooled upload that do not yet make a whole part: an
+/// unnamed temporary file (removed by the system when closed) behind a
+/// [`SPOOL_BUFFER`]-byte write buffer.
+struct Spool {
+    file: tokio::io::BufWriter<tokio::fs::File>,
+    len: usize,
+}
+
+impl Spool {
+    async fn new(dir: &std::path::Path) -> Result<Spool, StorageError> {
+        let dir = dir.to_owned();
+        let file = tokio::task::spawn_blocking(move || {
+            std::fs::create_dir_all(&dir)?;
+            tempfile::tempfile_in(&dir)
+        })
+        .await
+        .map_err(|e| StorageError::Io(io::Error::other(e)))??;
+        Ok(Spool {
+            file: tokio::io::BufWriter::with_capacity(SPOOL_BUFFER, tokio::fs::File::from_std(file)),
+            len: 0,
+        })
+    }
+
+    async fn write(&mut self, bytes: &[u8]) -> Result<(), StorageError> {
+        use tokio::io::AsyncWriteExt;
+        self.file.write_all(bytes).await?;
+        self.len += bytes.len();
+        Ok(())
+    }
+
+    /// Everything spooled so far, read back into memory; the spool is
+    /// emptied.
+    async fn take(&mut self) -> Result<Bytes, StorageError> {
+        use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+        self.file.flush().await?;
+        let file = self.file.get_mut();
+        file.rewind().await?;
+        let mut bytes = vec![0u8; self.len];
+        file.read_exact(&mut bytes).await?;
+        file.rewind().await?;
+        file.set_len(0).await?;
+        self.len = 0;
+        Ok(Bytes::from(bytes))
     }
 }
 

@@ -13,8 +13,10 @@ mod grants;
 mod ops;
 mod site;
 mod transfers;
+mod uploads;
 
 pub use error::ApiError;
+pub use uploads::UploadSlots;
 
 use actix_web::{web, App, HttpServer};
 use common::alias::AcceptancePolicy;
@@ -43,6 +45,8 @@ pub struct AppState {
     pub limiter: ops::Limiter,
     /// Secrets of the web pages' sessions.
     pub web: site::WebKeys,
+    /// Dump uploads in progress, per key and per address.
+    pub uploads: uploads::UploadSlots,
 }
 
 impl AppState {
@@ -74,6 +78,7 @@ impl AppState {
             limiter: ops::Limiter::new(config.rate_per_sec),
             metrics: ops::Metrics::new()?,
             web: site::WebKeys::new(&config)?,
+            uploads: uploads::UploadSlots::default(),
             config,
             state,
             broker,
@@ -128,6 +133,7 @@ pub fn server(
                 web::PathConfig::default()
                     .error_handler(|e, _| error::json_error_handler(e.into())),
             )
+            .wrap(actix_web::middleware::from_fn(uploads::body_deadlines))
             .wrap(actix_web::middleware::from_fn(ops::observe))
             .configure(routes)
             .default_service(web::to(ops::not_found))
