@@ -546,9 +546,7 @@ impl Storage {
                                 .put_multipart(&path)
                                 .await
                                 .map_err(|e| upload_error(key, e))?;
-                            writer.insert(WriteMultipart::new_with_chunk_size(
-                                multipart, PART_SIZE,
-                            ))
+                            writer.insert(WriteMultipart::new_with_chunk_size(multipart, PART_SIZE))
                         }
                     };
                     upload
@@ -861,7 +859,10 @@ impl Spool {
         .await
         .map_err(|e| StorageError::Io(io::Error::other(e)))??;
         Ok(Spool {
-            file: tokio::io::BufWriter::with_capacity(SPOOL_BUFFER, tokio::fs::File::from_std(file)),
+            file: tokio::io::BufWriter::with_capacity(
+                SPOOL_BUFFER,
+                tokio::fs::File::from_std(file),
+            ),
             len: 0,
         })
     }

@@ -176,7 +176,10 @@ pub async fn body_deadlines(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
     let Some(app) = req.app_data::<web::Data<AppState>>().cloned() else {
-        return next.call(req).await.map(ServiceResponse::map_into_left_body);
+        return next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_left_body);
     };
     let is_upload =
         req.method() == Method::PUT && req.match_pattern().as_deref() == Some(UPLOAD_ROUTE);
@@ -196,10 +199,10 @@ pub async fn body_deadlines(
     };
     let stream: Pin<Box<dyn Stream<Item = Result<Bytes, PayloadError>>>> = Box::pin(body);
     req.set_payload(actix_web::dev::Payload::from(stream));
-    let http = req.request().clone();
+    let path = req.path().to_owned();
     let result = next.call(req).await;
-    match verdict.error(&app) {
-        None => result.map(|mut res| {
+    let Some(err) = verdict.error(&app) else {
+        return result.map(|mut res| {
             if is_upload && res.status() == StatusCode::TOO_MANY_REQUESTS {
                 if let Ok(v) = HeaderValue::from_str(&UPLOAD_RETRY_AFTER_SECS.to_string()) {
                     if !res.headers().contains_key(RETRY_AFTER) {
@@ -208,13 +211,14 @@ pub async fn body_deadlines(
                 }
             }
             res.map_into_left_body()
-        }),
-        Some(err) => {
-            tracing::info!(code = err.code, path = %http.path(), "request body refused");
-            let mut resp = err.error_response();
-            resp.head_mut().set_connection_type(ConnectionType::Close);
-            Ok(ServiceResponse::new(http, resp).map_into_right_body())
-        }
+        });
+    };
+    tracing::info!(code = err.code, %path, "request body refused");
+    let mut resp = err.error_response();
+    resp.head_mut().set_connection_type(ConnectionType::Close);
+    match result {
+        Ok(res) => Ok(res.into_response(resp).map_into_right_body()),
+        Err(_) => Err(actix_web::error::InternalError::from_response(err, resp).into()),
     }
 }
 

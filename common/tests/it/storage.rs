@@ -518,7 +518,6 @@ async fn s3_missing_bucket_is_a_backend_error() {
     assert!(matches!(err, StorageError::Upload(_)), "{err}");
 }
 
-
 /// The checks of [`Storage::put_stream_spooled`] every backend must pass:
 /// objects of zero, one part, exactly one part and several parts come back
 /// byte for byte; a failing or oversized stream, before or after the
@@ -528,14 +527,26 @@ async fn exercise_spooled(storage: &Storage, root: &str) {
     let spool = tempfile::tempdir().unwrap();
     let spool_dir = spool.path().join("spool");
     let big = data(2 * PART_SIZE + 1_234_567, 11);
-    for len in [0, 1, 100_000, PART_SIZE - 1, PART_SIZE, PART_SIZE + 1, big.len()] {
+    for len in [
+        0,
+        1,
+        100_000,
+        PART_SIZE - 1,
+        PART_SIZE,
+        PART_SIZE + 1,
+        big.len(),
+    ] {
         let key = format!("{root}/spooled/{len}");
         let bytes = &big[..len];
         let info = storage
             .put_stream_spooled(&key, input(bytes, None), None, &spool_dir)
             .await
             .unwrap();
-        assert_eq!((info.size, info.blake2b), (len as u64, blake2b(bytes)), "{len}");
+        assert_eq!(
+            (info.size, info.blake2b),
+            (len as u64, blake2b(bytes)),
+            "{len}"
+        );
         assert!(read_all(storage, &key).await == bytes, "{len} read back");
     }
     let kept = format!("{root}/spooled/100000");

@@ -7,6 +7,7 @@ mod dumps;
 mod fixtures;
 mod openapi;
 mod process;
+mod uploads;
 mod web;
 
 use common::config::Config;
