@@ -843,9 +843,12 @@ async fn abort_upload(key: &str, upload: WriteMultipart) {
 
 /// The bytes of a spooled upload that do not yet make a whole part: an
 /// unnamed temporary file (removed by the system when closed) behind a
-/// [`SPOOL_BUFFER`]-byte write buffer.
+/// [`SPOOL_BUFFER`]-byte write buffer. The file is used from blocking
+/// threads with buffers of our own (`tokio::fs::File` would keep a read
+/// buffer of up to 2 MiB per spool).
 struct Spool {
-    file: tokio::io::BufWriter<tokio::fs::File>,
+    file: Option<std::fs::File>,
+    buffer: Vec<u8>,
     len: usize,
 }
 
@@ -859,32 +862,58 @@ impl Spool {
         .await
         .map_err(|e| StorageError::Io(io::Error::other(e)))??;
         Ok(Spool {
-            file: tokio::io::BufWriter::with_capacity(
-                SPOOL_BUFFER,
-                tokio::fs::File::from_std(file),
-            ),
+            file: Some(file),
+            buffer: Vec::new(),
             len: 0,
         })
     }
 
+    /// Runs `op` on the file in a blocking thread, with the buffered bytes
+    /// written first.
+    async fn with_file<T: Send + 'static>(
+        &mut self,
+        op: impl FnOnce(&mut std::fs::File) -> io::Result<T> + Send + 'static,
+    ) -> Result<T, StorageError> {
+        use std::io::Write;
+        let mut file = self
+            .file
+            .take()
+            .ok_or_else(|| io::Error::other("spool file lost after a failure"))?;
+        let pending = std::mem::take(&mut self.buffer);
+        let (file, result) = tokio::task::spawn_blocking(move || {
+            let result = file.write_all(&pending).and_then(|()| op(&mut file));
+            (file, result)
+        })
+        .await
+        .map_err(|e| StorageError::Io(io::Error::other(e)))?;
+        self.file = Some(file);
+        Ok(result?)
+    }
+
     async fn write(&mut self, bytes: &[u8]) -> Result<(), StorageError> {
-        use tokio::io::AsyncWriteExt;
-        self.file.write_all(bytes).await?;
+        self.buffer.extend_from_slice(bytes);
         self.len += bytes.len();
+        if self.buffer.len() >= SPOOL_BUFFER {
+            self.with_file(|_| Ok(())).await?;
+        }
         Ok(())
     }
 
     /// Everything spooled so far, read back into memory; the spool is
     /// emptied.
     async fn take(&mut self) -> Result<Bytes, StorageError> {
-        use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
-        self.file.flush().await?;
-        let file = self.file.get_mut();
-        file.rewind().await?;
-        let mut bytes = vec![0u8; self.len];
-        file.read_exact(&mut bytes).await?;
-        file.rewind().await?;
-        file.set_len(0).await?;
+        use std::io::{Read, Seek};
+        let len = self.len;
+        let bytes = self
+            .with_file(move |file| {
+                file.rewind()?;
+                let mut bytes = vec![0u8; len];
+                file.read_exact(&mut bytes)?;
+                file.rewind()?;
+                file.set_len(0)?;
+                Ok(bytes)
+            })
+            .await?;
         self.len = 0;
         Ok(Bytes::from(bytes))
     }

@@ -421,3 +421,102 @@ async fn concurrent_uploads_are_capped_per_key_and_per_address() {
     nothing_stored(&bank, &bob, "b1.zip").await;
     bank.cleanup().await;
 }
+
+/// Reads `VmRSS` of process `pid`, in kB.
+fn vm_rss_kb(pid: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// The figures' attack, against a separate gateway process (not run by
+/// default): `ALIAS_ATTACK_GATEWAY=host:port ALIAS_ATTACK_PID=pid
+/// [ALIAS_ATTACK_N=40] [ALIAS_ATTACK_SECS=40] [ALIAS_ATTACK_FIRST=8000000]
+/// cargo nextest run -p
+/// alias-gateway --test it stalled_uploads_figures --run-ignored only`.
+/// The gateway must have `ALIAS_PUBLIC_ORIGIN=http://bank.test`. N signed
+/// uploads (of N users) each send FIRST bytes, then 1 byte every 5 s;
+/// prints the gateway's VmRSS before, during and after, and the answers.
+#[actix_web::test]
+#[ignore = "a measurement against a separate gateway process"]
+async fn stalled_uploads_figures() {
+    let addr: std::net::SocketAddr = std::env::var("ALIAS_ATTACK_GATEWAY")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let pid = std::env::var("ALIAS_ATTACK_PID").unwrap();
+    let n: u8 = std::env::var("ALIAS_ATTACK_N").map_or(40, |v| v.parse().unwrap());
+    let secs: u64 = std::env::var("ALIAS_ATTACK_SECS").map_or(40, |v| v.parse().unwrap());
+    let first: usize =
+        std::env::var("ALIAS_ATTACK_FIRST").map_or(8_000_000, |v| v.parse().unwrap());
+    let before = vm_rss_kb(&pid);
+    println!("VmRSS before: {before} kB");
+    let sent = std::rc::Rc::new(std::cell::Cell::new(0u32));
+    let answers = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let end = Instant::now() + Duration::from_secs(secs);
+    for i in 0..n {
+        let (sent, answers) = (sent.clone(), answers.clone());
+        actix_web::rt::spawn(async move {
+            let user = user_key(100 + i);
+            let path = format!("/alias/dumps/google/stall-{i}.zip");
+            let auth = signed_request(&user, "PUT", &path, Some(64 << 20), now());
+            let mut conn = TcpStream::connect(addr).await.unwrap();
+            let head = format!(
+                "PUT {path} HTTP/1.1\r\nHost: bank.test\r\nAuthorization: Alias {auth}\r\n\
+                 Content-Length: {}\r\n\r\n",
+                64 << 20
+            );
+            let mut buf = Vec::new();
+            let ok = conn.write_all(head.as_bytes()).await.is_ok()
+                && conn.write_all(&pattern(first)).await.is_ok();
+            sent.set(sent.get() + 1);
+            if ok {
+                while Instant::now() < end {
+                    if let Some(got) = try_answer(&mut conn, &mut buf, Duration::from_secs(5)).await
+                    {
+                        answers
+                            .borrow_mut()
+                            .push(format!("{} {}", got.status, got.body["code"]));
+                        return;
+                    }
+                    if conn.write_all(&[1]).await.is_err() {
+                        break;
+                    }
+                }
+            }
+            let got = try_answer(&mut conn, &mut buf, Duration::from_millis(200)).await;
+            answers.borrow_mut().push(got.map_or_else(
+                || "still open".to_owned(),
+                |g| format!("{} {}", g.status, g.body["code"]),
+            ));
+        });
+    }
+    let mut peak = before;
+    let mut last_print = Instant::now();
+    while Instant::now() < end {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let rss = vm_rss_kb(&pid);
+        peak = peak.max(rss);
+        if last_print.elapsed() >= Duration::from_secs(5) {
+            println!(
+                "t+{:>3}s VmRSS {rss} kB, {} of {n} sent their first bytes, {} answered",
+                secs - end.saturating_duration_since(Instant::now()).as_secs(),
+                sent.get(),
+                answers.borrow().len()
+            );
+            last_print = Instant::now();
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut counts = std::collections::BTreeMap::new();
+    for a in answers.borrow().iter() {
+        *counts.entry(a.clone()).or_insert(0) += 1;
+    }
+    println!(
+        "VmRSS before {before} kB, peak {peak} kB, after {} kB; answers: {counts:?}",
+        vm_rss_kb(&pid)
+    );
+}
