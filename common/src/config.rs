@@ -809,6 +809,28 @@ mod tests {
     }
 
     #[test]
+    fn upload_body_settings() {
+        let c = Config::from_pairs(&[]).unwrap();
+        assert_eq!(c.body_idle_timeout, Duration::from_secs(30));
+        assert_eq!(
+            (c.body_min_rate, c.body_rate_window),
+            (8192, Duration::from_secs(30))
+        );
+        assert_eq!((c.uploads_per_key, c.uploads_per_addr), (2, 8));
+        let c = Config::from_pairs(&[("ALIAS_BODY_MIN_RATE", "0")]).unwrap();
+        assert_eq!(c.body_min_rate, 0);
+        for var in [
+            "ALIAS_BODY_IDLE_TIMEOUT_MS",
+            "ALIAS_BODY_RATE_WINDOW_MS",
+            "ALIAS_UPLOADS_PER_KEY",
+            "ALIAS_UPLOADS_PER_ADDR",
+        ] {
+            let err = Config::from_pairs(&[(var, "0")]).unwrap_err();
+            assert!(err.to_string().contains(var), "{err}");
+        }
+    }
+
+    #[test]
     fn session_settings() {
         let c = Config::from_pairs(&[]).unwrap();
         assert!(c.session_key.is_none());

@@ -324,6 +324,8 @@ struct Inner {
     /// The directory of a local store, to remove the empty directories an
     /// aborted upload leaves.
     local_root: Option<PathBuf>,
+    /// Places of the parts of spooled uploads in memory.
+    spooled_parts: Arc<tokio::sync::Semaphore>,
 }
 
 impl Storage {
@@ -426,6 +428,7 @@ impl Storage {
                 store,
                 location,
                 local_root,
+                spooled_parts: Arc::new(tokio::sync::Semaphore::new(SPOOLED_PARTS_IN_FLIGHT)),
             }),
         }
     }
@@ -508,9 +511,10 @@ impl Storage {
     /// [`Storage::put_stream`] for slow or untrusted sources (uploads from
     /// the network): the bytes wait in an unnamed temporary file in
     /// `spool_dir` until a whole [`PART_SIZE`] part has arrived, so a source
-    /// that stalls holds [`SPOOL_BUFFER`] bytes of memory, not a part. A part
-    /// is read back into memory only while it is being written to the
-    /// backend. The same atomicity as [`Storage::put_stream`]: a failing or
+    /// that stalls holds at most [`SPOOL_BUFFER`] bytes of memory, not a
+    /// part. A part is read back into memory only while it is being written
+    /// to the backend, and at most [`SPOOLED_PARTS_IN_FLIGHT`] parts of all
+    /// the spooled uploads of this storage are (the others wait). The same atomicity as [`Storage::put_stream`]: a failing or
     /// oversized stream aborts the upload (a multipart upload included) and
     /// stores nothing; the spool file disappears with the call.
     pub async fn put_stream_spooled<S>(
@@ -526,7 +530,7 @@ impl Storage {
         let path = key_path(key)?;
         let mut tally = Tally::new(max_size);
         let mut spool = Spool::new(spool_dir).await?;
-        let mut writer: Option<WriteMultipart> = None;
+        let mut parts: Option<Parts> = None;
         let fed = async {
             while let Some(chunk) = stream.next().await {
                 let mut chunk = tally.accept(chunk)?;
@@ -537,54 +541,61 @@ impl Storage {
                     if spool.len < PART_SIZE {
                         continue;
                     }
-                    let part = spool.take().await?;
-                    let upload = match writer.as_mut() {
-                        Some(upload) => upload,
+                    let permit = self.part_permit().await?;
+                    let sending = match parts.as_mut() {
+                        Some(sending) => sending,
                         None => {
-                            let multipart = self
+                            let upload = self
                                 .store()
                                 .put_multipart(&path)
                                 .await
                                 .map_err(|e| upload_error(key, e))?;
-                            writer.insert(WriteMultipart::new_with_chunk_size(multipart, PART_SIZE))
+                            parts.insert(Parts::new(upload))
                         }
                     };
-                    upload
-                        .wait_for_capacity(MAX_PARTS_IN_FLIGHT.saturating_sub(1))
-                        .await
-                        .map_err(|e| upload_error(key, e))?;
-                    upload.put(part);
+                    sending.wait_for_room(key).await?;
+                    let part = spool.take().await?;
+                    sending.send(part, permit);
                 }
             }
             Ok::<_, StorageError>(())
         }
         .await;
-        let stored = match (fed, writer) {
-            (Ok(()), None) => match spool.take().await {
-                Ok(rest) => self
-                    .store()
-                    .put(&path, PutPayload::from(rest))
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| upload_error(key, e)),
-                Err(err) => Err(err),
-            },
-            (Ok(()), Some(mut upload)) => match spool.take().await {
-                Ok(rest) => {
-                    upload.put(rest);
-                    upload
-                        .finish()
+        let stored = match (fed, parts) {
+            (Ok(()), None) => match self.part_permit().await {
+                Ok(_permit) => match spool.take().await {
+                    Ok(rest) => self
+                        .store()
+                        .put(&path, PutPayload::from(rest))
                         .await
                         .map(|_| ())
-                        .map_err(|e| upload_error(key, e))
-                }
-                Err(err) => {
-                    abort_upload(key, upload).await;
-                    Err(err)
-                }
+                        .map_err(|e| upload_error(key, e)),
+                    Err(err) => Err(err),
+                },
+                Err(err) => Err(err),
             },
-            (Err(err), Some(upload)) => {
-                abort_upload(key, upload).await;
+            (Ok(()), Some(mut sending)) => {
+                let last = match self.part_permit().await {
+                    Ok(permit) => match spool.take().await {
+                        Ok(rest) if rest.is_empty() => Ok(()),
+                        Ok(rest) => sending
+                            .wait_for_room(key)
+                            .await
+                            .map(|()| sending.send(rest, permit)),
+                        Err(err) => Err(err),
+                    },
+                    Err(err) => Err(err),
+                };
+                match last {
+                    Ok(()) => sending.finish(key).await,
+                    Err(err) => {
+                        sending.abort(key).await;
+                        Err(err)
+                    }
+                }
+            }
+            (Err(err), Some(sending)) => {
+                sending.abort(key).await;
                 Err(err)
             }
             (Err(err), None) => Err(err),
@@ -596,6 +607,17 @@ impl Storage {
                 Err(err)
             }
         }
+    }
+
+    /// A place among the [`SPOOLED_PARTS_IN_FLIGHT`] parts of spooled
+    /// uploads that may be in memory at once.
+    async fn part_permit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, StorageError> {
+        self.inner
+            .spooled_parts
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| StorageError::Io(io::Error::other(e)))
     }
 
     /// In a local store, removes the directories of `key` that an aborted
@@ -834,10 +856,74 @@ impl Tally {
 /// (see [`Storage::put_stream_spooled`]).
 pub const SPOOL_BUFFER: usize = 64 << 10;
 
-/// Aborts a multipart upload, logging a failure to do so.
-async fn abort_upload(key: &str, upload: WriteMultipart) {
-    if let Err(abort) = upload.abort().await {
-        tracing::warn!(key, error = %abort, "aborting a failed upload failed");
+/// How many parts of spooled uploads one [`Storage`] (and its clones) holds
+/// in memory at once, all uploads together: with [`PART_SIZE`], 32 MiB.
+pub const SPOOLED_PARTS_IN_FLIGHT: usize = 4;
+
+/// The parts of one spooled multipart upload on their way to the backend:
+/// at most [`MAX_PARTS_IN_FLIGHT`] of them, each holding its place among
+/// [`SPOOLED_PARTS_IN_FLIGHT`] until written.
+struct Parts {
+    upload: Box<dyn object_store::MultipartUpload>,
+    sending: tokio::task::JoinSet<Result<(), object_store::Error>>,
+}
+
+impl Parts {
+    fn new(upload: Box<dyn object_store::MultipartUpload>) -> Parts {
+        Parts {
+            upload,
+            sending: tokio::task::JoinSet::new(),
+        }
+    }
+
+    /// Waits until fewer than [`MAX_PARTS_IN_FLIGHT`] parts are on their
+    /// way; a part that failed fails the upload.
+    async fn wait_for_room(&mut self, key: &str) -> Result<(), StorageError> {
+        while self.sending.len() >= MAX_PARTS_IN_FLIGHT {
+            self.join_one(key).await?;
+        }
+        Ok(())
+    }
+
+    async fn join_one(&mut self, key: &str) -> Result<(), StorageError> {
+        match self.sending.join_next().await {
+            None | Some(Ok(Ok(()))) => Ok(()),
+            Some(Ok(Err(e))) => Err(upload_error(key, e)),
+            Some(Err(e)) => Err(StorageError::Upload(format!("{key}: {e}"))),
+        }
+    }
+
+    fn send(&mut self, part: Bytes, permit: tokio::sync::OwnedSemaphorePermit) {
+        let put = self.upload.put_part(PutPayload::from(part));
+        self.sending.spawn(async move {
+            let sent = put.await;
+            drop(permit);
+            sent
+        });
+    }
+
+    /// Waits for every part, then completes the upload.
+    async fn finish(mut self, key: &str) -> Result<(), StorageError> {
+        while !self.sending.is_empty() {
+            if let Err(err) = self.join_one(key).await {
+                self.abort(key).await;
+                return Err(err);
+            }
+        }
+        self.upload
+            .complete()
+            .await
+            .map(|_| ())
+            .map_err(|e| upload_error(key, e))
+    }
+
+    /// Stops the parts on their way and aborts the upload.
+    async fn abort(mut self, key: &str) {
+        self.sending.abort_all();
+        while self.sending.join_next().await.is_some() {}
+        if let Err(abort) = self.upload.abort().await {
+            tracing::warn!(key, error = %abort, "aborting a failed upload failed");
+        }
     }
 }
 
