@@ -989,11 +989,13 @@ impl Spool {
     /// emptied.
     async fn take(&mut self) -> Result<Bytes, StorageError> {
         use std::io::{Read, Seek};
-        let len = self.len;
+        // Allocated here rather than in the blocking thread: glibc gives
+        // every thread its own arena, and freed parts would stay cached in
+        // the arenas of dozens of blocking threads.
+        let mut bytes = vec![0u8; self.len];
         let bytes = self
             .with_file(move |file| {
                 file.rewind()?;
-                let mut bytes = vec![0u8; len];
                 file.read_exact(&mut bytes)?;
                 file.rewind()?;
                 file.set_len(0)?;
