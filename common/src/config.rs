@@ -114,6 +114,31 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "largest accepted dump upload",
     ),
     (
+        "ALIAS_BODY_IDLE_TIMEOUT_MS",
+        "30000",
+        "longest pause inside any request body before the gateway answers 408 and closes",
+    ),
+    (
+        "ALIAS_BODY_MIN_RATE",
+        "8192",
+        "bytes per second a dump upload must bring in every ALIAS_BODY_RATE_WINDOW_MS of waiting (0: no minimum)",
+    ),
+    (
+        "ALIAS_BODY_RATE_WINDOW_MS",
+        "30000",
+        "window over which ALIAS_BODY_MIN_RATE is measured",
+    ),
+    (
+        "ALIAS_UPLOADS_PER_KEY",
+        "2",
+        "concurrent dump uploads per signing user key on one gateway (429 past it)",
+    ),
+    (
+        "ALIAS_UPLOADS_PER_ADDR",
+        "8",
+        "concurrent dump uploads per client address on one gateway (429 past it)",
+    ),
+    (
         "ALIAS_PROCESS_WAIT_SECS",
         "3600",
         "how long POST /alias/process waits for the transfer before answering 202",
@@ -196,7 +221,7 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     (
         "ALIAS_WORK_DIR",
         "(system temp)",
-        "scratch directory of the processor for archives being built",
+        "scratch directory of the processor for archives being built, and of the gateway for uploads' spooled parts",
     ),
     (
         "ALIAS_CATALOG_DIR",
@@ -314,6 +339,11 @@ struct Raw {
     max_future_skew_ms: u64,
     request_max_age_ms: u64,
     max_dump_bytes: u64,
+    body_idle_timeout_ms: u64,
+    body_min_rate: u64,
+    body_rate_window_ms: u64,
+    uploads_per_key: u64,
+    uploads_per_addr: u64,
     process_wait_secs: u64,
     rate_per_sec: u64,
     trusted_proxies: String,
@@ -371,6 +401,11 @@ impl Default for Raw {
             max_future_skew_ms: 300_000,
             request_max_age_ms: 300_000,
             max_dump_bytes: 64 << 30,
+            body_idle_timeout_ms: 30_000,
+            body_min_rate: 8192,
+            body_rate_window_ms: 30_000,
+            uploads_per_key: 2,
+            uploads_per_addr: 8,
             process_wait_secs: 3600,
             rate_per_sec: 20,
             trusted_proxies: String::new(),
@@ -445,6 +480,16 @@ pub struct Config {
     pub request_max_age_ms: u64,
     /// Largest dump upload.
     pub max_dump_bytes: u64,
+    /// Longest pause inside a request body.
+    pub body_idle_timeout: Duration,
+    /// Bytes per second a dump upload must bring in (0: no minimum).
+    pub body_min_rate: u64,
+    /// Window of waiting over which `body_min_rate` is measured.
+    pub body_rate_window: Duration,
+    /// Concurrent dump uploads per signing key on one gateway.
+    pub uploads_per_key: usize,
+    /// Concurrent dump uploads per client address on one gateway.
+    pub uploads_per_addr: usize,
     /// How long a synchronous `/alias/process` waits.
     pub process_wait: Duration,
     /// Requests per second per client address.
@@ -551,6 +596,11 @@ const KEYS: &[&str] = &[
     "max_future_skew_ms",
     "request_max_age_ms",
     "max_dump_bytes",
+    "body_idle_timeout_ms",
+    "body_min_rate",
+    "body_rate_window_ms",
+    "uploads_per_key",
+    "uploads_per_addr",
     "process_wait_secs",
     "rate_per_sec",
     "trusted_proxies",
@@ -898,6 +948,25 @@ impl Raw {
             max_future_skew_ms: self.max_future_skew_ms,
             request_max_age_ms: positive("ALIAS_REQUEST_MAX_AGE_MS", self.request_max_age_ms)?,
             max_dump_bytes: positive("ALIAS_MAX_DUMP_BYTES", self.max_dump_bytes)?,
+            body_idle_timeout: Duration::from_millis(positive(
+                "ALIAS_BODY_IDLE_TIMEOUT_MS",
+                self.body_idle_timeout_ms,
+            )?),
+            body_min_rate: self.body_min_rate,
+            body_rate_window: Duration::from_millis(positive(
+                "ALIAS_BODY_RATE_WINDOW_MS",
+                self.body_rate_window_ms,
+            )?),
+            uploads_per_key: usize::try_from(positive(
+                "ALIAS_UPLOADS_PER_KEY",
+                self.uploads_per_key,
+            )?)
+            .unwrap_or(usize::MAX),
+            uploads_per_addr: usize::try_from(positive(
+                "ALIAS_UPLOADS_PER_ADDR",
+                self.uploads_per_addr,
+            )?)
+            .unwrap_or(usize::MAX),
             process_wait: Duration::from_secs(self.process_wait_secs),
             rate_per_sec: u32::try_from(positive("ALIAS_RATE_PER_SEC", self.rate_per_sec)?)
                 .unwrap_or(u32::MAX),
@@ -975,6 +1044,28 @@ mod tests {
         assert_eq!(c.quotas, Quotas::DEFAULT);
         assert!(c.storage_url.starts_with("file:///"));
         assert_eq!(c.key("transfer:x"), "alias:transfer:x");
+    }
+
+    #[test]
+    fn upload_body_settings() {
+        let c = Config::from_pairs(&[]).unwrap();
+        assert_eq!(c.body_idle_timeout, Duration::from_secs(30));
+        assert_eq!(
+            (c.body_min_rate, c.body_rate_window),
+            (8192, Duration::from_secs(30))
+        );
+        assert_eq!((c.uploads_per_key, c.uploads_per_addr), (2, 8));
+        let c = Config::from_pairs(&[("ALIAS_BODY_MIN_RATE", "0")]).unwrap();
+        assert_eq!(c.body_min_rate, 0);
+        for var in [
+            "ALIAS_BODY_IDLE_TIMEOUT_MS",
+            "ALIAS_BODY_RATE_WINDOW_MS",
+            "ALIAS_UPLOADS_PER_KEY",
+            "ALIAS_UPLOADS_PER_ADDR",
+        ] {
+            let err = Config::from_pairs(&[(var, "0")]).unwrap_err();
+            assert!(err.to_string().contains(var), "{err}");
+        }
     }
 
     #[test]

@@ -324,6 +324,8 @@ struct Inner {
     /// The directory of a local store, to remove the empty directories an
     /// aborted upload leaves.
     local_root: Option<PathBuf>,
+    /// Places of the parts of spooled uploads in memory.
+    spooled_parts: Arc<tokio::sync::Semaphore>,
 }
 
 impl Storage {
@@ -426,6 +428,7 @@ impl Storage {
                 store,
                 location,
                 local_root,
+                spooled_parts: Arc::new(tokio::sync::Semaphore::new(SPOOLED_PARTS_IN_FLIGHT)),
             }),
         }
     }
@@ -503,6 +506,118 @@ impl Storage {
                 Err(err)
             }
         }
+    }
+
+    /// [`Storage::put_stream`] for slow or untrusted sources (uploads from
+    /// the network): the bytes wait in an unnamed temporary file in
+    /// `spool_dir` until a whole [`PART_SIZE`] part has arrived, so a source
+    /// that stalls holds at most [`SPOOL_BUFFER`] bytes of memory, not a
+    /// part. A part is read back into memory only while it is being written
+    /// to the backend, and at most [`SPOOLED_PARTS_IN_FLIGHT`] parts of all
+    /// the spooled uploads of this storage are (the others wait). The same atomicity as [`Storage::put_stream`]: a failing or
+    /// oversized stream aborts the upload (a multipart upload included) and
+    /// stores nothing; the spool file disappears with the call.
+    pub async fn put_stream_spooled<S>(
+        &self,
+        key: &str,
+        mut stream: S,
+        max_size: Option<u64>,
+        spool_dir: &std::path::Path,
+    ) -> Result<PutInfo, StorageError>
+    where
+        S: Stream<Item = Result<Bytes, io::Error>> + Send + Unpin,
+    {
+        let path = key_path(key)?;
+        let mut tally = Tally::new(max_size);
+        let mut spool = Spool::new(spool_dir).await?;
+        let mut parts: Option<Parts> = None;
+        let fed = async {
+            while let Some(chunk) = stream.next().await {
+                let mut chunk = tally.accept(chunk)?;
+                while !chunk.is_empty() {
+                    let room = PART_SIZE.saturating_sub(spool.len);
+                    let piece = chunk.split_to(room.min(chunk.len()));
+                    spool.write(&piece).await?;
+                    if spool.len < PART_SIZE {
+                        continue;
+                    }
+                    let permit = self.part_permit().await?;
+                    let sending = match parts.as_mut() {
+                        Some(sending) => sending,
+                        None => {
+                            let upload = self
+                                .store()
+                                .put_multipart(&path)
+                                .await
+                                .map_err(|e| upload_error(key, e))?;
+                            parts.insert(Parts::new(upload))
+                        }
+                    };
+                    sending.wait_for_room(key).await?;
+                    let part = spool.take().await?;
+                    sending.send(part, permit);
+                }
+            }
+            Ok::<_, StorageError>(())
+        }
+        .await;
+        let stored = match (fed, parts) {
+            (Ok(()), None) => match self.part_permit().await {
+                Ok(_permit) => match spool.take().await {
+                    Ok(rest) => self
+                        .store()
+                        .put(&path, PutPayload::from(rest))
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| upload_error(key, e)),
+                    Err(err) => Err(err),
+                },
+                Err(err) => Err(err),
+            },
+            (Ok(()), Some(mut sending)) => {
+                let last = match self.part_permit().await {
+                    Ok(permit) => match spool.take().await {
+                        Ok(rest) if rest.is_empty() => Ok(()),
+                        Ok(rest) => sending
+                            .wait_for_room(key)
+                            .await
+                            .map(|()| sending.send(rest, permit)),
+                        Err(err) => Err(err),
+                    },
+                    Err(err) => Err(err),
+                };
+                match last {
+                    Ok(()) => sending.finish(key).await,
+                    Err(err) => {
+                        sending.abort(key).await;
+                        Err(err)
+                    }
+                }
+            }
+            (Err(err), Some(sending)) => {
+                sending.abort(key).await;
+                Err(err)
+            }
+            (Err(err), None) => Err(err),
+        };
+        match stored {
+            Ok(()) => Ok(tally.finish(key)),
+            Err(err) => {
+                self.remove_empty_dirs(key).await;
+                Err(err)
+            }
+        }
+    }
+
+    /// A place among the [`SPOOLED_PARTS_IN_FLIGHT`] parts of spooled
+    /// uploads that may be in memory at once.
+    async fn part_permit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, StorageError> {
+        self.inner
+            .spooled_parts
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| StorageError::Io(io::Error::other(e)))
     }
 
     /// In a local store, removes the directories of `key` that an aborted
@@ -734,6 +849,161 @@ impl Tally {
         };
         tracing::debug!(key, size = info.size, "stored object");
         info
+    }
+}
+
+/// Memory a spooled upload keeps for bytes on their way to its spool file
+/// (see [`Storage::put_stream_spooled`]).
+pub const SPOOL_BUFFER: usize = 64 << 10;
+
+/// How many parts of spooled uploads one [`Storage`] (and its clones) holds
+/// in memory at once, all uploads together: with [`PART_SIZE`], 32 MiB.
+pub const SPOOLED_PARTS_IN_FLIGHT: usize = 4;
+
+/// The parts of one spooled multipart upload on their way to the backend:
+/// at most [`MAX_PARTS_IN_FLIGHT`] of them, each holding its place among
+/// [`SPOOLED_PARTS_IN_FLIGHT`] until written.
+struct Parts {
+    upload: Box<dyn object_store::MultipartUpload>,
+    sending: tokio::task::JoinSet<Result<(), object_store::Error>>,
+}
+
+impl Parts {
+    fn new(upload: Box<dyn object_store::MultipartUpload>) -> Parts {
+        Parts {
+            upload,
+            sending: tokio::task::JoinSet::new(),
+        }
+    }
+
+    /// Waits until fewer than [`MAX_PARTS_IN_FLIGHT`] parts are on their
+    /// way; a part that failed fails the upload.
+    async fn wait_for_room(&mut self, key: &str) -> Result<(), StorageError> {
+        while self.sending.len() >= MAX_PARTS_IN_FLIGHT {
+            self.join_one(key).await?;
+        }
+        Ok(())
+    }
+
+    async fn join_one(&mut self, key: &str) -> Result<(), StorageError> {
+        match self.sending.join_next().await {
+            None | Some(Ok(Ok(()))) => Ok(()),
+            Some(Ok(Err(e))) => Err(upload_error(key, e)),
+            Some(Err(e)) => Err(StorageError::Upload(format!("{key}: {e}"))),
+        }
+    }
+
+    fn send(&mut self, part: Bytes, permit: tokio::sync::OwnedSemaphorePermit) {
+        let put = self.upload.put_part(PutPayload::from(part));
+        self.sending.spawn(async move {
+            let sent = put.await;
+            drop(permit);
+            sent
+        });
+    }
+
+    /// Waits for every part, then completes the upload.
+    async fn finish(mut self, key: &str) -> Result<(), StorageError> {
+        while !self.sending.is_empty() {
+            if let Err(err) = self.join_one(key).await {
+                self.abort(key).await;
+                return Err(err);
+            }
+        }
+        self.upload
+            .complete()
+            .await
+            .map(|_| ())
+            .map_err(|e| upload_error(key, e))
+    }
+
+    /// Stops the parts on their way and aborts the upload.
+    async fn abort(mut self, key: &str) {
+        self.sending.abort_all();
+        while self.sending.join_next().await.is_some() {}
+        if let Err(abort) = self.upload.abort().await {
+            tracing::warn!(key, error = %abort, "aborting a failed upload failed");
+        }
+    }
+}
+
+/// The bytes of a spooled upload that do not yet make a whole part: an
+/// unnamed temporary file (removed by the system when closed) behind a
+/// [`SPOOL_BUFFER`]-byte write buffer. The file is used from blocking
+/// threads with buffers of our own (`tokio::fs::File` would keep a read
+/// buffer of up to 2 MiB per spool).
+struct Spool {
+    file: Option<std::fs::File>,
+    buffer: Vec<u8>,
+    len: usize,
+}
+
+impl Spool {
+    async fn new(dir: &std::path::Path) -> Result<Spool, StorageError> {
+        let dir = dir.to_owned();
+        let file = tokio::task::spawn_blocking(move || {
+            std::fs::create_dir_all(&dir)?;
+            tempfile::tempfile_in(&dir)
+        })
+        .await
+        .map_err(|e| StorageError::Io(io::Error::other(e)))??;
+        Ok(Spool {
+            file: Some(file),
+            buffer: Vec::new(),
+            len: 0,
+        })
+    }
+
+    /// Runs `op` on the file in a blocking thread, with the buffered bytes
+    /// written first.
+    async fn with_file<T: Send + 'static>(
+        &mut self,
+        op: impl FnOnce(&mut std::fs::File) -> io::Result<T> + Send + 'static,
+    ) -> Result<T, StorageError> {
+        use std::io::Write;
+        let mut file = self
+            .file
+            .take()
+            .ok_or_else(|| io::Error::other("spool file lost after a failure"))?;
+        let pending = std::mem::take(&mut self.buffer);
+        let (file, result) = tokio::task::spawn_blocking(move || {
+            let result = file.write_all(&pending).and_then(|()| op(&mut file));
+            (file, result)
+        })
+        .await
+        .map_err(|e| StorageError::Io(io::Error::other(e)))?;
+        self.file = Some(file);
+        Ok(result?)
+    }
+
+    async fn write(&mut self, bytes: &[u8]) -> Result<(), StorageError> {
+        self.buffer.extend_from_slice(bytes);
+        self.len += bytes.len();
+        if self.buffer.len() >= SPOOL_BUFFER {
+            self.with_file(|_| Ok(())).await?;
+        }
+        Ok(())
+    }
+
+    /// Everything spooled so far, read back into memory; the spool is
+    /// emptied.
+    async fn take(&mut self) -> Result<Bytes, StorageError> {
+        use std::io::{Read, Seek};
+        // Allocated here rather than in the blocking thread: glibc gives
+        // every thread its own arena, and freed parts would stay cached in
+        // the arenas of dozens of blocking threads.
+        let mut bytes = vec![0u8; self.len];
+        let bytes = self
+            .with_file(move |file| {
+                file.rewind()?;
+                file.read_exact(&mut bytes)?;
+                file.rewind()?;
+                file.set_len(0)?;
+                Ok(bytes)
+            })
+            .await?;
+        self.len = 0;
+        Ok(Bytes::from(bytes))
     }
 }
 

@@ -109,7 +109,13 @@ pub async fn upload(
 ) -> Result<HttpResponse, ApiError> {
     let (provider, name) = path.into_inner();
     check_names(&provider, &name)?;
+    // Caps on uploads in progress (held until this handler returns): the
+    // address before the signature costs anything, the key after it.
+    let _addr_slot = app
+        .uploads
+        .for_addr(&app, crate::ops::client_addr(&app, &req))?;
     let authed = authenticate(&app, &req).await?;
+    let _key_slot = app.uploads.for_key(&app, &authed.user)?;
     let size = authed.request.size().ok_or_else(|| {
         ApiError::bad_request(
             "missing_size",
@@ -139,17 +145,15 @@ pub async fn upload(
     check_quota(&app, &authed.user, &provider, &name, size).await?;
     let key = format!("dumps/{}/{provider}/{name}", authed.user);
     // The actix payload is not `Send`: feed the storage task through a
-    // small bounded channel, so memory stays bounded whatever the size.
+    // small bounded channel; the storage spools parts to disk, so memory
+    // stays bounded whatever the size and however slow the client.
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<web::Bytes, std::io::Error>>(8);
     let storage = app.storage.clone();
     let put_key = key.clone();
+    let spool_dir = app.config.work_dir.clone();
     let put = tokio::spawn(async move {
         storage
-            .put_stream(
-                &put_key,
-                tokio_stream::wrappers::ReceiverStream::new(rx),
-                Some(size),
-            )
+            .put_stream_spooled(&put_key, exactly(rx, size), Some(size), &spool_dir)
             .await
     });
     let mut payload = payload;
@@ -248,6 +252,36 @@ async fn check_quota(
         return Err(crate::error::quota_exceeded("dump_bytes", q.dump_bytes));
     }
     Ok(())
+}
+
+/// The bytes of `rx`, failing unless they end after exactly `size` bytes:
+/// when the handler stops early (the connection dropped), the storage write
+/// is aborted instead of keeping a truncated object.
+fn exactly(
+    rx: tokio::sync::mpsc::Receiver<Result<web::Bytes, std::io::Error>>,
+    size: u64,
+) -> futures_util::stream::BoxStream<'static, Result<web::Bytes, std::io::Error>> {
+    futures_util::stream::unfold((rx, 0u64, false), move |(mut rx, got, done)| async move {
+        if done {
+            return None;
+        }
+        match rx.recv().await {
+            Some(Ok(bytes)) => {
+                let got = got.saturating_add(bytes.len() as u64);
+                Some((Ok(bytes), (rx, got, false)))
+            }
+            Some(Err(e)) => Some((Err(e), (rx, got, true))),
+            None if got == size => None,
+            None => Some((
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!("the upload ended after {got} of {size} bytes"),
+                )),
+                (rx, got, true),
+            )),
+        }
+    })
+    .boxed()
 }
 
 /// `GET /alias/dumps`: the signing user's dumps.

@@ -14,8 +14,10 @@ mod grants;
 mod ops;
 mod site;
 mod transfers;
+mod uploads;
 
 pub use error::ApiError;
+pub use uploads::UploadSlots;
 
 use actix_web::{web, App, HttpServer};
 use common::alias::AcceptancePolicy;
@@ -48,6 +50,8 @@ pub struct AppState {
     pub streams: access::Slots,
     /// Concurrent synchronous `/alias/process` waits.
     pub waits: access::Slots,
+    /// Dump uploads in progress, per key and per address.
+    pub uploads: uploads::UploadSlots,
 }
 
 impl AppState {
@@ -98,6 +102,7 @@ impl AppState {
                 config.max_waits,
                 config.max_waits_per_addr,
             ),
+            uploads: uploads::UploadSlots::default(),
             config,
             state,
             broker,
@@ -152,6 +157,7 @@ pub fn server(
                 web::PathConfig::default()
                     .error_handler(|e, _| error::json_error_handler(e.into())),
             )
+            .wrap(actix_web::middleware::from_fn(uploads::body_deadlines))
             .wrap(actix_web::middleware::from_fn(ops::observe))
             .configure(routes)
             .default_service(web::to(ops::not_found))

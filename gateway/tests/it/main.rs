@@ -8,6 +8,7 @@ mod fixtures;
 mod openapi;
 mod process;
 mod quotas;
+mod uploads;
 mod visibility;
 mod web;
 
