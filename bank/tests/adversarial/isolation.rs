@@ -542,7 +542,10 @@ async fn grant_hash_ids_revocation_cancels_and_notifies_where_the_data_went() {
     let alice = user(91);
     give_dump(&bank, &alice, 1 << 20, 91).await;
     let dir = tempfile::tempdir().unwrap();
-    let mut config = sink::SinkConfig::new(dir.path());
+    // The sink receives for the client of the contract below (seed 92).
+    let client_key = common::anychain::signing_key_from_seed(&[92; 32]);
+    let mut config =
+        sink::SinkConfig::new(dir.path()).with_client_key(client_key.verifying_key().as_bytes());
     config.push_id = common::alias::PushId::Grant;
     config.faults = Faults {
         delay_ms: 50,
