@@ -273,36 +273,71 @@ mod tests {
         assert_ne!(a, build_key("g", &[("dumps/u/a", 1, "h1")]));
     }
 
-    #[tokio::test]
-    async fn the_sweeper_keeps_running_and_recent_builds_and_deletes_the_rest() {
-        let state = State::in_memory("sweep", Duration::from_secs(3600));
-        let dir = tempfile::tempdir().unwrap();
-        let storage = Storage::from_url(
-            dir.path().to_str().unwrap_or_default(),
-            &crate::storage::S3Settings::default(),
-        )
-        .unwrap();
-        let key = "transfers/t1/1/a.zip";
+    async fn stored_build(state: &State, storage: &Storage, id: &str) -> String {
+        let key = format!("transfers/{id}/1/a.zip");
         storage
-            .put_bytes(key, bytes::Bytes::from_static(b"abc"))
+            .put_bytes(&key, bytes::Bytes::from_static(b"abc"))
             .await
             .unwrap();
         let build = Build {
             key: "k".into(),
             generation: 1,
-            prefix: "transfers/t1/1".into(),
+            prefix: format!("transfers/{id}/1"),
             user: "u".into(),
             dumps: vec!["dumps/u/google/x.zip".into()],
             files: Vec::new(),
         };
-        // Unknown transfer: deleted at the first due check.
-        record_build(&state, "t1", &build, Duration::ZERO)
+        record_build(state, id, &build, Duration::ZERO)
             .await
             .unwrap();
+        key
+    }
+
+    #[tokio::test]
+    async fn the_sweeper_keeps_running_and_recent_builds_and_deletes_the_rest() {
+        let state = State::in_memory("sweep", Duration::from_secs(3600));
+        let storage =
+            Storage::from_url("memory://", &crate::storage::S3Settings::default()).unwrap();
+        let hour = Duration::from_secs(3600);
+        // A forgotten transfer: deleted at its first check.
+        let orphan = stored_build(&state, &storage, "t1").await;
         state.schedule(SCHEDULE, "t1", 0).await.unwrap();
-        let n = sweep(&state, &storage, Duration::ZERO).await.unwrap();
-        assert_eq!(n, 1);
-        assert!(storage.head(key).await.unwrap().is_none());
+        assert_eq!(sweep(&state, &storage, hour).await.unwrap(), 1);
+        assert!(storage.head(&orphan).await.unwrap().is_none());
         assert!(build_of(&state, "t1").await.unwrap().is_none());
+
+        // A running transfer: kept, looked at again later.
+        let new = crate::state::NewTransfer {
+            grant_token: "g",
+            grant_hash: "h",
+            user: "u",
+            push_url: "http://127.0.0.1:9/alias/push/t2",
+            revoked: false,
+        };
+        let begun = state.begin_transfer("t2", &new).await.unwrap();
+        let kept = stored_build(&state, &storage, "t2").await;
+        state.schedule(SCHEDULE, "t2", 0).await.unwrap();
+        assert_eq!(sweep(&state, &storage, hour).await.unwrap(), 0);
+        assert!(storage.head(&kept).await.unwrap().is_some());
+        assert!(state.due(SCHEDULE, now_ms(), 10).await.unwrap().is_empty());
+
+        // Done: kept within the retention, deleted after it.
+        assert!(state
+            .transition(
+                "t2",
+                begun.generation,
+                &[TransferState::Accepted],
+                TransferState::Done,
+                None
+            )
+            .await
+            .unwrap());
+        state.schedule(SCHEDULE, "t2", 0).await.unwrap();
+        assert_eq!(sweep(&state, &storage, hour).await.unwrap(), 0);
+        assert!(storage.head(&kept).await.unwrap().is_some());
+        state.schedule(SCHEDULE, "t2", 0).await.unwrap();
+        assert_eq!(sweep(&state, &storage, Duration::ZERO).await.unwrap(), 1);
+        assert!(storage.head(&kept).await.unwrap().is_none());
+        assert!(state.due(SCHEDULE, u64::MAX, 10).await.unwrap().is_empty());
     }
 }
