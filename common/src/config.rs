@@ -274,6 +274,16 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "bytes pushed per delivery before the job is re-queued with its progress",
     ),
     (
+        "ALIAS_PUSH_CLIENT_RESTARTS",
+        "20",
+        "restarts (new generations after chunks of unknown outcome) per client signing key and per push host in 24 hours; past it the transfer fails",
+    ),
+    (
+        "ALIAS_ARCHIVE_RETENTION_SECS",
+        "604800",
+        "how long the archives of a done transfer are kept before the sweeper deletes them (those of cancelled, failed and superseded generations go at once)",
+    ),
+    (
         "ALIAS_BREAKER_FAILURES",
         "5",
         "consecutive failures that open a client's circuit breaker",
@@ -371,6 +381,8 @@ struct Raw {
     push_attempts: u64,
     push_budget_secs: u64,
     push_run_bytes: u64,
+    push_client_restarts: u64,
+    archive_retention_secs: u64,
     breaker_failures: u64,
     breaker_cooldown_secs: u64,
     lease_secs: u64,
@@ -433,6 +445,8 @@ impl Default for Raw {
             push_attempts: 8,
             push_budget_secs: 3600,
             push_run_bytes: 256 * 1024 * 1024,
+            push_client_restarts: 20,
+            archive_retention_secs: 7 * 24 * 3600,
             breaker_failures: 5,
             breaker_cooldown_secs: 60,
             lease_secs: 60,
@@ -536,6 +550,10 @@ pub struct Config {
     pub push_budget: Duration,
     /// Bytes pushed per delivery.
     pub push_run_bytes: u64,
+    /// Restarts per client (signing key, push host) in 24 hours.
+    pub push_client_restarts: u64,
+    /// How long a done transfer's archives are kept.
+    pub archive_retention: Duration,
     /// Failures that open a client's breaker.
     pub breaker_failures: u32,
     /// How long a breaker stays open.
@@ -628,6 +646,8 @@ const KEYS: &[&str] = &[
     "push_attempts",
     "push_budget_secs",
     "push_run_bytes",
+    "push_client_restarts",
+    "archive_retention_secs",
     "breaker_failures",
     "breaker_cooldown_secs",
     "lease_secs",
@@ -1012,6 +1032,11 @@ impl Raw {
                 self.push_budget_secs,
             )?),
             push_run_bytes: positive("ALIAS_PUSH_RUN_BYTES", self.push_run_bytes)?,
+            push_client_restarts: positive(
+                "ALIAS_PUSH_CLIENT_RESTARTS",
+                self.push_client_restarts,
+            )?,
+            archive_retention: Duration::from_secs(self.archive_retention_secs),
             breaker_failures: u32::try_from(positive(
                 "ALIAS_BREAKER_FAILURES",
                 self.breaker_failures,

@@ -19,6 +19,7 @@
 
 pub mod alias;
 pub mod anychain;
+pub mod archives;
 pub mod config;
 pub mod jobs;
 pub mod js;

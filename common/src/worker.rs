@@ -198,6 +198,12 @@ pub fn start_worker(
 }
 
 impl WorkerHandle {
+    /// A receiver that turns `true` when the worker is told to stop (or is
+    /// dropped), for tasks that live as long as the worker.
+    pub fn stopping(&self) -> watch::Receiver<bool> {
+        self.stop.subscribe()
+    }
+
     /// Stops taking work and waits (at most the grace period) until the jobs
     /// in flight are settled. Jobs still running after that are abandoned
     /// unacked, so the broker gives them to another worker.

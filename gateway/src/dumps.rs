@@ -317,5 +317,12 @@ pub async fn delete(
         .delete(&key)
         .await
         .map_err(|e| ApiError::unavailable("storage", e))?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({"status": "ok"})))
+    // What was built from it and not yet delivered goes with it.
+    let cancelled = common::archives::dump_deleted(&app.state, &app.storage, &authed.user, &key)
+        .await
+        .map_err(|e| ApiError::unavailable("storage", e))?;
+    if !cancelled.is_empty() {
+        tracing::info!(user = %authed.user, %key, transfers = ?cancelled, "dump deleted: transfers built from it cancelled, their archives deleted");
+    }
+    Ok(HttpResponse::Ok().json(serde_json::json!({"status": "ok", "cancelled": cancelled})))
 }

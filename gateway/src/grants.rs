@@ -313,6 +313,12 @@ async fn grant_mode_target(
                 .await?
             {
                 tracing::warn!(transfer = %prev, generation, "cancelled: the user signed a newer grant");
+                // Its archives are never pushed again: give them back now
+                // (the sweeper would, later).
+                if let Err(e) = common::archives::drop_build(&app.state, &app.storage, &prev).await
+                {
+                    tracing::warn!(transfer = %prev, error = %e, "could not delete a cancelled transfer's archives; the sweeper will");
+                }
             }
         }
     }

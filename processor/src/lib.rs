@@ -51,6 +51,8 @@ pub fn processor(
         worker_id: format!("processor-{}", uuid::Uuid::new_v4().simple()),
         max_deliveries: 8,
         lease: config.lease,
+        retention: config.archive_retention,
+        reuse: true,
     })
 }
 

@@ -7,6 +7,7 @@
 use crate::extract::{self, BuildOptions, BuiltArchive, Catalog, DumpSource, ExtractError};
 use common::alias::Grant;
 use common::anychain::{from_json_str, Limits};
+use common::archives;
 use common::jobs::{self, ProcessJob, PushJob};
 use common::mq::{Broker, Route};
 use common::scope::Scope;
@@ -60,6 +61,11 @@ pub struct Processor {
     pub max_deliveries: u64,
     /// Lease on a generation (renewed at a quarter of it).
     pub lease: Duration,
+    /// How long a done transfer's archives are kept (the sweeper's period).
+    pub retention: Duration,
+    /// Whether a generation reuses the archives of an earlier one built
+    /// from the same grant and dumps (always, but for measurements).
+    pub reuse: bool,
 }
 
 /// Removes the `-001`-style part number and the extension of an export
@@ -229,6 +235,8 @@ impl Processor {
         common::alias::check_grant_clear(grant.value())
             .map_err(|e| JobError::Permanent(format!("stored grant refused: {e}")))?;
         if grant.is_revoked() {
+            // Nothing to push: the archives of earlier generations go.
+            self.drop_build(id).await?;
             return Ok(Vec::new());
         }
         let mut scopes_by_provider: BTreeMap<String, Vec<Scope>> = BTreeMap::new();
@@ -273,8 +281,36 @@ impl Processor {
             }
         }
         if scopes.is_empty() {
+            self.drop_build(id).await?;
             return Ok(Vec::new());
         }
+        // The same grant and dumps give the same archives: a restart (a new
+        // generation of the same grant) pushes the stored ones again.
+        let parts: Vec<(&str, u64, String)> = dumps
+            .iter()
+            .map(|d| {
+                (
+                    d.key.as_str(),
+                    d.size,
+                    common::anychain::b64u_encode(&d.blake2b),
+                )
+            })
+            .collect();
+        let parts: Vec<(&str, u64, &str)> =
+            parts.iter().map(|(k, s, h)| (*k, *s, h.as_str())).collect();
+        let key = archives::build_key(&token, &parts);
+        if self.reuse {
+            if let Some(files) = archives::reusable(&self.state, &self.storage, id, &key)
+                .await
+                .map_err(|e| JobError::Transient(e.to_string()))?
+            {
+                tracing::info!(transfer = %id, generation, archives = files.len(), "reusing the archives of an earlier generation");
+                return Ok(files);
+            }
+        }
+        // Built from something else (a superseding grant, other dumps): the
+        // earlier generation's archives are never pushed again.
+        self.drop_build(id).await?;
         let prefix = format!("transfers/{id}/{generation}");
         // Progress from the blocking build, forwarded to Redis and the
         // transfer's subscribers (the latest value wins).
@@ -317,7 +353,7 @@ impl Processor {
                 return Err(classify(e));
             }
         };
-        Ok(built
+        let files: Vec<FileRecord> = built
             .into_iter()
             .map(|a| FileRecord {
                 blake2b: a.blake2b_b64(),
@@ -328,7 +364,27 @@ impl Processor {
                 offset: 0,
                 finished: false,
             })
-            .collect())
+            .collect();
+        let record = archives::Build {
+            key,
+            generation,
+            prefix,
+            user,
+            dumps: dumps.iter().map(|d| d.key.clone()).collect(),
+            files: files.clone(),
+        };
+        archives::record_build(&self.state, id, &record, self.retention)
+            .await
+            .map_err(|e| JobError::Transient(e.to_string()))?;
+        Ok(files)
+    }
+
+    /// Deletes the transfer's earlier build, if any.
+    async fn drop_build(&self, id: &str) -> Result<(), JobError> {
+        archives::drop_build(&self.state, &self.storage, id)
+            .await
+            .map(|_| ())
+            .map_err(|e| JobError::Transient(format!("deleting earlier archives: {e}")))
     }
 
     async fn fail(&self, job: &ProcessJob, reason: &str) {

@@ -46,6 +46,7 @@ pub fn pusher(
             breaker_cooldown: config.breaker_cooldown,
             policy,
             lease: config.lease,
+            client_restarts: config.push_client_restarts,
         },
         worker_id: format!("pusher-{}", uuid::Uuid::new_v4().simple()),
     })
@@ -66,11 +67,11 @@ pub fn start_with(config: &Config, services: Services) -> anyhow::Result<WorkerH
     let broker = services.broker.clone();
     let handler = Arc::new(pusher(
         config,
-        services.state,
+        services.state.clone(),
         broker.clone(),
-        services.storage,
+        services.storage.clone(),
     )?);
-    Ok(start_worker(
+    let handle = start_worker(
         broker,
         WorkerSettings {
             route: Route::Push,
@@ -79,7 +80,37 @@ pub fn start_with(config: &Config, services: Services) -> anyhow::Result<WorkerH
             shutdown_grace: Duration::from_secs(60),
         },
         handler,
-    ))
+    );
+    tokio::spawn(sweep_archives(
+        services.state,
+        services.storage,
+        config.archive_retention,
+        handle.stopping(),
+    ));
+    Ok(handle)
+}
+
+/// The archive sweeper of a pusher: gives back the storage of cancelled,
+/// failed and (after the retention) done transfers, until the worker stops.
+async fn sweep_archives(
+    state: State,
+    storage: Storage,
+    retention: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let every = common::archives::check_every(retention);
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        if let Err(e) = common::archives::sweep(&state, &storage, retention).await {
+            tracing::warn!(error = %e, "archive sweep failed; trying again later");
+        }
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            r = stop.changed() => if r.is_err() { return; },
+        }
+    }
 }
 
 /// Runs a pusher until SIGTERM/SIGINT, then shuts down gracefully.

@@ -35,6 +35,9 @@ pub struct PushSettings {
     pub policy: RetryPolicy,
     /// Lease on a file, start or finish (renewed at a quarter of it).
     pub lease: Duration,
+    /// Restarts per client (signing key, push host) in 24 hours before the
+    /// transfer being restarted fails instead.
+    pub client_restarts: u64,
 }
 
 /// Everything the push job needs.
@@ -189,6 +192,18 @@ impl From<common::state::StateError> for Step {
         tracing::warn!(error = %e, "redis trouble; retrying later");
         Step::Later(Duration::from_secs(2))
     }
+}
+
+/// The client's signing key (URL-safe base64) of a stored grant.
+fn client_key(token: &str) -> Option<String> {
+    let limits = common::anychain::Limits {
+        max_bytes: usize::MAX,
+        max_depth: 128,
+    };
+    let value = common::anychain::from_json_str(token, &limits).ok()?;
+    let grant = common::alias::Grant::from_verified(value).ok()?;
+    let client = grant.contract().client().ok()?;
+    Some(common::anychain::b64u_encode(client.signer()))
 }
 
 fn target_of(t: &Transfer) -> Result<PushTarget, PushError> {
@@ -432,6 +447,33 @@ impl Pusher {
     }
 
     /// The flag of a job sent to the dead-letter queue for its generation.
+    /// Counts a restart against the client (its signing key, read from the
+    /// transfer's grant, and its push host): a client cannot force
+    /// restarts without limit by spreading them over new contracts.
+    /// `Some` (the transfer fails) past [`PushSettings::client_restarts`].
+    async fn client_restarts_over(&self, t: &Transfer, domain: &str) -> Option<Step> {
+        let mut names = vec![format!("restarts:host:{domain}")];
+        if let Ok(Some(token)) = self.state.transfer_grant(&t.id).await {
+            if let Some(key) = client_key(&token) {
+                names.push(format!("restarts:client:{key}"));
+            }
+        }
+        for name in names {
+            match self.state.count(&name, DAY).await {
+                Ok(n) if n > self.settings.client_restarts => {
+                    tracing::warn!(transfer = %t.id, counter = %name, restarts = n, "restart refused: the client's restarts are over the cap");
+                    return Some(Step::Fail(format!(
+                        "the client forced {n} restarts in 24 hours (cap {}); giving up",
+                        self.settings.client_restarts
+                    )));
+                }
+                Ok(_) => {}
+                Err(e) => return Some(e.into()),
+            }
+        }
+        None
+    }
+
     fn dead_flag(job: &PushJob) -> String {
         format!(
             "dead:{}:{}:{}",
@@ -736,6 +778,9 @@ impl Pusher {
                         }
                         Ok(_) => {}
                         Err(e) => return e.into(),
+                    }
+                    if let Some(step) = self.client_restarts_over(t, domain).await {
+                        return step;
                     }
                     let note = format!("restarted: a chunk's outcome was unknown and the client cannot report its offset ({reason:?})");
                     return match self

@@ -16,4 +16,5 @@ mod consent;
 mod dumps;
 mod isolation;
 mod quotas;
+mod storage;
 mod visibility;

@@ -130,6 +130,8 @@ struct Data {
     /// Flags, single-use ids, counters, leases and `kv:` values, by key.
     values: HashMap<String, Timed<String>>,
     lists: HashMap<String, VecDeque<String>>,
+    /// Schedules: name → member → due (ms since the epoch).
+    schedules: HashMap<String, HashMap<String, u64>>,
     swept: Instant,
 }
 
@@ -237,6 +239,7 @@ impl MemoryStore {
                 users: HashMap::new(),
                 values: HashMap::new(),
                 lists: HashMap::new(),
+                schedules: HashMap::new(),
                 index: StateIndex::default(),
                 swept: Instant::now(),
             })),
@@ -957,6 +960,7 @@ impl StateStore for MemoryStore {
         data.users.clear();
         data.values.clear();
         data.lists.clear();
+        data.schedules.clear();
         Ok(())
     }
 
@@ -1016,6 +1020,38 @@ impl StateStore for MemoryStore {
         let live = data.value(&key, now).is_some();
         data.values.remove(&key);
         Ok(live)
+    }
+
+    async fn schedule(&self, name: &str, member: &str, due_ms: u64) -> Result<(), StateError> {
+        self.data()
+            .schedules
+            .entry(name.to_owned())
+            .or_default()
+            .insert(member.to_owned(), due_ms);
+        Ok(())
+    }
+
+    async fn due(&self, name: &str, now_ms: u64, limit: usize) -> Result<Vec<String>, StateError> {
+        let data = self.data();
+        let mut due: Vec<(u64, String)> = data
+            .schedules
+            .get(name)
+            .map(|s| {
+                s.iter()
+                    .filter(|(_, at)| **at <= now_ms)
+                    .map(|(m, at)| (*at, m.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        due.sort();
+        Ok(due.into_iter().take(limit).map(|(_, m)| m).collect())
+    }
+
+    async fn unschedule(&self, name: &str, member: &str) -> Result<(), StateError> {
+        if let Some(s) = self.data().schedules.get_mut(name) {
+            s.remove(member);
+        }
+        Ok(())
     }
 
     async fn list_push(&self, key: &str, value: &str, keep: usize) -> Result<(), StateError> {

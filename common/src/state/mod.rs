@@ -592,6 +592,20 @@ pub trait StateStore: Send + Sync + 'static {
     /// Removes `key`; true when it existed.
     async fn kv_delete(&self, key: &str) -> Result<bool, StateError>;
 
+    // ---- schedules (time-ordered indexes, e.g. the archive sweeper's) ----
+
+    /// Puts `member` in the schedule `name`, due at `due_ms` (ms since the
+    /// epoch); an earlier entry of the same member is replaced.
+    async fn schedule(&self, name: &str, member: &str, due_ms: u64) -> Result<(), StateError>;
+
+    /// Up to `limit` members of the schedule `name` due at or before
+    /// `now_ms`, earliest first (they stay scheduled until removed or
+    /// rescheduled).
+    async fn due(&self, name: &str, now_ms: u64, limit: usize) -> Result<Vec<String>, StateError>;
+
+    /// Removes `member` from the schedule `name`.
+    async fn unschedule(&self, name: &str, member: &str) -> Result<(), StateError>;
+
     /// Prepends `value` to the list `key`, keeping its newest `keep` items.
     async fn list_push(&self, key: &str, value: &str, keep: usize) -> Result<(), StateError>;
 

@@ -1177,6 +1177,38 @@ impl StateStore for RedisStore {
         Ok(n > 0)
     }
 
+    async fn schedule(&self, name: &str, member: &str, due_ms: u64) -> Result<(), StateError> {
+        let mut conn = self.conn.clone();
+        let _: u64 = conn
+            .zadd(self.key(&format!("schedule:{name}")), member, due_ms)
+            .await?;
+        Ok(())
+    }
+
+    async fn due(&self, name: &str, now_ms: u64, limit: usize) -> Result<Vec<String>, StateError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn.clone();
+        Ok(conn
+            .zrangebyscore_limit(
+                self.key(&format!("schedule:{name}")),
+                0u64,
+                now_ms,
+                0,
+                isize::try_from(limit).unwrap_or(isize::MAX),
+            )
+            .await?)
+    }
+
+    async fn unschedule(&self, name: &str, member: &str) -> Result<(), StateError> {
+        let mut conn = self.conn.clone();
+        let _: u64 = conn
+            .zrem(self.key(&format!("schedule:{name}")), member)
+            .await?;
+        Ok(())
+    }
+
     async fn list_push(&self, key: &str, value: &str, keep: usize) -> Result<(), StateError> {
         let mut conn = self.conn.clone();
         let key = self.key(&format!("list:{key}"));

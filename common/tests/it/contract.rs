@@ -715,6 +715,27 @@ pub async fn state_kv_and_lists(backend: Backend) {
     env.finish().await;
 }
 
+pub async fn state_schedules(backend: Backend) {
+    let env = Env::new(backend).await;
+    let s = &env.state;
+    assert!(s.due("sw", u64::MAX, 10).await.unwrap().is_empty());
+    s.schedule("sw", "b", 20).await.unwrap();
+    s.schedule("sw", "a", 10).await.unwrap();
+    s.schedule("sw", "c", 30).await.unwrap();
+    s.schedule("other", "x", 1).await.unwrap();
+    assert_eq!(s.due("sw", 5, 10).await.unwrap(), Vec::<String>::new());
+    assert_eq!(s.due("sw", 20, 10).await.unwrap(), vec!["a", "b"]);
+    assert_eq!(s.due("sw", 100, 2).await.unwrap(), vec!["a", "b"]);
+    assert!(s.due("sw", 100, 0).await.unwrap().is_empty());
+    // Rescheduling replaces the entry; unscheduling removes it.
+    s.schedule("sw", "a", 40).await.unwrap();
+    s.unschedule("sw", "b").await.unwrap();
+    assert_eq!(s.due("sw", 35, 10).await.unwrap(), vec!["c"]);
+    assert_eq!(s.due("sw", 100, 10).await.unwrap(), vec!["c", "a"]);
+    assert_eq!(s.due("other", 100, 10).await.unwrap(), vec!["x"]);
+    env.finish().await;
+}
+
 fn quota_of(e: StateError) -> (&'static str, u64) {
     match e {
         StateError::Quota { quota, limit } => (quota, limit),
@@ -933,6 +954,7 @@ contract!(
     state_users_dumps_and_bindings,
     state_flags_counters_and_leases,
     state_kv_and_lists,
+    state_schedules,
     state_user_quotas,
     state_guest_records_expire,
     state_counts_by_state_from_indexes,

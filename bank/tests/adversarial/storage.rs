@@ -1,0 +1,386 @@
+//! Attacks on storage (issue 17, item 3): a client forcing restarts to
+//! make the bank rebuild every archive again and again, on one contract or
+//! spread over new ones, and archives that were never given back
+//! (superseded, revoked, cancelled, done, built from a deleted dump). Each
+//! goes through the real gateway, processor and pusher (in this process)
+//! against the local Redis and RabbitMQ, with an `alias-sink` as the
+//! client.
+
+use crate::support::*;
+use common::alias::{request_body, revoked_grant_body};
+use common::anychain::{sign, to_token, SigningKey, Value};
+use common::archives;
+use common::state::{now_ms, TransferState};
+use sink::Faults;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+/// Objects and bytes stored under `transfers/{id}/`.
+async fn stored(bank: &Bank, id: &str) -> (usize, u64) {
+    let objects = bank
+        .app
+        .storage
+        .list(&format!("transfers/{id}"))
+        .await
+        .unwrap_or_default();
+    (objects.len(), objects.iter().map(|o| o.size).sum())
+}
+
+/// Waits (re-reading the state) until `check` holds, or panics after `limit`.
+async fn eventually<F, Fut>(what: &str, limit: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while !check().await {
+        assert!(Instant::now() < deadline, "never happened: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A client that behaves like the reference client (no `HEAD`: it cannot
+/// report its offset) and drops the connection of every 5th chunk after
+/// keeping its bytes: each drop forces a new generation.
+fn restarting() -> Faults {
+    Faults {
+        reference_mode: true,
+        drop_every: 5,
+        ..Faults::none()
+    }
+}
+
+fn dead() -> Faults {
+    Faults {
+        dead: true,
+        ..Faults::none()
+    }
+}
+
+async fn bank(prefix: &str, extra: &[(&str, &str)]) -> Bank {
+    let mut bank = Bank::new(prefix, extra).await;
+    bank.start_processor().await;
+    bank.start_pusher().await;
+    bank
+}
+
+/// Waits until the transfer's archives are built and recorded, and returns
+/// the stored objects and bytes.
+async fn built(bank: &Bank, id: &str) -> (usize, u64) {
+    let t = wait_until(bank, id, LIMIT, |t| t.state == TransferState::Pushing).await;
+    let files = bank.app.state.files(id, t.generation).await.unwrap();
+    assert!(!files.is_empty(), "{t:?}");
+    let s = stored(bank, id).await;
+    assert_eq!(s.0, files.len(), "one object per archive: {files:?}");
+    s
+}
+
+/// A revocation of `contract` by `user`, dated `date_ms`.
+fn revocation(user: &SigningKey, contract: &Value, date_ms: f64) -> String {
+    to_token(&sign(user, revoked_grant_body(contract).unwrap(), date_ms).unwrap())
+}
+
+async fn post_grant(base: &str, grant: &str) -> (u16, serde_json::Value) {
+    let resp = reqwest::Client::new()
+        .post(format!("{base}/alias/grants"))
+        .form(&[("grant", grant)])
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or_default())
+}
+
+/// Restarts forced by a client that loses chunk answers and cannot report
+/// its offset: every generation pushes the archives the first one built
+/// (no rebuild), so storage holds one generation's bytes whatever the
+/// number of restarts, and the files arrive intact once the client heals.
+#[actix_web::test]
+async fn forced_restarts_reuse_the_archives_of_the_first_generation() {
+    let bank = bank("str", &[("ALIAS_PUSH_CLIENT_RESTARTS", "100")]).await;
+    let u = user(171);
+    give_dump(&bank, &u, 1 << 20, 171).await;
+    let client = Client::new("Restarts", 171, restarting());
+    let (status, body) = process_async(&bank.base, &client.grant(&u)).await;
+    assert_eq!(status, 202, "{body}");
+    let (objects, one_generation) = built(&bank, &client.id).await;
+    let t = wait_until(&bank, &client.id, LIMIT, |t| t.generation >= 5).await;
+    // Storage while restarting: still the first generation's archives.
+    let during = stored(&bank, &client.id).await;
+    client.sink.set_faults(Faults::reference());
+    let t_end = wait_terminal(&bank, &client.id, LIMIT).await;
+    assert_eq!(t_end.state, TransferState::Done, "{t_end:?}");
+    let end = stored(&bank, &client.id).await;
+    eprintln!(
+        "FIGURE forced restarts: {} generations; storage {} bytes in {} objects at generation {}, {} bytes in {} objects at the end (one generation: {} bytes)",
+        t_end.generation, during.1, during.0, t.generation, end.1, end.0, one_generation
+    );
+    let build = archives::build_of(&bank.app.state, &client.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        build.generation, 1,
+        "generation {} was built again instead of reusing the first one's archives",
+        build.generation
+    );
+    let files = bank
+        .app
+        .state
+        .files(&client.id, t_end.generation)
+        .await
+        .unwrap();
+    assert!(files.iter().all(|f| f
+        .storage_key
+        .starts_with(&format!("transfers/{}/1/", client.id))));
+    assert_eq!(during, (objects, one_generation));
+    assert_eq!(stored(&bank, &client.id).await, (objects, one_generation));
+    // The files arrived as stored (the reference client does not verify).
+    let got = received(&client);
+    assert_eq!(got.len(), files.len());
+    for f in &files {
+        let stored = bank.app.storage.get_bytes(&f.storage_key).await.unwrap();
+        assert!(got[&f.name] == stored.as_ref(), "{} differs", f.name);
+    }
+    bank.cleanup().await;
+}
+
+/// Restarts are counted per client (its signing key and push host), not per
+/// transfer: new contracts of the same client do not restart without limit.
+/// Past the cap the transfer fails with the reason, and its archives are
+/// given back.
+#[actix_web::test]
+async fn restarts_past_the_per_client_cap_fail_the_transfer_even_on_new_contracts() {
+    let bank = bank(
+        "stc",
+        &[
+            ("ALIAS_PUSH_CLIENT_RESTARTS", "3"),
+            ("ALIAS_ARCHIVE_RETENTION_SECS", "1"),
+        ],
+    )
+    .await;
+    let u = user(172);
+    give_dump(&bank, &u, 1 << 20, 172).await;
+    let first = Client::new("Restarts A", 172, restarting());
+    let (status, body) = process_async(&bank.base, &first.grant(&u)).await;
+    assert_eq!(status, 202, "{body}");
+    let t = wait_terminal(&bank, &first.id, LIMIT).await;
+    assert_eq!(t.state, TransferState::Failed, "{t:?}");
+    let reason = t.error.clone().unwrap_or_default();
+    assert!(reason.contains("restarts in 24 hours (cap 3)"), "{t:?}");
+    assert_eq!(t.generation, 4, "three restarts, the fourth refused: {t:?}");
+
+    // A new contract of the same client (same signing key): its first
+    // forced restart is already past the cap.
+    let second = Client::new("Restarts B", 172, restarting());
+    assert_ne!(second.id, first.id);
+    let (status, body) = process_async(&bank.base, &second.grant(&u)).await;
+    assert_eq!(status, 202, "{body}");
+    let t2 = wait_terminal(&bank, &second.id, LIMIT).await;
+    assert_eq!(t2.state, TransferState::Failed, "{t2:?}");
+    assert_eq!(
+        t2.generation, 1,
+        "no restart for this client any more: {t2:?}"
+    );
+    assert!(
+        t2.error
+            .clone()
+            .unwrap_or_default()
+            .contains("restarts in 24 hours"),
+        "{t2:?}"
+    );
+    // Failed transfers' archives are given back.
+    for id in [&first.id, &second.id] {
+        eventually("failed transfers' archives deleted", LIMIT, || async {
+            stored(&bank, id).await.0 == 0
+                && archives::build_of(&bank.app.state, id)
+                    .await
+                    .unwrap()
+                    .is_none()
+        })
+        .await;
+    }
+    bank.cleanup().await;
+}
+
+/// A superseding grant deletes the superseded generation's archives when it
+/// builds its own; a revocation deletes them all.
+#[actix_web::test]
+async fn superseded_and_revoked_generations_archives_are_deleted() {
+    let bank = bank("sts", &[]).await;
+    let u = user(173);
+    give_dump(&bank, &u, 1 << 20, 173).await;
+    let client = Client::new("Superseded", 173, dead());
+    let (status, body) = process_async(&bank.base, &client.grant(&u)).await;
+    assert_eq!(status, 202, "{body}");
+    let (objects, _) = built(&bank, &client.id).await;
+    assert!(objects > 0);
+    let first_prefix = format!("transfers/{}/1", client.id);
+    assert_eq!(
+        bank.app.storage.list(&first_prefix).await.unwrap().len(),
+        objects
+    );
+
+    // A newer grant of the same user for the same contract supersedes it.
+    let newer = grant_at(&u, &client.contract, now_ms() as f64 + 1000.0);
+    let (status, body) = process_async(&bank.base, &newer).await;
+    assert_eq!(status, 202, "{body}");
+    wait_until(&bank, &client.id, LIMIT, |t| {
+        t.generation == 2 && t.state == TransferState::Pushing
+    })
+    .await;
+    assert!(
+        bank.app
+            .storage
+            .list(&first_prefix)
+            .await
+            .unwrap_or_default()
+            .is_empty(),
+        "the superseded generation's archives are still stored"
+    );
+    assert_eq!(stored(&bank, &client.id).await.0, objects);
+
+    // The user revokes: nothing is left to push, nothing stays stored.
+    let (status, body) = post_grant(
+        &bank.base,
+        &revocation(&u, &client.contract, now_ms() as f64 + 2000.0),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    wait_until(&bank, &client.id, LIMIT, |t| t.revoked && t.generation == 3).await;
+    eventually("revoked transfer's archives deleted", LIMIT, || async {
+        stored(&bank, &client.id).await.0 == 0
+    })
+    .await;
+    assert!(archives::build_of(&bank.app.state, &client.id)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(client
+        .sink
+        .transfer(&client.id)
+        .is_none_or(|s| s.files.is_empty()));
+    bank.cleanup().await;
+}
+
+/// With grant-hash push ids a newer grant cancels the running transfer:
+/// the cancelled transfer's archives are deleted with it.
+#[actix_web::test]
+async fn cancelled_transfers_archives_are_deleted() {
+    let bank = bank("stx", &[("ALIAS_PUSH_ID", "grant")]).await;
+    let u = user(174);
+    give_dump(&bank, &u, 1 << 20, 174).await;
+    let client = Client::new("Cancelled", 174, dead());
+    let grant = client.grant(&u);
+    let first_id = common::alias::Grant::from_token(&grant, &Default::default())
+        .unwrap()
+        .grant_hash()
+        .unwrap()
+        .to_b64();
+    let (status, body) = process_async(&bank.base, &grant).await;
+    assert_eq!(status, 202, "{body}");
+    built(&bank, &first_id).await;
+    let newer = grant_at(&u, &client.contract, now_ms() as f64 + 1000.0);
+    let (status, body) = process_async(&bank.base, &newer).await;
+    assert_eq!(status, 202, "{body}");
+    let t = bank.app.state.transfer(&first_id).await.unwrap().unwrap();
+    assert_eq!(t.state, TransferState::Cancelled, "{t:?}");
+    // Given back when it was cancelled, not at a later sweep.
+    assert_eq!(stored(&bank, &first_id).await, (0, 0));
+    assert!(archives::build_of(&bank.app.state, &first_id)
+        .await
+        .unwrap()
+        .is_none());
+    bank.cleanup().await;
+}
+
+/// A done transfer's archives stay for the retention period, then the
+/// sweeper deletes them (and only then).
+#[actix_web::test]
+async fn done_transfers_archives_are_deleted_after_the_retention() {
+    let bank = bank("str", &[("ALIAS_ARCHIVE_RETENTION_SECS", "3")]).await;
+    let u = user(175);
+    give_dump(&bank, &u, 1 << 20, 175).await;
+    let client = Client::new("Retention", 175, Faults::none());
+    let (status, body) = process_sync(&bank.base, &client.grant(&u)).await;
+    assert_eq!(status, 200, "{body}");
+    let t = wait_terminal(&bank, &client.id, LIMIT).await;
+    assert_eq!(t.state, TransferState::Done, "{t:?}");
+    let before = stored(&bank, &client.id).await;
+    assert!(before.0 > 0 && before.1 > 0, "{before:?}");
+    assert_delivered(&bank, &client).await;
+    eventually("done transfer's archives deleted", LIMIT, || async {
+        stored(&bank, &client.id).await.0 == 0
+    })
+    .await;
+    let gone_at = now_ms();
+    assert!(
+        gone_at >= t.updated_ms + 3000,
+        "deleted {} ms after done, before the retention",
+        gone_at - t.updated_ms
+    );
+    assert!(archives::build_of(&bank.app.state, &client.id)
+        .await
+        .unwrap()
+        .is_none());
+    let after = stored(&bank, &client.id).await;
+    eprintln!(
+        "FIGURE retention: done transfer's storage {} bytes in {} objects before, {} bytes after ({} ms after done)",
+        before.1,
+        before.0,
+        after.1,
+        gone_at - t.updated_ms
+    );
+    bank.cleanup().await;
+}
+
+/// Deleting a dump cancels the transfers built from it that are not yet
+/// delivered and deletes their archives at once; the client gets nothing
+/// more.
+#[actix_web::test]
+async fn deleting_a_dump_deletes_its_undelivered_archives() {
+    let bank = bank("std", &[]).await;
+    let u = user(176);
+    give_dump(&bank, &u, 1 << 20, 176).await;
+    let client = Client::new("Dump deleted", 176, dead());
+    let (status, body) = process_async(&bank.base, &client.grant(&u)).await;
+    assert_eq!(status, 202, "{body}");
+    built(&bank, &client.id).await;
+    let pk = user_pk(&u);
+    let dumps = bank.app.state.dumps(&pk).await.unwrap();
+    assert!(!dumps.is_empty());
+    let http = reqwest::Client::new();
+    for d in &dumps {
+        let path = format!("/alias/dumps/{}/{}", d.provider, d.name);
+        let auth = to_token(
+            &sign(
+                &u,
+                request_body("DELETE", &path, ORIGIN, None),
+                now_ms() as f64,
+            )
+            .unwrap(),
+        );
+        let resp = http
+            .delete(format!("{}{path}", bank.base))
+            .header("Authorization", format!("Alias {auth}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+    }
+    // At once, not by a later sweep.
+    assert_eq!(stored(&bank, &client.id).await, (0, 0));
+    let t = bank.app.state.transfer(&client.id).await.unwrap().unwrap();
+    assert_eq!(t.state, TransferState::Cancelled, "{t:?}");
+    assert!(
+        t.error.clone().unwrap_or_default().contains("dump"),
+        "{t:?}"
+    );
+    assert!(archives::build_of(&bank.app.state, &client.id)
+        .await
+        .unwrap()
+        .is_none());
+    bank.cleanup().await;
+}

@@ -1,0 +1,343 @@
+//! The archives a transfer's generations are pushed from, and when their
+//! storage is given back.
+//!
+//! A transfer holds at most one build (`archives:{id}` in the state): the
+//! archives of one generation, under `transfers/{id}/{generation}/` in
+//! resource storage, with the key of what they were built from (the grant
+//! token and the dump set). A later generation with the same key (a
+//! restart) reuses them; one with another key (a superseding grant, a
+//! revocation) deletes them before building its own. The sweeper gives the
+//! storage back when the transfer is cancelled or failed at once, and
+//! `ALIAS_ARCHIVE_RETENTION_SECS` after it is done; it is driven by a
+//! schedule in the state (no storage or keyspace scan). Deleting a dump
+//! cancels the undelivered transfers built from it and deletes their
+//! archives.
+
+use crate::state::{now_ms, FileRecord, State, StateError, TransferState};
+use crate::storage::{Storage, StorageError};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// The schedule the sweeper reads: transfer ids holding a build.
+pub const SCHEDULE: &str = "archives";
+/// How long a build record is kept at most (a backstop behind the sweeper).
+const RECORD_TTL: Duration = Duration::from_secs(60 * 24 * 3600);
+/// Transfers with builds remembered per user (for dump deletions).
+const PER_USER: usize = 1000;
+/// Transfers handled per sweep.
+const BATCH: usize = 100;
+
+/// Why archives could not be recorded or given back.
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    /// The state failed.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// Resource storage failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// A transfer's build: where its archives are and what they came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Build {
+    /// [`build_key`] of the grant and dumps.
+    pub key: String,
+    /// The generation that built them.
+    pub generation: u64,
+    /// Their storage prefix (`transfers/{id}/{generation}`).
+    pub prefix: String,
+    /// The user whose dumps they came from.
+    pub user: String,
+    /// Storage keys of the dumps read.
+    pub dumps: Vec<String>,
+    /// The archives (offsets zero).
+    pub files: Vec<FileRecord>,
+}
+
+/// What a build is made of: the same key gives the same archives.
+/// `dumps` are `(storage key, size, BLAKE2b)` of every dump read.
+pub fn build_key(grant_token: &str, dumps: &[(&str, u64, &str)]) -> String {
+    let mut h = blake2b_simd::Params::new().hash_length(32).to_state();
+    h.update(b"alias-build-v1\0");
+    h.update(&(grant_token.len() as u64).to_le_bytes());
+    h.update(grant_token.as_bytes());
+    let mut sorted = dumps.to_vec();
+    sorted.sort();
+    for (key, size, hash) in sorted {
+        for part in [key.as_bytes(), &size.to_le_bytes(), hash.as_bytes()] {
+            h.update(&(part.len() as u64).to_le_bytes());
+            h.update(part);
+        }
+    }
+    h.finalize().to_hex().to_string()
+}
+
+fn record_key(id: &str) -> String {
+    format!("archives:{id}")
+}
+
+fn user_list(user: &str) -> String {
+    format!("archives-of:{user}")
+}
+
+/// The transfer's build, if any.
+pub async fn build_of(state: &State, id: &str) -> Result<Option<Build>, StateError> {
+    Ok(state
+        .kv_get(&record_key(id))
+        .await?
+        .and_then(|v| serde_json::from_str(&v).ok()))
+}
+
+/// The archives of the transfer's build when it was made from `key` and
+/// every object is still stored at its size (offsets zero): a restart
+/// pushes them again instead of building them again.
+pub async fn reusable(
+    state: &State,
+    storage: &Storage,
+    id: &str,
+    key: &str,
+) -> Result<Option<Vec<FileRecord>>, ArchiveError> {
+    let Some(build) = build_of(state, id).await? else {
+        return Ok(None);
+    };
+    if build.key != key {
+        return Ok(None);
+    }
+    for f in &build.files {
+        match storage.head(&f.storage_key).await? {
+            Some(info) if info.size == f.size => {}
+            _ => return Ok(None),
+        }
+    }
+    Ok(Some(
+        build
+            .files
+            .into_iter()
+            .map(|f| FileRecord {
+                offset: 0,
+                finished: false,
+                ..f
+            })
+            .collect(),
+    ))
+}
+
+/// Records a new build of the transfer (replacing the record of an earlier
+/// one, whose archives the caller deleted) and schedules its first check.
+pub async fn record_build(
+    state: &State,
+    id: &str,
+    build: &Build,
+    retention: Duration,
+) -> Result<(), ArchiveError> {
+    let json = serde_json::to_string(build).map_err(|e| StateError::Corrupt {
+        key: record_key(id),
+        reason: e.to_string(),
+    })?;
+    state
+        .kv_set(&record_key(id), &json, Some(RECORD_TTL))
+        .await?;
+    state
+        .list_push(&user_list(&build.user), id, PER_USER)
+        .await?;
+    state
+        .schedule(
+            SCHEDULE,
+            id,
+            now_ms().saturating_add(millis(check_every(retention))),
+        )
+        .await?;
+    Ok(())
+}
+
+/// Deletes the transfer's build (objects, then the record, unless a newer
+/// build replaced it meanwhile); returns the objects deleted.
+pub async fn drop_build(state: &State, storage: &Storage, id: &str) -> Result<usize, ArchiveError> {
+    let Some(build) = build_of(state, id).await? else {
+        return Ok(0);
+    };
+    let n = storage.delete_prefix(&build.prefix).await?;
+    if matches!(build_of(state, id).await?, Some(now) if now.prefix == build.prefix) {
+        state.kv_delete(&record_key(id)).await?;
+    }
+    if n > 0 {
+        tracing::info!(transfer = %id, prefix = %build.prefix, objects = n, "archives deleted");
+    }
+    Ok(n)
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// How often the sweeper looks at a transfer that is still running.
+pub fn check_every(retention: Duration) -> Duration {
+    retention.clamp(Duration::from_millis(100), Duration::from_secs(60))
+}
+
+/// One pass of the sweeper over the transfers due: archives of cancelled,
+/// failed or forgotten transfers are deleted, those of done transfers once
+/// `retention` has passed since they finished; running transfers are looked
+/// at again later. Returns the objects deleted.
+pub async fn sweep(
+    state: &State,
+    storage: &Storage,
+    retention: Duration,
+) -> Result<usize, ArchiveError> {
+    let now = now_ms();
+    let retention_ms = millis(retention);
+    let mut deleted = 0;
+    for id in state.due(SCHEDULE, now, BATCH).await? {
+        if build_of(state, &id).await?.is_none() {
+            state.unschedule(SCHEDULE, &id).await?;
+            continue;
+        }
+        let gone = match state.transfer(&id).await? {
+            None => true,
+            Some(t) => match t.state {
+                TransferState::Cancelled | TransferState::Failed => true,
+                TransferState::Done => {
+                    let due = t.updated_ms.saturating_add(retention_ms);
+                    if due > now {
+                        state.schedule(SCHEDULE, &id, due).await?;
+                        continue;
+                    }
+                    true
+                }
+                _ => false,
+            },
+        };
+        if gone {
+            deleted += drop_build(state, storage, &id).await?;
+            state.unschedule(SCHEDULE, &id).await?;
+        } else {
+            let next = now.saturating_add(millis(check_every(retention)));
+            state.schedule(SCHEDULE, &id, next).await?;
+        }
+    }
+    Ok(deleted)
+}
+
+/// After a user deleted the dump stored at `dump_key`: the transfers whose
+/// build read it and that are not done are cancelled and their archives
+/// deleted (done ones were delivered; their archives go with the
+/// retention). Returns the transfers concerned.
+pub async fn dump_deleted(
+    state: &State,
+    storage: &Storage,
+    user: &str,
+    dump_key: &str,
+) -> Result<Vec<String>, ArchiveError> {
+    let mut ids = state.list_range(&user_list(user), PER_USER).await?;
+    ids.sort();
+    ids.dedup();
+    let mut concerned = Vec::new();
+    for id in ids {
+        let Some(build) = build_of(state, &id).await? else {
+            continue;
+        };
+        if build.user != user || !build.dumps.iter().any(|d| d == dump_key) {
+            continue;
+        }
+        let done = matches!(state.transfer(&id).await?, Some(t) if t.state == TransferState::Done);
+        if done {
+            continue;
+        }
+        state
+            .cancel(&id, "a dump it was built from was deleted")
+            .await?;
+        drop_build(state, storage, &id).await?;
+        concerned.push(id);
+    }
+    Ok(concerned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn build_keys_depend_on_grant_and_dumps_not_on_order() {
+        let a = build_key("g", &[("dumps/u/a", 1, "h1"), ("dumps/u/b", 2, "h2")]);
+        let b = build_key("g", &[("dumps/u/b", 2, "h2"), ("dumps/u/a", 1, "h1")]);
+        assert_eq!(a, b);
+        assert_ne!(
+            a,
+            build_key("g2", &[("dumps/u/a", 1, "h1"), ("dumps/u/b", 2, "h2")])
+        );
+        assert_ne!(
+            a,
+            build_key("g", &[("dumps/u/a", 1, "h3"), ("dumps/u/b", 2, "h2")])
+        );
+        assert_ne!(a, build_key("g", &[("dumps/u/a", 1, "h1")]));
+    }
+
+    async fn stored_build(state: &State, storage: &Storage, id: &str) -> String {
+        let key = format!("transfers/{id}/1/a.zip");
+        storage
+            .put_bytes(&key, bytes::Bytes::from_static(b"abc"))
+            .await
+            .unwrap();
+        let build = Build {
+            key: "k".into(),
+            generation: 1,
+            prefix: format!("transfers/{id}/1"),
+            user: "u".into(),
+            dumps: vec!["dumps/u/google/x.zip".into()],
+            files: Vec::new(),
+        };
+        record_build(state, id, &build, Duration::ZERO)
+            .await
+            .unwrap();
+        key
+    }
+
+    #[tokio::test]
+    async fn the_sweeper_keeps_running_and_recent_builds_and_deletes_the_rest() {
+        let state = State::in_memory("sweep", Duration::from_secs(3600));
+        let storage =
+            Storage::from_url("memory://", &crate::storage::S3Settings::default()).unwrap();
+        let hour = Duration::from_secs(3600);
+        // A forgotten transfer: deleted at its first check.
+        let orphan = stored_build(&state, &storage, "t1").await;
+        state.schedule(SCHEDULE, "t1", 0).await.unwrap();
+        assert_eq!(sweep(&state, &storage, hour).await.unwrap(), 1);
+        assert!(storage.head(&orphan).await.unwrap().is_none());
+        assert!(build_of(&state, "t1").await.unwrap().is_none());
+
+        // A running transfer: kept, looked at again later.
+        let new = crate::state::NewTransfer {
+            grant_token: "g",
+            grant_hash: "h",
+            user: "u",
+            push_url: "http://127.0.0.1:9/alias/push/t2",
+            revoked: false,
+        };
+        let begun = state.begin_transfer("t2", &new).await.unwrap();
+        let kept = stored_build(&state, &storage, "t2").await;
+        state.schedule(SCHEDULE, "t2", 0).await.unwrap();
+        assert_eq!(sweep(&state, &storage, hour).await.unwrap(), 0);
+        assert!(storage.head(&kept).await.unwrap().is_some());
+        assert!(state.due(SCHEDULE, now_ms(), 10).await.unwrap().is_empty());
+
+        // Done: kept within the retention, deleted after it.
+        assert!(state
+            .transition(
+                "t2",
+                begun.generation,
+                &[TransferState::Accepted],
+                TransferState::Done,
+                None
+            )
+            .await
+            .unwrap());
+        state.schedule(SCHEDULE, "t2", 0).await.unwrap();
+        assert_eq!(sweep(&state, &storage, hour).await.unwrap(), 0);
+        assert!(storage.head(&kept).await.unwrap().is_some());
+        state.schedule(SCHEDULE, "t2", 0).await.unwrap();
+        assert_eq!(sweep(&state, &storage, Duration::ZERO).await.unwrap(), 1);
+        assert!(storage.head(&kept).await.unwrap().is_none());
+        assert!(state.due(SCHEDULE, u64::MAX, 10).await.unwrap().is_empty());
+    }
+}
