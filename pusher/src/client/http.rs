@@ -28,6 +28,12 @@ pub struct ClientConfig {
     pub connect_timeout: Duration,
     /// Limit on one whole request, body and answer included.
     pub request_timeout: Duration,
+    /// Bytes per second a chunk request must move, answer included (0: no
+    /// minimum): a chunk request gets [`CHUNK_GRACE`] plus its size at this
+    /// rate (at most `request_timeout`), after which it is abandoned as
+    /// stalled. A client that answers `200` after 100 s is thus a failure,
+    /// not a success.
+    pub min_rate: u64,
     /// How long an idle pooled connection is kept.
     pub pool_idle_timeout: Duration,
     /// Idle connections kept per host.
@@ -44,13 +50,31 @@ impl Default for ClientConfig {
     fn default() -> Self {
         Self {
             connect_timeout: Duration::from_secs(10),
-            request_timeout: Duration::from_secs(120),
+            request_timeout: Duration::from_secs(30),
+            min_rate: 256 * 1024,
             pool_idle_timeout: Duration::from_secs(90),
             pool_max_idle_per_host: 8,
             tcp_keepalive: Duration::from_secs(60),
             user_agent: concat!("alias-bank-pusher/", env!("CARGO_PKG_VERSION")).to_owned(),
             max_error_body: 4096,
         }
+    }
+}
+
+/// Time a chunk request gets on top of its size at the minimum rate.
+pub const CHUNK_GRACE: Duration = Duration::from_secs(5);
+
+impl ClientConfig {
+    /// How long a chunk of `bytes` may take, answer included: the request
+    /// timeout, or less when a minimum rate is set.
+    pub fn chunk_deadline(&self, bytes: u64) -> Duration {
+        if self.min_rate == 0 {
+            return self.request_timeout;
+        }
+        let at_rate = Duration::from_secs_f64(bytes as f64 / self.min_rate as f64);
+        CHUNK_GRACE
+            .saturating_add(at_rate)
+            .min(self.request_timeout)
     }
 }
 
@@ -323,9 +347,11 @@ impl PushClient {
             .checked_add(bytes.len() as u64 - 1)
             .filter(|end| *end < total)
             .ok_or(PushError::InvalidRequest("chunk past the end of the file"))?;
+        let deadline = self.config.chunk_deadline(bytes.len() as u64);
         let response = self
             .send(Method::PUT, "PUT", file_url, |r| {
-                r.header(CONTENT_TYPE, "application/octet-stream")
+                r.timeout(deadline)
+                    .header(CONTENT_TYPE, "application/octet-stream")
                     .header(RANGE, format!("{start}-{end}"))
                     .header(CONTENT_RANGE, format!("bytes {start}-{end}/{total}"))
                     .body(bytes)
