@@ -1165,3 +1165,57 @@ impl JobHandler for Pusher {
 
 /// Shared handle type for the worker.
 pub type SharedPusher = Arc<Pusher>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registrable_domains() {
+        for (host, want) in [
+            ("a.evil.example", "evil.example"),
+            ("x.y.z.evil.example", "evil.example"),
+            ("evil.example", "evil.example"),
+            ("EVIL.Example.", "evil.example"),
+            ("shop.evil.co.uk", "evil.co.uk"),
+            ("evil.co.uk", "evil.co.uk"),
+            ("a.b.com.au", "b.com.au"),
+            ("localhost", "localhost"),
+            ("127.0.0.1", "127.0.0.1"),
+            ("[::1]", "::1"),
+            ("a.b.io", "b.io"),
+        ] {
+            assert_eq!(registrable_domain(host), want, "{host}");
+        }
+    }
+
+    #[test]
+    fn a_client_holds_at_most_its_share() {
+        let share = LocalShare::default();
+        let one = ClientId {
+            key: Some("K".into()),
+            domain: "evil.example".into(),
+        };
+        let other_key_same_domain = ClientId {
+            key: Some("L".into()),
+            domain: "evil.example".into(),
+        };
+        let healthy = ClientId {
+            key: Some("H".into()),
+            domain: "good.example".into(),
+        };
+        let first = share.take(&one.names(), 1).unwrap();
+        assert!(share.take(&one.names(), 1).is_none());
+        assert!(share.take(&other_key_same_domain.names(), 1).is_none());
+        let h = share.take(&healthy.names(), 1).unwrap();
+        drop(first);
+        assert!(share.take(&other_key_same_domain.names(), 1).is_some());
+        drop(h);
+        assert_eq!(one.breaker(), "key:K");
+        let keyless = ClientId {
+            key: None,
+            domain: "evil.example".into(),
+        };
+        assert_eq!(keyless.breaker(), "dom:evil.example");
+    }
+}

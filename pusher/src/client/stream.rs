@@ -269,6 +269,7 @@ fn transfer_segment(url: &Url) -> &str {
 }
 
 /// Counts one request of the run, refused past the run's cap.
+#[allow(clippy::result_large_err)] // the streamer's own error type, as its other functions
 fn count_request(limits: &RunLimits, stats: &mut Streamed, offset: u64) -> Result<(), StreamError> {
     if stats.requests >= limits.max_requests {
         return Err(StreamError::Abusive {
@@ -671,5 +672,73 @@ impl ChunkStreamer {
                 _ => return Err(StreamError::Permanent { offset, error: err }),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn warnings_are_rate_limited() {
+        let mut warn = WarnLimiter::new(Duration::from_secs(30));
+        assert_eq!(warn.allow(), Some(0));
+        for _ in 0..1000 {
+            assert_eq!(warn.allow(), None);
+            tokio::time::advance(Duration::from_millis(10)).await;
+        }
+        tokio::time::advance(Duration::from_secs(20)).await;
+        assert_eq!(
+            warn.allow(),
+            Some(1000),
+            "the next warning counts the suppressed ones"
+        );
+        assert_eq!(warn.allow(), None);
+    }
+
+    #[test]
+    fn requests_are_capped_per_run() {
+        let limits = RunLimits {
+            max_requests: 3,
+            ..RunLimits::default()
+        };
+        let mut stats = Streamed::default();
+        for _ in 0..3 {
+            count_request(&limits, &mut stats, 7).unwrap();
+        }
+        match count_request(&limits, &mut stats, 7) {
+            Err(StreamError::Abusive {
+                offset: 7,
+                abuse: Abuse::Requests(3),
+            }) => {}
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(stats.requests, 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_a_reset_the_retry_budget_runs_out() {
+        // What a faking client gets: failures that never reset the budget
+        // (only a 2xx chunk does) end after `max_attempts`, whatever it
+        // claims in between, and the waits grow.
+        let policy = RetryPolicy {
+            base: Duration::from_millis(500),
+            cap: Duration::from_secs(60),
+            max_attempts: 8,
+            max_elapsed: Duration::from_secs(120),
+        };
+        let mut backoff = Backoff::with_seed(policy, 7);
+        let mut slept = Duration::ZERO;
+        let mut tries = 1;
+        while let Some(delay) = backoff.next_delay(None) {
+            tokio::time::sleep(delay).await;
+            slept += delay;
+            tries += 1;
+        }
+        assert_eq!(tries, 8);
+        assert!(slept <= Duration::from_secs(120));
+        // A reset after a 2xx chunk gives the full budget back.
+        backoff.reset();
+        assert!(backoff.next_delay(None).is_some());
     }
 }
