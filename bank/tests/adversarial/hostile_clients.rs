@@ -199,7 +199,7 @@ async fn healthy_transfer(
 #[actix_web::test]
 async fn one_client_on_many_host_names_takes_one_slot() {
     let mut bank = Bank::new(
-        "adv-hostile-slot-",
+        "advh-slot-",
         &[
             ("ALIAS_PUSH_TIMEOUT_SECS", "300"),
             ("ALIAS_PUSH_MIN_RATE", "0"),
@@ -259,7 +259,7 @@ async fn one_client_on_many_host_names_takes_one_slot() {
 #[actix_web::test]
 async fn slow_clients_cannot_hold_the_workers() {
     let mut bank = Bank::new(
-        "adv-hostile-slow-",
+        "advh-slow-",
         &[
             ("ALIAS_PUSH_TIMEOUT_SECS", "300"),
             ("ALIAS_PUSH_MIN_RATE", "262144"),
@@ -312,7 +312,7 @@ async fn faking_client(mode: Mode, extra: &[(&str, &str)], expect: &str) -> (u64
         ("ALIAS_WORKER_CONCURRENCY", "2"),
     ];
     env.extend_from_slice(extra);
-    let mut bank = Bank::new("adv-hostile-fake-", &env).await;
+    let mut bank = Bank::new("advh-fake-", &env).await;
     bank.start_processor().await;
     bank.start_pusher().await;
     let hostile = Hostile::start(mode);
