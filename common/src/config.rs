@@ -255,8 +255,43 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     ),
     (
         "ALIAS_PUSH_PER_CLIENT",
-        "4",
-        "concurrent pushes per client domain across all pushers",
+        "1",
+        "concurrent pushes per client (its signing key, and its registrable domain) across all pushers",
+    ),
+    (
+        "ALIAS_PUSH_CLIENT_SHARE",
+        "50",
+        "percent of one pusher's workers that one client may hold at once (at least one worker)",
+    ),
+    (
+        "ALIAS_PUSH_TIMEOUT_SECS",
+        "30",
+        "limit on one push request (start, chunk, finish, offset query), answer included",
+    ),
+    (
+        "ALIAS_PUSH_MIN_RATE",
+        "262144",
+        "bytes per second a chunk request must move (5 s of grace); slower counts as a failed, stalled request (0: off)",
+    ),
+    (
+        "ALIAS_PUSH_RUN_SECS",
+        "120",
+        "wall-clock limit of one push delivery, then it is re-queued with its progress",
+    ),
+    (
+        "ALIAS_PUSH_MIN_ADVANCE",
+        "262144",
+        "least progress a client's reported offset (409) must show, unless it is the chunk's end",
+    ),
+    (
+        "ALIAS_PUSH_FILE_REWINDS",
+        "10",
+        "times a client may report holding less than acknowledged, per file, before the transfer fails",
+    ),
+    (
+        "ALIAS_PUSH_FILE_FAILURES",
+        "100",
+        "failed or unacknowledged push requests per file before the transfer fails",
     ),
     (
         "ALIAS_PUSH_ATTEMPTS",
@@ -378,6 +413,13 @@ struct Raw {
     job_timeout_secs: u64,
     push_chunk: u64,
     push_per_client: u64,
+    push_client_share: u64,
+    push_timeout_secs: u64,
+    push_min_rate: u64,
+    push_run_secs: u64,
+    push_min_advance: u64,
+    push_file_rewinds: u64,
+    push_file_failures: u64,
     push_attempts: u64,
     push_budget_secs: u64,
     push_run_bytes: u64,
@@ -441,7 +483,14 @@ impl Default for Raw {
             max_ratio: 200,
             job_timeout_secs: 1500,
             push_chunk: 2 * 1024 * 1024,
-            push_per_client: 4,
+            push_per_client: 1,
+            push_client_share: 50,
+            push_timeout_secs: 30,
+            push_min_rate: 256 * 1024,
+            push_run_secs: 120,
+            push_min_advance: 256 * 1024,
+            push_file_rewinds: 10,
+            push_file_failures: 100,
             push_attempts: 8,
             push_budget_secs: 3600,
             push_run_bytes: 256 * 1024 * 1024,
@@ -542,8 +591,22 @@ pub struct Config {
     pub job_timeout: Duration,
     /// Largest push chunk.
     pub push_chunk: u64,
-    /// Concurrent pushes per client domain.
+    /// Concurrent pushes per client (signing key, registrable domain).
     pub push_per_client: u32,
+    /// Percent of one pusher's workers one client may hold (1..=100).
+    pub push_client_share: u32,
+    /// Limit on one push request.
+    pub push_timeout: Duration,
+    /// Bytes per second a chunk request must move (0: no minimum).
+    pub push_min_rate: u64,
+    /// Wall-clock limit of one push delivery.
+    pub push_run_time: Duration,
+    /// Least progress a reported offset short of the chunk's end must show.
+    pub push_min_advance: u64,
+    /// Rewinds per file before the transfer fails.
+    pub push_file_rewinds: u32,
+    /// Failed requests per file before the transfer fails.
+    pub push_file_failures: u32,
     /// Attempts per push request.
     pub push_attempts: u32,
     /// Retry budget of a push job.
@@ -643,6 +706,13 @@ const KEYS: &[&str] = &[
     "job_timeout_secs",
     "push_chunk",
     "push_per_client",
+    "push_client_share",
+    "push_timeout_secs",
+    "push_min_rate",
+    "push_run_secs",
+    "push_min_advance",
+    "push_file_rewinds",
+    "push_file_failures",
     "push_attempts",
     "push_budget_secs",
     "push_run_bytes",
@@ -1023,6 +1093,37 @@ impl Raw {
             push_per_client: u32::try_from(positive(
                 "ALIAS_PUSH_PER_CLIENT",
                 self.push_per_client,
+            )?)
+            .unwrap_or(u32::MAX),
+            push_client_share: {
+                let share = positive("ALIAS_PUSH_CLIENT_SHARE", self.push_client_share)?;
+                if share > 100 {
+                    return Err(invalid(
+                        "ALIAS_PUSH_CLIENT_SHARE",
+                        &share.to_string(),
+                        "a percentage, 1 to 100",
+                    ));
+                }
+                u32::try_from(share).unwrap_or(100)
+            },
+            push_timeout: Duration::from_secs(positive(
+                "ALIAS_PUSH_TIMEOUT_SECS",
+                self.push_timeout_secs,
+            )?),
+            push_min_rate: self.push_min_rate,
+            push_run_time: Duration::from_secs(positive(
+                "ALIAS_PUSH_RUN_SECS",
+                self.push_run_secs,
+            )?),
+            push_min_advance: positive("ALIAS_PUSH_MIN_ADVANCE", self.push_min_advance)?,
+            push_file_rewinds: u32::try_from(positive(
+                "ALIAS_PUSH_FILE_REWINDS",
+                self.push_file_rewinds,
+            )?)
+            .unwrap_or(u32::MAX),
+            push_file_failures: u32::try_from(positive(
+                "ALIAS_PUSH_FILE_FAILURES",
+                self.push_file_failures,
             )?)
             .unwrap_or(u32::MAX),
             push_attempts: u32::try_from(positive("ALIAS_PUSH_ATTEMPTS", self.push_attempts)?)

@@ -25,7 +25,14 @@ pub fn pusher(
     storage: Storage,
 ) -> anyhow::Result<Pusher> {
     let guard = SsrfGuard::new(config.push_allow.clone());
-    let client = PushClient::new(guard, ClientConfig::default())?;
+    let client = PushClient::new(
+        guard,
+        ClientConfig {
+            request_timeout: config.push_timeout,
+            min_rate: config.push_min_rate,
+            ..ClientConfig::default()
+        },
+    )?;
     let chunk = usize::try_from(config.push_chunk).unwrap_or(client::DEFAULT_CHUNK_SIZE);
     let policy = RetryPolicy {
         max_attempts: config.push_attempts,
@@ -40,6 +47,12 @@ pub fn pusher(
             .with_policy(policy),
         settings: PushSettings {
             per_client: config.push_per_client,
+            client_share: config.push_client_share,
+            concurrency: config.worker_concurrency,
+            run_time: config.push_run_time,
+            min_advance: config.push_min_advance,
+            file_rewinds: config.push_file_rewinds,
+            file_failures: config.push_file_failures,
             run_bytes: config.push_run_bytes,
             budget: config.push_budget,
             breaker_failures: config.breaker_failures,
@@ -49,6 +62,7 @@ pub fn pusher(
             client_restarts: config.push_client_restarts,
         },
         worker_id: format!("pusher-{}", uuid::Uuid::new_v4().simple()),
+        local: worker::LocalShare::default(),
     })
 }
 

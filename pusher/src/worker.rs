@@ -3,26 +3,48 @@
 //! pushed from its committed offset. A delivery pushes at most
 //! `ALIAS_PUSH_RUN_BYTES` and then re-queues itself with its progress in
 //! Redis, so no delivery is held for a long push (RabbitMQ's consumer
-//! timeout). Leases keep one pusher per file; slot leases cap concurrent
-//! pushes per client domain; a breaker holds a client that keeps failing.
+//! timeout); it also stops at `ALIAS_PUSH_RUN_SECS` of wall-clock time and
+//! re-queues itself the same way, so a slow client cannot hold a worker.
+//! Leases keep one pusher per file; slot leases cap concurrent pushes per
+//! client, counted both by its signing key (the contract's client
+//! declaration key) and by its registrable domain (so many subdomains, or
+//! many self-signed declarations on one domain, share one budget); a share
+//! of this pusher's workers is the most one client may hold; a breaker
+//! holds a client that keeps failing, stalling or faking progress.
 
 use crate::client::{
     retry, Backoff, ChunkStreamer, FileSummary, PushClient, PushError, PushTarget, RetryError,
-    RetryPolicy, StreamError, Upload,
+    RetryPolicy, RunLimits, StreamError, Streamed, Upload,
 };
+use common::alias::Grant;
+use common::anychain::{b64u_encode, Limits};
 use common::jobs::{self, ProcessJob, PushJob};
 use common::mq::{Broker, Route};
 use common::state::{now_ms, State, Transfer, TransferState};
 use common::worker::{Disposition, JobHandler};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Push settings (from the configuration).
 #[derive(Debug, Clone)]
 pub struct PushSettings {
-    /// Concurrent pushes per client domain across all pushers.
+    /// Concurrent pushes per client across all pushers (counted by signing
+    /// key and by registrable domain).
     pub per_client: u32,
+    /// Percent of this pusher's workers one client may hold (at least one).
+    pub client_share: u32,
+    /// This pusher's workers (`ALIAS_WORKER_CONCURRENCY`).
+    pub concurrency: usize,
+    /// Wall-clock limit of one delivery.
+    pub run_time: Duration,
+    /// Least advance a reported offset short of a chunk's end must show.
+    pub min_advance: u64,
+    /// Rewinds per file before the transfer fails.
+    pub file_rewinds: u32,
+    /// Failed requests per file before the transfer fails.
+    pub file_failures: u32,
     /// Bytes pushed per delivery before re-queueing.
     pub run_bytes: u64,
     /// Total retry time of a job before the transfer fails.
@@ -52,6 +74,119 @@ pub struct Pusher {
     pub settings: PushSettings,
     /// Identifies this worker in leases.
     pub worker_id: String,
+    /// Workers of this pusher busy per client identity (signing key,
+    /// registrable domain).
+    pub local: LocalShare,
+}
+
+/// Counts this pusher's workers busy with each client identity, to hold
+/// one client to its share of the workers.
+#[derive(Debug, Default)]
+pub struct LocalShare {
+    busy: Mutex<HashMap<String, usize>>,
+}
+
+/// A place in [`LocalShare`], given back when dropped.
+struct ShareGuard<'a> {
+    share: &'a LocalShare,
+    names: Vec<String>,
+}
+
+impl LocalShare {
+    /// Takes one worker for every name in `names` unless one of them already
+    /// holds `cap` workers.
+    fn take(&self, names: &[String], cap: usize) -> Option<ShareGuard<'_>> {
+        let mut busy = self.busy.lock().unwrap_or_else(|e| e.into_inner());
+        if names
+            .iter()
+            .any(|n| busy.get(n).copied().unwrap_or(0) >= cap)
+        {
+            return None;
+        }
+        for n in names {
+            *busy.entry(n.clone()).or_insert(0) += 1;
+        }
+        Some(ShareGuard {
+            share: self,
+            names: names.to_vec(),
+        })
+    }
+}
+
+impl Drop for ShareGuard<'_> {
+    fn drop(&mut self) {
+        let mut busy = self.share.busy.lock().unwrap_or_else(|e| e.into_inner());
+        for n in &self.names {
+            if let Some(count) = busy.get_mut(n) {
+                *count = count.saturating_sub(1);
+                if *count == 0 {
+                    busy.remove(n);
+                }
+            }
+        }
+    }
+}
+
+/// The registrable domain of a host ("eTLD+1"), so that every subdomain of
+/// one registration shares one slot budget: IP literals and single labels
+/// stay as they are; otherwise the last two labels, or three when the
+/// second-level label is one of the common public second levels under a
+/// two-letter country code (`co.uk`, `com.au`, …). Without the full public
+/// suffix list this groups too much rather than too little (all of
+/// `*.github.io` is one client), which only slows those clients down.
+pub fn registrable_domain(host: &str) -> String {
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .trim_end_matches('.')
+        .to_ascii_lowercase();
+    if host.parse::<std::net::IpAddr>().is_ok() {
+        return host;
+    }
+    let labels: Vec<&str> = host.split('.').collect();
+    if labels.len() <= 2 {
+        return host;
+    }
+    const SECOND_LEVELS: &[&str] = &[
+        "ac", "co", "com", "edu", "gob", "gov", "govt", "ltd", "mil", "ne", "net", "nic", "nom",
+        "or", "org", "plc", "sch",
+    ];
+    let n = labels.len();
+    let take = if labels[n - 1].len() == 2 && SECOND_LEVELS.contains(&labels[n - 2]) {
+        3
+    } else {
+        2
+    };
+    labels[n - take.min(n)..].join(".")
+}
+
+/// Who a transfer's client is, for fairness and the breaker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ClientId {
+    /// The client declaration's signing key (URL-safe base64), when the
+    /// grant could be read.
+    key: Option<String>,
+    /// The registrable domain of the push URL.
+    domain: String,
+}
+
+impl ClientId {
+    /// The names whose slots and shares the client takes.
+    fn names(&self) -> Vec<String> {
+        let mut names = vec![format!("dom:{}", self.domain)];
+        if let Some(key) = &self.key {
+            names.push(format!("key:{key}"));
+        }
+        names
+    }
+
+    /// The name its breaker and failures are kept under.
+    fn breaker(&self) -> String {
+        match &self.key {
+            Some(key) => format!("key:{key}"),
+            None => format!("dom:{}", self.domain),
+        }
+    }
 }
 
 const DAY: Duration = Duration::from_secs(24 * 3600);
@@ -268,16 +403,7 @@ impl Pusher {
         err: &str,
         after: Option<Duration>,
     ) -> Step {
-        let window = self.settings.breaker_cooldown.max(Duration::from_secs(60)) * 4;
-        if let Ok(n) = self.state.client_failure(domain, window).await {
-            if n >= u64::from(self.settings.breaker_failures) {
-                let _ = self
-                    .state
-                    .set_flag(&format!("breaker:{domain}"), self.settings.breaker_cooldown)
-                    .await;
-                tracing::warn!(%domain, failures = n, "circuit breaker open");
-            }
-        }
+        self.count_failures(domain, 1).await;
         let first = self
             .state
             .first_seen(job_key, DAY)
@@ -295,6 +421,45 @@ impl Pusher {
             .min(self.settings.budget);
         tracing::warn!(%transfer, job = %job_key, %domain, error = %err, retry_in = ?delay, "the client failed; retrying later");
         Step::Later(delay)
+    }
+
+    /// Counts `n` failures of a client (failed, stalled or slow requests)
+    /// and opens its breaker once they reach `ALIAS_BREAKER_FAILURES`.
+    async fn count_failures(&self, domain: &str, n: u64) {
+        let window = self.settings.breaker_cooldown.max(Duration::from_secs(60)) * 4;
+        let mut count = 0;
+        for _ in 0..n.min(u64::from(self.settings.breaker_failures)) {
+            match self.state.client_failure(domain, window).await {
+                Ok(c) => count = c,
+                Err(_) => return,
+            }
+        }
+        if count >= u64::from(self.settings.breaker_failures) {
+            let _ = self
+                .state
+                .set_flag(&format!("breaker:{domain}"), self.settings.breaker_cooldown)
+                .await;
+            tracing::warn!(client = %domain, failures = count, "circuit breaker open");
+        }
+    }
+
+    /// The retry policy of one request within a delivery: never past the
+    /// delivery's wall-clock limit.
+    fn request_policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            max_elapsed: self.settings.policy.max_elapsed.min(self.settings.run_time),
+            ..self.settings.policy
+        }
+    }
+
+    /// Why a file's push failed for good after its client failed, stalled
+    /// or faked its offset too often.
+    fn faked_reason(&self, file: &str, failed: u64, rewound: u64) -> String {
+        if rewound >= u64::from(self.settings.file_rewinds) {
+            format!("pushing {file}: the client reported holding less than it acknowledged {rewound} times (limit ALIAS_PUSH_FILE_REWINDS); its offsets cannot be trusted")
+        } else {
+            format!("pushing {file}: {failed} requests failed or claimed no real progress (limit ALIAS_PUSH_FILE_FAILURES); the client fakes its offset or keeps failing")
+        }
     }
 
     /// Sends the start request once per generation.
@@ -331,7 +496,7 @@ impl Pusher {
                 .transfer_grant(&t.id)
                 .await?
                 .ok_or_else(|| Step::Fail("the transfer has no grant".into()))?;
-            let mut backoff = Backoff::new(self.settings.policy);
+            let mut backoff = Backoff::new(self.request_policy());
             match retry(&mut backoff, || self.client().start(target, &token)).await {
                 Ok(_) => {
                     self.state.set_flag(&flag, DAY * 7).await?;
@@ -412,7 +577,7 @@ impl Pusher {
                 blake2b: f.blake2b.clone(),
             })
             .collect();
-        let mut backoff = Backoff::new(self.settings.policy);
+        let mut backoff = Backoff::new(self.request_policy());
         let result = match retry(&mut backoff, || {
             self.client().finish_transfer(target, &summaries)
         })
@@ -510,7 +675,7 @@ impl Pusher {
             self.state.forget_first_seen(&key).await?;
         }
         if let Ok(target) = target_of(t) {
-            let domain = target.transfer_url().host_str().unwrap_or("").to_owned();
+            let domain = self.client_id(t, &target).await?.breaker();
             self.state.clear_flag(&format!("breaker:{domain}")).await?;
             self.state.client_success(&domain).await?;
         }
@@ -578,36 +743,84 @@ impl Pusher {
             Ok(target) => target,
             Err(e) => return Step::Fail(format!("push destination: {e}")),
         };
-        let domain = target.transfer_url().host_str().unwrap_or("").to_owned();
+        let client = match self.client_id(&t, &target).await {
+            Ok(client) => client,
+            Err(e) => return e.into(),
+        };
+        let domain = client.breaker();
         match self.state.flag(&format!("breaker:{domain}")).await {
             Ok(true) => return Step::Later(self.settings.breaker_cooldown),
             Ok(false) => {}
             Err(e) => return e.into(),
         }
-        let mut slot = None;
+        let names = client.names();
+        let share = (self.settings.concurrency * self.settings.client_share as usize / 100).max(1);
+        let Some(local) = self.local.take(&names, share) else {
+            tracing::debug!(transfer = %t.id, client = %domain, "the client holds its share of this pusher's workers");
+            return Step::Later(Duration::from_secs(1));
+        };
+        let mut slots = Vec::new();
+        for name in &names {
+            match self.take_slot(name).await {
+                Ok(Some(held)) => slots.push(held),
+                Ok(None) | Err(()) => {
+                    for held in slots {
+                        held.release().await;
+                    }
+                    drop(local);
+                    return Step::Later(Duration::from_secs(1));
+                }
+            }
+        }
+        let step = self.run_with_slot(job, &t, &target, &domain).await;
+        for held in slots {
+            held.release().await;
+        }
+        drop(local);
+        step
+    }
+
+    /// One of the `per_client` slots of `name`, if one is free.
+    async fn take_slot(&self, name: &str) -> Result<Option<Held>, ()> {
         for k in 0..self.settings.per_client.max(1) {
             match Held::take(
                 &self.state,
-                format!("client:{domain}:slot:{k}"),
+                format!("client:{name}:slot:{k}"),
                 &self.worker_id,
                 self.settings.lease,
             )
             .await
             {
-                Ok(Some(held)) => {
-                    slot = Some(held);
-                    break;
-                }
+                Ok(Some(held)) => return Ok(Some(held)),
                 Ok(None) => {}
-                Err(_) => return Step::Later(Duration::from_secs(2)),
+                Err(_) => return Err(()),
             }
         }
-        let Some(slot) = slot else {
-            return Step::Later(Duration::from_secs(1));
-        };
-        let step = self.run_with_slot(job, &t, &target, &domain).await;
-        slot.release().await;
-        step
+        Ok(None)
+    }
+
+    /// The client of a transfer: the signing key of the client declaration
+    /// in its grant, and the registrable domain of its push URL.
+    async fn client_id(
+        &self,
+        t: &Transfer,
+        target: &PushTarget,
+    ) -> Result<ClientId, common::state::StateError> {
+        let host = target.transfer_url().host_str().unwrap_or("");
+        let token = self.state.transfer_grant(&t.id).await?;
+        let key = token.and_then(|token| {
+            let limits = Limits {
+                max_bytes: token.len().max(1 << 20),
+                ..Limits::default()
+            };
+            let grant = Grant::from_token(&token, &limits).ok()?;
+            let client = grant.contract().client().ok()?;
+            Some(b64u_encode(client.signer()))
+        });
+        Ok(ClientId {
+            key,
+            domain: registrable_domain(host),
+        })
     }
 
     async fn run_with_slot(
@@ -714,6 +927,36 @@ impl Pusher {
                 offset: record.offset,
                 verify_offset: verify,
             };
+            let fail_key = format!("pushfail:{}:{}:{file}", t.id, t.generation);
+            let rewind_key = format!("pushrewind:{}:{}:{file}", t.id, t.generation);
+            let (failed_before, rewound_before) = match (
+                self.state.counted(&fail_key).await,
+                self.state.counted(&rewind_key).await,
+            ) {
+                (Ok(f), Ok(r)) => (f, r),
+                (Err(e), _) | (_, Err(e)) => return e.into(),
+            };
+            let max_failures = u64::from(self.settings.file_failures);
+            let max_rewinds = u64::from(self.settings.file_rewinds);
+            if failed_before >= max_failures || rewound_before >= max_rewinds {
+                let _ = self.state.clear_flag(&inflight).await;
+                return Step::Fail(self.faked_reason(file, failed_before, rewound_before));
+            }
+            let chunk = self.streamer.chunk_size().max(1) as u64;
+            let attempts = u64::from(self.settings.policy.max_attempts);
+            let limits = RunLimits {
+                min_advance: self.settings.min_advance,
+                // Every chunk of the run twice (once answered by an offset),
+                // and the retries of a few of them.
+                max_requests: (self.settings.run_bytes.div_ceil(chunk))
+                    .saturating_mul(2)
+                    .saturating_add(attempts.saturating_mul(4))
+                    .saturating_add(16),
+                max_failures: max_failures - failed_before,
+                max_rewinds: (max_rewinds - rewound_before).min(3),
+                deadline: Some(tokio::time::Instant::now() + self.settings.run_time),
+            };
+            let mut stats = Streamed::default();
             let pushed = AtomicU64::new(0);
             let start_offset = record.offset;
             let state = &self.state;
@@ -721,8 +964,10 @@ impl Pusher {
             let run_bytes = self.settings.run_bytes;
             let result = self
                 .streamer
-                .push_file(
+                .push_file_limited(
                     &upload,
+                    &limits,
+                    &mut stats,
                     |offset| {
                         let sent = offset.saturating_sub(start_offset);
                         let before = pushed.swap(sent, Ordering::Relaxed);
@@ -749,9 +994,47 @@ impl Pusher {
                     },
                 )
                 .await;
+            // Count what the run cost the client, per file and for the
+            // breaker, before deciding anything.
+            for _ in 0..stats.failures {
+                if let Err(e) = self.state.count(&fail_key, DAY).await {
+                    return e.into();
+                }
+            }
+            for _ in 0..stats.rewinds {
+                if let Err(e) = self.state.count(&rewind_key, DAY).await {
+                    return e.into();
+                }
+            }
+            if stats.stalled > 0 {
+                self.count_failures(domain, stats.stalled).await;
+            }
+            let (failed, rewound) = (
+                failed_before + stats.failures,
+                rewound_before + stats.rewinds,
+            );
+            if result.is_err() && (failed >= max_failures || rewound >= max_rewinds) {
+                let _ = self.state.clear_flag(&inflight).await;
+                return Step::Fail(self.faked_reason(file, failed, rewound));
+            }
+            if stats.failures > 0 || stats.rewinds > 0 {
+                tracing::debug!(transfer = %t.id, %file, requests = stats.requests, failures = stats.failures, rewinds = stats.rewinds, stalled = stats.stalled, "push run of a failing client");
+            }
             match result {
-                Ok(_) => {
+                Ok(()) => {
                     let _ = self.state.clear_flag(&inflight).await;
+                }
+                Err(StreamError::Abusive { abuse, .. }) => {
+                    let _ = self.state.clear_flag(&inflight).await;
+                    return self
+                        .client_trouble(
+                            &t.id,
+                            domain,
+                            &format!("job:{}:{}:{file}", t.id, t.generation),
+                            &format!("pushing {file}: {abuse}"),
+                            None,
+                        )
+                        .await;
                 }
                 Err(StreamError::Cancelled { .. }) => {
                     let _ = self.state.clear_flag(&inflight).await;
@@ -841,7 +1124,7 @@ impl Pusher {
                 }
             }
         }
-        let mut backoff = Backoff::new(self.settings.policy);
+        let mut backoff = Backoff::new(self.request_policy());
         match retry(&mut backoff, || {
             self.client()
                 .finish_file(&file_url, record.size, &record.blake2b)
@@ -927,3 +1210,57 @@ impl JobHandler for Pusher {
 
 /// Shared handle type for the worker.
 pub type SharedPusher = Arc<Pusher>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registrable_domains() {
+        for (host, want) in [
+            ("a.evil.example", "evil.example"),
+            ("x.y.z.evil.example", "evil.example"),
+            ("evil.example", "evil.example"),
+            ("EVIL.Example.", "evil.example"),
+            ("shop.evil.co.uk", "evil.co.uk"),
+            ("evil.co.uk", "evil.co.uk"),
+            ("a.b.com.au", "b.com.au"),
+            ("localhost", "localhost"),
+            ("127.0.0.1", "127.0.0.1"),
+            ("[::1]", "::1"),
+            ("a.b.io", "b.io"),
+        ] {
+            assert_eq!(registrable_domain(host), want, "{host}");
+        }
+    }
+
+    #[test]
+    fn a_client_holds_at_most_its_share() {
+        let share = LocalShare::default();
+        let one = ClientId {
+            key: Some("K".into()),
+            domain: "evil.example".into(),
+        };
+        let other_key_same_domain = ClientId {
+            key: Some("L".into()),
+            domain: "evil.example".into(),
+        };
+        let healthy = ClientId {
+            key: Some("H".into()),
+            domain: "good.example".into(),
+        };
+        let first = share.take(&one.names(), 1).unwrap();
+        assert!(share.take(&one.names(), 1).is_none());
+        assert!(share.take(&other_key_same_domain.names(), 1).is_none());
+        let h = share.take(&healthy.names(), 1).unwrap();
+        drop(first);
+        assert!(share.take(&other_key_same_domain.names(), 1).is_some());
+        drop(h);
+        assert_eq!(one.breaker(), "key:K");
+        let keyless = ClientId {
+            key: None,
+            domain: "evil.example".into(),
+        };
+        assert_eq!(keyless.breaker(), "dom:evil.example");
+    }
+}

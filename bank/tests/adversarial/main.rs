@@ -14,6 +14,7 @@ mod support;
 
 mod consent;
 mod dumps;
+mod hostile_clients;
 mod isolation;
 mod quotas;
 mod storage;

@@ -111,6 +111,20 @@ pub enum PushError {
     Setup(#[source] reqwest::Error),
 }
 
+impl PushError {
+    /// Whether the request was abandoned at its deadline (a slow or stalled
+    /// client): the circuit breaker counts it as a failure.
+    pub fn is_stalled(&self) -> bool {
+        matches!(
+            self,
+            PushError::Transport {
+                kind: TransportKind::Timeout,
+                ..
+            }
+        )
+    }
+}
+
 /// Why a failed request may be sent again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RetryReason {

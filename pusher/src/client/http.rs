@@ -28,6 +28,12 @@ pub struct ClientConfig {
     pub connect_timeout: Duration,
     /// Limit on one whole request, body and answer included.
     pub request_timeout: Duration,
+    /// Bytes per second a request must move, answer included (0: no
+    /// minimum): a request gets [`CHUNK_GRACE`] plus its body's size at this
+    /// rate (at most `request_timeout`), after which it is abandoned as
+    /// stalled. A client that answers `200` after 100 s is thus a failure,
+    /// not a success.
+    pub min_rate: u64,
     /// How long an idle pooled connection is kept.
     pub pool_idle_timeout: Duration,
     /// Idle connections kept per host.
@@ -44,13 +50,31 @@ impl Default for ClientConfig {
     fn default() -> Self {
         Self {
             connect_timeout: Duration::from_secs(10),
-            request_timeout: Duration::from_secs(120),
+            request_timeout: Duration::from_secs(30),
+            min_rate: 256 * 1024,
             pool_idle_timeout: Duration::from_secs(90),
             pool_max_idle_per_host: 8,
             tcp_keepalive: Duration::from_secs(60),
             user_agent: concat!("alias-bank-pusher/", env!("CARGO_PKG_VERSION")).to_owned(),
             max_error_body: 4096,
         }
+    }
+}
+
+/// Time a chunk request gets on top of its size at the minimum rate.
+pub const CHUNK_GRACE: Duration = Duration::from_secs(5);
+
+impl ClientConfig {
+    /// How long a chunk of `bytes` may take, answer included: the request
+    /// timeout, or less when a minimum rate is set.
+    pub fn chunk_deadline(&self, bytes: u64) -> Duration {
+        if self.min_rate == 0 {
+            return self.request_timeout;
+        }
+        let at_rate = Duration::from_secs_f64(bytes as f64 / self.min_rate as f64);
+        CHUNK_GRACE
+            .saturating_add(at_rate)
+            .min(self.request_timeout)
     }
 }
 
@@ -296,9 +320,11 @@ impl PushClient {
             .append_pair("grant", grant_token)
             .finish();
         let url = target.transfer_url();
+        let deadline = self.config.chunk_deadline(body.len() as u64);
         let response = self
             .send(Method::PUT, "PUT", url, |r| {
-                r.header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+                r.timeout(deadline)
+                    .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
                     .body(body)
             })
             .await?;
@@ -323,9 +349,11 @@ impl PushClient {
             .checked_add(bytes.len() as u64 - 1)
             .filter(|end| *end < total)
             .ok_or(PushError::InvalidRequest("chunk past the end of the file"))?;
+        let deadline = self.config.chunk_deadline(bytes.len() as u64);
         let response = self
             .send(Method::PUT, "PUT", file_url, |r| {
-                r.header(CONTENT_TYPE, "application/octet-stream")
+                r.timeout(deadline)
+                    .header(CONTENT_TYPE, "application/octet-stream")
                     .header(RANGE, format!("{start}-{end}"))
                     .header(CONTENT_RANGE, format!("bytes {start}-{end}/{total}"))
                     .body(bytes)
@@ -339,7 +367,10 @@ impl PushClient {
     /// support the query (any `4xx` but `408`/`425`/`429`, a `3xx`, or no
     /// header). Transient failures are errors, to be retried.
     pub async fn head_offset(&self, file_url: &Url) -> Result<Option<u64>, PushError> {
-        let response = self.send(Method::HEAD, "HEAD", file_url, |r| r).await?;
+        let deadline = self.config.chunk_deadline(0);
+        let response = self
+            .send(Method::HEAD, "HEAD", file_url, |r| r.timeout(deadline))
+            .await?;
         match self.answer("HEAD", file_url, response).await {
             Ok(ack) => Ok(ack.upload_offset),
             Err(PushError::Status { status, .. })
@@ -364,8 +395,11 @@ impl PushClient {
             size,
             blake2b: blake2b_b64,
         };
+        let deadline = self.config.chunk_deadline(0);
         let response = self
-            .send(Method::POST, "POST", file_url, |r| r.json(&body))
+            .send(Method::POST, "POST", file_url, |r| {
+                r.timeout(deadline).json(&body)
+            })
             .await?;
         self.answer("POST", file_url, response).await
     }
@@ -382,8 +416,13 @@ impl PushClient {
             files,
         };
         let url = target.transfer_url();
+        let deadline = self
+            .config
+            .chunk_deadline(256u64.saturating_mul(files.len() as u64));
         let response = self
-            .send(Method::POST, "POST", url, |r| r.json(&body))
+            .send(Method::POST, "POST", url, |r| {
+                r.timeout(deadline).json(&body)
+            })
             .await?;
         self.answer("POST", url, response).await
     }
@@ -427,6 +466,30 @@ mod tests {
         for file in ["..", "a/b", "a b", "", "é"] {
             assert!(t.file_url(file).is_err(), "{file:?}");
         }
+    }
+
+    #[test]
+    fn deadlines_follow_the_minimum_rate() {
+        let config = ClientConfig {
+            request_timeout: Duration::from_secs(30),
+            min_rate: 256 * 1024,
+            ..ClientConfig::default()
+        };
+        assert_eq!(config.chunk_deadline(0), CHUNK_GRACE);
+        assert_eq!(
+            config.chunk_deadline(2 << 20),
+            CHUNK_GRACE + Duration::from_secs(8)
+        );
+        assert_eq!(config.chunk_deadline(64 << 20), Duration::from_secs(30));
+        let off = ClientConfig {
+            min_rate: 0,
+            ..config
+        };
+        assert_eq!(off.chunk_deadline(0), Duration::from_secs(30));
+        assert_eq!(
+            ClientConfig::default().request_timeout,
+            Duration::from_secs(30)
+        );
     }
 
     #[tokio::test]

@@ -12,10 +12,19 @@
 //! * a `409`/`416` answer to a chunk (the client holds something else than
 //!   expected) is resolved the same way, from its `Upload-Offset` header or
 //!   `HEAD`.
+//!
+//! Progress cannot be faked ([`RunLimits`]): the retry budget resets only on
+//! a `2xx` chunk; a reported offset is accepted only at the chunk's end or
+//! after a real advance of at least `min_advance` bytes (anything less is a
+//! failed request); requests, failures and rewinds (the client reporting
+//! less than it acknowledged) are capped per run, and the run stops at its
+//! deadline. Per-step logs are at debug level, warnings rate-limited.
 
 use std::error::Error as StdError;
 use std::future::Future;
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use common::storage::{Storage, StorageError};
 use url::Url;
@@ -59,6 +68,106 @@ pub struct Streamed {
     pub retries: u64,
     /// Times the client's offset was asked (`HEAD`).
     pub offset_queries: u64,
+    /// Requests sent (chunks and `HEAD`).
+    pub requests: u64,
+    /// Requests not answered `2xx` (or answered with an unaccepted offset).
+    pub failures: u64,
+    /// Times the client reported holding less than it acknowledged.
+    pub rewinds: u64,
+    /// Requests abandoned at their deadline (slow or stalled client).
+    pub stalled: u64,
+}
+
+/// Limits of one run of [`ChunkStreamer::push_file_limited`] (one delivery
+/// of one file), so a client cannot hold a worker with fake progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunLimits {
+    /// Least advance a reported `Upload-Offset` short of the chunk's end
+    /// must show to be accepted; a smaller one is a failed request.
+    pub min_advance: u64,
+    /// Requests (chunks and `HEAD`) in the run.
+    pub max_requests: u64,
+    /// Failed requests in the run (see [`Streamed::failures`]).
+    pub max_failures: u64,
+    /// Rewinds in the run.
+    pub max_rewinds: u64,
+    /// When the run stops ([`StreamError::Cancelled`]); backoff waits end
+    /// there too.
+    pub deadline: Option<Instant>,
+}
+
+impl Default for RunLimits {
+    /// 256 KiB of least advance, at most 100 failures and 10 rewinds, no
+    /// request cap, no deadline.
+    fn default() -> Self {
+        Self {
+            min_advance: 256 * 1024,
+            max_requests: u64::MAX,
+            max_failures: 100,
+            max_rewinds: 10,
+            deadline: None,
+        }
+    }
+}
+
+/// Which limit of a run a client broke.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Abuse {
+    /// Too many requests in one run.
+    Requests(u64),
+    /// Too many failed requests in one run.
+    Failures(u64),
+    /// Too many rewinds in one run.
+    Rewinds(u64),
+}
+
+impl std::fmt::Display for Abuse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Abuse::Requests(n) => write!(f, "{n} requests in one run without finishing the file"),
+            Abuse::Failures(n) => write!(
+                f,
+                "{n} requests failed or claimed no real progress (fake Upload-Offset?)"
+            ),
+            Abuse::Rewinds(n) => write!(
+                f,
+                "the client reported holding less than it acknowledged {n} times"
+            ),
+        }
+    }
+}
+
+/// At most one warning per period; the rest go to debug, counted.
+#[derive(Debug)]
+struct WarnLimiter {
+    period: Duration,
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl WarnLimiter {
+    fn new(period: Duration) -> Self {
+        Self {
+            period,
+            last: None,
+            suppressed: 0,
+        }
+    }
+
+    /// Whether to warn now; `Some(suppressed since the last warning)`.
+    fn allow(&mut self) -> Option<u64> {
+        let now = Instant::now();
+        match self.last {
+            Some(last) if now.duration_since(last) < self.period => {
+                self.suppressed += 1;
+                None
+            }
+            _ => {
+                self.last = Some(now);
+                Some(std::mem::take(&mut self.suppressed))
+            }
+        }
+    }
 }
 
 /// Why a client cannot be resumed in place.
@@ -133,6 +242,14 @@ pub enum StreamError {
         /// The size found.
         actual: u64,
     },
+    /// The client broke a limit of the run ([`RunLimits`]).
+    #[error("at offset {offset}: {abuse}")]
+    Abusive {
+        /// The offset reached.
+        offset: u64,
+        /// The limit broken.
+        abuse: Abuse,
+    },
     /// The `commit` callback failed.
     #[error("committing offset {offset}: {source}")]
     Commit {
@@ -149,6 +266,19 @@ fn transfer_segment(url: &Url) -> &str {
     url.path_segments()
         .and_then(|mut segments| segments.nth_back(1))
         .unwrap_or("")
+}
+
+/// Counts one request of the run, refused past the run's cap.
+#[allow(clippy::result_large_err)] // the streamer's own error type, as its other functions
+fn count_request(limits: &RunLimits, stats: &mut Streamed, offset: u64) -> Result<(), StreamError> {
+    if stats.requests >= limits.max_requests {
+        return Err(StreamError::Abusive {
+            offset,
+            abuse: Abuse::Requests(stats.requests),
+        });
+    }
+    stats.requests += 1;
+    Ok(())
 }
 
 /// What the client said after a failed chunk.
@@ -227,9 +357,39 @@ impl ChunkStreamer {
     pub async fn push_file<C, CF, CE, K, KF>(
         &self,
         upload: &Upload,
+        commit: C,
+        should_continue: K,
+    ) -> Result<Streamed, StreamError>
+    where
+        C: FnMut(u64) -> CF,
+        CF: Future<Output = Result<(), CE>>,
+        CE: Into<Box<dyn StdError + Send + Sync>>,
+        K: FnMut() -> KF,
+        KF: Future<Output = bool>,
+    {
+        let mut stats = Streamed::default();
+        self.push_file_limited(
+            upload,
+            &RunLimits::default(),
+            &mut stats,
+            commit,
+            should_continue,
+        )
+        .await
+        .map(|()| stats)
+    }
+
+    /// As [`ChunkStreamer::push_file`], under `limits`; `stats` holds what
+    /// the run did, whether it succeeded or not (the caller counts failures
+    /// and rewinds per file across runs).
+    pub async fn push_file_limited<C, CF, CE, K, KF>(
+        &self,
+        upload: &Upload,
+        limits: &RunLimits,
+        stats: &mut Streamed,
         mut commit: C,
         mut should_continue: K,
-    ) -> Result<Streamed, StreamError>
+    ) -> Result<(), StreamError>
     where
         C: FnMut(u64) -> CF,
         CF: Future<Output = Result<(), CE>>,
@@ -265,10 +425,9 @@ impl ChunkStreamer {
             });
         }
 
-        let mut stats = Streamed {
-            size,
-            ..Streamed::default()
-        };
+        stats.size = size;
+        let mut warn = WarnLimiter::new(Duration::from_secs(30));
+        let past_deadline = || limits.deadline.is_some_and(|d| Instant::now() >= d);
         let mut backoff = self.backoff();
         let mut offset = upload.offset;
         let mut committed = upload.offset;
@@ -290,7 +449,10 @@ impl ChunkStreamer {
 
         if upload.verify_offset {
             stats.offset_queries += 1;
-            match self.client_offset(url, &mut backoff, offset).await? {
+            match self
+                .client_offset(url, &mut backoff, offset, limits, stats)
+                .await?
+            {
                 Some(reported) if reported <= size => {
                     do_commit(reported, &mut committed).await?;
                     offset = reported;
@@ -310,12 +472,11 @@ impl ChunkStreamer {
                     })
                 }
             }
-            backoff.reset();
         }
 
         let chunk = self.chunk_size as u64;
         'chunks: while offset < size {
-            if !should_continue().await {
+            if past_deadline() || !should_continue().await {
                 return Err(StreamError::Cancelled { offset: committed });
             }
             let end = offset.saturating_add(chunk).min(size);
@@ -332,6 +493,7 @@ impl ChunkStreamer {
                 });
             }
             loop {
+                count_request(limits, stats, offset)?;
                 let err = match self
                     .client
                     .put_chunk(url, offset, bytes.clone(), size)
@@ -347,30 +509,56 @@ impl ChunkStreamer {
                     }
                     Err(err) => err,
                 };
+                if err.is_stalled() {
+                    stats.stalled += 1;
+                }
                 let failed_at = offset;
                 let retry_after = err.retry_after();
                 let last = match self
-                    .after_failure(err, url, &mut backoff, offset, end, &mut stats)
+                    .after_failure(err, url, &mut backoff, offset, end, limits, stats)
                     .await?
                 {
-                    Step::MoveTo(to, err) if to > offset => {
-                        // The client kept (part of) the chunk: go on from
-                        // there, with a fresh retry budget.
-                        tracing::info!(url = %url, from = offset, to, error = %err, "resuming from the client's offset");
+                    Step::MoveTo(to, err)
+                        if to == end || (to > offset && to - offset >= limits.min_advance) =>
+                    {
+                        // The client kept the chunk, or a real part of it: go
+                        // on from there. Not a 2xx: the retry budget is kept.
+                        tracing::debug!(url = %url, from = offset, to, error = %err, "resuming from the client's offset");
                         do_commit(to, &mut committed).await?;
                         offset = to;
-                        backoff.reset();
                         continue 'chunks;
+                    }
+                    Step::MoveTo(to, err) if to > offset => {
+                        // A claimed advance too small to be real progress:
+                        // a failed request, and the same chunk again.
+                        tracing::debug!(url = %url, from = offset, to, min = limits.min_advance, error = %err, "the client's offset advance is too small to accept");
+                        err
                     }
                     Step::MoveTo(to, err) => {
                         // The client lost bytes it had acknowledged: send
-                        // them again, counting a failure.
-                        tracing::warn!(url = %url, from = offset, to, error = %err, "the client holds less than acknowledged");
+                        // them again, counting a failure and a rewind.
+                        stats.rewinds += 1;
+                        if stats.rewinds > limits.max_rewinds {
+                            return Err(StreamError::Abusive {
+                                offset: committed,
+                                abuse: Abuse::Rewinds(stats.rewinds),
+                            });
+                        }
+                        if let Some(suppressed) = warn.allow() {
+                            tracing::warn!(url = %url, from = offset, to, error = %err, suppressed, "the client holds less than acknowledged");
+                        }
                         offset = to;
                         err
                     }
                     Step::Again(err) => err,
                 };
+                stats.failures += 1;
+                if stats.failures > limits.max_failures {
+                    return Err(StreamError::Abusive {
+                        offset: committed,
+                        abuse: Abuse::Failures(stats.failures),
+                    });
+                }
                 stats.retries += 1;
                 let Some(delay) = backoff.next_delay(retry_after) else {
                     return Err(StreamError::Exhausted {
@@ -380,9 +568,20 @@ impl ChunkStreamer {
                         retry_after,
                     });
                 };
-                tracing::warn!(transfer = transfer_segment(url), url = %url, offset = failed_at, error = %last, ?delay, "chunk failed; retrying");
+                match warn.allow() {
+                    Some(suppressed) => {
+                        tracing::warn!(transfer = transfer_segment(url), url = %url, offset = failed_at, error = %last, ?delay, suppressed, "chunk failed; retrying");
+                    }
+                    None => {
+                        tracing::debug!(transfer = transfer_segment(url), url = %url, offset = failed_at, error = %last, ?delay, "chunk failed; retrying");
+                    }
+                }
+                let delay = match limits.deadline {
+                    Some(d) => delay.min(d.saturating_duration_since(Instant::now())),
+                    None => delay,
+                };
                 tokio::time::sleep(delay).await;
-                if !should_continue().await {
+                if past_deadline() || !should_continue().await {
                     return Err(StreamError::Cancelled { offset: committed });
                 }
                 if offset != failed_at {
@@ -390,10 +589,11 @@ impl ChunkStreamer {
                 }
             }
         }
-        Ok(stats)
+        Ok(())
     }
 
     /// Decides what to do after a failed chunk `[offset, end)`.
+    #[allow(clippy::too_many_arguments)]
     async fn after_failure(
         &self,
         err: PushError,
@@ -401,6 +601,7 @@ impl ChunkStreamer {
         backoff: &mut Backoff,
         offset: u64,
         end: u64,
+        limits: &RunLimits,
         stats: &mut Streamed,
     ) -> Result<Step, StreamError> {
         let outcome = err.outcome();
@@ -418,7 +619,8 @@ impl ChunkStreamer {
             } => Some(*o),
             _ => {
                 stats.offset_queries += 1;
-                self.client_offset(url, backoff, offset).await?
+                self.client_offset(url, backoff, offset, limits, stats)
+                    .await?
             }
         };
         match reported {
@@ -443,12 +645,18 @@ impl ChunkStreamer {
         url: &Url,
         backoff: &mut Backoff,
         offset: u64,
+        limits: &RunLimits,
+        stats: &mut Streamed,
     ) -> Result<Option<u64>, StreamError> {
         loop {
+            count_request(limits, stats, offset)?;
             let err = match self.client.head_offset(url).await {
                 Ok(reported) => return Ok(reported),
                 Err(err) => err,
             };
+            if err.is_stalled() {
+                stats.stalled += 1;
+            }
             match err.outcome() {
                 Outcome::Retry { after, .. } => match backoff.next_delay(after) {
                     Some(delay) => tokio::time::sleep(delay).await,
@@ -464,5 +672,73 @@ impl ChunkStreamer {
                 _ => return Err(StreamError::Permanent { offset, error: err }),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn warnings_are_rate_limited() {
+        let mut warn = WarnLimiter::new(Duration::from_secs(30));
+        assert_eq!(warn.allow(), Some(0));
+        for _ in 0..1000 {
+            assert_eq!(warn.allow(), None);
+            tokio::time::advance(Duration::from_millis(10)).await;
+        }
+        tokio::time::advance(Duration::from_secs(20)).await;
+        assert_eq!(
+            warn.allow(),
+            Some(1000),
+            "the next warning counts the suppressed ones"
+        );
+        assert_eq!(warn.allow(), None);
+    }
+
+    #[test]
+    fn requests_are_capped_per_run() {
+        let limits = RunLimits {
+            max_requests: 3,
+            ..RunLimits::default()
+        };
+        let mut stats = Streamed::default();
+        for _ in 0..3 {
+            count_request(&limits, &mut stats, 7).unwrap();
+        }
+        match count_request(&limits, &mut stats, 7) {
+            Err(StreamError::Abusive {
+                offset: 7,
+                abuse: Abuse::Requests(3),
+            }) => {}
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(stats.requests, 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_a_reset_the_retry_budget_runs_out() {
+        // What a faking client gets: failures that never reset the budget
+        // (only a 2xx chunk does) end after `max_attempts`, whatever it
+        // claims in between, and the waits grow.
+        let policy = RetryPolicy {
+            base: Duration::from_millis(500),
+            cap: Duration::from_secs(60),
+            max_attempts: 8,
+            max_elapsed: Duration::from_secs(120),
+        };
+        let mut backoff = Backoff::with_seed(policy, 7);
+        let mut slept = Duration::ZERO;
+        let mut tries = 1;
+        while let Some(delay) = backoff.next_delay(None) {
+            tokio::time::sleep(delay).await;
+            slept += delay;
+            tries += 1;
+        }
+        assert_eq!(tries, 8);
+        assert!(slept <= Duration::from_secs(120));
+        // A reset after a 2xx chunk gives the full budget back.
+        backoff.reset();
+        assert!(backoff.next_delay(None).is_some());
     }
 }
