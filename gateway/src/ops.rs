@@ -226,21 +226,49 @@ fn parse_hop(hop: &str) -> Option<IpAddr> {
         .map(canonical)
 }
 
+/// Checks between two prunings of the per-address states.
+const PRUNE_EVERY: u64 = 4096;
+
 /// Requests per second per client address, with a burst of twice that.
-pub struct Limiter(RateLimiter<IpAddr, DefaultKeyedStateStore<IpAddr>, DefaultClock>);
+///
+/// The per-address states are pruned every [`PRUNE_EVERY`] checks: an
+/// address whose state is back to a fresh one is forgotten, so that a
+/// stream of new addresses (rotating IPv6, say) does not grow the gateway.
+pub struct Limiter {
+    limiter: RateLimiter<IpAddr, DefaultKeyedStateStore<IpAddr>, DefaultClock>,
+    checks: std::sync::atomic::AtomicU64,
+}
 
 impl Limiter {
     /// A limiter allowing `per_sec` requests per second per address.
     pub fn new(per_sec: u32) -> Limiter {
         let rate = NonZeroU32::new(per_sec).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(per_sec.saturating_mul(2)).unwrap_or(rate);
-        Limiter(RateLimiter::keyed(
-            Quota::per_second(rate).allow_burst(burst),
-        ))
+        Limiter {
+            limiter: RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst)),
+            checks: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// Addresses whose state is remembered.
+    pub fn tracked(&self) -> usize {
+        self.limiter.len()
+    }
+
+    /// Forgets the addresses whose state is back to a fresh one.
+    fn prune(&self) {
+        self.limiter.retain_recent();
+        self.limiter.shrink_to_fit();
     }
 
     fn check(&self, ip: IpAddr) -> Result<(), u64> {
-        self.0.check_key(&ip).map_err(|not_until| {
+        let n = self
+            .checks
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if n % PRUNE_EVERY == PRUNE_EVERY - 1 {
+            self.prune();
+        }
+        self.limiter.check_key(&ip).map_err(|not_until| {
             let wait =
                 not_until.wait_time_from(governor::clock::Clock::now(&DefaultClock::default()));
             wait.as_secs().max(1)
@@ -327,6 +355,39 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
+    }
+
+    /// A stream of new addresses does not grow the limiter: addresses whose
+    /// state is fresh again are forgotten every `PRUNE_EVERY` checks.
+    #[test]
+    fn new_addresses_are_forgotten_once_fresh() {
+        // A cell every microsecond: an address is fresh again long before
+        // the next pruning.
+        let limiter = Limiter::new(1_000_000);
+        for i in 0..3 * PRUNE_EVERY {
+            let addr = IpAddr::V6(std::net::Ipv6Addr::from(
+                0x2001_0db8_u128 << 96 | u128::from(i),
+            ));
+            assert!(limiter.check(addr).is_ok());
+        }
+        assert!(
+            limiter.tracked() <= PRUNE_EVERY as usize,
+            "{} addresses remembered",
+            limiter.tracked()
+        );
+    }
+
+    /// Pruning never forgets an address that is being limited.
+    #[test]
+    fn a_limited_address_stays_limited_after_pruning() {
+        let limiter = Limiter::new(1);
+        let a = ip("192.0.2.7");
+        assert!(limiter.check(a).is_ok());
+        assert!(limiter.check(a).is_ok());
+        assert!(limiter.check(a).is_err());
+        limiter.prune();
+        assert_eq!(limiter.tracked(), 1);
+        assert!(limiter.check(a).is_err());
     }
 
     fn xff(values: &[&str]) -> HeaderMap {
