@@ -15,7 +15,7 @@ use crate::site::session::{ct_eq, random_bytes, Session, COOKIE};
 use crate::AppState;
 use actix_web::http::{header, StatusCode};
 use actix_web::HttpRequest;
-use common::alias::{Grant, SignedRequest};
+use common::alias::{Grant, RequestAuthError, SignedRequest};
 use common::anychain::b64u_encode;
 use common::state::{now_ms, Transfer};
 use percent_encoding::percent_decode_str;
@@ -23,14 +23,6 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
-
-/// The client address of a request, as the rate limiter sees it
-/// (`ops::client_addr`: the peer, or behind `ALIAS_TRUSTED_PROXIES` the
-/// right-most untrusted `X-Forwarded-For` hop), so that per-address slots
-/// and the rate limiter agree on "who is asking".
-pub fn client_addr(app: &AppState, req: &HttpRequest) -> Option<IpAddr> {
-    crate::ops::client_addr(app, req)
-}
 
 /// The one answer for an unknown transfer and for one the caller may not
 /// see.
@@ -50,7 +42,9 @@ enum Credential {
     Grant(Box<Grant>),
 }
 
-fn decoded(token: &str) -> Option<String> {
+/// The token of an `Authorization` value: raw anychain JSON, or
+/// percent-encoded; `None` when it does not decode to UTF-8.
+pub(crate) fn decoded(token: &str) -> Option<String> {
     let token = token.trim();
     if token.starts_with('{') {
         return Some(token.to_owned());
@@ -86,17 +80,7 @@ fn credential(app: &AppState, req: &HttpRequest) -> Credential {
         let Ok(request) = SignedRequest::from_token(&token, &app.config.limits) else {
             return Credential::None;
         };
-        #[allow(clippy::cast_precision_loss)]
-        let now = now_ms() as f64;
-        let fits = request.check(
-            req.method().as_str(),
-            req.path(),
-            &app.config.public_origin,
-            now,
-            app.config.request_max_age_ms,
-            app.config.max_future_skew_ms,
-        );
-        return match fits {
+        return match signed_for(app, req, &request) {
             Ok(()) => Credential::Signed(Box::new(request)),
             Err(_) => Credential::None,
         };
@@ -194,13 +178,38 @@ pub async fn authorize(app: &AppState, req: &HttpRequest, id: &str) -> Result<Tr
     Err(hidden())
 }
 
+/// Whether `request` was signed for `req`: its method and path, this
+/// bank's origin, and a date within the configured window.
+pub(crate) fn signed_for(
+    app: &AppState,
+    req: &HttpRequest,
+    request: &SignedRequest,
+) -> Result<(), RequestAuthError> {
+    #[allow(clippy::cast_precision_loss)]
+    let now = now_ms() as f64;
+    request.check(
+        req.method().as_str(),
+        req.path(),
+        &app.config.public_origin,
+        now,
+        app.config.request_max_age_ms,
+        app.config.max_future_skew_ms,
+    )
+}
+
+/// Marks the signed request with id `id` used; `false` when it was used
+/// before. Kept as long as the request could still be accepted.
+pub(crate) async fn claim_request(app: &AppState, id: &str) -> Result<bool, ApiError> {
+    let ttl = Duration::from_millis(app.config.request_max_age_ms + app.config.max_future_skew_ms);
+    Ok(app.state.claim_once(id, ttl).await?)
+}
+
 /// Uses a signed request once.
 async fn claim(app: &AppState, request: &SignedRequest) -> Result<bool, ApiError> {
     let Ok(id) = request.id() else {
         return Ok(false);
     };
-    let ttl = Duration::from_millis(app.config.request_max_age_ms + app.config.max_future_skew_ms);
-    Ok(app.state.claim_once(&id.to_b64(), ttl).await?)
+    claim_request(app, &id.to_b64()).await
 }
 
 #[derive(Default)]

@@ -14,8 +14,6 @@ use common::alias::{RequestAuthError, SignedRequest};
 use common::state::{now_ms, DumpRecord};
 use common::storage::{is_safe_segment, StorageError};
 use futures_util::StreamExt;
-use percent_encoding::percent_decode_str;
-use std::time::Duration;
 
 /// The user a signed request authenticates, with the request.
 struct Authed {
@@ -33,16 +31,9 @@ async fn authenticate(app: &AppState, req: &HttpRequest) -> Result<Authed, ApiEr
         .ok_or_else(|| unauthorized("missing 'Authorization: Alias <signed request>'".into()))?;
     let token = value
         .strip_prefix("Alias ")
-        .ok_or_else(|| unauthorized("authorization scheme must be 'Alias'".into()))?
-        .trim();
-    let token = if token.starts_with('{') {
-        token.to_owned()
-    } else {
-        percent_decode_str(token)
-            .decode_utf8()
-            .map_err(|_| unauthorized("signed request is not UTF-8".into()))?
-            .into_owned()
-    };
+        .ok_or_else(|| unauthorized("authorization scheme must be 'Alias'".into()))?;
+    let token = crate::access::decoded(token)
+        .ok_or_else(|| unauthorized("signed request is not UTF-8".into()))?;
     let request = SignedRequest::from_token(&token, &app.config.limits).map_err(|e| match e {
         RequestAuthError::Invalid(inner) => {
             let mut err = token_error(inner, "signed request");
@@ -51,24 +42,12 @@ async fn authenticate(app: &AppState, req: &HttpRequest) -> Result<Authed, ApiEr
         }
         other => unauthorized(other.to_string()),
     })?;
-    #[allow(clippy::cast_precision_loss)]
-    let now = now_ms() as f64;
-    request
-        .check(
-            req.method().as_str(),
-            req.path(),
-            &app.config.public_origin,
-            now,
-            app.config.request_max_age_ms,
-            app.config.max_future_skew_ms,
-        )
-        .map_err(|e| unauthorized(e.to_string()))?;
+    crate::access::signed_for(app, req, &request).map_err(|e| unauthorized(e.to_string()))?;
     let id = request
         .id()
         .map_err(|e| token_error(e, "signed request"))?
         .to_b64();
-    let ttl = Duration::from_millis(app.config.request_max_age_ms + app.config.max_future_skew_ms);
-    if !app.state.claim_once(&id, ttl).await? {
+    if !crate::access::claim_request(app, &id).await? {
         return Err(unauthorized("this signed request was already used".into()));
     }
     Ok(Authed {

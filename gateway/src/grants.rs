@@ -366,7 +366,7 @@ async fn process_inner(
     let slot = if wants_async(req) {
         None
     } else {
-        Some(app.waits.acquire(crate::access::client_addr(app, req))?)
+        Some(app.waits.acquire(crate::ops::client_addr(app, req))?)
     };
     let effective = accept_grant(app, token, params.get("bind")).await?;
     let grant = effective.grant;

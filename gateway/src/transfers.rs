@@ -74,7 +74,7 @@ pub async fn events(
         return Err(ApiError::bad_request("bad_id", "not a transfer id"));
     }
     access::authorize(&app, &req, &id).await?;
-    let slot = app.streams.acquire(access::client_addr(&app, &req))?;
+    let slot = app.streams.acquire(crate::ops::client_addr(&app, &req))?;
     let rx = app.state.subscribe(&id);
     let first = transfer_json(&app, &id).await?;
     if first.is_null() {
