@@ -613,6 +613,20 @@ struct ZipEntryData<'a> {
     total_limit: u64,
 }
 
+impl<'a> ZipEntryData<'a> {
+    /// Entry `entry` of a part read through `reader`, counted against the
+    /// export's inflated bytes and limit.
+    fn new(reader: &'a mut RangeReader, entry: &'a CdEntry, cd_offset: u64, env: &Env) -> Self {
+        ZipEntryData {
+            reader,
+            entry,
+            cd_offset,
+            limit: env.inflated.clone(),
+            total_limit: env.limits().max_total_uncompressed,
+        }
+    }
+}
+
 impl EntryData for ZipEntryData<'_> {
     fn open(&mut self) -> io::Result<Box<dyn Read + '_>> {
         let data = zipfmt::open_data(&mut *self.reader, self.entry, self.cd_offset)?;
@@ -981,13 +995,7 @@ impl Work {
                         if !job.is_decision_source(pi, ri) {
                             continue;
                         }
-                        let mut entry = ZipEntryData {
-                            reader: &mut data,
-                            entry: &e.cd,
-                            cd_offset,
-                            limit: env.inflated.clone(),
-                            total_limit: env.limits().max_total_uncompressed,
-                        };
+                        let mut entry = ZipEntryData::new(&mut data, &e.cd, cd_offset, env);
                         self.filter_entry(
                             env, job, d, &e.name, e.cd.size, pi, ri, &mut entry, false,
                         )?;
@@ -1018,13 +1026,7 @@ impl Work {
                         job.skip(&d.name, &e.name, pi, "encrypted entry");
                         continue;
                     }
-                    let mut entry = ZipEntryData {
-                        reader: &mut data,
-                        entry: &e.cd,
-                        cd_offset,
-                        limit: env.inflated.clone(),
-                        total_limit: env.limits().max_total_uncompressed,
-                    };
+                    let mut entry = ZipEntryData::new(&mut data, &e.cd, cd_offset, env);
                     self.handle_entry(env, job, d, &e.name, e.cd.size, pi, ri, &mut entry, true)?;
                 }
                 env.tick(false);
@@ -1059,13 +1061,7 @@ impl Work {
                     job.skip(&d.name, &e.name, pi, "encrypted entry");
                     continue;
                 }
-                let mut entry = ZipEntryData {
-                    reader: &mut data,
-                    entry: &e.cd,
-                    cd_offset,
-                    limit: env.inflated.clone(),
-                    total_limit: env.limits().max_total_uncompressed,
-                };
+                let mut entry = ZipEntryData::new(&mut data, &e.cd, cd_offset, env);
                 self.handle_entry(env, job, d, &e.name, e.cd.size, pi, ri, &mut entry, false)?;
             }
             env.tick(false);
