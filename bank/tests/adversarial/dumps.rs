@@ -13,35 +13,16 @@
 use std::io::{Cursor, Write};
 use std::time::Duration;
 
-use common::anychain::SigningKey;
 use common::mq::{Queue, Route};
-use common::state::{now_ms, DumpRecord, TransferState};
+use common::state::TransferState;
 use sink::Faults;
 
 use crate::support::{
-    assert_delivered, give_dump, process_async, process_sync, user, user_pk, wait_terminal, Bank,
-    Client,
+    assert_delivered, give_dump, process_async, process_sync, store_export, user, wait_terminal,
+    Bank, Client,
 };
 
 const LIMIT: Duration = Duration::from_secs(120);
-
-/// Stores the parts of a Google export of `user`, as an upload would.
-async fn store_export(bank: &Bank, user: &SigningKey, parts: Vec<(String, Vec<u8>)>) {
-    let pk = user_pk(user);
-    for (name, data) in parts {
-        let key = format!("dumps/{pk}/google/{name}");
-        let info = bank.app.storage.put_bytes(&key, data.into()).await.unwrap();
-        let record = DumpRecord {
-            provider: "google".into(),
-            name,
-            key,
-            size: info.size,
-            blake2b: info.blake2b_b64(),
-            uploaded_ms: now_ms(),
-        };
-        bank.app.state.record_dump(&pk, &record).await.unwrap();
-    }
-}
 
 /// A zip of `n` entries of `body` each, deflated.
 fn mail_zip(n: usize, body: &[u8]) -> Vec<u8> {

@@ -236,8 +236,14 @@ pub async fn give_dump(bank: &Bank, user: &SigningKey, bytes: u64, seed: u64) {
         seed,
         ..dumpgen::Options::default()
     };
+    store_export(bank, user, dumpgen::generate(&options).unwrap()).await;
+}
+
+/// Stores the parts of a Google export of `user` and records them, as an
+/// upload would.
+pub async fn store_export(bank: &Bank, user: &SigningKey, parts: Vec<(String, Vec<u8>)>) {
     let pk = user_pk(user);
-    for (name, data) in dumpgen::generate(&options).unwrap() {
+    for (name, data) in parts {
         let key = format!("dumps/{pk}/google/{name}");
         let info = bank.app.storage.put_bytes(&key, data.into()).await.unwrap();
         let record = DumpRecord {
