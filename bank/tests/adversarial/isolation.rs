@@ -16,7 +16,7 @@ use crate::support::{
     assert_delivered, give_dump, html_attr, process_async, process_sync, user, user_pk,
     wait_terminal, wait_until, web_signup, Bank, Client, WebAgent,
 };
-use common::alias::{grant_body, revoked_grant_body, Contract};
+use common::alias::{grant_body, Contract};
 use common::anychain::{sign, to_token, SigningKey, Value};
 use common::state::{now_ms, Transfer, TransferState};
 use sink::Faults;
@@ -25,21 +25,9 @@ use std::time::Duration;
 
 const LIMIT: Duration = Duration::from_secs(120);
 
-/// A revocation of `contract` signed by `user`.
+/// A revocation of `contract` signed by `user`, dated now.
 fn revocation(user: &SigningKey, contract: &Value) -> String {
-    to_token(&sign(user, revoked_grant_body(contract).unwrap(), now_ms() as f64).unwrap())
-}
-
-/// `POST /alias/grants` with `grant`.
-async fn store_grant(base: &str, grant: &str) -> (u16, serde_json::Value) {
-    let resp = reqwest::Client::new()
-        .post(format!("{base}/alias/grants"))
-        .form(&[("grant", grant)])
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or_default())
+    crate::support::revocation_at(user, contract, now_ms() as f64)
 }
 
 /// What must not have moved for the victim.
@@ -99,7 +87,10 @@ async fn another_users_grant_for_a_bound_contract_is_refused() {
     ] {
         for (route, (status, body)) in [
             ("process", process_async(&bank.base, &token).await),
-            ("grants", store_grant(&bank.base, &token).await),
+            (
+                "grants",
+                crate::support::store_grant(&bank.base, &token).await,
+            ),
         ] {
             assert_eq!(status, 409, "{what} via {route}: {body}");
             assert_eq!(body["code"], "contract_bound", "{what} via {route}: {body}");
@@ -168,7 +159,8 @@ async fn another_users_revocation_changes_nothing() {
     let before = bank.app.state.transfer(&client.id).await.unwrap().unwrap();
     let requests = client.sink.requests().len();
 
-    let (status, body) = store_grant(&bank.base, &revocation(&mallory, &client.contract)).await;
+    let (status, body) =
+        crate::support::store_grant(&bank.base, &revocation(&mallory, &client.contract)).await;
     assert_eq!(
         (status, body["code"].as_str()),
         (409, Some("contract_bound")),
@@ -200,7 +192,8 @@ async fn another_users_revocation_changes_nothing() {
     );
     assert_eq!(crate::support::received(&client), files);
     assert_eq!(client.sink.counters().starts, 1);
-    let (status, body) = store_grant(&bank.base, &revocation(&alice, &client.contract)).await;
+    let (status, body) =
+        crate::support::store_grant(&bank.base, &revocation(&alice, &client.contract)).await;
     assert_eq!(status, 200, "{body}");
     let revoked = wait_terminal(&bank, &client.id, LIMIT).await;
     assert!(
@@ -574,7 +567,7 @@ async fn grant_hash_ids_revocation_cancels_and_notifies_where_the_data_went() {
         .grant_hash()
         .unwrap()
         .to_b64();
-    let (status, body) = store_grant(&bank.base, &revocation).await;
+    let (status, body) = crate::support::store_grant(&bank.base, &revocation).await;
     assert_eq!(status, 200, "{body}");
     let t = wait_terminal(&bank, &pushed_id, LIMIT).await;
     assert!(

@@ -7,8 +7,8 @@
 //! client.
 
 use crate::support::*;
-use common::alias::{request_body, revoked_grant_body};
-use common::anychain::{sign, to_token, SigningKey, Value};
+use common::alias::request_body;
+use common::anychain::{sign, to_token};
 use common::archives;
 use common::state::{now_ms, TransferState};
 use sink::Faults;
@@ -75,22 +75,6 @@ async fn built(bank: &Bank, id: &str) -> (usize, u64) {
     let s = stored(bank, id).await;
     assert_eq!(s.0, files.len(), "one object per archive: {files:?}");
     s
-}
-
-/// A revocation of `contract` by `user`, dated `date_ms`.
-fn revocation(user: &SigningKey, contract: &Value, date_ms: f64) -> String {
-    to_token(&sign(user, revoked_grant_body(contract).unwrap(), date_ms).unwrap())
-}
-
-async fn post_grant(base: &str, grant: &str) -> (u16, serde_json::Value) {
-    let resp = reqwest::Client::new()
-        .post(format!("{base}/alias/grants"))
-        .form(&[("grant", grant)])
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or_default())
 }
 
 /// Restarts forced by a client that loses chunk answers and cannot report
@@ -243,9 +227,9 @@ async fn superseded_and_revoked_generations_archives_are_deleted() {
     assert_eq!(stored(&bank, &client.id).await.0, objects);
 
     // The user revokes: nothing is left to push, nothing stays stored.
-    let (status, body) = post_grant(
+    let (status, body) = crate::support::store_grant(
         &bank.base,
-        &revocation(&u, &client.contract, now_ms() as f64 + 2000.0),
+        &crate::support::revocation_at(&u, &client.contract, now_ms() as f64 + 2000.0),
     )
     .await;
     assert_eq!(status, 200, "{body}");

@@ -10,7 +10,7 @@
 
 #![allow(dead_code)]
 
-use common::alias::{grant_body, Contract};
+use common::alias::{grant_body, revoked_grant_body, Contract};
 use common::anychain::{
     b64u_encode, sign, signing_key_from_seed, to_token, Dict, SigningKey, Value,
 };
@@ -256,6 +256,23 @@ pub async fn store_export(bank: &Bank, user: &SigningKey, parts: Vec<(String, Ve
         };
         bank.app.state.record_dump(&pk, &record).await.unwrap();
     }
+}
+
+/// A revocation of `contract` by `user`, dated `date_ms`.
+pub fn revocation_at(user: &SigningKey, contract: &Value, date_ms: f64) -> String {
+    to_token(&sign(user, revoked_grant_body(contract).unwrap(), date_ms).unwrap())
+}
+
+/// `POST /alias/grants` with `grant`: the status and the JSON answer.
+pub async fn store_grant(base: &str, grant: &str) -> (u16, serde_json::Value) {
+    let resp = reqwest::Client::new()
+        .post(format!("{base}/alias/grants"))
+        .form(&[("grant", grant)])
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or_default())
 }
 
 /// A client: an `alias-sink` and the contract that points at it.
