@@ -16,8 +16,6 @@ use crate::client::{
     retry, Backoff, ChunkStreamer, FileSummary, PushClient, PushError, PushTarget, RetryError,
     RetryPolicy, RunLimits, StreamError, Streamed, Upload,
 };
-use common::alias::Grant;
-use common::anychain::{b64u_encode, Limits};
 use common::jobs::{self, ProcessJob, PushJob};
 use common::mq::{Broker, Route};
 use common::state::{now_ms, State, Transfer, TransferState};
@@ -807,16 +805,11 @@ impl Pusher {
         target: &PushTarget,
     ) -> Result<ClientId, common::state::StateError> {
         let host = target.transfer_url().host_str().unwrap_or("");
-        let token = self.state.transfer_grant(&t.id).await?;
-        let key = token.and_then(|token| {
-            let limits = Limits {
-                max_bytes: token.len().max(1 << 20),
-                ..Limits::default()
-            };
-            let grant = Grant::from_token(&token, &limits).ok()?;
-            let client = grant.contract().client().ok()?;
-            Some(b64u_encode(client.signer()))
-        });
+        let key = self
+            .state
+            .transfer_grant(&t.id)
+            .await?
+            .and_then(|token| client_key(&token));
         Ok(ClientId {
             key,
             domain: registrable_domain(host),
