@@ -16,12 +16,12 @@
 //! deployment such as `docker compose up`.
 
 use anyhow::{bail, Context, Result};
-use common::alias::{grant_body, Contract};
-use common::anychain::{
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use protocol::alias::{grant_body, Contract};
+use protocol::anychain::{
     b64u_encode, sign, signing_key_from_seed, to_token, Dict, SigningKey, Value,
 };
-use common::config::Config;
-use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use runtime::config::Config;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -140,7 +140,7 @@ fn contract(client_key: &SigningKey, domain: &str, scheme: &str) -> Result<Value
 
 #[allow(clippy::cast_precision_loss)]
 fn now_ms() -> f64 {
-    common::state::now_ms() as f64
+    runtime::state::now_ms() as f64
 }
 
 fn random_key() -> Result<SigningKey> {
@@ -423,7 +423,7 @@ fn mib(bytes: u64) -> f64 {
 /// Checks a received archive against the data bank's record and lists it.
 fn check_file(record: &serde_json::Value, name: &str, path: &Path) -> Result<Delivered> {
     let size = record["size"].as_u64().unwrap_or(0);
-    let (held, hash) = common::storage::blake2b_file(path)
+    let (held, hash) = runtime::storage::blake2b_file(path)
         .with_context(|| format!("the client does not hold {}", path.display()))?;
     if held != size {
         bail!("{name}: the client holds {held} bytes, the data bank sent {size}");

@@ -3,14 +3,14 @@
 //! [`Bank::start`] runs the gateway, a processor worker and a pusher worker
 //! together on shared services: Redis and RabbitMQ when `ALIAS_REDIS_URL` /
 //! `ALIAS_AMQP_URL` are set, otherwise in-memory state and an in-process
-//! queue (the same traits; `common/tests/it/contract.rs` proves they
+//! queue (the same traits; `runtime/tests/it/contract.rs` proves they
 //! agree). That is the embedded mode, for trying the project and for small
 //! installations. [`demo`] runs the whole Alias flow against it.
 
 pub mod demo;
 
-use common::config::Config;
-use common::worker::{Services, WorkerHandle};
+use runtime::config::Config;
+use runtime::worker::{Services, WorkerHandle};
 use std::net::SocketAddr;
 use std::sync::Arc;
 

@@ -50,8 +50,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::All => {
-            common::telemetry::init();
-            let config = match common::config::Config::from_env() {
+            runtime::telemetry::init();
+            let config = match runtime::config::Config::from_env() {
                 Ok(c) => c,
                 Err(e) => {
                     eprintln!("alias-bank: {e}");
@@ -104,7 +104,7 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run_all(config: common::config::Config) -> anyhow::Result<()> {
+async fn run_all(config: runtime::config::Config) -> anyhow::Result<()> {
     let bank = bank::Bank::start(config).await?;
     tracing::info!(
         addr = %bank.addr,
@@ -112,7 +112,7 @@ async fn run_all(config: common::config::Config) -> anyhow::Result<()> {
         queue = if bank.embedded_queue() { "in-process" } else { "rabbitmq" },
         "alias-bank listening"
     );
-    common::worker::shutdown_signal().await;
+    runtime::worker::shutdown_signal().await;
     tracing::info!("shutting down");
     bank.stop().await;
     Ok(())

@@ -6,11 +6,11 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
-use common::alias::{grant_body, Contract};
-use common::anychain::{
+use futures_util::StreamExt;
+use protocol::alias::{grant_body, Contract};
+use protocol::anychain::{
     b64u_encode, sign, signing_key_from_seed, to_token, Dict, SigningKey, Value,
 };
-use futures_util::StreamExt;
 
 /// A user's key, derived from a number.
 pub fn user_key(i: u64) -> SigningKey {
@@ -87,7 +87,11 @@ pub fn contract_id(contract: &Value) -> Result<String> {
 #[allow(clippy::cast_precision_loss)]
 pub fn grant(user: &SigningKey, contract: &Value) -> Result<String> {
     let body = grant_body(contract, vec![], vec![])?;
-    Ok(to_token(&sign(user, body, common::state::now_ms() as f64)?))
+    Ok(to_token(&sign(
+        user,
+        body,
+        runtime::state::now_ms() as f64,
+    )?))
 }
 
 /// The user's public key as the data bank names it.
@@ -254,7 +258,7 @@ pub struct Delivered {
 
 /// BLAKE2b-512 of a file, URL-safe base64.
 pub fn blake2b_file(path: &Path) -> Result<(u64, String)> {
-    common::storage::blake2b_file(path).with_context(|| format!("{}", path.display()))
+    runtime::storage::blake2b_file(path).with_context(|| format!("{}", path.display()))
 }
 
 /// Checks that transfer `id` is `done` at the data bank and that every file

@@ -8,16 +8,16 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
-use common::alias::{AcceptancePolicy, Grant};
-use common::anychain::{b64u_encode, from_json_str, signing_key_from_seed, Limits};
-use common::scope::Scope;
-use common::storage::{S3Settings, Storage};
 use ed25519_dalek::Signer;
 use processor::extract::{build_archives, BuildOptions, Catalog, DumpSource};
+use protocol::alias::{AcceptancePolicy, Grant};
+use protocol::anychain::{b64u_encode, from_json_str, signing_key_from_seed, Limits};
+use protocol::scope::Scope;
 use pusher::client::{
     ChunkStreamer, ClientConfig, PushClient, PushTarget, RetryPolicy, SsrfGuard, Upload,
 };
 use rand::{RngCore, SeedableRng};
+use runtime::storage::{S3Settings, Storage};
 
 use crate::baseline;
 use crate::client;
@@ -47,7 +47,7 @@ pub struct GrantRates {
 /// The signed grant of the reference vectors ("grant (signed alias.grant)"):
 /// client declaration, contract with legal terms, grant; two signatures.
 fn realistic_token() -> Result<String> {
-    let text = include_str!("../../common/tests/data/anychain.json");
+    let text = include_str!("../../protocol/tests/data/anychain.json");
     let limits = Limits {
         max_bytes: 64 << 20,
         max_depth: 128,

@@ -166,7 +166,7 @@ impl SinkProcess {
             max_chunk.to_string(),
             // The sink receives for the benchmark's client only.
             "--client-key".to_owned(),
-            common::anychain::public_key_b64(&crate::client::client_key()),
+            protocol::anychain::public_key_b64(&crate::client::client_key()),
         ];
         let service = Service::spawn(env, "alias-sink", name, &[], &args, dir)?;
         let url = format!("http://127.0.0.1:{port}");
@@ -319,7 +319,7 @@ impl Stack {
             s.stop();
         }
         self.sink.service.stop();
-        let state = common::state::State::connect(
+        let state = runtime::state::State::connect(
             &self.env.redis_url,
             &self.namespace,
             Duration::from_secs(60),
@@ -330,7 +330,7 @@ impl Stack {
             .purge_namespace()
             .await
             .map_err(|e| anyhow::anyhow!("redis purge: {e}"))?;
-        let broker = common::mq::Broker::connect(&self.env.amqp_url, &self.namespace)
+        let broker = runtime::mq::Broker::connect(&self.env.amqp_url, &self.namespace)
             .await
             .map_err(|e| anyhow::anyhow!("rabbitmq: {e}"))?;
         broker.delete_topology().await;

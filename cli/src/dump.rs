@@ -4,11 +4,11 @@
 use anyhow::{Context, Result};
 
 use crate::net::{self, HttpLimits};
-use common::alias::request_body;
-use common::anychain::{sign, to_token, SigningKey};
 use futures_util::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+use protocol::alias::request_body;
+use protocol::anychain::{sign, to_token, SigningKey};
 use std::path::Path;
 
 /// The gateway's origin as users bind to it (`GET /alias/` tells it).

@@ -9,15 +9,15 @@ pub mod sse;
 
 use anyhow::{anyhow, Context, Result};
 use clap::{Args, Parser, Subcommand};
-use common::alias::{
+use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use protocol::alias::{
     decode_verified, grant_body, registry, revoked_grant_body, AcceptancePolicy, Grant, PushId,
 };
-use common::anychain::{
+use protocol::anychain::{
     fold, from_json_str, generate_signing_key, public_key_b64, sign, signing_key_from_text,
     to_json_pretty, to_token, Limits, SigningKey, Value,
 };
-use common::scope::Scope;
-use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use protocol::scope::Scope;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -353,7 +353,7 @@ fn write_key(path: &Path, key: &SigningKey, force: bool) -> Result<()> {
     let mut file = options
         .open(path)
         .with_context(|| format!("creating {} (use --force to replace it)", path.display()))?;
-    writeln!(file, "{}", common::anychain::b64u_encode(&key.to_bytes()))?;
+    writeln!(file, "{}", protocol::anychain::b64u_encode(&key.to_bytes()))?;
     Ok(())
 }
 
@@ -468,7 +468,7 @@ pub fn run(cli: Cli, out: &mut impl Write) -> Result<ExitCode> {
                         limits,
                         ..AcceptancePolicy::default()
                     };
-                    if common::alias::is_signature_of(&value, common::alias::GRANT) {
+                    if protocol::alias::is_signature_of(&value, protocol::alias::GRANT) {
                         policy.check_grant(&Grant::from_verified(value)?, now)?;
                     } else {
                         policy.check_document(&value, now)?;
@@ -670,7 +670,7 @@ fn inspect(grant: &Grant, out: &mut impl Write) -> Result<()> {
     writeln!(
         out,
         "client key:    {}",
-        common::anychain::b64u_encode(client.signer())
+        protocol::anychain::b64u_encode(client.signer())
     )?;
     writeln!(out, "contract hash: {}", grant.contract_hash()?)?;
     writeln!(out, "grant hash:    {}", grant.grant_hash()?)?;

@@ -2,9 +2,9 @@
 //! need to follow transfers and handle dead letters.
 
 use anyhow::{bail, Context, Result};
-use common::config::Config;
-use common::mq::Broker;
 use indicatif::{ProgressBar, ProgressStyle};
+use runtime::config::Config;
+use runtime::mq::Broker;
 
 use crate::net::{self, escape_control, HttpLimits};
 use crate::sse::SseParser;

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../common/tests/data/");
+const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../protocol/tests/data/");
 
 fn aliasctl(args: &[&str], stdin: Option<&str>) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_aliasctl"))

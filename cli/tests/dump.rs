@@ -2,7 +2,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use common::config::Config;
+use runtime::config::Config;
 use tokio::process::Command;
 
 #[actix_web::test]

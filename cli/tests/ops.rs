@@ -2,9 +2,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use common::config::Config;
-use common::mq::{Queue, Route};
-use common::state::{NewTransfer, TransferState};
+use runtime::config::Config;
+use runtime::mq::{Queue, Route};
+use runtime::state::{NewTransfer, TransferState};
 use tokio::process::Command;
 
 const OPERATOR: &str = "cli-test-operator-token-0123456789abcdef";

@@ -8,9 +8,9 @@ network.
 
 Besides the schemas (Compose Specification, Kubernetes), the files are
 checked against the code they deploy: the ALIAS_* variables of
-common/src/config.rs, the RabbitMQ topology of common/src/mq/topology.rs,
+runtime/src/config.rs, the RabbitMQ topology of runtime/src/mq/topology.rs,
 the metric names registered in the Rust sources (the gateway's and the
-workers' common/src/ops.rs), the workers' operations endpoints
+workers' runtime/src/ops.rs), the workers' operations endpoints
 (ALIAS_METRICS_LISTEN: health checks, probes, scrape configs), the shutdown
 grace periods of the workers and the binaries of the workspace.
 """
@@ -46,10 +46,10 @@ IMAGE_BINARIES = [
     "alias-bank",
 ]
 # The worker roles: they serve /healthz, /readyz and /metrics on
-# WORKER_OPS_VARIABLE (common/src/ops.rs) when it is set.
+# WORKER_OPS_VARIABLE (runtime/src/ops.rs) when it is set.
 WORKER_ROLES = ["processor", "pusher"]
 WORKER_OPS_VARIABLE = "ALIAS_METRICS_LISTEN"
-WORKER_OPS_SOURCE = "common/src/ops.rs"
+WORKER_OPS_SOURCE = "runtime/src/ops.rs"
 # Kubernetes versions the manifests must validate against (strict schemas):
 # an old supported one and the newest the schema package knows.
 K8S_VERSIONS = ["1.28.0", "latest"]
@@ -199,19 +199,19 @@ def rust_sources() -> Iterable[Path]:
 
 
 def config_variables() -> set[str]:
-    text = (ROOT / "common/src/config.rs").read_text(encoding="utf-8")
+    text = (ROOT / "runtime/src/config.rs").read_text(encoding="utf-8")
     m = re.search(r"pub const VARIABLES[^=]*=\s*&\[(.*?)\n\];", text, re.S)
     block = m.group(1) if m else text
     names = set(re.findall(r'"((?:ALIAS_[A-Z0-9_]+)|RUST_LOG)"', block))
     if not names:
-        raise Failure("common/src/config.rs: no ALIAS_* variable found (VARIABLES moved? update deploy/validate/validate.py)")
+        raise Failure("runtime/src/config.rs: no ALIAS_* variable found (VARIABLES moved? update deploy/validate/validate.py)")
     return names
 
 
 def registered_metrics_by_file() -> dict[str, set[str]]:
     """Prometheus metric names each Rust source registers, with the prefix of
     its registry (the gateway's gateway/src/ops.rs, the workers'
-    common/src/ops.rs, ...)."""
+    runtime/src/ops.rs, ...)."""
     found: dict[str, set[str]] = {}
     for path in rust_sources():
         text = path.read_text(encoding="utf-8")
@@ -233,7 +233,7 @@ def registered_metrics() -> set[str]:
 
 
 def worker_ops_routes() -> set[str]:
-    """The routes the workers' operations server (common/src/ops.rs) serves."""
+    """The routes the workers' operations server (runtime/src/ops.rs) serves."""
     path = ROOT / WORKER_OPS_SOURCE
     if not path.is_file():
         raise Failure(f"{WORKER_OPS_SOURCE} is missing (the workers' /healthz, /readyz, /metrics; update deploy/validate/validate.py)")
@@ -291,8 +291,8 @@ def shutdown_graces() -> dict[str, int | None]:
 
 
 def expected_topology(ns: str, vhost: str) -> dict[str, Any]:
-    """The exchange, queues and bindings common/src/mq/topology.rs declares for `ns`."""
-    path = ROOT / "common/src/mq/topology.rs"
+    """The exchange, queues and bindings runtime/src/mq/topology.rs declares for `ns`."""
+    path = ROOT / "runtime/src/mq/topology.rs"
     text = path.read_text(encoding="utf-8")
 
     def const_int(name: str) -> int:
@@ -681,10 +681,10 @@ def _compose_alias() -> None:
     raise_if(errors)
 
 
-@check("environment variables are the ones common/src/config.rs reads (compose environments, k8s ConfigMap/Secret/env)")
+@check("environment variables are the ones runtime/src/config.rs reads (compose environments, k8s ConfigMap/Secret/env)")
 def _variables() -> None:
     known = config_variables()
-    info(f"{len(known)} variables in common/src/config.rs")
+    info(f"{len(known)} variables in runtime/src/config.rs")
     errors = []
     for name in compose_env():
         need(name in known, f"{rel(COMPOSE)}: x-alias-env sets unknown variable {name}", errors)
@@ -754,7 +754,7 @@ def _dockerfile() -> None:
     raise_if(errors)
 
 
-@check("deploy/rabbitmq/definitions.json matches common/src/mq/topology.rs (exchange, quorum queues, arguments, bindings)")
+@check("deploy/rabbitmq/definitions.json matches runtime/src/mq/topology.rs (exchange, quorum queues, arguments, bindings)")
 def _definitions() -> None:
     defs = load_json(DEPLOY / "rabbitmq/definitions.json")
     env = compose_env()
@@ -969,7 +969,7 @@ def _k8s_consistency() -> None:
             if role == "processor":
                 need(work_dir is not None and work_dir in mounted, f"{name}: ALIAS_WORK_DIR must be an emptyDir mount", errors)
             # Probes and scrape annotations: the gateway on ALIAS_LISTEN, the
-            # workers on ALIAS_METRICS_LISTEN (common/src/ops.rs).
+            # workers on ALIAS_METRICS_LISTEN (runtime/src/ops.rs).
             ports = {p["containerPort"]: p.get("name") for p in ctr.get("ports", [])}
             need(ctr.get("livenessProbe", {}).get("httpGet", {}).get("path") == "/healthz", f"{name}: livenessProbe is not GET /healthz", errors)
             need(ctr.get("readinessProbe", {}).get("httpGet", {}).get("path") == "/readyz", f"{name}: readinessProbe is not GET /readyz", errors)
@@ -1006,9 +1006,9 @@ def _k8s_consistency() -> None:
     for route in ["/healthz", "/readyz", "/metrics"]:
         need(f'"{route}"' in gw, f"gateway/src/lib.rs has no route {route}", errors)
         need(route in worker_routes, f"{WORKER_OPS_SOURCE} has no route {route}", errors)
-    config = (ROOT / "common/src/config.rs").read_text(encoding="utf-8")
+    config = (ROOT / "runtime/src/config.rs").read_text(encoding="utf-8")
     need(WORKER_OPS_VARIABLE in config_variables() and "metrics_listen" in config,
-         f"common/src/config.rs does not read {WORKER_OPS_VARIABLE}", errors)
+         f"runtime/src/config.rs does not read {WORKER_OPS_VARIABLE}", errors)
 
     # Services, PDBs and the HPA select or target what exists.
     pod_labels = {n: d["spec"]["template"]["metadata"]["labels"] for n, d in deployments.items()}

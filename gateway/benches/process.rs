@@ -8,10 +8,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use common::alias::grant_body;
-use common::anychain::{sign, signing_key_from_seed, to_token, Dict, Value};
-use common::config::Config;
 use futures_util::stream::{self, StreamExt};
+use protocol::alias::grant_body;
+use protocol::anychain::{sign, signing_key_from_seed, to_token, Dict, Value};
+use runtime::config::Config;
 use std::time::Instant;
 
 fn contract(i: usize) -> Value {
@@ -112,7 +112,7 @@ fn main() {
                         .with("type", "alias.bindAuthz")
                         .with("origin", "http://bank.test"),
                 ),
-                common::state::now_ms() as f64,
+                runtime::state::now_ms() as f64,
             )
             .unwrap(),
         );
@@ -124,7 +124,7 @@ fn main() {
             .unwrap();
         assert!(r.status().is_success());
         eprintln!("signing {n} grants…");
-        let now = common::state::now_ms() as f64;
+        let now = runtime::state::now_ms() as f64;
         let grants: Vec<String> = (0..n)
             .map(|i| {
                 let body = grant_body(&contract(i), vec![vec![true, false]], vec![]).unwrap();
@@ -163,7 +163,7 @@ fn main() {
         .await;
         let queued = app
             .broker
-            .queue_depth(common::mq::Queue::Work(common::mq::Route::Process))
+            .queue_depth(runtime::mq::Queue::Work(runtime::mq::Route::Process))
             .await
             .unwrap();
         println!();

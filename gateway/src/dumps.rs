@@ -10,10 +10,10 @@ use crate::grants::token_error;
 use crate::AppState;
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
-use common::alias::{RequestAuthError, SignedRequest};
-use common::state::{now_ms, DumpRecord};
-use common::storage::{is_safe_segment, StorageError};
 use futures_util::StreamExt;
+use protocol::alias::{RequestAuthError, SignedRequest};
+use runtime::state::{now_ms, DumpRecord};
+use runtime::storage::{is_safe_segment, StorageError};
 
 /// The user a signed request authenticates, with the request.
 struct Authed {
@@ -51,7 +51,7 @@ async fn authenticate(app: &AppState, req: &HttpRequest) -> Result<Authed, ApiEr
         return Err(unauthorized("this signed request was already used".into()));
     }
     Ok(Authed {
-        user: common::anychain::b64u_encode(request.signer()),
+        user: protocol::anychain::b64u_encode(request.signer()),
         request,
     })
 }
@@ -188,7 +188,7 @@ pub async fn upload(
     if let Err(e) = app.state.record_dump(&authed.user, &record).await {
         // Another upload of the user's took the room meanwhile: nothing of
         // this one is kept (nor a record of the name whose bytes it replaced).
-        if matches!(e, common::state::StateError::Quota { .. }) {
+        if matches!(e, runtime::state::StateError::Quota { .. }) {
             let _ = app
                 .state
                 .delete_dump(&authed.user, &record.provider, &record.name)
@@ -297,7 +297,7 @@ pub async fn delete(
         .await
         .map_err(|e| ApiError::unavailable("storage", e))?;
     // What was built from it and not yet delivered goes with it.
-    let cancelled = common::archives::dump_deleted(&app.state, &app.storage, &authed.user, &key)
+    let cancelled = runtime::archives::dump_deleted(&app.state, &app.storage, &authed.user, &key)
         .await
         .map_err(|e| ApiError::unavailable("storage", e))?;
     if !cancelled.is_empty() {

@@ -92,10 +92,10 @@ impl ResponseError for ApiError {
     }
 }
 
-impl From<common::state::StateError> for ApiError {
-    fn from(e: common::state::StateError) -> Self {
+impl From<runtime::state::StateError> for ApiError {
+    fn from(e: runtime::state::StateError) -> Self {
         match e {
-            common::state::StateError::Quota { quota, limit } => quota_exceeded(quota, limit),
+            runtime::state::StateError::Quota { quota, limit } => quota_exceeded(quota, limit),
             other => ApiError::unavailable("state store", other),
         }
     }

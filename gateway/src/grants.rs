@@ -8,11 +8,11 @@ use crate::transfers::transfer_json;
 use crate::AppState;
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
-use common::alias::{AliasError, BindAuthz, Grant, PolicyError, PushId};
-use common::anychain::{from_json_str, DecodeError, Limits};
-use common::jobs::{self, ProcessJob};
-use common::mq::Route;
-use common::state::{now_ms, Begin, NewTransfer, TransferState};
+use protocol::alias::{AliasError, BindAuthz, Grant, PolicyError, PushId};
+use protocol::anychain::{from_json_str, DecodeError, Limits};
+use runtime::jobs::{self, ProcessJob};
+use runtime::mq::Route;
+use runtime::state::{now_ms, Begin, NewTransfer, TransferState};
 use std::time::{Duration, Instant};
 
 /// Maps a token error to its status and code.
@@ -149,7 +149,7 @@ pub(crate) async fn accept_grant(
     claim_contract(app, &contract_hash, &user).await?;
     let date = grant
         .date()
-        .and_then(common::anychain::Value::as_f64)
+        .and_then(protocol::anychain::Value::as_f64)
         .unwrap_or(0.0);
     let (effective_token, stored) = app
         .state
@@ -185,7 +185,7 @@ pub(crate) async fn accept_bind(
     app.policy
         .check_bind(bind.value(), now_f64())
         .map_err(policy_error)?;
-    let user = common::anychain::b64u_encode(bind.signer());
+    let user = protocol::anychain::b64u_encode(bind.signer());
     if expected_user.is_some_and(|u| u != user) {
         return Err(ApiError::forbidden(
             "bind_mismatch",
@@ -315,7 +315,7 @@ async fn grant_mode_target(
                 tracing::warn!(transfer = %prev, generation, "cancelled: the user signed a newer grant");
                 // Its archives are never pushed again: give them back now
                 // (the sweeper would, later).
-                if let Err(e) = common::archives::drop_build(&app.state, &app.storage, &prev).await
+                if let Err(e) = runtime::archives::drop_build(&app.state, &app.storage, &prev).await
                 {
                     tracing::warn!(transfer = %prev, error = %e, "could not delete a cancelled transfer's archives; the sweeper will");
                 }

@@ -20,11 +20,11 @@ pub use error::ApiError;
 pub use uploads::UploadSlots;
 
 use actix_web::{web, App, HttpServer};
-use common::alias::AcceptancePolicy;
-use common::config::Config;
-use common::mq::Broker;
-use common::state::State;
-use common::storage::Storage;
+use protocol::alias::AcceptancePolicy;
+use runtime::config::Config;
+use runtime::mq::Broker;
+use runtime::state::State;
+use runtime::storage::Storage;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -57,7 +57,7 @@ pub struct AppState {
 impl AppState {
     /// Connects to Redis, RabbitMQ (declaring the topology) and storage.
     pub async fn connect(config: Config) -> anyhow::Result<Arc<AppState>> {
-        let services = common::worker::Services::connect(&config)
+        let services = runtime::worker::Services::connect(&config)
             .await
             .map_err(|e| anyhow::anyhow!(e))?;
         Ok(Arc::new(Self::new(
@@ -75,7 +75,7 @@ impl AppState {
         broker: Broker,
         storage: Storage,
     ) -> anyhow::Result<AppState> {
-        if config.push_id == common::alias::PushId::Grant {
+        if config.push_id == protocol::alias::PushId::Grant {
             tracing::warn!(
                 "ALIAS_PUSH_ID=grant: transfers are pushed to grant-hash ids, which reference \
                  clients refuse (their start answers 400 \"bad grant hash\"); only clients that \

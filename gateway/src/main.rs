@@ -2,8 +2,8 @@
 
 #[actix_web::main]
 async fn main() -> std::process::ExitCode {
-    common::telemetry::init();
-    let config = match common::config::Config::from_env() {
+    runtime::telemetry::init();
+    let config = match runtime::config::Config::from_env() {
         Ok(c) => c,
         Err(e) => {
             eprintln!("alias-gateway: {e}");

@@ -8,13 +8,13 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::StatusCode;
 use actix_web::middleware::Next;
 use actix_web::{web, HttpRequest, HttpResponse};
-use common::mq::{Queue, Route};
 use governor::clock::DefaultClock;
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
 };
+use runtime::mq::{Queue, Route};
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::time::Instant;
@@ -51,7 +51,7 @@ pub async fn healthz() -> HttpResponse {
 
 /// `GET /readyz`: Redis and RabbitMQ are reachable.
 pub async fn readyz(app: web::Data<AppState>) -> HttpResponse {
-    common::ops::readiness(&app.state, &app.broker).await
+    runtime::ops::readiness(&app.state, &app.broker).await
 }
 
 /// Fallback for unknown routes.
@@ -127,7 +127,7 @@ impl Metrics {
 /// read at scrape time.
 pub async fn metrics(app: web::Data<AppState>) -> HttpResponse {
     if let Ok(counts) = app.state.count_by_state().await {
-        for state in common::state::TransferState::ALL {
+        for state in runtime::state::TransferState::ALL {
             let n = counts.get(&state).copied().unwrap_or(0);
             app.metrics
                 .transfers
@@ -154,7 +154,7 @@ pub async fn metrics(app: web::Data<AppState>) -> HttpResponse {
     }
     // In the embedded mode the workers run in this process: their metrics
     // (jobs, bytes) are served here too.
-    if let Some(worker) = common::ops::metrics() {
+    if let Some(worker) = runtime::ops::metrics() {
         out.extend_from_slice(worker.render().as_bytes());
     }
     HttpResponse::Ok()

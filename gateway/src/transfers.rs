@@ -5,8 +5,8 @@ use crate::access;
 use crate::error::ApiError;
 use crate::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
-use common::state::TransferEvent;
 use futures_util::stream::{self, StreamExt};
+use runtime::state::TransferEvent;
 use std::time::Duration;
 
 fn valid_id(id: &str) -> bool {

@@ -19,9 +19,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use common::scope::Scope;
-use common::storage::{S3Settings, Storage};
 use processor::extract::{build_archives, BuildOptions, Catalog, DumpSource};
+use protocol::scope::Scope;
+use runtime::storage::{S3Settings, Storage};
 
 fn size_arg() -> u64 {
     let args: Vec<String> = std::env::args().collect();

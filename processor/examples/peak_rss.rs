@@ -13,9 +13,9 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use common::scope::Scope;
-use common::storage::{S3Settings, Storage};
 use processor::extract::{build_archives, BuildOptions, Catalog, DumpSource};
+use protocol::scope::Scope;
+use runtime::storage::{S3Settings, Storage};
 
 fn vm_hwm_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")

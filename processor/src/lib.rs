@@ -5,12 +5,12 @@
 pub mod extract;
 pub mod worker;
 
-use common::config::Config;
-use common::mq::{Broker, Route};
-use common::state::State;
-use common::storage::Storage;
-use common::worker::{start_worker, Services, WorkerHandle, WorkerSettings};
 use extract::{BuildOptions, Catalog};
+use runtime::config::Config;
+use runtime::mq::{Broker, Route};
+use runtime::state::State;
+use runtime::storage::Storage;
+use runtime::worker::{start_worker, Services, WorkerHandle, WorkerSettings};
 use std::sync::Arc;
 use std::time::Duration;
 use worker::Processor;
@@ -89,5 +89,5 @@ pub fn start_with(config: &Config, services: Services) -> anyhow::Result<WorkerH
 
 /// Runs a processor until SIGTERM/SIGINT, then shuts down gracefully.
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    common::worker::run_worker(&config, start_with).await
+    runtime::worker::run_worker(&config, start_with).await
 }

@@ -1,8 +1,8 @@
 //! `alias-processor`: configuration from `ALIAS_*` variables, then the library.
 
 fn main() -> std::process::ExitCode {
-    common::telemetry::init();
-    let config = match common::config::Config::from_env() {
+    runtime::telemetry::init();
+    let config = match runtime::config::Config::from_env() {
         Ok(c) => c,
         Err(e) => {
             eprintln!("alias-processor: {e}");

@@ -5,15 +5,15 @@
 //! dropped; a lease keeps two workers off the same generation.
 
 use crate::extract::{self, BuildOptions, BuiltArchive, Catalog, DumpSource, ExtractError};
-use common::alias::Grant;
-use common::anychain::{from_json_str, Limits};
-use common::archives;
-use common::jobs::{self, ProcessJob, PushJob};
-use common::mq::{Broker, Route};
-use common::scope::Scope;
-use common::state::{DumpRecord, FileRecord, State, TransferState};
-use common::storage::Storage;
-use common::worker::{Disposition, JobHandler};
+use protocol::alias::Grant;
+use protocol::anychain::{from_json_str, Limits};
+use protocol::scope::Scope;
+use runtime::archives;
+use runtime::jobs::{self, ProcessJob, PushJob};
+use runtime::mq::{Broker, Route};
+use runtime::state::{DumpRecord, FileRecord, State, TransferState};
+use runtime::storage::Storage;
+use runtime::worker::{Disposition, JobHandler};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,8 +37,8 @@ pub enum JobError {
     Permanent(String),
 }
 
-impl From<common::state::StateError> for JobError {
-    fn from(e: common::state::StateError) -> Self {
+impl From<runtime::state::StateError> for JobError {
+    fn from(e: runtime::state::StateError) -> Self {
         JobError::Transient(e.to_string())
     }
 }
@@ -170,7 +170,7 @@ impl Processor {
             self.state.files(id, generation).await?
         } else {
             let files = self.build(id, generation).await?;
-            common::ops::count_bytes("archived", files.iter().map(|f| f.size).sum());
+            runtime::ops::count_bytes("archived", files.iter().map(|f| f.size).sum());
             self.state.set_files(id, generation, &files).await?;
             self.state
                 .set_flag(
@@ -227,12 +227,12 @@ impl Processor {
         };
         // Stored grants were verified when the gateway accepted them.
         let grant = from_json_str(&token, &limits)
-            .map_err(common::alias::AliasError::from)
+            .map_err(protocol::alias::AliasError::from)
             .and_then(Grant::from_verified)
             .map_err(|e| JobError::Permanent(format!("stored grant unreadable: {e}")))?;
         // Defence in depth: the gateway refuses grants not signed in clear;
         // a stored one (older code, a hand-edited store) never gives scopes.
-        common::alias::check_grant_clear(grant.value())
+        protocol::alias::check_grant_clear(grant.value())
             .map_err(|e| JobError::Permanent(format!("stored grant refused: {e}")))?;
         if grant.is_revoked() {
             // Nothing to push: the archives of earlier generations go.
@@ -259,7 +259,7 @@ impl Processor {
             match exports.get(&provider) {
                 Some(parts) => {
                     for d in parts {
-                        let hash = common::anychain::b64u_decode(&d.blake2b)
+                        let hash = protocol::anychain::b64u_decode(&d.blake2b)
                             .ok()
                             .and_then(|h| <[u8; 64]>::try_from(h).ok())
                             .unwrap_or([0; 64]);
@@ -292,7 +292,7 @@ impl Processor {
                 (
                     d.key.as_str(),
                     d.size,
-                    common::anychain::b64u_encode(&d.blake2b),
+                    protocol::anychain::b64u_encode(&d.blake2b),
                 )
             })
             .collect();

@@ -60,7 +60,7 @@ async fn the_worker_serves_health_readiness_and_metrics_and_stops_on_sigterm() {
     assert!(status.success(), "{status:?}");
 
     // Leave nothing behind in the shared broker.
-    let broker = common::mq::Broker::connect("amqp://guest:guest@127.0.0.1:5672/%2f", &ns)
+    let broker = runtime::mq::Broker::connect("amqp://guest:guest@127.0.0.1:5672/%2f", &ns)
         .await
         .unwrap();
     broker.delete_topology().await;

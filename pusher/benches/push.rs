@@ -28,17 +28,17 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use common::anychain::b64u_encode;
-use common::storage::{S3Settings, Storage};
+use protocol::anychain::b64u_encode;
 use pusher::client::{
     ChunkStreamer, ClientConfig, PushClient, PushTarget, RetryPolicy, SsrfGuard, Upload,
 };
 use rand::{RngCore, SeedableRng};
+use runtime::storage::{S3Settings, Storage};
 use sink::{Sink, SinkConfig};
 
 const VECTORS: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../common/tests/data/protocol-examples.json"
+    "/../protocol/tests/data/protocol-examples.json"
 );
 const KEY: &str = "transfers/bench/1/archive.zip";
 const FILE: &str = "archive.zip";

@@ -8,11 +8,11 @@ pub mod client;
 pub mod worker;
 
 use client::{ChunkStreamer, ClientConfig, PushClient, RetryPolicy, SsrfGuard};
-use common::config::Config;
-use common::mq::{Broker, Route};
-use common::state::State;
-use common::storage::Storage;
-use common::worker::{start_worker, Services, WorkerHandle, WorkerSettings};
+use runtime::config::Config;
+use runtime::mq::{Broker, Route};
+use runtime::state::State;
+use runtime::storage::Storage;
+use runtime::worker::{start_worker, Services, WorkerHandle, WorkerSettings};
 use std::sync::Arc;
 use std::time::Duration;
 use worker::{PushSettings, Pusher};
@@ -112,12 +112,12 @@ async fn sweep_archives(
     retention: Duration,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let every = common::archives::check_every(retention);
+    let every = runtime::archives::check_every(retention);
     loop {
         if *stop.borrow() {
             return;
         }
-        if let Err(e) = common::archives::sweep(&state, &storage, retention).await {
+        if let Err(e) = runtime::archives::sweep(&state, &storage, retention).await {
             tracing::warn!(error = %e, "archive sweep failed; trying again later");
         }
         tokio::select! {
@@ -129,5 +129,5 @@ async fn sweep_archives(
 
 /// Runs a pusher until SIGTERM/SIGINT, then shuts down gracefully.
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    common::worker::run_worker(&config, start_with).await
+    runtime::worker::run_worker(&config, start_with).await
 }

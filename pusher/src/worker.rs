@@ -16,10 +16,10 @@ use crate::client::{
     retry, Backoff, ChunkStreamer, FileSummary, PushClient, PushError, PushTarget, RetryError,
     RetryPolicy, RunLimits, StreamError, Streamed, Upload,
 };
-use common::jobs::{self, ProcessJob, PushJob};
-use common::mq::{Broker, Route};
-use common::state::{now_ms, State, Transfer, TransferState};
-use common::worker::{Disposition, JobHandler};
+use runtime::jobs::{self, ProcessJob, PushJob};
+use runtime::mq::{Broker, Route};
+use runtime::state::{now_ms, State, Transfer, TransferState};
+use runtime::worker::{Disposition, JobHandler};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -241,7 +241,7 @@ impl Held {
 }
 
 /// A registration in the transfer's restart fence (see
-/// [`common::state::StateStore::enter_fence`]), held while a job of one
+/// [`runtime::state::StateStore::enter_fence`]), held while a job of one
 /// generation may send requests to the client, and renewed in the
 /// background. The start request of a later generation waits until every
 /// such registration of an earlier generation is gone (or expired), so a
@@ -263,7 +263,7 @@ impl Fenced {
         t: &Transfer,
         holder: String,
         ttl: Duration,
-    ) -> Result<Option<Fenced>, common::state::StateError> {
+    ) -> Result<Option<Fenced>, runtime::state::StateError> {
         if !state.enter_fence(&t.id, t.generation, &holder, ttl).await? {
             return Ok(None);
         }
@@ -320,8 +320,8 @@ enum Step {
     Fail(String),
 }
 
-impl From<common::state::StateError> for Step {
-    fn from(e: common::state::StateError) -> Self {
+impl From<runtime::state::StateError> for Step {
+    fn from(e: runtime::state::StateError) -> Self {
         tracing::warn!(error = %e, "redis trouble; retrying later");
         Step::Later(Duration::from_secs(2))
     }
@@ -329,14 +329,14 @@ impl From<common::state::StateError> for Step {
 
 /// The client's signing key (URL-safe base64) of a stored grant.
 fn client_key(token: &str) -> Option<String> {
-    let limits = common::anychain::Limits {
+    let limits = protocol::anychain::Limits {
         max_bytes: usize::MAX,
         max_depth: 128,
     };
-    let value = common::anychain::from_json_str(token, &limits).ok()?;
-    let grant = common::alias::Grant::from_verified(value).ok()?;
+    let value = protocol::anychain::from_json_str(token, &limits).ok()?;
+    let grant = protocol::alias::Grant::from_verified(value).ok()?;
     let client = grant.contract().client().ok()?;
-    Some(common::anychain::b64u_encode(client.signer()))
+    Some(protocol::anychain::b64u_encode(client.signer()))
 }
 
 fn target_of(t: &Transfer) -> Result<PushTarget, PushError> {
@@ -647,7 +647,7 @@ impl Pusher {
     }
 
     /// The budget keys of a generation's requests (see `client_trouble`).
-    fn budget_keys(t: &Transfer, files: &[common::state::FileRecord]) -> Vec<String> {
+    fn budget_keys(t: &Transfer, files: &[runtime::state::FileRecord]) -> Vec<String> {
         let mut keys: Vec<String> = files
             .iter()
             .map(|f| format!("job:{}:{}:{}", t.id, t.generation, f.name))
@@ -803,7 +803,7 @@ impl Pusher {
         &self,
         t: &Transfer,
         target: &PushTarget,
-    ) -> Result<ClientId, common::state::StateError> {
+    ) -> Result<ClientId, runtime::state::StateError> {
         let host = target.transfer_url().host_str().unwrap_or("");
         let key = self
             .state
@@ -964,7 +964,7 @@ impl Pusher {
                     |offset| {
                         let sent = offset.saturating_sub(start_offset);
                         let before = pushed.swap(sent, Ordering::Relaxed);
-                        common::ops::count_bytes("pushed", sent.saturating_sub(before));
+                        runtime::ops::count_bytes("pushed", sent.saturating_sub(before));
                         let (state, id, file) = (state.clone(), id.clone(), file.to_owned());
                         async move {
                             match state.commit_offset(&id, generation, &file, offset).await {
@@ -1156,10 +1156,10 @@ impl Pusher {
 /// moments; retrying the write in place then keeps the client from being
 /// told the same thing twice. Only a longer outage gives up, and the job's
 /// retry repeats the (idempotent) request.
-async fn record_acked<T, F, Fut>(mut write: F) -> Result<T, common::state::StateError>
+async fn record_acked<T, F, Fut>(mut write: F) -> Result<T, runtime::state::StateError>
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, common::state::StateError>>,
+    Fut: std::future::Future<Output = Result<T, runtime::state::StateError>>,
 {
     let mut delay = Duration::from_millis(50);
     for _ in 0..6 {

@@ -3,13 +3,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use common::alias::grant_body;
-use common::anychain::{
+use protocol::alias::grant_body;
+use protocol::anychain::{
     b64u_encode, sign, signing_key_from_seed, to_token, Dict, SigningKey, Value,
 };
-use common::config::Config;
-use common::state::{now_ms, DumpRecord};
 use reqwest::StatusCode;
+use runtime::config::Config;
+use runtime::state::{now_ms, DumpRecord};
 use serde_json::Value as Json;
 use sink::{Faults, Sink, SinkConfig, SinkHandle};
 
@@ -19,7 +19,7 @@ struct Stack {
     base: String,
     app: std::sync::Arc<gateway::AppState>,
     sink: SinkHandle,
-    workers: Vec<common::worker::WorkerHandle>,
+    workers: Vec<runtime::worker::WorkerHandle>,
     _dir: tempfile::TempDir,
 }
 
@@ -255,7 +255,7 @@ async fn a_reference_client_losing_chunk_answers_gets_a_restart_and_identical_fi
     give_dump(&stack).await;
     // Once a restart happened, the network heals: stop dropping answers.
     let domain = stack.sink.addr().to_string();
-    let id = common::alias::Contract::new(&contract(&domain))
+    let id = protocol::alias::Contract::new(&contract(&domain))
         .unwrap()
         .hash()
         .unwrap()
@@ -290,7 +290,7 @@ async fn a_revocation_stops_the_push_and_reaches_the_client() {
     give_dump(&stack).await;
     let domain = stack.sink.addr().to_string();
     let c = contract(&domain);
-    let id = common::alias::Contract::new(&c)
+    let id = protocol::alias::Contract::new(&c)
         .unwrap()
         .hash()
         .unwrap()
@@ -318,7 +318,7 @@ async fn a_revocation_stops_the_push_and_reaches_the_client() {
     let revoked = to_token(
         &sign(
             &user(),
-            common::alias::revoked_grant_body(&c).unwrap(),
+            protocol::alias::revoked_grant_body(&c).unwrap(),
             signed_at + 1000.0,
         )
         .unwrap(),
@@ -334,7 +334,7 @@ async fn a_revocation_stops_the_push_and_reaches_the_client() {
     loop {
         let t = stack.app.state.transfer(&id).await.unwrap().unwrap();
         if t.generation == 2 && t.state.is_terminal() {
-            assert_eq!(t.state, common::state::TransferState::Done, "{t:?}");
+            assert_eq!(t.state, runtime::state::TransferState::Done, "{t:?}");
             assert!(t.revoked);
             break;
         }

@@ -10,8 +10,8 @@
 
 mod support;
 
-use common::state::TransferState;
 use rand::{Rng, SeedableRng};
+use runtime::state::TransferState;
 use sink::Faults;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -269,7 +269,7 @@ async fn rabbitmq_connections_closed_mid_run_lose_no_transfer() {
             // lease heartbeats keep running meanwhile.
             let ns = bank.ns.clone();
             let closed =
-                tokio::task::spawn_blocking(move || common::mq::testing::close_connections(&ns))
+                tokio::task::spawn_blocking(move || runtime::mq::testing::close_connections(&ns))
                     .await
                     .unwrap()
                     .unwrap();
@@ -365,14 +365,14 @@ async fn duplicate_jobs_and_concurrent_requests_make_one_transfer() {
     assert_eq!(
         bank.app
             .broker
-            .queue_depth(common::mq::Queue::Work(common::mq::Route::Process))
+            .queue_depth(runtime::mq::Queue::Work(runtime::mq::Route::Process))
             .await
             .unwrap(),
         1,
         "one process job"
     );
     // The same process job delivered twice more.
-    let job = common::jobs::ProcessJob {
+    let job = runtime::jobs::ProcessJob {
         transfer: client.id.clone(),
         generation: 1,
     };
@@ -380,8 +380,8 @@ async fn duplicate_jobs_and_concurrent_requests_make_one_transfer() {
         bank.app
             .broker
             .publish(
-                common::mq::Route::Process,
-                &common::jobs::encode(&job),
+                runtime::mq::Route::Process,
+                &runtime::jobs::encode(&job),
                 &job.message_id(),
             )
             .await
@@ -402,7 +402,7 @@ async fn duplicate_jobs_and_concurrent_requests_make_one_transfer() {
     }
     let files = bank.app.state.files(&client.id, 1).await.unwrap();
     for f in &files {
-        let job = common::jobs::PushJob {
+        let job = runtime::jobs::PushJob {
             transfer: client.id.clone(),
             generation: 1,
             file: Some(f.name.clone()),
@@ -411,8 +411,8 @@ async fn duplicate_jobs_and_concurrent_requests_make_one_transfer() {
             bank.app
                 .broker
                 .publish(
-                    common::mq::Route::Push,
-                    &common::jobs::encode(&job),
+                    runtime::mq::Route::Push,
+                    &runtime::jobs::encode(&job),
                     &job.message_id(),
                 )
                 .await
@@ -504,7 +504,7 @@ async fn a_dead_client_fails_alone_and_completes_when_replayed() {
     let mine: Vec<_> = letters
         .iter()
         .filter(|l| {
-            common::jobs::decode::<common::jobs::PushJob>(&l.body)
+            runtime::jobs::decode::<runtime::jobs::PushJob>(&l.body)
                 .is_ok_and(|j| j.transfer == dead.id)
         })
         .collect();

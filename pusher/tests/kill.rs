@@ -4,10 +4,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use common::alias::grant_body;
-use common::anychain::{b64u_encode, sign, signing_key_from_seed, to_token, Dict, Value};
-use common::config::Config;
-use common::state::{now_ms, DumpRecord};
+use protocol::alias::grant_body;
+use protocol::anychain::{b64u_encode, sign, signing_key_from_seed, to_token, Dict, Value};
+use runtime::config::Config;
+use runtime::state::{now_ms, DumpRecord};
 use sink::{Faults, Sink, SinkConfig};
 use std::process::Stdio;
 use tokio::process::{Child, Command};
@@ -105,7 +105,7 @@ async fn a_pusher_killed_mid_file_is_resumed_by_another() {
             )
             .with("network", Dict::new().with("scheme", "http")),
     );
-    let id = common::alias::Contract::new(&contract)
+    let id = protocol::alias::Contract::new(&contract)
         .unwrap()
         .hash()
         .unwrap()

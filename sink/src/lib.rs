@@ -51,7 +51,7 @@ use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{web, App, HttpServer};
-use common::alias::PushId;
+use protocol::alias::PushId;
 
 pub use faults::Faults;
 pub use http::UPLOAD_OFFSET;
@@ -187,9 +187,9 @@ impl SinkConfig {
 /// The client key (raw Ed25519 bytes) that signed the contract of a grant
 /// token: what [`SinkConfig::with_client_key`] takes to receive that
 /// contract's transfers.
-pub fn client_key_of(grant_token: &str) -> Result<Vec<u8>, common::alias::AliasError> {
+pub fn client_key_of(grant_token: &str) -> Result<Vec<u8>, protocol::alias::AliasError> {
     let grant =
-        common::alias::Grant::from_token(grant_token, &common::anychain::Limits::default())?;
+        protocol::alias::Grant::from_token(grant_token, &protocol::anychain::Limits::default())?;
     let client = grant.contract().client()?;
     Ok(client.signer().to_vec())
 }
@@ -204,7 +204,7 @@ fn check_base_path(base: &str) -> io::Result<()> {
         && base
             .trim_matches('/')
             .split('/')
-            .all(|seg| base == "/" || common::storage::is_safe_segment(seg));
+            .all(|seg| base == "/" || runtime::storage::is_safe_segment(seg));
     if ok {
         Ok(())
     } else {

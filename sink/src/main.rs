@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use common::alias::PushId;
+use protocol::alias::PushId;
 use sink::{Admin, Faults, Sink, SinkConfig, SinkLimits, DEFAULT_BASE_PATH, DEFAULT_MAX_CHUNK};
 
 /// A reference receiver of Alias pushes, with the resume extension
@@ -98,7 +98,7 @@ fn config(args: Args) -> Result<SinkConfig, String> {
         .client_keys
         .iter()
         .map(|k| {
-            common::anychain::b64u_decode(k.trim())
+            protocol::anychain::b64u_decode(k.trim())
                 .ok()
                 .filter(|b| b.len() == 32)
                 .ok_or_else(|| format!("--client-key {k:?} is not a URL-safe base64 public key"))
@@ -146,7 +146,7 @@ fn config(args: Args) -> Result<SinkConfig, String> {
 }
 
 fn main() -> ExitCode {
-    common::telemetry::init();
+    runtime::telemetry::init();
     let args = Args::parse();
     let config = match config(args) {
         Ok(c) => c,

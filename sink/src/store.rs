@@ -18,9 +18,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use common::alias::{Grant, PushId};
-use common::anychain::{b64u_encode, Limits, Value};
-use common::storage::is_safe_segment;
+use protocol::alias::{Grant, PushId};
+use protocol::anychain::{b64u_encode, Limits, Value};
+use runtime::storage::is_safe_segment;
 use serde::{Deserialize, Serialize};
 
 use crate::faults::Faults;
@@ -64,7 +64,7 @@ impl GrantSummary {
     pub fn of(grant: &Grant) -> Self {
         let client = grant.contract().client().ok();
         let fold_b64 =
-            |f: Result<common::anychain::Fold, _>| f.map(|f| f.to_b64()).unwrap_or_default();
+            |f: Result<protocol::anychain::Fold, _>| f.map(|f| f.to_b64()).unwrap_or_default();
         Self {
             user: grant.signer_b64(),
             client_name: client.and_then(|c| c.name()).map(str::to_owned),
@@ -472,7 +472,7 @@ pub(crate) fn persist(dir: &Path, state: &TransferState, token: Option<&str>) ->
 /// Size and BLAKE2b-512 (URL-safe base64) of a file; `(0, hash of nothing)`
 /// when it does not exist.
 pub(crate) fn hash_file(path: &Path) -> io::Result<(u64, String)> {
-    match common::storage::blake2b_file(path) {
+    match runtime::storage::blake2b_file(path) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok((
             0,
             b64u_encode(blake2b_simd::State::new().finalize().as_bytes()),

@@ -1,5 +1,5 @@
 // The Alias documents a browser builds and signs for alias-bank (PROTOCOL.md
-// Part 2 §4, common/src/alias/{documents,request}.rs): grants, revoked grants,
+// Part 2 §4, protocol/src/alias/{documents,request}.rs): grants, revoked grants,
 // bindAuthz, signed requests (`alias.bank.request`, what the gateway checks
 // on dump uploads) and login challenge responses (`alias.bank.login`); the
 // alias validators; contract and grant hashes, scopes and the push URL; and
@@ -324,7 +324,7 @@ export function isGrantNewer(old, grant) {
 }
 
 // ---------------------------------------------------------------------------
-// Signed in clear (common/src/alias/clear.rs): anychain lets any value be
+// Signed in clear (protocol/src/alias/clear.rs): anychain lets any value be
 // replaced by its hash without changing the fold or the signature, and
 // JavaScript truthiness reads `{"__hash": fold(false)}` as true. Pages refuse
 // to show or sign a document with a hash or box leaf, a consent, legitimate

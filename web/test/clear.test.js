@@ -3,7 +3,7 @@
 // fold, same signature) or a sealed box, where a consent, legitimate or
 // `revoked` cell is not a boolean, or whose client declaration is signed by
 // another key than the `crypto.sign` it names. Codes and paths are the
-// gateway's (common/src/alias/clear.rs).
+// gateway's (protocol/src/alias/clear.rs).
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { loadVectors } from './helpers.js';

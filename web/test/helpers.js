@@ -1,6 +1,6 @@
 // Shared test setup: a ready libsodium, the anychain module initialised with
 // it, and the reference vector files (from ALIAS_VECTORS_DIR when set, as the
-// Rust tests do; otherwise common/tests/data of this checkout).
+// Rust tests do; otherwise protocol/tests/data of this checkout).
 import sodium from 'libsodium-wrappers-sumo';
 import { readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';

@@ -1,5 +1,5 @@
 // Every case of the reference vectors (anychain.json), with the checks
-// shared/vectors/README.md lists — the same as common/tests/it/vectors.rs.
+// shared/vectors/README.md lists — the same as protocol/tests/it/vectors.rs.
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { loadVectors, fromHex, sodium } from './helpers.js';

@@ -10,10 +10,10 @@
 //! computed: no transfer, no stored grant, nothing sent to the client.
 
 use crate::support::*;
-use common::alias::{grant_body, Contract};
-use common::anychain::{fold, sign, signing_key_from_seed, to_token, Dict, SigningKey, Value};
-use common::mq::{Queue, Route};
-use common::state::now_ms;
+use protocol::alias::{grant_body, Contract};
+use protocol::anychain::{fold, sign, signing_key_from_seed, to_token, Dict, SigningKey, Value};
+use runtime::mq::{Queue, Route};
+use runtime::state::now_ms;
 use sink::Faults;
 use std::time::Duration;
 
@@ -193,7 +193,7 @@ async fn hashed_false_cell(cell: &[&str], path: &str, prefix: &str) {
     assert_eq!(fold(&forged).unwrap(), fold(&genuine).unwrap());
     // Read as the reference reads it, the forged grant gives the declined
     // scope: contractual plus the hashed cell's.
-    let read = common::alias::Grant::from_token(&to_token(&forged), &Default::default()).unwrap();
+    let read = protocol::alias::Grant::from_token(&to_token(&forged), &Default::default()).unwrap();
     assert_eq!(read.scopes().unwrap().len(), 2);
 
     assert_refused(&bank, &forged, "hashed_value", path).await;
@@ -380,6 +380,6 @@ async fn declaration_signed_by_another_key_than_it_names_is_refused() {
     assert_eq!(status, 202, "{body}");
     let id = Contract::new(&own).unwrap().hash().unwrap().to_b64();
     let t = wait_terminal(&bank, &id, LIMIT).await;
-    assert_eq!(t.state, common::state::TransferState::Done, "{t:?}");
+    assert_eq!(t.state, runtime::state::TransferState::Done, "{t:?}");
     bank.cleanup().await;
 }

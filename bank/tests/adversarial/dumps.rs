@@ -13,8 +13,8 @@
 use std::io::{Cursor, Write};
 use std::time::Duration;
 
-use common::mq::{Queue, Route};
-use common::state::TransferState;
+use runtime::mq::{Queue, Route};
+use runtime::state::TransferState;
 use sink::Faults;
 
 use crate::support::{

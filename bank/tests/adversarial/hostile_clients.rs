@@ -16,8 +16,8 @@ use crate::support::{
     wait_until, Bank, Client,
 };
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
-use common::alias::Contract;
-use common::state::{now_ms, TransferState};
+use protocol::alias::Contract;
+use runtime::state::{now_ms, TransferState};
 use sink::Faults;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -152,7 +152,7 @@ impl Hostile {
 
 /// A contract signed by the client key of `seed`, pushing to `domain`; its
 /// transfer id.
-fn hostile_contract(name: &str, seed: u8, domain: &str) -> (common::anychain::Value, String) {
+fn hostile_contract(name: &str, seed: u8, domain: &str) -> (protocol::anychain::Value, String) {
     let c = contract(name, seed, domain, &crate::support::SCOPES);
     let id = Contract::new(&c).unwrap().hash().unwrap().to_b64();
     (c, id)
@@ -162,7 +162,7 @@ fn hostile_contract(name: &str, seed: u8, domain: &str) -> (common::anychain::Va
 async fn grant_pushing(
     bank: &Bank,
     user_seed: u8,
-    c: &common::anychain::Value,
+    c: &protocol::anychain::Value,
     id: &str,
     dump: u64,
 ) {

@@ -16,9 +16,9 @@ use crate::support::{
     assert_delivered, give_dump, html_attr, process_async, process_sync, user, user_pk,
     wait_terminal, wait_until, web_signup, Bank, Client, WebAgent,
 };
-use common::alias::{grant_body, Contract};
-use common::anychain::{sign, to_token, SigningKey, Value};
-use common::state::{now_ms, Transfer, TransferState};
+use protocol::alias::{grant_body, Contract};
+use protocol::anychain::{sign, to_token, SigningKey, Value};
+use runtime::state::{now_ms, Transfer, TransferState};
 use sink::Faults;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -291,12 +291,12 @@ async fn client_id_shortcut_never_hands_over_another_users_contract() {
         .update_grant(&user_pk(&mallory), &client.id, now_ms() as f64, &legacy)
         .await
         .unwrap();
-    let alice_grant = common::alias::Grant::from_token(&grant, &Default::default()).unwrap();
+    let alice_grant = protocol::alias::Grant::from_token(&grant, &Default::default()).unwrap();
     bank.app
         .state
         .begin_transfer(
             &client.id,
-            &common::state::NewTransfer {
+            &runtime::state::NewTransfer {
                 grant_token: &grant,
                 grant_hash: &alice_grant.grant_hash().unwrap().to_b64(),
                 user: &user_pk(&alice),
@@ -536,10 +536,10 @@ async fn grant_hash_ids_revocation_cancels_and_notifies_where_the_data_went() {
     give_dump(&bank, &alice, 1 << 20, 91).await;
     let dir = tempfile::tempdir().unwrap();
     // The sink receives for the client of the contract below (seed 92).
-    let client_key = common::anychain::signing_key_from_seed(&[92; 32]);
+    let client_key = protocol::anychain::signing_key_from_seed(&[92; 32]);
     let mut config =
         sink::SinkConfig::new(dir.path()).with_client_key(client_key.verifying_key().as_bytes());
-    config.push_id = common::alias::PushId::Grant;
+    config.push_id = protocol::alias::PushId::Grant;
     config.faults = Faults {
         delay_ms: 50,
         ..Faults::none()
@@ -548,7 +548,7 @@ async fn grant_hash_ids_revocation_cancels_and_notifies_where_the_data_went() {
     let contract =
         crate::support::contract("Grant ids", 92, &addr.to_string(), &crate::support::SCOPES);
     let grant = crate::support::grant_at(&alice, &contract, now_ms() as f64);
-    let pushed_id = common::alias::Grant::from_token(&grant, &Default::default())
+    let pushed_id = protocol::alias::Grant::from_token(&grant, &Default::default())
         .unwrap()
         .grant_hash()
         .unwrap()
@@ -562,7 +562,7 @@ async fn grant_hash_ids_revocation_cancels_and_notifies_where_the_data_went() {
     assert_eq!(running.generation, 1);
 
     let revocation = revocation(&alice, &contract);
-    let revoked_id = common::alias::Grant::from_token(&revocation, &Default::default())
+    let revoked_id = protocol::alias::Grant::from_token(&revocation, &Default::default())
         .unwrap()
         .grant_hash()
         .unwrap()

@@ -5,12 +5,12 @@
 //! process) against the local Redis and RabbitMQ.
 
 use crate::support::*;
-use common::alias::{grant_body, login_body};
-use common::anychain::{
+use protocol::alias::{grant_body, login_body};
+use protocol::anychain::{
     b64u_decode, b64u_encode, sign, signing_key_from_seed, to_token, Dict, SigningKey, Value,
 };
-use common::mq::{Queue, Route};
-use common::state::now_ms;
+use runtime::mq::{Queue, Route};
+use runtime::state::now_ms;
 use serde_json::{json, Value as Json};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};

@@ -7,10 +7,10 @@
 //! client.
 
 use crate::support::*;
-use common::alias::request_body;
-use common::anychain::{sign, to_token};
-use common::archives;
-use common::state::{now_ms, TransferState};
+use protocol::alias::request_body;
+use protocol::anychain::{sign, to_token};
+use runtime::archives;
+use runtime::state::{now_ms, TransferState};
 use sink::Faults;
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -258,7 +258,7 @@ async fn cancelled_transfers_archives_are_deleted() {
     give_dump(&bank, &u, 1 << 20, 174).await;
     let client = Client::new("Cancelled", 174, dead());
     let grant = client.grant(&u);
-    let first_id = common::alias::Grant::from_token(&grant, &Default::default())
+    let first_id = protocol::alias::Grant::from_token(&grant, &Default::default())
         .unwrap()
         .grant_hash()
         .unwrap()

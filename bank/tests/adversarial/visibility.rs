@@ -10,9 +10,9 @@
 use crate::support::{
     give_dump, process_async, user, user_pk, wait_terminal, Bank, Client, ORIGIN,
 };
-use common::alias::request_body;
-use common::anychain::{b64u_encode, sign, to_token, SigningKey};
-use common::state::now_ms;
+use protocol::alias::request_body;
+use protocol::anychain::{b64u_encode, sign, to_token, SigningKey};
+use runtime::state::now_ms;
 use sink::Faults;
 use std::time::{Duration, Instant};
 

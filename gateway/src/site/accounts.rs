@@ -34,9 +34,9 @@ use crate::error::ApiError;
 use crate::AppState;
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
-use common::alias::{BindAuthz, LoginError, SignedLogin};
-use common::anychain::{b64u_decode, b64u_encode};
-use common::state::now_ms;
+use protocol::alias::{BindAuthz, LoginError, SignedLogin};
+use protocol::anychain::{b64u_decode, b64u_encode};
+use runtime::state::now_ms;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 

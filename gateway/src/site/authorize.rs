@@ -32,9 +32,9 @@ use crate::AppState;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
-use common::alias::{decode_verified, Basis, Contract};
-use common::anychain::{fold, to_token, Value};
-use common::state::now_ms;
+use protocol::alias::{decode_verified, Basis, Contract};
+use protocol::anychain::{fold, to_token, Value};
+use runtime::state::now_ms;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -316,7 +316,7 @@ async fn check_request(
     app.policy
         .check_contract(&value, now_ms() as f64)
         .map_err(|e| match e {
-            common::alias::PolicyError::Clear(c) => {
+            protocol::alias::PolicyError::Clear(c) => {
                 refuse(format!("the contract is refused ({}): {c}", c.code()))
             }
             other => refuse(format!("the contract is refused: {other}")),
@@ -383,7 +383,7 @@ pub async fn request_page(
         .hash()
         .map_err(|e| token_error(e, "contract"))?
         .to_b64();
-    if app.config.push_id == common::alias::PushId::Contract {
+    if app.config.push_id == protocol::alias::PushId::Contract {
         let owner = app.state.contract_owner(&contract_hash).await?;
         if owner.is_some_and(|o| o != user.pk) {
             return Ok(error_page(
@@ -618,7 +618,7 @@ pub async fn deny(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use common::anychain::{sign, signing_key_from_seed, Dict};
+    use protocol::anychain::{sign, signing_key_from_seed, Dict};
 
     fn contract(domain: &str, network: Dict) -> Value {
         let decl = Dict::new()

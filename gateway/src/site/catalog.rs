@@ -2,8 +2,8 @@
 //! processor (`processor/catalog/*.toml`, embedded at build time): what a
 //! user reads on the consent page and the dashboard.
 
-use common::anychain::Value;
-use common::scope::{Fields, Scope};
+use protocol::anychain::Value;
+use protocol::scope::{Fields, Scope};
 use serde::Deserialize;
 use std::sync::OnceLock;
 
@@ -78,7 +78,7 @@ pub fn describe(value: &Value) -> Described {
     let Ok(scope) = Scope::from_value(value) else {
         return Described {
             provider: "?".into(),
-            text: common::anychain::to_token(value),
+            text: protocol::anychain::to_token(value),
             description: "A scope this data bank cannot read: it selects nothing.".into(),
             restrictions: String::new(),
         };
@@ -112,7 +112,7 @@ pub fn describe(value: &Value) -> Described {
         let preds: Vec<String> = scope
             .predicates
             .iter()
-            .map(|p| common::anychain::to_token(&p.to_value()))
+            .map(|p| protocol::anychain::to_token(&p.to_value()))
             .collect();
         restrictions.push(format!("only records where {}", preds.join(" and ")));
     }
@@ -130,7 +130,7 @@ pub fn describe(value: &Value) -> Described {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use common::anychain::Dict;
+    use protocol::anychain::Dict;
 
     #[test]
     fn catalogs_are_read_and_describe_scopes() {

@@ -12,9 +12,9 @@ use crate::AppState;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
-use common::alias::Grant;
-use common::anychain::{from_json_str, Limits};
-use common::state::{now_ms, DumpRecord, Transfer};
+use protocol::alias::Grant;
+use protocol::anychain::{from_json_str, Limits};
+use runtime::state::{now_ms, DumpRecord, Transfer};
 use serde::{Deserialize, Serialize};
 
 /// Entries kept in a user's web history.
@@ -236,7 +236,7 @@ async fn clients_of(app: &AppState, pk: &str) -> Result<Vec<ClientView>, ApiErro
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
         let since = grant
             .date()
-            .and_then(common::anychain::Value::as_f64)
+            .and_then(protocol::anychain::Value::as_f64)
             .map(|d| when(d as u64))
             .unwrap_or_default();
         out.push(ClientView {
@@ -292,7 +292,7 @@ pub async fn page(app: web::Data<AppState>, req: HttpRequest) -> Result<HttpResp
             #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
             let at = g
                 .date()
-                .and_then(common::anychain::Value::as_f64)
+                .and_then(protocol::anychain::Value::as_f64)
                 .map(|d| when(d as u64))
                 .unwrap_or_default();
             let what = if g.is_revoked() {

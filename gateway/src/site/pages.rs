@@ -8,7 +8,7 @@ use crate::AppState;
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
-use common::anychain::b64u_encode;
+use protocol::anychain::b64u_encode;
 use serde::Deserialize;
 
 /// What every page needs.

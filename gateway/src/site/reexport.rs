@@ -6,7 +6,7 @@
 
 use super::dashboard::{client_name, parse_stored, record_event, reexport_on};
 use crate::AppState;
-use common::scope::Scope;
+use protocol::scope::Scope;
 
 /// Called after a dump of `provider` was stored for `user`; returns the
 /// transfers started. Failures are logged: the upload itself succeeded.

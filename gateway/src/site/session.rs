@@ -10,7 +10,7 @@ use crate::AppState;
 use actix_web::cookie::{time, Cookie, CookieJar, Key, SameSite};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponseBuilder};
-use common::anychain::b64u_encode;
+use protocol::anychain::b64u_encode;
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
@@ -28,7 +28,7 @@ pub struct WebKeys {
 
 impl WebKeys {
     /// Derives the keys from the configured secret, or makes random ones.
-    pub fn new(config: &common::config::Config) -> anyhow::Result<WebKeys> {
+    pub fn new(config: &runtime::config::Config) -> anyhow::Result<WebKeys> {
         let master = match &config.session_key {
             Some(k) => k.clone(),
             None => random_bytes(64)?,
@@ -252,7 +252,7 @@ mod tests {
 
     #[test]
     fn cookies_are_signed() {
-        let config = common::config::Config::from_pairs(&[]).unwrap();
+        let config = runtime::config::Config::from_pairs(&[]).unwrap();
         let keys = WebKeys::new(&config).unwrap();
         let other = WebKeys::new(&config).unwrap();
         let signed = keys.sign("abc").unwrap();
@@ -266,7 +266,7 @@ mod tests {
         assert_eq!(keys.verify(&forged), None);
         // The same configured secret gives the same keys on every gateway.
         let hex = "cd".repeat(32);
-        let config = common::config::Config::from_pairs(&[("ALIAS_SESSION_KEY", &hex)]).unwrap();
+        let config = runtime::config::Config::from_pairs(&[("ALIAS_SESSION_KEY", &hex)]).unwrap();
         let a = WebKeys::new(&config).unwrap();
         let b = WebKeys::new(&config).unwrap();
         assert_eq!(b.verify(&a.sign("s").unwrap()).as_deref(), Some("s"));

@@ -19,14 +19,14 @@ async fn put(bank: &Bank, auth: Option<String>, path: &str, body: Vec<u8>) -> (S
 async fn upload_list_replace_and_delete() {
     let bank = Bank::start().await;
     let user = user_key(20);
-    let pk = common::anychain::b64u_encode(user.verifying_key().as_bytes());
+    let pk = protocol::anychain::b64u_encode(user.verifying_key().as_bytes());
     let path = "/alias/dumps/google/takeout-20250101-001.zip";
     let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
     let auth = signed_request(&user, "PUT", path, Some(data.len() as u64), now());
     let (status, body) = put(&bank, Some(auth.clone()), path, data.clone()).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(body["dump"]["size"], 3_000_000);
-    let expected = common::anychain::b64u_encode(blake2b_simd::blake2b(&data).as_bytes());
+    let expected = protocol::anychain::b64u_encode(blake2b_simd::blake2b(&data).as_bytes());
     assert_eq!(body["dump"]["blake2b"], expected);
     let key = format!("dumps/{pk}/google/takeout-20250101-001.zip");
     assert_eq!(
@@ -148,7 +148,7 @@ async fn call(
 async fn another_users_space_is_out_of_reach() {
     let bank = Bank::start().await;
     let (alice, bob) = (user_key(22), user_key(23));
-    let alice_pk = common::anychain::b64u_encode(alice.verifying_key().as_bytes());
+    let alice_pk = protocol::anychain::b64u_encode(alice.verifying_key().as_bytes());
     let path = "/alias/dumps/google/takeout.zip";
     let auth = signed_request(&alice, "PUT", path, Some(4), now());
     let (status, body) = put(&bank, Some(auth), path, vec![1; 4]).await;
@@ -169,15 +169,15 @@ async fn another_users_space_is_out_of_reach() {
     // Alice's request with Bob named as signer: the signature does not hold.
     let forged = signed_request(&alice, "DELETE", path, None, now()).replace(
         &alice_pk,
-        &common::anychain::b64u_encode(bob.verifying_key().as_bytes()),
+        &protocol::anychain::b64u_encode(bob.verifying_key().as_bytes()),
     );
     let (status, _) = call(&bank, reqwest::Method::DELETE, path, forged).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     // A request signed for another data bank, or dated in the future.
-    let elsewhere = common::anychain::to_token(
-        &common::anychain::sign(
+    let elsewhere = protocol::anychain::to_token(
+        &protocol::anychain::sign(
             &alice,
-            common::alias::request_body("DELETE", path, "https://other-bank.example", None),
+            protocol::alias::request_body("DELETE", path, "https://other-bank.example", None),
             now(),
         )
         .unwrap(),

@@ -1,9 +1,9 @@
 //! Keys and documents for the tests: a client, its contract, users' grants
 //! and bindings, signed requests.
 
-use common::alias::{grant_body, request_body, revoked_grant_body};
-use common::anychain::{sign, signing_key_from_seed, to_token, Dict, SigningKey, Value};
-use common::state::now_ms;
+use protocol::alias::{grant_body, request_body, revoked_grant_body};
+use protocol::anychain::{sign, signing_key_from_seed, to_token, Dict, SigningKey, Value};
+use runtime::state::now_ms;
 
 pub fn client_key() -> SigningKey {
     signing_key_from_seed(&[1; 32])

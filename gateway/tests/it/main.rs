@@ -12,9 +12,9 @@ mod uploads;
 mod visibility;
 mod web;
 
-use common::config::Config;
-use common::mq::{Queue, Route};
 use gateway::AppState;
+use runtime::config::Config;
+use runtime::mq::{Queue, Route};
 use std::net::SocketAddr;
 use std::sync::Arc;
 

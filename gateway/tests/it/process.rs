@@ -2,10 +2,10 @@
 
 use crate::fixtures::*;
 use crate::{Bank, ORIGIN};
-use common::jobs::{self, ProcessJob};
-use common::mq::Route;
-use common::state::{FileRecord, TransferState};
 use reqwest::StatusCode;
+use runtime::jobs::{self, ProcessJob};
+use runtime::mq::Route;
+use runtime::state::{FileRecord, TransferState};
 use serde_json::Value as Json;
 
 async fn bind_user(bank: &Bank, n: u8) {
@@ -342,7 +342,7 @@ async fn revocation_supersedes_cancels_and_notifies_and_old_grants_are_refused()
         .app
         .state
         .stored_grant(
-            &common::anychain::b64u_encode(user.verifying_key().as_bytes()),
+            &protocol::anychain::b64u_encode(user.verifying_key().as_bytes()),
             &id,
         )
         .await
@@ -538,7 +538,7 @@ async fn broker_connection_loss_during_publishing_loses_no_accepted_job() {
             // Only this gateway's connection, not the other tests'.
             let needle = format!("alias-bank {}", bank.app.config.namespace);
             let closed = tokio::task::spawn_blocking(move || {
-                common::mq::testing::close_connections(&needle)
+                runtime::mq::testing::close_connections(&needle)
             });
             assert!(closed.await.unwrap().unwrap() >= 1);
         }
@@ -597,7 +597,7 @@ async fn a_contract_is_bound_to_its_first_user() {
         ),
         (before.user, before.grant_hash, before.generation, false)
     );
-    let other_pk = common::anychain::b64u_encode(other.verifying_key().as_bytes());
+    let other_pk = protocol::anychain::b64u_encode(other.verifying_key().as_bytes());
     assert_eq!(
         bank.app.state.stored_grant(&other_pk, &id).await.unwrap(),
         None

@@ -4,13 +4,13 @@
 
 use crate::fixtures::*;
 use crate::{Bank, ORIGIN};
-use common::anychain::b64u_encode;
+use protocol::anychain::b64u_encode;
 use reqwest::StatusCode;
 use serde_json::Value as Json;
 
 async fn upload(
     bank: &Bank,
-    user: &common::anychain::SigningKey,
+    user: &protocol::anychain::SigningKey,
     name: &str,
     size: usize,
 ) -> (StatusCode, Json) {

@@ -6,8 +6,8 @@
 
 use crate::fixtures::*;
 use crate::Bank;
-use common::anychain::{b64u_encode, SigningKey};
-use common::storage::PART_SIZE;
+use protocol::anychain::{b64u_encode, SigningKey};
+use runtime::storage::PART_SIZE;
 use serde_json::Value as Json;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

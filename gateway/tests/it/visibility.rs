@@ -4,7 +4,7 @@
 
 use crate::fixtures::*;
 use crate::{Bank, ORIGIN};
-use common::anychain::b64u_encode;
+use protocol::anychain::b64u_encode;
 use reqwest::StatusCode;
 use serde_json::Value as Json;
 use std::time::{Duration, Instant};
@@ -333,14 +333,14 @@ async fn synchronous_waits_are_bounded_per_address_and_in_total() {
     // Nobody processes: the first waits (until the end of the test).
     let first = actix_web::rt::spawn(post(client_from("127.0.0.1"), 26));
     until("the first wait", || bank.app.waits.held().0 == 1).await;
-    let depth = bank.depth(common::mq::Route::Process).await;
+    let depth = bank.depth(runtime::mq::Route::Process).await;
     let r = post(client_from("127.0.0.1"), 27).await;
     assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
     assert!(r.headers().get("retry-after").is_some());
     let body: Json = r.json().await.unwrap();
     assert_eq!(body["code"], "too_many_waits");
     // Refused before anything started.
-    assert_eq!(bank.depth(common::mq::Route::Process).await, depth);
+    assert_eq!(bank.depth(runtime::mq::Route::Process).await, depth);
     let second = actix_web::rt::spawn(post(client_from("127.0.0.2"), 28));
     until("the second wait", || bank.app.waits.held().0 == 2).await;
     let r = post(client_from("127.0.0.3"), 29).await;

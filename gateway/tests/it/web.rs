@@ -6,8 +6,8 @@
 
 use crate::fixtures::*;
 use crate::{Bank, ORIGIN};
-use common::alias::{grant_body, login_body, Grant};
-use common::anychain::{b64u_decode, b64u_encode, sign, to_token, SigningKey, Value};
+use protocol::alias::{grant_body, login_body, Grant};
+use protocol::anychain::{b64u_decode, b64u_encode, sign, to_token, SigningKey, Value};
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 use reqwest::{Response, StatusCode};
 use serde_json::{json, Value as Json};
@@ -372,7 +372,7 @@ async fn whole_flow_agree_deny_revoke_and_reexport() {
     assert_eq!(param(&q, "code"), None);
 
     // client_id= finds the contract seen before.
-    let client_id = common::alias::Contract::new(&contract)
+    let client_id = protocol::alias::Contract::new(&contract)
         .unwrap()
         .client()
         .unwrap()
@@ -525,7 +525,7 @@ async fn refused_requests_never_redirect() {
     if let Value::Dict(d) = &mut bad {
         d.insert(
             "network",
-            Value::Dict(common::anychain::Dict::new().with("pushEndpoint", "@evil.example/")),
+            Value::Dict(protocol::anychain::Dict::new().with("pushEndpoint", "@evil.example/")),
         );
     }
     for path in [
@@ -758,11 +758,11 @@ async fn static_scripts_are_served_with_their_types() {
 /// signature still holds).
 fn hash_at(v: &Value, path: &[&str]) -> Value {
     let Some((first, rest)) = path.split_first() else {
-        return common::anychain::fold(v).unwrap().into_value();
+        return protocol::anychain::fold(v).unwrap().into_value();
     };
     match v {
         Value::Dict(d) => {
-            let mut out = common::anychain::Dict::new();
+            let mut out = protocol::anychain::Dict::new();
             for (k, c) in d.iter() {
                 out.insert(
                     k,
@@ -804,7 +804,7 @@ async fn hashed_values_are_refused_on_every_web_route() {
     let account = Account::new("carol", 66);
     signup(&mut agent, &account).await;
     let contract = contract("Test client", CLIENT_DOMAIN);
-    let hash = common::anychain::fold(&contract).unwrap().to_b64();
+    let hash = protocol::anychain::fold(&contract).unwrap().to_b64();
 
     // The consent page refuses a contract with a hashed scope.
     let hidden = hash_at(&contract, &["base", "consent", "0", "scopes", "0"]);
@@ -840,7 +840,7 @@ async fn hashed_values_are_refused_on_every_web_route() {
     assert_eq!(body["path"], "grant.body.base.consent.0.0");
     // A hashed bind origin next to a clear grant: refused too.
     let hashed_bind = {
-        let b: Value = common::anychain::from_json_str(&bind_token, &Default::default()).unwrap();
+        let b: Value = protocol::anychain::from_json_str(&bind_token, &Default::default()).unwrap();
         to_token(&hash_at(&b, &["body", "origin"]))
     };
     let (status, body) = agent
@@ -862,7 +862,7 @@ async fn hashed_values_are_refused_on_every_web_route() {
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(body["code"], "hashed_value");
     // A revocation with `revoked` hashed (it reads as revoked): refused.
-    let revocation: Value = common::anychain::from_json_str(
+    let revocation: Value = protocol::anychain::from_json_str(
         &revoked(&account.key, &contract, now()),
         &Default::default(),
     )

@@ -467,7 +467,7 @@ impl Sink for EntrySink<'_> {
 /// Archive file names for scopes: `provider.path.zip` (`provider.all.zip`
 /// for every path) in `[A-Za-z0-9._-]`; names that several scopes would
 /// share get a short hash of the scope's display form, then a counter.
-pub fn archive_names(scopes: &[common::scope::Scope]) -> Vec<String> {
+pub fn archive_names(scopes: &[protocol::scope::Scope]) -> Vec<String> {
     let base: Vec<String> = scopes
         .iter()
         .map(|s| {
@@ -520,7 +520,7 @@ pub fn archive_names(scopes: &[common::scope::Scope]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use common::scope::Scope;
+    use protocol::scope::Scope;
 
     #[test]
     fn names_are_safe_and_unique() {
@@ -546,7 +546,7 @@ mod tests {
         let set: HashSet<_> = names.iter().collect();
         assert_eq!(set.len(), names.len());
         for n in &names {
-            assert!(common::storage::is_safe_segment(n), "{n}");
+            assert!(runtime::storage::is_safe_segment(n), "{n}");
         }
     }
 

@@ -39,8 +39,8 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use common::scope::Scope;
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+use protocol::scope::Scope;
 use serde::Deserialize;
 
 /// The embedded catalogs, `(provider, TOML text)`.

@@ -2,7 +2,7 @@
 
 use std::io;
 
-use common::storage::StorageError;
+use runtime::storage::StorageError;
 use serde::Serialize;
 
 use super::catalog::CatalogError;

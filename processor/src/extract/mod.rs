@@ -51,10 +51,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use common::anychain::{b64u_encode, Value};
-use common::scope::{Fields, Scope};
-use common::storage::{validate_key, Storage};
 use flate2::read::MultiGzDecoder;
+use protocol::anychain::{b64u_encode, Value};
+use protocol::scope::{Fields, Scope};
+use runtime::storage::{validate_key, Storage};
 use serde_json::{json, Value as Json};
 use tokio::io::AsyncReadExt;
 use tokio::runtime::Handle;
@@ -269,7 +269,7 @@ async fn build_unbounded(
         let stored = storage
             .head(&d.key)
             .await?
-            .ok_or_else(|| common::storage::StorageError::NotFound(d.key.clone()))?;
+            .ok_or_else(|| runtime::storage::StorageError::NotFound(d.key.clone()))?;
         if stored.size != d.size {
             return Err(ExtractError::DumpChanged {
                 dump: d.name.clone(),
@@ -348,7 +348,7 @@ async fn upload(
     key: &str,
     path: &std::path::Path,
     max: Option<u64>,
-) -> Result<common::storage::PutInfo, ExtractError> {
+) -> Result<runtime::storage::PutInfo, ExtractError> {
     let file = tokio::fs::File::open(path).await?;
     // Chunks read into fresh, uninitialised buffers (a zeroed 1 MiB
     // vector per chunk cost a memset of every byte uploaded).

@@ -12,8 +12,8 @@ use std::collections::HashSet;
 use std::fmt;
 use std::io::{self, BufRead};
 
-use common::anychain::Value;
-use common::scope::{instant, instant_str, Fields, Op, Record, Scope};
+use protocol::anychain::Value;
+use protocol::scope::{instant, instant_str, Fields, Op, Record, Scope};
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde_json::{Map, Value as Json};
 

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use common::storage::{validate_key, Storage};
+use runtime::storage::{validate_key, Storage};
 use tokio::runtime::Handle;
 
 /// The local file behind a key of a `file://` storage, when there is one.

@@ -9,11 +9,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::scope::Scope;
-use common::storage::{S3Settings, Storage};
 use processor::extract::{
     build_archives, BuildOptions, BuiltArchive, Catalog, DumpSource, ExtractError, Limits,
 };
+use protocol::scope::Scope;
+use runtime::storage::{S3Settings, Storage};
 
 struct Env {
     storage: Storage,

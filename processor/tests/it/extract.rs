@@ -6,12 +6,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use common::scope::Scope;
-use common::storage::{S3Settings, Storage};
 use dumpgen::{Era, Format, Options, Provider};
 use processor::extract::{
     build_archives, BuildOptions, BuiltArchive, Catalog, DumpSource, ExtractError, Limits,
 };
+use protocol::scope::Scope;
+use runtime::storage::{S3Settings, Storage};
 use serde_json::Value as Json;
 use zip::ZipArchive;
 
@@ -268,8 +268,8 @@ async fn google_paths_filter_by_date_across_formats() {
                     _ => CUT,
                 };
                 match p.op {
-                    common::scope::Op::Ge => secs(v) >= bound,
-                    common::scope::Op::Lt => secs(v) < bound,
+                    protocol::scope::Op::Ge => secs(v) >= bound,
+                    protocol::scope::Op::Lt => secs(v) < bound,
                     _ => unreachable!(),
                 }
             })
@@ -769,7 +769,7 @@ async fn manifest_describes_the_archive() {
     assert_eq!(sources[0]["name"], dumps[0].name);
     assert_eq!(
         sources[0]["blake2b"],
-        common::anychain::b64u_encode(&dumps[0].blake2b)
+        protocol::anychain::b64u_encode(&dumps[0].blake2b)
     );
     let paths: Vec<&str> = m["paths"]
         .as_array()

@@ -7,10 +7,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use common::alias::PushBase;
-use common::storage::is_safe_segment;
+use protocol::alias::PushBase;
 use reqwest::header::{HeaderMap, CONTENT_RANGE, CONTENT_TYPE, RANGE, RETRY_AFTER};
 use reqwest::{Method, Response};
+use runtime::storage::is_safe_segment;
 use serde::Serialize;
 use url::Url;
 

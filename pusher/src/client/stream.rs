@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use common::storage::{Storage, StorageError};
+use runtime::storage::{Storage, StorageError};
 use url::Url;
 
 use super::backoff::{Backoff, RetryPolicy};

@@ -7,18 +7,18 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::storage::{S3Settings, Storage};
 use pusher::client::{
     retry, AddrClass, Backoff, ChunkStreamer, ClientConfig, Delivery, FileSummary, Outcome,
     PermanentReason, PushClient, PushError, PushTarget, RestartReason, RetryError, RetryPolicy,
     SsrfGuard, StreamError, Streamed, TransportKind, Upload,
 };
 use rand::{RngCore, SeedableRng};
+use runtime::storage::{S3Settings, Storage};
 use sink::{Faults, Sink, SinkConfig, SinkHandle};
 
 const VECTORS: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../common/tests/data/protocol-examples.json"
+    "/../protocol/tests/data/protocol-examples.json"
 );
 
 fn example(key: &str) -> String {

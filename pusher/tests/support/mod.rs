@@ -10,13 +10,13 @@
 
 #![allow(dead_code)]
 
-use common::alias::{grant_body, revoked_grant_body, Contract};
-use common::anychain::{
+use protocol::alias::{grant_body, revoked_grant_body, Contract};
+use protocol::anychain::{
     b64u_encode, sign, signing_key_from_seed, to_token, Dict, SigningKey, Value,
 };
-use common::config::Config;
-use common::state::{now_ms, DumpRecord, Transfer};
-use common::worker::WorkerHandle;
+use runtime::config::Config;
+use runtime::state::{now_ms, DumpRecord, Transfer};
+use runtime::worker::WorkerHandle;
 use sink::{Faults, Sink, SinkConfig, SinkHandle};
 use std::collections::BTreeMap;
 use std::process::Stdio;
@@ -53,7 +53,7 @@ fn child_role() {
     let Ok(role) = std::env::var("ALIAS_TEST_ROLE") else {
         return;
     };
-    common::telemetry::init();
+    runtime::telemetry::init();
     let config = Config::from_env().unwrap();
     let system = actix::System::new();
     system
@@ -426,7 +426,7 @@ pub fn received(client: &Client) -> BTreeMap<String, Vec<u8>> {
 /// finish (never "finished" early). Returns the files received.
 pub async fn assert_delivered(bank: &Bank, client: &Client) -> BTreeMap<String, Vec<u8>> {
     let t = bank.app.state.transfer(&client.id).await.unwrap().unwrap();
-    assert_eq!(t.state, common::state::TransferState::Done, "{t:?}");
+    assert_eq!(t.state, runtime::state::TransferState::Done, "{t:?}");
     let files = bank
         .app
         .state
@@ -580,11 +580,11 @@ pub async fn web_signup(agent: &mut WebAgent, username: &str, key: &SigningKey, 
         )
         .await;
     assert_eq!(status, 200, "{begun}");
-    let challenge = common::anychain::b64u_decode(begun["challenge"].as_str().unwrap()).unwrap();
+    let challenge = protocol::anychain::b64u_decode(begun["challenge"].as_str().unwrap()).unwrap();
     let login = to_token(
         &sign(
             key,
-            common::alias::login_body(&challenge, ORIGIN),
+            protocol::alias::login_body(&challenge, ORIGIN),
             now_ms() as f64,
         )
         .unwrap(),

@@ -14,7 +14,7 @@ use actix_web::http::header::{HeaderName, CONTENT_RANGE, CONTENT_TYPE, RANGE};
 use actix_web::http::StatusCode;
 use actix_web::web;
 use actix_web::{HttpRequest, HttpResponse};
-use common::storage::is_safe_segment;
+use runtime::storage::is_safe_segment;
 
 use crate::faults::Faults;
 use crate::store::{bump, RequestRecord, Shared};

@@ -7,8 +7,8 @@ use actix_web::http::header::CONTENT_TYPE;
 use actix_web::http::StatusCode;
 use actix_web::web;
 use actix_web::{HttpRequest, HttpResponse};
-use common::alias::{AliasError, Grant, GRANT};
-use common::anychain::Limits;
+use protocol::alias::{AliasError, Grant, GRANT};
+use protocol::anychain::Limits;
 
 use super::{begin, blocking, check_names, end, header, Reject, START_LIMIT};
 use crate::body::BodyReader;
@@ -59,7 +59,7 @@ fn grant_param(req: &HttpRequest, body: &[u8]) -> Option<String> {
 /// is accepted at the id of the grant it revokes (held here, same user and
 /// same contract), where that grant's data was pushed.
 fn revokes_held(shared: &Shared, id: &str, grant: &Grant) -> bool {
-    if shared.settings.push_id != common::alias::PushId::Grant || !grant.is_revoked() {
+    if shared.settings.push_id != protocol::alias::PushId::Grant || !grant.is_revoked() {
         return false;
     }
     let Some(slot) = shared.slot(id) else {

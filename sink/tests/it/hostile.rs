@@ -4,8 +4,8 @@
 //! memory of a real `alias-sink` process under stalled connections.
 
 use crate::*;
-use common::alias::PushId;
-use common::anychain::signing_key_from_seed;
+use protocol::alias::PushId;
+use protocol::anychain::signing_key_from_seed;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -396,12 +396,14 @@ async fn quotas_on_files_bytes_and_transfers() {
             .status(),
         200
     );
-    let revoked_id =
-        common::alias::Grant::from_token(&revoked_token(), &common::anychain::Limits::default())
-            .unwrap()
-            .grant_hash()
-            .unwrap()
-            .to_b64();
+    let revoked_id = protocol::alias::Grant::from_token(
+        &revoked_token(),
+        &protocol::anychain::Limits::default(),
+    )
+    .unwrap()
+    .grant_hash()
+    .unwrap()
+    .to_b64();
     let r = f.start_transfer(&revoked_id, &revoked_token()).await;
     assert_eq!(refusal(r).await.0, 507);
     assert_eq!(f.sink.transfers().len(), 1);
@@ -420,8 +422,8 @@ fn rss_kib(pid: u32) -> u64 {
 /// A contract of its own client key (`seed`), and a grant of it: what any
 /// stranger can make. Returns (transfer id, grant token).
 fn own_contract(seed: u8) -> (String, String) {
-    use common::alias::{grant_body, Contract};
-    use common::anychain::{sign, to_token, Dict, Value};
+    use protocol::alias::{grant_body, Contract};
+    use protocol::anychain::{sign, to_token, Dict, Value};
     let client_key = signing_key_from_seed(&[seed; 32]);
     let decl = Dict::new()
         .with("type", "alias.client.decl")

@@ -5,18 +5,18 @@
 
 mod faults;
 mod hostile;
-mod protocol;
 mod reference;
+mod wire;
 
-use common::alias::Grant;
-use common::anychain::{b64u_encode, from_json_str, to_token, Limits, Value};
+use protocol::alias::Grant;
+use protocol::anychain::{b64u_encode, from_json_str, to_token, Limits, Value};
 use reqwest::header::{CONTENT_TYPE, RANGE};
 use reqwest::{Client, Response};
 use sink::{Faults, Sink, SinkConfig, SinkHandle};
 
 const VECTORS: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../common/tests/data/protocol-examples.json"
+    "/../protocol/tests/data/protocol-examples.json"
 );
 
 fn example(key: &str) -> String {

@@ -39,7 +39,7 @@ use object_store::{
 use serde::Deserialize;
 use tokio::io::{AsyncRead, ReadBuf};
 
-use crate::anychain::b64u_encode;
+use protocol::anychain::b64u_encode;
 
 /// Size of one multipart part, and of the largest object written with a
 /// single request. S3 wants parts of at least 5 MiB (except the last).

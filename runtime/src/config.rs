@@ -6,13 +6,13 @@
 //! unknown keys are refused. Invalid values stop the binary at start with a
 //! message naming the variable.
 
-use crate::alias::PushId;
-use crate::anychain::Limits;
 use crate::state::Quotas;
 use crate::storage::S3Settings;
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use ipnet::IpNet;
+use protocol::alias::PushId;
+use protocol::anychain::Limits;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -880,7 +880,7 @@ fn session_key(value: &str) -> Result<Option<Vec<u8>>, ConfigError> {
             .filter_map(|i| u8::from_str_radix(value.get(i..i + 2)?, 16).ok())
             .collect()
     } else {
-        crate::anychain::b64u_decode(value.trim_end_matches('='))
+        protocol::anychain::b64u_decode(value.trim_end_matches('='))
             .map_err(|e| invalid("ALIAS_SESSION_KEY", "(hidden)", e.to_string()))?
     };
     if bytes.len() < 32 {

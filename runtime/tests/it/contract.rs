@@ -2,8 +2,8 @@
 //! implementations: in-process (`memory::…`) and real RabbitMQ + Redis
 //! (`real::…`). The embedded mode is only as good as this agreement.
 
-use common::mq::{Broker, BrokerConfig, Consumer, Delivery, Queue, Route};
-use common::state::{
+use runtime::mq::{Broker, BrokerConfig, Consumer, Delivery, Queue, Route};
+use runtime::state::{
     DumpRecord, FileRecord, NewTransfer, Quotas, State, StateError, TransferState,
 };
 use std::time::Duration;

@@ -5,11 +5,11 @@
 //! naming the path of the replaced value.
 
 use crate::{load_vectors, s};
-use common::alias::{
+use proptest::prelude::*;
+use protocol::alias::{
     decode_verified, grant_body, revoked_grant_body, AcceptancePolicy, Grant, PolicyError,
 };
-use common::anychain::{fold, sign, signing_key_from_seed, to_token, Dict, Limits, Value};
-use proptest::prelude::*;
+use protocol::anychain::{fold, sign, signing_key_from_seed, to_token, Dict, Limits, Value};
 
 const DATE: f64 = 1_600_000_000_000.0;
 
@@ -104,8 +104,8 @@ fn accept_grant(token: &str) -> Result<Outcome, String> {
     Ok(Outcome {
         scopes: grant.scopes().unwrap(),
         revoked: grant.is_revoked(),
-        push_contract: grant.push_url(common::alias::PushId::Contract).unwrap(),
-        push_grant: grant.push_url(common::alias::PushId::Grant).unwrap(),
+        push_contract: grant.push_url(protocol::alias::PushId::Contract).unwrap(),
+        push_grant: grant.push_url(protocol::alias::PushId::Grant).unwrap(),
         contract_hash: grant.contract_hash().unwrap().to_b64(),
         grant_hash: grant.grant_hash().unwrap().to_b64(),
         client_id: grant.contract().client().unwrap().id().unwrap().to_b64(),
@@ -122,7 +122,7 @@ fn accept_contract(token: &str) -> Result<(), String> {
             PolicyError::Clear(c) => format!("clear {} {}", c.code(), c.path()),
             other => format!("policy: {other}"),
         })?;
-    common::alias::Contract::new(&value)
+    protocol::alias::Contract::new(&value)
         .and_then(|c| c.push_base().map(|_| ()))
         .map_err(|e| format!("contract: {e}"))
 }
@@ -416,7 +416,10 @@ fn token_t_any_value_hashed_is_refused() {
         let grant =
             Grant::from_token(token, &Limits::default()).map_err(|e| format!("token: {e}"))?;
         #[allow(clippy::cast_precision_loss)]
-        let now = common::state::now_ms() as f64;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as f64;
         policy.check_grant(&grant, now).map_err(|e| match e {
             PolicyError::Clear(c) => format!("clear {} {}", c.code(), c.path()),
             other => format!("policy: {other}"),

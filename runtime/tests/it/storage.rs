@@ -3,8 +3,8 @@
 //! `scripts/services`; `ALIAS_S3_TEST_PORT` overrides the port).
 
 use bytes::Bytes;
-use common::storage::{S3Settings, Storage, StorageError, PART_SIZE};
 use futures_util::{stream, Stream, TryStreamExt};
+use runtime::storage::{S3Settings, Storage, StorageError, PART_SIZE};
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -166,7 +166,7 @@ async fn exercise(storage: &Storage, root: &str) {
         .put_bytes(&sibling_key, Bytes::from_static(b"x"))
         .await
         .unwrap();
-    let keys = |list: Vec<common::storage::ObjectInfo>| {
+    let keys = |list: Vec<runtime::storage::ObjectInfo>| {
         list.into_iter().map(|o| o.key).collect::<Vec<_>>()
     };
     assert_eq!(

@@ -1,16 +1,13 @@
-//! Integration tests of the protocol core (one test binary, several modules).
+//! Integration tests of the protocol (one test binary, several modules).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod clear;
-mod contract;
-mod mq;
-mod protocol;
+mod examples;
 mod roundtrip;
-mod storage;
 mod vectors;
 
-use common::anychain::{from_json_str, Limits, Value};
+use protocol::anychain::{from_json_str, Limits, Value};
 use std::path::PathBuf;
 
 /// Reads a vector file (from `ALIAS_VECTORS_DIR` when set) as anychain values,

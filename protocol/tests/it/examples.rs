@@ -2,8 +2,8 @@
 //! `tests/data/protocol-examples.json`, plus the hardening cases.
 
 use crate::{load_vectors, s};
-use common::alias::{decode_verified, AcceptancePolicy, AliasError, Grant, PolicyError, PushId};
-use common::anychain::{
+use protocol::alias::{decode_verified, AcceptancePolicy, AliasError, Grant, PolicyError, PushId};
+use protocol::anychain::{
     fold, from_json_str, sign, signing_key_from_seed, to_token, DecodeError, Limits, Value,
     VerifyError,
 };
@@ -18,7 +18,7 @@ fn grant_t() -> Grant {
 }
 
 /// T with one edit applied to its decoded tree (signature left as it was).
-fn edited_t(edit: impl FnOnce(&mut common::anychain::Dict)) -> String {
+fn edited_t(edit: impl FnOnce(&mut protocol::anychain::Dict)) -> String {
     let Value::Dict(mut d) = grant_t().into_value() else {
         unreachable!()
     };
@@ -123,12 +123,12 @@ fn tampering_is_rejected_with_reference_messages() {
     );
 }
 
-fn user_key() -> common::anychain::SigningKey {
+fn user_key() -> protocol::anychain::SigningKey {
     signing_key_from_seed(&[2; 32])
 }
 
 /// T's body with `edit` applied, signed again by the user.
-fn resigned_t(edit: impl FnOnce(&mut common::anychain::Dict)) -> Value {
+fn resigned_t(edit: impl FnOnce(&mut protocol::anychain::Dict)) -> Value {
     let t = grant_t();
     let Value::Dict(mut body) = t.body().clone() else {
         unreachable!()
@@ -140,7 +140,7 @@ fn resigned_t(edit: impl FnOnce(&mut common::anychain::Dict)) -> Value {
 #[test]
 fn validator_rules() {
     let verify = |v: &Value| {
-        common::alias::registry()
+        protocol::alias::registry()
             .verify(v)
             .map_err(|e| e.to_string())
     };
@@ -165,7 +165,7 @@ fn validator_rules() {
         let nested = resigned_t(|b| {
             b.insert(
                 "extra",
-                Value::Dict(common::anychain::Dict::new().with("type", ty)),
+                Value::Dict(protocol::anychain::Dict::new().with("type", ty)),
             );
         });
         assert_eq!(
@@ -185,7 +185,7 @@ fn consent_filtering_and_revocation() {
         );
         b.insert("base", Value::Dict(base));
     });
-    common::alias::registry().verify(&declined).unwrap();
+    protocol::alias::registry().verify(&declined).unwrap();
     let grant = Grant::from_verified(declined).unwrap();
     let scopes = grant.scopes().unwrap();
     assert_eq!(scopes.len(), 1);
@@ -246,7 +246,7 @@ fn hardening() {
     let bind = sign(
         &user_key(),
         Value::Dict(
-            common::anychain::Dict::new()
+            protocol::anychain::Dict::new()
                 .with("type", "alias.bindAuthz")
                 .with("origin", "https://bank.example"),
         ),
@@ -256,7 +256,7 @@ fn hardening() {
     let err = Grant::from_token(&to_token(&bind), &limits).unwrap_err();
     assert_eq!(err.to_string(), "expected a 'alias.grant' token");
     assert!(matches!(err, AliasError::WrongType(_)));
-    assert!(common::alias::BindAuthz::from_token(&to_token(&bind), &limits).is_ok());
+    assert!(protocol::alias::BindAuthz::from_token(&to_token(&bind), &limits).is_ok());
 
     // Oversize and deep tokens.
     let big = format!("\"{}\"", "a".repeat(2 << 20));
@@ -292,7 +292,7 @@ fn acceptance_policy() {
         base.insert("contractual", Value::Number(1.0));
         b.insert("base", Value::Dict(base));
     });
-    common::alias::registry()
+    protocol::alias::registry()
         .verify(&loose)
         .expect("the reference accepts 1 == true");
     let loose = Grant::from_verified(loose).unwrap();
@@ -306,7 +306,7 @@ fn acceptance_policy() {
             let mut contract = b.get("contract").unwrap().as_dict().unwrap().clone();
             contract.insert(
                 "network",
-                Value::Dict(common::anychain::Dict::new().with(field, value)),
+                Value::Dict(protocol::anychain::Dict::new().with(field, value)),
             );
             b.insert("contract", Value::Dict(contract));
         })
@@ -334,7 +334,7 @@ fn acceptance_policy() {
 /// A contract of `domain` whose client declaration is signed by the client
 /// key of `seed`.
 fn small_contract(domain: &str, seed: u8) -> Value {
-    use common::anychain::Dict;
+    use protocol::anychain::Dict;
     let decl = Dict::new()
         .with("type", "alias.client.decl")
         .with("name", "Client")
@@ -368,7 +368,7 @@ fn small_contract(domain: &str, seed: u8) -> Value {
     )
 }
 
-fn dict_of(v: Value) -> common::anychain::Dict {
+fn dict_of(v: Value) -> protocol::anychain::Dict {
     let Value::Dict(d) = v else { unreachable!() };
     d
 }
@@ -377,7 +377,7 @@ fn dict_of(v: Value) -> common::anychain::Dict {
 fn forged_signers_declarations_and_tags_are_refused() {
     let limits = Limits::default();
     let contract = small_contract("client.example", 3);
-    let body = common::alias::grant_body(&contract, vec![], vec![]).unwrap();
+    let body = protocol::alias::grant_body(&contract, vec![], vec![]).unwrap();
     let genuine = sign(&user_key(), body.clone(), 1_600_000_000_000.0).unwrap();
     assert!(Grant::from_token(&to_token(&genuine), &limits).is_ok());
 
@@ -403,7 +403,7 @@ fn forged_signers_declarations_and_tags_are_refused() {
     decl.insert("domain", Value::from("attacker.example"));
     client.insert("body", Value::Dict(decl));
     c.insert("client", Value::Dict(client));
-    let body = common::alias::grant_body(&Value::Dict(c), vec![], vec![]).unwrap();
+    let body = protocol::alias::grant_body(&Value::Dict(c), vec![], vec![]).unwrap();
     let token = to_token(&sign(&user_key(), body, 1_600_000_000_000.0).unwrap());
     let err = Grant::from_token(&token, &limits).unwrap_err();
     assert!(err.to_string().contains("bad signature"), "{err}");
@@ -413,13 +413,13 @@ fn forged_signers_declarations_and_tags_are_refused() {
     // refuses it. Signed by the key it names, it passes.
     let named = signing_key_from_seed(&[3; 32]);
     let impostor = signing_key_from_seed(&[4; 32]);
-    let naming = |signer: &common::anychain::SigningKey| {
+    let naming = |signer: &protocol::anychain::SigningKey| {
         let mut c = dict_of(small_contract("client.example", 3));
         let client = dict_of(c.get("client").unwrap().clone());
         let mut decl = dict_of(client.get("body").unwrap().clone());
         decl.insert(
             "crypto",
-            Value::Dict(common::anychain::Dict::new().with(
+            Value::Dict(protocol::anychain::Dict::new().with(
                 "sign",
                 Value::Bytes(named.verifying_key().as_bytes().to_vec()),
             )),
@@ -428,7 +428,7 @@ fn forged_signers_declarations_and_tags_are_refused() {
             "client",
             sign(signer, Value::Dict(decl), 1_574_158_519_000.0).unwrap(),
         );
-        let body = common::alias::grant_body(&Value::Dict(c), vec![], vec![]).unwrap();
+        let body = protocol::alias::grant_body(&Value::Dict(c), vec![], vec![]).unwrap();
         Grant::from_token(
             &to_token(&sign(&user_key(), body, 1_600_000_000_000.0).unwrap()),
             &limits,
@@ -450,7 +450,7 @@ fn forged_signers_declarations_and_tags_are_refused() {
     // A revocation reads as a revocation, never as a grant of data.
     let revoked = sign(
         &user_key(),
-        common::alias::revoked_grant_body(&contract).unwrap(),
+        protocol::alias::revoked_grant_body(&contract).unwrap(),
         1_600_000_000_001.0,
     )
     .unwrap();

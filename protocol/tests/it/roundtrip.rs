@@ -1,7 +1,7 @@
 //! Property tests: JSON ⇄ model ⇄ token round trips and fold stability.
 
-use common::anychain::{fold, from_json_str, to_json_pretty, to_token, Dict, Limits, Value};
 use proptest::prelude::*;
+use protocol::anychain::{fold, from_json_str, to_json_pretty, to_token, Dict, Limits, Value};
 
 fn leaf() -> impl Strategy<Value = Value> {
     prop_oneof![

@@ -10,7 +10,7 @@
 //! The services see the state through one trait, [`StateStore`], with two
 //! implementations: Redis ([`RedisStore`], for a horizontally scaled
 //! deployment) and in-process ([`MemoryStore`], for the embedded mode). The
-//! shared contract suite (`common/tests/it/contract.rs`) runs against both.
+//! shared contract suite (`runtime/tests/it/contract.rs`) runs against both.
 
 mod channels;
 mod memory;

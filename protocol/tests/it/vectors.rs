@@ -1,8 +1,8 @@
 //! Every case of the reference vectors (`tests/data/anychain.json`).
 
 use crate::{load_vectors, s};
-use common::alias::{decode_verified, registry, Contract, Grant};
-use common::anychain::{
+use protocol::alias::{decode_verified, registry, Contract, Grant};
+use protocol::anychain::{
     b64u_decode, b64u_encode, fold, sign, signing_key_from_seed, to_token, Dict, Registry, Value,
 };
 

@@ -1,8 +1,10 @@
-//! `common::mq` against the real RabbitMQ on loopback (`ALIAS_AMQP_URL`,
+//! `runtime::mq` against the real RabbitMQ on loopback (`ALIAS_AMQP_URL`,
 //! default `amqp://guest:guest@127.0.0.1:5672/%2f`). Every test uses its own
 //! namespace `t-<uuid>` and deletes it at the end (also when it panics).
 
-use common::mq::{Broker, BrokerConfig, Consumer, Delivery, MqError, Queue, Route, DELIVERY_LIMIT};
+use runtime::mq::{
+    Broker, BrokerConfig, Consumer, Delivery, MqError, Queue, Route, DELIVERY_LIMIT,
+};
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -86,7 +88,7 @@ async fn wait_depth(broker: &Broker, queue: Queue, want: u32) {
 /// (only this test's, so that parallel tests are not disturbed), as
 /// `rabbitmqctl close_all_connections` would; returns how many.
 fn drop_connections(needle: &str) -> usize {
-    common::mq::testing::close_connections(needle).expect("rabbitmqctl closes connections")
+    runtime::mq::testing::close_connections(needle).expect("rabbitmqctl closes connections")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

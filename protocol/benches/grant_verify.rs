@@ -5,10 +5,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use common::alias::{AcceptancePolicy, Grant};
-use common::anychain::{fold, from_json_str, signing_key_from_seed, Limits};
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use ed25519_dalek::{Signer, Verifier};
+use protocol::alias::{AcceptancePolicy, Grant};
+use protocol::anychain::{fold, from_json_str, signing_key_from_seed, Limits};
 
 /// The signed grant of the reference vectors ("grant (signed alias.grant)").
 fn realistic_token() -> String {

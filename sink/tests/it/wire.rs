@@ -2,7 +2,7 @@
 //! (PROTOCOL.md Part 1 and Part 2 §B item 13).
 
 use crate::*;
-use common::alias::PushId;
+use protocol::alias::PushId;
 use reqwest::header::CONTENT_TYPE;
 
 #[tokio::test]

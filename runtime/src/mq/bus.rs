@@ -4,7 +4,7 @@
 //! [`Consumer`] and [`Delivery`].
 //!
 //! Both implementations keep the same contract (the shared suite in
-//! `common/tests/it/contract.rs` runs against both): confirmed publishes,
+//! `runtime/tests/it/contract.rs` runs against both): confirmed publishes,
 //! manual settling, redelivery of what was not settled, delayed retries,
 //! dead letters with a reason, listing and replay.
 

@@ -1,0 +1,8 @@
+//! Integration tests of the runtime against the real RabbitMQ, Redis and
+//! storage (one test binary, several modules).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod contract;
+mod mq;
+mod storage;
