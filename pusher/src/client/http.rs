@@ -20,8 +20,6 @@ use super::error::{transport, PushError};
 use super::retry_after::parse_retry_after;
 use super::ssrf::SsrfGuard;
 
-/// The resume extension's header (as tus): bytes of a file the client holds.
-
 /// Settings of the HTTP client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientConfig {
