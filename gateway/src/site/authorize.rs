@@ -220,6 +220,28 @@ fn lower_first(text: &str) -> String {
     })
 }
 
+/// The short name of a provider (`Facebook` of `Facebook — Download your
+/// information`).
+fn short_provider(name: &str) -> &str {
+    name.split(" — ").next().unwrap_or(name).trim()
+}
+
+/// A scope in a few words, inside a sentence: the catalog description up
+/// to its first detail (`your Google searches and the search results you
+/// opened`), or "everything of your Google Takeout".
+fn short_description(d: &Described) -> String {
+    if d.all {
+        return format!("everything of your {}", short_provider(&d.provider));
+    }
+    let text = d.description.trim_end_matches('.');
+    let cut = [", with", " (", ": ", "; ", ". "]
+        .iter()
+        .filter_map(|sep| text.find(sep))
+        .min()
+        .unwrap_or(text.len());
+    lower_first(text.get(..cut).unwrap_or(text).trim())
+}
+
 /// What the consent page says first: who asks for what, where it goes and
 /// for how long, in one paragraph; and the warnings that apply.
 struct Summary {
@@ -235,7 +257,7 @@ fn summarize(
     dump_providers: &[String],
 ) -> Summary {
     let (contractual, consent, legitimate) = groups;
-    let name_of = |v: &ScopeView| lower_first(v.d.description.trim_end_matches('.'));
+    let name_of = |v: &ScopeView| short_description(&v.d);
     let required: Vec<String> = contractual.scopes.iter().map(name_of).collect();
     let optional: Vec<String> = consent.iter().flat_map(|g| g.scopes.iter().map(name_of)).collect();
     let legit: Vec<String> = legitimate
@@ -290,7 +312,7 @@ fn summarize(
         .chain(legitimate.iter())
         .flat_map(|g| g.scopes.iter())
         .filter(|v| v.d.all)
-        .map(|v| v.d.provider.clone())
+        .map(|v| short_provider(&v.d.provider).to_owned())
         .collect();
     if !everything.is_empty() {
         warnings.push(Warning {
@@ -335,9 +357,9 @@ fn summarize(
     {
         if !v.d.provider_id.is_empty()
             && !dump_providers.contains(&v.d.provider_id)
-            && !missing.contains(&v.d.provider)
+            && !missing.iter().any(|m| m == short_provider(&v.d.provider))
         {
-            missing.push(v.d.provider.clone());
+            missing.push(short_provider(&v.d.provider).to_owned());
         }
     }
     if !missing.is_empty() {

@@ -261,15 +261,19 @@ pub struct Delivered {
 }
 
 impl Delivered {
-    /// In words, for the dashboard.
+    /// What was delivered, in words (`2 files (11 kB)`).
     pub fn words(&self) -> String {
         format!(
-            "Before you withdrew, it had received {} file{} ({}), delivered {}. It was told to delete them, but it may still hold copies.",
+            "{} file{} ({})",
             self.files,
             if self.files == 1 { "" } else { "s" },
-            human_bytes(self.bytes),
-            when(self.at_ms)
+            human_bytes(self.bytes)
         )
+    }
+
+    /// When, as UTC text (the page shows it in local time).
+    pub fn when(&self) -> String {
+        when(self.at_ms)
     }
 }
 
@@ -473,13 +477,16 @@ pub async fn page(app: web::Data<AppState>, req: HttpRequest) -> Result<HttpResp
             Some((id, generation)) => {
                 let state = match app.state.transfer(id).await? {
                     Some(t) if t.user != user.pk => "replaced by a later run".to_owned(),
-                    Some(t) if t.generation == *generation => {
+                    Some(t) if t.generation == *generation && t.bytes_total > 0 => {
                         format!(
                             "{} ({} of {})",
                             state_words(t.state.as_str(), t.revoked),
                             human_bytes(t.bytes_done),
                             human_bytes(t.bytes_total)
                         )
+                    }
+                    Some(t) if t.generation == *generation => {
+                        state_words(t.state.as_str(), t.revoked).to_owned()
                     }
                     Some(_) => "replaced by a later run".to_owned(),
                     None => "expired".to_owned(),
