@@ -200,7 +200,48 @@ async function refresh() {
   }
 }
 
+async function changePassword(event) {
+  event.preventDefault();
+  const form = event.currentTarget;
+  const field = (id) => document.getElementById(id);
+  const button = field('password-button');
+  clearErrors(form);
+  const current = field('current-password').value;
+  const next = field('new-password').value;
+  if (!current) return showError(form, 'Type your current password.', field('current-password'));
+  if (next.length < 10) return showError(form, 'Choose a new password of at least 10 characters.', field('new-password'));
+  if (next !== field('new-password2').value) return showError(form, 'The two new passwords differ: type the same password twice.', field('new-password2'));
+  button.disabled = true;
+  try {
+    await ready();
+    say('Deriving your keys (this takes a few seconds)…');
+    const me = await getJSON('/web/me');
+    let unlocked;
+    try {
+      unlocked = await alias.unlockAccount(current, me.record);
+    } catch {
+      say('');
+      button.disabled = false;
+      return showError(form, 'This is not your current password.', field('current-password'));
+    }
+    const verifier = anychain.b64uEncode(unlocked.keys.verifier);
+    const begun = await postJSON('/web/account/password/begin', { verifier });
+    const record = await alias.changePassword(unlocked.identity, next, { params: me.record.pwhash });
+    const answer = alias.signLogin(unlocked.keyPair, { challenge: begun.challenge, origin: origin() });
+    await postJSON('/web/account/password', { verifier, record, login: anychain.toToken(answer) });
+    for (const id of ['current-password', 'new-password', 'new-password2']) field(id).value = '';
+    button.disabled = false;
+    say('Your password is changed. Use the new one from now on.');
+  } catch (e) {
+    say('');
+    button.disabled = false;
+    const { text, detail } = human(e, 'Could not change the password');
+    showError(form, text, null, detail);
+  }
+}
+
 uploadForm.addEventListener('submit', upload);
+document.getElementById('password-form').addEventListener('submit', changePassword);
 document.getElementById('unlock-button').addEventListener('click', async () => {
   try {
     await ready();
@@ -219,7 +260,7 @@ document.addEventListener('click', (event) => {
 });
 document.querySelectorAll('input.reexport').forEach((input) => input.addEventListener('change', () => reexport(input)));
 localize();
-enableWhenReady('upload-button', 'unlock-button').then(() => {
+enableWhenReady('upload-button', 'unlock-button', 'password-button').then(() => {
   for (const b of document.querySelectorAll('button.delete-dump, button.revoke, button.retry')) b.disabled = false;
 });
 refresh();

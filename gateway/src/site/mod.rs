@@ -47,6 +47,13 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/web/login/begin").route(web::post().to(accounts::login_begin)))
         .service(web::resource("/web/login/finish").route(web::post().to(accounts::login_finish)))
         .service(web::resource("/web/me").route(web::get().to(accounts::me)))
+        .service(
+            web::resource("/web/account/password/begin")
+                .route(web::post().to(accounts::password_begin)),
+        )
+        .service(
+            web::resource("/web/account/password").route(web::post().to(accounts::password_change)),
+        )
         .service(web::resource("/request").route(web::get().to(authorize::request_page)))
         .service(web::resource("/request/").route(web::get().to(authorize::request_page)))
         .service(web::resource("/request/{id}/agree").route(web::post().to(authorize::agree)))

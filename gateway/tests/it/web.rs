@@ -1247,3 +1247,67 @@ async fn static_files_have_validators_and_are_compressed() {
     assert!(refused.headers().get("content-encoding").is_none());
     bank.cleanup().await;
 }
+
+#[actix_web::test]
+async fn password_change_keeps_the_key() {
+    let bank = Bank::start().await;
+    let mut agent = Agent::new(&bank);
+    let old = Account::new("frank", 75);
+    signup(&mut agent, &old).await;
+    // The new password gives a new salt, verifier and box; the key stays.
+    let mut new = Account::new("frank", 76);
+    new.key = old.key.clone();
+    let begin = |v: &Account| json!({"verifier": b64u_encode(&v.verifier)});
+    // The current password is needed.
+    let (status, _) = agent
+        .post_json("/web/account/password/begin", begin(&new), true)
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, begun) = agent
+        .post_json("/web/account/password/begin", begin(&old), true)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{begun}");
+    let challenge = begun["challenge"].as_str().unwrap().to_owned();
+    // A record with another key: refused (the challenge is kept).
+    let stranger = Account::new("frank", 77);
+    let (status, body) = agent
+        .post_json(
+            "/web/account/password",
+            json!({"verifier": b64u_encode(&old.verifier), "record": stranger.record(), "login": stranger.answer(&challenge)}),
+            true,
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("not_yours"))
+    );
+    // Without CSRF: refused.
+    let change = json!({"verifier": b64u_encode(&old.verifier), "record": new.record(), "login": new.answer(&challenge)});
+    let (status, _) = agent
+        .post_json("/web/account/password", change.clone(), false)
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, body) = agent
+        .post_json("/web/account/password", change.clone(), true)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // The challenge was single-use.
+    let (status, _) = agent.post_json("/web/account/password", change, true).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // Logging in: the old password no longer works, the new one does, with
+    // the same key.
+    let mut fresh = Agent::new(&bank);
+    fresh.get("/login").await;
+    let (status, _) = login(&mut fresh, &old).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, body) = login(&mut fresh, &new).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // Logged out: no password change.
+    let mut nobody = Agent::new(&bank);
+    nobody.get("/login").await;
+    let (status, _) = nobody
+        .post_json("/web/account/password/begin", begin(&new), true)
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    bank.cleanup().await;
+}

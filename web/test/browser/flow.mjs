@@ -283,6 +283,7 @@ async function main() {
   const shot = (name) => shotOf(page, name);
   const username = `user${process.pid}`;
   const password = 'correct horse battery staple';
+  const newPassword = 'another horse, another staple';
   const requestUrl = (state, extra = '') => `${bank}/request?contract=${encodeURIComponent(contractToken)}&state=${state}${extra}`;
   const sinkState = async () => (await fetch(`http://${sinkDomain}/?format=json`)).json();
 
@@ -717,6 +718,33 @@ async function main() {
       await page.waitForSelector(`article.client.revoked[data-contract="${hash}"]`);
     });
 
+    let recordBeforeChange;
+    await step('change the password on the dashboard: the key stays, the new password logs in', async () => {
+      recordBeforeChange = JSON.parse(await redisClient.command('GET', `${ns}:kv:web:account:${username}`));
+      await page.goto(`${bank}/dashboard`);
+      await page.click('#password-change summary');
+      await page.waitForSelector('#password-button:not([disabled])');
+      await page.fill('#current-password', 'not my password');
+      await page.fill('#new-password', newPassword);
+      await page.fill('#new-password2', newPassword);
+      await page.click('#password-button');
+      await page.waitForSelector('#password-error:not([hidden])', { timeout: 60000 });
+      assert.equal(await page.evaluate(() => document.activeElement.id), 'current-password');
+      await page.fill('#current-password', password);
+      await page.click('#password-button');
+      await page.waitForSelector('#status:has-text("Your password is changed")', { timeout: 60000 });
+      await shot('14-password-changed');
+      const after = JSON.parse(await redisClient.command('GET', `${ns}:kv:web:account:${username}`));
+      assert.equal(after.publicKey, recordBeforeChange.publicKey, 'the same key');
+      assert.notEqual(after.salt, recordBeforeChange.salt);
+      await page.click('#logout-form button');
+      await page.waitForURL(/\/login/);
+      await page.fill('#username', username);
+      await page.fill('#password', newPassword);
+      await page.click('#login-button');
+      await page.waitForURL(`${bank}/dashboard`, { timeout: 60000 });
+    });
+
     await step('static files: validators, 304 on a second load, gzip', async () => {
       const file = `${bank}/static/node_modules/libsodium-sumo/dist/modules-sumo-esm/libsodium-sumo.mjs`;
       const first = await fetch(file, { headers: { 'accept-encoding': 'gzip' } });
@@ -758,7 +786,8 @@ async function main() {
     });
 
     await step('no password or private key ever reached the server', async () => {
-      const record = JSON.parse(await redisClient.command('GET', `${ns}:kv:web:account:${username}`));
+      // The key was derived from the first password and the first salt.
+      const record = recordBeforeChange || JSON.parse(await redisClient.command('GET', `${ns}:kv:web:account:${username}`));
       assert.ok(record && record.publicKey, 'account record in Redis');
       const keys = await alias.deriveKeys(password, record.salt, record.pwhash);
       const secrets = [
@@ -768,10 +797,13 @@ async function main() {
         password,
         encodeURIComponent(password),
         password.replace(/ /g, '+'),
+        newPassword,
+        encodeURIComponent(newPassword),
       ];
       assert.equal(anychain.b64uEncode(keys.signKeyPair.publicKey), record.publicKey);
       const stored = await redisClient.dump(`${ns}:*`);
-      assert.ok(stored.length > 1000 && stored.includes(record.publicPwdHash), 'Redis was read');
+      const current = JSON.parse(await redisClient.command('GET', `${ns}:kv:web:account:${username}`));
+      assert.ok(stored.length > 1000 && stored.includes(current.publicPwdHash), 'Redis was read');
       let bytes = 0;
       for (const req of sent) {
         const body = req.body ? req.body.toString('latin1') : '';
