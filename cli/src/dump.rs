@@ -28,7 +28,10 @@ pub fn dump_path(provider: &str, name: &str) -> Result<String> {
     if name.is_empty() || name == "." || name == ".." {
         anyhow::bail!("{name:?} is not a file name");
     }
-    if name.chars().any(|c| c.is_control() || c == '/' || c == '\\') {
+    if name
+        .chars()
+        .any(|c| c.is_control() || c == '/' || c == '\\')
+    {
         anyhow::bail!(
             "the dump name {:?} holds a control character or a path separator: pass --name",
             name

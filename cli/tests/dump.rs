@@ -126,7 +126,10 @@ async fn upload_list_delete_through_the_gateway() {
     assert_eq!(body["dump"]["name"], "Your Orders.zip");
     let stored_key = body["dump"]["key"].as_str().unwrap().to_owned();
     assert!(stored_key.starts_with(&format!("dumps/{pk}/amazon/Your_Orders-")));
-    assert_eq!(app.storage.get_bytes(&stored_key).await.unwrap().len(), 10_000);
+    assert_eq!(
+        app.storage.get_bytes(&stored_key).await.unwrap().len(),
+        10_000
+    );
     let (ok, out, err) = run(vec![
         "dump",
         "list",

@@ -64,7 +64,10 @@ const MAX_NAME_BYTES: usize = 255;
 const MAX_KEY_STEM: usize = 80;
 
 fn bad_name(reason: &str) -> ApiError {
-    ApiError::bad_request("bad_name", format!("this file name cannot be used: {reason}"))
+    ApiError::bad_request(
+        "bad_name",
+        format!("this file name cannot be used: {reason}"),
+    )
 }
 
 /// The provider and the dump name of a dump route, decoded from the raw
@@ -142,9 +145,7 @@ pub fn check_names(provider: &str, name: &str) -> Result<(), ApiError> {
         return Err(bad_name("it is not a file name"));
     }
     if extension_of(name).is_none() {
-        return Err(bad_name(
-            "a dump is a .zip, .tgz, .tar.gz or .tar file",
-        ));
+        return Err(bad_name("a dump is a .zip, .tgz, .tar.gz or .tar file"));
     }
     Ok(())
 }
@@ -230,11 +231,7 @@ pub async fn upload(
             ));
         }
     }
-    let key = format!(
-        "dumps/{}/{provider}/{}",
-        authed.user,
-        storage_name(&name)
-    );
+    let key = format!("dumps/{}/{provider}/{}", authed.user, storage_name(&name));
     check_quota(&app, &authed.user, &provider, &name, &key, size).await?;
     // The actix payload is not `Send`: feed the storage task through a
     // small bounded channel; the storage spools parts to disk, so memory

@@ -700,7 +700,9 @@ pub async fn password_change(
         authenticate(&app, &req, &user.username, &input.verifier).await?;
     let record = input.record;
     record.check()?;
-    if record.username != username || !ct_eq(record.public_key.as_bytes(), current.public_key.as_bytes()) {
+    if record.username != username
+        || !ct_eq(record.public_key.as_bytes(), current.public_key.as_bytes())
+    {
         return Err(ApiError::forbidden(
             "not_yours",
             "the new record must keep this account's name and key",
@@ -710,7 +712,9 @@ pub async fn password_change(
     check_answer(&app, &input.login, &pk, &format!("password:{username}")).await?;
     app.state.reset_count(&gate.pair).await?;
     let json = serde_json::to_string(&record).map_err(|e| ApiError::unavailable("account", e))?;
-    app.state.kv_set(&account_key(&username), &json, None).await?;
+    app.state
+        .kv_set(&account_key(&username), &json, None)
+        .await?;
     tracing::info!(user = %current.public_key, "web password changed");
     Ok(json_with_session(
         &app,

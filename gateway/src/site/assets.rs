@@ -143,7 +143,11 @@ async fn load(app: &AppState, path: &str, ctype: &str) -> Result<Arc<Cached>, Ap
     let compress = compressible(ctype);
     let cached = tokio::task::spawn_blocking(move || {
         let digest = blake2b_simd::Params::new().hash_length(16).hash(&bytes);
-        let etag: String = digest.as_bytes().iter().map(|b| format!("{b:02x}")).collect();
+        let etag: String = digest
+            .as_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         let gz = if compress { gzip(&bytes) } else { None };
         Cached {
             modified,

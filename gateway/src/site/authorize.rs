@@ -46,7 +46,8 @@ const CLIENT_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 const MAX_STATE: usize = 1024;
 /// What a person reads when a request cannot be shown (the reason, for the
 /// client's developers, is folded away below it).
-const UNREADABLE: &str = "The link that brought you here is damaged, expired or not meant for this \
+const UNREADABLE: &str =
+    "The link that brought you here is damaged, expired or not meant for this \
      data bank, so there is nothing to decide. Go back to the service that sent you and try again; \
      if it happens again, tell them.";
 
@@ -259,7 +260,10 @@ fn summarize(
     let (contractual, consent, legitimate) = groups;
     let name_of = |v: &ScopeView| short_description(&v.d);
     let required: Vec<String> = contractual.scopes.iter().map(name_of).collect();
-    let optional: Vec<String> = consent.iter().flat_map(|g| g.scopes.iter().map(name_of)).collect();
+    let optional: Vec<String> = consent
+        .iter()
+        .flat_map(|g| g.scopes.iter().map(name_of))
+        .collect();
     let legit: Vec<String> = legitimate
         .iter()
         .flat_map(|g| g.scopes.iter().map(name_of))
@@ -275,21 +279,20 @@ fn summarize(
     let legal_text = |key: &str| legal.and_then(|l| l.get(key)).map(plain);
     let duration = legal_text("storage_duration");
     let usage = legal_text("usage");
-    let mut text = format!("“{client_name}” asks to receive ");
-    if required.is_empty() && legit.is_empty() {
-        text.push_str("only what you switch on below");
-    } else {
-        let mut what = required.clone();
-        what.extend(legit.iter().cloned());
-        text.push_str(&and_list(&what));
-    }
-    if !optional.is_empty() && !(required.is_empty() && legit.is_empty()) {
-        text.push_str(&format!(
-            ", and, only if you switch {} on, {}",
-            if optional.len() == 1 { "it" } else { "them" },
+    let mut what = required.clone();
+    what.extend(legit.iter().cloned());
+    let them = if optional.len() == 1 { "it" } else { "them" };
+    let asked = match (what.is_empty(), optional.is_empty()) {
+        (true, true) => "no data at all (the request names none)".to_owned(),
+        (true, false) => format!("only what you switch on below: {}", and_list(&optional)),
+        (false, true) => and_list(&what),
+        (false, false) => format!(
+            "{}, and, only if you switch {them} on, {}",
+            and_list(&what),
             and_list(&optional)
-        ));
-    }
+        ),
+    };
+    let mut text = format!("“{client_name}” asks to receive {asked}");
     text.push('.');
     if let Some(u) = usage.filter(|u| !u.is_empty()) {
         text.push_str(&format!(" It says it uses them for: {u}."));
@@ -337,7 +340,8 @@ fn summarize(
             title: "No time limit".into(),
             text: match duration.as_deref() {
                 Some(d) if !d.trim().is_empty() => format!("The client keeps your data {d}."),
-                _ => "The client does not say how long it keeps your data: assume indefinitely.".into(),
+                _ => "The client does not say how long it keeps your data: assume indefinitely."
+                    .into(),
             },
         });
     }
@@ -383,7 +387,10 @@ fn summarize(
 /// (`next` is `/request?…` with a contract): who asks, for what; empty when
 /// `next` is no such request or it does not verify.
 pub async fn context_for_login(app: &AppState, next: &str) -> String {
-    let Some(query) = next.strip_prefix("/request?").or_else(|| next.strip_prefix("/request/?")) else {
+    let Some(query) = next
+        .strip_prefix("/request?")
+        .or_else(|| next.strip_prefix("/request/?"))
+    else {
         return String::new();
     };
     let q = request_query(query);
@@ -909,7 +916,11 @@ fn is_json(req: &HttpRequest) -> bool {
     req.headers()
         .get(actix_web::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("application/json"))
+        .is_some_and(|v| {
+            v.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("application/json")
+        })
 }
 
 #[derive(Deserialize)]

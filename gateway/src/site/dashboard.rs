@@ -693,12 +693,11 @@ pub async fn retry(
             "you withdrew this agreement: there is nothing to send",
         ));
     }
-    let current = match crate::grants::transfer_id_of(&app, &user.pk, &input.contract, &grant)
-        .await?
-    {
-        Some(id) => app.state.transfer(&id).await?.filter(|t| t.user == user.pk),
-        None => None,
-    };
+    let current =
+        match crate::grants::transfer_id_of(&app, &user.pk, &input.contract, &grant).await? {
+            Some(id) => app.state.transfer(&id).await?.filter(|t| t.user == user.pk),
+            None => None,
+        };
     if current
         .as_ref()
         .is_some_and(|t| t.state.as_str() != "failed" && t.state.as_str() != "cancelled")

@@ -186,7 +186,8 @@ struct LoginPage<'a> {
 }
 
 /// What a form posted without its script is told: nothing was sent.
-const NO_SCRIPT: &str = "Nothing was sent: this page's script had not started yet (your password is \
+const NO_SCRIPT: &str =
+    "Nothing was sent: this page's script had not started yet (your password is \
      turned into your key in this browser, never sent). Wait a moment, then try again.";
 
 async fn account_page(

@@ -363,7 +363,12 @@ async fn whole_flow_agree_deny_revoke_and_reexport() {
         .post_form(&format!("/request/{rid}/deny"), &[("csrf", &csrf)])
         .await;
     assert_eq!((status, location), (StatusCode::CONFLICT, None));
-    let stored = bank.app.state.stored_grant(&account.pk(), &hash).await.unwrap();
+    let stored = bank
+        .app
+        .state
+        .stored_grant(&account.pk(), &hash)
+        .await
+        .unwrap();
     assert_eq!(stored.as_deref(), Some(grant_on.as_str()), "still agreed");
     // From the script: without a revocation, refused; a revocation of
     // another contract or by someone else, refused.
@@ -376,7 +381,11 @@ async fn whole_flow_agree_deny_revoke_and_reexport() {
     );
     for (bad, code) in [
         (
-            revoked(&account.key, &contract_named("Other", CLIENT_DOMAIN), now() + 2.0),
+            revoked(
+                &account.key,
+                &contract_named("Other", CLIENT_DOMAIN),
+                now() + 2.0,
+            ),
             "contract_mismatch",
         ),
         (revoked(&user_key(62), &contract, now() + 2.0), "not_yours"),
@@ -414,7 +423,12 @@ async fn whole_flow_agree_deny_revoke_and_reexport() {
     assert_eq!(param(&q, "error"), Some("access_denied"));
     assert_eq!(param(&q, "state"), Some("st &1"));
     assert_eq!(param(&q, "code"), None);
-    let stored = bank.app.state.stored_grant(&account.pk(), &hash).await.unwrap();
+    let stored = bank
+        .app
+        .state
+        .stored_grant(&account.pk(), &hash)
+        .await
+        .unwrap();
     assert_eq!(stored.as_deref(), Some(withdrawal.as_str()), "withdrawn");
     let t = bank.app.state.transfer(&hash).await.unwrap().unwrap();
     assert!(t.revoked, "the client is told");
@@ -511,7 +525,11 @@ async fn whole_flow_agree_deny_revoke_and_reexport() {
     // Revoke: a newer revoked grant, stored; the transfer carries it.
     let revocation = revoked(&account.key, &contract, now() + 10.0);
     assert!(
-        agent.get("/dashboard").await.1.contains("class=\"danger revoke\""),
+        agent
+            .get("/dashboard")
+            .await
+            .1
+            .contains("class=\"danger revoke\""),
         "a withdraw button"
     );
     let (status, _) = agent
@@ -1061,7 +1079,11 @@ async fn forms_cannot_send_secrets_before_their_script() {
         assert!(form.contains(" disabled>"), "{form}");
         // Submitted anyway (the script never ran): refused, nothing kept.
         let resp = agent
-            .with_cookie(agent.http.post(format!("{}{path}?next=%2Fdashboard", agent.base)))
+            .with_cookie(
+                agent
+                    .http
+                    .post(format!("{}{path}?next=%2Fdashboard", agent.base)),
+            )
             .form(&[("username", "alice"), ("password", "secret words")])
             .send()
             .await
@@ -1124,7 +1146,10 @@ async fn consent_page_summary_and_warnings() {
     // a Facebook scope on legitimate interest (no Facebook dump here).
     use common::anychain::Dict;
     let scope = |provider: &str, path: &str| -> Value {
-        Dict::new().with("provider", provider).with("path", path).into()
+        Dict::new()
+            .with("provider", provider)
+            .with("path", path)
+            .into()
     };
     let group = |s: Value| -> Value { Dict::new().with("scopes", Value::List(vec![s])).into() };
     let mut c = contract("Broad", CLIENT_DOMAIN);
@@ -1134,7 +1159,10 @@ async fn consent_page_summary_and_warnings() {
             .with("contractual", group(scope("google", "*")))
             .with(
                 "legitimate",
-                Dict::new().with("groups", Value::List(vec![group(scope("facebook", "posts"))])),
+                Dict::new().with(
+                    "groups",
+                    Value::List(vec![group(scope("facebook", "posts"))]),
+                ),
             );
         d.insert("base", base.into());
         d.insert("network", Dict::new().with("scheme", "http").into());
@@ -1143,7 +1171,13 @@ async fn consent_page_summary_and_warnings() {
         .get(&format!("/request?contract={}", enc(&to_token(&c))))
         .await;
     assert_eq!(status, StatusCode::OK, "{page}");
-    for kind in ["all-data", "plain-http", "indefinite", "legitimate", "no-dump"] {
+    for kind in [
+        "all-data",
+        "plain-http",
+        "indefinite",
+        "legitimate",
+        "no-dump",
+    ] {
         assert!(page.contains(&format!("data-kind=\"{kind}\"")), "{kind}");
     }
     assert!(page.contains("asks to receive everything of your Google Takeout"));
@@ -1184,7 +1218,11 @@ async fn a_failed_transfer_can_be_retried() {
         (StatusCode::CONFLICT, Some("not_failed"))
     );
     // Failed (here: stopped): Retry starts a new run; the page offers it.
-    bank.app.state.cancel(&hash, "the client kept failing").await.unwrap();
+    bank.app
+        .state
+        .cancel(&hash, "the client kept failing")
+        .await
+        .unwrap();
     let (_, page, _) = agent.get("/dashboard").await;
     assert!(page.contains("data-state=\"cancelled\""), "{page}");
     let (status, _) = agent
@@ -1234,7 +1272,12 @@ async fn static_files_have_validators_and_are_compressed() {
     assert_eq!(gz.headers()["content-encoding"], "gzip");
     assert_eq!(gz.headers()["vary"], "Accept-Encoding");
     let gz = gz.bytes().await.unwrap();
-    assert!(gz.len() * 2 < plain.len(), "{} vs {}", gz.len(), plain.len());
+    assert!(
+        gz.len() * 2 < plain.len(),
+        "{} vs {}",
+        gz.len(),
+        plain.len()
+    );
     let mut text = Vec::new();
     std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut text).unwrap();
     assert_eq!(text, plain);
