@@ -180,9 +180,13 @@ function showTransfer(article, t) {
   bar.max = t.bytes_total || 1;
   bar.value = t.bytes_done;
   let detail = t.detail;
-  if (stalled) detail = `The client has not accepted anything since ${localTime(t.updated_ms)}. The data bank keeps retrying on its own${detail ? ` (${detail})` : ''}.`;
-  else if (t.state === 'failed') detail = `${detail || 'The transfer failed.'} You can retry once the client is back.`;
+  if (stalled) detail = `The service has not accepted anything since ${localTime(t.updated_ms)}. The data bank keeps trying on its own.`;
   article.querySelector('.transfer-detail').textContent = detail;
+  const technical = article.querySelector('.transfer-technical');
+  if (technical) {
+    technical.hidden = !t.technical;
+    technical.querySelector('code').textContent = t.technical;
+  }
   const retryButton = article.querySelector('button.retry');
   if (retryButton) retryButton.hidden = !t.retry;
 }

@@ -121,8 +121,10 @@ pub struct TransferView {
     pub updated_ms: u64,
     /// The state in words.
     pub words: String,
-    /// Error or notes, in words (no URLs or ids).
+    /// What happened, in words for people.
     pub detail: String,
+    /// The error or notes as recorded (no URLs), for the technically minded.
+    pub technical: String,
     /// Whether a Retry is offered (the run failed).
     pub retry: bool,
     /// Sizes and files in words (`1.2 MB of 3.4 MB, 1 of 2 files`).
@@ -228,7 +230,13 @@ impl TransferView {
                     t.files_total
                 )
             },
-            detail: without_urls(&detail),
+            detail: match (state, t.revoked) {
+                ("failed", false) => "The service did not accept the data, and the data bank stopped trying. You can retry once the service works again.".to_owned(),
+                ("failed", true) => "The service could not be told of the withdrawal.".to_owned(),
+                ("cancelled", _) => "This transfer was stopped before it finished.".to_owned(),
+                _ => String::new(),
+            },
+            technical: without_urls(&detail),
         }
     }
 }

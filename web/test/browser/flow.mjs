@@ -683,7 +683,9 @@ async function main() {
       assert.equal((await page.textContent(`${article} .transfer-state`)).trim(), 'Failed');
       const detail = await page.textContent(`${article} .transfer-detail`);
       assert.ok(detail.includes('You can retry'), detail);
-      assert.ok(!/https?:\/\//.test(detail) && !detail.includes(failedId), `no raw URL or id: ${detail}`);
+      const technical = await page.textContent(`${article} .transfer-technical`);
+      for (const text of [detail, technical]) assert.ok(!/https?:\/\//.test(text) && !text.includes(failedId), `no raw URL or id: ${text}`);
+      assert.ok(!detail.includes('HTTP 500'), 'the technical detail is folded away');
       await page.waitForSelector(`${article} button.retry:not([hidden]):not([disabled])`);
       await shot('12-transfer-failed');
       await axe(page, 'dashboard (failed transfer)');
