@@ -6,10 +6,43 @@ use anyhow::{Context, Result};
 use crate::net::{self, HttpLimits};
 use futures_util::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
-use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use protocol::alias::request_body;
 use protocol::anychain::{sign, to_token, SigningKey};
 use std::path::Path;
+
+/// What a path segment keeps unencoded: the unreserved characters of RFC
+/// 3986 (so `.` stays a dot, never a `%2E` that URL parsers read as a dot
+/// segment).
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// The path of dump `name` of `provider`, each segment percent-encoded:
+/// `Your Orders.zip` is `/alias/dumps/amazon/Your%20Orders.zip`. The name is
+/// the file's own (the gateway keeps it for display and derives a safe
+/// storage name); names that cannot be one path segment are refused here.
+pub fn dump_path(provider: &str, name: &str) -> Result<String> {
+    if name.is_empty() || name == "." || name == ".." {
+        anyhow::bail!("{name:?} is not a file name");
+    }
+    if name
+        .chars()
+        .any(|c| c.is_control() || c == '/' || c == '\\')
+    {
+        anyhow::bail!(
+            "the dump name {:?} holds a control character or a path separator: pass --name",
+            name
+        );
+    }
+    Ok(format!(
+        "/alias/dumps/{}/{}",
+        utf8_percent_encode(provider, SEGMENT),
+        utf8_percent_encode(name, SEGMENT)
+    ))
+}
 
 /// The gateway's origin as users bind to it (`GET /alias/` tells it).
 async fn origin(http: &reqwest::Client, gateway: &str, limits: &HttpLimits) -> Result<String> {
@@ -87,7 +120,7 @@ pub async fn upload_with(
         .len();
     let http = limits.client()?;
     let origin = origin(&http, gateway, limits).await?;
-    let path = format!("/alias/dumps/{provider}/{name}");
+    let path = dump_path(provider, &name)?;
     let auth = authorization(key, "PUT", &path, &origin, Some(size))?;
     let bar = if progress {
         let bar = ProgressBar::new(size);
@@ -166,10 +199,34 @@ pub async fn delete_with(
     let gateway = gateway.trim_end_matches('/');
     let http = limits.client()?;
     let origin = origin(&http, gateway, limits).await?;
-    let path = format!("/alias/dumps/{provider}/{name}");
+    let path = dump_path(provider, name)?;
     let auth = authorization(key, "DELETE", &path, &origin, None)?;
     let req = http
         .delete(format!("{gateway}{path}"))
         .header("Authorization", auth);
     net::json_reply(net::send(req, limits, gateway).await?, limits).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dump_paths_encode_the_name_people_have() {
+        assert_eq!(
+            dump_path("amazon", "Your Orders.zip").unwrap(),
+            "/alias/dumps/amazon/Your%20Orders.zip"
+        );
+        assert_eq!(
+            dump_path("google", "takeout-20250101-001.zip").unwrap(),
+            "/alias/dumps/google/takeout-20250101-001.zip"
+        );
+        assert_eq!(
+            dump_path("amazon", "a%2F..#?.zip").unwrap(),
+            "/alias/dumps/amazon/a%252F..%23%3F.zip"
+        );
+        for bad in ["", ".", "..", "a/b.zip", "a\\b.zip", "a\nb.zip"] {
+            assert!(dump_path("amazon", bad).is_err(), "{bad:?}");
+        }
+    }
 }

@@ -103,6 +103,76 @@ async fn upload_list_delete_through_the_gateway() {
     .await;
     assert!(!ok);
     assert!(err.contains("404"), "{err}");
+
+    // Amazon's export as Amazon names it: uploaded under its own name
+    // (shown as is), stored under a safe derived key, deleted by its name.
+    let orders = dir.path().join("Your Orders.zip");
+    std::fs::write(&orders, vec![3u8; 10_000]).unwrap();
+    let (ok, out, err) = run(vec![
+        "dump",
+        "upload",
+        "--quiet",
+        "--key",
+        key.to_str().unwrap(),
+        "--gateway",
+        &gw,
+        "--provider",
+        "amazon",
+        orders.to_str().unwrap(),
+    ])
+    .await;
+    assert!(ok, "{err}");
+    let body: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(body["dump"]["name"], "Your Orders.zip");
+    let stored_key = body["dump"]["key"].as_str().unwrap().to_owned();
+    assert!(stored_key.starts_with(&format!("dumps/{pk}/amazon/Your_Orders-")));
+    assert_eq!(
+        app.storage.get_bytes(&stored_key).await.unwrap().len(),
+        10_000
+    );
+    let (ok, out, err) = run(vec![
+        "dump",
+        "list",
+        "--key",
+        key.to_str().unwrap(),
+        "--gateway",
+        &gw,
+    ])
+    .await;
+    assert!(ok, "{err}");
+    assert!(out.contains("Your Orders.zip"), "{out}");
+    let (ok, _, err) = run(vec![
+        "dump",
+        "delete",
+        "--key",
+        key.to_str().unwrap(),
+        "--gateway",
+        &gw,
+        "--provider",
+        "amazon",
+        "Your Orders.zip",
+    ])
+    .await;
+    assert!(ok, "{err}");
+    assert!(app.storage.get_bytes(&stored_key).await.is_err());
+    // A name that cannot be one file name is refused before any request.
+    let (ok, _, err) = run(vec![
+        "dump",
+        "upload",
+        "--quiet",
+        "--key",
+        key.to_str().unwrap(),
+        "--gateway",
+        &gw,
+        "--provider",
+        "amazon",
+        "--name",
+        "../x.zip",
+        orders.to_str().unwrap(),
+    ])
+    .await;
+    assert!(!ok);
+    assert!(err.contains("path separator"), "{err}");
     app.broker.delete_topology().await;
     app.state.purge_namespace().await.unwrap();
 }

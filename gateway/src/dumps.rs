@@ -11,6 +11,7 @@ use crate::AppState;
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
+use percent_encoding::percent_decode_str;
 use protocol::alias::{RequestAuthError, SignedRequest};
 use protocol::wire::is_safe_segment;
 use runtime::state::{now_ms, DumpRecord};
@@ -57,9 +58,68 @@ async fn authenticate(app: &AppState, req: &HttpRequest) -> Result<Authed, ApiEr
     })
 }
 
-const EXTENSIONS: [&str; 4] = [".zip", ".tgz", ".tar.gz", ".tar"];
+const EXTENSIONS: [&str; 4] = [".tar.gz", ".tgz", ".zip", ".tar"];
+/// The longest dump name accepted, in bytes of UTF-8.
+const MAX_NAME_BYTES: usize = 255;
+/// The longest stem of a derived storage name.
+const MAX_KEY_STEM: usize = 80;
 
-fn check_names(provider: &str, name: &str) -> Result<(), ApiError> {
+fn bad_name(reason: &str) -> ApiError {
+    ApiError::bad_request(
+        "bad_name",
+        format!("this file name cannot be used: {reason}"),
+    )
+}
+
+/// The provider and the dump name of a dump route, decoded from the raw
+/// request path (`/alias/dumps/{provider}/{name}`, the name percent-encoded
+/// as any path segment): exactly two segments, each strict UTF-8. The
+/// signature covers the raw path, so the name is decoded here once, the
+/// same way for every request.
+fn names_of(req: &HttpRequest) -> Result<(String, String), ApiError> {
+    let rest = req
+        .path()
+        .strip_prefix("/alias/dumps/")
+        .ok_or_else(|| bad_name("not a dump path"))?;
+    let mut parts = rest.split('/');
+    let (Some(provider), Some(name), None) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(bad_name("a dump path is /alias/dumps/{provider}/{name}"));
+    };
+    let decode = |seg: &str| {
+        percent_decode_str(seg)
+            .decode_utf8()
+            .map(|s| s.into_owned())
+            .map_err(|_| bad_name("the name is not UTF-8"))
+    };
+    let (provider, name) = (decode(provider)?, decode(name)?);
+    check_names(&provider, &name)?;
+    Ok((provider, name))
+}
+
+/// The accepted extension of a dump name (compared without case), as the
+/// storage name writes it (lower case).
+fn extension_of(name: &str) -> Option<&'static str> {
+    let lower = name.to_ascii_lowercase();
+    EXTENSIONS.iter().find(|ext| lower.ends_with(*ext)).copied()
+}
+
+/// Characters a dump name may not hold: controls (C0, DEL, C1), the
+/// invisible direction overrides that make a name read as another
+/// (`U+202A`–`U+202E`, `U+2066`–`U+2069`, `U+200E`, `U+200F`), and path
+/// separators.
+fn forbidden_in_name(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}')
+        || c == '/'
+        || c == '\\'
+}
+
+/// Checks a provider id and a dump name. The name is what the user's file
+/// is called (`Your Orders.zip`): any UTF-8 of at most 255 bytes ending in
+/// .zip, .tgz, .tar.gz or .tar (any case), without controls, direction
+/// overrides or path separators, and not `.` or `..`. It is only shown and
+/// compared; the storage key is [`storage_name`]'s.
+pub fn check_names(provider: &str, name: &str) -> Result<(), ApiError> {
     let provider_ok = !provider.is_empty()
         && provider.len() <= 32
         && provider
@@ -71,24 +131,74 @@ fn check_names(provider: &str, name: &str) -> Result<(), ApiError> {
             "provider must be 1-32 of [a-z0-9_]",
         ));
     }
-    if !is_safe_segment(name) || !EXTENSIONS.iter().any(|ext| name.ends_with(ext)) {
-        return Err(ApiError::bad_request(
-            "bad_name",
-            "dump name must be one segment of [A-Za-z0-9._-] ending in .zip, .tgz, .tar.gz or .tar",
+    if name.is_empty() || name.trim().is_empty() {
+        return Err(bad_name("it is empty"));
+    }
+    if name.len() > MAX_NAME_BYTES {
+        return Err(bad_name("it is longer than 255 bytes"));
+    }
+    if name.chars().any(forbidden_in_name) {
+        return Err(bad_name(
+            "it holds a control character, a text-direction override or a path separator",
         ));
     }
+    if name == "." || name == ".." {
+        return Err(bad_name("it is not a file name"));
+    }
+    if extension_of(name).is_none() {
+        return Err(bad_name("a dump is a .zip, .tgz, .tar.gz or .tar file"));
+    }
     Ok(())
+}
+
+/// The storage name (last key segment) of a dump named `name` (checked by
+/// [`check_names`]): the name itself when it is already a plain segment
+/// with a lower-case extension (so earlier dumps keep their keys), else the
+/// name's letters and digits with everything else as `_`, a `-` and 16 hex
+/// digits of the name's BLAKE2b (two names never share a key by accident),
+/// and the extension in lower case: `Your Orders.zip` is stored as
+/// `Your_Orders-<hash>.zip`.
+pub fn storage_name(name: &str) -> String {
+    let ext = extension_of(name).unwrap_or(".zip");
+    if is_safe_segment(name) && name.ends_with(ext) && !name.starts_with('.') {
+        return name.to_owned();
+    }
+    let stem_len = name.len().saturating_sub(ext.len());
+    let stem = name.get(..stem_len).unwrap_or(name);
+    let mut safe = String::new();
+    for c in stem.chars() {
+        let c = if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+            c
+        } else {
+            '_'
+        };
+        if !(c == '_' && safe.ends_with('_')) {
+            safe.push(c);
+        }
+        if safe.len() >= MAX_KEY_STEM {
+            break;
+        }
+    }
+    let safe = safe.trim_start_matches(['.', '_', '-']);
+    let safe = if safe.is_empty() { "dump" } else { safe };
+    let digest = blake2b_simd::Params::new()
+        .hash_length(8)
+        .hash(name.as_bytes());
+    let hex: String = digest
+        .as_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("{safe}-{hex}{ext}")
 }
 
 /// `PUT /alias/dumps/{provider}/{name}`: stores a dump of the signing user.
 pub async fn upload(
     app: web::Data<AppState>,
     req: HttpRequest,
-    path: web::Path<(String, String)>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let (provider, name) = path.into_inner();
-    check_names(&provider, &name)?;
+    let (provider, name) = names_of(&req)?;
     // Caps on uploads in progress (held until this handler returns): the
     // address before the signature costs anything, the key after it.
     let _addr_slot = app
@@ -122,8 +232,8 @@ pub async fn upload(
             ));
         }
     }
-    check_quota(&app, &authed.user, &provider, &name, size).await?;
-    let key = format!("dumps/{}/{provider}/{name}", authed.user);
+    let key = format!("dumps/{}/{provider}/{}", authed.user, storage_name(&name));
+    check_quota(&app, &authed.user, &provider, &name, &key, size).await?;
     // The actix payload is not `Send`: feed the storage task through a
     // small bounded channel; the storage spools parts to disk, so memory
     // stays bounded whatever the size and however slow the client.
@@ -208,15 +318,27 @@ pub async fn upload(
 
 /// Refuses (before any byte is stored) an upload that would take the user
 /// past the dump quotas; replacing a dump of the same name frees its room.
+/// A name whose storage key another of the user's dumps holds is refused.
 async fn check_quota(
     app: &AppState,
     user: &str,
     provider: &str,
     name: &str,
+    key: &str,
     size: u64,
 ) -> Result<(), ApiError> {
     let q = app.config.quotas;
     let dumps = app.state.dumps(user).await?;
+    if dumps
+        .iter()
+        .any(|d| d.key == key && !(d.provider == provider && d.name == name))
+    {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "name_conflict",
+            "another of your dumps is stored under the name this file would take: rename the file",
+        ));
+    }
     let replaces = dumps
         .iter()
         .any(|d| d.provider == provider && d.name == name);
@@ -272,27 +394,27 @@ pub async fn list(app: web::Data<AppState>, req: HttpRequest) -> Result<HttpResp
         .json(serde_json::json!({"status": "ok", "user": authed.user, "dumps": dumps})))
 }
 
-/// `DELETE /alias/dumps/{provider}/{name}`: removes one of the user's dumps.
-pub async fn delete(
-    app: web::Data<AppState>,
-    req: HttpRequest,
-    path: web::Path<(String, String)>,
-) -> Result<HttpResponse, ApiError> {
-    let (provider, name) = path.into_inner();
-    check_names(&provider, &name)?;
+/// `DELETE /alias/dumps/{provider}/{name}`: removes one of the user's dumps
+/// (the record names its storage key).
+pub async fn delete(app: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let (provider, name) = names_of(&req)?;
     let authed = authenticate(&app, &req).await?;
+    let not_found = || ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such dump");
+    let key = app
+        .state
+        .dumps(&authed.user)
+        .await?
+        .into_iter()
+        .find(|d| d.provider == provider && d.name == name)
+        .map(|d| d.key)
+        .ok_or_else(not_found)?;
     if !app
         .state
         .delete_dump(&authed.user, &provider, &name)
         .await?
     {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "no such dump",
-        ));
+        return Err(not_found());
     }
-    let key = format!("dumps/{}/{provider}/{name}", authed.user);
     app.storage
         .delete(&key)
         .await
@@ -305,4 +427,65 @@ pub async fn delete(
         tracing::info!(user = %authed.user, %key, transfers = ?cancelled, "dump deleted: transfers built from it cancelled, their archives deleted");
     }
     Ok(HttpResponse::Ok().json(serde_json::json!({"status": "ok", "cancelled": cancelled})))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_people_have_are_accepted_and_stored_safely() {
+        for ok in [
+            "Your Orders.zip",
+            "takeout-20250101T000000Z-001.zip",
+            "Données personnelles (2).TAR.GZ",
+            "facebook-jdoe 2025.tgz",
+            "..hidden.zip",
+            "a\u{00e9}.tar",
+        ] {
+            assert!(check_names("amazon", ok).is_ok(), "{ok}");
+            let stored = storage_name(ok);
+            assert!(is_safe_segment(&stored), "{ok} -> {stored}");
+            assert!(!stored.starts_with('.'), "{ok} -> {stored}");
+        }
+        assert_eq!(
+            storage_name("takeout-20250101T000000Z-001.zip"),
+            "takeout-20250101T000000Z-001.zip"
+        );
+        let stored = storage_name("Your Orders.zip");
+        assert!(
+            stored.starts_with("Your_Orders-") && stored.ends_with(".zip"),
+            "{stored}"
+        );
+        assert_eq!(stored, storage_name("Your Orders.zip"), "deterministic");
+        assert_ne!(stored, storage_name("Your_Orders.zip"));
+        assert_ne!(stored, storage_name("Your  Orders.zip"));
+        assert!(storage_name("Données personnelles (2).TAR.GZ").ends_with(".tar.gz"));
+        assert!(storage_name(&"é".repeat(120)).len() <= 255);
+    }
+
+    #[test]
+    fn traversal_controls_and_other_files_are_refused() {
+        for bad in [
+            "",
+            " ",
+            ".",
+            "..",
+            "../x.zip",
+            "a/b.zip",
+            "a\\b.zip",
+            "a\nb.zip",
+            "a\u{0}.zip",
+            "a\u{7f}.zip",
+            "a\u{85}.zip",
+            "evil\u{202E}piz.exe.zip",
+            "notes.txt",
+            "archive.zip.exe",
+        ] {
+            assert!(check_names("amazon", bad).is_err(), "{bad:?}");
+        }
+        assert!(check_names("amazon", &format!("{}.zip", "a".repeat(252))).is_err());
+        assert!(check_names("Amazon", "x.zip").is_err());
+        assert!(check_names("am/azon", "x.zip").is_err());
+    }
 }

@@ -33,6 +33,85 @@ export function say(text, error = false) {
   el.classList.toggle('error', error);
 }
 
+/**
+ * Shows an error where it belongs: in the form's alert (`.form-error`,
+ * role="alert"), tied to `field` (aria-invalid, aria-describedby) which
+ * gets the focus. Technical detail, if any, is folded away.
+ */
+export function showError(form, text, field = null, detail = '') {
+  clearErrors(form);
+  const box = form.querySelector('.form-error');
+  box.textContent = text;
+  if (detail) {
+    const more = document.createElement('details');
+    const summary = document.createElement('summary');
+    summary.textContent = 'Technical detail';
+    const pre = document.createElement('code');
+    pre.textContent = detail;
+    more.append(summary, pre);
+    box.append(' ', more);
+  }
+  box.hidden = false;
+  if (field) {
+    field.setAttribute('aria-invalid', 'true');
+    field.setAttribute('aria-describedby', [field.dataset.describedby || '', box.id].join(' ').trim());
+    field.focus();
+  } else {
+    box.setAttribute('tabindex', '-1');
+    box.focus();
+  }
+}
+
+/** Removes the errors shown by `showError`. */
+export function clearErrors(form) {
+  const box = form.querySelector('.form-error');
+  if (box) {
+    box.hidden = true;
+    box.textContent = '';
+  }
+  for (const el of form.querySelectorAll('[aria-invalid]')) {
+    el.removeAttribute('aria-invalid');
+    if (el.dataset.describedby !== undefined) el.setAttribute('aria-describedby', el.dataset.describedby);
+    else el.removeAttribute('aria-describedby');
+  }
+}
+
+/** A failure in words for people, and its technical detail. */
+export function human(e, what) {
+  const detail = e && e.message ? `${e.code ? `${e.code}: ` : ''}${e.message}` : String(e);
+  if (e instanceof TypeError && /fetch|network/i.test(e.message)) {
+    return { text: `${what}: the data bank cannot be reached. Check your connection and try again.`, detail };
+  }
+  if (e.status === 429) return { text: `${what}: too many attempts. Wait a few minutes, then try again.`, detail };
+  if (e.status >= 500) return { text: `${what}: the data bank is having trouble. Try again in a moment.`, detail };
+  if (e.status === 401 || e.status === 403) return { text: `${what}: your session ended. Reload the page and log in again.`, detail };
+  if (e.human) return { text: e.message, detail: '' };
+  return { text: `${what}: the data bank refused it.`, detail };
+}
+
+/**
+ * Enables the controls the page's script drives (given by id), once
+ * libsodium is ready: until then they stay disabled, so nothing can be
+ * submitted without the script.
+ */
+export async function enableWhenReady(...ids) {
+  await ready();
+  for (const id of ids) {
+    const el = document.getElementById(id);
+    if (el) el.disabled = false;
+  }
+  const wait = document.getElementById('script-wait');
+  if (wait) wait.hidden = true;
+  document.documentElement.dataset.ready = 'true';
+}
+
+/** An error whose message is already worded for people. */
+export function plainError(text) {
+  const err = new Error(text);
+  err.human = true;
+  return err;
+}
+
 /** POSTs JSON with the CSRF header; resolves to the JSON answer, throws its reason. */
 export async function postJSON(url, body) {
   const resp = await fetch(url, {
@@ -101,11 +180,20 @@ export async function keyPair() {
   const input = document.getElementById('unlock-password');
   if (box.hidden || !input.value) {
     box.hidden = false;
-    input.focus();
-    throw new Error('Type your password to unlock your key in this tab, then try again.');
+    const err = plainError('Type your password to unlock your key in this tab, then try again.');
+    err.field = input;
+    throw err;
   }
   say('Unlocking your key…');
-  const { identity, keyPair: kp } = await alias.unlockAccount(input.value, me.record);
+  let unlocked;
+  try {
+    unlocked = await alias.unlockAccount(input.value, me.record);
+  } catch {
+    const err = plainError('This password does not unlock your key. Check it and try again.');
+    err.field = input;
+    throw err;
+  }
+  const { identity, keyPair: kp } = unlocked;
   input.value = '';
   storeKey(identity.signSeed, me.username);
   box.hidden = true;

@@ -1,18 +1,13 @@
-// The dashboard: dump upload (signed request, with progress), deletion,
-// revocation (a newer revoked grant signed here), the re-export switches,
-// and the transfers' progress, refreshed every few seconds.
+// The dashboard: export upload (signed request, with progress; the file
+// keeps its own name), deletion, withdrawal (a newer revoked grant signed
+// here), retry of a failed transfer, the re-export switches, and the
+// transfers' progress in words, sizes and local times, refreshed every
+// few seconds. Confirmations are an in-page dialog, never confirm().
 
-import { ready, postJSON, getJSON, say, keyPair, anychain, alias, origin } from './bank.js';
+import { ready, postJSON, getJSON, say, keyPair, anychain, alias, origin, showError, clearErrors, human, enableWhenReady } from './bank.js';
+import { humanBytes, localTime, stateWords, progressWords, dumpPath } from './format.js';
 
-const EXTENSIONS = ['.zip', '.tgz', '.tar.gz', '.tar'];
-
-function dumpName(file) {
-  const lower = file.name.toLowerCase();
-  const ext = EXTENSIONS.find((e) => lower.endsWith(e));
-  if (!ext) throw new Error('choose a .zip, .tgz, .tar.gz or .tar file');
-  const stem = file.name.slice(0, file.name.length - ext.length).replace(/[^A-Za-z0-9._-]+/g, '_').replace(/^[._-]+/, '') || 'dump';
-  return `${stem.slice(0, 100)}${ext}`;
-}
+const uploadForm = document.getElementById('upload-form');
 
 function put(url, file, authorization, onProgress) {
   return new Promise((resolve, reject) => {
@@ -29,55 +24,81 @@ function put(url, file, authorization, onProgress) {
         /* not JSON */
       }
       if (xhr.status >= 200 && xhr.status < 300) resolve(data);
-      else reject(new Error(data.reason || `upload failed (${xhr.status})`));
+      else reject(Object.assign(new Error(data.reason || `upload failed (${xhr.status})`), { status: xhr.status, code: data.code }));
     };
-    xhr.onerror = () => reject(new Error('upload failed: network error'));
+    xhr.onerror = () => reject(new TypeError('network error'));
     xhr.send(file);
+  });
+}
+
+/** Asks with the in-page dialog; resolves to true for the confirming button. */
+function ask(text, okLabel) {
+  const dialog = document.getElementById('confirm');
+  document.getElementById('confirm-text').textContent = text;
+  document.getElementById('confirm-ok').textContent = okLabel;
+  return new Promise((resolve) => {
+    dialog.addEventListener('close', () => resolve(dialog.returnValue === 'ok'), { once: true });
+    dialog.returnValue = '';
+    dialog.showModal();
   });
 }
 
 async function upload(event) {
   event.preventDefault();
-  const file = document.getElementById('dump-file').files[0];
+  clearErrors(uploadForm);
+  const input = document.getElementById('dump-file');
+  const file = input.files[0];
   const provider = document.getElementById('provider').value;
   const progress = document.getElementById('upload-progress');
   const button = document.getElementById('upload-button');
-  if (!file) return say('Choose a file to upload.', true);
+  if (!file) return showError(uploadForm, 'Choose the export file to upload.', input);
+  let path;
+  try {
+    path = dumpPath(provider, file.name);
+  } catch (e) {
+    return showError(uploadForm, e.message, input);
+  }
+  const max = Number(document.getElementById('max-dump-bytes').value);
+  if (max && file.size > max) return showError(uploadForm, `This file is ${humanBytes(file.size)}; exports of up to ${humanBytes(max)} are accepted here.`, input);
   button.disabled = true;
   try {
     await ready();
     const kp = await keyPair();
-    const path = `/alias/dumps/${provider}/${dumpName(file)}`;
     const signed = alias.signRequest(kp, { method: 'PUT', path, origin: origin(), size: file.size });
     progress.hidden = false;
     progress.value = 0;
     const result = await put(path, file, alias.authorizationHeader(signed), (done, total) => {
       progress.value = Math.floor((done * 100) / total);
-      say(`Uploading: ${progress.value}%`);
+      say(`Uploading ${file.name}: ${humanBytes(done)} of ${humanBytes(total)}`);
     });
     progress.value = 100;
     const again = (result.reexports || []).length;
-    say(`Uploaded ${file.name}.${again ? ` ${again} fresh transfer(s) queued.` : ''}`);
+    say(`Uploaded ${file.name}.${again ? ` ${again} fresh transfer${again === 1 ? '' : 's'} queued.` : ''}`);
     setTimeout(() => window.location.reload(), 600);
   } catch (e) {
-    say(e.message, true);
+    say('');
     button.disabled = false;
+    if (e.human) return showError(uploadForm, e.message, e.field || null);
+    if (e.code === 'quota_exceeded') return showError(uploadForm, 'Your exports take all the room you have here: delete an older one first.', input, e.message);
+    if (e.code === 'name_conflict') return showError(uploadForm, 'Another of your exports is stored under a very similar name: rename the file and try again.', input);
+    const { text, detail } = human(e, `Could not upload ${file.name}`);
+    return showError(uploadForm, text, null, detail);
   }
 }
 
 async function deleteDump(button) {
-  if (!window.confirm(`Delete ${button.dataset.name}?`)) return;
+  if (!(await ask(`Delete the export “${button.dataset.name}”? Transfers being prepared from it stop.`, 'Delete'))) return;
   try {
     await ready();
     const kp = await keyPair();
-    const path = `/alias/dumps/${button.dataset.provider}/${button.dataset.name}`;
+    const path = dumpPath(button.dataset.provider, button.dataset.name);
     const signed = alias.signRequest(kp, { method: 'DELETE', path, origin: origin() });
     const resp = await fetch(path, { method: 'DELETE', headers: { Authorization: alias.authorizationHeader(signed) } });
-    if (!resp.ok) throw new Error((await resp.json()).reason);
-    say('Deleted.');
+    if (!resp.ok) throw Object.assign(new Error((await resp.json()).reason), { status: resp.status });
+    say(`Deleted ${button.dataset.name}.`);
     window.location.reload();
   } catch (e) {
-    say(e.message, true);
+    say(e.human ? e.message : human(e, 'Could not delete it').text, true);
   }
 }
 
@@ -87,8 +108,8 @@ function grantOf(contract) {
 }
 
 async function revoke(button) {
-  const name = button.closest('article').querySelector('h3').firstChild.textContent.trim();
-  if (!window.confirm(`Revoke the grant of ${name}? Transfers stop and the client is told.`)) return;
+  const name = button.dataset.name;
+  if (!(await ask(`Withdraw your agreement with ${name}? Nothing more is sent, and ${name} is told to delete what it received.`, 'Withdraw'))) return;
   button.disabled = true;
   try {
     await ready();
@@ -98,10 +119,24 @@ async function revoke(button) {
     const date = Math.max(Date.now(), grant.date + 1);
     const revoked = alias.signRevokedGrant(kp, grant.body.contract, { date });
     await postJSON('/web/grants', { grant: anychain.toToken(revoked) });
-    say(`Revoked ${name}.`);
+    say(`Withdrawn from ${name}.`);
     window.location.reload();
   } catch (e) {
-    say(e.message, true);
+    say(e.human ? e.message : human(e, 'Could not withdraw').text, true);
+    button.disabled = false;
+  }
+}
+
+async function retry(button) {
+  button.disabled = true;
+  try {
+    await postJSON('/web/transfers/retry', { contract: button.dataset.contract });
+    say('Trying again: a new transfer is queued.');
+    button.hidden = true;
+    refresh();
+  } catch (e) {
+    say(human(e, 'Could not retry').text, true);
+  } finally {
     button.disabled = false;
   }
 }
@@ -109,11 +144,51 @@ async function revoke(button) {
 async function reexport(input) {
   try {
     await postJSON('/web/reexport', { contract: input.dataset.contract, enabled: input.checked });
-    say(input.checked ? 'A newer dump will start a fresh transfer.' : 'Re-export is off.');
+    say(input.checked ? 'A newer export will start a fresh transfer.' : 'Re-export is off.');
   } catch (e) {
     input.checked = !input.checked;
-    say(e.message, true);
+    say(human(e, 'Could not change the setting').text, true);
   }
+}
+
+/** Local times for every <time datetime="ms">. */
+function localize(root = document) {
+  for (const el of root.querySelectorAll('time[datetime]')) {
+    const ms = Number(el.getAttribute('datetime'));
+    if (!ms) continue;
+    el.textContent = localTime(ms);
+    el.setAttribute('datetime', new Date(ms).toISOString());
+    el.dataset.ms = String(ms);
+  }
+}
+
+/** How long a sending transfer may stay without progress before the page says the client is not answering. */
+const STALLED_MS = 30000;
+
+function showTransfer(article, t) {
+  const stateEl = article.querySelector('.transfer-state');
+  const words = stateWords(t.state, t.revoked);
+  const stalled = t.state === 'pushing' && Date.now() - t.updated_ms > STALLED_MS;
+  if (stateEl.textContent !== words) stateEl.textContent = words;
+  stateEl.className = `transfer-state state state-${stalled ? 'stalled' : t.state}`;
+  stateEl.dataset.state = t.state;
+  article.querySelector('.transfer-bytes').textContent = progressWords(t);
+  const whenEl = article.querySelector('.transfer-when');
+  whenEl.textContent = `since ${localTime(t.updated_ms)}`;
+  const bar = article.querySelector('.transfer-progress');
+  bar.hidden = !t.bytes_total;
+  bar.max = t.bytes_total || 1;
+  bar.value = t.bytes_done;
+  let detail = t.detail;
+  if (stalled) detail = `The service has not accepted anything since ${localTime(t.updated_ms)}. The data bank keeps trying on its own.`;
+  article.querySelector('.transfer-detail').textContent = detail;
+  const technical = article.querySelector('.transfer-technical');
+  if (technical) {
+    technical.hidden = !t.technical;
+    technical.querySelector('code').textContent = t.technical;
+  }
+  const retryButton = article.querySelector('button.retry');
+  if (retryButton) retryButton.hidden = !t.retry;
 }
 
 async function refresh() {
@@ -122,17 +197,55 @@ async function refresh() {
     for (const c of clients) {
       const article = document.querySelector(`article[data-contract="${CSS.escape(c.contract)}"]`);
       if (!article || !c.transfer) continue;
-      const t = c.transfer;
-      article.querySelector('.transfer-state').textContent = t.state;
-      article.querySelector('.transfer-bytes').textContent = `${t.bytes_done} of ${t.bytes_total} bytes, ${t.files_done}/${t.files_total} files, ${t.updated}`;
-      article.querySelector('.transfer-detail').textContent = t.detail;
+      showTransfer(article, { ...c.transfer, revoked: c.revoked });
     }
   } catch {
     /* try again later */
   }
 }
 
-document.getElementById('upload-form').addEventListener('submit', upload);
+async function changePassword(event) {
+  event.preventDefault();
+  const form = event.currentTarget;
+  const field = (id) => document.getElementById(id);
+  const button = field('password-button');
+  clearErrors(form);
+  const current = field('current-password').value;
+  const next = field('new-password').value;
+  if (!current) return showError(form, 'Type your current password.', field('current-password'));
+  if (next.length < 10) return showError(form, 'Choose a new password of at least 10 characters.', field('new-password'));
+  if (next !== field('new-password2').value) return showError(form, 'The two new passwords differ: type the same password twice.', field('new-password2'));
+  button.disabled = true;
+  try {
+    await ready();
+    say('Deriving your keys (this takes a few seconds)…');
+    const me = await getJSON('/web/me');
+    let unlocked;
+    try {
+      unlocked = await alias.unlockAccount(current, me.record);
+    } catch {
+      say('');
+      button.disabled = false;
+      return showError(form, 'This is not your current password.', field('current-password'));
+    }
+    const verifier = anychain.b64uEncode(unlocked.keys.verifier);
+    const begun = await postJSON('/web/account/password/begin', { verifier });
+    const record = await alias.changePassword(unlocked.identity, next, { params: me.record.pwhash });
+    const answer = alias.signLogin(unlocked.keyPair, { challenge: begun.challenge, origin: origin() });
+    await postJSON('/web/account/password', { verifier, record, login: anychain.toToken(answer) });
+    for (const id of ['current-password', 'new-password', 'new-password2']) field(id).value = '';
+    button.disabled = false;
+    say('Your password is changed. Use the new one from now on.');
+  } catch (e) {
+    say('');
+    button.disabled = false;
+    const { text, detail } = human(e, 'Could not change the password');
+    showError(form, text, null, detail);
+  }
+}
+
+uploadForm.addEventListener('submit', upload);
+document.getElementById('password-form').addEventListener('submit', changePassword);
 document.getElementById('unlock-button').addEventListener('click', async () => {
   try {
     await ready();
@@ -147,6 +260,12 @@ document.addEventListener('click', (event) => {
   if (!target) return;
   if (target.classList.contains('delete-dump')) deleteDump(target);
   if (target.classList.contains('revoke')) revoke(target);
+  if (target.classList.contains('retry')) retry(target);
 });
 document.querySelectorAll('input.reexport').forEach((input) => input.addEventListener('change', () => reexport(input)));
+localize();
+enableWhenReady('upload-button', 'unlock-button', 'password-button').then(() => {
+  for (const b of document.querySelectorAll('button.delete-dump, button.revoke, button.retry')) b.disabled = false;
+});
+refresh();
 setInterval(refresh, 2000);

@@ -24,7 +24,7 @@
 
 use super::accounts::random_id;
 use super::catalog::{describe, Described};
-use super::pages::{error_page, html, see_other, Chrome};
+use super::pages::{error_page, error_page_with_detail, html, see_other, Chrome};
 use super::session::{json_body, Session};
 use crate::error::ApiError;
 use crate::grants::{accept_grant, checked_grant, token_error};
@@ -44,6 +44,12 @@ const PENDING_TTL: Duration = Duration::from_secs(30 * 60);
 /// that user's `client_id=`.
 const CLIENT_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 const MAX_STATE: usize = 1024;
+/// What a person reads when a request cannot be shown (the reason, for the
+/// client's developers, is folded away below it).
+const UNREADABLE: &str =
+    "The link that brought you here is damaged, expired or not meant for this \
+     data bank, so there is nothing to decide. Go back to the service that sent you and try again; \
+     if it happens again, tell them.";
 
 /// The query of an authorization request.
 #[derive(Debug, Deserialize)]
@@ -153,6 +159,8 @@ struct RequestPage<'a> {
     client_desc: String,
     client_domain: String,
     client_company: String,
+    summary: String,
+    warnings: Vec<Warning>,
     legal: Vec<(String, String)>,
     contractual: GroupView,
     consent: Vec<GroupView>,
@@ -160,7 +168,286 @@ struct RequestPage<'a> {
     legitimate_reason: String,
     contract_json: String,
     callback_origin: String,
+    push_target: String,
     previously: String,
+    earlier_grant: bool,
+}
+
+/// A warning of the consent page: a short headline and its explanation.
+pub struct Warning {
+    /// Stable id (`all-data`, `plain-http`, `indefinite`, `legitimate`,
+    /// `no-dump`), for styling and tests.
+    pub kind: &'static str,
+    /// What it is, in a few words.
+    pub title: String,
+    /// What it means for the user.
+    pub text: String,
+}
+
+/// Words of a `storage_duration` that mean "no limit".
+fn indefinite(duration: Option<&str>) -> bool {
+    let Some(d) = duration.map(|d| d.trim().to_lowercase()) else {
+        return true;
+    };
+    d.is_empty()
+        || [
+            "indefinite",
+            "unlimited",
+            "forever",
+            "permanent",
+            "no limit",
+            "unknown",
+            "not specified",
+            "as long as",
+        ]
+        .iter()
+        .any(|w| d.contains(w))
+}
+
+/// "a, b and c".
+fn and_list(items: &[String]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.clone(),
+        [init @ .., last] => format!("{} and {last}", init.join(", ")),
+    }
+}
+
+/// Lower-cases the first letter (a catalog description inside a sentence).
+fn lower_first(text: &str) -> String {
+    let mut chars = text.chars();
+    chars.next().map_or_else(String::new, |c| {
+        c.to_lowercase().collect::<String>() + chars.as_str()
+    })
+}
+
+/// The short name of a provider (`Facebook` of `Facebook — Download your
+/// information`).
+fn short_provider(name: &str) -> &str {
+    name.split(" — ").next().unwrap_or(name).trim()
+}
+
+/// A scope in a few words, inside a sentence: the catalog description up
+/// to its first detail (`your Google searches and the search results you
+/// opened`), or "everything of your Google Takeout".
+fn short_description(d: &Described) -> String {
+    if d.all {
+        return format!("everything of your {}", short_provider(&d.provider));
+    }
+    let text = d.description.trim_end_matches('.');
+    let cut = [", with", " (", ": ", "; ", ". "]
+        .iter()
+        .filter_map(|sep| text.find(sep))
+        .min()
+        .unwrap_or(text.len());
+    lower_first(text.get(..cut).unwrap_or(text).trim())
+}
+
+/// What the consent page says first: who asks for what, where it goes and
+/// for how long, in one paragraph; and the warnings that apply.
+struct Summary {
+    text: String,
+    warnings: Vec<Warning>,
+    push_target: String,
+}
+
+fn summarize(
+    contract: &Contract<'_>,
+    client_name: &str,
+    groups: (&GroupView, &[GroupView], &[GroupView]),
+    dump_providers: &[String],
+) -> Summary {
+    let (contractual, consent, legitimate) = groups;
+    let name_of = |v: &ScopeView| short_description(&v.d);
+    let required: Vec<String> = contractual.scopes.iter().map(name_of).collect();
+    let optional: Vec<String> = consent
+        .iter()
+        .flat_map(|g| g.scopes.iter().map(name_of))
+        .collect();
+    let legit: Vec<String> = legitimate
+        .iter()
+        .flat_map(|g| g.scopes.iter().map(name_of))
+        .collect();
+    let push = contract.push_base().ok();
+    let push_target = push.as_ref().map_or_else(String::new, |p| {
+        p.port().map_or_else(
+            || format!("{}://{}", p.scheme(), p.host()),
+            |port| format!("{}://{}:{port}", p.scheme(), p.host()),
+        )
+    });
+    let legal = contract.legal();
+    let legal_text = |key: &str| legal.and_then(|l| l.get(key)).map(plain);
+    let duration = legal_text("storage_duration");
+    let usage = legal_text("usage");
+    let mut what = required.clone();
+    what.extend(legit.iter().cloned());
+    let them = if optional.len() == 1 { "it" } else { "them" };
+    let asked = match (what.is_empty(), optional.is_empty()) {
+        (true, true) => "no data at all (the request names none)".to_owned(),
+        (true, false) => format!("only what you switch on below: {}", and_list(&optional)),
+        (false, true) => and_list(&what),
+        (false, false) => format!(
+            "{}, and, only if you switch {them} on, {}",
+            and_list(&what),
+            and_list(&optional)
+        ),
+    };
+    let mut text = format!("“{client_name}” asks to receive {asked}");
+    text.push('.');
+    if let Some(u) = usage.filter(|u| !u.is_empty()) {
+        text.push_str(&format!(" It says it uses them for: {u}."));
+    }
+    if let Some(p) = &push {
+        text.push_str(&format!(" The data is sent to {}", p.host()));
+        if p.scheme() == "http" {
+            text.push_str(" without encryption");
+        }
+        text.push('.');
+    }
+    match duration.as_deref() {
+        Some(d) if !indefinite(Some(d)) => text.push_str(&format!(" It keeps it for {d}.")),
+        _ => text.push_str(" It does not say for how long it keeps it."),
+    }
+    let mut warnings = Vec::new();
+    let everything: Vec<String> = [contractual]
+        .into_iter()
+        .chain(consent.iter())
+        .chain(legitimate.iter())
+        .flat_map(|g| g.scopes.iter())
+        .filter(|v| v.d.all)
+        .map(|v| short_provider(&v.d.provider).to_owned())
+        .collect();
+    if !everything.is_empty() {
+        warnings.push(Warning {
+            kind: "all-data",
+            title: "Everything of an export".into(),
+            text: format!(
+                "This asks for all of your {}: every message, search, photo and location it holds.",
+                and_list(&everything)
+            ),
+        });
+    }
+    if push.as_ref().is_some_and(|p| p.scheme() == "http") {
+        warnings.push(Warning {
+            kind: "plain-http",
+            title: "Sent without encryption".into(),
+            text: "The client receives your data over plain http: anyone on the network path can read or change it.".into(),
+        });
+    }
+    if indefinite(duration.as_deref()) {
+        warnings.push(Warning {
+            kind: "indefinite",
+            title: "No time limit".into(),
+            text: match duration.as_deref() {
+                Some(d) if !d.trim().is_empty() => format!("The client keeps your data {d}."),
+                _ => "The client does not say how long it keeps your data: assume indefinitely."
+                    .into(),
+            },
+        });
+    }
+    if !legit.is_empty() {
+        warnings.push(Warning {
+            kind: "legitimate",
+            title: "Shared without asking".into(),
+            text: "Part of it would be shared on the client's “legitimate interest”, which does not need your consent. You can object to each of those below.".into(),
+        });
+    }
+    let mut missing: Vec<String> = Vec::new();
+    for v in [contractual]
+        .into_iter()
+        .chain(consent.iter())
+        .chain(legitimate.iter())
+        .flat_map(|g| g.scopes.iter())
+    {
+        if !v.d.provider_id.is_empty()
+            && !dump_providers.contains(&v.d.provider_id)
+            && !missing.iter().any(|m| m == short_provider(&v.d.provider))
+        {
+            missing.push(short_provider(&v.d.provider).to_owned());
+        }
+    }
+    if !missing.is_empty() {
+        warnings.push(Warning {
+            kind: "no-dump",
+            title: "No export uploaded".into(),
+            text: format!(
+                "You have no {} export here yet: nothing of it is sent until you upload one.",
+                and_list(&missing)
+            ),
+        });
+    }
+    Summary {
+        text,
+        warnings,
+        push_target,
+    }
+}
+
+/// What the login page says when it leads to an authorization request
+/// (`next` is `/request?…` with a contract): who asks, for what; empty when
+/// `next` is no such request or it does not verify.
+pub async fn context_for_login(app: &AppState, next: &str) -> String {
+    let Some(query) = next
+        .strip_prefix("/request?")
+        .or_else(|| next.strip_prefix("/request/?"))
+    else {
+        return String::new();
+    };
+    let q = request_query(query);
+    if by_client_id(&q) {
+        return "A client asks for some of your data. Log in to see its request: nothing is shared until you agree.".into();
+    }
+    let Ok(checked) = check_request(app, &q, None).await else {
+        return String::new();
+    };
+    let Ok(contract) = Contract::new(&checked.value) else {
+        return String::new();
+    };
+    let Ok(client) = contract.client() else {
+        return String::new();
+    };
+    let name = client.name().unwrap_or("A client");
+    let what: Vec<String> = contract
+        .scope_entries()
+        .map(|entries| {
+            let mut seen = Vec::new();
+            for e in entries {
+                let p = describe(e.scope).provider;
+                if !seen.contains(&p) {
+                    seen.push(p);
+                }
+            }
+            seen
+        })
+        .unwrap_or_default();
+    let domain = client.domain().unwrap_or_default();
+    format!(
+        "“{name}” ({domain}, a name it gives itself) asks for data of your {}. Log in or create an account to see exactly what, and to answer: nothing is shared until you agree.",
+        if what.is_empty() { "exports".to_owned() } else { and_list(&what) }
+    )
+}
+
+/// The parameters of an authorization request's query text.
+fn request_query(query: &str) -> RequestQuery {
+    let mut q = RequestQuery {
+        contract: None,
+        client_id: None,
+        username: None,
+        state: None,
+        redirect: None,
+    };
+    for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+        let v = Some(v.into_owned());
+        match k.as_ref() {
+            "contract" => q.contract = v,
+            "client_id" => q.client_id = v,
+            "username" => q.username = v,
+            "state" => q.state = v,
+            "redirect" => q.redirect = v,
+            _ => {}
+        }
+    }
+    q
 }
 
 fn plain(v: &Value) -> String {
@@ -361,11 +648,12 @@ pub async fn request_page(
     let checked = match check_request(&app, &query, user.as_ref().map(|u| u.pk.as_str())).await {
         Ok(c) => c,
         Err(Refusal(reason)) => {
-            return Ok(error_page(
+            return Ok(error_page_with_detail(
                 &app,
                 &session,
                 StatusCode::BAD_REQUEST,
                 "This request cannot be shown",
+                UNREADABLE,
                 &reason,
             ))
         }
@@ -405,24 +693,26 @@ pub async fn request_page(
     let (contractual, consent, legitimate) = match contract_groups(&contract) {
         Ok(g) => g,
         Err(Refusal(reason)) => {
-            return Ok(error_page(
+            return Ok(error_page_with_detail(
                 &app,
                 &session,
                 StatusCode::BAD_REQUEST,
                 "This request cannot be shown",
+                UNREADABLE,
                 &reason,
             ))
         }
     };
-    let previously = match app.state.stored_grant(&user.pk, &contract_hash).await? {
-        Some(t) if t.contains("\"revoked\":true") => {
-            "You revoked an earlier grant of this contract; agreeing gives a new one.".to_owned()
-        }
-        Some(_) => {
-            "You already agreed to this contract; answering again replaces your earlier choice."
-                .to_owned()
-        }
-        None => String::new(),
+    let (previously, earlier_grant) = match app.state.stored_grant(&user.pk, &contract_hash).await? {
+        Some(t) if t.contains("\"revoked\":true") => (
+            "You withdrew an earlier agreement with this client; agreeing gives a new one.".to_owned(),
+            false,
+        ),
+        Some(_) => (
+            "You agreed to this before. Your new answer replaces it: Deny withdraws the earlier agreement.".to_owned(),
+            true,
+        ),
+        None => (String::new(), false),
     };
     let rid = random_id()?;
     let pending = Pending {
@@ -443,13 +733,29 @@ pub async fn request_page(
         .and_then(|l| l.get("reason"))
         .map(plain)
         .unwrap_or_default();
+    let client_name = client.name().unwrap_or("(unnamed client)").to_owned();
+    let mut dump_providers: Vec<String> = app
+        .state
+        .dumps(&user.pk)
+        .await?
+        .into_iter()
+        .map(|d| d.provider)
+        .collect();
+    dump_providers.dedup();
+    let summary = summarize(
+        &contract,
+        &client_name,
+        (&contractual, &consent, &legitimate),
+        &dump_providers,
+    );
     let body = RequestPage {
         chrome: &chrome,
         rid,
-        client_name: client.name().unwrap_or("(unnamed client)").to_owned(),
         client_desc: client.description().unwrap_or_default().to_owned(),
         client_domain: client.domain().unwrap_or_default().to_owned(),
         client_company: client.body().get("company").map(plain).unwrap_or_default(),
+        summary: summary.text,
+        warnings: summary.warnings,
         legal: legal_terms(&contract),
         contractual,
         consent,
@@ -457,7 +763,10 @@ pub async fn request_page(
         legitimate_reason: legit_reason,
         contract_json: script_json(&checked.token),
         callback_origin: checked.callback.origin().ascii_serialization(),
+        push_target: summary.push_target,
         previously,
+        earlier_grant,
+        client_name,
     }
     .render();
     Ok(html(&app, &session, &chrome, StatusCode::OK, body))
@@ -534,6 +843,18 @@ pub async fn agree(
     rid: web::Path<String>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
+    if !is_json(&req) {
+        // The form, submitted before its script ran: nothing is signed
+        // without the script, so nothing is stored; the request stays open.
+        let session = Session::load(&app, &req).await?;
+        return Ok(error_page(
+            &app,
+            &session,
+            StatusCode::BAD_REQUEST,
+            "Nothing was shared yet",
+            "Agreeing needs this page's script, which signs your answer in this browser, and it had not started yet. Go back to the request and press Agree again once the page is ready.",
+        ));
+    }
     let session = Session::load_checked(&app, &req).await?;
     let p = pending(&app, &rid, &session).await?;
     let input: Agree = json_body(&body)?;
@@ -590,29 +911,165 @@ pub async fn agree(
     ))
 }
 
+/// Whether a request's body is JSON (the pages' scripts) rather than a form.
+fn is_json(req: &HttpRequest) -> bool {
+    req.headers()
+        .get(actix_web::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("application/json")
+        })
+}
+
 #[derive(Deserialize)]
 pub struct DenyForm {
     csrf: Option<String>,
 }
 
-/// `POST /request/{id}/deny` (form with `csrf`): back to the client with
-/// `error=access_denied`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DenyJson {
+    /// The revocation of an earlier grant of the shown contract, signed in
+    /// the browser (absent when there is nothing to withdraw).
+    revocation: Option<String>,
+}
+
+/// Stores the user's revocation of the shown contract: signed by the user,
+/// revoked, of exactly the contract of the pending request. The client is
+/// told (a transfer generation with the revoked grant).
+async fn withdraw(app: &AppState, p: &Pending, token: &str) -> Result<(), ApiError> {
+    let grant = checked_grant(app, token)?;
+    if grant.signer_b64() != p.pk {
+        return Err(ApiError::forbidden(
+            "not_yours",
+            "the revocation is not signed by the logged-in user's key",
+        ));
+    }
+    if !grant.is_revoked() {
+        return Err(ApiError::bad_request(
+            "not_revoked",
+            "denying withdraws with a revocation, not a grant",
+        ));
+    }
+    let shown =
+        decode_verified(&p.contract, &app.config.limits).map_err(|e| token_error(e, "contract"))?;
+    let shown_hash = fold(&shown)
+        .map_err(|e| token_error(e.into(), "contract"))?
+        .to_b64();
+    let signed_hash = grant
+        .contract_hash()
+        .map_err(|e| token_error(e, "grant"))?
+        .to_b64();
+    if shown_hash != signed_hash {
+        return Err(ApiError::bad_request(
+            "contract_mismatch",
+            "the revocation is for another contract than the one shown",
+        ));
+    }
+    super::dashboard::remember_delivered(app, &p.pk, &shown_hash).await?;
+    let effective = accept_grant(app, token, None).await?;
+    if effective.stored && effective.grant.is_revoked() {
+        let (id, begin) = crate::grants::start_transfer(app, &effective.grant).await?;
+        super::dashboard::record_event(
+            app,
+            &p.pk,
+            "revoked",
+            &shown_hash,
+            &super::dashboard::client_name(&effective.grant),
+            Some((id, begin.generation)),
+        )
+        .await;
+    }
+    Ok(())
+}
+
+/// Whether the user holds an agreement (not revoked) of the contract shown.
+async fn holds_grant(app: &AppState, p: &Pending) -> Result<bool, ApiError> {
+    let shown =
+        decode_verified(&p.contract, &app.config.limits).map_err(|e| token_error(e, "contract"))?;
+    let hash = fold(&shown)
+        .map_err(|e| token_error(e.into(), "contract"))?
+        .to_b64();
+    Ok(app
+        .state
+        .stored_grant(&p.pk, &hash)
+        .await?
+        .and_then(|t| super::dashboard::parse_stored(&t))
+        .is_some_and(|g| !g.is_revoked()))
+}
+
+/// `POST /request/{id}/deny`: back to the client with `error=access_denied`.
+/// As a form (field `csrf`, no script needed) when the user holds no
+/// agreement of this contract; as JSON from the page's script
+/// (`{revocation}`, CSRF header), which withdraws an earlier agreement with
+/// the revocation signed in the browser and answers `{redirect}`. A form
+/// post while an agreement is held changes nothing and says why: the
+/// withdrawal must be signed, and Deny never leaves an earlier Agree
+/// standing silently.
 pub async fn deny(
     app: web::Data<AppState>,
     req: HttpRequest,
     rid: web::Path<String>,
-    form: web::Form<DenyForm>,
+    body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
+    if is_json(&req) {
+        let session = Session::load_checked(&app, &req).await?;
+        let p = pending(&app, &rid, &session).await?;
+        let input: DenyJson = json_body(&body)?;
+        match input.revocation.as_deref() {
+            Some(token) => withdraw(&app, &p, token).await?,
+            None if holds_grant(&app, &p).await? => {
+                return Err(ApiError::bad_request(
+                    "revocation_needed",
+                    "you agreed to this client before: denying must withdraw that agreement",
+                ))
+            }
+            None => {}
+        }
+        let _ = app.state.kv_delete(&format!("web:authreq:{rid}")).await?;
+        let redirect = denied_url(&p)?;
+        return Ok(super::accounts::json_with_session(
+            &app,
+            &session,
+            StatusCode::OK,
+            serde_json::json!({"status": "ok", "redirect": redirect}),
+        ));
+    }
     let session = Session::load(&app, &req).await?;
+    let form: DenyForm = deny_form(&body);
     session.check_csrf(&app, form.csrf.as_deref())?;
     let p = pending(&app, &rid, &session).await?;
+    if holds_grant(&app, &p).await? {
+        return Ok(error_page(
+            &app,
+            &session,
+            StatusCode::CONFLICT,
+            "Your earlier agreement still stands",
+            "You agreed to this client before. Withdrawing that agreement must be signed by this page's script, which had not started yet. Go back to the request and press Deny again once the page is ready, or withdraw it from your dashboard.",
+        ));
+    }
     let _ = app.state.kv_delete(&format!("web:authreq:{rid}")).await?;
+    let redirect = denied_url(&p)?;
+    Ok(see_other(&app, &session, &redirect))
+}
+
+/// The form fields of a deny post (only `csrf` is read).
+fn deny_form(body: &[u8]) -> DenyForm {
+    let csrf = url::form_urlencoded::parse(body)
+        .find(|(k, _)| k == "csrf")
+        .map(|(_, v)| v.into_owned());
+    DenyForm { csrf }
+}
+
+/// The callback with `error=access_denied` (and the request's `state`).
+fn denied_url(p: &Pending) -> Result<String, ApiError> {
     let mut pairs = vec![("error", "access_denied")];
     if let Some(s) = &p.state {
         pairs.push(("state", s));
     }
-    let redirect = with_params(&p.callback, &pairs)?;
-    Ok(see_other(&app, &session, &redirect))
+    with_params(&p.callback, &pairs)
 }
 
 #[cfg(test)]

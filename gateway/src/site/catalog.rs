@@ -49,6 +49,10 @@ pub fn providers() -> Vec<(String, String)> {
 /// A scope as a user reads it.
 #[derive(Debug, Clone)]
 pub struct Described {
+    /// The provider's id (`google`), as dumps name it.
+    pub provider_id: String,
+    /// Whether the scope takes everything of the provider.
+    pub all: bool,
     /// The provider's name.
     pub provider: String,
     /// The scope in the string grammar.
@@ -68,6 +72,8 @@ pub fn describe(value: &Value) -> Described {
 fn describe_in(catalog: &Catalog, value: &Value) -> Described {
     let Ok(scope) = Scope::from_value(value) else {
         return Described {
+            provider_id: String::new(),
+            all: false,
             provider: "?".into(),
             text: protocol::anychain::to_token(value),
             description: "A scope this data bank cannot read: it selects nothing.".into(),
@@ -111,6 +117,8 @@ fn describe_in(catalog: &Catalog, value: &Value) -> Described {
         restrictions.push(format!("only the fields {}", fields.join(", ")));
     }
     Described {
+        provider_id: scope.provider.clone(),
+        all: scope.all_paths(),
         provider: catalog.map_or_else(|| scope.provider.clone(), |c| c.name.clone()),
         text: scope.display(),
         description,

@@ -115,10 +115,67 @@ pub struct TransferView {
     pub files_done: u64,
     /// Archives.
     pub files_total: u64,
-    /// Last change.
+    /// Last change, as UTC text (the page shows it in local time).
     pub updated: String,
-    /// Error or notes.
+    /// Last change, ms since the epoch.
+    pub updated_ms: u64,
+    /// The state in words.
+    pub words: String,
+    /// What happened, in words for people.
     pub detail: String,
+    /// The error or notes as recorded (no URLs), for the technically minded.
+    pub technical: String,
+    /// Whether a Retry is offered (the run failed).
+    pub retry: bool,
+    /// Sizes and files in words (`1.2 MB of 3.4 MB, 1 of 2 files`).
+    pub sizes: String,
+}
+
+/// A size in bytes as people read it (`1.4 MB`).
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["bytes", "kB", "MB", "GB", "TB"];
+    #[allow(clippy::cast_precision_loss)]
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1000.0 && unit < UNITS.len() - 1 {
+        v /= 1000.0;
+        unit += 1;
+    }
+    match unit {
+        0 => format!("{n} {}", if n == 1 { "byte" } else { "bytes" }),
+        _ if v < 10.0 => format!("{v:.1} {}", UNITS[unit]),
+        _ => format!("{v:.0} {}", UNITS[unit]),
+    }
+}
+
+/// A transfer state in words.
+pub fn state_words(state: &str, revoked: bool) -> &'static str {
+    match (state, revoked) {
+        ("accepted", false) => "Waiting to start",
+        ("processing", false) => "Preparing your data",
+        ("pushing", false) => "Sending",
+        ("done", false) => "Delivered",
+        ("failed", _) => "Failed",
+        ("cancelled", _) => "Stopped",
+        ("done", true) => "Client told of the withdrawal",
+        (_, true) => "Telling the client of the withdrawal",
+        _ => "Unknown",
+    }
+}
+
+/// An error or note without URLs (the push address with its long id says
+/// nothing to a person): each `http(s)://…` becomes "the client".
+pub fn without_urls(text: &str) -> String {
+    text.split(' ')
+        .map(|w| {
+            if w.starts_with("http://") || w.starts_with("https://") {
+                "the client"
+            } else {
+                w
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Milliseconds since the epoch as UTC text.
@@ -149,16 +206,37 @@ impl TransferView {
             }
             detail.push_str(&t.notes.join("; "));
         }
+        let state = t.state.as_str();
         TransferView {
             id: t.id.clone(),
-            state: t.state.as_str().to_owned(),
+            words: state_words(state, t.revoked).to_owned(),
+            retry: state == "failed" && !t.revoked,
+            updated_ms: t.updated_ms,
+            state: state.to_owned(),
             generation: t.generation,
             bytes_done: t.bytes_done,
             bytes_total: t.bytes_total,
             files_done: t.files_done,
             files_total: t.files_total,
             updated: when(t.updated_ms),
-            detail,
+            sizes: if t.bytes_total == 0 {
+                String::new()
+            } else {
+                format!(
+                    "{} of {}, {} of {} files",
+                    human_bytes(t.bytes_done),
+                    human_bytes(t.bytes_total),
+                    t.files_done,
+                    t.files_total
+                )
+            },
+            detail: match (state, t.revoked) {
+                ("failed", false) => "The service did not accept the data, and the data bank stopped trying. You can retry once the service works again.".to_owned(),
+                ("failed", true) => "The service could not be told of the withdrawal.".to_owned(),
+                ("cancelled", _) => "This transfer was stopped before it finished.".to_owned(),
+                _ => String::new(),
+            },
+            technical: without_urls(&detail),
         }
     }
 }
@@ -170,23 +248,94 @@ pub struct ClientView {
     domain: String,
     revoked: bool,
     since: String,
+    since_ms: u64,
     scopes: Vec<Described>,
     transfer: Option<TransferView>,
     reexport: bool,
     grant_json: String,
+    delivered: Option<Delivered>,
+}
+
+/// What a client had received when the user withdrew (kept after the
+/// revocation, whose own run delivers nothing).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Delivered {
+    /// Bytes delivered.
+    pub bytes: u64,
+    /// Archives delivered.
+    pub files: u64,
+    /// When the delivery finished (ms since the epoch).
+    pub at_ms: u64,
+}
+
+impl Delivered {
+    /// What was delivered, in words (`2 files (11 kB)`).
+    pub fn words(&self) -> String {
+        format!(
+            "{} file{} ({})",
+            self.files,
+            if self.files == 1 { "" } else { "s" },
+            human_bytes(self.bytes)
+        )
+    }
+
+    /// When, as UTC text (the page shows it in local time).
+    pub fn when(&self) -> String {
+        when(self.at_ms)
+    }
+}
+
+fn delivered_key(pk: &str, contract: &str) -> String {
+    format!("web:delivered:{pk}:{contract}")
+}
+
+/// Called before a revocation's run starts: keeps the record of what the
+/// client had received (the last done run), for the dashboard.
+pub async fn remember_delivered(app: &AppState, pk: &str, contract: &str) -> Result<(), ApiError> {
+    let Some(grant) = app
+        .state
+        .stored_grant(pk, contract)
+        .await?
+        .and_then(|t| parse_stored(&t))
+    else {
+        return Ok(());
+    };
+    if grant.is_revoked() {
+        return Ok(());
+    }
+    let Some(id) = crate::grants::transfer_id_of(app, pk, contract, &grant).await? else {
+        return Ok(());
+    };
+    let Some(t) = app.state.transfer(&id).await?.filter(|t| t.user == pk) else {
+        return Ok(());
+    };
+    if t.state.as_str() != "done" || t.revoked || t.files_done == 0 {
+        return Ok(());
+    }
+    let record = Delivered {
+        bytes: t.bytes_done,
+        files: t.files_done,
+        at_ms: t.updated_ms,
+    };
+    let json = serde_json::to_string(&record).map_err(|e| ApiError::unavailable("encoding", e))?;
+    app.state
+        .kv_set(&delivered_key(pk, contract), &json, None)
+        .await?;
+    Ok(())
 }
 
 struct GrantLine {
     when: String,
+    at_ms: u64,
     client: String,
     what: String,
 }
 
 struct EventLine {
     when: String,
+    at_ms: u64,
     kind: String,
     client: String,
-    transfer: String,
     state: String,
 }
 
@@ -194,8 +343,9 @@ struct DumpView {
     provider: String,
     provider_name: String,
     name: String,
-    size: u64,
+    size: String,
     uploaded: String,
+    uploaded_ms: u64,
 }
 
 #[derive(Template)]
@@ -234,12 +384,21 @@ async fn clients_of(app: &AppState, pk: &str) -> Result<Vec<ClientView>, ApiErro
             .map(|s| s.iter().map(describe).collect())
             .unwrap_or_default();
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-        let since = grant
+        let since_ms = grant
             .date()
             .and_then(protocol::anychain::Value::as_f64)
-            .map(|d| when(d as u64))
-            .unwrap_or_default();
+            .map_or(0, |d| d as u64);
+        let since = when(since_ms);
+        let delivered = if grant.is_revoked() {
+            app.state
+                .kv_get(&delivered_key(pk, &contract))
+                .await?
+                .and_then(|j| serde_json::from_str::<Delivered>(&j).ok())
+        } else {
+            None
+        };
         out.push(ClientView {
+            delivered,
             reexport: reexport_on(app, pk, &contract).await?,
             name: client_name(&grant),
             domain: grant
@@ -251,6 +410,7 @@ async fn clients_of(app: &AppState, pk: &str) -> Result<Vec<ClientView>, ApiErro
                 .to_owned(),
             revoked: grant.is_revoked(),
             since,
+            since_ms,
             scopes,
             transfer,
             grant_json: super::authorize::script_json(&token),
@@ -276,8 +436,9 @@ pub async fn page(app: web::Data<AppState>, req: HttpRequest) -> Result<HttpResp
             provider_name: super::catalog::provider_name(&d.provider),
             provider: d.provider,
             name: d.name,
-            size: d.size,
+            size: human_bytes(d.size),
             uploaded: when(d.uploaded_ms),
+            uploaded_ms: d.uploaded_ms,
         })
         .collect();
     let clients = clients_of(&app, &user.pk).await?;
@@ -290,19 +451,22 @@ pub async fn page(app: web::Data<AppState>, req: HttpRequest) -> Result<HttpResp
         .filter_map(|t| parse_stored(t))
         .map(|g| {
             #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-            let at = g
+            let at_ms = g
                 .date()
                 .and_then(protocol::anychain::Value::as_f64)
-                .map(|d| when(d as u64))
-                .unwrap_or_default();
+                .map_or(0, |d| d as u64);
             let what = if g.is_revoked() {
-                "revoked".to_owned()
+                "Withdrawn".to_owned()
             } else {
                 let n = g.scopes().map(|s| s.len()).unwrap_or(0);
-                format!("granted {n} scope(s)")
+                format!(
+                    "Agreed to {n} kind{} of data",
+                    if n == 1 { "" } else { "s" }
+                )
             };
             GrantLine {
-                when: at,
+                when: when(at_ms),
+                at_ms,
                 client: client_name(&g),
                 what,
             }
@@ -317,33 +481,39 @@ pub async fn page(app: web::Data<AppState>, req: HttpRequest) -> Result<HttpResp
         let Ok(e) = serde_json::from_str::<Event>(&json) else {
             continue;
         };
-        let (transfer, state) = match &e.transfer {
+        let state = match &e.transfer {
             Some((id, generation)) => {
                 let state = match app.state.transfer(id).await? {
                     Some(t) if t.user != user.pk => "replaced by a later run".to_owned(),
-                    Some(t) if t.generation == *generation => {
+                    Some(t) if t.generation == *generation && t.bytes_total > 0 => {
                         format!(
-                            "{} ({} of {} bytes)",
-                            t.state.as_str(),
-                            t.bytes_done,
-                            t.bytes_total
+                            "{} ({} of {})",
+                            state_words(t.state.as_str(), t.revoked),
+                            human_bytes(t.bytes_done),
+                            human_bytes(t.bytes_total)
                         )
+                    }
+                    Some(t) if t.generation == *generation => {
+                        state_words(t.state.as_str(), t.revoked).to_owned()
                     }
                     Some(_) => "replaced by a later run".to_owned(),
                     None => "expired".to_owned(),
                 };
-                (
-                    format!("{}… run {generation}", id.get(..10).unwrap_or(id)),
-                    state,
-                )
+                state
             }
-            None => (String::new(), String::new()),
+            None => String::new(),
         };
         events.push(EventLine {
             when: when(e.at_ms),
-            kind: e.kind,
+            at_ms: e.at_ms,
+            kind: match e.kind.as_str() {
+                "granted" => "You agreed".to_owned(),
+                "revoked" => "You withdrew".to_owned(),
+                "reexport" => "Fresh transfer after a new export".to_owned(),
+                "retry" => "You retried".to_owned(),
+                other => other.to_owned(),
+            },
             client: e.client,
-            transfer,
             state,
         });
     }
@@ -406,6 +576,11 @@ pub async fn post_grant(
             "not_yours",
             "the grant is not signed by the logged-in user's key",
         ));
+    }
+    if grant.is_revoked() {
+        if let Ok(hash) = grant.contract_hash() {
+            remember_delivered(&app, &user.pk, &hash.to_b64()).await?;
+        }
     }
     let effective = accept_grant(&app, &input.grant, None).await?;
     let contract = effective
@@ -488,5 +663,89 @@ pub async fn set_reexport(
         &session,
         StatusCode::OK,
         serde_json::json!({"status": "ok", "enabled": input.enabled}),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Retry {
+    contract: String,
+}
+
+/// `POST /web/transfers/retry {contract}` (JSON, CSRF header): a new run of
+/// a failed transfer with the user's stored (not withdrawn) grant.
+pub async fn retry(
+    app: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let session = Session::load_checked(&app, &req).await?;
+    let user = session.require_user()?;
+    let input: Retry = json_body(&body)?;
+    let not_found = || {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no agreement of yours with this client",
+        )
+    };
+    let grant = app
+        .state
+        .stored_grant(&user.pk, &input.contract)
+        .await?
+        .and_then(|t| parse_stored(&t))
+        .ok_or_else(not_found)?;
+    if grant.is_revoked() {
+        return Err(ApiError::bad_request(
+            "revoked",
+            "you withdrew this agreement: there is nothing to send",
+        ));
+    }
+    let current =
+        match crate::grants::transfer_id_of(&app, &user.pk, &input.contract, &grant).await? {
+            Some(id) => app.state.transfer(&id).await?.filter(|t| t.user == user.pk),
+            None => None,
+        };
+    if current
+        .as_ref()
+        .is_some_and(|t| t.state.as_str() != "failed" && t.state.as_str() != "cancelled")
+    {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_failed",
+            "this transfer has not failed: there is nothing to retry",
+        ));
+    }
+    let (id, begin) = start_transfer(&app, &grant).await?;
+    record_event(
+        &app,
+        &user.pk,
+        "retry",
+        &input.contract,
+        &client_name(&grant),
+        Some((id, begin.generation)),
+    )
+    .await;
+    Ok(super::accounts::json_with_session(
+        &app,
+        &session,
+        StatusCode::OK,
+        serde_json::json!({"status": "ok", "generation": begin.generation}),
+    ))
+}
+
+/// `POST /dashboard`: where the upload form leads when it is submitted
+/// before its script runs (the file input has no name: nothing is sent).
+pub async fn form_without_script(
+    app: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let session = Session::load(&app, &req).await?;
+    Ok(super::pages::error_page(
+        &app,
+        &session,
+        StatusCode::BAD_REQUEST,
+        "Nothing was uploaded",
+        "Uploading needs the dashboard's script, which signs the upload with your key in this browser, and it had not started yet. Go back to your dashboard and try again once the page is ready.",
     ))
 }

@@ -30,8 +30,16 @@ use actix_web::web;
 /// Registers the routes of the user's side.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/").route(web::get().to(pages::home)))
-        .service(web::resource("/login").route(web::get().to(pages::login_page)))
-        .service(web::resource("/signup").route(web::get().to(pages::signup_page)))
+        .service(
+            web::resource("/login")
+                .route(web::get().to(pages::login_page))
+                .route(web::post().to(pages::form_without_script)),
+        )
+        .service(
+            web::resource("/signup")
+                .route(web::get().to(pages::signup_page))
+                .route(web::post().to(pages::form_without_script)),
+        )
         .service(web::resource("/logout").route(web::post().to(accounts::logout)))
         .service(web::resource("/web/account/params").route(web::get().to(accounts::params)))
         .service(web::resource("/web/signup/begin").route(web::post().to(accounts::signup_begin)))
@@ -39,12 +47,24 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/web/login/begin").route(web::post().to(accounts::login_begin)))
         .service(web::resource("/web/login/finish").route(web::post().to(accounts::login_finish)))
         .service(web::resource("/web/me").route(web::get().to(accounts::me)))
+        .service(
+            web::resource("/web/account/password/begin")
+                .route(web::post().to(accounts::password_begin)),
+        )
+        .service(
+            web::resource("/web/account/password").route(web::post().to(accounts::password_change)),
+        )
         .service(web::resource("/request").route(web::get().to(authorize::request_page)))
         .service(web::resource("/request/").route(web::get().to(authorize::request_page)))
         .service(web::resource("/request/{id}/agree").route(web::post().to(authorize::agree)))
         .service(web::resource("/request/{id}/deny").route(web::post().to(authorize::deny)))
-        .service(web::resource("/dashboard").route(web::get().to(dashboard::page)))
+        .service(
+            web::resource("/dashboard")
+                .route(web::get().to(dashboard::page))
+                .route(web::post().to(dashboard::form_without_script)),
+        )
         .service(web::resource("/web/transfers").route(web::get().to(dashboard::transfers)))
+        .service(web::resource("/web/transfers/retry").route(web::post().to(dashboard::retry)))
         .service(web::resource("/web/grants").route(web::post().to(dashboard::post_grant)))
         .service(web::resource("/web/reexport").route(web::post().to(dashboard::set_reexport)))
         .service(web::resource("/static/{path:.*}").route(web::get().to(assets::serve)));

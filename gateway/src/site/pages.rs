@@ -114,6 +114,7 @@ struct ErrorPage<'a> {
     chrome: &'a Chrome,
     heading: &'a str,
     message: &'a str,
+    detail: &'a str,
 }
 
 /// An error page (never a redirect: a request that failed validation must
@@ -125,11 +126,25 @@ pub fn error_page(
     heading: &str,
     message: &str,
 ) -> HttpResponse {
+    error_page_with_detail(app, session, status, heading, message, "")
+}
+
+/// An error page whose technical `detail` is folded away under the
+/// message for people.
+pub fn error_page_with_detail(
+    app: &AppState,
+    session: &Session,
+    status: StatusCode,
+    heading: &str,
+    message: &str,
+    detail: &str,
+) -> HttpResponse {
     let chrome = Chrome::new(app, session, heading);
     let body = ErrorPage {
         chrome: &chrome,
         heading,
         message,
+        detail,
     }
     .render();
     html(app, session, &chrome, status, body)
@@ -166,17 +181,25 @@ struct LoginPage<'a> {
     username: String,
     signup: bool,
     notice: String,
+    error: String,
+    context: String,
 }
+
+/// What a form posted without its script is told: nothing was sent.
+const NO_SCRIPT: &str =
+    "Nothing was sent: this page's script had not started yet (your password is \
+     turned into your key in this browser, never sent). Wait a moment, then try again.";
 
 async fn account_page(
     app: web::Data<AppState>,
     req: HttpRequest,
     query: web::Query<NextQuery>,
     signup: bool,
+    posted: bool,
 ) -> Result<HttpResponse, ApiError> {
     let session = Session::load(&app, &req).await?;
     let next = safe_next(query.next.as_deref());
-    if session.user.is_some() && query.username.is_none() {
+    if session.user.is_some() && query.username.is_none() && !posted {
         return Ok(see_other(&app, &session, &next));
     }
     let title = if signup {
@@ -185,22 +208,42 @@ async fn account_page(
         "Log in"
     };
     let chrome = Chrome::new(&app, &session, title);
-    let notice = if query.logged_out.is_some() {
-        "You are logged out.".to_owned()
-    } else {
-        String::new()
+    let wanted = query
+        .username
+        .as_deref()
+        .map(|u| u.trim().to_ascii_lowercase())
+        .filter(|u| !u.is_empty());
+    let notice = match (&session.user, &wanted) {
+        (Some(me), Some(w)) if *w != me.username => format!(
+            "This request is for the account “{w}”, but you are logged in as “{}”. Log in as {w} to answer it, or ignore it.",
+            me.username
+        ),
+        _ if query.logged_out.is_some() => "You are logged out.".to_owned(),
+        _ => String::new(),
     };
     let next_q: String = url::form_urlencoded::byte_serialize(next.as_bytes()).collect();
+    let context = super::authorize::context_for_login(&app, &next).await;
     let body = LoginPage {
         chrome: &chrome,
-        next,
         next_q,
         username: query.username.clone().unwrap_or_default(),
         signup,
         notice,
+        error: if posted {
+            NO_SCRIPT.to_owned()
+        } else {
+            String::new()
+        },
+        context,
+        next,
     }
     .render();
-    Ok(html(&app, &session, &chrome, StatusCode::OK, body))
+    let status = if posted {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    Ok(html(&app, &session, &chrome, status, body))
 }
 
 /// `GET /login?next=`: the login page.
@@ -209,7 +252,7 @@ pub async fn login_page(
     req: HttpRequest,
     query: web::Query<NextQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    account_page(app, req, query, false).await
+    account_page(app, req, query, false, false).await
 }
 
 /// `GET /signup?next=`: the account creation page.
@@ -218,18 +261,38 @@ pub async fn signup_page(
     req: HttpRequest,
     query: web::Query<NextQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    account_page(app, req, query, true).await
+    account_page(app, req, query, true, false).await
 }
 
-/// `GET /`: the dashboard, or the login page.
+/// `POST /login` and `POST /signup`: where the forms lead when they are
+/// submitted before their script runs (the script always prevents the
+/// submission). The fields have no names, so the body is empty; it is not
+/// read. The page comes back with the reason, and the password stayed in
+/// the browser.
+pub async fn form_without_script(
+    app: web::Data<AppState>,
+    req: HttpRequest,
+    query: web::Query<NextQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let signup = req.path() == "/signup";
+    account_page(app, req, query, signup, true).await
+}
+
+#[derive(Template)]
+#[template(path = "home.html")]
+struct HomePage<'a> {
+    chrome: &'a Chrome,
+}
+
+/// `GET /`: the dashboard, or (logged out) what this is, with the ways in.
 pub async fn home(app: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let session = Session::load(&app, &req).await?;
-    let to = if session.user.is_some() {
-        "/dashboard"
-    } else {
-        "/login"
-    };
-    Ok(see_other(&app, &session, to))
+    if session.user.is_some() {
+        return Ok(see_other(&app, &session, "/dashboard"));
+    }
+    let chrome = Chrome::new(&app, &session, "Your data, given on your terms");
+    let body = HomePage { chrome: &chrome }.render();
+    Ok(html(&app, &session, &chrome, StatusCode::OK, body))
 }
 
 #[cfg(test)]

@@ -190,3 +190,72 @@ async fn another_users_space_is_out_of_reach() {
     assert!(bank.app.storage.head(&alice_key).await.unwrap().is_some());
     bank.cleanup().await;
 }
+
+#[actix_web::test]
+async fn dumps_keep_the_names_people_have() {
+    let bank = Bank::start().await;
+    let user = user_key(24);
+    let pk = protocol::anychain::b64u_encode(user.verifying_key().as_bytes());
+    // Amazon's export, as the browser and aliasctl send it: the name
+    // percent-encoded as one path segment, the signature over that path.
+    let path = "/alias/dumps/amazon/Your%20Orders.zip";
+    let data = vec![5u8; 1000];
+    let auth = signed_request(&user, "PUT", path, Some(1000), now());
+    let (status, body) = put(&bank, Some(auth), path, data.clone()).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["dump"]["name"], "Your Orders.zip");
+    let key = body["dump"]["key"].as_str().unwrap().to_owned();
+    let stored = key.rsplit('/').next().unwrap();
+    assert!(
+        stored.starts_with("Your_Orders-") && stored.ends_with(".zip"),
+        "{key}"
+    );
+    assert!(protocol::wire::is_safe_segment(stored));
+    assert_eq!(key, format!("dumps/{pk}/amazon/{stored}"));
+    assert_eq!(bank.app.storage.get_bytes(&key).await.unwrap().len(), 1000);
+    let dumps = bank.app.state.dumps(&pk).await.unwrap();
+    assert_eq!(dumps[0].name, "Your Orders.zip");
+    // A file literally named as that storage name: it would share the key.
+    let clash = format!("/alias/dumps/amazon/{stored}");
+    let auth = signed_request(&user, "PUT", &clash, Some(3), now());
+    let (status, body) = put(&bank, Some(auth), &clash, vec![1, 2, 3]).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::CONFLICT, Some("name_conflict"))
+    );
+    assert_eq!(bank.app.storage.get_bytes(&key).await.unwrap().len(), 1000);
+    // Names that are no file names: refused before anything is read.
+    for bad in [
+        "/alias/dumps/amazon/a%2Fb.zip",
+        "/alias/dumps/amazon/a%5Cb.zip",
+        "/alias/dumps/amazon/a%0Ab.zip",
+        "/alias/dumps/amazon/a%00.zip",
+        "/alias/dumps/amazon/a%E2%80%AEpiz.zip",
+        "/alias/dumps/amazon/%FF.zip",
+        "/alias/dumps/amazon/notes.txt",
+    ] {
+        let auth = signed_request(&user, "PUT", bad, Some(3), now());
+        let (status, body) = put(&bank, Some(auth), bad, vec![1, 2, 3]).await;
+        assert!(
+            status == StatusCode::BAD_REQUEST || status == StatusCode::NOT_FOUND,
+            "{bad}: {status} {body}"
+        );
+        if status == StatusCode::BAD_REQUEST {
+            assert_eq!(body["code"], "bad_name", "{bad}");
+        }
+    }
+    assert_eq!(bank.app.state.dumps(&pk).await.unwrap().len(), 1);
+    // Deleted by the same name: the derived key goes with it.
+    let auth = signed_request(&user, "DELETE", path, None, now());
+    let resp = bank
+        .http
+        .delete(bank.url(path))
+        .header("Authorization", format!("Alias {auth}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(bank.app.storage.get_bytes(&key).await.is_err());
+    assert!(bank.app.state.dumps(&pk).await.unwrap().is_empty());
+    bank.cleanup().await;
+}

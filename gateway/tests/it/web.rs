@@ -306,7 +306,8 @@ async fn whole_flow_agree_deny_revoke_and_reexport() {
 
     // Agree again with the switch on: the new matrix replaces the old.
     let (_, page, _) = agent.get(&request).await;
-    assert!(page.contains("You already agreed"));
+    assert!(page.contains("You agreed to this before"));
+    assert!(page.contains("data-earlier-grant=\"true\""));
     let rid = attr(&page, "id=\"request-id\" value=\"");
     let body = grant_body(&contract, vec![vec![true]], vec![]).unwrap();
     let grant_on = to_token(&sign(&account.key, body, now() + 1.0).unwrap());
@@ -353,23 +354,115 @@ async fn whole_flow_agree_deny_revoke_and_reexport() {
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 
-    // Deny: without CSRF refused; with it, back to the client with access_denied.
+    // Deny: without CSRF refused. The user agreed before, so a plain form
+    // post (the page's script not running) changes nothing and says why.
     let (status, _) = agent.post_form(&format!("/request/{rid}/deny"), &[]).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     let csrf = agent.csrf.clone();
     let (status, location) = agent
         .post_form(&format!("/request/{rid}/deny"), &[("csrf", &csrf)])
         .await;
-    assert_eq!(status, StatusCode::SEE_OTHER);
-    let location = location.unwrap();
+    assert_eq!((status, location), (StatusCode::CONFLICT, None));
+    let stored = bank
+        .app
+        .state
+        .stored_grant(&account.pk(), &hash)
+        .await
+        .unwrap();
+    assert_eq!(stored.as_deref(), Some(grant_on.as_str()), "still agreed");
+    // From the script: without a revocation, refused; a revocation of
+    // another contract or by someone else, refused.
+    let (status, body) = agent
+        .post_json(&format!("/request/{rid}/deny"), json!({}), true)
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("revocation_needed"))
+    );
+    for (bad, code) in [
+        (
+            revoked(
+                &account.key,
+                &contract_named("Other", CLIENT_DOMAIN),
+                now() + 2.0,
+            ),
+            "contract_mismatch",
+        ),
+        (revoked(&user_key(62), &contract, now() + 2.0), "not_yours"),
+        (
+            crate::fixtures::grant(&account.key, &contract, now() + 2.0),
+            "not_revoked",
+        ),
+    ] {
+        let (status, body) = agent
+            .post_json(
+                &format!("/request/{rid}/deny"),
+                json!({"revocation": bad}),
+                true,
+            )
+            .await;
+        assert_eq!(body["code"].as_str(), Some(code), "{status} {body}");
+    }
+    // With the user's revocation: withdrawn, and back to the client with
+    // access_denied.
+    let withdrawal = revoked(&account.key, &contract, now() + 3.0);
+    let (status, body) = agent
+        .post_json(
+            &format!("/request/{rid}/deny"),
+            json!({"revocation": withdrawal}),
+            true,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let location = body["redirect"].as_str().unwrap();
     assert!(
         location.starts_with("http://127.0.0.1:9/alias/cb/?"),
         "{location}"
     );
-    let q = query_of(&location);
+    let q = query_of(location);
     assert_eq!(param(&q, "error"), Some("access_denied"));
     assert_eq!(param(&q, "state"), Some("st &1"));
     assert_eq!(param(&q, "code"), None);
+    let stored = bank
+        .app
+        .state
+        .stored_grant(&account.pk(), &hash)
+        .await
+        .unwrap();
+    assert_eq!(stored.as_deref(), Some(withdrawal.as_str()), "withdrawn");
+    let t = bank.app.state.transfer(&hash).await.unwrap().unwrap();
+    assert!(t.revoked, "the client is told");
+    assert_eq!(t.generation, 1);
+    // Nothing agreed any more: a plain form post denies without a script.
+    let (_, page, _) = agent.get(&request).await;
+    assert!(page.contains("data-earlier-grant=\"false\""));
+    let rid = attr(&page, "id=\"request-id\" value=\"");
+    let csrf = agent.csrf.clone();
+    let (status, location) = agent
+        .post_form(&format!("/request/{rid}/deny"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let q = query_of(&location.unwrap());
+    assert_eq!(param(&q, "error"), Some("access_denied"));
+    // A form post to agree (the script not running): a page that says
+    // nothing was shared; the request stays open.
+    let (_, page, _) = agent.get(&request).await;
+    let rid = attr(&page, "id=\"request-id\" value=\"");
+    let (status, _) = agent
+        .post_form(&format!("/request/{rid}/agree"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    // Agree again, so that the flow goes on with a grant.
+    let body = grant_body(&contract, vec![vec![true]], vec![]).unwrap();
+    let grant_again = to_token(&sign(&account.key, body, now() + 4.0).unwrap());
+    let (status, body) = agent
+        .post_json(
+            &format!("/request/{rid}/agree"),
+            json!({"grant": grant_again, "bind": bind_token}),
+            true,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
 
     // client_id= finds the contract seen before.
     let client_id = protocol::alias::Contract::new(&contract)
@@ -411,7 +504,7 @@ async fn whole_flow_agree_deny_revoke_and_reexport() {
     let body: Json = resp.json().await.unwrap();
     assert_eq!(body["reexports"], json!([hash]), "{body}");
     let t = bank.app.state.transfer(&hash).await.unwrap().unwrap();
-    assert_eq!(t.generation, 1);
+    assert_eq!(t.generation, 2);
     assert!(!t.revoked);
     // An Amazon dump does not concern this grant.
     let path = "/alias/dumps/amazon/orders.zip";
@@ -431,6 +524,14 @@ async fn whole_flow_agree_deny_revoke_and_reexport() {
 
     // Revoke: a newer revoked grant, stored; the transfer carries it.
     let revocation = revoked(&account.key, &contract, now() + 10.0);
+    assert!(
+        agent
+            .get("/dashboard")
+            .await
+            .1
+            .contains("class=\"danger revoke\""),
+        "a withdraw button"
+    );
     let (status, _) = agent
         .post_json("/web/grants", json!({"grant": revocation}), false)
         .await;
@@ -443,11 +544,11 @@ async fn whole_flow_agree_deny_revoke_and_reexport() {
     assert_eq!(body["stored"], true);
     let t = bank.app.state.transfer(&hash).await.unwrap().unwrap();
     assert!(t.revoked);
-    assert_eq!(t.generation, 2);
+    assert_eq!(t.generation, 3);
     let (_, page, _) = agent.get("/dashboard").await;
-    assert!(page.contains("Revoked"));
+    assert!(page.contains("<strong>Withdrawn</strong>"));
     assert!(
-        page.contains("reexport") && page.contains("revoked"),
+        page.contains("Fresh transfer after a new export") && page.contains("You withdrew"),
         "history"
     );
     // Someone else's revocation through this session: refused.
@@ -957,5 +1058,299 @@ async fn a_transfer_is_seen_with_its_users_session_only() {
         .await;
     let (status, _, _) = alice_agent.get(&path).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    bank.cleanup().await;
+}
+
+#[actix_web::test]
+async fn forms_cannot_send_secrets_before_their_script() {
+    let bank = Bank::start().await;
+    let mut agent = Agent::new(&bank);
+    for path in ["/login", "/signup"] {
+        let (status, page, _) = agent.get(path).await;
+        assert_eq!(status, StatusCode::OK);
+        // No field of the form has a name (nothing to submit), the form
+        // posts (never a GET with the fields in the URL), and its button
+        // waits for the script.
+        let form = &page[page.find("<form id=").unwrap()..];
+        let form = &form[..form.find("</form>").unwrap()];
+        assert!(form.contains("method=\"post\""), "{form}");
+        assert!(!form.contains(" name="), "named fields: {form}");
+        assert!(form.contains("type=\"submit\""), "{form}");
+        assert!(form.contains(" disabled>"), "{form}");
+        // Submitted anyway (the script never ran): refused, nothing kept.
+        let resp = agent
+            .with_cookie(
+                agent
+                    .http
+                    .post(format!("{}{path}?next=%2Fdashboard", agent.base)),
+            )
+            .form(&[("username", "alice"), ("password", "secret words")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+        let page = resp.text().await.unwrap();
+        assert!(page.contains("Nothing was sent"), "{page}");
+        assert!(page.contains("role=\"alert\""));
+        assert!(!page.contains("secret words"));
+    }
+    // The upload form of the dashboard and the consent page's Agree: the
+    // same (checked for the consent page in the flow above).
+    let (status, page, _) = agent.get("/").await;
+    assert_eq!(status, StatusCode::OK, "a landing page, not a redirect");
+    assert!(page.contains("Create an account") && page.contains("download everything they hold"));
+    bank.cleanup().await;
+}
+
+#[actix_web::test]
+async fn requests_say_who_asks_before_login_and_for_which_account() {
+    let bank = Bank::start().await;
+    let mut agent = Agent::new(&bank);
+    let token = to_token(&contract("Acme", CLIENT_DOMAIN));
+    let request = format!("/request?contract={}&username=alice", enc(&token));
+    let (status, _, location) = agent.get(&request).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, page, _) = agent.get(&location.unwrap()).await;
+    assert!(
+        page.contains("id=\"request-context\"")
+            && page.contains("“Acme”")
+            && page.contains("Google Takeout"),
+        "{page}"
+    );
+    // A forged request gives no context (nothing unverified is echoed).
+    let (_, page, _) = agent
+        .get(&format!("/login?next={}", enc("/request?contract=%7B%7D")))
+        .await;
+    assert!(!page.contains("id=\"request-context\""));
+    // Logged in as bob, a request for alice says so.
+    let bob = Account::new("bob", 71);
+    signup(&mut agent, &bob).await;
+    let (status, _, location) = agent.get(&request).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (status, page, _) = agent.get(&location.unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.contains("for the account “alice”") && page.contains("logged in as “bob”"),
+        "{page}"
+    );
+    bank.cleanup().await;
+}
+
+#[actix_web::test]
+async fn consent_page_summary_and_warnings() {
+    let bank = Bank::start().await;
+    let mut agent = Agent::new(&bank);
+    let account = Account::new("carol", 72);
+    signup(&mut agent, &account).await;
+    // Everything of Google, pushed over plain http, kept with no limit, and
+    // a Facebook scope on legitimate interest (no Facebook dump here).
+    use protocol::anychain::Dict;
+    let scope = |provider: &str, path: &str| -> Value {
+        Dict::new()
+            .with("provider", provider)
+            .with("path", path)
+            .into()
+    };
+    let group = |s: Value| -> Value { Dict::new().with("scopes", Value::List(vec![s])).into() };
+    let mut c = contract("Broad", CLIENT_DOMAIN);
+    if let Value::Dict(d) = &mut c {
+        d.insert("legal", Dict::new().with("usage", "ads").into());
+        let base = Dict::new()
+            .with("contractual", group(scope("google", "*")))
+            .with(
+                "legitimate",
+                Dict::new().with(
+                    "groups",
+                    Value::List(vec![group(scope("facebook", "posts"))]),
+                ),
+            );
+        d.insert("base", base.into());
+        d.insert("network", Dict::new().with("scheme", "http").into());
+    }
+    let (status, page, _) = agent
+        .get(&format!("/request?contract={}", enc(&to_token(&c))))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    for kind in [
+        "all-data",
+        "plain-http",
+        "indefinite",
+        "legitimate",
+        "no-dump",
+    ] {
+        assert!(page.contains(&format!("data-kind=\"{kind}\"")), "{kind}");
+    }
+    assert!(page.contains("asks to receive everything of your Google Takeout"));
+    assert!(page.contains("id=\"object-0-0\""), "an objection switch");
+    assert!(page.contains("unverified"));
+    // Agree and Deny in one decision row, Agree waiting for the script.
+    let decision = &page[page.find("id=\"decision\"").unwrap()..];
+    let decision = &decision[..decision.find("</div>").unwrap()];
+    assert!(decision.contains("id=\"agree\" disabled") && decision.contains("id=\"deny\""));
+    bank.cleanup().await;
+}
+
+#[actix_web::test]
+async fn a_failed_transfer_can_be_retried() {
+    let bank = Bank::start().await;
+    let mut agent = Agent::new(&bank);
+    let account = Account::new("dave", 73);
+    signup(&mut agent, &account).await;
+    let c = contract("Flaky", CLIENT_DOMAIN);
+    let grant = crate::fixtures::grant(&account.key, &c, now());
+    let (status, body) = agent
+        .post_json("/web/grants", json!({"grant": grant}), true)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let hash = body["contract"].as_str().unwrap().to_owned();
+    // Nothing failed yet: no transfer to retry is started from nothing,
+    // a running one is not retried.
+    let (status, body) = agent
+        .post_json("/web/transfers/retry", json!({"contract": hash}), true)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["generation"], 1);
+    let (status, body) = agent
+        .post_json("/web/transfers/retry", json!({"contract": hash}), true)
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::CONFLICT, Some("not_failed"))
+    );
+    // Failed (here: stopped): Retry starts a new run; the page offers it.
+    bank.app
+        .state
+        .cancel(&hash, "the client kept failing")
+        .await
+        .unwrap();
+    let (_, page, _) = agent.get("/dashboard").await;
+    assert!(page.contains("data-state=\"cancelled\""), "{page}");
+    let (status, _) = agent
+        .post_json("/web/transfers/retry", json!({"contract": hash}), false)
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "CSRF needed");
+    let (status, body) = agent
+        .post_json("/web/transfers/retry", json!({"contract": hash}), true)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["generation"], 2);
+    // Another user's contract: not found.
+    let mut other = Agent::new(&bank);
+    signup(&mut other, &Account::new("erin", 74)).await;
+    let (status, _) = other
+        .post_json("/web/transfers/retry", json!({"contract": hash}), true)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    bank.cleanup().await;
+}
+
+#[actix_web::test]
+async fn static_files_have_validators_and_are_compressed() {
+    let bank = Bank::start_with(&[("ALIAS_WEB_DIR", "../web")]).await;
+    let http = reqwest::Client::new();
+    let url = bank.url("/static/src/anychain.js");
+    let plain = http.get(&url).send().await.unwrap();
+    assert_eq!(plain.status(), StatusCode::OK);
+    let etag = plain.headers()["etag"].to_str().unwrap().to_owned();
+    assert_eq!(plain.headers()["cache-control"], "no-cache");
+    let plain = plain.bytes().await.unwrap();
+    let again = http
+        .get(&url)
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+    assert_eq!(again.headers()["etag"].to_str().unwrap(), etag);
+    assert!(again.bytes().await.unwrap().is_empty());
+    let gz = http
+        .get(&url)
+        .header("accept-encoding", "br, gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gz.headers()["content-encoding"], "gzip");
+    assert_eq!(gz.headers()["vary"], "Accept-Encoding");
+    let gz = gz.bytes().await.unwrap();
+    assert!(
+        gz.len() * 2 < plain.len(),
+        "{} vs {}",
+        gz.len(),
+        plain.len()
+    );
+    let mut text = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut text).unwrap();
+    assert_eq!(text, plain);
+    let refused = http
+        .get(&url)
+        .header("accept-encoding", "gzip;q=0")
+        .send()
+        .await
+        .unwrap();
+    assert!(refused.headers().get("content-encoding").is_none());
+    bank.cleanup().await;
+}
+
+#[actix_web::test]
+async fn password_change_keeps_the_key() {
+    let bank = Bank::start().await;
+    let mut agent = Agent::new(&bank);
+    let old = Account::new("frank", 75);
+    signup(&mut agent, &old).await;
+    // The new password gives a new salt, verifier and box; the key stays.
+    let mut new = Account::new("frank", 76);
+    new.key = old.key.clone();
+    let begin = |v: &Account| json!({"verifier": b64u_encode(&v.verifier)});
+    // The current password is needed.
+    let (status, _) = agent
+        .post_json("/web/account/password/begin", begin(&new), true)
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, begun) = agent
+        .post_json("/web/account/password/begin", begin(&old), true)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{begun}");
+    let challenge = begun["challenge"].as_str().unwrap().to_owned();
+    // A record with another key: refused (the challenge is kept).
+    let stranger = Account::new("frank", 77);
+    let (status, body) = agent
+        .post_json(
+            "/web/account/password",
+            json!({"verifier": b64u_encode(&old.verifier), "record": stranger.record(), "login": stranger.answer(&challenge)}),
+            true,
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("not_yours"))
+    );
+    // Without CSRF: refused.
+    let change = json!({"verifier": b64u_encode(&old.verifier), "record": new.record(), "login": new.answer(&challenge)});
+    let (status, _) = agent
+        .post_json("/web/account/password", change.clone(), false)
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, body) = agent
+        .post_json("/web/account/password", change.clone(), true)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // The challenge was single-use.
+    let (status, _) = agent.post_json("/web/account/password", change, true).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // Logging in: the old password no longer works, the new one does, with
+    // the same key.
+    let mut fresh = Agent::new(&bank);
+    fresh.get("/login").await;
+    let (status, _) = login(&mut fresh, &old).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, body) = login(&mut fresh, &new).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // Logged out: no password change.
+    let mut nobody = Agent::new(&bank);
+    nobody.get("/login").await;
+    let (status, _) = nobody
+        .post_json("/web/account/password/begin", begin(&new), true)
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
     bank.cleanup().await;
 }

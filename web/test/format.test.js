@@ -1,0 +1,36 @@
+// The pages' pure helpers (web/app/format.js).
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { humanBytes, localTime, stateWords, progressWords, dumpPath } from '../app/format.js';
+
+test('sizes read as people read them', () => {
+  assert.equal(humanBytes(0), '0 bytes');
+  assert.equal(humanBytes(1), '1 byte');
+  assert.equal(humanBytes(999), '999 bytes');
+  assert.equal(humanBytes(1400), '1.4 kB');
+  assert.equal(humanBytes(1_400_000), '1.4 MB');
+  assert.equal(humanBytes(12_000_000_000), '12 GB');
+  assert.equal(progressWords({ bytes_done: 500_000, bytes_total: 2_000_000, files_done: 1, files_total: 2 }), '500 kB of 2.0 MB, 1 of 2 files');
+  assert.equal(progressWords({ bytes_total: 0 }), '');
+});
+
+test('times are local, states are words', () => {
+  const ms = Date.UTC(2026, 0, 2, 23, 30);
+  assert.match(localTime(ms, 'en-GB', 'Europe/Paris'), /3 Jan 2026.*00:30/);
+  assert.match(localTime(ms, 'en-GB', 'UTC'), /2 Jan 2026.*23:30/);
+  assert.equal(localTime(0), '');
+  assert.equal(stateWords('pushing'), 'Sending');
+  assert.equal(stateWords('done'), 'Delivered');
+  assert.equal(stateWords('done', true), 'Client told of the withdrawal');
+  assert.equal(stateWords('failed', true), 'Failed');
+});
+
+test('dump paths keep the name people have, encoded as one segment', () => {
+  assert.equal(dumpPath('amazon', 'Your Orders.zip'), '/alias/dumps/amazon/Your%20Orders.zip');
+  assert.equal(dumpPath('google', 'takeout-20250101-001.ZIP'), '/alias/dumps/google/takeout-20250101-001.ZIP');
+  assert.equal(dumpPath('amazon', 'a%2F#?.tar.gz'), '/alias/dumps/amazon/a%252F%23%3F.tar.gz');
+  for (const bad of ['', '..', 'a/b.zip', 'a\\b.zip', 'a\nb.zip', 'x\u202Epiz.zip', 'notes.txt', `${'é'.repeat(130)}.zip`]) {
+    assert.throws(() => dumpPath('amazon', bad), Error, JSON.stringify(bad));
+  }
+});
