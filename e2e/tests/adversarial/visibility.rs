@@ -7,9 +7,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use crate::support::{
-    give_dump, process_async, user, user_pk, wait_terminal, Bank, Client, ORIGIN,
-};
+use e2e::{give_dump, process_async, user, user_pk, wait_terminal, Bank, Client, ORIGIN};
 use protocol::alias::request_body;
 use protocol::anychain::{b64u_encode, sign, to_token, SigningKey};
 use runtime::state::now_ms;

@@ -6,7 +6,7 @@
 //! against the local Redis and RabbitMQ, with an `alias-sink` as the
 //! client.
 
-use crate::support::*;
+use e2e::*;
 use protocol::alias::request_body;
 use protocol::anychain::{sign, to_token};
 use runtime::archives;
@@ -227,9 +227,9 @@ async fn superseded_and_revoked_generations_archives_are_deleted() {
     assert_eq!(stored(&bank, &client.id).await.0, objects);
 
     // The user revokes: nothing is left to push, nothing stays stored.
-    let (status, body) = crate::support::store_grant(
+    let (status, body) = e2e::store_grant(
         &bank.base,
-        &crate::support::revocation_at(&u, &client.contract, now_ms() as f64 + 2000.0),
+        &e2e::revocation_at(&u, &client.contract, now_ms() as f64 + 2000.0),
     )
     .await;
     assert_eq!(status, 200, "{body}");
