@@ -4,7 +4,7 @@
 //! Every contract asks for Google scopes and is pushed over plain `http`
 //! (the test clients are `alias-sink`s on loopback).
 
-use protocol::alias::{grant_body, revoked_grant_body, Contract};
+use protocol::alias::{grant_body, request_body, revoked_grant_body, Contract};
 pub use protocol::anychain::Value;
 use protocol::anychain::{b64u_encode, sign, signing_key_from_seed, to_token, Dict, SigningKey};
 use runtime::state::now_ms;
@@ -230,4 +230,11 @@ pub fn bind_token(user: &SigningKey) -> String {
         .with("type", "alias.bindAuthz")
         .with("origin", ORIGIN);
     to_token(&sign(user, Value::Dict(body), now()).unwrap())
+}
+
+/// The user's signed request `method path` to the test banks (the value of
+/// `Authorization: Alias …`), for a body of `size` bytes if any, signed
+/// now.
+pub fn request_token(user: &SigningKey, method: &str, path: &str, size: Option<u64>) -> String {
+    to_token(&sign(user, request_body(method, path, ORIGIN, size), now()).unwrap())
 }

@@ -7,8 +7,6 @@
 //! client.
 
 use e2e::*;
-use protocol::alias::request_body;
-use protocol::anychain::{sign, to_token};
 use runtime::archives;
 use runtime::state::{now_ms, TransferState};
 use sink::Faults;
@@ -338,14 +336,7 @@ async fn deleting_a_dump_deletes_its_undelivered_archives() {
     let http = reqwest::Client::new();
     for d in &dumps {
         let path = format!("/alias/dumps/{}/{}", d.provider, d.name);
-        let auth = to_token(
-            &sign(
-                &u,
-                request_body("DELETE", &path, ORIGIN, None),
-                now_ms() as f64,
-            )
-            .unwrap(),
-        );
+        let auth = request_token(&u, "DELETE", &path, None);
         let resp = http
             .delete(format!("{}{path}", bank.base))
             .header("Authorization", format!("Alias {auth}"))
