@@ -423,7 +423,7 @@ fn mib(bytes: u64) -> f64 {
 /// Checks a received archive against the data bank's record and lists it.
 fn check_file(record: &serde_json::Value, name: &str, path: &Path) -> Result<Delivered> {
     let size = record["size"].as_u64().unwrap_or(0);
-    let (held, hash) = runtime::storage::blake2b_file(path)
+    let (held, hash) = protocol::wire::blake2b_file(path)
         .with_context(|| format!("the client does not hold {}", path.display()))?;
     if held != size {
         bail!("{name}: the client holds {held} bytes, the data bank sent {size}");

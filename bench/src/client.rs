@@ -258,7 +258,7 @@ pub struct Delivered {
 
 /// BLAKE2b-512 of a file, URL-safe base64.
 pub fn blake2b_file(path: &Path) -> Result<(u64, String)> {
-    runtime::storage::blake2b_file(path).with_context(|| format!("{}", path.display()))
+    protocol::wire::blake2b_file(path).with_context(|| format!("{}", path.display()))
 }
 
 /// Checks that transfer `id` is `done` at the data bank and that every file

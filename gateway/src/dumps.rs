@@ -12,8 +12,9 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 use protocol::alias::{RequestAuthError, SignedRequest};
+use protocol::wire::is_safe_segment;
 use runtime::state::{now_ms, DumpRecord};
-use runtime::storage::{is_safe_segment, StorageError};
+use runtime::storage::StorageError;
 
 /// The user a signed request authenticates, with the request.
 struct Authed {

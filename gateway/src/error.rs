@@ -3,6 +3,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
+use protocol::wire::ErrorEnvelope;
 use serde_json::json;
 
 /// An error answered to an HTTP client.
@@ -80,9 +81,9 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        let mut body = json!({"status": "error", "reason": self.reason, "code": self.code});
-        if let (Some(extra), Some(obj)) = (&self.extra, body.as_object_mut()) {
-            obj.extend(extra.clone());
+        let mut body = ErrorEnvelope::new(self.code, self.reason.clone()).to_json();
+        if let Some(extra) = &self.extra {
+            body.extend(extra.clone());
         }
         let mut resp = HttpResponse::build(self.status);
         if let Some(secs) = self.retry_after {

@@ -75,6 +75,8 @@ impl AppState {
         broker: Broker,
         storage: Storage,
     ) -> anyhow::Result<AppState> {
+        // The pages describe scopes with the catalogs the processor uses.
+        site::catalog::install(config.catalog_dir.as_deref())?;
         if config.push_id == protocol::alias::PushId::Grant {
             tracing::warn!(
                 "ALIAS_PUSH_ID=grant: transfers are pushed to grant-hash ids, which reference \

@@ -8,10 +8,16 @@
 //!   bindAuthz, revocation), their validators, hashes, scopes and push URLs.
 //! * [`scope`] — scopes: the object form, the string grammar, predicates and
 //!   field projection of JSON records.
+//! * [`catalog`] — the provider catalogs: which files of an export make up
+//!   each scope path, how their records are read, and how people read them.
+//! * [`wire`] — the push protocol on the wire (headers, ranges, finish
+//!   bodies) and the error envelope, for the bank and its clients alike.
 //! * [`js`] — the few JavaScript semantics the reference relies on
 //!   (truthiness, loose equality, relational comparison, number formatting).
 
 pub mod alias;
 pub mod anychain;
+pub mod catalog;
 pub mod js;
 pub mod scope;
+pub mod wire;

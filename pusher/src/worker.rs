@@ -13,9 +13,10 @@
 //! holds a client that keeps failing, stalling or faking progress.
 
 use crate::client::{
-    retry, Backoff, ChunkStreamer, FileSummary, PushClient, PushError, PushTarget, RetryError,
-    RetryPolicy, RunLimits, StreamError, Streamed, Upload,
+    retry, Backoff, ChunkStreamer, PushClient, PushError, PushTarget, RetryError, RetryPolicy,
+    RunLimits, StreamError, Streamed, Upload,
 };
+use protocol::wire::FileSummary;
 use runtime::jobs::{self, ProcessJob, PushJob};
 use runtime::mq::{Broker, Route};
 use runtime::state::{now_ms, State, Transfer, TransferState};

@@ -15,6 +15,7 @@
 //! object already stored under the same key. Bytes are streamed both ways with
 //! bounded memory.
 
+use protocol::wire::{is_safe_segment, MAX_SEGMENT_LEN};
 use std::fmt;
 use std::io;
 use std::ops::Range;
@@ -48,9 +49,6 @@ pub const PART_SIZE: usize = 8 << 20;
 /// How many parts may be uploading at once; with [`PART_SIZE`] this bounds
 /// the memory of one [`Storage::put_stream`] to about 24 MiB.
 pub const MAX_PARTS_IN_FLIGHT: usize = 2;
-
-/// Longest accepted segment of a key, in bytes.
-pub const MAX_SEGMENT_LEN: usize = 255;
 
 /// Longest accepted key, in bytes (S3's limit, prefix excluded).
 pub const MAX_KEY_LEN: usize = 1024;
@@ -215,18 +213,6 @@ impl From<ObjectMeta> for ObjectInfo {
             modified: meta.last_modified.into(),
         }
     }
-}
-
-/// Whether `segment` may be one segment of a key: 1 to 255 bytes of
-/// `[A-Za-z0-9._-]`, and neither `.` nor `..`.
-pub fn is_safe_segment(segment: &str) -> bool {
-    !segment.is_empty()
-        && segment.len() <= MAX_SEGMENT_LEN
-        && segment != "."
-        && segment != ".."
-        && segment
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 /// Checks a key: segments that pass [`is_safe_segment`] joined by single
@@ -1114,26 +1100,6 @@ impl AsyncRead for ObjectReader {
             }
         }
     }
-}
-
-/// Size and BLAKE2b-512 (URL-safe base64) of a local file, read 1 MiB at a
-/// time: how clients, the demo and the benchmarks check what they received
-/// against a stored archive's record.
-pub fn blake2b_file(path: &std::path::Path) -> io::Result<(u64, String)> {
-    use std::io::Read;
-    let mut file = std::fs::File::open(path)?;
-    let mut state = blake2b_simd::State::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut size = 0u64;
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        state.update(buf.get(..n).unwrap_or_default());
-        size += n as u64;
-    }
-    Ok((size, b64u_encode(state.finalize().as_bytes())))
 }
 
 #[cfg(test)]

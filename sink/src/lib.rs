@@ -40,7 +40,6 @@ mod body;
 mod faults;
 mod http;
 mod page;
-mod range;
 mod store;
 
 use std::io;
@@ -204,7 +203,7 @@ fn check_base_path(base: &str) -> io::Result<()> {
         && base
             .trim_matches('/')
             .split('/')
-            .all(|seg| base == "/" || runtime::storage::is_safe_segment(seg));
+            .all(|seg| base == "/" || protocol::wire::is_safe_segment(seg));
     if ok {
         Ok(())
     } else {

@@ -145,8 +145,21 @@ fn config(args: Args) -> Result<SinkConfig, String> {
     })
 }
 
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`); colours only on
+/// a terminal.
+fn init_logging() {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
 fn main() -> ExitCode {
-    runtime::telemetry::init();
+    init_logging();
     let args = Args::parse();
     let config = match config(args) {
         Ok(c) => c,

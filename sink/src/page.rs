@@ -4,6 +4,7 @@
 //! then only for loopback peers (with the bearer token when one is set).
 //! `GET /healthz` answers `ok` to anyone.
 
+use protocol::wire::ErrorEnvelope;
 use std::fmt::Write as _;
 
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -60,11 +61,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// The answer to an admin request that is not allowed: as if the route did
 /// not exist.
 fn not_found() -> HttpResponse {
-    HttpResponse::NotFound().json(serde_json::json!({
-        "status": "error",
-        "reason": "not found",
-        "code": "not_found",
-    }))
+    HttpResponse::NotFound().json(ErrorEnvelope::new("not_found", "not found"))
 }
 
 /// `GET /healthz`: `ok`.
@@ -119,11 +116,10 @@ pub(crate) async fn set_faults(
     let faults: Faults = match serde_json::from_slice(&body) {
         Ok(f) => f,
         Err(e) => {
-            return HttpResponse::BadRequest().json(serde_json::json!({
-                "status": "error",
-                "reason": format!("bad fault switches: {e}"),
-                "code": "bad_faults",
-            }))
+            return HttpResponse::BadRequest().json(ErrorEnvelope::new(
+                "bad_faults",
+                format!("bad fault switches: {e}"),
+            ))
         }
     };
     tracing::info!(?faults, "fault switches changed");

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use protocol::alias::{Grant, PushId};
 use protocol::anychain::{b64u_encode, Limits, Value};
-use runtime::storage::is_safe_segment;
+use protocol::wire::is_safe_segment;
 use serde::{Deserialize, Serialize};
 
 use crate::faults::Faults;
@@ -472,7 +472,7 @@ pub(crate) fn persist(dir: &Path, state: &TransferState, token: Option<&str>) ->
 /// Size and BLAKE2b-512 (URL-safe base64) of a file; `(0, hash of nothing)`
 /// when it does not exist.
 pub(crate) fn hash_file(path: &Path) -> io::Result<(u64, String)> {
-    match runtime::storage::blake2b_file(path) {
+    match protocol::wire::blake2b_file(path) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok((
             0,
             b64u_encode(blake2b_simd::State::new().finalize().as_bytes()),

@@ -1,61 +1,47 @@
-//! Human descriptions of scopes, from the provider catalogs of the
-//! processor (`processor/catalog/*.toml`, embedded at build time): what a
-//! user reads on the consent page and the dashboard.
+//! Human descriptions of scopes, from the provider catalogs the processor
+//! builds archives with (`protocol::catalog`: the embedded catalogs, each
+//! replaced or extended by `ALIAS_CATALOG_DIR`): what a user reads on the
+//! consent page and the dashboard.
 
 use protocol::anychain::Value;
+use protocol::catalog::{Catalog, CatalogError};
 use protocol::scope::{Fields, Scope};
-use serde::Deserialize;
+use std::path::Path;
 use std::sync::OnceLock;
 
-const CATALOGS: [&str; 3] = [
-    include_str!("../../../processor/catalog/google.toml"),
-    include_str!("../../../processor/catalog/facebook.toml"),
-    include_str!("../../../processor/catalog/amazon.toml"),
-];
+static CATALOG: OnceLock<Catalog> = OnceLock::new();
 
-#[derive(Debug, Deserialize)]
-struct Catalog {
-    provider: String,
-    name: String,
-    description: String,
-    #[serde(default)]
-    path: Vec<CatalogPath>,
+/// Loads the catalogs the pages describe scopes with: the embedded ones,
+/// with the files of `dir` (`ALIAS_CATALOG_DIR`) over them, exactly as the
+/// processor loads them. Called once at start; a bad catalog fails the start.
+pub fn install(dir: Option<&Path>) -> Result<(), CatalogError> {
+    let catalog = Catalog::load(dir)?;
+    // A second start in one process (tests) keeps the first catalog.
+    let _already_installed = CATALOG.set(catalog);
+    Ok(())
 }
 
-#[derive(Debug, Deserialize)]
-struct CatalogPath {
-    id: String,
-    description: String,
-}
-
-fn catalogs() -> &'static [Catalog] {
-    static CELL: OnceLock<Vec<Catalog>> = OnceLock::new();
-    CELL.get_or_init(|| {
-        CATALOGS
-            .iter()
-            .filter_map(|text| match toml::from_str::<Catalog>(text) {
-                Ok(c) => Some(c),
-                Err(e) => {
-                    tracing::error!(error = %e, "provider catalog unreadable");
-                    None
-                }
-            })
-            .collect()
+/// The installed catalogs; the embedded ones when none was installed.
+fn catalog() -> &'static Catalog {
+    CATALOG.get_or_init(|| {
+        Catalog::embedded().unwrap_or_else(|e| {
+            tracing::error!(error = %e, "embedded provider catalogs unreadable");
+            Catalog::empty()
+        })
     })
 }
 
 /// The display name of a provider (`Google Takeout`), or the name itself.
 pub fn provider_name(provider: &str) -> String {
-    catalogs()
-        .iter()
-        .find(|c| c.provider == provider)
+    catalog()
+        .provider(provider)
         .map_or_else(|| provider.to_owned(), |c| c.name.clone())
 }
 
 /// The providers of the catalogs, as `(provider, name)`.
 pub fn providers() -> Vec<(String, String)> {
-    catalogs()
-        .iter()
+    catalog()
+        .providers()
         .map(|c| (c.provider.clone(), c.name.clone()))
         .collect()
 }
@@ -75,6 +61,11 @@ pub struct Described {
 
 /// Describes a scope value of a contract.
 pub fn describe(value: &Value) -> Described {
+    describe_in(catalog(), value)
+}
+
+/// Describes a scope value with the given catalogs.
+fn describe_in(catalog: &Catalog, value: &Value) -> Described {
     let Ok(scope) = Scope::from_value(value) else {
         return Described {
             provider: "?".into(),
@@ -83,7 +74,7 @@ pub fn describe(value: &Value) -> Described {
             restrictions: String::new(),
         };
     };
-    let catalog = catalogs().iter().find(|c| c.provider == scope.provider);
+    let catalog = catalog.provider(&scope.provider);
     let description = match catalog {
         None => format!(
             "Data of {} (a provider this data bank does not know: nothing is exported).",
@@ -92,7 +83,7 @@ pub fn describe(value: &Value) -> Described {
         Some(c) if scope.all_paths() => format!("Everything of your {}: {}", c.name, c.description),
         Some(c) => {
             let parts: Vec<&str> = c
-                .path
+                .paths
                 .iter()
                 .filter(|p| scope.selects_path(&p.id))
                 .map(|p| p.description.as_str())
@@ -134,7 +125,7 @@ mod tests {
 
     #[test]
     fn catalogs_are_read_and_describe_scopes() {
-        assert_eq!(catalogs().len(), 3);
+        assert_eq!(catalog().providers().count(), 3);
         assert_eq!(provider_name("google"), "Google Takeout");
         let search = Value::Dict(
             Dict::new()
@@ -159,5 +150,36 @@ mod tests {
             Dict::new().with("provider", "nope").with("path", "x"),
         ));
         assert!(unknown.description.contains("does not know"));
+    }
+
+    /// A catalog directory (`ALIAS_CATALOG_DIR`) changes what the pages say,
+    /// as it changes what the processor builds: both load it the same way.
+    #[test]
+    fn catalog_dir_overrides_the_descriptions() {
+        let dir = tempfile::tempdir().unwrap();
+        let google = protocol::catalog::EMBEDDED
+            .iter()
+            .find(|(p, _)| *p == "google")
+            .unwrap()
+            .1
+            .replace(
+                "Google searches",
+                "Searches typed into Google (local catalog)",
+            );
+        std::fs::write(dir.path().join("google.toml"), google).unwrap();
+        let local = Catalog::load(Some(dir.path())).unwrap();
+        let search = Value::Dict(
+            Dict::new()
+                .with("provider", "google")
+                .with("path", "my_activity.search"),
+        );
+        let d = describe_in(&local, &search);
+        assert!(
+            d.description.contains("(local catalog)"),
+            "{}",
+            d.description
+        );
+        let embedded = describe_in(&Catalog::embedded().unwrap(), &search);
+        assert!(!embedded.description.contains("(local catalog)"));
     }
 }

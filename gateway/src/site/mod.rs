@@ -17,7 +17,7 @@
 mod accounts;
 mod assets;
 mod authorize;
-mod catalog;
+pub(crate) mod catalog;
 mod dashboard;
 mod pages;
 pub(crate) mod reexport;

@@ -546,7 +546,7 @@ mod tests {
         let set: HashSet<_> = names.iter().collect();
         assert_eq!(set.len(), names.len());
         for n in &names {
-            assert!(runtime::storage::is_safe_segment(n), "{n}");
+            assert!(protocol::wire::is_safe_segment(n), "{n}");
         }
     }
 

@@ -33,7 +33,7 @@
 //!   archives end the build with a typed [`ExtractError`]; a file that is not
 //!   what the catalog expects is skipped and listed in the manifest.
 
-pub mod catalog;
+pub use protocol::catalog;
 
 mod archive;
 mod error;

@@ -31,3 +31,35 @@ pub fn s<'a>(case: &'a Value, key: &str) -> &'a str {
         .and_then(Value::as_str)
         .unwrap_or_else(|| panic!("case field {key} is not a string"))
 }
+
+/// The crate rule: the protocol depends on no I/O crate (no async runtime,
+/// no network, no broker or store client), so clients of the protocol need
+/// nothing of the bank's runtime.
+#[test]
+fn protocol_depends_on_no_io_crate() {
+    const ALLOWED: &[&str] = &[
+        "base64",
+        "blake2b_simd",
+        "ed25519-dalek",
+        "getrandom",
+        "globset",
+        "ryu-js",
+        "serde",
+        "serde_json",
+        "thiserror",
+        "toml",
+    ];
+    let manifest = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
+        .expect("manifest");
+    let manifest: toml::Table = toml::from_str(&manifest).expect("manifest parses");
+    let deps = manifest
+        .get("dependencies")
+        .and_then(toml::Value::as_table)
+        .expect("[dependencies]");
+    for name in deps.keys() {
+        assert!(
+            ALLOWED.contains(&name.as_str()),
+            "alias-protocol must not depend on {name}: it holds no I/O (see ARCHITECTURE.md, crate rules)"
+        );
+    }
+}

@@ -8,18 +8,17 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use protocol::alias::PushBase;
+use protocol::wire::is_safe_segment;
+use protocol::wire::{
+    ChunkRange, ErrorEnvelope, FileFinish, FileSummary, TransferFinish, UPLOAD_OFFSET,
+};
 use reqwest::header::{HeaderMap, CONTENT_RANGE, CONTENT_TYPE, RANGE, RETRY_AFTER};
 use reqwest::{Method, Response};
-use runtime::storage::is_safe_segment;
-use serde::Serialize;
 use url::Url;
 
 use super::error::{transport, PushError};
 use super::retry_after::parse_retry_after;
 use super::ssrf::SsrfGuard;
-
-/// The resume extension's header (as tus): bytes of a file the client holds.
-pub const UPLOAD_OFFSET: &str = "Upload-Offset";
 
 /// Settings of the HTTP client.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -158,30 +157,6 @@ pub struct Ack {
     pub upload_offset: Option<u64>,
 }
 
-/// One file of the transfer finish: `{"name","size","blake2b"}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct FileSummary {
-    /// The file name.
-    pub name: String,
-    /// Its size in bytes.
-    pub size: u64,
-    /// BLAKE2b-512 of its bytes, URL-safe base64 without padding.
-    pub blake2b: String,
-}
-
-#[derive(Serialize)]
-struct FileFinish<'a> {
-    action: &'static str,
-    size: u64,
-    blake2b: &'a str,
-}
-
-#[derive(Serialize)]
-struct TransferFinish<'a> {
-    finished: bool,
-    files: &'a [FileSummary],
-}
-
 /// The push protocol client. Cloning is cheap; clones share the connection
 /// pool.
 #[derive(Debug, Clone)]
@@ -298,10 +273,7 @@ impl PushClient {
                 break;
             }
         }
-        let reason = serde_json::from_slice::<serde_json::Value>(&body)
-            .ok()
-            .and_then(|v| v.get("reason").and_then(|r| r.as_str()).map(str::to_owned))
-            .map(|r| r.chars().take(300).collect());
+        let reason = ErrorEnvelope::reason_of(&body).map(|r| r.chars().take(300).collect());
         Err(PushError::Status {
             method: name,
             url: url.to_string(),
@@ -345,17 +317,15 @@ impl PushClient {
         if bytes.is_empty() {
             return Err(PushError::InvalidRequest("empty chunk"));
         }
-        let end = start
-            .checked_add(bytes.len() as u64 - 1)
-            .filter(|end| *end < total)
+        let range = ChunkRange::of(start, bytes.len() as u64, total)
             .ok_or(PushError::InvalidRequest("chunk past the end of the file"))?;
         let deadline = self.config.chunk_deadline(bytes.len() as u64);
         let response = self
             .send(Method::PUT, "PUT", file_url, |r| {
                 r.timeout(deadline)
                     .header(CONTENT_TYPE, "application/octet-stream")
-                    .header(RANGE, format!("{start}-{end}"))
-                    .header(CONTENT_RANGE, format!("bytes {start}-{end}/{total}"))
+                    .header(RANGE, range.range_header())
+                    .header(CONTENT_RANGE, range.content_range_header(total))
                     .body(bytes)
             })
             .await?;
@@ -390,11 +360,7 @@ impl PushClient {
         size: u64,
         blake2b_b64: &str,
     ) -> Result<Ack, PushError> {
-        let body = FileFinish {
-            action: "finish",
-            size,
-            blake2b: blake2b_b64,
-        };
+        let body = FileFinish::new(size, blake2b_b64);
         let deadline = self.config.chunk_deadline(0);
         let response = self
             .send(Method::POST, "POST", file_url, |r| {
@@ -411,10 +377,7 @@ impl PushClient {
         target: &PushTarget,
         files: &[FileSummary],
     ) -> Result<Ack, PushError> {
-        let body = TransferFinish {
-            finished: true,
-            files,
-        };
+        let body = TransferFinish::new(files.to_vec());
         let url = target.transfer_url();
         let deadline = self
             .config

@@ -28,9 +28,7 @@ mod stream;
 
 pub use backoff::{retry, Backoff, RetryError, RetryPolicy};
 pub use error::{Delivery, Outcome, PermanentReason, PushError, RetryReason, TransportKind};
-pub use http::{
-    Ack, ClientConfig, FileSummary, PushClient, PushTarget, CHUNK_GRACE, UPLOAD_OFFSET,
-};
+pub use http::{Ack, ClientConfig, PushClient, PushTarget, CHUNK_GRACE};
 pub use retry_after::{parse_http_date, parse_retry_after};
 pub use ssrf::{classify, AddrClass, Refused, SsrfGuard};
 pub use stream::{

@@ -3,14 +3,15 @@
 //! with `HEAD`, the reference client's append mode (restart rule),
 //! cancellation, and the SSRF guard and redirects.
 
+use protocol::wire::FileSummary;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use pusher::client::{
-    retry, AddrClass, Backoff, ChunkStreamer, ClientConfig, Delivery, FileSummary, Outcome,
-    PermanentReason, PushClient, PushError, PushTarget, RestartReason, RetryError, RetryPolicy,
-    SsrfGuard, StreamError, Streamed, TransportKind, Upload,
+    retry, AddrClass, Backoff, ChunkStreamer, ClientConfig, Delivery, Outcome, PermanentReason,
+    PushClient, PushError, PushTarget, RestartReason, RetryError, RetryPolicy, SsrfGuard,
+    StreamError, Streamed, TransportKind, Upload,
 };
 use rand::{RngCore, SeedableRng};
 use runtime::storage::{S3Settings, Storage};

@@ -17,8 +17,8 @@ use actix_web::{HttpRequest, HttpResponse};
 use super::{begin, check_names, end, header, Reject, UPLOAD_OFFSET};
 use crate::body::{BodyReader, Spool, Spooled};
 use crate::faults::Faults;
-use crate::range::{parse_content_range, parse_range, parse_range_loose};
 use crate::store::{bump, Shared, Slot};
+use protocol::wire::{parse_content_range, parse_range, parse_range_loose};
 
 /// Bytes copied from a spool file at a time.
 const COPY_BATCH: usize = 1 << 20;

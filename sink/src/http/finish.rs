@@ -6,18 +6,11 @@ use std::fs::OpenOptions;
 
 use actix_web::web;
 use actix_web::{HttpRequest, HttpResponse};
-use serde::Deserialize;
+use protocol::wire::{FileFinish, TransferFinish, FINISH_ACTION};
 
 use super::{begin, blocking, check_names, end, Reject, FINISH_LIMIT};
 use crate::body::BodyReader;
 use crate::store::{bump, hash_file, persist, Shared, TransferState};
-
-#[derive(Debug, Deserialize)]
-struct FileFinish {
-    action: Option<String>,
-    size: Option<u64>,
-    blake2b: Option<String>,
-}
 
 /// `POST {base}{id}/{file}`: the file is complete; check size and hash.
 pub(crate) async fn finish_file(
@@ -52,7 +45,7 @@ async fn do_finish_file(id: &str, file: &str, body: &[u8], shared: &Shared) -> R
             r#"expected a JSON body {"action":"finish","size":N,"blake2b":"…"}"#,
         )
     })?;
-    if msg.action.as_deref() != Some("finish") {
+    if msg.action.as_deref() != Some(FINISH_ACTION) {
         return Err(Reject::bad(
             "unknown_action",
             "unknown action: expected \"finish\"",
@@ -154,19 +147,6 @@ async fn save(shared: &Shared, id: &str, state: TransferState) -> Result<(), Rej
         .map_err(Reject::io)
 }
 
-#[derive(Debug, Deserialize)]
-struct TransferFinish {
-    finished: Option<bool>,
-    files: Option<Vec<FinishedFile>>,
-}
-
-#[derive(Debug, Deserialize)]
-struct FinishedFile {
-    name: String,
-    size: u64,
-    blake2b: String,
-}
-
 /// `POST {base}{id}`: the transfer is complete; check every listed file.
 pub(crate) async fn finish_transfer(
     req: HttpRequest,
@@ -243,7 +223,10 @@ async fn do_finish_transfer(
     Ok(())
 }
 
-fn check_listed(transfer: &TransferState, listed: &[FinishedFile]) -> Result<(), Reject> {
+fn check_listed(
+    transfer: &TransferState,
+    listed: &[protocol::wire::FileSummary],
+) -> Result<(), Reject> {
     let mut seen = BTreeSet::new();
     for f in listed {
         if !seen.insert(f.name.as_str()) {

@@ -14,17 +14,17 @@ use actix_web::http::header::{HeaderName, CONTENT_RANGE, CONTENT_TYPE, RANGE};
 use actix_web::http::StatusCode;
 use actix_web::web;
 use actix_web::{HttpRequest, HttpResponse};
-use runtime::storage::is_safe_segment;
+use protocol::wire::is_safe_segment;
 
 use crate::faults::Faults;
 use crate::store::{bump, RequestRecord, Shared};
+use protocol::wire::ErrorEnvelope;
 
 pub(crate) use chunk::{chunk, head, remember_socket};
 pub(crate) use finish::{finish_file, finish_transfer};
 pub(crate) use start::start;
 
-/// The resume extension's header: bytes of a file the sink holds.
-pub const UPLOAD_OFFSET: &str = "Upload-Offset";
+pub use protocol::wire::UPLOAD_OFFSET;
 
 /// Largest start body, as the reference client (Express's `100kb`).
 pub(crate) const START_LIMIT: usize = 100 * 1024;
@@ -84,11 +84,7 @@ impl Reject {
         if let Some(offset) = self.offset {
             builder.insert_header((UPLOAD_OFFSET, offset.to_string()));
         }
-        builder.json(serde_json::json!({
-            "status": "error",
-            "reason": self.reason,
-            "code": self.code,
-        }))
+        builder.json(ErrorEnvelope::new(self.code, self.reason.clone()))
     }
 }
 

@@ -180,3 +180,18 @@ pub async fn refusal(r: Response) -> (u16, String) {
     assert!(json["code"].is_string(), "{json}");
     (status, json["reason"].as_str().unwrap().to_owned())
 }
+
+/// The crate rule: a client of the bank needs only the protocol crate, never
+/// the bank's runtime (Redis, RabbitMQ, storage).
+#[test]
+fn the_sink_needs_only_the_protocol() {
+    let manifest = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
+        .expect("manifest");
+    for line in manifest.lines() {
+        let name = line.split(['.', '=', ' ']).next().unwrap_or("");
+        assert!(
+            !matches!(name, "runtime" | "gateway" | "processor" | "pusher"),
+            "alias-sink must not depend on {name} (ARCHITECTURE.md, crate rules)"
+        );
+    }
+}

@@ -3,15 +3,36 @@
 
 /// Inclusive byte range of one chunk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct ChunkRange {
-    pub(crate) start: u64,
-    pub(crate) end: u64,
+pub struct ChunkRange {
+    /// First byte offset.
+    pub start: u64,
+    /// Last byte offset (inclusive).
+    pub end: u64,
 }
 
 impl ChunkRange {
+    /// The chunk of `len` bytes at `start` of a file of `total` bytes;
+    /// `None` when it is empty or goes past the end.
+    pub fn of(start: u64, len: u64, total: u64) -> Option<ChunkRange> {
+        let end = start.checked_add(len.checked_sub(1)?)?;
+        (end < total).then_some(ChunkRange { start, end })
+    }
+
+    /// The `Range` header value the bank sends: `start-end`.
+    pub fn range_header(&self) -> String {
+        format!("{}-{}", self.start, self.end)
+    }
+
+    /// The `Content-Range` header value the bank sends:
+    /// `bytes start-end/total`.
+    pub fn content_range_header(&self, total: u64) -> String {
+        format!("bytes {}-{}/{total}", self.start, self.end)
+    }
+
     /// Number of bytes the range covers (a parsed range always has one:
     /// [`parse_range`] refuses ranges whose length does not fit a `u64`).
-    pub(crate) fn len(&self) -> u64 {
+    #[allow(clippy::len_without_is_empty)] // a range is never empty
+    pub fn len(&self) -> u64 {
         self.end
             .checked_sub(self.start)
             .and_then(|n| n.checked_add(1))
@@ -29,7 +50,7 @@ fn digits(s: &str) -> Option<u64> {
 /// Parses `start-end` or `bytes=start-end` strictly: decimal offsets,
 /// `end >= start`, a length (`end - start + 1`) that fits a `u64`, nothing
 /// else.
-pub(crate) fn parse_range(value: &str) -> Option<ChunkRange> {
+pub fn parse_range(value: &str) -> Option<ChunkRange> {
     let value = value.trim();
     let value = value.strip_prefix("bytes=").unwrap_or(value);
     let (a, b) = value.split_once('-')?;
@@ -40,7 +61,7 @@ pub(crate) fn parse_range(value: &str) -> Option<ChunkRange> {
 
 /// The reference's reading: the first `\d+-\d+` anywhere in the header (the
 /// regex is unanchored); `None` when there is none.
-pub(crate) fn parse_range_loose(value: &str) -> Option<(u64, u64)> {
+pub fn parse_range_loose(value: &str) -> Option<(u64, u64)> {
     let bytes = value.as_bytes();
     let run = |from: usize| {
         let mut i = from;
@@ -70,13 +91,15 @@ pub(crate) fn parse_range_loose(value: &str) -> Option<(u64, u64)> {
 
 /// A parsed `Content-Range: bytes start-end/total` (`total` may be `*`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct ContentRange {
-    pub(crate) range: ChunkRange,
-    pub(crate) total: Option<u64>,
+pub struct ContentRange {
+    /// The bytes of the chunk.
+    pub range: ChunkRange,
+    /// The size of the whole file, `None` for `*`.
+    pub total: Option<u64>,
 }
 
 /// Parses a `Content-Range` header of the `bytes` unit.
-pub(crate) fn parse_content_range(value: &str) -> Option<ContentRange> {
+pub fn parse_content_range(value: &str) -> Option<ContentRange> {
     let rest = value.trim().strip_prefix("bytes ")?;
     let (range, total) = rest.split_once('/')?;
     let range = parse_range(range)?;
@@ -127,6 +150,24 @@ mod tests {
         assert_eq!(parse_range_loose("1 2-3"), Some((2, 3)));
         assert_eq!(parse_range_loose("garbage"), None);
         assert_eq!(parse_range_loose("7-"), None);
+    }
+
+    #[test]
+    fn headers_the_bank_sends_parse_back() {
+        let r = ChunkRange::of(10, 5, 20).unwrap();
+        assert_eq!(r.range_header(), "10-14");
+        assert_eq!(r.content_range_header(20), "bytes 10-14/20");
+        assert_eq!(parse_range(&r.range_header()), Some(r));
+        assert_eq!(
+            parse_content_range(&r.content_range_header(20)),
+            Some(ContentRange {
+                range: r,
+                total: Some(20)
+            })
+        );
+        assert_eq!(ChunkRange::of(10, 0, 20), None);
+        assert_eq!(ChunkRange::of(10, 11, 20), None);
+        assert_eq!(ChunkRange::of(u64::MAX, 2, u64::MAX), None);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The provider catalogs: which files of a dump make up each scope path,
 //! how their records are read, and which field is their time.
 //!
-//! Catalogs are data (`processor/catalog/<provider>.toml`), embedded at
+//! Catalogs are data (`protocol/catalog/<provider>.toml`), embedded at
 //! build time; a directory named by `ALIAS_CATALOG_DIR` may hold files that
 //! replace embedded ones (or add providers): `<dir>/<provider>.toml`.
 //! Loading validates everything (patterns, path ids, format options), so a
@@ -39,15 +39,15 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
+use crate::scope::Scope;
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
-use protocol::scope::Scope;
 use serde::Deserialize;
 
 /// The embedded catalogs, `(provider, TOML text)`.
 pub const EMBEDDED: &[(&str, &str)] = &[
-    ("amazon", include_str!("../../catalog/amazon.toml")),
-    ("facebook", include_str!("../../catalog/facebook.toml")),
-    ("google", include_str!("../../catalog/google.toml")),
+    ("amazon", include_str!("../catalog/amazon.toml")),
+    ("facebook", include_str!("../catalog/facebook.toml")),
+    ("google", include_str!("../catalog/google.toml")),
 ];
 
 /// The environment variable naming a directory of catalog overrides.
@@ -428,6 +428,13 @@ pub struct Catalog {
 }
 
 impl Catalog {
+    /// No catalog at all: every scope selects nothing.
+    pub fn empty() -> Catalog {
+        Catalog {
+            providers: BTreeMap::new(),
+        }
+    }
+
     /// The embedded catalogs.
     pub fn embedded() -> Result<Catalog, CatalogError> {
         Catalog::from_sources(
