@@ -9,93 +9,43 @@
 //! with 400 and a stable code naming the path, before any scope is
 //! computed: no transfer, no stored grant, nothing sent to the client.
 
-use crate::support::*;
-use protocol::alias::{grant_body, Contract};
-use protocol::anychain::{fold, sign, signing_key_from_seed, to_token, Dict, SigningKey, Value};
+use e2e::*;
+use protocol::anychain::{fold, sign, to_token, Dict, SigningKey, Value};
 use runtime::mq::{Queue, Route};
-use runtime::state::now_ms;
 use sink::Faults;
 use std::time::Duration;
 
 const LIMIT: Duration = Duration::from_secs(120);
 
-fn scope(path: &str) -> Value {
-    Value::Dict(Dict::new().with("provider", "google").with("path", path))
-}
-
-fn group(path: &str) -> Value {
-    Value::Dict(
-        Dict::new()
-            .with("scopes", Value::List(vec![scope(path)]))
-            .with("usages", Value::List(vec![Value::from("research")])),
-    )
-}
-
-/// A client declaration of `name` at `domain` naming `named`'s key in
-/// `crypto.sign`, signed by `signer`.
-fn decl(name: &str, domain: &str, named: &SigningKey, signer: &SigningKey) -> Value {
-    let body = Dict::new()
-        .with("type", "alias.client.decl")
-        .with("name", name)
-        .with("domain", domain)
-        .with(
-            "crypto",
-            Dict::new().with(
-                "sign",
-                Value::Bytes(named.verifying_key().as_bytes().to_vec()),
-            ),
-        );
-    sign(signer, Value::Dict(body), 1_574_158_519_000.0).unwrap()
-}
-
 /// A contract of `client` (a signed declaration): contractual search
 /// history, one consent group (YouTube history) and one legitimate group
 /// (photos), pushed over plain http.
 fn contract_of(client: Value) -> Value {
-    let base = Dict::new()
-        .with("contractual", group("my_activity.search"))
-        .with("consent", Value::List(vec![group("youtube.watch_history")]))
-        .with(
-            "legitimate",
-            Dict::new()
-                .with("reason", "fraud prevention")
-                .with("groups", Value::List(vec![group("photos")])),
-        );
-    Value::Dict(
-        Dict::new()
-            .with("type", "alias.contract")
-            .with("client", client)
-            .with("legal", Dict::new().with("usage", "tests"))
-            .with("base", base)
-            .with(
-                "network",
-                Dict::new()
-                    .with("scheme", "http")
-                    .with("pushEndpoint", "/alias/push/"),
-            ),
-    )
+    ContractDoc::new(client)
+        .contractual(group(&["my_activity.search"], &["research"]))
+        .consent(group(&["youtube.watch_history"], &["research"]))
+        .legitimate("fraud prevention", vec![group(&["photos"], &["research"])])
+        .push_endpoint("/alias/push/")
+        .build()
 }
 
 /// A client (an `alias-sink`) whose contract has a consent and a
 /// legitimate group, declared and signed with the client key of `seed`.
 fn consent_client(seed: u8) -> Client {
-    let mut client = Client::new("Honest client", seed, Faults::none());
-    let key = signing_key_from_seed(&[seed; 32]);
-    let domain = client.sink.addr().to_string();
-    client.contract = contract_of(decl("Honest client", &domain, &key, &key));
-    client.id = Contract::new(&client.contract)
-        .unwrap()
-        .hash()
-        .unwrap()
-        .to_b64();
-    client
+    Client::with_contract(seed, Faults::none(), |domain| {
+        contract_of(client_decl_naming(
+            "Honest client",
+            domain,
+            &key(seed),
+            &key(seed),
+        ))
+    })
 }
 
 /// The user's grant of `contract` declining every consent and legitimate
 /// scope (the signature object).
 fn declining_grant(user: &SigningKey, contract: &Value) -> Value {
-    let body = grant_body(contract, vec![vec![false]], vec![vec![false]]).unwrap();
-    sign(user, body, now_ms() as f64).unwrap()
+    grant_signed(user, contract, vec![vec![false]], vec![vec![false]], now())
 }
 
 /// `v` with the value at `path` replaced by `f(value)`.
@@ -263,7 +213,7 @@ async fn non_boolean_consent_cells_are_refused() {
     ] {
         for value in [Value::Number(1.0), Value::from("yes")] {
             let body = edit(&genuine, &cell, &|_| value.clone());
-            let signed = sign(&u, body.get("body").unwrap().clone(), now_ms() as f64).unwrap();
+            let signed = sign(&u, body.get("body").unwrap().clone(), now()).unwrap();
             assert_refused(&bank, &signed, "not_boolean", path).await;
         }
     }
@@ -315,7 +265,7 @@ async fn hashes_in_other_read_values_are_refused() {
         &["body", "contract", "client", "body", "name"],
         &|_| Value::Box(vec![9; 80]),
     );
-    let boxed = sign(&u, boxed.get("body").unwrap().clone(), now_ms() as f64);
+    let boxed = sign(&u, boxed.get("body").unwrap().clone(), now());
     // The client's signature over its declaration no longer holds: refused
     // by the signature check before anything else.
     let (status, _) = process_async(&bank.base, &to_token(&boxed.unwrap())).await;
@@ -334,22 +284,24 @@ async fn declaration_signed_by_another_key_than_it_names_is_refused() {
     bank.start_pusher().await;
     let u = user(74);
     give_dump(&bank, &u, 64 << 10, 10).await;
-    let honest = signing_key_from_seed(&[34; 32]);
-    let impostor_key = signing_key_from_seed(&[35; 32]);
-    let mut impostor = Client::new("Honest client", 35, Faults::none());
+    let honest = key(34);
+    let impostor_key = key(35);
+    let impostor = Client::with_contract(35, Faults::none(), |domain| {
+        contract_of(client_decl_naming(
+            "Honest client",
+            domain,
+            &honest,
+            &impostor_key,
+        ))
+    });
     let domain = impostor.sink.addr().to_string();
-    impostor.contract = contract_of(decl("Honest client", &domain, &honest, &impostor_key));
-    impostor.id = Contract::new(&impostor.contract)
-        .unwrap()
-        .hash()
-        .unwrap()
-        .to_b64();
-    let grant = sign(
+    let grant = grant_signed(
         &u,
-        grant_body(&impostor.contract, vec![vec![true]], vec![vec![true]]).unwrap(),
-        now_ms() as f64,
-    )
-    .unwrap();
+        &impostor.contract,
+        vec![vec![true]],
+        vec![vec![true]],
+        now(),
+    );
     assert_refused(
         &bank,
         &grant,
@@ -369,16 +321,16 @@ async fn declaration_signed_by_another_key_than_it_names_is_refused() {
     assert!(text.contains("client_key_mismatch"), "{text}");
     assert_untouched(&bank, &impostor, &u).await;
     // Signed by the key it names, the same declaration is accepted.
-    let own = contract_of(decl("Honest client", &domain, &impostor_key, &impostor_key));
-    let ok = sign(
-        &u,
-        grant_body(&own, vec![vec![false]], vec![vec![false]]).unwrap(),
-        now_ms() as f64,
-    )
-    .unwrap();
+    let own = contract_of(client_decl_naming(
+        "Honest client",
+        &domain,
+        &impostor_key,
+        &impostor_key,
+    ));
+    let ok = declining_grant(&u, &own);
     let (status, body) = process_async(&bank.base, &to_token(&ok)).await;
     assert_eq!(status, 202, "{body}");
-    let id = Contract::new(&own).unwrap().hash().unwrap().to_b64();
+    let id = contract_id(&own);
     let t = wait_terminal(&bank, &id, LIMIT).await;
     assert_eq!(t.state, runtime::state::TransferState::Done, "{t:?}");
     bank.cleanup().await;

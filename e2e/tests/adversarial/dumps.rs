@@ -17,7 +17,7 @@ use runtime::mq::{Queue, Route};
 use runtime::state::TransferState;
 use sink::Faults;
 
-use crate::support::{
+use e2e::{
     assert_delivered, give_dump, process_async, process_sync, store_export, user, wait_terminal,
     Bank, Client,
 };

@@ -7,12 +7,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use crate::support::{
-    give_dump, process_async, user, user_pk, wait_terminal, Bank, Client, ORIGIN,
-};
-use protocol::alias::request_body;
-use protocol::anychain::{b64u_encode, sign, to_token, SigningKey};
-use runtime::state::now_ms;
+use e2e::{give_dump, process_async, user, user_pk, wait_terminal, Bank, Client};
+use protocol::anychain::{b64u_encode, SigningKey};
 use sink::Faults;
 use std::time::{Duration, Instant};
 
@@ -21,9 +17,7 @@ const OPERATOR: &str = "adversarial-operator-token-0123456789abcdef";
 
 /// A signed `alias.bank.request` of `who` for `GET path`, now.
 fn signed_get(who: &SigningKey, path: &str) -> String {
-    #[allow(clippy::cast_precision_loss)]
-    let now = now_ms() as f64;
-    to_token(&sign(who, request_body("GET", path, ORIGIN, None), now).unwrap())
+    e2e::request_token(who, "GET", path, None)
 }
 
 /// `GET path` with `auth` (an `Authorization` value); status and the body

@@ -8,17 +8,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
-
+use e2e::{
+    assert_delivered, give_dump, process_async, process_sync, user, wait_terminal, wait_until,
+    Bank, Client, Role,
+};
 use rand::{Rng, SeedableRng};
 use runtime::state::TransferState;
 use sink::Faults;
 use std::collections::BTreeMap;
 use std::time::Duration;
-use support::{
-    assert_delivered, give_dump, process_async, process_sync, user, wait_terminal, wait_until,
-    Bank, Client, Role,
-};
 
 const LIMIT: Duration = Duration::from_secs(120);
 const DUMP_BYTES: u64 = 2 << 20;

@@ -4,65 +4,22 @@
 //! scanning the keyspace. Each goes through the real gateway (in this
 //! process) against the local Redis and RabbitMQ.
 
-use crate::support::*;
-use protocol::alias::{grant_body, login_body};
-use protocol::anychain::{
-    b64u_decode, b64u_encode, sign, signing_key_from_seed, to_token, Dict, SigningKey, Value,
-};
+use e2e::*;
+use protocol::alias::login_body;
+use protocol::anychain::{b64u_decode, b64u_encode, sign, to_token, SigningKey};
 use runtime::mq::{Queue, Route};
-use runtime::state::now_ms;
 use serde_json::{json, Value as Json};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 const REDIS: &str = "redis://127.0.0.1:6379";
 
-#[allow(clippy::cast_precision_loss)]
-fn now() -> f64 {
-    now_ms() as f64
-}
-
 /// A contract of client `name` whose free-form `legal` text is `legal`.
 fn contract_with_legal(name: &str, legal: &str) -> Value {
-    let client_key = signing_key_from_seed(&[77; 32]);
-    let decl = Dict::new()
-        .with("type", "alias.client.decl")
-        .with("name", name)
-        .with("domain", "127.0.0.1:9")
-        .with("crypto", Dict::new());
-    let client = sign(&client_key, Value::Dict(decl), 1_574_158_519_000.0).unwrap();
-    let scope = Value::Dict(
-        Dict::new()
-            .with("provider", "google")
-            .with("path", "my_activity.search"),
-    );
-    Value::Dict(
-        Dict::new()
-            .with("type", "alias.contract")
-            .with("client", client)
-            .with("legal", Dict::new().with("usage", legal))
-            .with(
-                "base",
-                Dict::new().with(
-                    "contractual",
-                    Dict::new()
-                        .with("scopes", Value::List(vec![scope]))
-                        .with("usages", Value::List(vec![])),
-                ),
-            )
-            .with("network", Dict::new().with("scheme", "http")),
-    )
-}
-
-fn grant_of(user: &SigningKey, contract: &Value, date: f64) -> String {
-    to_token(&sign(user, grant_body(contract, vec![], vec![]).unwrap(), date).unwrap())
-}
-
-fn bind_of(user: &SigningKey) -> String {
-    let body = Dict::new()
-        .with("type", "alias.bindAuthz")
-        .with("origin", ORIGIN);
-    to_token(&sign(user, Value::Dict(body), now()).unwrap())
+    ContractDoc::new(client_decl(name, "127.0.0.1:9", &key(77)))
+        .legal(legal)
+        .contractual(group(&["my_activity.search"], &[]))
+        .build()
 }
 
 async fn post_form(base: &str, path: &str, form: &[(&str, &str)]) -> (u16, Json) {
@@ -139,7 +96,7 @@ async fn a_self_made_key_cannot_fill_redis_with_grants() {
     let attacker = user(201);
     let pk = user_pk(&attacker);
     // Anyone can bind a key of their own making.
-    let bind = bind_of(&attacker);
+    let bind = bind_token(&attacker);
     let (status, body) = post_form(&bank.base, "/alias/bind", &[("bind", &bind)]).await;
     assert_eq!(status, 200, "{body}");
 
@@ -150,7 +107,7 @@ async fn a_self_made_key_cannot_fill_redis_with_grants() {
     for n in 0..40 {
         let legal = format!("{n:04}{}", "x".repeat(60_000));
         let contract = contract_with_legal(&format!("Filler {n}"), &legal);
-        let grant = grant_of(&attacker, &contract, now());
+        let grant = grant_at(&attacker, &contract, now());
         let (status, body) = post_form(&bank.base, "/alias/grants", &[("grant", &grant)]).await;
         if status == 200 {
             assert_eq!(refused, 0, "accepted after a refusal");
@@ -168,7 +125,7 @@ async fn a_self_made_key_cannot_fill_redis_with_grants() {
     // history keeps only what fits its budget.
     let contract = contract_with_legal("Filler 0", &format!("0000{}", "x".repeat(60_000)));
     for i in 0..40 {
-        let grant = grant_of(&attacker, &contract, now() + f64::from(i));
+        let grant = grant_at(&attacker, &contract, now() + f64::from(i));
         let (status, body) = post_form(&bank.base, "/alias/grants", &[("grant", &grant)]).await;
         assert_eq!(status, 200, "{}", body["code"]);
     }
@@ -210,12 +167,12 @@ async fn many_small_contracts_stop_at_the_contract_quota() {
     let bank = Bank::new("aq", &[("ALIAS_QUOTA_CONTRACTS", "5")]).await;
     let attacker = user(202);
     let pk = user_pk(&attacker);
-    let bind = bind_of(&attacker);
+    let bind = bind_token(&attacker);
     let (status, _) = post_form(&bank.base, "/alias/bind", &[("bind", &bind)]).await;
     assert_eq!(status, 200);
     for n in 0..8 {
         let contract = contract_with_legal(&format!("Small {n}"), "tiny");
-        let grant = grant_of(&attacker, &contract, now());
+        let grant = grant_at(&attacker, &contract, now());
         let (status, body) = post_form(&bank.base, "/alias/grants", &[("grant", &grant)]).await;
         if n < 5 {
             assert_eq!(status, 200, "{}", body["code"]);
@@ -237,13 +194,13 @@ async fn oversized_tokens_are_refused_with_413() {
     let bank = Bank::new("aq", &[]).await;
     let attacker = user(203);
     let pk = user_pk(&attacker);
-    let bind = bind_of(&attacker);
+    let bind = bind_token(&attacker);
     let (status, _) = post_form(&bank.base, "/alias/bind", &[("bind", &bind)]).await;
     assert_eq!(status, 200);
     // 100 KB of legal text: over the default 64 KiB token limit (and the
     // reference client's 100 KB start body).
     let contract = contract_with_legal("Big", &"y".repeat(100_000));
-    let grant = grant_of(&attacker, &contract, now());
+    let grant = grant_at(&attacker, &contract, now());
     for path in ["/alias/grants", "/alias/process"] {
         let (status, body) = post_form(&bank.base, path, &[("grant", &grant)]).await;
         assert_eq!(
@@ -396,7 +353,7 @@ impl Account {
         let (status, body) = browser
             .post(
                 "/web/signup",
-                json!({"record": record, "bind": bind_of(&self.key), "login": self.answer(&begun["challenge"])}),
+                json!({"record": record, "bind": bind_token(&self.key), "login": self.answer(&begun["challenge"])}),
             )
             .await;
         assert_eq!(status, 201, "{body}");
@@ -610,7 +567,7 @@ async fn metrics_never_scan_the_keyspace() {
         let u = user(210 + seed);
         give_dump(&bank, &u, 20_000, u64::from(seed)).await;
         let contract = contract_with_legal(&format!("Metrics {seed}"), "m");
-        let (status, body) = process_async(&bank.base, &grant_of(&u, &contract, now())).await;
+        let (status, body) = process_async(&bank.base, &grant_at(&u, &contract, now())).await;
         assert_eq!(status, 202, "{body}");
     }
     let mut monitor = Monitor::start(&bank.ns).await;

@@ -11,13 +11,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use crate::support::{
-    assert_delivered, contract, give_dump, grant_at, process_async, user, wait_terminal,
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use e2e::{
+    assert_delivered, contract, contract_id, give_dump, grant, process_async, user, wait_terminal,
     wait_until, Bank, Client,
 };
-use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
-use protocol::alias::Contract;
-use runtime::state::{now_ms, TransferState};
+use runtime::state::TransferState;
 use sink::Faults;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -153,8 +152,8 @@ impl Hostile {
 /// A contract signed by the client key of `seed`, pushing to `domain`; its
 /// transfer id.
 fn hostile_contract(name: &str, seed: u8, domain: &str) -> (protocol::anychain::Value, String) {
-    let c = contract(name, seed, domain, &crate::support::SCOPES);
-    let id = Contract::new(&c).unwrap().hash().unwrap().to_b64();
+    let c = contract(name, seed, domain, &e2e::SCOPES);
+    let id = contract_id(&c);
     (c, id)
 }
 
@@ -168,7 +167,7 @@ async fn grant_pushing(
 ) {
     let u = user(user_seed);
     give_dump(bank, &u, dump, u64::from(user_seed)).await;
-    let (status, body) = process_async(&bank.base, &grant_at(&u, c, now_ms() as f64)).await;
+    let (status, body) = process_async(&bank.base, &grant(&u, c)).await;
     assert_eq!(status, 202, "{body}");
     wait_until(bank, id, Duration::from_secs(120), |t| {
         t.state == TransferState::Pushing || t.state.is_terminal()

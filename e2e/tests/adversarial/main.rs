@@ -4,13 +4,10 @@
 //! shown refused: nothing pushed, nothing changed for the victim, memory
 //! flat. Each test runs on its own namespace, so they run in parallel.
 //!
-//! The fixtures are the fault tests' (`pusher/tests/support`): a bank on its
-//! own namespace, clients, users with dumps, grants.
+//! The fixtures are the kit's (`e2e`): a bank on its own namespace,
+//! clients, users with dumps, documents.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-#[path = "../../../pusher/tests/support/mod.rs"]
-mod support;
 
 mod consent;
 mod dumps;

@@ -12,23 +12,18 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use crate::support::{
-    assert_delivered, give_dump, html_attr, process_async, process_sync, user, user_pk,
+use e2e::{
+    assert_delivered, give_dump, html_attr, process_async, process_sync, revocation, user, user_pk,
     wait_terminal, wait_until, web_signup, Bank, Client, WebAgent,
 };
-use protocol::alias::{grant_body, Contract};
-use protocol::anychain::{sign, to_token, SigningKey, Value};
+use protocol::alias::Contract;
+use protocol::anychain::to_token;
 use runtime::state::{now_ms, Transfer, TransferState};
 use sink::Faults;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 const LIMIT: Duration = Duration::from_secs(120);
-
-/// A revocation of `contract` signed by `user`, dated now.
-fn revocation(user: &SigningKey, contract: &Value) -> String {
-    crate::support::revocation_at(user, contract, now_ms() as f64)
-}
 
 /// What must not have moved for the victim.
 fn same_transfer(before: &Transfer, after: &Transfer) {
@@ -87,10 +82,7 @@ async fn another_users_grant_for_a_bound_contract_is_refused() {
     ] {
         for (route, (status, body)) in [
             ("process", process_async(&bank.base, &token).await),
-            (
-                "grants",
-                crate::support::store_grant(&bank.base, &token).await,
-            ),
+            ("grants", e2e::store_grant(&bank.base, &token).await),
         ] {
             assert_eq!(status, 409, "{what} via {route}: {body}");
             assert_eq!(body["code"], "contract_bound", "{what} via {route}: {body}");
@@ -160,7 +152,7 @@ async fn another_users_revocation_changes_nothing() {
     let requests = client.sink.requests().len();
 
     let (status, body) =
-        crate::support::store_grant(&bank.base, &revocation(&mallory, &client.contract)).await;
+        e2e::store_grant(&bank.base, &revocation(&mallory, &client.contract)).await;
     assert_eq!(
         (status, body["code"].as_str()),
         (409, Some("contract_bound")),
@@ -190,10 +182,9 @@ async fn another_users_revocation_changes_nothing() {
         requests,
         "B reached the client"
     );
-    assert_eq!(crate::support::received(&client), files);
+    assert_eq!(e2e::received(&client), files);
     assert_eq!(client.sink.counters().starts, 1);
-    let (status, body) =
-        crate::support::store_grant(&bank.base, &revocation(&alice, &client.contract)).await;
+    let (status, body) = e2e::store_grant(&bank.base, &revocation(&alice, &client.contract)).await;
     assert_eq!(status, 200, "{body}");
     let revoked = wait_terminal(&bank, &client.id, LIMIT).await;
     assert!(
@@ -228,18 +219,11 @@ async fn client_id_shortcut_never_hands_over_another_users_contract() {
     let (status, page, _) = a.get(&format!("/request?contract={}", enc(&token))).await;
     assert_eq!(status, 200, "{page}");
     let rid = html_attr(&page, "id=\"request-id\" value=\"").unwrap();
-    let grant = to_token(
-        &sign(
-            &alice,
-            grant_body(&client.contract, vec![], vec![]).unwrap(),
-            now_ms() as f64,
-        )
-        .unwrap(),
-    );
+    let grant = client.grant(&alice);
     let (status, body) = a
         .post_json(
             &format!("/request/{rid}/agree"),
-            serde_json::json!({"grant": grant, "bind": crate::support::bind_token(&alice)}),
+            serde_json::json!({"grant": grant, "bind": e2e::bind_token(&alice)}),
         )
         .await;
     assert_eq!(status, 200, "{body}");
@@ -466,9 +450,9 @@ async fn no_chunk_of_an_old_generation_arrives_after_a_new_start() {
     give_dump(&bank, &alice, 1 << 20, 89).await;
     let shared = slow_client::Shared::default();
     let addr = slow_client::serve(shared.clone());
-    let contract = crate::support::contract("Slow", 90, &addr.to_string(), &crate::support::SCOPES);
-    let id = Contract::new(&contract).unwrap().hash().unwrap().to_b64();
-    let grant = crate::support::grant_at(&alice, &contract, now_ms() as f64);
+    let contract = e2e::contract("Slow", 90, &addr.to_string(), &e2e::SCOPES);
+    let id = e2e::contract_id(&contract);
+    let grant = e2e::grant(&alice, &contract);
     let (status, body) = process_async(&bank.base, &grant).await;
     assert_eq!(status, 202, "{body}");
     let done = wait_until(&bank, &id, LIMIT, |t| {
@@ -545,9 +529,8 @@ async fn grant_hash_ids_revocation_cancels_and_notifies_where_the_data_went() {
         ..Faults::none()
     };
     let (addr, sink) = sink::Sink::start(config).unwrap();
-    let contract =
-        crate::support::contract("Grant ids", 92, &addr.to_string(), &crate::support::SCOPES);
-    let grant = crate::support::grant_at(&alice, &contract, now_ms() as f64);
+    let contract = e2e::contract("Grant ids", 92, &addr.to_string(), &e2e::SCOPES);
+    let grant = e2e::grant(&alice, &contract);
     let pushed_id = protocol::alias::Grant::from_token(&grant, &Default::default())
         .unwrap()
         .grant_hash()
@@ -567,7 +550,7 @@ async fn grant_hash_ids_revocation_cancels_and_notifies_where_the_data_went() {
         .grant_hash()
         .unwrap()
         .to_b64();
-    let (status, body) = crate::support::store_grant(&bank.base, &revocation).await;
+    let (status, body) = e2e::store_grant(&bank.base, &revocation).await;
     assert_eq!(status, 200, "{body}");
     let t = wait_terminal(&bank, &pushed_id, LIMIT).await;
     assert!(

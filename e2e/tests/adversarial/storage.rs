@@ -6,9 +6,7 @@
 //! against the local Redis and RabbitMQ, with an `alias-sink` as the
 //! client.
 
-use crate::support::*;
-use protocol::alias::request_body;
-use protocol::anychain::{sign, to_token};
+use e2e::*;
 use runtime::archives;
 use runtime::state::{now_ms, TransferState};
 use sink::Faults;
@@ -227,9 +225,9 @@ async fn superseded_and_revoked_generations_archives_are_deleted() {
     assert_eq!(stored(&bank, &client.id).await.0, objects);
 
     // The user revokes: nothing is left to push, nothing stays stored.
-    let (status, body) = crate::support::store_grant(
+    let (status, body) = e2e::store_grant(
         &bank.base,
-        &crate::support::revocation_at(&u, &client.contract, now_ms() as f64 + 2000.0),
+        &e2e::revocation_at(&u, &client.contract, now_ms() as f64 + 2000.0),
     )
     .await;
     assert_eq!(status, 200, "{body}");
@@ -338,14 +336,7 @@ async fn deleting_a_dump_deletes_its_undelivered_archives() {
     let http = reqwest::Client::new();
     for d in &dumps {
         let path = format!("/alias/dumps/{}/{}", d.provider, d.name);
-        let auth = to_token(
-            &sign(
-                &u,
-                request_body("DELETE", &path, ORIGIN, None),
-                now_ms() as f64,
-            )
-            .unwrap(),
-        );
+        let auth = request_token(&u, "DELETE", &path, None);
         let resp = http
             .delete(format!("{}{path}", bank.base))
             .header("Authorization", format!("Alias {auth}"))
