@@ -149,6 +149,19 @@ def _construct_mapping(loader: StrictLoader, node: yaml.MappingNode, deep: bool 
 StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
+def _compose_tag(loader: StrictLoader, node: yaml.Node) -> Any:
+    """Compose's `!reset` and `!override` (override files): the value itself."""
+    if isinstance(node, yaml.MappingNode):
+        return _construct_mapping(loader, node, deep=True)
+    if isinstance(node, yaml.SequenceNode):
+        return loader.construct_sequence(node, deep=True)
+    return loader.construct_scalar(node)
+
+
+for _tag in ["!reset", "!override"]:
+    StrictLoader.add_constructor(_tag, _compose_tag)
+
+
 def load_yaml_all(path: Path) -> list[Any]:
     with open(path, encoding="utf-8") as f:
         return [doc for doc in yaml.load_all(f, Loader=StrictLoader) if doc is not None]
@@ -513,7 +526,7 @@ def compose_binary() -> str:
     return str(binary)
 
 
-@check("docker-compose.yml loads in Docker Compose v2 (`docker-compose config`, default and monitoring profiles)")
+@check("docker-compose.yml loads in Docker Compose v2 (`docker-compose config`, default and monitoring profiles, and with scripts/compose-test's override)")
 def _compose_config() -> None:
     # A clean environment: no .env interpolation from the caller, no engine needed.
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/tmp")}
@@ -538,6 +551,13 @@ def _compose_config() -> None:
             return
         if out.returncode != 0:
             errors.append(f"docker-compose {' '.join(profiles) or '(default profile)'} config: {(out.stderr or out.stdout).strip()}")
+    # scripts/compose-test's override file loads on top of the compose file.
+    override = DEPLOY / "compose-test/compose.override.yml"
+    out = run_tool([compose_binary(), "--project-directory", str(ROOT), "-f", str(COMPOSE), "-f", str(override),
+                    "--env-file", str(DEMO_ENV), "--profile", "demo", "--profile", "standins", "config", "--quiet"],
+                   env={**env, "ALIAS_STANDINS": str(DEPLOY / "compose-test/standins")})
+    if out.returncode != 0:
+        errors.append(f"docker-compose with {rel(override)}: {(out.stderr or out.stdout).strip()}")
     out = run_tool([compose_binary(), "-f", str(COMPOSE), "--env-file", str(DEMO_ENV), "--profile", "monitoring", "config", "--services"], env=env)
     if out.returncode == 0:
         info("services: " + " ".join(sorted(out.stdout.split())))
