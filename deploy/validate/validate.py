@@ -149,6 +149,19 @@ def _construct_mapping(loader: StrictLoader, node: yaml.MappingNode, deep: bool 
 StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
+def _compose_tag(loader: StrictLoader, node: yaml.Node) -> Any:
+    """Compose's `!reset` and `!override` (override files): the value itself."""
+    if isinstance(node, yaml.MappingNode):
+        return _construct_mapping(loader, node, deep=True)
+    if isinstance(node, yaml.SequenceNode):
+        return loader.construct_sequence(node, deep=True)
+    return loader.construct_scalar(node)
+
+
+for _tag in ["!reset", "!override"]:
+    StrictLoader.add_constructor(_tag, _compose_tag)
+
+
 def load_yaml_all(path: Path) -> list[Any]:
     with open(path, encoding="utf-8") as f:
         return [doc for doc in yaml.load_all(f, Loader=StrictLoader) if doc is not None]
@@ -398,6 +411,13 @@ def compose() -> dict[str, Any]:
     return yaml.safe_load(text)
 
 
+def quiet_object_store(filter: str | None) -> bool:
+    """Whether a RUST_LOG filter keeps object_store below info (at info it
+    logs the body of every S3 multipart completion)."""
+    directives = [d.strip() for d in str(filter or "").split(",") if d.strip()]
+    return any(re.fullmatch(r"object_store=(warn|error|off)", d) for d in directives)
+
+
 def compose_env() -> dict[str, str]:
     env = compose().get("x-alias-env")
     if not isinstance(env, dict):
@@ -506,7 +526,7 @@ def compose_binary() -> str:
     return str(binary)
 
 
-@check("docker-compose.yml loads in Docker Compose v2 (`docker-compose config`, default and monitoring profiles)")
+@check("docker-compose.yml loads in Docker Compose v2 (`docker-compose config`, default and monitoring profiles, and with scripts/compose-test's override)")
 def _compose_config() -> None:
     # A clean environment: no .env interpolation from the caller, no engine needed.
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/tmp")}
@@ -531,6 +551,13 @@ def _compose_config() -> None:
             return
         if out.returncode != 0:
             errors.append(f"docker-compose {' '.join(profiles) or '(default profile)'} config: {(out.stderr or out.stdout).strip()}")
+    # scripts/compose-test's override file loads on top of the compose file.
+    override = DEPLOY / "compose-test/compose.override.yml"
+    out = run_tool([compose_binary(), "--project-directory", str(ROOT), "-f", str(COMPOSE), "-f", str(override),
+                    "--env-file", str(DEMO_ENV), "--profile", "demo", "--profile", "standins", "config", "--quiet"],
+                   env={**env, "ALIAS_STANDINS": str(DEPLOY / "compose-test/standins")})
+    if out.returncode != 0:
+        errors.append(f"docker-compose with {rel(override)}: {(out.stderr or out.stdout).strip()}")
     out = run_tool([compose_binary(), "-f", str(COMPOSE), "--env-file", str(DEMO_ENV), "--profile", "monitoring", "config", "--services"], env=env)
     if out.returncode == 0:
         info("services: " + " ".join(sorted(out.stdout.split())))
@@ -553,9 +580,13 @@ def _compose_alias() -> None:
         need("ports" not in s, f"{name}: published ports prevent --scale", errors)
     for name in ["prometheus", "grafana"]:
         need("monitoring" in services[name].get("profiles", []), f"{name}: not in the monitoring profile", errors)
+    need(services["demo"].get("profiles") == ["demo"],
+         "demo: must be in the profile `demo` only (otherwise every `up -d --scale …` runs it again)", errors)
     for name, s in services.items():
-        if name not in {"prometheus", "grafana"}:
+        if name not in {"prometheus", "grafana", "demo"}:
             need(not s.get("profiles"), f"{name}: has profiles, plain `docker compose up` would not start it", errors)
+        image = str(s.get("image", ""))
+        need(":" in image and not image.endswith(":latest"), f"{name}: image {image!r} is not pinned to a tag", errors)
         for port in s.get("ports", []):
             need(str(port).startswith("127.0.0.1:"), f"{name}: port {port} is not bound to 127.0.0.1", errors)
         for vol in s.get("volumes", []):
@@ -569,8 +600,10 @@ def _compose_alias() -> None:
     # Health checks the dependency conditions rely on.
     for name in ["rabbitmq", "redis", "minio", "gateway", "sink", *WORKER_ROLES]:
         need("healthcheck" in services[name], f"{name}: no healthcheck", errors)
+    # `ping` answers about 2 s before AMQP accepts connections.
     rmq_test = " ".join(services["rabbitmq"]["healthcheck"]["test"])
-    need("rabbitmq-diagnostics -q ping" in rmq_test, "rabbitmq: healthcheck is not `rabbitmq-diagnostics -q ping`", errors)
+    need("rabbitmq-diagnostics" in rmq_test and "check_port_connectivity" in rmq_test,
+         "rabbitmq: healthcheck is not `rabbitmq-diagnostics check_port_connectivity`", errors)
     need("redis-cli ping" in " ".join(services["redis"]["healthcheck"]["test"]), "redis: healthcheck is not `redis-cli ping`", errors)
     need("/healthz" in " ".join(services["gateway"]["healthcheck"]["test"]), "gateway: healthcheck does not use /healthz", errors)
     # The workers' checks: /readyz on the port of their ALIAS_METRICS_LISTEN.
@@ -678,6 +711,7 @@ def _compose_alias() -> None:
     need(env.get("ALIAS_S3_ENDPOINT", "").startswith("http://minio:9000"), "ALIAS_S3_ENDPOINT is not http://minio:9000", errors)
     need(env.get("ALIAS_S3_ALLOW_HTTP") == "true", "ALIAS_S3_ALLOW_HTTP is not true for the plain-http minio", errors)
     need(env.get("ALIAS_LISTEN", "").startswith("0.0.0.0:"), "ALIAS_LISTEN does not listen on 0.0.0.0", errors)
+    need(quiet_object_store(env.get("RUST_LOG")), f"RUST_LOG={env.get('RUST_LOG')!r} logs object_store at info (S3 multipart bodies)", errors)
     raise_if(errors)
 
 
@@ -715,7 +749,7 @@ def _hadolint() -> None:
         raise Failure(text or f"hadolint exited {out.returncode}")
 
 
-@check("deploy/Dockerfile structure: stages, binaries, runtime user, volume, port; .dockerignore")
+@check("deploy/Dockerfile structure: stages, binaries, cache mounts, no debug info, no VOLUME, runtime user, port, log filter; .dockerignore")
 def _dockerfile() -> None:
     text = (DEPLOY / "Dockerfile").read_text(encoding="utf-8")
     logical = re.sub(r"\\\n", " ", text)
@@ -725,7 +759,20 @@ def _dockerfile() -> None:
     resolved = [(re.sub(r"\$\{?([A-Z_]+)\}?", lambda m: args.get(m.group(1), m.group(0)), img), stage) for img, stage in froms]
     need(any(img == "rust:1-bookworm" for img, _ in resolved), "no build stage FROM rust:1-bookworm", errors)
     need(bool(resolved) and resolved[-1][0] == "debian:bookworm-slim", "the final stage is not FROM debian:bookworm-slim", errors)
-    need("cargo chef cook" in logical and "cargo chef prepare" in logical, "dependencies are not cached with cargo-chef (prepare/cook)", errors)
+    # BuildKit's built-in frontend: a `# syntax=` line would pull a frontend
+    # image from a registry on every build (offline and mirrored builds fail).
+    need(re.search(r"^#\s*syntax\s*=", text, re.M | re.I) is None, "a `# syntax=` line makes BuildKit pull its frontend from a registry", errors)
+    build_run = re.search(r"^RUN[^\n]*cargo build[^\n]*", logical, re.M)
+    run = build_run.group(0) if build_run else ""
+    for target in ["/usr/local/cargo/registry", "/src/target"]:
+        need(f"--mount=type=cache,target={target}" in run, f"cargo build does not keep {target} in a cache mount", errors)
+    # The image's binaries carry no debug info (the workspace's release
+    # profile keeps line tables: 807 MB of a 1.11 GB image).
+    need(re.search(r"CARGO_PROFILE_RELEASE_DEBUG=(0|false|none)\b", logical) is not None
+         and re.search(r"CARGO_PROFILE_RELEASE_STRIP=(debuginfo|symbols|true)\b", logical) is not None,
+         "the image build does not drop debug info (CARGO_PROFILE_RELEASE_DEBUG=0, CARGO_PROFILE_RELEASE_STRIP=debuginfo)", errors)
+    rust_log = re.search(r"\bRUST_LOG=(\S+)", logical)
+    need(bool(rust_log) and quiet_object_store(rust_log.group(1)), "the image's RUST_LOG logs object_store at info", errors)
     build = re.search(r"cargo build[^\n]*", logical)
     need(bool(build) and "--release" in build.group(0), "no `cargo build --release`", errors)
     built = set(re.findall(r"--bin\s+([A-Za-z0-9_-]+)", build.group(0) if build else ""))
@@ -734,7 +781,9 @@ def _dockerfile() -> None:
     user = re.findall(r"^USER\s+(\S+)", logical, re.M)
     need(bool(user) and user[-1].split(":")[0].isdigit() and user[-1].split(":")[0] != "0",
          f"the runtime USER should be a numeric non-root uid, is {user[-1] if user else 'unset'}", errors)
-    need(re.search(r'^VOLUME\s+\[?"?/data"?\]?', logical, re.M) is not None, "no VOLUME /data", errors)
+    # A VOLUME gives every container of the image an anonymous volume, which
+    # scaling down leaves behind and `down -v` cannot find later.
+    need(re.search(r"^VOLUME\b", logical, re.M) is None, "VOLUME leaks an anonymous volume per container", errors)
     need(re.search(r"^EXPOSE\s+8080\b", logical, re.M) is not None, "no EXPOSE 8080", errors)
     need("ca-certificates" in logical, "the runtime does not install ca-certificates", errors)
     compose_uses_curl = "curl" in COMPOSE.read_text(encoding="utf-8")
@@ -749,7 +798,18 @@ def _dockerfile() -> None:
     ignore = [l.strip() for l in (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines() if l.strip() and not l.startswith("#")]
     for pattern in [".git", "target"]:
         need(any(p.rstrip("/") in {pattern, f"**/{pattern}", f"/{pattern}"} for p in ignore), f".dockerignore does not exclude {pattern}", errors)
-    for keep in ["Cargo.toml", "Cargo.lock", "common", "gateway", "processor", "pusher", "sink", "cli", "dumpgen", "bank"]:
+    # Local data must stay out of the build context (and so out of builder
+    # layers): the quick start's keys and dump, Redis backups, zips anywhere.
+    for pattern in ["alias-demo", "backups", "**/*.zip", "**/*.rdb"]:
+        need(pattern in {p.rstrip("/") for p in ignore}, f".dockerignore does not exclude {pattern}", errors)
+    members = []
+    try:
+        import tomllib
+
+        members = tomllib.loads((ROOT / "Cargo.toml").read_text(encoding="utf-8")).get("workspace", {}).get("members", [])
+    except ImportError:
+        pass
+    for keep in ["Cargo.toml", "Cargo.lock", *members]:
         need(keep not in {p.strip("/") for p in ignore}, f".dockerignore excludes {keep}, which the build needs", errors)
     raise_if(errors)
 
@@ -1026,6 +1086,12 @@ def _k8s_consistency() -> None:
     need(len(hpas) == 1 and hpas[0]["spec"]["scaleTargetRef"]["name"] == "alias-gateway", "one HPA should scale alias-gateway", errors)
     if hpas:
         need(any(m.get("resource", {}).get("name") == "cpu" for m in hpas[0]["spec"].get("metrics", [])), "the gateway HPA does not use CPU", errors)
+
+    # Logs: object_store below info (no S3 multipart bodies), JSON lines
+    # (no colours, one event per line for the cluster's log collector).
+    cm = k8s_configmap()
+    need(quiet_object_store(cm.get("RUST_LOG")), f"ConfigMap: RUST_LOG={cm.get('RUST_LOG')!r} logs object_store at info", errors)
+    need(str(cm.get("ALIAS_LOG_JSON", "")).lower() in {"1", "true"}, "ConfigMap: ALIAS_LOG_JSON is not true", errors)
 
     # The Secret is a placeholder: make sure it says so.
     for s in k8s_find("Secret"):

@@ -351,8 +351,8 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     ("ALIAS_LOG_JSON", "false", "write logs as JSON lines"),
     (
         "RUST_LOG",
-        "info",
-        "log filter (tracing-subscriber EnvFilter syntax)",
+        "info,object_store=warn",
+        "log filter (tracing-subscriber EnvFilter syntax); `object_store=info` adds S3 retries and multipart completion bodies",
     ),
 ];
 
