@@ -37,6 +37,7 @@ pub mod catalog;
 
 mod archive;
 mod error;
+mod html;
 mod records;
 mod sidecar;
 mod source;
