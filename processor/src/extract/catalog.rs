@@ -784,6 +784,44 @@ mod tests {
     }
 
     #[test]
+    fn names_expand_and_unreadable_rules_need_a_reason() {
+        let head = "provider = \"p\"\nname = \"n\"\ndescription = \"d\"\n[names]\nf = [\"A\", \"B b\"]\ng = [\"x\", \"y\"]\n";
+        let ok = format!(
+            "{head}[[path]]\nid = \"a\"\ndescription = \"x\"\n[[path.files]]\npatterns = [\"<f>/<g>.json\"]\nformat = \"json_array\"\n[[path.files]]\npatterns = [\"<f>/*.html\"]\nformat = \"unreadable\"\nreason = \"ask for JSON\"\n"
+        );
+        let c = one(&ok).unwrap();
+        let rules = &c.paths[0].files;
+        assert_eq!(rules[0].patterns.len(), 4);
+        for name in ["A/x.json", "A/y.json", "B b/x.json", "B b/y.json"] {
+            assert_eq!(c.paths[0].rule_for(name).map(|(i, _)| i), Some(0), "{name}");
+        }
+        assert!(c.paths[0].rule_for("C/x.json").is_none());
+        let (_, r) = c.paths[0].rule_for("B b/page.html").unwrap();
+        assert_eq!(r.format, RecordFormat::Unreadable);
+        assert!(!r.format.has_records());
+        for (bad, why) in [
+            (ok.replace("<g>", "<h>"), "unknown name list"),
+            (ok.replace("<g>", "<g"), "unclosed"),
+            (ok.replace("reason = \"ask for JSON\"\n", ""), "no reason"),
+            (ok.replace("\"y\"]", "\"y*\"]"), "glob in a name"),
+            (ok.replace("\"y\"]", "\"y/z\"]"), "slash in a name"),
+            (
+                ok.replace("format = \"json_array\"", "format = \"json_array\"\nreason = \"r\""),
+                "reason on a record rule",
+            ),
+            (
+                ok.replace("format = \"json_array\"", "format = \"activity_html\""),
+                "activity_html without months",
+            ),
+        ] {
+            assert!(one(&bad).is_err(), "{why}");
+        }
+        let months = "[activity_html]\nmonths = [[\"a\",\"b\"]]\n";
+        let short = ok.replace("[[path]]", &format!("{months}[[path]]"));
+        assert!(one(&short).is_err(), "11 months short");
+    }
+
+    #[test]
     fn directory_overrides() {
         let dir = tempfile::tempdir().unwrap();
         let text = "provider = \"google\"\nname = \"n\"\ndescription = \"d\"\n[[path]]\nid = \"only\"\ndescription = \"x\"\n[[path.files]]\npatterns = [\"a\"]\nformat = \"binary\"\n";
