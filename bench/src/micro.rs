@@ -147,6 +147,7 @@ pub fn generate_dump(
         media_ratio: media,
         parts: if size >= 512 << 20 { 2 } else { 1 },
         era: dumpgen::Era::Current,
+        ..dumpgen::Options::default()
     };
     let prefix = format!("dumps/bench/google/{label}");
     let dir = root.join(&prefix);
