@@ -272,7 +272,8 @@ impl StreamReader {
                     };
                     let item = if let Some(p) = self.spec.presets.get(self.preset) {
                         if let Some(t) = &self.spec.twin {
-                            self.twin_written += twin_sep + t.presets.get(self.preset).copied().unwrap_or(0);
+                            self.twin_written +=
+                                twin_sep + t.presets.get(self.preset).copied().unwrap_or(0);
                         }
                         self.preset += 1;
                         p.clone()
@@ -412,6 +413,7 @@ mod tests {
             t_end: 1000,
             t_step: 10,
             t_span: 1000,
+            twin: None,
         };
         let c = Content::Stream(spec);
         let mut a = Vec::new();

@@ -7,11 +7,11 @@ use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 
 use crate::gen::{MediaKind, Planned, StreamSpec};
+use crate::google_html::{self, DateForm};
 use crate::util::{
     alnum, ascii_words, digits, google_formatted, iso_ms, iso_s, json_text, pick, sub_seed, words,
     JsonStyle, MONTHS, NAMES,
 };
-use crate::google_html::{self, DateForm};
 use crate::{ActivityForm, Ctx, Era, Language};
 
 const G: JsonStyle = JsonStyle::Google;

@@ -50,7 +50,11 @@ fn esc(s: &str, out: &mut String) {
 /// Epoch seconds of `YYYY-MM-DDTHH:MM:SS[.f]Z`.
 fn secs_of(iso: &str) -> Option<i64> {
     let n = |a: usize, b: usize| iso.get(a..b)?.parse::<i64>().ok();
-    let days = days_from_civil(n(0, 4)?, u32::try_from(n(5, 7)?).ok()?, u32::try_from(n(8, 10)?).ok()?);
+    let days = days_from_civil(
+        n(0, 4)?,
+        u32::try_from(n(5, 7)?).ok()?,
+        u32::try_from(n(8, 10)?).ok()?,
+    );
     Some(days * 86_400 + n(11, 13)? * 3600 + n(14, 16)? * 60 + n(17, 19)?)
 }
 
@@ -82,7 +86,11 @@ pub(crate) fn date_text(iso: &str, form: DateForm, lang: Language) -> String {
                 h => (h - 12, "PM"),
             };
             // Newer exports put a narrow no-break space before AM/PM.
-            let sp = if matches!(form, DateForm::Zone(..)) { '\u{202f}' } else { ' ' };
+            let sp = if matches!(form, DateForm::Zone(..)) {
+                '\u{202f}'
+            } else {
+                ' '
+            };
             format!(
                 "{} {}, {}, {}:{:02}:{:02}{sp}{ampm}{tail}",
                 EN_MONTHS[month], t.day, t.year, h12, t.minute, t.second
@@ -135,7 +143,12 @@ pub(crate) fn outer_cell(v: &Value, form: DateForm, lang: Language) -> Vec<u8> {
         None => esc(title, &mut h),
     }
     h.push_str("<br>");
-    for s in v.get("subtitles").and_then(Value::as_array).into_iter().flatten() {
+    for s in v
+        .get("subtitles")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         let name = str_of(s, "name").unwrap_or_default();
         match str_of(s, "url") {
             Some(url) => {
@@ -149,10 +162,18 @@ pub(crate) fn outer_cell(v: &Value, form: DateForm, lang: Language) -> Vec<u8> {
         }
         h.push_str("<br>");
     }
-    esc(&date_text(str_of(v, "time").unwrap_or_default(), form, lang), &mut h);
+    esc(
+        &date_text(str_of(v, "time").unwrap_or_default(), form, lang),
+        &mut h,
+    );
     h.push_str("</div><div class=\"content-cell mdl-cell mdl-cell--6-col mdl-typography--body-1 mdl-typography--text-right\"></div>");
     h.push_str("<div class=\"content-cell mdl-cell mdl-cell--12-col mdl-typography--caption\"><b>Products:</b><br>");
-    for p in v.get("products").and_then(Value::as_array).into_iter().flatten() {
+    for p in v
+        .get("products")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         h.push_str("&emsp;");
         esc(p.as_str().unwrap_or_default(), &mut h);
         h.push_str("<br>");

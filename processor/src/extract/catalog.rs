@@ -406,10 +406,11 @@ impl ProviderCatalog {
                 "activity_html.months: each language lists 12 months".into(),
             ));
         }
-        let has_html = self
-            .paths
-            .iter()
-            .any(|p| p.files.iter().any(|r| r.format == RecordFormat::ActivityHtml));
+        let has_html = self.paths.iter().any(|p| {
+            p.files
+                .iter()
+                .any(|r| r.format == RecordFormat::ActivityHtml)
+        });
         if has_html && words.months.is_empty() {
             return Err(invalid(
                 "activity_html rules need activity_html.months".into(),
@@ -501,7 +502,10 @@ impl ProviderCatalog {
 const MAX_EXPANSION: usize = 4096;
 
 /// Replaces every `<name>` of the patterns by each entry of `names[name]`.
-fn expand(patterns: &[String], names: &BTreeMap<String, Vec<String>>) -> Result<Vec<String>, String> {
+fn expand(
+    patterns: &[String],
+    names: &BTreeMap<String, Vec<String>>,
+) -> Result<Vec<String>, String> {
     let mut out = Vec::new();
     for p in patterns {
         let mut todo = vec![p.clone()];
@@ -525,7 +529,9 @@ fn expand(patterns: &[String], names: &BTreeMap<String, Vec<String>>) -> Result<
                 todo.push(format!("{head}{n}{tail}"));
             }
             if out.len() + todo.len() > MAX_EXPANSION {
-                return Err(format!("pattern {p:?} expands to more than {MAX_EXPANSION}"));
+                return Err(format!(
+                    "pattern {p:?} expands to more than {MAX_EXPANSION}"
+                ));
             }
         }
     }
@@ -806,7 +812,10 @@ mod tests {
             (ok.replace("\"y\"]", "\"y*\"]"), "glob in a name"),
             (ok.replace("\"y\"]", "\"y/z\"]"), "slash in a name"),
             (
-                ok.replace("format = \"json_array\"", "format = \"json_array\"\nreason = \"r\""),
+                ok.replace(
+                    "format = \"json_array\"",
+                    "format = \"json_array\"\nreason = \"r\"",
+                ),
                 "reason on a record rule",
             ),
             (

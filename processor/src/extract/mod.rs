@@ -62,8 +62,8 @@ use tokio::runtime::Handle;
 
 pub use archive::{archive_names, MANIFEST};
 pub use catalog::{
-    ActivityHtmlWords, Catalog, CatalogError, CatalogPath, FileRule, ProviderCatalog,
-    RecordFormat, TextEncoding, TimeField, TimeFormat,
+    ActivityHtmlWords, Catalog, CatalogError, CatalogPath, FileRule, ProviderCatalog, RecordFormat,
+    TextEncoding, TimeField, TimeFormat,
 };
 pub use error::{ExtractError, Skipped, Unreadable};
 

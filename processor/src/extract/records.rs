@@ -1161,9 +1161,7 @@ pub(crate) fn filter<R: BufRead>(
             let words = m.words.unwrap_or(&NO_WORDS);
             super::html::filter(r, words, m, em)
         }
-        RecordFormat::Binary | RecordFormat::Unreadable => {
-            Err(bad("binary files have no records"))
-        }
+        RecordFormat::Binary | RecordFormat::Unreadable => Err(bad("binary files have no records")),
     }
 }
 

@@ -55,7 +55,11 @@ fn mem_env() -> Env {
 }
 
 impl Env {
-    pub(crate) async fn store(&self, provider: &str, parts: Vec<(String, Vec<u8>)>) -> Vec<DumpSource> {
+    pub(crate) async fn store(
+        &self,
+        provider: &str,
+        parts: Vec<(String, Vec<u8>)>,
+    ) -> Vec<DumpSource> {
         let mut out = Vec::new();
         for (name, bytes) in parts {
             let key = format!("dumps/u1/{provider}/{name}");

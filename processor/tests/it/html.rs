@@ -115,7 +115,8 @@ async fn html_and_json_forms_give_the_same_records() {
             &["google.my_activity.search", "google.youtube.watch_history"]
         };
         for scope in scopes.iter().copied() {
-            let (from_json, je) = build_one(&env, &opts(seed, lang, ActivityForm::Json), scope).await;
+            let (from_json, je) =
+                build_one(&env, &opts(seed, lang, ActivityForm::Json), scope).await;
             let (from_html, he) = build_one(&env, &html, scope).await;
             assert!(from_json.len() >= 3, "{scope}");
             let a: Vec<Json> = from_json.iter().map(comparable).collect();
@@ -132,7 +133,11 @@ async fn html_and_json_forms_give_the_same_records() {
             );
         }
     }
-    assert_eq!(forms.len(), 3, "the seeds cover the three date forms: {forms:?}");
+    assert_eq!(
+        forms.len(),
+        3,
+        "the seeds cover the three date forms: {forms:?}"
+    );
 }
 
 #[tokio::test]
@@ -177,11 +182,17 @@ async fn a_facebook_html_export_is_told_not_silently_empty() {
     let dumps = env
         .store(
             "facebook",
-            vec![("facebook-jo-06_12_2026-AbCdEfGh.zip".into(), facebook_html_zip())],
+            vec![(
+                "facebook-jo-06_12_2026-AbCdEfGh.zip".into(),
+                facebook_html_zip(),
+            )],
         )
         .await;
     let built = env
-        .build(&dumps, &["facebook.posts", "facebook.messages", "facebook.friends"])
+        .build(
+            &dumps,
+            &["facebook.posts", "facebook.messages", "facebook.friends"],
+        )
         .await;
     let posts = &built[0];
     assert_eq!(posts.files, 0);
@@ -190,7 +201,10 @@ async fn a_facebook_html_export_is_told_not_silently_empty() {
     assert_eq!(u.catalog_path, "posts");
     assert_eq!(u.files, 1);
     let note = u.note("facebook");
-    assert!(note.starts_with("facebook.posts: 1 file could not be read"), "{note}");
+    assert!(
+        note.starts_with("facebook.posts: 1 file could not be read"),
+        "{note}"
+    );
     assert!(note.contains("request it again in JSON"), "{note}");
     let mut z = env.open(posts).await;
     let manifest = json(&mut z, "manifest.json");
@@ -217,7 +231,10 @@ async fn an_html_file_that_cannot_be_read_is_told() {
     zw.write_all(page.as_bytes()).unwrap();
     let bytes = zw.finish().unwrap().into_inner();
     let dumps = env
-        .store("google", vec![("takeout-20260101T000000Z-001.zip".into(), bytes)])
+        .store(
+            "google",
+            vec![("takeout-20260101T000000Z-001.zip".into(), bytes)],
+        )
         .await;
     let built = env.build(&dumps, &["google.my_activity.search"]).await;
     assert_eq!(built[0].files, 0);

@@ -237,7 +237,8 @@ impl Sink<'_> {
                 }
             }
             ("div", false) => {
-                if st.stack.pop() == Some(Role::Outer) {
+                let closed = st.stack.pop();
+                if closed == Some(Role::Outer) {
                     self.finish(st);
                 }
             }

@@ -74,7 +74,15 @@ fn records_in_googles_json_shape() {
     let keys: Vec<&String> = got[0].as_object().unwrap().keys().collect();
     assert_eq!(
         keys,
-        ["header", "title", "titleUrl", "subtitles", "time", "products", "details"]
+        [
+            "header",
+            "title",
+            "titleUrl",
+            "subtitles",
+            "time",
+            "products",
+            "details"
+        ]
     );
 }
 
@@ -123,7 +131,10 @@ fn what_cannot_be_read_is_a_format_error() {
         Err(RecError::Format(m)) if m.contains("token longer")
     ));
     // Not a My Activity page at all: no records, no error.
-    assert_eq!(read(&b"<p>hello</p>"[..], 1 << 20).unwrap(), Vec::<Json>::new());
+    assert_eq!(
+        read(&b"<p>hello</p>"[..], 1 << 20).unwrap(),
+        Vec::<Json>::new()
+    );
     // A body cell without a title.
     let no_title = "<div class=\"outer-cell\"><div class=\"content-cell mdl-typography--body-1\">Jun 23, 2015, 2:43:45 PM</div></div>";
     assert!(matches!(
@@ -135,7 +146,11 @@ fn what_cannot_be_read_is_a_format_error() {
 fn google_rule() -> (ProviderCatalog, usize) {
     let cat = crate::extract::Catalog::embedded().unwrap();
     let g = cat.provider("google").unwrap().clone();
-    let p = g.paths.iter().position(|p| p.id == "my_activity.search").unwrap();
+    let p = g
+        .paths
+        .iter()
+        .position(|p| p.id == "my_activity.search")
+        .unwrap();
     (g, p)
 }
 
@@ -188,8 +203,14 @@ fn localised_names_match_json_and_html() {
     for (name, html) in [
         ("Takeout/My Activity/Search/MyActivity.json", false),
         ("Takeout/My Activity/Search/MyActivity.html", true),
-        ("Takeout/Meine Aktivitäten/Suche/MeineAktivitäten.html", true),
-        ("Takeout/Meine Aktivitäten/Suche/MeineAktivitäten.json", false),
+        (
+            "Takeout/Meine Aktivitäten/Suche/MeineAktivitäten.html",
+            true,
+        ),
+        (
+            "Takeout/Meine Aktivitäten/Suche/MeineAktivitäten.json",
+            false,
+        ),
     ] {
         let (_, rule) = path.rule_for(name).unwrap();
         assert_eq!(rule.format.converted(), html, "{name}");

@@ -193,16 +193,40 @@ mod tests {
     #[test]
     fn the_three_forms() {
         // Old exports: no zone, UTC.
-        assert_eq!(at("Jun 23, 2015, 2:43:45 PM").unwrap(), "2015-06-23T14:43:45Z");
+        assert_eq!(
+            at("Jun 23, 2015, 2:43:45 PM").unwrap(),
+            "2015-06-23T14:43:45Z"
+        );
         // ~2018–2020: UTC written.
-        assert_eq!(at("Jan 22, 2020, 8:34:00 PM UTC").unwrap(), "2020-01-22T20:34:00Z");
-        assert_eq!(at("Jan 25, 2019, 8:23:48 AM GMT").unwrap(), "2019-01-25T08:23:48Z");
+        assert_eq!(
+            at("Jan 22, 2020, 8:34:00 PM UTC").unwrap(),
+            "2020-01-22T20:34:00Z"
+        );
+        assert_eq!(
+            at("Jan 25, 2019, 8:23:48 AM GMT").unwrap(),
+            "2019-01-25T08:23:48Z"
+        );
         // Later: the export moment's zone, its fixed offset on every date.
-        assert_eq!(at("Aug 25, 2020, 5:06:44 PM PDT").unwrap(), "2020-08-26T00:06:44Z");
-        assert_eq!(at("Sep 4, 2020, 11:01:46 AM PDT").unwrap(), "2020-09-04T18:01:46Z");
-        assert_eq!(at("Jan 3, 2021, 9:00:00 AM BST").unwrap(), "2021-01-03T08:00:00Z");
-        assert_eq!(at("Sep 10, 2019, 8:51:45 PM MSK").unwrap(), "2019-09-10T17:51:45Z");
-        assert_eq!(at("Mar 1, 2022, 1:00:00 AM GMT+02:00").unwrap(), "2022-02-28T23:00:00Z");
+        assert_eq!(
+            at("Aug 25, 2020, 5:06:44 PM PDT").unwrap(),
+            "2020-08-26T00:06:44Z"
+        );
+        assert_eq!(
+            at("Sep 4, 2020, 11:01:46 AM PDT").unwrap(),
+            "2020-09-04T18:01:46Z"
+        );
+        assert_eq!(
+            at("Jan 3, 2021, 9:00:00 AM BST").unwrap(),
+            "2021-01-03T08:00:00Z"
+        );
+        assert_eq!(
+            at("Sep 10, 2019, 8:51:45 PM MSK").unwrap(),
+            "2019-09-10T17:51:45Z"
+        );
+        assert_eq!(
+            at("Mar 1, 2022, 1:00:00 AM GMT+02:00").unwrap(),
+            "2022-02-28T23:00:00Z"
+        );
     }
 
     #[test]
@@ -212,11 +236,23 @@ mod tests {
             at("Jun\u{a0}23, 2015, 2:43:45\u{202f}PM\u{a0}UTC").unwrap(),
             "2015-06-23T14:43:45Z"
         );
-        assert_eq!(at("Dec 31, 2019, 12:00:00 AM").unwrap(), "2019-12-31T00:00:00Z");
-        assert_eq!(at("Dec 31, 2019, 12:30:00 PM").unwrap(), "2019-12-31T12:30:00Z");
+        assert_eq!(
+            at("Dec 31, 2019, 12:00:00 AM").unwrap(),
+            "2019-12-31T00:00:00Z"
+        );
+        assert_eq!(
+            at("Dec 31, 2019, 12:30:00 PM").unwrap(),
+            "2019-12-31T12:30:00Z"
+        );
         // Day first, 24 hours, Dutch months.
-        assert_eq!(at("15 jun 2026, 20:30:41 CEST").unwrap(), "2026-06-15T18:30:41Z");
-        assert_eq!(at("3 mrt 2024, 08:00:00 CET").unwrap(), "2024-03-03T07:00:00Z");
+        assert_eq!(
+            at("15 jun 2026, 20:30:41 CEST").unwrap(),
+            "2026-06-15T18:30:41Z"
+        );
+        assert_eq!(
+            at("3 mrt 2024, 08:00:00 CET").unwrap(),
+            "2024-03-03T07:00:00Z"
+        );
     }
 
     #[test]
