@@ -27,7 +27,12 @@
 //!   YYYY/` and an album folder with JPEG/MP4 media and sidecars
 //!   (`.supplemental-metadata.json`, cut names, `(1)` duplicates, `-edited`
 //!   copies; legacy `.json`), `Contacts/*/…vcf` + a contact photo, `Mail/All
-//!   mail Including Spam and Trash.mbox`.
+//!   mail Including Spam and Trash.mbox`. With `activity: Html` (`--activity
+//!   html`) My Activity and the YouTube histories are Takeout's default HTML
+//!   (`MyActivity.html`, `watch-history.html`) holding the same records as
+//!   the JSON form of the same seed, dates in one of the three forms of
+//!   EXPORTS.md §1.1 (seed % 3); `language: De | Nl` (`--language de`)
+//!   writes the German or Dutch folder and file names.
 //! * **Facebook** — posts (with photos), an album, comments, likes and
 //!   reactions, friends, two message threads (one with photos), profile;
 //!   current layout `your_facebook_activity/…` or the ~2019–20 one (legacy).

@@ -26,6 +26,17 @@ struct Catalog {
 struct CatalogPath {
     id: String,
     description: String,
+    #[serde(default)]
+    files: Vec<FileRule>,
+}
+
+/// What the consent page needs of a file rule: the forms the bank cannot
+/// read, said before the user agrees.
+#[derive(Debug, Deserialize)]
+struct FileRule {
+    format: String,
+    #[serde(default)]
+    reason: Option<String>,
 }
 
 fn catalogs() -> &'static [Catalog] {
@@ -71,6 +82,9 @@ pub struct Described {
     pub description: String,
     /// Restrictions (filters, fields), in words.
     pub restrictions: String,
+    /// Forms of the data the bank cannot read (e.g. Facebook's HTML
+    /// export), told before the user agrees; empty when none.
+    pub caveat: String,
 }
 
 /// Describes a scope value of a contract.
@@ -81,6 +95,7 @@ pub fn describe(value: &Value) -> Described {
             text: common::anychain::to_token(value),
             description: "A scope this data bank cannot read: it selects nothing.".into(),
             restrictions: String::new(),
+            caveat: String::new(),
         };
     };
     let catalog = catalogs().iter().find(|c| c.provider == scope.provider);
@@ -119,11 +134,27 @@ pub fn describe(value: &Value) -> Described {
     if let Fields::Only(fields) = &scope.fields {
         restrictions.push(format!("only the fields {}", fields.join(", ")));
     }
+    let mut caveats: Vec<String> = Vec::new();
+    for p in catalog
+        .iter()
+        .flat_map(|c| c.path.iter())
+        .filter(|p| scope.selects_path(&p.id))
+    {
+        for r in p.files.iter().filter(|r| r.format == "unreadable") {
+            if let Some(reason) = &r.reason {
+                let text = format!("If {reason}.");
+                if !caveats.contains(&text) {
+                    caveats.push(text);
+                }
+            }
+        }
+    }
     Described {
         provider: catalog.map_or_else(|| scope.provider.clone(), |c| c.name.clone()),
         text: scope.display(),
         description,
         restrictions: restrictions.join("; "),
+        caveat: caveats.join(" "),
     }
 }
 
@@ -155,6 +186,11 @@ mod tests {
         assert!(all
             .description
             .starts_with("Everything of your Google Takeout"));
+        assert!(d.caveat.is_empty());
+        let fb = describe(&Value::Dict(
+            Dict::new().with("provider", "facebook").with("path", "posts"),
+        ));
+        assert!(fb.caveat.contains("request it again in JSON"), "{}", fb.caveat);
         let unknown = describe(&Value::Dict(
             Dict::new().with("provider", "nope").with("path", "x"),
         ));

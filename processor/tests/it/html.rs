@@ -242,3 +242,78 @@ async fn an_html_file_that_cannot_be_read_is_told() {
     assert!(u.reason.contains("cannot read"), "{}", u.reason);
     assert_eq!(u.example, "Takeout/My Activity/Search/MyActivity.html");
 }
+
+/// A 300 MB `MyActivity.html` through the extraction: throughput and the
+/// peak memory of the process (VmHWM). Run with
+/// `cargo test --release -p alias-processor --test it -- --ignored html_300mb`.
+#[tokio::test]
+#[ignore = "a measurement: 300 MB of HTML"]
+async fn html_300mb_within_the_memory_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let zip_path = dir.path().join("takeout-20260101T000000Z-001.zip");
+    let cell = |i: u64| {
+        format!(
+            "<div class=\"outer-cell mdl-cell mdl-cell--12-col mdl-shadow--2dp\"><div class=\"mdl-grid\"><div class=\"header-cell mdl-cell mdl-cell--12-col\"><p class=\"mdl-typography--title\">Search<br></p></div><div class=\"content-cell mdl-cell mdl-cell--6-col mdl-typography--body-1\">Searched for&nbsp;<a href=\"https://www.google.com/search?q=caf%C3%A9+{i}\">caf\u{e9} &amp; tea {i}</a><br>Jun {}, 20{}, 2:43:45\u{202f}PM PDT</div><div class=\"content-cell mdl-cell mdl-cell--12-col mdl-typography--caption\"><b>Products:</b><br>&emsp;Search<br><b>Why is this here?</b><br>&emsp;This activity was saved to your Google Account because the following settings were on:&nbsp;Web &amp; App Activity.</div></div></div>",
+            i % 28 + 1,
+            15 + i % 10
+        )
+    };
+    let target: u64 = 300 << 20;
+    let mut html_bytes = 0u64;
+    {
+        let f = std::fs::File::create(&zip_path).unwrap();
+        let mut zw = zip::ZipWriter::new(std::io::BufWriter::new(f));
+        let o = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated)
+            .compression_level(Some(1))
+            .large_file(true);
+        zw.start_file("Takeout/My Activity/Search/MyActivity.html", o)
+            .unwrap();
+        zw.write_all(b"<!DOCTYPE html><html><body><div class=\"mdl-grid\">")
+            .unwrap();
+        let mut i = 0u64;
+        while html_bytes < target {
+            let c = cell(i);
+            zw.write_all(c.as_bytes()).unwrap();
+            html_bytes += c.len() as u64;
+            i += 1;
+        }
+        zw.write_all(b"</div></body></html>").unwrap();
+        zw.finish().unwrap();
+    }
+    let env = super::extract::file_env();
+    let bytes = std::fs::read(&zip_path).unwrap();
+    let dumps = env
+        .store(
+            "google",
+            vec![("takeout-20260101T000000Z-001.zip".into(), bytes)],
+        )
+        .await;
+    let rss = |key: &str| -> u64 {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        status
+            .lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    let before = rss("VmRSS:");
+    let t = std::time::Instant::now();
+    let built = env
+        .build(
+            &dumps,
+            &["google.my_activity.search[time>=2020-01-01].{title,time}"],
+        )
+        .await;
+    let secs = t.elapsed().as_secs_f64();
+    let mib = html_bytes as f64 / (1 << 20) as f64;
+    println!(
+        "HTML {mib:.0} MiB in {secs:.1} s = {:.1} MiB/s; {} records kept; RSS before {} MiB, peak (VmHWM) {} MiB",
+        mib / secs,
+        built[0].records,
+        before / 1024,
+        rss("VmHWM:") / 1024
+    );
+    assert!(built[0].records > 0);
+}
