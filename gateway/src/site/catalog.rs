@@ -188,9 +188,15 @@ mod tests {
             .starts_with("Everything of your Google Takeout"));
         assert!(d.caveat.is_empty());
         let fb = describe(&Value::Dict(
-            Dict::new().with("provider", "facebook").with("path", "posts"),
+            Dict::new()
+                .with("provider", "facebook")
+                .with("path", "posts"),
         ));
-        assert!(fb.caveat.contains("request it again in JSON"), "{}", fb.caveat);
+        assert!(
+            fb.caveat.contains("request it again in JSON"),
+            "{}",
+            fb.caveat
+        );
         let unknown = describe(&Value::Dict(
             Dict::new().with("provider", "nope").with("path", "x"),
         ));
