@@ -7,7 +7,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[path = "../../pusher/tests/support/mod.rs"]
-#[allow(dead_code)]
 mod support;
 
 use std::io::{Cursor, Read, Write};
