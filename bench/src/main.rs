@@ -149,7 +149,8 @@ async fn measure(
     let local = root.join("local");
     if a.processing || a.e2e {
         eprintln!("generating a media-heavy Takeout of {} MiB…", a.size >> 20);
-        let dump = micro::generate_dump(&local, "media", a.size, 0.9, 5)?;
+        let dump =
+            micro::generate_dump(&local, "media", a.size, 0.9, 5, dumpgen::ActivityForm::Json)?;
         eprintln!(
             "  {:.0} MiB in {:.1} s",
             dump.bytes as f64 / 1048576.0,
@@ -174,7 +175,14 @@ async fn measure(
             "generating a JSON-heavy Takeout of {} MiB…",
             a.json_size >> 20
         );
-        let dump = micro::generate_dump(&local, "json", a.json_size, 0.1, 6)?;
+        let dump = micro::generate_dump(
+            &local,
+            "json",
+            a.json_size,
+            0.1,
+            6,
+            dumpgen::ActivityForm::Json,
+        )?;
         eprintln!(
             "  {:.0} MiB in {:.1} s",
             dump.bytes as f64 / 1048576.0,
@@ -183,6 +191,21 @@ async fn measure(
         eprintln!("processing it…");
         let p = micro::processing(&dump, &root.join("work"), a.rounds).await?;
         report.processing("JSON-heavy Takeout", &p);
+        std::fs::remove_dir_all(&local)?;
+        // The same Takeout as Google writes it by default: My Activity and
+        // YouTube history in HTML, read into records.
+        eprintln!("generating it with HTML My Activity (Takeout's default)…");
+        let dump = micro::generate_dump(
+            &local,
+            "html",
+            a.json_size,
+            0.1,
+            6,
+            dumpgen::ActivityForm::Html,
+        )?;
+        eprintln!("processing it…");
+        let p = micro::processing(&dump, &root.join("work"), a.rounds).await?;
+        report.processing("JSON-heavy Takeout, HTML My Activity", &p);
         std::fs::remove_dir_all(&local)?;
     }
     if a.push {

@@ -131,13 +131,15 @@ pub struct LocalDump {
 }
 
 /// Generates a Google Takeout of `size` bytes (`media` of it media) under
-/// `root/dumps/bench/google/{label}` and opens `root` as storage.
+/// `root/dumps/bench/google/{label}` and opens `root` as storage; My
+/// Activity and YouTube history in `activity` form.
 pub fn generate_dump(
     root: &Path,
     label: &str,
     size: u64,
     media: f64,
     seed: u64,
+    activity: dumpgen::ActivityForm,
 ) -> Result<LocalDump> {
     let opts = dumpgen::Options {
         provider: dumpgen::Provider::Google,
@@ -147,6 +149,8 @@ pub fn generate_dump(
         media_ratio: media,
         parts: if size >= 512 << 20 { 2 } else { 1 },
         era: dumpgen::Era::Current,
+        activity,
+        ..dumpgen::Options::default()
     };
     let prefix = format!("dumps/bench/google/{label}");
     let dir = root.join(&prefix);

@@ -172,6 +172,7 @@ pub async fn many(
             media_ratio: 0.5,
             parts: 1,
             era: dumpgen::Era::Current,
+            ..dumpgen::Options::default()
         };
         let d = gen_dir.join(i.to_string());
         std::fs::create_dir_all(&d)?;

@@ -70,6 +70,22 @@ pub struct StreamSpec {
     pub t_step: i64,
     /// Items stay within this span before `t_end` (ms), wrapping around.
     pub t_span: i64,
+    /// Another form of the same items (the JSON of an HTML file): when set,
+    /// the budget counts that form's bytes, so both forms of a file hold
+    /// the same items.
+    pub twin: Option<Twin>,
+}
+
+/// The form whose bytes a [`StreamSpec`]'s budget counts.
+#[derive(Clone)]
+pub struct Twin {
+    /// Makes the item in that form (same randomness as `item`).
+    pub item: ItemFn,
+    /// Its prefix and separator lengths.
+    pub prefix: u64,
+    pub separator: u64,
+    /// Lengths of the presets in that form.
+    pub presets: Vec<u64>,
 }
 
 /// What a planned file holds.
@@ -209,6 +225,8 @@ struct StreamReader {
     index: u64,
     preset: usize,
     written: u64,
+    /// Bytes of the twin form so far.
+    twin_written: u64,
     buf: Vec<u8>,
     pos: usize,
 }
@@ -222,6 +240,7 @@ impl StreamReader {
             index: 0,
             preset: 0,
             written: 0,
+            twin_written: 0,
             buf: Vec::new(),
             pos: 0,
         }
@@ -234,6 +253,7 @@ impl StreamReader {
         loop {
             match self.phase {
                 Phase::Prefix => {
+                    self.twin_written = self.spec.twin.as_ref().map_or(0, |t| t.prefix);
                     self.buf.extend_from_slice(&self.spec.prefix);
                     self.phase = Phase::Items;
                     if !self.buf.is_empty() {
@@ -242,13 +262,30 @@ impl StreamReader {
                 }
                 Phase::Items => {
                     let first = self.preset == 0 && self.index == 0;
+                    let twin_sep = match (&self.spec.twin, first) {
+                        (Some(t), false) => t.separator,
+                        _ => 0,
+                    };
+                    let written = match self.spec.twin {
+                        Some(_) => self.twin_written,
+                        None => self.written,
+                    };
                     let item = if let Some(p) = self.spec.presets.get(self.preset) {
+                        if let Some(t) = &self.spec.twin {
+                            self.twin_written +=
+                                twin_sep + t.presets.get(self.preset).copied().unwrap_or(0);
+                        }
                         self.preset += 1;
                         p.clone()
-                    } else if self.index < self.spec.min_items || self.written < self.spec.budget {
+                    } else if self.index < self.spec.min_items || written < self.spec.budget {
                         let jitter = self.rng.gen_range(0..self.spec.t_step.max(1));
                         let back = (self.index as i64).saturating_mul(self.spec.t_step) + jitter;
                         let t = self.spec.t_end - back % self.spec.t_span.max(1);
+                        if let Some(twin) = &self.spec.twin {
+                            let mut same = self.rng.clone();
+                            let other = (twin.item)(&mut same, self.index, t);
+                            self.twin_written += twin_sep + other.len() as u64;
+                        }
                         let item = (self.spec.item)(&mut self.rng, self.index, t);
                         self.index += 1;
                         item
@@ -323,6 +360,14 @@ impl Planned {
             content: Content::Stream(spec),
         }
     }
+
+    /// The record stream of a streamed file.
+    pub fn spec_mut(&mut self) -> Option<&mut StreamSpec> {
+        match &mut self.content {
+            Content::Stream(spec) => Some(spec),
+            _ => None,
+        }
+    }
 }
 
 /// Counts the bytes of a reader.
@@ -368,6 +413,7 @@ mod tests {
             t_end: 1000,
             t_step: 10,
             t_span: 1000,
+            twin: None,
         };
         let c = Content::Stream(spec);
         let mut a = Vec::new();

@@ -7,11 +7,12 @@ use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 
 use crate::gen::{MediaKind, Planned, StreamSpec};
+use crate::google_html::{self, DateForm};
 use crate::util::{
     alnum, ascii_words, digits, google_formatted, iso_ms, iso_s, json_text, pick, sub_seed, words,
     JsonStyle, MONTHS, NAMES,
 };
-use crate::{Ctx, Era};
+use crate::{ActivityForm, Ctx, Era, Language};
 
 const G: JsonStyle = JsonStyle::Google;
 
@@ -121,6 +122,111 @@ fn audio_name(t: i64) -> String {
 
 fn gitem(f: fn(&mut StdRng, u64, i64) -> Value, indent: usize) -> crate::gen::ItemFn {
     Arc::new(move |rng, i, t| json_text(&f(rng, i, t), G, indent))
+}
+
+/// Folder and file names of the account language (EXPORTS.md §0).
+struct Names {
+    my_activity: &'static str,
+    my_activity_file: &'static str,
+    search: &'static str,
+    youtube: &'static str,
+    history: &'static str,
+    watch: &'static str,
+    search_history: &'static str,
+}
+
+fn names(lang: Language) -> Names {
+    match lang {
+        Language::En => Names {
+            my_activity: "My Activity",
+            my_activity_file: "MyActivity",
+            search: "Search",
+            youtube: "YouTube and YouTube Music",
+            history: "history",
+            watch: "watch-history",
+            search_history: "search-history",
+        },
+        Language::De => Names {
+            my_activity: "Meine Aktivitäten",
+            my_activity_file: "MeineAktivitäten",
+            search: "Suche",
+            youtube: "YouTube und YouTube Music",
+            history: "Verlauf",
+            watch: "Wiedergabeverlauf",
+            search_history: "Suchverlauf",
+        },
+        // Dutch My Activity names are not known (EXPORTS.md): English.
+        Language::Nl => Names {
+            my_activity: "My Activity",
+            my_activity_file: "MyActivity",
+            search: "Search",
+            youtube: "YouTube en YouTube Music",
+            history: "geschiedenis",
+            watch: "kijkgeschiedenis",
+            search_history: "zoekgeschiedenis",
+        },
+    }
+}
+
+/// The date form of the export's HTML files, chosen by the seed (seed % 3:
+/// no zone, UTC, a zone abbreviation): the three of EXPORTS.md §1.1.
+fn date_form(ctx: &Ctx) -> DateForm {
+    match ctx.seed % 3 {
+        0 => DateForm::Bare,
+        1 => DateForm::Utc,
+        _ => {
+            let (z, off) = google_html::ZONES[(ctx.seed / 3 % 4) as usize];
+            DateForm::Zone(z, off)
+        }
+    }
+}
+
+/// A My Activity-shaped file at `{path}.json` or `{path}.html`, with the
+/// same records in either form.
+fn activity_file(
+    ctx: &Ctx,
+    path: &str,
+    label: &str,
+    budget: u64,
+    presets: Vec<Vec<u8>>,
+    f: fn(&mut StdRng, u64, i64) -> Value,
+) -> Planned {
+    match ctx.activity {
+        ActivityForm::Json => Planned::stream(
+            format!("{path}.json"),
+            array_spec(ctx, label, budget, presets, gitem(f, 0)),
+        ),
+        ActivityForm::Html => {
+            let (form, lang) = (date_form(ctx), ctx.language);
+            let twin = crate::gen::Twin {
+                item: gitem(f, 0),
+                prefix: 1,
+                separator: 2,
+                presets: presets.iter().map(|p| p.len() as u64).collect(),
+            };
+            let presets = presets
+                .iter()
+                .filter_map(|b| serde_json::from_slice::<Value>(b).ok())
+                .map(|v| google_html::outer_cell(&v, form, lang))
+                .collect();
+            let item: crate::gen::ItemFn =
+                Arc::new(move |rng, i, t| google_html::outer_cell(&f(rng, i, t), form, lang));
+            // Item count and times as the JSON form's: the budget counts
+            // the JSON bytes of the same items.
+            let mut spec = ctx.spec(
+                label,
+                budget,
+                google_html::PAGE_HEAD.to_vec(),
+                Vec::new(),
+                google_html::PAGE_TAIL.to_vec(),
+                presets,
+                item,
+                600,
+            );
+            spec.twin = Some(twin);
+            Planned::stream(format!("{path}.html"), spec)
+        }
+    }
 }
 
 pub(crate) fn plan(ctx: &Ctx) -> Vec<Planned> {
@@ -332,78 +438,83 @@ pub(crate) fn plan(ctx: &Ctx) -> Vec<Planned> {
         mbox,
     ));
 
-    // My Activity (§1.1–1.4).
+    // My Activity (§1.1–1.4), YouTube history (§1.5): JSON or HTML, in the
+    // account language.
+    let nm = names(ctx.language);
+    let activity = format!("Takeout/{}", nm.my_activity);
     assistant(ctx, share(0.05), m * 0.1, &mut out);
-    out.push(Planned::stream(
-        "Takeout/My Activity/Search/MyActivity.json",
-        array_spec(
-            ctx,
-            "activity-search",
-            share(0.17),
-            Vec::new(),
-            gitem(search_record, 0),
-        ),
-    ));
-    out.push(Planned::stream(
-        "Takeout/My Activity/YouTube/MyActivity.json",
-        array_spec(
-            ctx,
-            "activity-youtube",
-            share(0.1),
-            Vec::new(),
-            gitem(yt_activity_record, 0),
-        ),
-    ));
-
-    // YouTube history (§1.5).
-    let yt_dir = if legacy {
-        "Takeout/YouTube"
-    } else {
-        "Takeout/YouTube and YouTube Music"
-    };
-    let mut watch = array_spec(
+    out.push(activity_file(
         ctx,
-        "youtube-watch",
-        share(0.14),
+        &format!("{activity}/{}/{}", nm.search, nm.my_activity_file),
+        "activity-search",
+        share(0.17),
         Vec::new(),
-        gitem(watch_record, 0),
-    );
-    if legacy {
-        // Items from 2017 and before: {"snippet": {...}}; written last.
-        let mut rng = StdRng::seed_from_u64(sub_seed(ctx.seed, "youtube-old"));
-        let old: Vec<u8> = (0..3)
-            .flat_map(|k| {
-                let v = json!({"snippet": {"title": words(&mut rng, 2, 5), "publishedAt": iso_ms(1_450_000_000_000 - k * 86_400_000),
-                    "resourceId": {"kind": "youtube#video", "videoId": alnum(&mut rng, 11)}}});
-                let mut b = b", ".to_vec();
-                b.extend(json_text(&v, G, 0));
-                b
-            })
-            .collect();
-        let mut suffix = old;
-        suffix.extend_from_slice(b"]");
-        watch.suffix = suffix;
-    }
-    out.push(Planned::stream(
-        format!("{yt_dir}/history/watch-history.json"),
-        watch,
+        search_record,
     ));
-    out.push(Planned::stream(
-        format!("{yt_dir}/history/search-history.json"),
-        array_spec(
+    out.push(activity_file(
+        ctx,
+        &format!("{activity}/YouTube/{}", nm.my_activity_file),
+        "activity-youtube",
+        share(0.1),
+        Vec::new(),
+        yt_activity_record,
+    ));
+    let yt_dir = if legacy {
+        "Takeout/YouTube".to_owned()
+    } else {
+        format!("Takeout/{}", nm.youtube)
+    };
+    let watch_path = format!("{yt_dir}/{}/{}", nm.history, nm.watch);
+    if ctx.activity == ActivityForm::Html {
+        out.push(activity_file(
             ctx,
-            "youtube-search",
-            share(0.05),
+            &watch_path,
+            "youtube-watch",
+            share(0.14),
             Vec::new(),
-            gitem(yt_search_record, 0),
-        ),
+            watch_record,
+        ));
+    } else {
+        let mut watch = array_spec(
+            ctx,
+            "youtube-watch",
+            share(0.14),
+            Vec::new(),
+            gitem(watch_record, 0),
+        );
+        if legacy {
+            // Items from 2017 and before: {"snippet": {...}}; written last.
+            let mut rng = StdRng::seed_from_u64(sub_seed(ctx.seed, "youtube-old"));
+            let old: Vec<u8> = (0..3)
+                .flat_map(|k| {
+                    let v = json!({"snippet": {"title": words(&mut rng, 2, 5), "publishedAt": iso_ms(1_450_000_000_000 - k * 86_400_000),
+                        "resourceId": {"kind": "youtube#video", "videoId": alnum(&mut rng, 11)}}});
+                    let mut b = b", ".to_vec();
+                    b.extend(json_text(&v, G, 0));
+                    b
+                })
+                .collect();
+            let mut suffix = old;
+            suffix.extend_from_slice(b"]");
+            watch.suffix = suffix;
+        }
+        out.push(Planned::stream(format!("{watch_path}.json"), watch));
+    }
+    out.push(activity_file(
+        ctx,
+        &format!("{yt_dir}/{}/{}", nm.history, nm.search_history),
+        "youtube-search",
+        share(0.05),
+        Vec::new(),
+        yt_search_record,
     ));
     out
 }
 
 /// My Activity › Assistant with MP3 recordings beside it.
 fn assistant(ctx: &Ctx, text: u64, media: f64, out: &mut Vec<Planned>) {
-    let dir = "Takeout/My Activity/Assistant";
+    let nm = names(ctx.language);
+    let dir = format!("Takeout/{}/Assistant", nm.my_activity);
     let mut rng = StdRng::seed_from_u64(sub_seed(ctx.seed, "assistant"));
     let n_audio = ((media / 200_000.0) as u64).clamp(2, 2000);
     let audio_size = ((media / n_audio as f64) as u64).max(1500);
@@ -424,20 +535,24 @@ fn assistant(ctx: &Ctx, text: u64, media: f64, out: &mut Vec<Planned>) {
             sub_seed(ctx.seed, &format!("mp3-{i}")),
         ));
     }
-    let mut spec = array_spec(
+    let mut file = activity_file(
         ctx,
+        &format!("{dir}/{}", nm.my_activity_file),
         "activity-assistant",
         text,
         presets,
-        Arc::new(|rng, i, t| {
-            let v = json!({"header": "Assistant", "title": format!("Said {}", words(rng, 2, 6)),
-                "time": activity_time(i, t), "products": ["Assistant"]});
-            json_text(&v, G, 0)
-        }),
+        assistant_record,
     );
     // Text-only records continue back in time from the last recording.
-    spec.t_end = t - 86_400_000;
-    out.push(Planned::stream(format!("{dir}/MyActivity.json"), spec));
+    if let Some(spec) = file.spec_mut() {
+        spec.t_end = t - 86_400_000;
+    }
+    out.push(file);
+}
+
+fn assistant_record(rng: &mut StdRng, i: u64, t: i64) -> Value {
+    json!({"header": "Assistant", "title": format!("Said {}", words(rng, 2, 6)),
+        "time": activity_time(i, t), "products": ["Assistant"]})
 }
 
 /// Sidecar name of a Google Photos media file (EXPORTS §1.8).

@@ -27,7 +27,12 @@
 //!   YYYY/` and an album folder with JPEG/MP4 media and sidecars
 //!   (`.supplemental-metadata.json`, cut names, `(1)` duplicates, `-edited`
 //!   copies; legacy `.json`), `Contacts/*/…vcf` + a contact photo, `Mail/All
-//!   mail Including Spam and Trash.mbox`.
+//!   mail Including Spam and Trash.mbox`. With `activity: Html` (`--activity
+//!   html`) My Activity and the YouTube histories are Takeout's default HTML
+//!   (`MyActivity.html`, `watch-history.html`) holding the same records as
+//!   the JSON form of the same seed, dates in one of the three forms of
+//!   EXPORTS.md §1.1 (seed % 3); `language: De | Nl` (`--language de`)
+//!   writes the German or Dutch folder and file names.
 //! * **Facebook** — posts (with photos), an album, comments, likes and
 //!   reactions, friends, two message threads (one with photos), profile;
 //!   current layout `your_facebook_activity/…` or the ~2019–20 one (legacy).
@@ -43,6 +48,7 @@ mod amazon;
 mod facebook;
 mod gen;
 mod google;
+mod google_html;
 mod util;
 
 use std::fmt;
@@ -153,6 +159,55 @@ impl FromStr for Era {
     }
 }
 
+/// The account language of a Google Takeout: its folder and file names
+/// (EXPORTS.md §0 "Localisation") and the dates of its HTML files.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum Language {
+    /// English names (`My Activity/Search/MyActivity.json`).
+    #[default]
+    En,
+    /// German (`Meine Aktivitäten/Suche/MeineAktivitäten.json`,
+    /// `YouTube und YouTube Music/Verlauf/Wiedergabeverlauf.json`).
+    De,
+    /// Dutch (`YouTube en YouTube Music/geschiedenis/kijkgeschiedenis.json`;
+    /// HTML dates `15 jun 2026, 20:30:41 CEST`).
+    Nl,
+}
+
+impl FromStr for Language {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> anyhow::Result<Language> {
+        Ok(match s {
+            "en" => Language::En,
+            "de" => Language::De,
+            "nl" => Language::Nl,
+            other => bail!("unknown language {other:?} (en, de, nl)"),
+        })
+    }
+}
+
+/// The form of Google's My Activity and YouTube history files.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum ActivityForm {
+    /// `MyActivity.json`, `watch-history.json` (chosen by the user).
+    #[default]
+    Json,
+    /// `MyActivity.html`, `watch-history.html` (Takeout's default): the
+    /// same records, with the date form chosen by the seed.
+    Html,
+}
+
+impl FromStr for ActivityForm {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> anyhow::Result<ActivityForm> {
+        Ok(match s {
+            "json" => ActivityForm::Json,
+            "html" => ActivityForm::Html,
+            other => bail!("unknown activity form {other:?} (json, html)"),
+        })
+    }
+}
+
 /// What to generate.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Options {
@@ -172,6 +227,10 @@ pub struct Options {
     pub parts: u32,
     /// Layout generation.
     pub era: Era,
+    /// Google: the account language (folder and file names).
+    pub language: Language,
+    /// Google: the form of My Activity and YouTube history.
+    pub activity: ActivityForm,
 }
 
 impl Default for Options {
@@ -184,6 +243,8 @@ impl Default for Options {
             media_ratio: 0.5,
             parts: 1,
             era: Era::Current,
+            language: Language::En,
+            activity: ActivityForm::Json,
         }
     }
 }
@@ -207,6 +268,8 @@ pub(crate) struct Ctx {
     pub media_budget: u64,
     /// The moment of the export (epoch ms).
     pub export_ms: i64,
+    pub language: Language,
+    pub activity: ActivityForm,
 }
 
 /// Records begin 2015-01-01.
@@ -241,6 +304,7 @@ impl Ctx {
             t_end: self.export_ms - 3_600_000,
             t_step: (span / i64::try_from(count).unwrap_or(i64::MAX)).max(1000),
             t_span: span,
+            twin: None,
         }
     }
 }
@@ -263,6 +327,8 @@ fn context(opts: &Options) -> Ctx {
         text_budget: opts.target_bytes.saturating_sub(media),
         media_budget: media,
         export_ms: base + offset,
+        language: opts.language,
+        activity: opts.activity,
     }
 }
 
@@ -583,6 +649,8 @@ mod tests {
             media_ratio: 0.5,
             parts: 1,
             era: Era::Current,
+            language: Language::En,
+            activity: ActivityForm::Json,
         }
     }
 

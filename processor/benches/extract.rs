@@ -184,6 +184,7 @@ async fn main() {
             media_ratio: media,
             parts: if size >= 512 << 20 { 2 } else { 1 },
             era: dumpgen::Era::Current,
+            ..dumpgen::Options::default()
         };
         let t = Instant::now();
         let key_dir = storage_dir.join("dumps/u/google").join(label);

@@ -353,6 +353,20 @@ impl Processor {
                 return Err(classify(e));
             }
         };
+        // What could not be read is told on the transfer (and so on the
+        // user's dashboard), not only in the manifests.
+        let mut told = std::collections::HashSet::new();
+        for a in &built {
+            let provider = a.scope_display.split('.').next().unwrap_or_default();
+            for u in &a.unreadable {
+                let note = u.note(provider);
+                if !told.insert(note.clone()) {
+                    continue;
+                }
+                tracing::info!(transfer = %id, "{note}");
+                self.state.add_note(id, generation, &note).await?;
+            }
+        }
         let files: Vec<FileRecord> = built
             .into_iter()
             .map(|a| FileRecord {

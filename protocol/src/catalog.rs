@@ -23,14 +23,28 @@
 //! [[path.files]]
 //! patterns = ["Takeout/My Activity/Search/MyActivity.json"]  # globs from the export root
 //! exclude = []                        # globs that take a file back out
-//! format = "json_array"               # json_array | json_object | ndjson | csv | binary
+//! format = "json_array"               # json_array | json_object | ndjson | csv | activity_html | binary | unreadable
 //! keys = []                           # json_object: keys holding the records
 //! context_keys = []                   # json_object: keys copied as they are
 //! time = [{ field = "time", format = "iso8601" }]  # optional `at = "sub.key"`
 //! references = [{ field = "audioFiles", base = "dir" }]  # optional `key = "uri"`
 //! referenced = false                  # binary: included when a kept record names it
 //! sidecar = { style = "google_photos", edited_suffixes = ["-edited"] }  # binary
+//! reason = "…"                        # unreadable: what the user should do
+//!
+//! [names]                             # localised names, for `<name>` in patterns
+//! my_activity = ["My Activity", "Meine Aktivitäten"]
+//!
+//! [activity_html]                     # the words of Google's HTML My Activity
+//! months = [["Jan", "Feb", …]]        # per language, 12 abbreviations each
+//! products = ["Products:"]            # caption headings, per language
+//! locations = ["Locations:"]
+//! details = ["Details:"]
 //! ```
+//!
+//! A pattern may name a list of `[names]` as `<name>`: it stands for each of
+//! the list's entries (a pattern with two such lists of three names is six
+//! patterns), so a folder localised in a new language is one more name.
 //!
 //! Globs use `globset` syntax with `*` not crossing `/` and `**/` for any
 //! depth. A dump entry belongs to the first path (in file order) and, within
@@ -108,14 +122,29 @@ pub enum RecordFormat {
     /// CSV with a header row (a UTF-8 BOM is allowed); each row is a record
     /// whose fields are the columns, as strings.
     Csv,
+    /// Google's HTML My Activity (`MyActivity.html`, `watch-history.html`):
+    /// one record per `div.outer-cell`, read into Google's JSON record shape
+    /// (`header`, `title`, `titleUrl`, `subtitles`, `time`, `products`,
+    /// `details`, `locationInfos`); archives hold those records as a JSON
+    /// array, never the HTML.
+    ActivityHtml,
     /// Not records: media, vCard, mbox… taken whole.
     Binary,
+    /// Files in a form the bank cannot read (Facebook's HTML export): never
+    /// copied; their presence is reported with the rule's `reason`.
+    Unreadable,
 }
 
 impl RecordFormat {
     /// Whether files of this format hold records.
     pub fn has_records(self) -> bool {
-        self != RecordFormat::Binary
+        !matches!(self, RecordFormat::Binary | RecordFormat::Unreadable)
+    }
+
+    /// Whether the archive holds records re-encoded as JSON rather than
+    /// the dump's bytes (so never a file copied whole).
+    pub fn converted(self) -> bool {
+        self == RecordFormat::ActivityHtml
     }
 
     /// The name used in catalogs and manifests.
@@ -125,7 +154,9 @@ impl RecordFormat {
             RecordFormat::JsonObject => "json_object",
             RecordFormat::Ndjson => "ndjson",
             RecordFormat::Csv => "csv",
+            RecordFormat::ActivityHtml => "activity_html",
             RecordFormat::Binary => "binary",
+            RecordFormat::Unreadable => "unreadable",
         }
     }
 }
@@ -241,6 +272,10 @@ pub struct FileRule {
     /// `binary`: follows the predicates through its sidecar record.
     #[serde(default)]
     pub sidecar: Option<Sidecar>,
+    /// `unreadable`: what the user is told (manifest, transfer notes,
+    /// consent page), e.g. "request it again in JSON".
+    #[serde(default)]
+    pub reason: Option<String>,
     #[serde(skip)]
     matcher: GlobSet,
     #[serde(skip)]
@@ -284,6 +319,26 @@ impl CatalogPath {
     }
 }
 
+/// The words of Google's HTML My Activity in the languages a catalog knows:
+/// month abbreviations of its dates and headings of its caption cells.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActivityHtmlWords {
+    /// Per language, the twelve month abbreviations (compared without case
+    /// and without a trailing dot).
+    #[serde(default)]
+    pub months: Vec<Vec<String>>,
+    /// Headings of the products list (`Products:`).
+    #[serde(default)]
+    pub products: Vec<String>,
+    /// Headings of the locations list (`Locations:`).
+    #[serde(default)]
+    pub locations: Vec<String>,
+    /// Headings of the details list (`Details:`).
+    #[serde(default)]
+    pub details: Vec<String>,
+}
+
 /// The catalog of one provider.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -297,6 +352,12 @@ pub struct ProviderCatalog {
     /// String encoding of its JSON.
     #[serde(default)]
     pub text_encoding: TextEncoding,
+    /// Localised folder and file names, for `<name>` in patterns.
+    #[serde(default)]
+    pub names: BTreeMap<String, Vec<String>>,
+    /// The words of HTML My Activity files.
+    #[serde(default)]
+    pub activity_html: ActivityHtmlWords,
     /// Its paths, in order.
     #[serde(rename = "path")]
     pub paths: Vec<CatalogPath>,
@@ -329,6 +390,33 @@ impl ProviderCatalog {
                 self.provider
             )));
         }
+        for (name, list) in &self.names {
+            let bad_name = |n: &str| {
+                n.is_empty() || n.contains(['/', '*', '?', '[', ']', '{', '}', '<', '>', '\\'])
+            };
+            if list.is_empty() || list.iter().any(|n| bad_name(n)) {
+                return Err(invalid(format!(
+                    "names.{name}: a non-empty list of names without '/', glob characters or '<>'"
+                )));
+            }
+        }
+        let words = &self.activity_html;
+        if words.months.iter().any(|m| m.len() != 12) {
+            return Err(invalid(
+                "activity_html.months: each language lists 12 months".into(),
+            ));
+        }
+        let has_html = self.paths.iter().any(|p| {
+            p.files
+                .iter()
+                .any(|r| r.format == RecordFormat::ActivityHtml)
+        });
+        if has_html && words.months.is_empty() {
+            return Err(invalid(
+                "activity_html rules need activity_html.months".into(),
+            ));
+        }
+        let names = self.names.clone();
         let mut ids = HashSet::new();
         for path in &mut self.paths {
             let id = path.id.clone();
@@ -356,8 +444,14 @@ impl ProviderCatalog {
                 if rule.patterns.is_empty() {
                     return Err(here("no patterns"));
                 }
+                rule.patterns = expand(&rule.patterns, &names).map_err(|m| here(&m))?;
+                rule.exclude = expand(&rule.exclude, &names).map_err(|m| here(&m))?;
                 rule.matcher = compile(&rule.patterns).map_err(|m| here(&m))?;
                 rule.excluder = compile(&rule.exclude).map_err(|m| here(&m))?;
+                let unreadable = rule.format == RecordFormat::Unreadable;
+                if unreadable != rule.reason.as_deref().is_some_and(|r| !r.trim().is_empty()) {
+                    return Err(here("an unreadable rule, and only it, has a reason"));
+                }
                 let records = rule.format.has_records();
                 if rule.format != RecordFormat::JsonObject
                     && !(rule.keys.is_empty() && rule.context_keys.is_empty())
@@ -367,7 +461,7 @@ impl ProviderCatalog {
                 if !records && (!rule.time.is_empty() || !rule.references.is_empty()) {
                     return Err(here("a binary rule has no records: no time or references"));
                 }
-                if records && (rule.referenced || rule.sidecar.is_some()) {
+                if (records || unreadable) && (rule.referenced || rule.sidecar.is_some()) {
                     return Err(here("referenced and sidecar are for binary rules"));
                 }
                 if rule.referenced && rule.sidecar.is_some() {
@@ -402,6 +496,46 @@ impl ProviderCatalog {
     pub fn path(&self, id: &str) -> Option<&CatalogPath> {
         self.paths.iter().find(|p| p.id == id)
     }
+}
+
+/// Most patterns one pattern may expand to through `<name>` lists.
+const MAX_EXPANSION: usize = 4096;
+
+/// Replaces every `<name>` of the patterns by each entry of `names[name]`.
+fn expand(
+    patterns: &[String],
+    names: &BTreeMap<String, Vec<String>>,
+) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    for p in patterns {
+        let mut todo = vec![p.clone()];
+        while let Some(p) = todo.pop() {
+            let Some(start) = p.find('<') else {
+                out.push(p);
+                continue;
+            };
+            let Some(len) = p.get(start + 1..).and_then(|rest| rest.find('>')) else {
+                return Err(format!("pattern {p:?}: '<' without '>'"));
+            };
+            let key = p.get(start + 1..start + 1 + len).unwrap_or_default();
+            let list = names
+                .get(key)
+                .ok_or_else(|| format!("pattern {p:?} names <{key}>, which [names] lacks"))?;
+            let (head, tail) = (
+                p.get(..start).unwrap_or_default(),
+                p.get(start + len + 2..).unwrap_or_default(),
+            );
+            for n in list {
+                todo.push(format!("{head}{n}{tail}"));
+            }
+            if out.len() + todo.len() > MAX_EXPANSION {
+                return Err(format!(
+                    "pattern {p:?} expands to more than {MAX_EXPANSION}"
+                ));
+            }
+        }
+    }
+    Ok(out)
 }
 
 fn compile(patterns: &[String]) -> Result<GlobSet, String> {
@@ -660,6 +794,47 @@ mod tests {
         ] {
             assert!(one(&bad).is_err(), "{why}");
         }
+    }
+
+    #[test]
+    fn names_expand_and_unreadable_rules_need_a_reason() {
+        let head = "provider = \"p\"\nname = \"n\"\ndescription = \"d\"\n[names]\nf = [\"A\", \"B b\"]\ng = [\"x\", \"y\"]\n";
+        let ok = format!(
+            "{head}[[path]]\nid = \"a\"\ndescription = \"x\"\n[[path.files]]\npatterns = [\"<f>/<g>.json\"]\nformat = \"json_array\"\n[[path.files]]\npatterns = [\"<f>/*.html\"]\nformat = \"unreadable\"\nreason = \"ask for JSON\"\n"
+        );
+        let c = one(&ok).unwrap();
+        let rules = &c.paths[0].files;
+        assert_eq!(rules[0].patterns.len(), 4);
+        for name in ["A/x.json", "A/y.json", "B b/x.json", "B b/y.json"] {
+            assert_eq!(c.paths[0].rule_for(name).map(|(i, _)| i), Some(0), "{name}");
+        }
+        assert!(c.paths[0].rule_for("C/x.json").is_none());
+        let (_, r) = c.paths[0].rule_for("B b/page.html").unwrap();
+        assert_eq!(r.format, RecordFormat::Unreadable);
+        assert!(!r.format.has_records());
+        for (bad, why) in [
+            (ok.replace("<g>", "<h>"), "unknown name list"),
+            (ok.replace("<g>", "<g"), "unclosed"),
+            (ok.replace("reason = \"ask for JSON\"\n", ""), "no reason"),
+            (ok.replace("\"y\"]", "\"y*\"]"), "glob in a name"),
+            (ok.replace("\"y\"]", "\"y/z\"]"), "slash in a name"),
+            (
+                ok.replace(
+                    "format = \"json_array\"",
+                    "format = \"json_array\"\nreason = \"r\"",
+                ),
+                "reason on a record rule",
+            ),
+            (
+                ok.replace("format = \"json_array\"", "format = \"activity_html\""),
+                "activity_html without months",
+            ),
+        ] {
+            assert!(one(&bad).is_err(), "{why}");
+        }
+        let months = "[activity_html]\nmonths = [[\"a\",\"b\"]]\n";
+        let short = ok.replace("[[path]]", &format!("{months}[[path]]"));
+        assert!(one(&short).is_err(), "11 months short");
     }
 
     #[test]

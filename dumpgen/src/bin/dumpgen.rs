@@ -39,6 +39,12 @@ struct Args {
     /// small entries (photos and sidecars), zip only.
     #[arg(long)]
     photo_entries: Option<u64>,
+    /// Google: account language of folder and file names (en, de, nl).
+    #[arg(long, default_value = "en")]
+    language: dumpgen::Language,
+    /// Google: form of My Activity and YouTube history (json, html).
+    #[arg(long, default_value = "json")]
+    activity: dumpgen::ActivityForm,
     /// Output directory (created when missing).
     #[arg(long)]
     out: PathBuf,
@@ -60,6 +66,8 @@ fn main() -> anyhow::Result<()> {
         media_ratio: args.media_ratio,
         parts: args.parts,
         era: args.era,
+        language: args.language,
+        activity: args.activity,
     };
     for w in dumpgen::write_to_dir(&opts, &args.out)? {
         println!("{}\t{}", w.size, w.path.display());

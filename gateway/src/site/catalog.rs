@@ -4,7 +4,7 @@
 //! consent page and the dashboard.
 
 use protocol::anychain::Value;
-use protocol::catalog::{Catalog, CatalogError};
+use protocol::catalog::{Catalog, CatalogError, RecordFormat};
 use protocol::scope::{Fields, Scope};
 use std::path::Path;
 use std::sync::OnceLock;
@@ -61,6 +61,9 @@ pub struct Described {
     pub description: String,
     /// Restrictions (filters, fields), in words.
     pub restrictions: String,
+    /// Forms of the data the bank cannot read (e.g. Facebook's HTML
+    /// export), told before the user agrees; empty when none.
+    pub caveat: String,
 }
 
 /// Describes a scope value of a contract.
@@ -78,6 +81,7 @@ fn describe_in(catalog: &Catalog, value: &Value) -> Described {
             text: protocol::anychain::to_token(value),
             description: "A scope this data bank cannot read: it selects nothing.".into(),
             restrictions: String::new(),
+            caveat: String::new(),
         };
     };
     let catalog = catalog.provider(&scope.provider);
@@ -116,6 +120,25 @@ fn describe_in(catalog: &Catalog, value: &Value) -> Described {
     if let Fields::Only(fields) = &scope.fields {
         restrictions.push(format!("only the fields {}", fields.join(", ")));
     }
+    let mut caveats: Vec<String> = Vec::new();
+    for p in catalog
+        .iter()
+        .flat_map(|c| c.paths.iter())
+        .filter(|p| scope.selects_path(&p.id))
+    {
+        for r in p
+            .files
+            .iter()
+            .filter(|r| r.format == RecordFormat::Unreadable)
+        {
+            if let Some(reason) = &r.reason {
+                let text = format!("If {reason}.");
+                if !caveats.contains(&text) {
+                    caveats.push(text);
+                }
+            }
+        }
+    }
     Described {
         provider_id: scope.provider.clone(),
         all: scope.all_paths(),
@@ -123,6 +146,7 @@ fn describe_in(catalog: &Catalog, value: &Value) -> Described {
         text: scope.display(),
         description,
         restrictions: restrictions.join("; "),
+        caveat: caveats.join(" "),
     }
 }
 
@@ -154,6 +178,17 @@ mod tests {
         assert!(all
             .description
             .starts_with("Everything of your Google Takeout"));
+        assert!(d.caveat.is_empty());
+        let fb = describe(&Value::Dict(
+            Dict::new()
+                .with("provider", "facebook")
+                .with("path", "posts"),
+        ));
+        assert!(
+            fb.caveat.contains("request it again in JSON"),
+            "{}",
+            fb.caveat
+        );
         let unknown = describe(&Value::Dict(
             Dict::new().with("provider", "nope").with("path", "x"),
         ));

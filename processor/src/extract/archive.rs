@@ -108,6 +108,10 @@ pub(crate) struct OutEntry {
     pub size: u64,
     /// Set for media whose inclusion is decided at the end.
     pub pending: Option<Pending>,
+    /// For records converted from another form: the dump entry they were
+    /// read from and its format (`activity_html`).
+    #[serde(default)]
+    pub source_format: Option<(String, String)>,
 }
 
 /// An entry as logged on disk: what the manifest and a re-ordering copy
@@ -418,8 +422,12 @@ fn write_manifest(
             text.push(b',');
         }
         text.push(b'\n');
-        let file = serde_json::json!({"path": e.name, "catalog_path": e.catalog_path,
+        let mut file = serde_json::json!({"path": e.name, "catalog_path": e.catalog_path,
             "dump": e.dump, "records": e.records, "whole": e.records.is_none(), "size": e.size});
+        if let (Some((entry, format)), Some(obj)) = (&e.source_format, file.as_object_mut()) {
+            obj.insert("source_entry".into(), entry.as_str().into());
+            obj.insert("source_format".into(), format.as_str().into());
+        }
         serde_json::to_writer(&mut text, &file).map_err(io::Error::other)?;
         totals.files += 1;
         totals.records += e.records.unwrap_or(0);

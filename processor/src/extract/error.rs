@@ -159,6 +159,39 @@ pub struct Skipped {
     pub reason: String,
 }
 
+/// Files of a catalog path that the bank could not read: a form it refuses
+/// (Facebook's HTML export) or files that are not what the catalog
+/// expects. Told to the user on the transfer, the dashboard and in the
+/// manifest, so that a scope never ends as a silent empty archive.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Unreadable {
+    /// The catalog path whose files these are.
+    pub catalog_path: String,
+    /// How many files.
+    pub files: u64,
+    /// The first of them (dump entry path).
+    pub example: String,
+    /// What the user should know or do.
+    pub reason: String,
+}
+
+impl Unreadable {
+    /// The sentence a user reads on the transfer and the dashboard.
+    pub fn note(&self, provider: &str) -> String {
+        let files = if self.files == 1 {
+            "1 file".to_owned()
+        } else {
+            format!("{} files", self.files)
+        };
+        format!(
+            "{provider}.{}: {files} could not be read (e.g. {}): {}",
+            self.catalog_path,
+            shown(&self.example),
+            self.reason
+        )
+    }
+}
+
 /// Cuts a hostile name to a readable length for messages.
 pub(crate) fn shown(name: &str) -> String {
     const MAX: usize = 160;

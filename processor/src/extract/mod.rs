@@ -37,6 +37,7 @@ pub use protocol::catalog;
 
 mod archive;
 mod error;
+mod html;
 mod records;
 mod sidecar;
 mod source;
@@ -61,10 +62,10 @@ use tokio::runtime::Handle;
 
 pub use archive::{archive_names, MANIFEST};
 pub use catalog::{
-    Catalog, CatalogError, CatalogPath, FileRule, ProviderCatalog, RecordFormat, TextEncoding,
-    TimeField, TimeFormat,
+    ActivityHtmlWords, Catalog, CatalogError, CatalogPath, FileRule, ProviderCatalog, RecordFormat,
+    TextEncoding, TimeField, TimeFormat,
 };
-pub use error::{ExtractError, Skipped};
+pub use error::{ExtractError, Skipped, Unreadable};
 
 use archive::{name_digest, EntrySink, OutEntry, Pending, ScopeArchive, TempFile};
 use records::{Emitter, Matcher, RecError};
@@ -208,6 +209,9 @@ pub struct BuiltArchive {
     pub files: u64,
     /// Files selected but left out, with the reason.
     pub skipped: Vec<Skipped>,
+    /// Files the bank could not read, per catalog path: what the user is
+    /// told on the transfer.
+    pub unreadable: Vec<Unreadable>,
 }
 
 impl BuiltArchive {
@@ -338,6 +342,7 @@ async fn build_unbounded(
             records: b.records,
             files: b.files,
             skipped: b.skipped,
+            unreadable: b.unreadable,
         });
     }
     Ok(out)
@@ -375,6 +380,7 @@ struct Finished {
     records: u64,
     files: u64,
     skipped: Vec<Skipped>,
+    unreadable: Vec<Unreadable>,
 }
 
 struct Work {
@@ -393,6 +399,7 @@ struct Job<'a> {
     scope: &'a Scope,
     paths: &'a [CatalogPath],
     encoding: TextEncoding,
+    words: &'a ActivityHtmlWords,
     whole: bool,
     archive: Option<ScopeArchive>,
     skipped: Vec<Skipped>,
@@ -404,6 +411,8 @@ struct Job<'a> {
     refs_root: HashSet<String>,
     /// Sidecar candidates, per path index.
     sidecars: Vec<SidecarIndex>,
+    /// What could not be read, per (path index, rule reason or format).
+    unreadable: Vec<(usize, Unreadable)>,
 }
 
 impl Job<'_> {
@@ -477,6 +486,29 @@ impl Job<'_> {
             });
         }
         records::empty_record_matches(self.scope)
+    }
+
+    /// Notes a file of path `pi` that could not be read; files of one path
+    /// and reason are counted together.
+    fn note_unreadable(&mut self, pi: usize, entry: &str, reason: &str) {
+        if let Some((_, u)) = self
+            .unreadable
+            .iter_mut()
+            .find(|(p, u)| *p == pi && u.reason == reason)
+        {
+            u.files += 1;
+            return;
+        }
+        let catalog_path = self.paths.get(pi).map(|p| p.id.clone()).unwrap_or_default();
+        self.unreadable.push((
+            pi,
+            Unreadable {
+                catalog_path,
+                files: 1,
+                example: entry.to_owned(),
+                reason: reason.to_owned(),
+            },
+        ));
     }
 
     fn skip(&mut self, dump: &str, entry: &str, pi: usize, reason: impl Into<String>) {
@@ -712,6 +744,7 @@ impl Work {
                 scope,
                 paths: paths.as_slice(),
                 encoding: provider.text_encoding,
+                words: &provider.activity_html,
                 whole: scope.predicates.is_empty() && scope.fields == Fields::All,
                 archive: Some(ScopeArchive::new(
                     &temp_dir,
@@ -724,6 +757,7 @@ impl Work {
                 refs_exact: HashSet::new(),
                 refs_root: HashSet::new(),
                 sidecars: paths.iter().map(|_| SidecarIndex::default()).collect(),
+                unreadable: Vec::new(),
             });
         }
         // Providers in name order, parts in name order.
@@ -1088,9 +1122,19 @@ impl Work {
             return Ok(());
         };
         let format = rule.format;
+        if format == RecordFormat::Unreadable {
+            let reason = rule.reason.clone().unwrap_or_default();
+            job.note_unreadable(pi, name, &reason);
+            job.skip(&d.name, name, pi, reason);
+            return Ok(());
+        }
         let linked = rule.sidecar.is_some() || rule.referenced;
         let catalog_path = job.paths.get(pi).map(|p| p.id.clone()).unwrap_or_default();
-        if job.archive.as_ref().is_some_and(|a| a.has(name)) {
+        if job
+            .archive
+            .as_ref()
+            .is_some_and(|a| a.has(&out_name(name, format)))
+        {
             job.skip(&d.name, name, pi, "duplicate of an entry of the same name");
             return Ok(());
         }
@@ -1101,8 +1145,9 @@ impl Work {
             records: None,
             size,
             pending: None,
+            source_format: None,
         };
-        let whole = if job.whole {
+        let whole = if job.whole && !format.converted() {
             true
         } else if format.has_records() {
             false
@@ -1197,7 +1242,9 @@ impl Work {
             job.encoding,
             name,
             env.limits().max_record_bytes,
-        );
+        )
+        .with_words(job.words);
+        let converted = rule.format.converted().then(|| rule.format.as_str());
         let reader = data.open().map_err(|e| read_error(&d.name, e))?;
         let reader = BufReader::with_capacity(256 << 10, reader);
         let mut archive = job.archive.take();
@@ -1208,12 +1255,13 @@ impl Work {
                 MarkedSink(EntrySink {
                     archive: a,
                     entry: Some(OutEntry {
-                        name: name.to_owned(),
+                        name: out_name(name, rule.format),
                         catalog_path,
                         dump: d.name.clone(),
                         records: None,
                         size: 0,
                         pending: None,
+                        source_format: converted.map(|f| (name.to_owned(), f.to_owned())),
                     }),
                     large: size > (3 << 30),
                 })
@@ -1243,15 +1291,15 @@ impl Work {
                 }
                 job.matched.insert(name_digest(name), false);
                 if write {
-                    job.skip(
-                        &d.name,
-                        name,
-                        pi,
-                        format!(
-                            "not the {} the catalog expects: {reason}",
-                            rule.format.as_str()
-                        ),
+                    let reason = format!(
+                        "not the {} the catalog expects: {reason}",
+                        rule.format.as_str()
                     );
+                    if rule.format.converted() {
+                        // Nothing of the file reaches the client: told.
+                        job.note_unreadable(pi, name, &reason);
+                    }
+                    job.skip(&d.name, name, pi, reason);
                 }
                 Ok(())
             }
@@ -1448,6 +1496,7 @@ impl Work {
             records: totals.records,
             files: totals.files,
             skipped: job.skipped.clone(),
+            unreadable: job.unreadable.iter().map(|(_, u)| u.clone()).collect(),
         })
     }
 
@@ -1472,6 +1521,13 @@ impl Work {
         if !job.whole {
             notes.push("Filtered files hold the kept records, byte for byte unless projected; files with no kept record are left out.");
         }
+        if job
+            .paths
+            .iter()
+            .any(|p| p.files.iter().any(|r| r.format.converted()))
+        {
+            notes.push("Records read from Google's HTML My Activity are written as a JSON array of records in Google's JSON shape, in a file named as the HTML one with .json (source_entry and source_format in files say so); description, activityControls and media are not in the HTML.");
+        }
         let m = json!({
             "format": "alias-bank.scope-archive/1",
             "scope": scope_json(job.scope),
@@ -1481,6 +1537,7 @@ impl Work {
             "sources": sources,
             "skipped": job.skipped,
             "skipped_more": job.skipped_more,
+            "unreadable": job.unreadable.iter().map(|(_, u)| u).collect::<Vec<_>>(),
             "notes": notes,
         });
         match m {
@@ -1488,6 +1545,21 @@ impl Work {
             _ => serde_json::Map::new(),
         }
     }
+}
+
+/// The archive path of a dump entry: records converted from another form
+/// (HTML) are JSON, named with `.json` instead of `.html`.
+fn out_name(name: &str, format: RecordFormat) -> String {
+    if !format.converted() {
+        return name.to_owned();
+    }
+    let lower = name.to_ascii_lowercase();
+    let stem = [".html", ".htm"]
+        .iter()
+        .find(|x| lower.ends_with(*x))
+        .and_then(|x| name.get(..name.len() - x.len()))
+        .unwrap_or(name);
+    format!("{stem}.json")
 }
 
 /// The object form of a scope as plain JSON.

@@ -17,7 +17,9 @@ use protocol::scope::{instant, instant_str, Fields, Op, Record, Scope};
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde_json::{Map, Value as Json};
 
-use super::catalog::{FileRule, RecordFormat, RefBase, TextEncoding, TimeField, TimeFormat};
+use super::catalog::{
+    ActivityHtmlWords, FileRule, RecordFormat, RefBase, TextEncoding, TimeField, TimeFormat,
+};
 use super::source::check_name;
 
 /// Deepest nesting the scanner follows.
@@ -39,7 +41,8 @@ impl From<io::Error> for RecError {
     }
 }
 
-fn bad(msg: impl Into<String>) -> RecError {
+/// A format error with this message.
+pub(super) fn bad(msg: impl Into<String>) -> RecError {
     RecError::Format(msg.into())
 }
 
@@ -81,7 +84,8 @@ impl<'a> Emitter<'a> {
         self.started
     }
 
-    fn context(&mut self, bytes: &[u8]) -> io::Result<()> {
+    /// Framing bytes, written once a record is kept.
+    pub(super) fn context(&mut self, bytes: &[u8]) -> io::Result<()> {
         if self.started {
             if let Some(s) = self.sink.as_deref_mut() {
                 s.write(bytes)?;
@@ -127,6 +131,7 @@ pub(crate) struct Matcher<'a> {
     /// The folder of the file, for `base = "dir"` references.
     dir: String,
     max_record: usize,
+    words: Option<&'a ActivityHtmlWords>,
     /// Records read.
     pub(crate) seen: u64,
     /// Lower-case full paths referenced by kept records (`base = "dir"`).
@@ -176,10 +181,22 @@ impl<'a> Matcher<'a> {
             instants,
             dir: dir.to_owned(),
             max_record,
+            words: None,
             seen: 0,
             refs_exact: Vec::new(),
             refs_root: Vec::new(),
         }
+    }
+
+    /// The words of HTML My Activity files (the provider catalog's).
+    pub(crate) fn with_words(mut self, words: &'a ActivityHtmlWords) -> Self {
+        self.words = Some(words);
+        self
+    }
+
+    /// The largest record read into memory.
+    pub(super) fn max_record(&self) -> usize {
+        self.max_record
     }
 
     fn project_all(&self) -> bool {
@@ -336,7 +353,7 @@ impl<'a> Matcher<'a> {
     }
 
     /// Handles one JSON record: matches, collects references, writes it.
-    fn json_record(
+    pub(super) fn json_record(
         &mut self,
         raw: &[u8],
         prefix: &[u8],
@@ -519,7 +536,8 @@ fn epoch(v: &Json, factor: i128) -> Option<i128> {
 
 const NS_PER_DAY: i128 = 86_400 * 1_000_000_000;
 
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+/// Days since 1970-01-01 of a proleptic Gregorian date.
+pub(super) fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
     let era = y.div_euclid(400);
     let yoe = y.rem_euclid(400);
@@ -528,7 +546,8 @@ fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468
 }
 
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
+/// The date of a day count since 1970-01-01.
+pub(super) fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);
@@ -541,7 +560,8 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
-fn valid_date(y: i64, m: u32, d: u32) -> bool {
+/// Whether (y, m, d) is a real date.
+pub(super) fn valid_date(y: i64, m: u32, d: u32) -> bool {
     (1..=12).contains(&m) && d >= 1 && civil_from_days(days_from_civil(y, m, d)) == (y, m, d)
 }
 
@@ -1108,6 +1128,13 @@ fn csv_records<R: BufRead>(
     Ok(())
 }
 
+static NO_WORDS: ActivityHtmlWords = ActivityHtmlWords {
+    months: Vec::new(),
+    products: Vec::new(),
+    locations: Vec::new(),
+    details: Vec::new(),
+};
+
 /// Filters one file of `format` read from `r`.
 pub(crate) fn filter<R: BufRead>(
     format: RecordFormat,
@@ -1130,7 +1157,11 @@ pub(crate) fn filter<R: BufRead>(
             ndjson(&mut r, m, em)
         }
         RecordFormat::Csv => csv_records(r, m, em),
-        RecordFormat::Binary => Err(bad("binary files have no records")),
+        RecordFormat::ActivityHtml => {
+            let words = m.words.unwrap_or(&NO_WORDS);
+            super::html::filter(r, words, m, em)
+        }
+        RecordFormat::Binary | RecordFormat::Unreadable => Err(bad("binary files have no records")),
     }
 }
 

@@ -15,7 +15,7 @@ use runtime::storage::{S3Settings, Storage};
 use serde_json::Value as Json;
 use zip::ZipArchive;
 
-type Zip = ZipArchive<Cursor<Vec<u8>>>;
+pub(crate) type Zip = ZipArchive<Cursor<Vec<u8>>>;
 
 fn opts(provider: Provider, format: Format, parts: u32, era: Era) -> Options {
     Options {
@@ -26,16 +26,17 @@ fn opts(provider: Provider, format: Format, parts: u32, era: Era) -> Options {
         media_ratio: 0.5,
         parts,
         era,
+        ..Options::default()
     }
 }
 
-struct Env {
+pub(crate) struct Env {
     storage: Storage,
     _dir: Option<tempfile::TempDir>,
     catalog: Catalog,
 }
 
-fn file_env() -> Env {
+pub(crate) fn file_env() -> Env {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("file://{}", dir.path().display());
     Env {
@@ -54,7 +55,11 @@ fn mem_env() -> Env {
 }
 
 impl Env {
-    async fn store(&self, provider: &str, parts: Vec<(String, Vec<u8>)>) -> Vec<DumpSource> {
+    pub(crate) async fn store(
+        &self,
+        provider: &str,
+        parts: Vec<(String, Vec<u8>)>,
+    ) -> Vec<DumpSource> {
         let mut out = Vec::new();
         for (name, bytes) in parts {
             let key = format!("dumps/u1/{provider}/{name}");
@@ -74,7 +79,7 @@ impl Env {
         out
     }
 
-    async fn dumps(&self, o: &Options) -> Vec<DumpSource> {
+    pub(crate) async fn dumps(&self, o: &Options) -> Vec<DumpSource> {
         self.store(o.provider.as_str(), dumpgen::generate(o).unwrap())
             .await
     }
@@ -97,13 +102,13 @@ impl Env {
         .await
     }
 
-    async fn build(&self, dumps: &[DumpSource], scopes: &[&str]) -> Vec<BuiltArchive> {
+    pub(crate) async fn build(&self, dumps: &[DumpSource], scopes: &[&str]) -> Vec<BuiltArchive> {
         self.try_build(dumps, scopes, &BuildOptions::default())
             .await
             .unwrap()
     }
 
-    async fn open(&self, a: &BuiltArchive) -> Zip {
+    pub(crate) async fn open(&self, a: &BuiltArchive) -> Zip {
         let bytes = self.storage.get_bytes(&a.storage_key).await.unwrap();
         assert_eq!(bytes.len() as u64, a.size);
         assert_eq!(blake2b_simd::blake2b(&bytes).as_bytes(), &a.blake2b[..]);
@@ -111,17 +116,17 @@ impl Env {
     }
 }
 
-fn names(z: &Zip) -> Vec<String> {
+pub(crate) fn names(z: &Zip) -> Vec<String> {
     z.file_names().map(str::to_owned).collect()
 }
 
-fn text(z: &mut Zip, name: &str) -> Vec<u8> {
+pub(crate) fn text(z: &mut Zip, name: &str) -> Vec<u8> {
     let mut v = Vec::new();
     z.by_name(name).unwrap().read_to_end(&mut v).unwrap();
     v
 }
 
-fn json(z: &mut Zip, name: &str) -> Json {
+pub(crate) fn json(z: &mut Zip, name: &str) -> Json {
     serde_json::from_slice(&text(z, name)).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 

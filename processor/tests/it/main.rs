@@ -3,3 +3,4 @@
 
 mod bombs;
 mod extract;
+mod html;
