@@ -8,10 +8,13 @@
 //!   bindAuthz, revocation), their validators, hashes, scopes and push URLs.
 //! * [`scope`] — scopes: the object form, the string grammar, predicates and
 //!   field projection of JSON records.
+//! * [`date`] — the proleptic Gregorian calendar: day counts, ISO 8601 /
+//!   RFC 3339 instants, HTTP dates.
 //! * [`js`] — the few JavaScript semantics the reference relies on
 //!   (truthiness, loose equality, relational comparison, number formatting).
 
 pub mod alias;
 pub mod anychain;
+pub mod date;
 pub mod js;
 pub mod scope;
