@@ -8,7 +8,7 @@ network.
 
 Besides the schemas (Compose Specification, Kubernetes), the files are
 checked against the code they deploy: the ALIAS_* variables of
-runtime/src/config.rs, the RabbitMQ topology of runtime/src/mq/topology.rs,
+runtime/src/config/variables.rs, the RabbitMQ topology of runtime/src/mq/topology.rs,
 the metric names registered in the Rust sources (the gateway's and the
 workers' runtime/src/ops.rs), the workers' operations endpoints
 (ALIAS_METRICS_LISTEN: health checks, probes, scrape configs), the shutdown
@@ -211,13 +211,17 @@ def rust_sources() -> Iterable[Path]:
         yield from sorted(src.rglob("*.rs"))
 
 
+CONFIG_VARIABLES = "runtime/src/config/variables.rs"
+CONFIG_SOURCES = "runtime/src/config"
+
+
 def config_variables() -> set[str]:
-    text = (ROOT / "runtime/src/config.rs").read_text(encoding="utf-8")
+    text = (ROOT / CONFIG_VARIABLES).read_text(encoding="utf-8")
     m = re.search(r"pub const VARIABLES[^=]*=\s*&\[(.*?)\n\];", text, re.S)
     block = m.group(1) if m else text
     names = set(re.findall(r'"((?:ALIAS_[A-Z0-9_]+)|RUST_LOG)"', block))
     if not names:
-        raise Failure("runtime/src/config.rs: no ALIAS_* variable found (VARIABLES moved? update deploy/validate/validate.py)")
+        raise Failure(f"{CONFIG_VARIABLES}: no ALIAS_* variable found (VARIABLES moved? update deploy/validate/validate.py)")
     return names
 
 
@@ -715,10 +719,10 @@ def _compose_alias() -> None:
     raise_if(errors)
 
 
-@check("environment variables are the ones runtime/src/config.rs reads (compose environments, k8s ConfigMap/Secret/env)")
+@check("environment variables are the ones runtime/src/config reads (compose environments, k8s ConfigMap/Secret/env)")
 def _variables() -> None:
     known = config_variables()
-    info(f"{len(known)} variables in runtime/src/config.rs")
+    info(f"{len(known)} variables in {CONFIG_VARIABLES}")
     errors = []
     for name in compose_env():
         need(name in known, f"{rel(COMPOSE)}: x-alias-env sets unknown variable {name}", errors)
@@ -1066,9 +1070,9 @@ def _k8s_consistency() -> None:
     for route in ["/healthz", "/readyz", "/metrics"]:
         need(f'"{route}"' in gw, f"gateway/src/lib.rs has no route {route}", errors)
         need(route in worker_routes, f"{WORKER_OPS_SOURCE} has no route {route}", errors)
-    config = (ROOT / "runtime/src/config.rs").read_text(encoding="utf-8")
+    config = "".join(p.read_text(encoding="utf-8") for p in sorted((ROOT / CONFIG_SOURCES).rglob("*.rs")))
     need(WORKER_OPS_VARIABLE in config_variables() and "metrics_listen" in config,
-         f"runtime/src/config.rs does not read {WORKER_OPS_VARIABLE}", errors)
+         f"{CONFIG_SOURCES} does not read {WORKER_OPS_VARIABLE}", errors)
 
     # Services, PDBs and the HPA select or target what exists.
     pod_labels = {n: d["spec"]["template"]["metadata"]["labels"] for n, d in deployments.items()}

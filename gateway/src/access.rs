@@ -101,6 +101,7 @@ fn credential(app: &AppState, req: &HttpRequest) -> Credential {
 /// `ALIAS_OPERATOR_TOKEN` is unset).
 fn is_operator(app: &AppState, token: &str) -> bool {
     app.config
+        .gateway
         .operator_token
         .as_deref()
         .is_some_and(|want| ct_eq(token.as_bytes(), want.as_bytes()))
@@ -192,7 +193,7 @@ pub(crate) fn signed_for(
         req.path(),
         &app.config.public_origin,
         now,
-        app.config.request_max_age_ms,
+        app.config.gateway.request_max_age_ms,
         app.config.max_future_skew_ms,
     )
 }
@@ -200,7 +201,9 @@ pub(crate) fn signed_for(
 /// Marks the signed request with id `id` used; `false` when it was used
 /// before. Kept as long as the request could still be accepted.
 pub(crate) async fn claim_request(app: &AppState, id: &str) -> Result<bool, ApiError> {
-    let ttl = Duration::from_millis(app.config.request_max_age_ms + app.config.max_future_skew_ms);
+    let ttl = Duration::from_millis(
+        app.config.gateway.request_max_age_ms + app.config.max_future_skew_ms,
+    );
     Ok(app.state.claim_once(id, ttl).await?)
 }
 

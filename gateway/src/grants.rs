@@ -417,7 +417,7 @@ async fn wait_for(
         .map_err(|e| token_error(e, "grant"))?
         .to_b64();
     let mut events = app.state.subscribe(id);
-    let deadline = Instant::now() + app.config.process_wait;
+    let deadline = Instant::now() + app.config.gateway.process_wait;
     loop {
         let Some(t) = app.state.transfer(id).await? else {
             return Err(ApiError::new(

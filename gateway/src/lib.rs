@@ -89,20 +89,20 @@ impl AppState {
             limits: config.limits,
         };
         Ok(AppState {
-            limiter: ops::Limiter::new(config.rate_per_sec),
+            limiter: ops::Limiter::new(config.gateway.rate_per_sec),
             metrics: ops::Metrics::new()?,
             web: site::WebKeys::new(&config)?,
             streams: access::Slots::new(
                 "event streams",
                 "too_many_streams",
-                config.max_streams,
-                config.max_streams_per_addr,
+                config.gateway.max_streams,
+                config.gateway.max_streams_per_addr,
             ),
             waits: access::Slots::new(
                 "waiting requests",
                 "too_many_waits",
-                config.max_waits,
-                config.max_waits_per_addr,
+                config.gateway.max_waits,
+                config.gateway.max_waits_per_addr,
             ),
             uploads: uploads::UploadSlots::default(),
             config,

@@ -174,6 +174,7 @@ pub(crate) fn client_addr(app: &AppState, req: &HttpRequest) -> Option<IpAddr> {
     let trusted = |ip: IpAddr| {
         let ip = canonical(ip);
         app.config
+            .gateway
             .trusted_proxies
             .iter()
             .any(|net| net.contains(&ip))

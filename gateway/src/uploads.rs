@@ -58,7 +58,7 @@ impl Verdict {
                 "body_timeout",
                 format!(
                     "the request body paused for more than {} ms",
-                    app.config.body_idle_timeout.as_millis()
+                    app.config.gateway.body_idle_timeout.as_millis()
                 ),
             )),
             SLOW => Some(ApiError::new(
@@ -66,8 +66,8 @@ impl Verdict {
                 "body_too_slow",
                 format!(
                     "the upload brought less than {} bytes per second over {} ms",
-                    app.config.body_min_rate,
-                    app.config.body_rate_window.as_millis()
+                    app.config.gateway.body_min_rate,
+                    app.config.gateway.body_rate_window.as_millis()
                 ),
             )),
             _ => None,
@@ -183,14 +183,16 @@ pub async fn body_deadlines(
     };
     let is_upload =
         req.method() == Method::PUT && req.match_pattern().as_deref() == Some(UPLOAD_ROUTE);
-    let rate = (is_upload && app.config.body_min_rate > 0)
-        .then_some((app.config.body_min_rate, app.config.body_rate_window));
+    let rate = (is_upload && app.config.gateway.body_min_rate > 0).then_some((
+        app.config.gateway.body_min_rate,
+        app.config.gateway.body_rate_window,
+    ));
     let verdict = Verdict::default();
     let body = Deadlines {
         inner: Box::pin(req.take_payload()),
-        idle: app.config.body_idle_timeout,
+        idle: app.config.gateway.body_idle_timeout,
         rate,
-        sleep: Box::pin(tokio::time::sleep(app.config.body_idle_timeout)),
+        sleep: Box::pin(tokio::time::sleep(app.config.gateway.body_idle_timeout)),
         waiting_since: None,
         window_wait: Duration::ZERO,
         window_bytes: 0,
@@ -271,7 +273,7 @@ impl UploadSlots {
         let addr = addr.map_or_else(|| "unknown".to_owned(), |a| a.to_string());
         self.acquire(
             format!("addr:{addr}"),
-            app.config.uploads_per_addr,
+            app.config.gateway.uploads_per_addr,
             "too many uploads in progress from this address",
         )
     }
@@ -280,7 +282,7 @@ impl UploadSlots {
     pub fn for_key(&self, app: &AppState, user: &str) -> Result<Slot, ApiError> {
         self.acquire(
             format!("key:{user}"),
-            app.config.uploads_per_key,
+            app.config.gateway.uploads_per_key,
             "too many uploads in progress for this key",
         )
     }

@@ -23,10 +23,10 @@ pub fn build_options(config: &Config) -> BuildOptions {
     BuildOptions {
         temp_dir: Some(config.work_dir.clone()),
         limits: extract::Limits {
-            max_entries: config.max_entries,
-            max_total_uncompressed: config.max_uncompressed,
-            max_ratio: config.max_ratio,
-            max_duration: Some(config.job_timeout),
+            max_entries: config.processor.max_entries,
+            max_total_uncompressed: config.processor.max_uncompressed,
+            max_ratio: config.processor.max_ratio,
+            max_duration: Some(config.processor.job_timeout),
             ..defaults
         },
         ..BuildOptions::default()

@@ -12,12 +12,15 @@
 //!   each scope path, how their records are read, and how people read them.
 //! * [`wire`] — the push protocol on the wire (headers, ranges, finish
 //!   bodies) and the error envelope, for the bank and its clients alike.
+//! * [`date`] — the proleptic Gregorian calendar: day counts, ISO 8601 /
+//!   RFC 3339 instants, HTTP dates.
 //! * [`js`] — the few JavaScript semantics the reference relies on
 //!   (truthiness, loose equality, relational comparison, number formatting).
 
 pub mod alias;
 pub mod anychain;
 pub mod catalog;
+pub mod date;
 pub mod js;
 pub mod scope;
 pub mod wire;

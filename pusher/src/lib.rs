@@ -24,19 +24,19 @@ pub fn pusher(
     broker: Broker,
     storage: Storage,
 ) -> anyhow::Result<Pusher> {
-    let guard = SsrfGuard::new(config.push_allow.clone());
+    let guard = SsrfGuard::new(config.pusher.push_allow.clone());
     let client = PushClient::new(
         guard,
         ClientConfig {
-            request_timeout: config.push_timeout,
-            min_rate: config.push_min_rate,
+            request_timeout: config.pusher.push_timeout,
+            min_rate: config.pusher.push_min_rate,
             ..ClientConfig::default()
         },
     )?;
-    let chunk = usize::try_from(config.push_chunk).unwrap_or(client::DEFAULT_CHUNK_SIZE);
+    let chunk = usize::try_from(config.pusher.push_chunk).unwrap_or(client::DEFAULT_CHUNK_SIZE);
     let policy = RetryPolicy {
-        max_attempts: config.push_attempts,
-        max_elapsed: config.push_budget.min(Duration::from_secs(300)),
+        max_attempts: config.pusher.push_attempts,
+        max_elapsed: config.pusher.push_budget.min(Duration::from_secs(300)),
         ..RetryPolicy::default()
     };
     Ok(Pusher {
@@ -46,20 +46,20 @@ pub fn pusher(
             .with_chunk_size(chunk)
             .with_policy(policy),
         settings: PushSettings {
-            per_client: config.push_per_client,
-            client_share: config.push_client_share,
+            per_client: config.pusher.push_per_client,
+            client_share: config.pusher.push_client_share,
             concurrency: config.worker_concurrency,
-            run_time: config.push_run_time,
-            min_advance: config.push_min_advance,
-            file_rewinds: config.push_file_rewinds,
-            file_failures: config.push_file_failures,
-            run_bytes: config.push_run_bytes,
-            budget: config.push_budget,
-            breaker_failures: config.breaker_failures,
-            breaker_cooldown: config.breaker_cooldown,
+            run_time: config.pusher.push_run_time,
+            min_advance: config.pusher.push_min_advance,
+            file_rewinds: config.pusher.push_file_rewinds,
+            file_failures: config.pusher.push_file_failures,
+            run_bytes: config.pusher.push_run_bytes,
+            budget: config.pusher.push_budget,
+            breaker_failures: config.pusher.breaker_failures,
+            breaker_cooldown: config.pusher.breaker_cooldown,
             policy,
             lease: config.lease,
-            client_restarts: config.push_client_restarts,
+            client_restarts: config.pusher.push_client_restarts,
         },
         worker_id: format!("pusher-{}", uuid::Uuid::new_v4().simple()),
         local: worker::LocalShare::default(),

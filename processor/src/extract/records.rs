@@ -13,6 +13,7 @@ use std::fmt;
 use std::io::{self, BufRead};
 
 use protocol::anychain::Value;
+use protocol::date::{civil_from_days, days_from_civil, is_valid_date};
 use protocol::scope::{instant, instant_str, Fields, Op, Record, Scope};
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde_json::{Map, Value as Json};
@@ -536,35 +537,6 @@ fn epoch(v: &Json, factor: i128) -> Option<i128> {
 
 const NS_PER_DAY: i128 = 86_400 * 1_000_000_000;
 
-/// Days since 1970-01-01 of a proleptic Gregorian date.
-pub(super) fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let m = i64::from(m);
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
-    era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468
-}
-
-/// The date of a day count since 1970-01-01.
-pub(super) fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
-/// Whether (y, m, d) is a real date.
-pub(super) fn valid_date(y: i64, m: u32, d: u32) -> bool {
-    (1..=12).contains(&m) && d >= 1 && civil_from_days(days_from_civil(y, m, d)) == (y, m, d)
-}
-
 /// Whether [`format_nanos`] renders an instant (years 0000–9999).
 fn representable(nanos: i128) -> bool {
     i64::try_from(nanos.div_euclid(NS_PER_DAY))
@@ -603,7 +575,7 @@ fn us_datetime(s: &str) -> Option<i128> {
     let (date, time) = s.split_once(' ').unwrap_or((s, "00:00:00"));
     let mut dp = date.split('/');
     let (m, d, y) = (num(dp.next()?)?, num(dp.next()?)?, num(dp.next()?)?);
-    if dp.next().is_some() || !valid_date(i64::from(y), m, d) {
+    if dp.next().is_some() || !is_valid_date(i64::from(y), m, d) {
         return None;
     }
     let mut tp = time.split(':');
@@ -632,7 +604,7 @@ fn dd_mon_yyyy(s: &str) -> Option<i128> {
         return None;
     }
     let m = MONTHS.iter().position(|x| *x == mon)? as u32 + 1;
-    if !valid_date(i64::from(y), m, d) {
+    if !is_valid_date(i64::from(y), m, d) {
         return None;
     }
     Some(i128::from(days_from_civil(i64::from(y), m, d)) * NS_PER_DAY)

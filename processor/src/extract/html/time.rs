@@ -12,7 +12,7 @@
 //! Spaces may be `\xa0`, narrow no-break spaces or thin spaces; month
 //! abbreviations come from the catalog (`activity_html.months`).
 
-use super::super::records::{civil_from_days, days_from_civil, valid_date};
+use protocol::date::{civil_from_days, days_from_civil, is_valid_date};
 
 /// Zone abbreviations Google writes and their offsets in minutes east of
 /// UTC. Ambiguous ones take the meaning of the English (US) locale
@@ -154,7 +154,7 @@ pub(crate) fn parse(text: &str, months: &[Vec<String>]) -> Option<i64> {
         [zone] => zone_offset(zone)?,
         _ => return None,
     };
-    if h > 23 || mi > 59 || s > 60 || !valid_date(y, m, d) {
+    if h > 23 || mi > 59 || s > 60 || !is_valid_date(y, m, d) {
         return None;
     }
     let local = days_from_civil(y, m, d) * 86_400 + i64::from(h * 3600 + mi * 60 + s);

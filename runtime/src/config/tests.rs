@@ -1,0 +1,186 @@
+//! Tests of the configuration: defaults, each check, the documented list.
+
+use super::shared::DEFAULT_REDIS_URL;
+use super::*;
+
+#[test]
+fn defaults_are_valid() {
+    let c = Config::from_pairs(&[]).unwrap();
+    assert_eq!(c.namespace, "alias");
+    assert_eq!(c.push_id, PushId::Contract);
+    assert_eq!(
+        c.limits.max_bytes,
+        64 << 10,
+        "fits real grants, under the reference's 100 KB"
+    );
+    assert!(c.gateway.trusted_proxies.is_empty());
+    assert_eq!(c.quotas, Quotas::DEFAULT);
+    assert!(c.storage_url.starts_with("file:///"));
+    assert_eq!(c.key("transfer:x"), "alias:transfer:x");
+}
+
+#[test]
+fn upload_body_settings() {
+    let c = Config::from_pairs(&[]).unwrap();
+    assert_eq!(c.gateway.body_idle_timeout, Duration::from_secs(30));
+    assert_eq!(
+        (c.gateway.body_min_rate, c.gateway.body_rate_window),
+        (8192, Duration::from_secs(30))
+    );
+    assert_eq!(
+        (c.gateway.uploads_per_key, c.gateway.uploads_per_addr),
+        (2, 8)
+    );
+    let c = Config::from_pairs(&[("ALIAS_BODY_MIN_RATE", "0")]).unwrap();
+    assert_eq!(c.gateway.body_min_rate, 0);
+    for var in [
+        "ALIAS_BODY_IDLE_TIMEOUT_MS",
+        "ALIAS_BODY_RATE_WINDOW_MS",
+        "ALIAS_UPLOADS_PER_KEY",
+        "ALIAS_UPLOADS_PER_ADDR",
+    ] {
+        let err = Config::from_pairs(&[(var, "0")]).unwrap_err();
+        assert!(err.to_string().contains(var), "{err}");
+    }
+}
+
+#[test]
+fn session_settings() {
+    let c = Config::from_pairs(&[]).unwrap();
+    assert!(c.session_key.is_none());
+    assert_eq!(c.web_dir, PathBuf::from("web"));
+    assert_eq!(c.session_ttl, Duration::from_secs(3600));
+    let hex = "ab".repeat(32);
+    let c = Config::from_pairs(&[("ALIAS_SESSION_KEY", hex.as_str())]).unwrap();
+    assert_eq!(c.session_key, Some(vec![0xab; 32]));
+    let b64 = "A".repeat(43);
+    let c = Config::from_pairs(&[("ALIAS_SESSION_KEY", b64.as_str())]).unwrap();
+    assert_eq!(c.session_key.map(|k| k.len()), Some(32));
+    let err = Config::from_pairs(&[("ALIAS_SESSION_KEY", "abcd")]).unwrap_err();
+    assert!(err.to_string().contains("ALIAS_SESSION_KEY"));
+    assert!(
+        !err.to_string().contains("abcd"),
+        "the secret is not echoed"
+    );
+}
+
+#[test]
+fn values_are_checked_with_their_variable() {
+    let err = |k: &str, v: &str| Config::from_pairs(&[(k, v)]).unwrap_err().to_string();
+    assert!(err("ALIAS_NAMESPACE", "Bad NS").contains("ALIAS_NAMESPACE"));
+    assert!(err("ALIAS_PUSH_ALLOW", "10.0.0.0/33").contains("ALIAS_PUSH_ALLOW"));
+    assert!(err("ALIAS_PUSH_ID", "both").contains("ALIAS_PUSH_ID"));
+    assert!(err("ALIAS_LISTEN", "nowhere").contains("ALIAS_LISTEN"));
+    assert!(err("ALIAS_PUBLIC_ORIGIN", "https://bank.example/path").contains("ALIAS_PUBLIC_ORIGIN"));
+    assert!(err("ALIAS_REDIS_URL", "http://x").contains("ALIAS_REDIS_URL"));
+    assert!(err("ALIAS_STORAGE_URL", "ftp://x").contains("ALIAS_STORAGE_URL"));
+    assert!(err("ALIAS_MAX_TOKEN_BYTES", "0").contains("ALIAS_MAX_TOKEN_BYTES"));
+    assert!(err("ALIAS_TRUSTED_PROXIES", "10.0.0.0/33").contains("ALIAS_TRUSTED_PROXIES"));
+    assert!(err("ALIAS_QUOTA_CONTRACTS", "0").contains("ALIAS_QUOTA_CONTRACTS"));
+    assert!(err("ALIAS_QUOTA_GRANT_BYTES", "1000").contains("ALIAS_QUOTA_GRANT_BYTES"));
+    assert!(err("ALIAS_PUSH_CHUNK", "67108865").contains("ALIAS_PUSH_CHUNK"));
+    let c = Config::from_pairs(&[("ALIAS_PUSH_CHUNK", "67108864")]).unwrap();
+    assert_eq!(c.pusher.push_chunk, MAX_PUSH_CHUNK);
+    assert!(Config::from_pairs(&[("ALIAS_NOPE", "1")]).is_err());
+}
+
+#[test]
+fn values_are_parsed() {
+    let c = Config::from_pairs(&[
+        ("ALIAS_PUSH_ALLOW", "127.0.0.0/8, ::1"),
+        ("ALIAS_PUSH_ID", "grant"),
+        ("ALIAS_PUBLIC_ORIGIN", "https://Bank.Example:8443/"),
+        ("ALIAS_STORAGE_URL", "/tmp/x"),
+        ("ALIAS_NAMESPACE", "t-1"),
+        ("ALIAS_TRUSTED_PROXIES", "10.0.0.0/8,192.168.1.7"),
+        ("ALIAS_QUOTA_CONTRACTS", "3"),
+        ("ALIAS_QUOTA_GUEST_TTL_SECS", "60"),
+    ])
+    .unwrap();
+    assert_eq!(c.gateway.trusted_proxies.len(), 2);
+    assert_eq!(c.quotas.contracts, 3);
+    assert_eq!(c.quotas.guest_ttl, Duration::from_secs(60));
+    assert_eq!(c.pusher.push_allow.len(), 2);
+    assert_eq!(c.push_id, PushId::Grant);
+    assert_eq!(c.public_origin, "https://bank.example:8443");
+    assert_eq!(c.storage_url, "file:///tmp/x");
+}
+
+#[test]
+fn dump_limits() {
+    let c = Config::from_pairs(&[]).unwrap();
+    assert_eq!(
+        (
+            c.processor.max_entries,
+            c.processor.max_uncompressed,
+            c.processor.max_ratio
+        ),
+        (1_000_000, 256 << 30, 200)
+    );
+    assert_eq!(c.processor.job_timeout, Duration::from_secs(1500));
+    let c = Config::from_pairs(&[
+        ("ALIAS_MAX_ENTRIES", "10"),
+        ("ALIAS_MAX_UNCOMPRESSED", "1000"),
+        ("ALIAS_MAX_RATIO", "50"),
+        ("ALIAS_JOB_TIMEOUT_SECS", "3"),
+    ])
+    .unwrap();
+    assert_eq!(
+        (
+            c.processor.max_entries,
+            c.processor.max_uncompressed,
+            c.processor.max_ratio
+        ),
+        (10, 1000, 50)
+    );
+    assert_eq!(c.processor.job_timeout, Duration::from_secs(3));
+    let err = Config::from_pairs(&[("ALIAS_MAX_ENTRIES", "0")]).unwrap_err();
+    assert!(err.to_string().contains("ALIAS_MAX_ENTRIES"));
+}
+
+#[test]
+fn redis_and_rabbitmq_are_given_or_defaulted() {
+    let c = Config::from_pairs(&[]).unwrap();
+    assert!(!c.redis_given && !c.amqp_given);
+    assert_eq!(c.redis_url, DEFAULT_REDIS_URL);
+    let c = Config::from_pairs(&[("ALIAS_REDIS_URL", "redis://10.0.0.1:6379")]).unwrap();
+    assert!(c.redis_given && !c.amqp_given);
+    assert!(Config::from_pairs(&[("ALIAS_AMQP_URL", "http://x")]).is_err());
+}
+
+#[test]
+fn readme_lists_every_variable() {
+    let readme = include_str!("../../../README.md");
+    for (var, default, _) in VARIABLES {
+        let row = format!("| `{var}` | `{default}` |");
+        assert!(
+            readme.contains(&row),
+            "README configuration table lacks {row}"
+        );
+    }
+}
+
+#[test]
+fn every_documented_variable_is_read() {
+    for (var, _, _) in VARIABLES {
+        if matches!(*var, "ALIAS_CONFIG" | "ALIAS_LOG_JSON" | "RUST_LOG") {
+            continue;
+        }
+        let key = var.trim_start_matches("ALIAS_").to_ascii_lowercase();
+        assert!(
+            KEYS.contains(&key.as_str()),
+            "{var} is documented but not read"
+        );
+    }
+}
+
+#[test]
+fn every_key_is_documented() {
+    for key in KEYS {
+        let var = format!("ALIAS_{}", key.to_ascii_uppercase());
+        assert!(
+            VARIABLES.iter().any(|(v, _, _)| *v == var),
+            "{var} missing from VARIABLES"
+        );
+    }
+}
