@@ -11,7 +11,7 @@ use protocol::scope::Scope;
 use runtime::archives;
 use runtime::jobs::{self, ProcessJob, PushJob};
 use runtime::mq::{Broker, Route};
-use runtime::state::{DumpRecord, FileRecord, State, TransferState};
+use runtime::state::{DumpRecord, FileRecord, Lease, LeaseGuard, Mark, State, TransferState};
 use runtime::storage::Storage;
 use runtime::worker::{Disposition, JobHandler};
 use std::collections::BTreeMap;
@@ -108,10 +108,6 @@ pub fn newest_exports(dumps: &[DumpRecord]) -> BTreeMap<String, Vec<DumpRecord>>
 }
 
 impl Processor {
-    fn built_flag(id: &str, generation: u64) -> String {
-        format!("built:{id}:{generation}")
-    }
-
     /// Runs one process job.
     pub async fn process(&self, job: &ProcessJob) -> Result<(), JobError> {
         let (id, generation) = (job.transfer.as_str(), job.generation);
@@ -123,32 +119,20 @@ impl Processor {
             tracing::info!(transfer = %id, generation, current = t.generation, state = ?t.state, "stale job");
             return Ok(());
         }
-        let lease = format!("process:{id}:{generation}");
-        if !self
-            .state
-            .acquire_lease(&lease, &self.worker_id, self.lease)
-            .await?
-        {
+        let Some(lease) = LeaseGuard::acquire(
+            &self.state,
+            Lease::process(id, generation),
+            &self.worker_id,
+            self.lease,
+        )
+        .await?
+        else {
             return Err(JobError::Transient(
                 "another worker is processing this generation".into(),
             ));
-        }
-        let heartbeat = {
-            let state = self.state.clone();
-            let (lease, holder, ttl) = (lease.clone(), self.worker_id.clone(), self.lease);
-            tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(ttl / 4).await;
-                    if !matches!(state.renew_lease(&lease, &holder, ttl).await, Ok(true)) {
-                        tracing::warn!(%lease, "lost the processing lease");
-                        return;
-                    }
-                }
-            })
         };
         let result = self.process_leased(id, generation).await;
-        heartbeat.abort();
-        let _ = self.state.release_lease(&lease, &self.worker_id).await;
+        lease.release().await;
         result
     }
 
@@ -166,15 +150,17 @@ impl Processor {
                 return Ok(());
             }
         }
-        let files = if self.state.flag(&Self::built_flag(id, generation)).await? {
+        let files = if self.state.marked(id, generation, Mark::Built).await? {
             self.state.files(id, generation).await?
         } else {
             let files = self.build(id, generation).await?;
             runtime::ops::count_bytes("archived", files.iter().map(|f| f.size).sum());
             self.state.set_files(id, generation, &files).await?;
             self.state
-                .set_flag(
-                    &Self::built_flag(id, generation),
+                .mark(
+                    id,
+                    generation,
+                    Mark::Built,
                     Duration::from_secs(7 * 24 * 3600),
                 )
                 .await?;
@@ -189,22 +175,7 @@ impl Processor {
                 None,
             )
             .await?;
-        let jobs: Vec<PushJob> = if files.is_empty() {
-            vec![PushJob {
-                transfer: id.to_owned(),
-                generation,
-                file: None,
-            }]
-        } else {
-            files
-                .iter()
-                .map(|f| PushJob {
-                    transfer: id.to_owned(),
-                    generation,
-                    file: Some(f.name.clone()),
-                })
-                .collect()
-        };
+        let jobs = PushJob::for_files(id, generation, files.iter().map(|f| f.name.as_str()));
         for job in jobs {
             self.broker
                 .publish(Route::Push, &jobs::encode(&job), &job.message_id())

@@ -34,6 +34,31 @@ impl ProcessJob {
 }
 
 impl PushJob {
+    /// The push jobs of a generation: one per archive, or one without a
+    /// file (start and finish only) when it has none.
+    pub fn for_files<'a>(
+        transfer: &str,
+        generation: u64,
+        files: impl IntoIterator<Item = &'a str>,
+    ) -> Vec<PushJob> {
+        let mut jobs: Vec<PushJob> = files
+            .into_iter()
+            .map(|f| PushJob {
+                transfer: transfer.to_owned(),
+                generation,
+                file: Some(f.to_owned()),
+            })
+            .collect();
+        if jobs.is_empty() {
+            jobs.push(PushJob {
+                transfer: transfer.to_owned(),
+                generation,
+                file: None,
+            });
+        }
+        jobs
+    }
+
     /// The message id.
     pub fn message_id(&self) -> String {
         format!(
