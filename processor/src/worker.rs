@@ -11,6 +11,7 @@ use protocol::scope::Scope;
 use runtime::archives;
 use runtime::jobs::{self, ProcessJob, PushJob};
 use runtime::mq::{Broker, Route};
+use runtime::retry::{Decision, RetryPolicy};
 use runtime::state::{DumpRecord, FileRecord, Lease, LeaseGuard, Mark, State, TransferState};
 use runtime::storage::Storage;
 use runtime::worker::{Disposition, JobHandler};
@@ -358,6 +359,17 @@ impl Processor {
             .map_err(|e| JobError::Transient(format!("deleting earlier archives: {e}")))
     }
 
+    /// The retries of a process job: up to `max_deliveries` attempts,
+    /// delays with full jitter under a ceiling doubling from 2 s to 64 s.
+    fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            base: Duration::from_secs(2),
+            cap: Duration::from_secs(64),
+            max_attempts: u32::try_from(self.max_deliveries).unwrap_or(u32::MAX),
+            max_elapsed: Duration::MAX,
+        }
+    }
+
     async fn fail(&self, job: &ProcessJob, reason: &str) {
         let active = [TransferState::Accepted, TransferState::Processing];
         if let Err(e) = self
@@ -390,15 +402,19 @@ impl JobHandler for Processor {
                 self.fail(&job, &reason).await;
                 Disposition::Ack
             }
-            Err(JobError::Transient(reason)) if delivery_count < self.max_deliveries => {
-                tracing::info!(transfer = %job.transfer, %reason, "will retry");
-                let secs = 2u64.saturating_pow(u32::try_from(delivery_count.min(6)).unwrap_or(6));
-                Disposition::Retry(Duration::from_secs(secs))
-            }
             Err(JobError::Transient(reason)) => {
-                let reason = format!("gave up after {delivery_count} attempts: {reason}");
-                self.fail(&job, &reason).await;
-                Disposition::Dead(reason)
+                let failures = u32::try_from(delivery_count).unwrap_or(u32::MAX);
+                match self.retry_policy().after_failure(failures, &reason) {
+                    Decision::Retry(delay) => {
+                        tracing::info!(transfer = %job.transfer, %reason, retry_in = ?delay, "will retry");
+                        Disposition::Retry(delay)
+                    }
+                    Decision::Fail(reason) => {
+                        self.fail(&job, &reason).await;
+                        Disposition::Dead(reason)
+                    }
+                    Decision::Done => Disposition::Ack,
+                }
             }
         }
     }

@@ -5,10 +5,11 @@
 
 use super::client_id::ClientId;
 use super::fence::Fenced;
-use super::{record_acked, still_pushing, Pusher, Step, DAY};
+use super::{record_acked, still_pushing, Pusher, DAY};
 use crate::client::{retry, Backoff, PushTarget, RunLimits, StreamError, Streamed, Upload};
 use runtime::jobs::{self, PushJob};
 use runtime::mq::Route;
+use runtime::retry::Decision;
 use runtime::state::{FileTrouble, Mark, Request, Transfer, TransferState};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -35,13 +36,13 @@ impl Pusher {
         client: &ClientId,
         file: &str,
         fence: &Fenced,
-    ) -> Step {
+    ) -> Decision {
         let files = match self.state.files(&t.id, t.generation).await {
             Ok(f) => f,
             Err(e) => return e.into(),
         };
         let Some(record) = files.into_iter().find(|f| f.name == file) else {
-            return Step::Done;
+            return Decision::Done;
         };
         match self
             .state
@@ -56,7 +57,7 @@ impl Pusher {
                     return e.into();
                 }
                 return match self.maybe_finish(t, target, client).await {
-                    Ok(()) => Step::Done,
+                    Ok(()) => Decision::Done,
                     Err(step) => step,
                 };
             }
@@ -65,7 +66,7 @@ impl Pusher {
         }
         let file_url = match target.file_url(file) {
             Ok(u) => u,
-            Err(e) => return Step::Fail(e.to_string()),
+            Err(e) => return Decision::Fail(e.to_string()),
         };
         if record.offset < record.size {
             let upload = Upload {
@@ -100,7 +101,7 @@ impl Pusher {
             return e.into();
         }
         match self.maybe_finish(t, target, client).await {
-            Ok(()) => Step::Done,
+            Ok(()) => Decision::Done,
             Err(step) => step,
         }
     }
@@ -115,7 +116,7 @@ impl Pusher {
         file: &str,
         mut upload: Upload,
         fence: &Fenced,
-    ) -> Option<Step> {
+    ) -> Option<Decision> {
         // A run that died with a chunk in flight leaves this mark set: ask
         // the client what it holds before sending anything.
         let inflight = Mark::InFlight(file);
@@ -131,7 +132,7 @@ impl Pusher {
         let max_rewinds = u64::from(self.settings.file_rewinds);
         if before.failed >= max_failures || before.rewound >= max_rewinds {
             self.clear_inflight(t, file).await;
-            return Some(Step::Fail(self.faked_reason(file, before)));
+            return Some(Decision::Fail(self.faked_reason(file, before)));
         }
         let chunk = self.streamer.chunk_size().max(1) as u64;
         let attempts = u64::from(self.settings.policy.max_attempts);
@@ -165,7 +166,7 @@ impl Pusher {
         };
         if result.is_err() && (after.failed >= max_failures || after.rewound >= max_rewinds) {
             self.clear_inflight(t, file).await;
-            return Some(Step::Fail(self.faked_reason(file, after)));
+            return Some(Decision::Fail(self.faked_reason(file, after)));
         }
         if stats.failures > 0 || stats.rewinds > 0 {
             tracing::debug!(transfer = %t.id, %file, requests = stats.requests, failures = stats.failures, rewinds = stats.rewinds, stalled = stats.stalled, "push run of a failing client");
@@ -235,7 +236,7 @@ impl Pusher {
         client: &ClientId,
         file: &str,
         error: StreamError,
-    ) -> Step {
+    ) -> Decision {
         match error {
             StreamError::Abusive { abuse, .. } => {
                 self.clear_inflight(t, file).await;
@@ -246,7 +247,7 @@ impl Pusher {
             StreamError::Cancelled { .. } => {
                 self.clear_inflight(t, file).await;
                 if !still_pushing(&self.state, t).await {
-                    return Step::Done; // revoked, cancelled or superseded
+                    return Decision::Done; // revoked, cancelled or superseded
                 }
                 // Run budget spent: continue in a new delivery.
                 match self
@@ -254,10 +255,10 @@ impl Pusher {
                     .publish(Route::Push, &jobs::encode(job), &job.message_id())
                     .await
                 {
-                    Ok(()) => Step::Done,
+                    Ok(()) => Decision::Done,
                     Err(e) => {
                         tracing::warn!(transfer = %t.id, %file, error = %e, "could not re-queue the rest of the file; retrying the delivery");
-                        Step::Later(Duration::from_secs(1))
+                        Decision::Retry(Duration::from_secs(1))
                     }
                 }
             }
@@ -278,7 +279,9 @@ impl Pusher {
                 )
                 .await
             }
-            StreamError::Permanent { error, .. } => Step::Fail(format!("pushing {file}: {error}")),
+            StreamError::Permanent { error, .. } => {
+                Decision::Fail(format!("pushing {file}: {error}"))
+            }
             StreamError::Commit { source, .. } => {
                 // The generation moved on (nothing left to do), or Redis
                 // failed: then the chunk's outcome is known to the client
@@ -286,12 +289,12 @@ impl Pusher {
                 // asks the client's offset first.
                 if still_pushing(&self.state, t).await {
                     tracing::warn!(transfer = %t.id, %file, error = %source, "could not commit an offset; retrying later");
-                    return Step::Later(Duration::from_secs(1));
+                    return Decision::Retry(Duration::from_secs(1));
                 }
-                Step::Done
+                Decision::Done
             }
             e @ (StreamError::Storage { .. } | StreamError::SizeMismatch { .. }) => {
-                Step::Fail(format!("archive unreadable: {e}"))
+                Decision::Fail(format!("archive unreadable: {e}"))
             }
         }
     }
@@ -300,11 +303,13 @@ impl Pusher {
     /// lost a chunk's answer and cannot report its offset) and queues its
     /// push jobs; the processor is not involved: the archives of the same
     /// grant and dumps are the same bytes, already stored.
-    async fn restart(&self, t: &Transfer, client: &ClientId, file: &str, note: &str) -> Step {
+    async fn restart(&self, t: &Transfer, client: &ClientId, file: &str, note: &str) -> Decision {
         match self.state.count_restart(&t.id, DAY).await {
-            Ok(n) if n > MAX_RESTARTS => return Step::Fail(format!(
+            Ok(n) if n > MAX_RESTARTS => {
+                return Decision::Fail(format!(
                 "the client lost chunk answers {n} times and cannot report its offset; giving up"
-            )),
+            ))
+            }
             Ok(_) => {}
             Err(e) => return e.into(),
         }
@@ -317,7 +322,7 @@ impl Pusher {
             .await
         {
             Ok(Some(new)) => new,
-            Ok(None) => return Step::Done, // the generation moved on
+            Ok(None) => return Decision::Done, // the generation moved on
             Err(e) => return e.into(),
         };
         tracing::warn!(transfer = %t.id, old = t.generation, new, %file, "transfer restarted from the same archives: the client must start again");
@@ -340,10 +345,10 @@ impl Pusher {
                     ..t.clone()
                 };
                 self.fail(&restarted, &reason).await;
-                return Step::Done;
+                return Decision::Done;
             }
         }
-        Step::Done
+        Decision::Done
     }
 
     /// The file's failures and rewinds counted so far.

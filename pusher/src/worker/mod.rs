@@ -30,6 +30,7 @@ use self::fence::Fenced;
 use crate::client::{ChunkStreamer, PushClient, PushError, PushTarget, RetryPolicy};
 use runtime::jobs::{self, PushJob};
 use runtime::mq::Broker;
+use runtime::retry::{retry_write, Decision, RetryPolicy as WritePolicy};
 use runtime::state::{Lease, LeaseGuard, Mark, State, StateError, Transfer, TransferState};
 use runtime::worker::{Disposition, JobHandler};
 use std::sync::Arc;
@@ -89,20 +90,6 @@ pub struct Pusher {
 
 const DAY: Duration = Duration::from_secs(24 * 3600);
 
-/// How a job ended, before it becomes a disposition.
-enum Step {
-    Done,
-    Later(Duration),
-    Fail(String),
-}
-
-impl From<StateError> for Step {
-    fn from(e: StateError) -> Self {
-        tracing::warn!(error = %e, "redis trouble; retrying later");
-        Step::Later(Duration::from_secs(2))
-    }
-}
-
 fn target_of(t: &Transfer) -> Result<PushTarget, PushError> {
     let base = t.push_url.strip_suffix(&t.id).unwrap_or(&t.push_url);
     PushTarget::new(base, &t.id)
@@ -148,35 +135,35 @@ impl Pusher {
         }
     }
 
-    async fn run(&self, job: &PushJob) -> Step {
+    async fn run(&self, job: &PushJob) -> Decision {
         let mut t = match self.state.transfer(&job.transfer).await {
             Ok(Some(t)) => t,
-            Ok(None) => return Step::Done,
+            Ok(None) => return Decision::Done,
             Err(e) => return e.into(),
         };
         if t.generation == job.generation && t.state == TransferState::Failed {
             match self.revive(job, &t).await {
                 Ok(Some(now)) => t = now,
-                Ok(None) => return Step::Done,
+                Ok(None) => return Decision::Done,
                 Err(step) => return step,
             }
         }
         if t.generation != job.generation || t.state.is_terminal() {
-            return Step::Done;
+            return Decision::Done;
         }
         if t.state != TransferState::Pushing {
-            return Step::Later(Duration::from_secs(2));
+            return Decision::Retry(Duration::from_secs(2));
         }
         let target = match target_of(&t) {
             Ok(target) => target,
-            Err(e) => return Step::Fail(format!("push destination: {e}")),
+            Err(e) => return Decision::Fail(format!("push destination: {e}")),
         };
         let client = match self.client_id(&t, &target).await {
             Ok(client) => client,
             Err(e) => return e.into(),
         };
         match self.state.breaker_open(&client.breaker()).await {
-            Ok(true) => return Step::Later(self.settings.breaker_cooldown),
+            Ok(true) => return Decision::Retry(self.settings.breaker_cooldown),
             Ok(false) => {}
             Err(e) => return e.into(),
         }
@@ -184,7 +171,7 @@ impl Pusher {
         let share = (self.settings.concurrency * self.settings.client_share as usize / 100).max(1);
         let Some(local) = self.local.take(&names, share) else {
             tracing::debug!(transfer = %t.id, client = %client.breaker(), "the client holds its share of this pusher's workers");
-            return Step::Later(Duration::from_secs(1));
+            return Decision::Retry(Duration::from_secs(1));
         };
         let mut slots = Vec::new();
         for name in &names {
@@ -195,7 +182,7 @@ impl Pusher {
                         held.release().await;
                     }
                     drop(local);
-                    return Step::Later(Duration::from_secs(1));
+                    return Decision::Retry(Duration::from_secs(1));
                 }
             }
         }
@@ -245,11 +232,11 @@ impl Pusher {
         t: &Transfer,
         target: &PushTarget,
         client: &ClientId,
-    ) -> Step {
+    ) -> Decision {
         let holder = format!("{}:{}", self.worker_id, uuid::Uuid::new_v4().simple());
         let fence = match Fenced::enter(&self.state, t, holder, self.settings.lease).await {
             Ok(Some(fence)) => fence,
-            Ok(None) => return Step::Done, // superseded, cancelled or finished
+            Ok(None) => return Decision::Done, // superseded, cancelled or finished
             Err(e) => return e.into(),
         };
         let step = self.run_fenced(job, t, target, client, &fence).await;
@@ -264,13 +251,13 @@ impl Pusher {
         target: &PushTarget,
         client: &ClientId,
         fence: &Fenced,
-    ) -> Step {
+    ) -> Decision {
         if let Err(step) = self.ensure_started(t, target, client).await {
             return step;
         }
         let Some(file) = &job.file else {
             return match self.maybe_finish(t, target, client).await {
-                Ok(()) => Step::Done,
+                Ok(()) => Decision::Done,
                 Err(step) => step,
             };
         };
@@ -280,8 +267,8 @@ impl Pusher {
                 .await
             {
                 Ok(Some(l)) => l,
-                Ok(None) => return Step::Later(Duration::from_secs(5)),
-                Err(_) => return Step::Later(Duration::from_secs(2)),
+                Ok(None) => return Decision::Retry(Duration::from_secs(5)),
+                Err(_) => return Decision::Retry(Duration::from_secs(2)),
             };
         let step = self.push_file(job, t, target, client, file, fence).await;
         lease.release().await;
@@ -294,23 +281,18 @@ impl Pusher {
 /// moments; retrying the write in place then keeps the client from being
 /// told the same thing twice. Only a longer outage gives up, and the job's
 /// retry repeats the (idempotent) request.
-async fn record_acked<T, F, Fut>(mut write: F) -> Result<T, StateError>
+async fn record_acked<T, F, Fut>(write: F) -> Result<T, StateError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, StateError>>,
 {
-    let mut delay = Duration::from_millis(50);
-    for _ in 0..6 {
-        match write().await {
-            Ok(v) => return Ok(v),
-            Err(e) => {
-                tracing::warn!(error = %e, retry_in = ?delay, "could not record an acknowledged step; retrying");
-                tokio::time::sleep(delay).await;
-                delay *= 2;
-            }
-        }
-    }
-    write().await
+    let policy = WritePolicy {
+        base: Duration::from_millis(50),
+        cap: Duration::from_secs(2),
+        max_attempts: 8,
+        max_elapsed: Duration::from_secs(10),
+    };
+    retry_write(policy, write).await
 }
 
 #[async_trait::async_trait]
@@ -321,9 +303,9 @@ impl JobHandler for Pusher {
             Err(e) => return Disposition::Dead(format!("malformed push job: {e}")),
         };
         match self.run(&job).await {
-            Step::Done => Disposition::Ack,
-            Step::Later(delay) => Disposition::Retry(delay),
-            Step::Fail(reason) => {
+            Decision::Done => Disposition::Ack,
+            Decision::Retry(delay) => Disposition::Retry(delay),
+            Decision::Fail(reason) => {
                 tracing::warn!(transfer = %job.transfer, %reason, "transfer failed");
                 if let Ok(Some(t)) = self.state.transfer(&job.transfer).await {
                     if t.generation == job.generation {

@@ -3,8 +3,9 @@
 //! restarts).
 
 use super::client_id::ClientId;
-use super::{record_acked, Pusher, Step, DAY};
+use super::{record_acked, Pusher, DAY};
 use crate::client::{retry, Backoff, FileSummary, PushTarget, RetryError};
+use runtime::retry::Decision;
 use runtime::state::{now_ms, Lease, LeaseGuard, Mark, Request, Transfer, TransferState};
 use std::time::Duration;
 
@@ -18,9 +19,9 @@ impl Pusher {
         client: &ClientId,
         request: Request<'_>,
         refused: &str,
-    ) -> Step {
+    ) -> Decision {
         match err {
-            RetryError::Permanent(e) => Step::Fail(format!("{refused}: {e}")),
+            RetryError::Permanent(e) => Decision::Fail(format!("{refused}: {e}")),
             RetryError::Exhausted {
                 last, retry_after, ..
             } => {
@@ -39,7 +40,7 @@ impl Pusher {
         request: Request<'_>,
         err: &str,
         after: Option<Duration>,
-    ) -> Step {
+    ) -> Decision {
         self.count_failures(client, 1).await;
         let first = match self
             .state
@@ -54,7 +55,7 @@ impl Pusher {
         };
         let spent = Duration::from_millis(now_ms().saturating_sub(first));
         if spent >= self.settings.budget {
-            return Step::Fail(format!(
+            return Decision::Fail(format!(
                 "the client kept failing for {}s: {err}",
                 spent.as_secs()
             ));
@@ -63,7 +64,7 @@ impl Pusher {
             .unwrap_or(Duration::from_secs(5))
             .min(self.settings.budget);
         tracing::warn!(transfer = %t.id, ?request, client = %client.breaker(), error = %err, retry_in = ?delay, "the client failed; retrying later");
-        Step::Later(delay)
+        Decision::Retry(delay)
     }
 
     /// Counts `n` failures of a client (failed, stalled or slow requests)
@@ -108,7 +109,7 @@ impl Pusher {
         t: &Transfer,
         target: &PushTarget,
         client: &ClientId,
-    ) -> Result<(), Step> {
+    ) -> Result<(), Decision> {
         if self
             .state
             .marked(&t.id, t.generation, Mark::Started)
@@ -120,9 +121,9 @@ impl Pusher {
         let Some(lease) =
             LeaseGuard::acquire(&self.state, lease, &self.worker_id, self.settings.lease)
                 .await
-                .map_err(|_| Step::Later(Duration::from_secs(2)))?
+                .map_err(|_| Decision::Retry(Duration::from_secs(2)))?
         else {
-            return Err(Step::Later(Duration::from_secs(1)));
+            return Err(Decision::Retry(Duration::from_secs(1)));
         };
         let result = async {
             if self
@@ -133,13 +134,13 @@ impl Pusher {
                 return Ok(());
             }
             if !self.fence_clear(t).await? {
-                return Err(Step::Later(Duration::from_secs(1)));
+                return Err(Decision::Retry(Duration::from_secs(1)));
             }
             let token = self
                 .state
                 .transfer_grant(&t.id)
                 .await?
-                .ok_or_else(|| Step::Fail("the transfer has no grant".into()))?;
+                .ok_or_else(|| Decision::Fail("the transfer has no grant".into()))?;
             let mut backoff = Backoff::new(self.request_policy());
             match retry(&mut backoff, || self.client().start(target, &token)).await {
                 Ok(_) => {
@@ -162,7 +163,7 @@ impl Pusher {
     /// Waits (at most one lease, the time a lost holder's registration takes
     /// to expire) until no request of an earlier generation of `t` can still
     /// be in flight to the client; false when some still may be.
-    async fn fence_clear(&self, t: &Transfer) -> Result<bool, Step> {
+    async fn fence_clear(&self, t: &Transfer) -> Result<bool, Decision> {
         let deadline = tokio::time::Instant::now() + self.settings.lease;
         let mut logged = false;
         loop {
@@ -187,7 +188,7 @@ impl Pusher {
         t: &Transfer,
         target: &PushTarget,
         client: &ClientId,
-    ) -> Result<(), Step> {
+    ) -> Result<(), Decision> {
         let Some(now) = self.state.transfer(&t.id).await? else {
             return Ok(());
         };
@@ -202,7 +203,7 @@ impl Pusher {
         let Some(lease) =
             LeaseGuard::acquire(&self.state, lease, &self.worker_id, self.settings.lease)
                 .await
-                .map_err(|_| Step::Later(Duration::from_secs(2)))?
+                .map_err(|_| Decision::Retry(Duration::from_secs(2)))?
         else {
             return Ok(()); // another pusher is finishing it
         };
@@ -251,12 +252,12 @@ impl Pusher {
         &self,
         t: &Transfer,
         client: &ClientId,
-    ) -> Option<Step> {
+    ) -> Option<Decision> {
         for name in client.names() {
             match self.state.client_restart(&name, DAY).await {
                 Ok(n) if n > self.settings.client_restarts => {
                     tracing::warn!(transfer = %t.id, client = %name, restarts = n, "restart refused: the client's restarts are over the cap");
-                    return Some(Step::Fail(format!(
+                    return Some(Decision::Fail(format!(
                         "the client forced {n} restarts in 24 hours (cap {}); giving up",
                         self.settings.client_restarts
                     )));

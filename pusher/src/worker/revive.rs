@@ -1,8 +1,9 @@
 //! A dead-lettered job of a failed generation that an operator replayed.
 
-use super::{target_of, Pusher, Step};
+use super::{target_of, Pusher};
 use runtime::jobs::{self, PushJob};
 use runtime::mq::Route;
+use runtime::retry::Decision;
 use runtime::state::{Mark, Request, Transfer, TransferState};
 use std::time::Duration;
 
@@ -17,7 +18,7 @@ impl Pusher {
         &self,
         job: &PushJob,
         t: &Transfer,
-    ) -> Result<Option<Transfer>, Step> {
+    ) -> Result<Option<Transfer>, Decision> {
         let dead = Mark::DeadLetter(job.file.as_deref());
         if !self.state.marked(&t.id, t.generation, dead).await? {
             return Ok(None);
@@ -70,7 +71,7 @@ impl Pusher {
             self.broker
                 .publish(Route::Push, &jobs::encode(other), &other.message_id())
                 .await
-                .map_err(|_| Step::Later(Duration::from_secs(1)))?;
+                .map_err(|_| Decision::Retry(Duration::from_secs(1)))?;
         }
         self.state.unmark(&t.id, t.generation, dead).await?;
         Ok(self.state.transfer(&t.id).await?)

@@ -1,9 +1,9 @@
 //! The broker handle: one connection, a publisher channel with confirms,
 //! reconnection with backoff.
 
-use super::backoff::Backoff;
 use super::error::{timed_out, MqError};
 use super::topology::{self, Route, Topology};
+use crate::retry::{Backoff, RetryPolicy};
 use lapin::options::ConfirmSelectOptions;
 use lapin::types::LongString;
 use lapin::uri::AMQPUri;
@@ -250,7 +250,10 @@ impl RabbitBroker {
     }
 
     pub(crate) fn backoff(&self) -> Backoff {
-        Backoff::new(self.inner.config.backoff_min, self.inner.config.backoff_max)
+        Backoff::new(RetryPolicy::unbounded(
+            self.inner.config.backoff_min,
+            self.inner.config.backoff_max,
+        ))
     }
 
     fn current(&self) -> Option<Arc<Link>> {
@@ -310,7 +313,7 @@ impl RabbitBroker {
                 }
                 Err(e) if e.is_permanent() => return Err(e),
                 Err(e) => {
-                    let delay = backoff.next_delay();
+                    let delay = backoff.next_wait();
                     if budget.remaining() <= delay {
                         return Err(budget.timeout(e));
                     }

@@ -1,9 +1,9 @@
 //! Consumers that re-subscribe after a lost connection, and their deliveries.
 
-use super::backoff::Backoff;
 use super::broker::{with_timeout, Budget, RabbitBroker};
 use super::error::MqError;
 use super::topology::{is_not_found, Route};
+use crate::retry::Backoff;
 use futures_util::{Stream, StreamExt};
 use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
@@ -149,7 +149,7 @@ impl RabbitConsumer {
                             return None;
                         }
                         let since = *self.failing_since.get_or_insert_with(Instant::now);
-                        let delay = self.backoff.next_delay();
+                        let delay = self.backoff.next_wait();
                         warn!(
                             queue = %self.queue,
                             error = %e,
