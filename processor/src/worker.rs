@@ -178,8 +178,9 @@ impl Processor {
             .await?;
         let jobs = PushJob::for_files(id, generation, files.iter().map(|f| f.name.as_str()));
         for job in jobs {
+            let body = jobs::encode(&job).map_err(|e| JobError::Permanent(e.to_string()))?;
             self.broker
-                .publish(Route::Push, &jobs::encode(&job), &job.message_id())
+                .publish(Route::Push, &body, &job.message_id())
                 .await
                 .map_err(|e| JobError::Transient(format!("queueing push jobs: {e}")))?;
         }
@@ -289,6 +290,7 @@ impl Processor {
         let (tx, mut rx) = tokio::sync::watch::channel(extract::Progress::default());
         let mut options = self.options.clone();
         options.progress = Some(Arc::new(move |p| {
+            // Fails only once the forwarder is gone (the build ends).
             let _ = tx.send(p);
         }));
         let forward = {
@@ -296,9 +298,13 @@ impl Processor {
             tokio::spawn(async move {
                 while rx.changed().await.is_ok() {
                     let p = *rx.borrow_and_update();
-                    let _ = state
+                    if let Err(e) = state
                         .processing_progress(&id, generation, p.bytes_read, p.bytes_total)
-                        .await;
+                        .await
+                    {
+                        // Progress is informative; the next value retries.
+                        tracing::debug!(transfer = %id, error = %e, "could not record the progress");
+                    }
                 }
             })
         };
@@ -314,7 +320,9 @@ impl Processor {
         // The sender lives in `options`: dropping it ends the forwarder
         // after the last value.
         drop(options);
-        let _ = forward.await;
+        if let Err(e) = forward.await {
+            tracing::warn!(transfer = %id, error = %e, "the progress forwarder failed");
+        }
         let built: Vec<BuiltArchive> = match result {
             Ok(built) => built,
             Err(e) => {

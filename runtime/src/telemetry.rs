@@ -10,6 +10,7 @@ pub fn init() {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(true);
+    // A subscriber already installed (tests, an embedding program) wins.
     let _ = if json {
         builder.json().try_init()
     } else {

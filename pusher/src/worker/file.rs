@@ -250,9 +250,13 @@ impl Pusher {
                     return Decision::Done; // revoked, cancelled or superseded
                 }
                 // Run budget spent: continue in a new delivery.
+                let body = match jobs::encode(job) {
+                    Ok(body) => body,
+                    Err(e) => return Decision::Fail(e.to_string()),
+                };
                 match self
                     .broker
-                    .publish(Route::Push, &jobs::encode(job), &job.message_id())
+                    .publish(Route::Push, &body, &job.message_id())
                     .await
                 {
                     Ok(()) => Decision::Done,
@@ -332,11 +336,15 @@ impl Pusher {
         };
         let jobs = PushJob::for_files(&t.id, new, files.iter().map(|f| f.name.as_str()));
         for job in jobs {
-            if let Err(e) = self
-                .broker
-                .publish(Route::Push, &jobs::encode(&job), &job.message_id())
-                .await
-            {
+            let published = match jobs::encode(&job) {
+                Ok(body) => self
+                    .broker
+                    .publish(Route::Push, &body, &job.message_id())
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            if let Err(e) = published {
                 // No job carries the new generation: it fails rather than
                 // waits for ever.
                 let reason = format!("could not queue the restart: {e}");

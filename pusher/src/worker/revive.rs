@@ -68,8 +68,9 @@ impl Pusher {
             });
         }
         for other in others.iter().filter(|o| o.file != job.file) {
+            let body = jobs::encode(other).map_err(|e| Decision::Fail(e.to_string()))?;
             self.broker
-                .publish(Route::Push, &jobs::encode(other), &other.message_id())
+                .publish(Route::Push, &body, &other.message_id())
                 .await
                 .map_err(|_| Decision::Retry(Duration::from_secs(1)))?;
         }

@@ -152,6 +152,7 @@ pub(crate) async fn with_timeout<T>(
 /// Closes a channel, ignoring failures (it may be dead already).
 pub(crate) async fn close_quietly(channel: &Channel, limit: Duration) {
     if channel.status().connected() {
+        // Closing a dying channel may fail; there is nothing left to do.
         let _ = with_timeout(limit, "channel close", channel.close(REPLY_SUCCESS, "done")).await;
     }
 }
@@ -161,6 +162,7 @@ fn shown_url(url: &str) -> String {
     match url::Url::parse(url) {
         Ok(mut parsed) => {
             if parsed.password().is_some() {
+                // Refused only by URLs that cannot hold a password.
                 let _ = parsed.set_password(Some("***"));
             }
             parsed.to_string()
@@ -441,6 +443,7 @@ impl RabbitBroker {
             let limit = self.inner.config.op_timeout;
             close_quietly(&link.publisher, limit).await;
             if link.conn.status().connected() {
+                // Closing: a failure leaves a connection the broker drops.
                 let _ = with_timeout(
                     limit,
                     "connection close",
@@ -458,6 +461,7 @@ impl RabbitBroker {
 fn spawn_supervisor(inner: Weak<Inner>, wake: Arc<Notify>) {
     tokio::spawn(async move {
         loop {
+            // Woken or timed out: either way, look at the link.
             let _ = tokio::time::timeout(SUPERVISE_EVERY, wake.notified()).await;
             let Some(inner) = inner.upgrade() else { break };
             let broker = RabbitBroker { inner };

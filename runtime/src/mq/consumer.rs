@@ -199,6 +199,7 @@ impl RabbitConsumer {
     pub async fn cancel(mut self) {
         if let Some(active) = self.active.take() {
             let tag = active.stream.tag();
+            // A cancel that fails leaves a dead channel: no deliveries come.
             let _ = with_timeout(
                 self.broker.config().op_timeout,
                 "basic.cancel",
@@ -347,7 +348,12 @@ impl Drop for RabbitDelivery {
                 multiple: false,
                 requeue: true,
             };
-            let _ = with_timeout(limit, "basic.nack", channel.basic_nack(tag, options)).await;
+            if let Err(e) =
+                with_timeout(limit, "basic.nack", channel.basic_nack(tag, options)).await
+            {
+                // The channel is gone: the broker redelivers the message.
+                tracing::debug!(error = %e, "could not requeue a dropped delivery");
+            }
         });
     }
 }

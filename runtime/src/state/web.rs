@@ -2,7 +2,10 @@
 //! challenges, capabilities), capped lists, time-ordered schedules (also
 //! the archive sweeper's) and attempt counters. Their names are chosen by
 //! the web side within their own spaces: `{ns}:kv:{key}`, `{ns}:list:{key}`,
-//! `{ns}:schedule:{name}` and `{ns}:count:{name}`.
+//! `{ns}:schedule:{name}` and `{ns}:count:{name}`. The web side starts
+//! its counter names with `web:`, which keeps them apart from the counters
+//! of the typed stores in the same `count:` space (kept for compatibility
+//! of the Redis layout).
 
 use super::keys::{Key, Primitives};
 use super::StateError;
