@@ -379,7 +379,7 @@ async fn duplicate_jobs_and_concurrent_requests_make_one_transfer() {
             .broker
             .publish(
                 runtime::mq::Route::Process,
-                &runtime::jobs::encode(&job),
+                &runtime::jobs::encode(&job).unwrap(),
                 &job.message_id(),
             )
             .await
@@ -410,7 +410,7 @@ async fn duplicate_jobs_and_concurrent_requests_make_one_transfer() {
                 .broker
                 .publish(
                     runtime::mq::Route::Push,
-                    &runtime::jobs::encode(&job),
+                    &runtime::jobs::encode(&job).unwrap(),
                     &job.message_id(),
                 )
                 .await

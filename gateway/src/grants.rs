@@ -256,13 +256,17 @@ pub(crate) async fn start_transfer(
             transfer: id.clone(),
             generation: begin.generation,
         };
-        if let Err(e) = app
-            .broker
-            .publish(Route::Process, &jobs::encode(&job), &job.message_id())
-            .await
-        {
+        let published = match jobs::encode(&job) {
+            Ok(body) => app
+                .broker
+                .publish(Route::Process, &body, &job.message_id())
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(e) = published {
             let reason = format!("could not queue the job: {e}");
-            let _ = app
+            if let Err(s) = app
                 .state
                 .transition(
                     &id,
@@ -271,7 +275,10 @@ pub(crate) async fn start_transfer(
                     TransferState::Failed,
                     Some(&reason),
                 )
-                .await;
+                .await
+            {
+                tracing::error!(transfer = %id, error = %s, "could not record the failed queueing; the generation stays accepted");
+            }
             return Err(ApiError::unavailable("job queue", e));
         }
     }

@@ -11,7 +11,8 @@ use protocol::scope::Scope;
 use runtime::archives;
 use runtime::jobs::{self, ProcessJob, PushJob};
 use runtime::mq::{Broker, Route};
-use runtime::state::{DumpRecord, FileRecord, State, TransferState};
+use runtime::retry::{Decision, RetryPolicy};
+use runtime::state::{DumpRecord, FileRecord, Lease, LeaseGuard, Mark, State, TransferState};
 use runtime::storage::Storage;
 use runtime::worker::{Disposition, JobHandler};
 use std::collections::BTreeMap;
@@ -108,10 +109,6 @@ pub fn newest_exports(dumps: &[DumpRecord]) -> BTreeMap<String, Vec<DumpRecord>>
 }
 
 impl Processor {
-    fn built_flag(id: &str, generation: u64) -> String {
-        format!("built:{id}:{generation}")
-    }
-
     /// Runs one process job.
     pub async fn process(&self, job: &ProcessJob) -> Result<(), JobError> {
         let (id, generation) = (job.transfer.as_str(), job.generation);
@@ -123,32 +120,20 @@ impl Processor {
             tracing::info!(transfer = %id, generation, current = t.generation, state = ?t.state, "stale job");
             return Ok(());
         }
-        let lease = format!("process:{id}:{generation}");
-        if !self
-            .state
-            .acquire_lease(&lease, &self.worker_id, self.lease)
-            .await?
-        {
+        let Some(lease) = LeaseGuard::acquire(
+            &self.state,
+            Lease::process(id, generation),
+            &self.worker_id,
+            self.lease,
+        )
+        .await?
+        else {
             return Err(JobError::Transient(
                 "another worker is processing this generation".into(),
             ));
-        }
-        let heartbeat = {
-            let state = self.state.clone();
-            let (lease, holder, ttl) = (lease.clone(), self.worker_id.clone(), self.lease);
-            tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(ttl / 4).await;
-                    if !matches!(state.renew_lease(&lease, &holder, ttl).await, Ok(true)) {
-                        tracing::warn!(%lease, "lost the processing lease");
-                        return;
-                    }
-                }
-            })
         };
         let result = self.process_leased(id, generation).await;
-        heartbeat.abort();
-        let _ = self.state.release_lease(&lease, &self.worker_id).await;
+        lease.release().await;
         result
     }
 
@@ -166,15 +151,17 @@ impl Processor {
                 return Ok(());
             }
         }
-        let files = if self.state.flag(&Self::built_flag(id, generation)).await? {
+        let files = if self.state.marked(id, generation, Mark::Built).await? {
             self.state.files(id, generation).await?
         } else {
             let files = self.build(id, generation).await?;
             runtime::ops::count_bytes("archived", files.iter().map(|f| f.size).sum());
             self.state.set_files(id, generation, &files).await?;
             self.state
-                .set_flag(
-                    &Self::built_flag(id, generation),
+                .mark(
+                    id,
+                    generation,
+                    Mark::Built,
                     Duration::from_secs(7 * 24 * 3600),
                 )
                 .await?;
@@ -189,25 +176,11 @@ impl Processor {
                 None,
             )
             .await?;
-        let jobs: Vec<PushJob> = if files.is_empty() {
-            vec![PushJob {
-                transfer: id.to_owned(),
-                generation,
-                file: None,
-            }]
-        } else {
-            files
-                .iter()
-                .map(|f| PushJob {
-                    transfer: id.to_owned(),
-                    generation,
-                    file: Some(f.name.clone()),
-                })
-                .collect()
-        };
+        let jobs = PushJob::for_files(id, generation, files.iter().map(|f| f.name.as_str()));
         for job in jobs {
+            let body = jobs::encode(&job).map_err(|e| JobError::Permanent(e.to_string()))?;
             self.broker
-                .publish(Route::Push, &jobs::encode(&job), &job.message_id())
+                .publish(Route::Push, &body, &job.message_id())
                 .await
                 .map_err(|e| JobError::Transient(format!("queueing push jobs: {e}")))?;
         }
@@ -317,6 +290,7 @@ impl Processor {
         let (tx, mut rx) = tokio::sync::watch::channel(extract::Progress::default());
         let mut options = self.options.clone();
         options.progress = Some(Arc::new(move |p| {
+            // Fails only once the forwarder is gone (the build ends).
             let _ = tx.send(p);
         }));
         let forward = {
@@ -324,9 +298,13 @@ impl Processor {
             tokio::spawn(async move {
                 while rx.changed().await.is_ok() {
                     let p = *rx.borrow_and_update();
-                    let _ = state
+                    if let Err(e) = state
                         .processing_progress(&id, generation, p.bytes_read, p.bytes_total)
-                        .await;
+                        .await
+                    {
+                        // Progress is informative; the next value retries.
+                        tracing::debug!(transfer = %id, error = %e, "could not record the progress");
+                    }
                 }
             })
         };
@@ -342,7 +320,9 @@ impl Processor {
         // The sender lives in `options`: dropping it ends the forwarder
         // after the last value.
         drop(options);
-        let _ = forward.await;
+        if let Err(e) = forward.await {
+            tracing::warn!(transfer = %id, error = %e, "the progress forwarder failed");
+        }
         let built: Vec<BuiltArchive> = match result {
             Ok(built) => built,
             Err(e) => {
@@ -401,6 +381,17 @@ impl Processor {
             .map_err(|e| JobError::Transient(format!("deleting earlier archives: {e}")))
     }
 
+    /// The retries of a process job: up to `max_deliveries` attempts,
+    /// delays with full jitter under a ceiling doubling from 2 s to 64 s.
+    fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            base: Duration::from_secs(2),
+            cap: Duration::from_secs(64),
+            max_attempts: u32::try_from(self.max_deliveries).unwrap_or(u32::MAX),
+            max_elapsed: Duration::MAX,
+        }
+    }
+
     async fn fail(&self, job: &ProcessJob, reason: &str) {
         let active = [TransferState::Accepted, TransferState::Processing];
         if let Err(e) = self
@@ -433,15 +424,19 @@ impl JobHandler for Processor {
                 self.fail(&job, &reason).await;
                 Disposition::Ack
             }
-            Err(JobError::Transient(reason)) if delivery_count < self.max_deliveries => {
-                tracing::info!(transfer = %job.transfer, %reason, "will retry");
-                let secs = 2u64.saturating_pow(u32::try_from(delivery_count.min(6)).unwrap_or(6));
-                Disposition::Retry(Duration::from_secs(secs))
-            }
             Err(JobError::Transient(reason)) => {
-                let reason = format!("gave up after {delivery_count} attempts: {reason}");
-                self.fail(&job, &reason).await;
-                Disposition::Dead(reason)
+                let failures = u32::try_from(delivery_count).unwrap_or(u32::MAX);
+                match self.retry_policy().after_failure(failures, &reason) {
+                    Decision::Retry(delay) => {
+                        tracing::info!(transfer = %job.transfer, %reason, retry_in = ?delay, "will retry");
+                        Disposition::Retry(delay)
+                    }
+                    Decision::Fail(reason) => {
+                        self.fail(&job, &reason).await;
+                        Disposition::Dead(reason)
+                    }
+                    Decision::Done => Disposition::Ack,
+                }
             }
         }
     }

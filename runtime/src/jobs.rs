@@ -34,6 +34,31 @@ impl ProcessJob {
 }
 
 impl PushJob {
+    /// The push jobs of a generation: one per archive, or one without a
+    /// file (start and finish only) when it has none.
+    pub fn for_files<'a>(
+        transfer: &str,
+        generation: u64,
+        files: impl IntoIterator<Item = &'a str>,
+    ) -> Vec<PushJob> {
+        let mut jobs: Vec<PushJob> = files
+            .into_iter()
+            .map(|f| PushJob {
+                transfer: transfer.to_owned(),
+                generation,
+                file: Some(f.to_owned()),
+            })
+            .collect();
+        if jobs.is_empty() {
+            jobs.push(PushJob {
+                transfer: transfer.to_owned(),
+                generation,
+                file: None,
+            });
+        }
+        jobs
+    }
+
     /// The message id.
     pub fn message_id(&self) -> String {
         format!(
@@ -45,9 +70,14 @@ impl PushJob {
     }
 }
 
+/// A job that could not be serialized: nothing is published.
+#[derive(Debug, thiserror::Error)]
+#[error("the job could not be serialized: {0}")]
+pub struct EncodeError(#[from] serde_json::Error);
+
 /// Serializes a job to its message body.
-pub fn encode<T: Serialize>(job: &T) -> Vec<u8> {
-    serde_json::to_vec(job).unwrap_or_default()
+pub fn encode<T: Serialize>(job: &T) -> Result<Vec<u8>, EncodeError> {
+    Ok(serde_json::to_vec(job)?)
 }
 
 /// Reads a job from a message body.
@@ -65,7 +95,7 @@ mod tests {
             transfer: "abc".into(),
             generation: 3,
         };
-        assert_eq!(decode::<ProcessJob>(&encode(&job)).unwrap(), job);
+        assert_eq!(decode::<ProcessJob>(&encode(&job).unwrap()).unwrap(), job);
         assert_eq!(job.message_id(), "abc:3:process");
         assert!(decode::<ProcessJob>(br#"{"transfer":"a","generation":1,"x":1}"#).is_err());
         let push = PushJob {
@@ -73,6 +103,10 @@ mod tests {
             generation: 3,
             file: Some("a.zip".into()),
         };
-        assert_eq!(decode::<PushJob>(&encode(&push)).unwrap(), push);
+        assert_eq!(decode::<PushJob>(&encode(&push).unwrap()).unwrap(), push);
+        // A value serde_json refuses (a map with non-string keys) is a
+        // typed error, never an empty body.
+        let refused: std::collections::HashMap<Vec<u8>, u8> = [(vec![1], 1)].into();
+        assert!(encode(&refused).is_err());
     }
 }

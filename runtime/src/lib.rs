@@ -17,6 +17,7 @@ pub mod config;
 pub mod jobs;
 pub mod mq;
 pub mod ops;
+pub mod retry;
 pub mod state;
 pub mod storage;
 pub mod telemetry;

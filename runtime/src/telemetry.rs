@@ -29,6 +29,7 @@ pub fn init() {
         .with_env_filter(filter)
         .with_ansi(ansi)
         .with_target(true);
+    // A subscriber already installed (tests, an embedding program) wins.
     let _ = if json {
         builder.json().try_init()
     } else {

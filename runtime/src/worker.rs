@@ -208,6 +208,7 @@ impl WorkerHandle {
     /// in flight are settled. Jobs still running after that are abandoned
     /// unacked, so the broker gives them to another worker.
     pub async fn shutdown(self) {
+        // Fails only when every receiver is gone: nothing left to stop.
         let _ = self.stop.send(true);
         let all = u32::try_from(self.settings.concurrency.max(1)).unwrap_or(u32::MAX);
         match tokio::time::timeout(self.settings.shutdown_grace, self.permits.acquire_many(all))
@@ -326,5 +327,7 @@ pub async fn shutdown_signal() {
             return;
         }
     }
-    let _ = tokio::signal::ctrl_c().await;
+    if let Err(e) = tokio::signal::ctrl_c().await {
+        tracing::error!(error = %e, "cannot wait for a signal; shutting down");
+    }
 }

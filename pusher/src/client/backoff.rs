@@ -1,120 +1,13 @@
-//! Exponential backoff with full jitter, bounded by attempts and by total
-//! time; and [`retry`], which runs one request under it.
+//! [`retry`], which runs one push request under the runtime's one retry
+//! policy ([`runtime::retry`]: exponential backoff with full jitter,
+//! bounded by attempts and by total time).
 
 use std::future::Future;
 use std::time::Duration;
 
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
-use tokio::time::Instant;
+pub use runtime::retry::{Backoff, RetryPolicy};
 
 use super::error::{Outcome, PushError};
-
-/// Bounds of the retries of one request (or one chunk).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetryPolicy {
-    /// The first delay's upper bound; it doubles with each failure.
-    pub base: Duration,
-    /// The largest upper bound of a delay (a `Retry-After` may ask more).
-    pub cap: Duration,
-    /// Attempts in all, the first one included (at least 1).
-    pub max_attempts: u32,
-    /// Total time budget from the first attempt; no retry is scheduled past
-    /// it.
-    pub max_elapsed: Duration,
-}
-
-impl Default for RetryPolicy {
-    /// 0.5 s doubling up to 60 s, 10 attempts, 15 minutes.
-    fn default() -> Self {
-        Self {
-            base: Duration::from_millis(500),
-            cap: Duration::from_secs(60),
-            max_attempts: 10,
-            max_elapsed: Duration::from_secs(15 * 60),
-        }
-    }
-}
-
-/// The state of retries: failures so far and when the first attempt was
-/// made. Delays are drawn uniformly in `[0, min(cap, base·2^(n-1))]` ("full
-/// jitter"); a `Retry-After` raises the delay to at least what it asks.
-///
-/// Time is tokio's, so tests can run it under `tokio::time::pause()`.
-#[derive(Debug, Clone)]
-pub struct Backoff {
-    policy: RetryPolicy,
-    rng: StdRng,
-    failures: u32,
-    started: Instant,
-}
-
-impl Backoff {
-    /// A backoff seeded from the operating system.
-    pub fn new(policy: RetryPolicy) -> Self {
-        Self::with_rng(policy, StdRng::from_entropy())
-    }
-
-    /// A deterministic backoff (tests, reproducible runs).
-    pub fn with_seed(policy: RetryPolicy, seed: u64) -> Self {
-        Self::with_rng(policy, StdRng::seed_from_u64(seed))
-    }
-
-    fn with_rng(policy: RetryPolicy, rng: StdRng) -> Self {
-        Self {
-            policy,
-            rng,
-            failures: 0,
-            started: Instant::now(),
-        }
-    }
-
-    /// The policy.
-    pub fn policy(&self) -> &RetryPolicy {
-        &self.policy
-    }
-
-    /// Failures recorded since the last reset.
-    pub fn failures(&self) -> u32 {
-        self.failures
-    }
-
-    /// Time since the first attempt (or the last reset).
-    pub fn elapsed(&self) -> Duration {
-        self.started.elapsed()
-    }
-
-    /// Starts over (after progress): no failures, a new time budget. The
-    /// random sequence goes on.
-    pub fn reset(&mut self) {
-        self.failures = 0;
-        self.started = Instant::now();
-    }
-
-    /// Records a failure and returns how long to wait before the next
-    /// attempt, or `None` when the attempts or the time budget are spent
-    /// (including when the wait would end past the budget).
-    pub fn next_delay(&mut self, retry_after: Option<Duration>) -> Option<Duration> {
-        self.failures = self.failures.saturating_add(1);
-        if self.failures >= self.policy.max_attempts.max(1) {
-            return None;
-        }
-        let exp = self.failures.saturating_sub(1).min(63);
-        let ceiling = self
-            .policy
-            .base
-            .saturating_mul(1u32.checked_shl(exp).unwrap_or(u32::MAX))
-            .min(self.policy.cap);
-        let nanos = u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX);
-        let jittered = Duration::from_nanos(self.rng.gen_range(0..=nanos));
-        let delay = retry_after.map_or(jittered, |after| after.max(jittered));
-        let elapsed = self.started.elapsed();
-        if elapsed.saturating_add(delay) > self.policy.max_elapsed {
-            return None;
-        }
-        Some(delay)
-    }
-}
 
 /// How a retried request finally failed.
 #[derive(Debug, thiserror::Error)]
@@ -185,6 +78,7 @@ where
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicU32, Ordering};
+    use tokio::time::Instant;
 
     fn policy() -> RetryPolicy {
         RetryPolicy {
@@ -204,60 +98,6 @@ mod tests {
             upload_offset: None,
             reason: None,
         }
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn delays_are_full_jitter_under_a_doubling_cap() {
-        let mut b = Backoff::with_seed(policy(), 7);
-        let mut delays = Vec::new();
-        while let Some(d) = b.next_delay(None) {
-            delays.push(d);
-        }
-        assert_eq!(delays.len(), 7, "8 attempts, 7 waits");
-        for (i, d) in delays.iter().enumerate() {
-            let ceiling = (Duration::from_millis(100) * (1 << i)).min(Duration::from_secs(2));
-            assert!(*d <= ceiling, "delay {i} = {d:?} above {ceiling:?}");
-        }
-        // The same seed gives the same delays; another seed others.
-        let mut again = Backoff::with_seed(policy(), 7);
-        let replay: Vec<_> = std::iter::from_fn(|| again.next_delay(None)).collect();
-        assert_eq!(replay, delays);
-        let mut other = Backoff::with_seed(policy(), 8);
-        let different: Vec<_> = std::iter::from_fn(|| other.next_delay(None)).collect();
-        assert_ne!(different, delays);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn retry_after_is_a_floor() {
-        let mut b = Backoff::with_seed(policy(), 1);
-        let d = b.next_delay(Some(Duration::from_secs(5))).unwrap();
-        assert_eq!(
-            d,
-            Duration::from_secs(5),
-            "above the jitter ceiling of 100 ms"
-        );
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn the_time_budget_ends_retries() {
-        let mut b = Backoff::with_seed(
-            RetryPolicy {
-                max_elapsed: Duration::from_secs(10),
-                max_attempts: 1000,
-                ..policy()
-            },
-            3,
-        );
-        assert!(b.next_delay(Some(Duration::from_secs(11))).is_none());
-        b.reset();
-        let mut waited = Duration::ZERO;
-        while let Some(d) = b.next_delay(None) {
-            tokio::time::sleep(d).await;
-            waited += d;
-        }
-        assert!(waited <= Duration::from_secs(10));
-        assert!(b.elapsed() <= Duration::from_secs(10));
-        assert!(b.failures() > 5);
     }
 
     #[tokio::test(start_paused = true)]

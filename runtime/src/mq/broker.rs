@@ -1,9 +1,9 @@
 //! The broker handle: one connection, a publisher channel with confirms,
 //! reconnection with backoff.
 
-use super::backoff::Backoff;
 use super::error::{timed_out, MqError};
 use super::topology::{self, Route, Topology};
+use crate::retry::{Backoff, RetryPolicy};
 use lapin::options::ConfirmSelectOptions;
 use lapin::types::LongString;
 use lapin::uri::AMQPUri;
@@ -152,6 +152,7 @@ pub(crate) async fn with_timeout<T>(
 /// Closes a channel, ignoring failures (it may be dead already).
 pub(crate) async fn close_quietly(channel: &Channel, limit: Duration) {
     if channel.status().connected() {
+        // Closing a dying channel may fail; there is nothing left to do.
         let _ = with_timeout(limit, "channel close", channel.close(REPLY_SUCCESS, "done")).await;
     }
 }
@@ -161,6 +162,7 @@ fn shown_url(url: &str) -> String {
     match url::Url::parse(url) {
         Ok(mut parsed) => {
             if parsed.password().is_some() {
+                // Refused only by URLs that cannot hold a password.
                 let _ = parsed.set_password(Some("***"));
             }
             parsed.to_string()
@@ -250,7 +252,10 @@ impl RabbitBroker {
     }
 
     pub(crate) fn backoff(&self) -> Backoff {
-        Backoff::new(self.inner.config.backoff_min, self.inner.config.backoff_max)
+        Backoff::new(RetryPolicy::unbounded(
+            self.inner.config.backoff_min,
+            self.inner.config.backoff_max,
+        ))
     }
 
     fn current(&self) -> Option<Arc<Link>> {
@@ -310,7 +315,7 @@ impl RabbitBroker {
                 }
                 Err(e) if e.is_permanent() => return Err(e),
                 Err(e) => {
-                    let delay = backoff.next_delay();
+                    let delay = backoff.next_wait();
                     if budget.remaining() <= delay {
                         return Err(budget.timeout(e));
                     }
@@ -438,6 +443,7 @@ impl RabbitBroker {
             let limit = self.inner.config.op_timeout;
             close_quietly(&link.publisher, limit).await;
             if link.conn.status().connected() {
+                // Closing: a failure leaves a connection the broker drops.
                 let _ = with_timeout(
                     limit,
                     "connection close",
@@ -455,6 +461,7 @@ impl RabbitBroker {
 fn spawn_supervisor(inner: Weak<Inner>, wake: Arc<Notify>) {
     tokio::spawn(async move {
         loop {
+            // Woken or timed out: either way, look at the link.
             let _ = tokio::time::timeout(SUPERVISE_EVERY, wake.notified()).await;
             let Some(inner) = inner.upgrade() else { break };
             let broker = RabbitBroker { inner };

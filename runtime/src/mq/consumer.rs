@@ -1,9 +1,9 @@
 //! Consumers that re-subscribe after a lost connection, and their deliveries.
 
-use super::backoff::Backoff;
 use super::broker::{with_timeout, Budget, RabbitBroker};
 use super::error::MqError;
 use super::topology::{is_not_found, Route};
+use crate::retry::Backoff;
 use futures_util::{Stream, StreamExt};
 use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
@@ -149,7 +149,7 @@ impl RabbitConsumer {
                             return None;
                         }
                         let since = *self.failing_since.get_or_insert_with(Instant::now);
-                        let delay = self.backoff.next_delay();
+                        let delay = self.backoff.next_wait();
                         warn!(
                             queue = %self.queue,
                             error = %e,
@@ -199,6 +199,7 @@ impl RabbitConsumer {
     pub async fn cancel(mut self) {
         if let Some(active) = self.active.take() {
             let tag = active.stream.tag();
+            // A cancel that fails leaves a dead channel: no deliveries come.
             let _ = with_timeout(
                 self.broker.config().op_timeout,
                 "basic.cancel",
@@ -347,7 +348,12 @@ impl Drop for RabbitDelivery {
                 multiple: false,
                 requeue: true,
             };
-            let _ = with_timeout(limit, "basic.nack", channel.basic_nack(tag, options)).await;
+            if let Err(e) =
+                with_timeout(limit, "basic.nack", channel.basic_nack(tag, options)).await
+            {
+                // The channel is gone: the broker redelivers the message.
+                tracing::debug!(error = %e, "could not requeue a dropped delivery");
+            }
         });
     }
 }

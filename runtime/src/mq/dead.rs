@@ -108,12 +108,16 @@ impl RabbitBroker {
                 multiple: true,
                 requeue: true,
             };
-            let _ = with_timeout(
+            if let Err(e) = with_timeout(
                 limit_time,
                 "basic.nack",
                 channel.basic_nack(tag, requeue_all),
             )
-            .await;
+            .await
+            {
+                // Closing the channel below requeues them all the same.
+                tracing::debug!(error = %e, "could not requeue the dead letters read");
+            }
         }
         close_quietly(&channel, limit_time).await;
         fetched.map(|()| letters)
@@ -165,7 +169,12 @@ impl RabbitBroker {
             requeue: true,
         };
         for tag in kept {
-            let _ = with_timeout(limit_time, "basic.nack", channel.basic_nack(tag, requeue)).await;
+            if let Err(e) =
+                with_timeout(limit_time, "basic.nack", channel.basic_nack(tag, requeue)).await
+            {
+                // Closing the channel below requeues it the same.
+                tracing::debug!(error = %e, "could not requeue a dead letter kept");
+            }
         }
         close_quietly(&channel, limit_time).await;
         replayed.map(|()| moved)

@@ -53,7 +53,6 @@
 //! confirms and one channel per consumer.
 
 mod admin;
-mod backoff;
 mod broker;
 mod bus;
 mod consumer;

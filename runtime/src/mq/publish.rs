@@ -203,7 +203,7 @@ impl RabbitBroker {
                 }
             };
             link.mark_stale();
-            let delay = backoff.next_delay();
+            let delay = backoff.next_wait();
             if budget.remaining() <= delay {
                 return Err(budget.timeout(failure));
             }

@@ -4,7 +4,8 @@
 
 use runtime::mq::{Broker, BrokerConfig, Consumer, Delivery, Queue, Route};
 use runtime::state::{
-    DumpRecord, FileRecord, NewTransfer, Quotas, State, StateError, TransferState,
+    ClientName, DumpRecord, FileRecord, FileTrouble, Lease, LeaseGuard, Mark, NewTransfer, Quotas,
+    Request, State, StateError, TransferState,
 };
 use std::time::Duration;
 
@@ -369,14 +370,39 @@ pub async fn state_supersede_restart_cancel(backend: Backend) {
         (2, false, Some(1))
     );
     assert_eq!(s.restart_generation("t2", 1, "stale").await.unwrap(), None);
+    // Only a pushing generation restarts (it has its archives).
+    assert_eq!(s.restart_generation("t2", 2, "early").await.unwrap(), None);
+    s.transition(
+        "t2",
+        2,
+        &[TransferState::Accepted],
+        TransferState::Pushing,
+        None,
+    )
+    .await
+    .unwrap();
+    s.set_files("t2", 2, &[file("a.zip", 10), file("b.zip", 5)])
+        .await
+        .unwrap();
+    assert_eq!(s.commit_offset("t2", 2, "a.zip", 4).await.unwrap(), Some(4));
+    assert!(s.finish_file("t2", 2, "b.zip").await.unwrap());
     assert_eq!(
         s.restart_generation("t2", 2, "unknown outcome")
             .await
             .unwrap(),
         Some(3)
     );
+    // The restart pushes the same archives again from the start: the
+    // records are carried over with no offset and nothing finished, and the
+    // new generation is pushing at once (nothing is built again).
     let t = s.transfer("t2").await.unwrap().unwrap();
-    assert_eq!((t.generation, t.state), (3, TransferState::Accepted));
+    assert_eq!((t.generation, t.state), (3, TransferState::Pushing));
+    assert_eq!(
+        (t.files_total, t.files_done, t.bytes_total, t.bytes_done),
+        (2, 0, 15, 0)
+    );
+    let files = s.files("t2", 3).await.unwrap();
+    assert_eq!(files, vec![file("a.zip", 10), file("b.zip", 5)]);
     // A late file finish of a superseded generation counts nowhere.
     assert!(!s.finish_file("t2", 2, "a.zip").await.unwrap());
     assert_eq!(s.transfer("t2").await.unwrap().unwrap().files_done, 0);
@@ -635,16 +661,7 @@ pub async fn state_flags_counters_and_leases(backend: Backend) {
     let long = Duration::from_secs(60);
     assert!(s.claim_once("req", long).await.unwrap());
     assert!(!s.claim_once("req", long).await.unwrap());
-    assert!(!s.flag("f").await.unwrap());
-    assert!(s.set_flag("f", long).await.unwrap());
-    assert!(!s.set_flag("f", long).await.unwrap());
-    assert!(s.flag("f").await.unwrap());
-    s.clear_flag("f").await.unwrap();
-    assert!(!s.flag("f").await.unwrap());
-    let seen = s.first_seen("x", long).await.unwrap();
-    assert_eq!(s.first_seen("x", long).await.unwrap(), seen);
-    s.forget_first_seen("x").await.unwrap();
-    s.forget_first_seen("x").await.unwrap();
+    // Counters of the web side, by name.
     assert_eq!(s.count("n", long).await.unwrap(), 1);
     assert_eq!(s.count("n", long).await.unwrap(), 2);
     assert_eq!(s.counted("n").await.unwrap(), 2);
@@ -652,31 +669,214 @@ pub async fn state_flags_counters_and_leases(backend: Backend) {
     s.reset_count("n").await.unwrap();
     assert_eq!(s.counted("n").await.unwrap(), 0);
     assert_eq!(s.count("n", long).await.unwrap(), 1);
-    assert_eq!(s.client_failure("c.example", long).await.unwrap(), 1);
-    assert_eq!(s.client_failure("c.example", long).await.unwrap(), 2);
-    s.client_success("c.example").await.unwrap();
-    assert_eq!(s.client_failure("c.example", long).await.unwrap(), 1);
-
-    assert!(s.acquire_lease("l", "a", long).await.unwrap());
-    assert!(!s.acquire_lease("l", "b", long).await.unwrap());
-    assert!(!s.renew_lease("l", "b", long).await.unwrap());
-    assert!(s.renew_lease("l", "a", long).await.unwrap());
-    assert!(!s.release_lease("l", "b").await.unwrap());
-    assert!(s.release_lease("l", "a").await.unwrap());
+    // Client health: failures, breaker, restarts, by key and by domain.
+    let dom = ClientName::Domain("c.example".into());
+    let key = ClientName::Key("K".into());
+    assert_eq!(s.client_failure(&dom, long).await.unwrap(), 1);
+    assert_eq!(s.client_failure(&dom, long).await.unwrap(), 2);
+    assert_eq!(s.client_failure(&key, long).await.unwrap(), 1);
+    s.client_success(&dom).await.unwrap();
+    assert_eq!(s.client_failure(&dom, long).await.unwrap(), 1);
+    assert_eq!(s.client_failure(&key, long).await.unwrap(), 2);
+    assert!(!s.breaker_open(&key).await.unwrap());
+    assert!(s.open_breaker(&key, long).await.unwrap());
+    assert!(!s.open_breaker(&key, long).await.unwrap());
+    assert!(s.breaker_open(&key).await.unwrap());
+    assert!(!s.breaker_open(&dom).await.unwrap());
+    s.close_breaker(&key).await.unwrap();
+    assert!(!s.breaker_open(&key).await.unwrap());
     assert!(s
-        .acquire_lease("l", "b", Duration::from_millis(100))
+        .open_breaker(&dom, Duration::from_millis(100))
+        .await
+        .unwrap());
+    assert_eq!(s.client_restart(&key, long).await.unwrap(), 1);
+    assert_eq!(s.client_restart(&key, long).await.unwrap(), 2);
+    assert_eq!(s.client_restart(&dom, long).await.unwrap(), 1);
+    // A breaker opened for a cooldown closes by itself.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while s.breaker_open(&dom).await.unwrap() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "breaker never closed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let l = Lease::push("t", 1, "a.zip");
+    assert!(s.acquire_lease(&l, "a", long).await.unwrap());
+    assert!(!s.acquire_lease(&l, "b", long).await.unwrap());
+    assert!(!s.renew_lease(&l, "b", long).await.unwrap());
+    assert!(s.renew_lease(&l, "a", long).await.unwrap());
+    assert!(!s.release_lease(&l, "b").await.unwrap());
+    assert!(s.release_lease(&l, "a").await.unwrap());
+    // Leases of other things, generations and files are other leases.
+    for other in [
+        Lease::push("t", 1, "b.zip"),
+        Lease::push("t", 2, "a.zip"),
+        Lease::process("t", 1),
+        Lease::start("t", 1),
+        Lease::finish("t", 1),
+        Lease::client_slot(&ClientName::Key("K".into()), 0),
+        Lease::client_slot(&ClientName::Domain("K".into()), 0),
+    ] {
+        assert!(s.acquire_lease(&other, "x", long).await.unwrap(), "{other}");
+    }
+    assert!(s
+        .acquire_lease(&l, "b", Duration::from_millis(100))
         .await
         .unwrap());
     // An abandoned lease frees itself after its TTL.
     let deadline = tokio::time::Instant::now() + WAIT;
-    while !s.acquire_lease("l", "c", long).await.unwrap() {
+    while !s.acquire_lease(&l, "c", long).await.unwrap() {
         assert!(
             tokio::time::Instant::now() < deadline,
             "lease never expired"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(!s.renew_lease("l", "b", long).await.unwrap());
+    assert!(!s.renew_lease(&l, "b", long).await.unwrap());
+    env.finish().await;
+}
+
+pub async fn state_generation_marks(backend: Backend) {
+    let env = Env::new(backend).await;
+    let s = &env.state;
+    let long = Duration::from_secs(60);
+    let marks = [
+        Mark::Built,
+        Mark::Started,
+        Mark::FileDone("a.zip"),
+        Mark::FileDone("b.zip"),
+        Mark::InFlight("a.zip"),
+        Mark::DeadLetter(Some("a.zip")),
+        Mark::DeadLetter(None),
+    ];
+    // Each mark is its own, per transfer and generation.
+    for (i, mark) in marks.iter().enumerate() {
+        assert!(!s.marked("t", 1, *mark).await.unwrap(), "{mark:?}");
+        assert!(s.mark("t", 1, *mark, long).await.unwrap(), "{mark:?}");
+        assert!(!s.mark("t", 1, *mark, long).await.unwrap(), "{mark:?}");
+        for later in &marks[i + 1..] {
+            assert!(!s.marked("t", 1, *later).await.unwrap(), "{later:?}");
+        }
+        assert!(!s.marked("t", 2, *mark).await.unwrap(), "{mark:?}");
+        assert!(!s.marked("u", 1, *mark).await.unwrap(), "{mark:?}");
+    }
+    s.unmark("t", 1, Mark::InFlight("a.zip")).await.unwrap();
+    assert!(!s.marked("t", 1, Mark::InFlight("a.zip")).await.unwrap());
+    assert!(s.marked("t", 1, Mark::FileDone("a.zip")).await.unwrap());
+    // A mark with a short life goes by itself.
+    assert!(s
+        .mark("t", 3, Mark::Started, Duration::from_millis(100))
+        .await
+        .unwrap());
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while s.marked("t", 3, Mark::Started).await.unwrap() {
+        assert!(tokio::time::Instant::now() < deadline, "mark never expired");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Retry budgets start at the first failure and are kept per request.
+    let start = s
+        .retrying_since("t", 1, Request::Start, long)
+        .await
+        .unwrap();
+    let file = s
+        .retrying_since("t", 1, Request::File("a.zip"), long)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert_eq!(
+        s.retrying_since("t", 1, Request::Start, long)
+            .await
+            .unwrap(),
+        start
+    );
+    s.forget_retrying("t", 1, Request::Start).await.unwrap();
+    assert!(
+        s.retrying_since("t", 1, Request::Start, long)
+            .await
+            .unwrap()
+            > start
+    );
+    assert_eq!(
+        s.retrying_since("t", 1, Request::File("a.zip"), long)
+            .await
+            .unwrap(),
+        file
+    );
+
+    // Per-file trouble counters and the transfer's restarts.
+    use FileTrouble::*;
+    assert_eq!(s.file_trouble("t", 1, "a.zip", Failures).await.unwrap(), 0);
+    assert_eq!(
+        s.add_file_trouble("t", 1, "a.zip", Failures, long)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        s.add_file_trouble("t", 1, "a.zip", Failures, long)
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        s.add_file_trouble("t", 1, "a.zip", Rewinds, long)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(s.file_trouble("t", 1, "a.zip", Failures).await.unwrap(), 2);
+    assert_eq!(s.file_trouble("t", 1, "b.zip", Failures).await.unwrap(), 0);
+    assert_eq!(s.file_trouble("t", 2, "a.zip", Rewinds).await.unwrap(), 0);
+    assert_eq!(s.count_restart("t", long).await.unwrap(), 1);
+    assert_eq!(s.count_restart("t", long).await.unwrap(), 2);
+    assert_eq!(s.count_restart("u", long).await.unwrap(), 1);
+    env.finish().await;
+}
+
+pub async fn state_lease_guard_renews_and_releases(backend: Backend) {
+    let env = Env::new(backend).await;
+    let s = &env.state;
+    let ttl = Duration::from_millis(200);
+    let guard = LeaseGuard::acquire(s, Lease::process("t", 1), "a", ttl)
+        .await
+        .unwrap()
+        .expect("a free lease");
+    assert!(LeaseGuard::acquire(s, Lease::process("t", 1), "b", ttl)
+        .await
+        .unwrap()
+        .is_none());
+    // Held past several TTLs by its heartbeat.
+    tokio::time::sleep(ttl * 4).await;
+    assert!(guard.holds());
+    assert!(!s
+        .acquire_lease(&Lease::process("t", 1), "b", ttl)
+        .await
+        .unwrap());
+    guard.release().await;
+    let again = LeaseGuard::acquire(s, Lease::process("t", 1), "b", ttl)
+        .await
+        .unwrap()
+        .expect("released");
+    // A lease taken over by someone else is noticed as lost.
+    assert!(s.release_lease(&Lease::process("t", 1), "b").await.unwrap());
+    assert!(s
+        .acquire_lease(&Lease::process("t", 1), "c", Duration::from_secs(60))
+        .await
+        .unwrap());
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while again.holds() {
+        assert!(tokio::time::Instant::now() < deadline, "loss never noticed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    again.release().await;
+    // Releasing a lost lease leaves the new holder's alone.
+    assert!(!s
+        .acquire_lease(&Lease::process("t", 1), "d", Duration::from_secs(60))
+        .await
+        .unwrap());
     env.finish().await;
 }
 
@@ -891,10 +1091,13 @@ pub async fn state_counts_by_state_from_indexes(backend: Backend) {
     );
     // Superseding, restarting and beginning again move between the states.
     s.begin_transfer("a", &new_transfer("other")).await.unwrap();
+    s.transition("b", 1, &[Processing], Pushing, None)
+        .await
+        .unwrap();
     assert_eq!(s.restart_generation("b", 1, "r").await.unwrap(), Some(2));
     s.begin_transfer("c", &new_transfer("g")).await.unwrap();
     let counts = s.count_by_state().await.unwrap();
-    assert_eq!(counts, want(&[(Accepted, 3), (Done, 1)]));
+    assert_eq!(counts, want(&[(Accepted, 2), (Pushing, 1), (Done, 1)]));
     // A failed generation taken up again counts as running.
     s.transition("a", 2, &[Accepted], Failed, None)
         .await
@@ -903,7 +1106,7 @@ pub async fn state_counts_by_state_from_indexes(backend: Backend) {
         .await
         .unwrap();
     let counts = s.count_by_state().await.unwrap();
-    assert_eq!(counts, want(&[(Accepted, 2), (Pushing, 1), (Done, 1)]));
+    assert_eq!(counts, want(&[(Accepted, 1), (Pushing, 2), (Done, 1)]));
     // Finished transfers leave the counts when they expire.
     let deadline = tokio::time::Instant::now() + WAIT;
     while s.count_by_state().await.unwrap().contains_key(&Done) {
@@ -953,6 +1156,8 @@ contract!(
     state_grants_follow_the_newer_rule,
     state_users_dumps_and_bindings,
     state_flags_counters_and_leases,
+    state_generation_marks,
+    state_lease_guard_renews_and_releases,
     state_kv_and_lists,
     state_schedules,
     state_user_quotas,

@@ -1,0 +1,328 @@
+//! The push job: one archive of one transfer generation (or, for a
+//! generation without archives, only the start and finish requests),
+//! pushed from its committed offset. A delivery pushes at most
+//! `ALIAS_PUSH_RUN_BYTES` and then re-queues itself with its progress in
+//! Redis, so no delivery is held for a long push (RabbitMQ's consumer
+//! timeout); it also stops at `ALIAS_PUSH_RUN_SECS` of wall-clock time and
+//! re-queues itself the same way, so a slow client cannot hold a worker.
+//! Leases keep one pusher per file; slot leases cap concurrent pushes per
+//! client, counted both by its signing key (the contract's client
+//! declaration key) and by its registrable domain (so many subdomains, or
+//! many self-signed declarations on one domain, share one budget); a share
+//! of this pusher's workers is the most one client may hold; a breaker
+//! holds a client that keeps failing, stalling or faking progress.
+//!
+//! The modules: `client_id` (who a client is, this pusher's share per
+//! client), `fence` (the restart fence registration), `requests` (start,
+//! finish, failures, breaker, restart caps), `file` (one file's push run
+//! and its outcome), `revive` (a replayed dead letter).
+
+mod client_id;
+mod fence;
+mod file;
+mod requests;
+mod revive;
+
+pub use self::client_id::{registrable_domain, LocalShare};
+
+use self::client_id::{client_key, ClientId};
+use self::fence::Fenced;
+use crate::client::{ChunkStreamer, PushClient, PushError, PushTarget, RetryPolicy};
+use runtime::jobs::{self, PushJob};
+use runtime::mq::Broker;
+use runtime::retry::{retry_write, Decision, RetryPolicy as WritePolicy};
+use runtime::state::{Lease, LeaseGuard, Mark, State, StateError, Transfer, TransferState};
+use runtime::worker::{Disposition, JobHandler};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Push settings (from the configuration).
+#[derive(Debug, Clone)]
+pub struct PushSettings {
+    /// Concurrent pushes per client across all pushers (counted by signing
+    /// key and by registrable domain).
+    pub per_client: u32,
+    /// Percent of this pusher's workers one client may hold (at least one).
+    pub client_share: u32,
+    /// This pusher's workers (`ALIAS_WORKER_CONCURRENCY`).
+    pub concurrency: usize,
+    /// Wall-clock limit of one delivery.
+    pub run_time: Duration,
+    /// Least advance a reported offset short of a chunk's end must show.
+    pub min_advance: u64,
+    /// Rewinds per file before the transfer fails.
+    pub file_rewinds: u32,
+    /// Failed requests per file before the transfer fails.
+    pub file_failures: u32,
+    /// Bytes pushed per delivery before re-queueing.
+    pub run_bytes: u64,
+    /// Total retry time of a job before the transfer fails.
+    pub budget: Duration,
+    /// Consecutive failures that open a client's breaker.
+    pub breaker_failures: u32,
+    /// How long an open breaker holds a client.
+    pub breaker_cooldown: Duration,
+    /// Retries per request.
+    pub policy: RetryPolicy,
+    /// Lease on a file, start or finish (renewed at a quarter of it).
+    pub lease: Duration,
+    /// Restarts per client (signing key, push host) in 24 hours before the
+    /// transfer being restarted fails instead.
+    pub client_restarts: u64,
+}
+
+/// Everything the push job needs.
+pub struct Pusher {
+    /// Redis state.
+    pub state: State,
+    /// RabbitMQ.
+    pub broker: Broker,
+    /// The chunk streamer (client + storage).
+    pub streamer: ChunkStreamer,
+    /// Settings.
+    pub settings: PushSettings,
+    /// Identifies this worker in leases.
+    pub worker_id: String,
+    /// Workers of this pusher busy per client identity (signing key,
+    /// registrable domain).
+    pub local: LocalShare,
+}
+
+const DAY: Duration = Duration::from_secs(24 * 3600);
+
+fn target_of(t: &Transfer) -> Result<PushTarget, PushError> {
+    let base = t.push_url.strip_suffix(&t.id).unwrap_or(&t.push_url);
+    PushTarget::new(base, &t.id)
+}
+
+/// Whether `t`'s generation is still the transfer's pushing one.
+async fn still_pushing(state: &State, t: &Transfer) -> bool {
+    matches!(state.transfer(&t.id).await, Ok(Some(ref now)) if now.generation == t.generation && now.state == TransferState::Pushing)
+}
+
+impl Pusher {
+    fn client(&self) -> &PushClient {
+        self.streamer.client()
+    }
+
+    async fn fail(&self, t: &Transfer, reason: &str) {
+        let from = [
+            TransferState::Pushing,
+            TransferState::Processing,
+            TransferState::Accepted,
+        ];
+        if let Err(e) = self
+            .state
+            .transition(
+                &t.id,
+                t.generation,
+                &from,
+                TransferState::Failed,
+                Some(reason),
+            )
+            .await
+        {
+            tracing::error!(error = %e, "could not record the failure");
+        }
+    }
+
+    /// The retry policy of one request within a delivery: never past the
+    /// delivery's wall-clock limit.
+    fn request_policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            max_elapsed: self.settings.policy.max_elapsed.min(self.settings.run_time),
+            ..self.settings.policy
+        }
+    }
+
+    async fn run(&self, job: &PushJob) -> Decision {
+        let mut t = match self.state.transfer(&job.transfer).await {
+            Ok(Some(t)) => t,
+            Ok(None) => return Decision::Done,
+            Err(e) => return e.into(),
+        };
+        if t.generation == job.generation && t.state == TransferState::Failed {
+            match self.revive(job, &t).await {
+                Ok(Some(now)) => t = now,
+                Ok(None) => return Decision::Done,
+                Err(step) => return step,
+            }
+        }
+        if t.generation != job.generation || t.state.is_terminal() {
+            return Decision::Done;
+        }
+        if t.state != TransferState::Pushing {
+            return Decision::Retry(Duration::from_secs(2));
+        }
+        let target = match target_of(&t) {
+            Ok(target) => target,
+            Err(e) => return Decision::Fail(format!("push destination: {e}")),
+        };
+        let client = match self.client_id(&t, &target).await {
+            Ok(client) => client,
+            Err(e) => return e.into(),
+        };
+        match self.state.breaker_open(&client.breaker()).await {
+            Ok(true) => return Decision::Retry(self.settings.breaker_cooldown),
+            Ok(false) => {}
+            Err(e) => return e.into(),
+        }
+        let names = client.names();
+        let share = (self.settings.concurrency * self.settings.client_share as usize / 100).max(1);
+        let Some(local) = self.local.take(&names, share) else {
+            tracing::debug!(transfer = %t.id, client = %client.breaker(), "the client holds its share of this pusher's workers");
+            return Decision::Retry(Duration::from_secs(1));
+        };
+        let mut slots = Vec::new();
+        for name in &names {
+            match self.take_slot(name).await {
+                Ok(Some(held)) => slots.push(held),
+                Ok(None) | Err(_) => {
+                    for held in slots {
+                        held.release().await;
+                    }
+                    drop(local);
+                    return Decision::Retry(Duration::from_secs(1));
+                }
+            }
+        }
+        let step = self.run_with_slot(job, &t, &target, &client).await;
+        for held in slots {
+            held.release().await;
+        }
+        drop(local);
+        step
+    }
+
+    /// One of the `per_client` slots of `name`, if one is free.
+    async fn take_slot(
+        &self,
+        name: &runtime::state::ClientName,
+    ) -> Result<Option<LeaseGuard>, StateError> {
+        for k in 0..self.settings.per_client.max(1) {
+            let lease = Lease::client_slot(name, k);
+            if let Some(held) =
+                LeaseGuard::acquire(&self.state, lease, &self.worker_id, self.settings.lease)
+                    .await?
+            {
+                return Ok(Some(held));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The client of a transfer: the signing key of the client declaration
+    /// in its grant, and the registrable domain of its push URL.
+    async fn client_id(&self, t: &Transfer, target: &PushTarget) -> Result<ClientId, StateError> {
+        let host = target.transfer_url().host_str().unwrap_or("");
+        let key = self
+            .state
+            .transfer_grant(&t.id)
+            .await?
+            .and_then(|token| client_key(&token));
+        Ok(ClientId {
+            key,
+            domain: registrable_domain(host),
+        })
+    }
+
+    async fn run_with_slot(
+        &self,
+        job: &PushJob,
+        t: &Transfer,
+        target: &PushTarget,
+        client: &ClientId,
+    ) -> Decision {
+        let holder = format!("{}:{}", self.worker_id, uuid::Uuid::new_v4().simple());
+        let fence = match Fenced::enter(&self.state, t, holder, self.settings.lease).await {
+            Ok(Some(fence)) => fence,
+            Ok(None) => return Decision::Done, // superseded, cancelled or finished
+            Err(e) => return e.into(),
+        };
+        let step = self.run_fenced(job, t, target, client, &fence).await;
+        fence.leave().await;
+        step
+    }
+
+    async fn run_fenced(
+        &self,
+        job: &PushJob,
+        t: &Transfer,
+        target: &PushTarget,
+        client: &ClientId,
+        fence: &Fenced,
+    ) -> Decision {
+        if let Err(step) = self.ensure_started(t, target, client).await {
+            return step;
+        }
+        let Some(file) = &job.file else {
+            return match self.maybe_finish(t, target, client).await {
+                Ok(()) => Decision::Done,
+                Err(step) => step,
+            };
+        };
+        let lease = Lease::push(&t.id, t.generation, file);
+        let lease =
+            match LeaseGuard::acquire(&self.state, lease, &self.worker_id, self.settings.lease)
+                .await
+            {
+                Ok(Some(l)) => l,
+                Ok(None) => return Decision::Retry(Duration::from_secs(5)),
+                Err(_) => return Decision::Retry(Duration::from_secs(2)),
+            };
+        let step = self.push_file(job, t, target, client, file, fence).await;
+        lease.release().await;
+        step
+    }
+}
+
+/// Records what a client has already acknowledged (a finished file, a
+/// finished transfer). A dropped Redis connection reconnects within
+/// moments; retrying the write in place then keeps the client from being
+/// told the same thing twice. Only a longer outage gives up, and the job's
+/// retry repeats the (idempotent) request.
+async fn record_acked<T, F, Fut>(write: F) -> Result<T, StateError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StateError>>,
+{
+    let policy = WritePolicy {
+        base: Duration::from_millis(50),
+        cap: Duration::from_secs(2),
+        max_attempts: 8,
+        max_elapsed: Duration::from_secs(10),
+    };
+    retry_write(policy, write).await
+}
+
+#[async_trait::async_trait]
+impl JobHandler for Pusher {
+    async fn handle(&self, body: &[u8], _delivery_count: u64) -> Disposition {
+        let job: PushJob = match jobs::decode(body) {
+            Ok(j) => j,
+            Err(e) => return Disposition::Dead(format!("malformed push job: {e}")),
+        };
+        match self.run(&job).await {
+            Decision::Done => Disposition::Ack,
+            Decision::Retry(delay) => Disposition::Retry(delay),
+            Decision::Fail(reason) => {
+                tracing::warn!(transfer = %job.transfer, %reason, "transfer failed");
+                if let Ok(Some(t)) = self.state.transfer(&job.transfer).await {
+                    if t.generation == job.generation {
+                        self.fail(&t, &reason).await;
+                        // Replaying this dead letter takes the generation up
+                        // again (see `revive`).
+                        let dead = Mark::DeadLetter(job.file.as_deref());
+                        if let Err(e) = self.state.mark(&t.id, t.generation, dead, DAY * 7).await {
+                            tracing::warn!(transfer = %t.id, error = %e, "could not mark the dead letter; a replay will not revive the generation");
+                        }
+                    }
+                }
+                Disposition::Dead(reason)
+            }
+        }
+    }
+}
+
+/// Shared handle type for the worker.
+pub type SharedPusher = Arc<Pusher>;

@@ -1,0 +1,186 @@
+//! The web side's records in memory, and the flags, first sightings and
+//! counters the marks and client health are made of.
+
+use super::{MemoryStore, Timed};
+use crate::state::keys::{Key, Primitives};
+use crate::state::{now_ms, StateError, WebStore};
+use std::time::{Duration, Instant};
+
+#[async_trait::async_trait]
+impl WebStore for MemoryStore {
+    async fn kv_get(&self, key: &str) -> Result<Option<String>, StateError> {
+        let now = Instant::now();
+        Ok(self
+            .data()
+            .value(&format!("kv:{key}"), now)
+            .map(|v| v.value.clone()))
+    }
+
+    async fn kv_set(
+        &self,
+        key: &str,
+        value: &str,
+        ttl: Option<Duration>,
+    ) -> Result<(), StateError> {
+        let now = Instant::now();
+        self.data().values.insert(
+            format!("kv:{key}"),
+            Timed {
+                value: value.to_owned(),
+                expires: ttl.map(|t| now + t),
+            },
+        );
+        Ok(())
+    }
+
+    async fn kv_set_nx(
+        &self,
+        key: &str,
+        value: &str,
+        ttl: Option<Duration>,
+    ) -> Result<bool, StateError> {
+        let now = Instant::now();
+        Ok(self
+            .data()
+            .set_nx(&format!("kv:{key}"), value.to_owned(), ttl, now))
+    }
+
+    async fn kv_take(&self, key: &str) -> Result<Option<String>, StateError> {
+        let now = Instant::now();
+        let mut data = self.data();
+        let key = format!("kv:{key}");
+        let live = data.value(&key, now).is_some();
+        Ok(if live {
+            data.values.remove(&key).map(|v| v.value)
+        } else {
+            None
+        })
+    }
+
+    async fn kv_delete(&self, key: &str) -> Result<bool, StateError> {
+        let now = Instant::now();
+        let mut data = self.data();
+        let key = format!("kv:{key}");
+        let live = data.value(&key, now).is_some();
+        data.values.remove(&key);
+        Ok(live)
+    }
+
+    async fn schedule(&self, name: &str, member: &str, due_ms: u64) -> Result<(), StateError> {
+        self.data()
+            .schedules
+            .entry(name.to_owned())
+            .or_default()
+            .insert(member.to_owned(), due_ms);
+        Ok(())
+    }
+
+    async fn due(&self, name: &str, now_ms: u64, limit: usize) -> Result<Vec<String>, StateError> {
+        let data = self.data();
+        let mut due: Vec<(u64, String)> = data
+            .schedules
+            .get(name)
+            .map(|s| {
+                s.iter()
+                    .filter(|(_, at)| **at <= now_ms)
+                    .map(|(m, at)| (*at, m.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        due.sort();
+        Ok(due.into_iter().take(limit).map(|(_, m)| m).collect())
+    }
+
+    async fn unschedule(&self, name: &str, member: &str) -> Result<(), StateError> {
+        if let Some(s) = self.data().schedules.get_mut(name) {
+            s.remove(member);
+        }
+        Ok(())
+    }
+
+    async fn list_push(&self, key: &str, value: &str, keep: usize) -> Result<(), StateError> {
+        let mut data = self.data();
+        let list = data.lists.entry(key.to_owned()).or_default();
+        list.push_front(value.to_owned());
+        list.truncate(keep.max(1));
+        Ok(())
+    }
+
+    async fn list_range(&self, key: &str, limit: usize) -> Result<Vec<String>, StateError> {
+        Ok(self
+            .data()
+            .lists
+            .get(key)
+            .map(|l| l.iter().take(limit).cloned().collect())
+            .unwrap_or_default())
+    }
+}
+
+#[async_trait::async_trait]
+impl Primitives for MemoryStore {
+    async fn raw_flag(&self, name: &Key) -> Result<bool, StateError> {
+        let now = Instant::now();
+        Ok(self.data().value(&format!("flag:{name}"), now).is_some())
+    }
+
+    async fn raw_set_flag(&self, name: &Key, ttl: Duration) -> Result<bool, StateError> {
+        let now = Instant::now();
+        Ok(self
+            .data()
+            .set_nx(&format!("flag:{name}"), "1".into(), Some(ttl), now))
+    }
+
+    async fn raw_first_seen(&self, name: &Key, ttl: Duration) -> Result<u64, StateError> {
+        let now = Instant::now();
+        let mut data = self.data();
+        let key = format!("seen:{name}");
+        data.set_nx(&key, now_ms().to_string(), Some(ttl), now);
+        Ok(data
+            .value(&key, now)
+            .and_then(|v| v.value.parse().ok())
+            .unwrap_or_else(now_ms))
+    }
+
+    async fn raw_clear_flag(&self, name: &Key) -> Result<(), StateError> {
+        self.data().values.remove(&format!("flag:{name}"));
+        Ok(())
+    }
+
+    async fn raw_forget_seen(&self, name: &Key) -> Result<(), StateError> {
+        self.data().values.remove(&format!("seen:{name}"));
+        Ok(())
+    }
+
+    async fn raw_count(&self, name: &Key, window: Duration) -> Result<u64, StateError> {
+        let now = Instant::now();
+        let mut data = self.data();
+        let key = format!("count:{name}");
+        let n = data
+            .value(&key, now)
+            .and_then(|v| v.value.parse::<u64>().ok())
+            .unwrap_or(0)
+            + 1;
+        data.values.insert(
+            key,
+            Timed {
+                value: n.to_string(),
+                expires: Some(now + window),
+            },
+        );
+        Ok(n)
+    }
+
+    async fn raw_counted(&self, name: &Key) -> Result<u64, StateError> {
+        let now = Instant::now();
+        Ok(self
+            .data()
+            .value(&format!("count:{name}"), now)
+            .and_then(|v| v.value.parse().ok())
+            .unwrap_or(0))
+    }
+
+    async fn raw_reset_count(&self, name: &Key) -> Result<(), StateError> {
+        self.data().values.remove(&format!("count:{name}"));
+        Ok(())
+    }
+}

@@ -1,0 +1,67 @@
+//! The pub/sub events of transfers: one `PSUBSCRIBE` connection per
+//! process, fanned out to in-process subscribers.
+
+use crate::state::{Channels, TransferEvent};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Dispatches the namespace's transfer events (one `PSUBSCRIBE` connection,
+/// reconnecting) to in-process subscribers by transfer id.
+#[derive(Clone)]
+pub struct EventHub {
+    pub(super) channels: Channels,
+}
+
+impl EventHub {
+    pub(super) fn start(client: redis::Client, ns: Arc<str>) -> EventHub {
+        let hub = EventHub {
+            channels: Channels::new(),
+        };
+        let weak = hub.channels.downgrade();
+        tokio::spawn(async move {
+            use futures_util::StreamExt;
+            let pattern = format!("{ns}:events:*");
+            let prefix = format!("{ns}:events:");
+            let mut backoff = Duration::from_millis(100);
+            loop {
+                if weak.is_gone() {
+                    return;
+                }
+                let mut pubsub = match client.get_async_pubsub().await {
+                    Ok(p) => p,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "event hub: redis unreachable, retrying");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                        continue;
+                    }
+                };
+                if let Err(e) = pubsub.psubscribe(&pattern).await {
+                    tracing::warn!(error = %e, "event hub: psubscribe failed");
+                    tokio::time::sleep(backoff).await;
+                    continue;
+                }
+                backoff = Duration::from_millis(100);
+                let mut messages = pubsub.on_message();
+                while let Some(msg) = messages.next().await {
+                    let Some(channels) = weak.upgrade() else {
+                        return;
+                    };
+                    let channel = msg.get_channel_name().to_owned();
+                    let Some(id) = channel.strip_prefix(&prefix) else {
+                        continue;
+                    };
+                    let Ok(payload) = msg.get_payload::<String>() else {
+                        continue;
+                    };
+                    let Ok(event) = serde_json::from_str::<TransferEvent>(&payload) else {
+                        continue;
+                    };
+                    channels.send(id, event);
+                }
+                tracing::warn!("event hub: subscription ended, reconnecting");
+            }
+        });
+        hub
+    }
+}

@@ -1,0 +1,185 @@
+//! The web side's records in Redis, and the flags, first sightings and
+//! counters the marks and client health are made of.
+
+use super::{millis, RedisStore};
+use crate::state::keys::{Key, Primitives};
+use crate::state::{now_ms, StateError, WebStore};
+use redis::AsyncCommands;
+use std::time::Duration;
+
+#[async_trait::async_trait]
+impl WebStore for RedisStore {
+    async fn kv_get(&self, key: &str) -> Result<Option<String>, StateError> {
+        let mut conn = self.conn.clone();
+        Ok(conn.get(self.key(&format!("kv:{key}"))).await?)
+    }
+
+    async fn kv_set(
+        &self,
+        key: &str,
+        value: &str,
+        ttl: Option<Duration>,
+    ) -> Result<(), StateError> {
+        let mut conn = self.conn.clone();
+        let key = self.key(&format!("kv:{key}"));
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(&key).arg(value);
+        if let Some(ttl) = ttl {
+            cmd.arg("PX").arg(millis(ttl));
+        }
+        let () = cmd.query_async(&mut conn).await?;
+        Ok(())
+    }
+
+    async fn kv_set_nx(
+        &self,
+        key: &str,
+        value: &str,
+        ttl: Option<Duration>,
+    ) -> Result<bool, StateError> {
+        let key = self.key(&format!("kv:{key}"));
+        match ttl {
+            Some(ttl) => self.set_nx(&key, value, ttl).await,
+            None => {
+                let mut conn = self.conn.clone();
+                Ok(conn.set_nx(&key, value).await?)
+            }
+        }
+    }
+
+    async fn kv_take(&self, key: &str) -> Result<Option<String>, StateError> {
+        let mut conn = self.conn.clone();
+        Ok(redis::cmd("GETDEL")
+            .arg(self.key(&format!("kv:{key}")))
+            .query_async(&mut conn)
+            .await?)
+    }
+
+    async fn kv_delete(&self, key: &str) -> Result<bool, StateError> {
+        let mut conn = self.conn.clone();
+        let n: u64 = conn.del(self.key(&format!("kv:{key}"))).await?;
+        Ok(n > 0)
+    }
+
+    async fn schedule(&self, name: &str, member: &str, due_ms: u64) -> Result<(), StateError> {
+        let mut conn = self.conn.clone();
+        let _: u64 = conn
+            .zadd(self.key(&format!("schedule:{name}")), member, due_ms)
+            .await?;
+        Ok(())
+    }
+
+    async fn due(&self, name: &str, now_ms: u64, limit: usize) -> Result<Vec<String>, StateError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn.clone();
+        Ok(conn
+            .zrangebyscore_limit(
+                self.key(&format!("schedule:{name}")),
+                0u64,
+                now_ms,
+                0,
+                isize::try_from(limit).unwrap_or(isize::MAX),
+            )
+            .await?)
+    }
+
+    async fn unschedule(&self, name: &str, member: &str) -> Result<(), StateError> {
+        let mut conn = self.conn.clone();
+        let _: u64 = conn
+            .zrem(self.key(&format!("schedule:{name}")), member)
+            .await?;
+        Ok(())
+    }
+
+    async fn list_push(&self, key: &str, value: &str, keep: usize) -> Result<(), StateError> {
+        let mut conn = self.conn.clone();
+        let key = self.key(&format!("list:{key}"));
+        let last = isize::try_from(keep).unwrap_or(isize::MAX).max(1) - 1;
+        let () = redis::pipe()
+            .atomic()
+            .lpush(&key, value)
+            .ignore()
+            .ltrim(&key, 0, last)
+            .ignore()
+            .query_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    async fn list_range(&self, key: &str, limit: usize) -> Result<Vec<String>, StateError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn.clone();
+        let last = isize::try_from(limit).unwrap_or(isize::MAX) - 1;
+        Ok(conn
+            .lrange(self.key(&format!("list:{key}")), 0, last)
+            .await?)
+    }
+}
+
+#[async_trait::async_trait]
+impl Primitives for RedisStore {
+    async fn raw_flag(&self, name: &Key) -> Result<bool, StateError> {
+        let mut conn = self.conn.clone();
+        Ok(conn.exists(self.key(&format!("flag:{name}"))).await?)
+    }
+
+    async fn raw_set_flag(&self, name: &Key, ttl: Duration) -> Result<bool, StateError> {
+        self.set_nx(&self.key(&format!("flag:{name}")), "1", ttl)
+            .await
+    }
+
+    async fn raw_first_seen(&self, name: &Key, ttl: Duration) -> Result<u64, StateError> {
+        let mut conn = self.conn.clone();
+        let key = self.key(&format!("seen:{name}"));
+        let (_, at): (Option<String>, Option<u64>) = redis::pipe()
+            .cmd("SET")
+            .arg(&key)
+            .arg(now_ms())
+            .arg("NX")
+            .arg("PX")
+            .arg(millis(ttl))
+            .get(&key)
+            .query_async(&mut conn)
+            .await?;
+        Ok(at.unwrap_or_else(now_ms))
+    }
+
+    async fn raw_clear_flag(&self, name: &Key) -> Result<(), StateError> {
+        let mut conn = self.conn.clone();
+        let _: u64 = conn.del(self.key(&format!("flag:{name}"))).await?;
+        Ok(())
+    }
+
+    async fn raw_forget_seen(&self, name: &Key) -> Result<(), StateError> {
+        let mut conn = self.conn.clone();
+        let _: u64 = conn.del(self.key(&format!("seen:{name}"))).await?;
+        Ok(())
+    }
+
+    async fn raw_count(&self, name: &Key, window: Duration) -> Result<u64, StateError> {
+        let mut conn = self.conn.clone();
+        let key = self.key(&format!("count:{name}"));
+        let (n, _): (u64, ()) = redis::pipe()
+            .incr(&key, 1)
+            .pexpire(&key, i64::try_from(window.as_millis()).unwrap_or(i64::MAX))
+            .query_async(&mut conn)
+            .await?;
+        Ok(n)
+    }
+
+    async fn raw_counted(&self, name: &Key) -> Result<u64, StateError> {
+        let mut conn = self.conn.clone();
+        let n: Option<u64> = conn.get(self.key(&format!("count:{name}"))).await?;
+        Ok(n.unwrap_or(0))
+    }
+
+    async fn raw_reset_count(&self, name: &Key) -> Result<(), StateError> {
+        let mut conn = self.conn.clone();
+        let _: u64 = conn.del(self.key(&format!("count:{name}"))).await?;
+        Ok(())
+    }
+}
