@@ -36,14 +36,13 @@
 pub use protocol::catalog;
 
 mod archive;
+mod engine;
 mod error;
 mod html;
 mod records;
 mod sidecar;
 mod source;
 mod zipfmt;
-
-mod engine;
 
 use std::io;
 use std::path::PathBuf;
