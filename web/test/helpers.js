@@ -15,7 +15,7 @@ export { sodium };
 
 export const vectorsDir = process.env.ALIAS_VECTORS_DIR
   ? resolve(process.env.ALIAS_VECTORS_DIR)
-  : join(repoRoot, 'common', 'tests', 'data');
+  : join(repoRoot, 'protocol', 'tests', 'data');
 
 /** A vector file parsed with JSON.parse (JavaScript key order, numbers as doubles). */
 export function loadVectors(name) {
