@@ -293,8 +293,13 @@ async fn done_transfers_archives_are_deleted_after_the_retention() {
     let before = stored(&bank, &client.id).await;
     assert!(before.0 > 0 && before.1 > 0, "{before:?}");
     assert_delivered(&bank, &client).await;
+    // The sweeper deletes the objects, then the build's record.
     eventually("done transfer's archives deleted", LIMIT, || async {
         stored(&bank, &client.id).await.0 == 0
+            && archives::build_of(&bank.app.state, &client.id)
+                .await
+                .unwrap()
+                .is_none()
     })
     .await;
     let gone_at = now_ms();
@@ -303,10 +308,6 @@ async fn done_transfers_archives_are_deleted_after_the_retention() {
         "deleted {} ms after done, before the retention",
         gone_at - t.updated_ms
     );
-    assert!(archives::build_of(&bank.app.state, &client.id)
-        .await
-        .unwrap()
-        .is_none());
     let after = stored(&bank, &client.id).await;
     eprintln!(
         "FIGURE retention: done transfer's storage {} bytes in {} objects before, {} bytes after ({} ms after done)",

@@ -52,11 +52,10 @@ pub(crate) async fn chunk(
                         .counters
                         .chunk_bytes
                         .fetch_add(body.received, std::sync::atomic::Ordering::Relaxed);
-                    let dropped =
-                        shared.next_drops(call.faults.drop_every) && drop_connection(&req);
+                    let dropped = shared.next_drops(call.faults.drop_every)
+                        && drop_connection(&req, &shared.counters.dropped);
                     if dropped {
-                        bump(&shared.counters.dropped);
-                        tracing::info!(id, file, "dropping the connection (fault injection)");
+                        tracing::info!(id, file, "dropped the connection (fault injection)");
                     }
                     let response = HttpResponse::Ok()
                         .insert_header((UPLOAD_OFFSET, held.to_string()))
@@ -439,9 +438,20 @@ pub(crate) fn remember_socket(conn: &dyn Any, ext: &mut Extensions) {
 }
 
 /// Shuts the request's connection down (both ways) without an answer.
-fn drop_connection(req: &HttpRequest) -> bool {
-    req.conn_data::<ConnSocket>()
-        .is_some_and(|s| s.0.shutdown(std::net::Shutdown::Both).is_ok())
+/// Closes the request's connection unanswered, counting it in `counter`
+/// first: a client that sees the connection close and asks the counters
+/// right away finds the drop counted.
+fn drop_connection(req: &HttpRequest, counter: &std::sync::atomic::AtomicU64) -> bool {
+    let Some(socket) = req.conn_data::<ConnSocket>() else {
+        return false;
+    };
+    bump(counter);
+    if socket.0.shutdown(std::net::Shutdown::Both).is_ok() {
+        true
+    } else {
+        counter.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        false
+    }
 }
 
 /// `HEAD {base}{id}/{file}`: how many bytes of the file the sink holds.
