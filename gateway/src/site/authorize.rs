@@ -871,21 +871,7 @@ pub async fn agree(
             "agreeing needs a consented grant, not a revocation",
         ));
     }
-    let shown =
-        decode_verified(&p.contract, &app.config.limits).map_err(|e| token_error(e, "contract"))?;
-    let shown_hash = fold(&shown)
-        .map_err(|e| token_error(e.into(), "contract"))?
-        .to_b64();
-    let signed_hash = grant
-        .contract_hash()
-        .map_err(|e| token_error(e, "grant"))?
-        .to_b64();
-    if shown_hash != signed_hash {
-        return Err(ApiError::bad_request(
-            "contract_mismatch",
-            "the grant is for another contract than the one shown",
-        ));
-    }
+    let shown_hash = same_contract_as_shown(&app, &p.contract, &grant, "the grant")?;
     let effective = accept_grant(&app, &input.grant, Some(&input.bind)).await?;
     let _ = app.state.kv_delete(&format!("web:authreq:{rid}")).await?;
     let code = effective.grant.to_token();
@@ -953,21 +939,7 @@ async fn withdraw(app: &AppState, p: &Pending, token: &str) -> Result<(), ApiErr
             "denying withdraws with a revocation, not a grant",
         ));
     }
-    let shown =
-        decode_verified(&p.contract, &app.config.limits).map_err(|e| token_error(e, "contract"))?;
-    let shown_hash = fold(&shown)
-        .map_err(|e| token_error(e.into(), "contract"))?
-        .to_b64();
-    let signed_hash = grant
-        .contract_hash()
-        .map_err(|e| token_error(e, "grant"))?
-        .to_b64();
-    if shown_hash != signed_hash {
-        return Err(ApiError::bad_request(
-            "contract_mismatch",
-            "the revocation is for another contract than the one shown",
-        ));
-    }
+    let shown_hash = same_contract_as_shown(app, &p.contract, &grant, "the revocation")?;
     super::dashboard::remember_delivered(app, &p.pk, &shown_hash).await?;
     let effective = accept_grant(app, token, None).await?;
     if effective.stored && effective.grant.is_revoked() {
@@ -1070,6 +1042,33 @@ fn denied_url(p: &Pending) -> Result<String, ApiError> {
         pairs.push(("state", s));
     }
     with_params(&p.callback, &pairs)
+}
+
+/// Refuses a grant (or revocation, `what`) signed for another contract than
+/// the one the page showed: 400 `contract_mismatch`. Gives the shown
+/// contract's hash.
+fn same_contract_as_shown(
+    app: &AppState,
+    contract: &str,
+    grant: &protocol::alias::Grant,
+    what: &str,
+) -> Result<String, ApiError> {
+    let shown =
+        decode_verified(contract, &app.config.limits).map_err(|e| token_error(e, "contract"))?;
+    let shown_hash = fold(&shown)
+        .map_err(|e| token_error(e.into(), "contract"))?
+        .to_b64();
+    let signed_hash = grant
+        .contract_hash()
+        .map_err(|e| token_error(e, "grant"))?
+        .to_b64();
+    if shown_hash != signed_hash {
+        return Err(ApiError::bad_request(
+            "contract_mismatch",
+            format!("{what} is for another contract than the one shown"),
+        ));
+    }
+    Ok(shown_hash)
 }
 
 #[cfg(test)]
