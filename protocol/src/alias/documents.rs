@@ -320,22 +320,47 @@ fn dedup_scopes<'a>(scopes: impl Iterator<Item = &'a Value>) -> Result<Vec<Value
 }
 
 /// A verified, signed `alias.grant` (consented or revoked).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Grant {
     value: Value,
+    /// The grant hash and the contract hash, when the verification pass
+    /// computed them (a grant read from a token); otherwise folded on demand.
+    hashes: Option<(Fold, Fold)>,
+}
+
+impl PartialEq for Grant {
+    fn eq(&self, other: &Self) -> bool {
+        self.value == other.value
+    }
 }
 
 impl Grant {
-    /// Decodes and fully verifies a grant token.
+    /// Decodes and fully verifies a grant token, folding it once: the
+    /// verification pass gives the grant hash and the contract hash too.
     pub fn from_token(token: &str, limits: &Limits) -> Result<Self, AliasError> {
-        Self::from_verified(decode_verified(token, limits)?)
+        let value = from_json_str(token, limits)?;
+        let contract: *const Value = body_of(&value).get("contract").unwrap_or(&Value::Null);
+        let mut contract_hash = None;
+        let grant_hash = registry().verify_folded(&value, &mut |node, folded| {
+            if std::ptr::eq(node, contract) {
+                contract_hash = folded.ok().map(|f| Fold::from_bytes(f));
+            }
+        })?;
+        let mut grant = Self::from_verified(value)?;
+        if let (Ok(g), Some(c)) = (grant_hash, contract_hash) {
+            grant.hashes = Some((g, c));
+        }
+        Ok(grant)
     }
 
     /// Wraps a value that has already passed [`registry`] verification.
     pub fn from_verified(value: Value) -> Result<Self, AliasError> {
         check_signed(&value, GRANT)?;
         Contract::new(body_of(&value).get("contract").unwrap_or(&Value::Null))?;
-        Ok(Self { value })
+        Ok(Self {
+            value,
+            hashes: None,
+        })
     }
 
     /// The signature object.
@@ -386,12 +411,18 @@ impl Grant {
 
     /// The contract hash.
     pub fn contract_hash(&self) -> Result<Fold, AliasError> {
-        self.contract().hash()
+        match &self.hashes {
+            Some((_, contract)) => Ok(contract.clone()),
+            None => self.contract().hash(),
+        }
     }
 
     /// The grant hash: the fold of the whole signature object.
     pub fn grant_hash(&self) -> Result<Fold, AliasError> {
-        Ok(fold(&self.value)?)
+        match &self.hashes {
+            Some((grant, _)) => Ok(grant.clone()),
+            None => Ok(fold(&self.value)?),
+        }
     }
 
     /// The id of the transfer this grant feeds, by the configured rule.

@@ -4,7 +4,7 @@
 //! counts entries; each entry hashed as the list `[key, value]`).
 
 use super::b64::b64u_encode;
-use super::value::{Dict, Value};
+use super::value::Value;
 use crate::js::{join_text, number_to_string, ToPrimitiveError};
 use blake2b_simd::State;
 use std::fmt;
@@ -16,6 +16,11 @@ use std::sync::OnceLock;
 pub struct Fold(Vec<u8>);
 
 impl Fold {
+    /// A fold given as its raw bytes.
+    pub fn from_bytes(bytes: &[u8]) -> Self {
+        Fold(bytes.to_vec())
+    }
+
     /// The raw bytes.
     pub fn as_bytes(&self) -> &[u8] {
         &self.0
@@ -61,13 +66,18 @@ pub enum FoldError {
 
 /// Folds a value.
 pub fn fold(value: &Value) -> Result<Fold, FoldError> {
-    Ok(Fold(folded(value)?.as_ref().to_vec()))
+    let pass = fold_pass::<std::convert::Infallible>(value, &mut |_, _| Ok(()));
+    match pass {
+        Ok(folded) => Ok(Fold(folded?.as_ref().to_vec())),
+        Err(never) => match never {},
+    }
 }
 
-type Digest64 = [u8; 64];
+/// A 64-byte BLAKE2b digest.
+pub(crate) type Digest64 = [u8; 64];
 
 /// A fold without allocation: a digest, or the raw bytes of a `Hash` leaf.
-enum Folded<'a> {
+pub(crate) enum Folded<'a> {
     Digest(Digest64),
     Raw(&'a [u8]),
 }
@@ -78,6 +88,13 @@ impl AsRef<[u8]> for Folded<'_> {
             Folded::Digest(d) => d,
             Folded::Raw(r) => r,
         }
+    }
+}
+
+impl Folded<'_> {
+    /// The owned fold.
+    pub(crate) fn to_fold(&self) -> Fold {
+        Fold(self.as_ref().to_vec())
     }
 }
 
@@ -102,63 +119,217 @@ fn null_digest() -> &'static Digest64 {
     NULL.get_or_init(|| h(&[b"null:null"]))
 }
 
-fn folded(value: &Value) -> Result<Folded<'_>, FoldError> {
-    Ok(Folded::Digest(match value {
-        Value::Hash(raw) => return Ok(Folded::Raw(raw)),
-        Value::Null => *null_digest(),
+/// The fold of a leaf (anything but a list or a dict).
+fn leaf(value: &Value) -> Folded<'_> {
+    Folded::Digest(match value {
+        Value::Hash(raw) => return Folded::Raw(raw),
         Value::Bool(true) => h(&[b"boolean:true"]),
         Value::Bool(false) => h(&[b"boolean:false"]),
         Value::Number(n) => h(&[b"number:", number_to_string(*n).as_bytes()]),
         Value::String(s) => h(&[b"string:", s.as_bytes()]),
         Value::Bytes(b) => h(&[b"bytes:", b]),
         Value::Box(b) => h(&[b"box:", b]),
-        Value::List(items) => {
-            let mut state = State::new();
-            state.update(b"list:");
-            for item in items {
-                state.update(folded(item)?.as_ref());
-            }
-            finish(&state)
-        }
-        Value::Dict(d) => fold_dict(d)?,
-    }))
+        Value::Null | Value::List(_) | Value::Dict(_) => *null_digest(),
+    })
 }
 
-fn fold_dict(d: &Dict) -> Result<Digest64, FoldError> {
-    let mut entries: Vec<(&str, &Value)> = d.iter().collect();
-    // `Array.prototype.sort()` converts each `[key, value]` pair to the text
-    // `key,value` and compares by UTF-16 code units; with fewer than two
-    // entries it compares (and converts) nothing.
-    if entries.len() >= 2 {
-        let mut keyed = Vec::with_capacity(entries.len());
-        for (k, v) in entries {
-            let text = join_text(v).map_err(|source| FoldError::Unconvertible {
-                key: k.to_owned(),
-                source,
-            })?;
-            let mut sort_key: Vec<u16> = k.encode_utf16().collect();
-            sort_key.push(u16::from(b','));
-            sort_key.extend(text.encode_utf16());
-            keyed.push((sort_key, k, v));
-        }
-        // Stable, so tied entries keep their dict order.
-        keyed.sort_by(|a, b| a.0.cmp(&b.0));
-        entries = keyed.into_iter().map(|(_, k, v)| (k, v)).collect();
+/// One entry of a dict during a pass: its key, its value's fold, the
+/// digest of the pair `[key, value]` (when the value folds), and the text
+/// the reference's sort compares (computed for dicts of two entries or more).
+struct Entry<'a> {
+    key: &'a str,
+    value: &'a Value,
+    fold: Result<Folded<'a>, FoldError>,
+    pair: Option<Digest64>,
+    text: Option<Result<String, ToPrimitiveError>>,
+}
+
+/// A dict met by [`fold_pass`]: the folds of its entries, already computed,
+/// from which its own fold and the fold of any sub-dict of its entries
+/// (a signature's signed part) are derived without folding anything again.
+pub(crate) struct DictFolds<'p, 'a> {
+    entries: &'p [Entry<'a>],
+    own: &'p Result<Folded<'a>, FoldError>,
+}
+
+impl DictFolds<'_, '_> {
+    /// The dict's own fold.
+    pub(crate) fn own(&self) -> Result<&[u8], &FoldError> {
+        self.own.as_ref().map(AsRef::as_ref)
     }
 
+    /// The fold of the dict made of `keys` (in this insertion order; none
+    /// may be an array index) with this dict's values, a missing key
+    /// standing for null: what the reference folds when it builds
+    /// `{type, date, signer, body}` from a signature.
+    pub(crate) fn subset(&self, keys: &[&str]) -> Result<Digest64, FoldError> {
+        let picked: Vec<(&str, Option<&Entry<'_>>)> = keys
+            .iter()
+            .map(|k| (*k, self.entries.iter().find(|e| e.key == *k)))
+            .collect();
+        let mut order: Vec<usize> = (0..picked.len()).collect();
+        if picked.len() >= 2 {
+            let mut sort_keys = Vec::with_capacity(picked.len());
+            for (key, entry) in &picked {
+                let text = match entry {
+                    // A missing key is null, whose text is empty.
+                    None => Ok(String::new()),
+                    Some(e) => match &e.text {
+                        Some(t) => t.clone(),
+                        None => join_text(e.value),
+                    },
+                };
+                let text = text.map_err(|source| FoldError::Unconvertible {
+                    key: (*key).to_owned(),
+                    source,
+                })?;
+                sort_keys.push(sort_key(key, &text));
+            }
+            order.sort_by(|a, b| sort_keys.get(*a).cmp(&sort_keys.get(*b)));
+        }
+        let mut pairs = Vec::with_capacity(order.len());
+        for i in order {
+            let Some((key, entry)) = picked.get(i) else {
+                continue;
+            };
+            pairs.push(match entry {
+                None => pair_digest(key, null_digest()),
+                Some(e) => match (&e.pair, &e.fold) {
+                    (Some(p), _) => *p,
+                    (None, Err(err)) => return Err(err.clone()),
+                    (None, Ok(f)) => pair_digest(key, f.as_ref()),
+                },
+            });
+        }
+        Ok(dict_digest(&pairs))
+    }
+}
+
+/// The text `key,value` the reference's sort compares, as UTF-16 code units.
+fn sort_key(key: &str, text: &str) -> Vec<u16> {
+    let mut out: Vec<u16> = key.encode_utf16().collect();
+    out.push(u16::from(b','));
+    out.extend(text.encode_utf16());
+    out
+}
+
+/// `F([key, value])`: each entry is hashed as a two-element list.
+fn pair_digest(key: &str, value_fold: &[u8]) -> Digest64 {
+    let mut pair = State::new();
+    pair.update(b"list:");
+    pair.update(&h(&[b"string:", key.as_bytes()]));
+    pair.update(value_fold);
+    finish(&pair)
+}
+
+/// A dict's fold from its pair digests in sorted order; the keys
+/// accumulator only counts entries.
+fn dict_digest(pairs: &[Digest64]) -> Digest64 {
     let mut keys = State::new();
     keys.update(b"keys:");
     let mut values = State::new();
     values.update(b"values:");
-    for (k, v) in entries {
+    for pair in pairs {
         keys.update(null_digest());
-        let mut pair = State::new();
-        pair.update(b"list:");
-        pair.update(&h(&[b"string:", k.as_bytes()]));
-        pair.update(folded(v)?.as_ref());
-        values.update(&finish(&pair));
+        values.update(pair);
     }
-    Ok(h(&[b"dict:", &finish(&keys), &finish(&values)]))
+    h(&[b"dict:", &finish(&keys), &finish(&values)])
+}
+
+/// A dict's own fold, with the reference's errors in its order: a value
+/// that cannot be turned into text (first in dict order, when there is a
+/// sort), then a value that cannot be folded (first in sorted order).
+fn own_fold<'a>(entries: &[Entry<'a>]) -> Result<Folded<'a>, FoldError> {
+    let mut order: Vec<usize> = (0..entries.len()).collect();
+    // `Array.prototype.sort()` converts each `[key, value]` pair to the text
+    // `key,value` and compares by UTF-16 code units; with fewer than two
+    // entries it compares (and converts) nothing.
+    if entries.len() >= 2 {
+        let mut sort_keys = Vec::with_capacity(entries.len());
+        for e in entries {
+            match &e.text {
+                Some(Ok(t)) => sort_keys.push(sort_key(e.key, t)),
+                Some(Err(source)) => {
+                    return Err(FoldError::Unconvertible {
+                        key: e.key.to_owned(),
+                        source: source.clone(),
+                    })
+                }
+                None => sort_keys.push(sort_key(e.key, "")),
+            }
+        }
+        // Stable, so tied entries keep their dict order.
+        order.sort_by(|a, b| sort_keys.get(*a).cmp(&sort_keys.get(*b)));
+    }
+    let mut pairs = Vec::with_capacity(entries.len());
+    for i in order {
+        let Some(e) = entries.get(i) else { continue };
+        match (&e.pair, &e.fold) {
+            (Some(p), _) => pairs.push(*p),
+            (None, Err(err)) => return Err(err.clone()),
+            (None, Ok(f)) => pairs.push(pair_digest(e.key, f.as_ref())),
+        }
+    }
+    Ok(Folded::Digest(dict_digest(&pairs)))
+}
+
+/// Folds `value` in one bottom-up pass, calling `visit` on every dict
+/// (children first, in dict and list order) with the folds of its entries.
+/// A subtree that cannot be folded does not stop the pass (the reference
+/// only folds on demand): its error is in the returned fold, and in the
+/// folds of the dicts above it. An error of `visit` stops the pass.
+pub(crate) fn fold_pass<'a, E>(
+    value: &'a Value,
+    visit: &mut dyn FnMut(&'a Value, &DictFolds<'_, 'a>) -> Result<(), E>,
+) -> Result<Result<Folded<'a>, FoldError>, E> {
+    match value {
+        Value::List(items) => {
+            let mut state = State::new();
+            state.update(b"list:");
+            let mut failed = None;
+            for item in items {
+                match fold_pass(item, visit)? {
+                    Ok(f) if failed.is_none() => {
+                        state.update(f.as_ref());
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        failed.get_or_insert(e);
+                    }
+                }
+            }
+            Ok(match failed {
+                Some(e) => Err(e),
+                None => Ok(Folded::Digest(finish(&state))),
+            })
+        }
+        Value::Dict(d) => {
+            let sorted = d.len() >= 2;
+            let mut entries = Vec::with_capacity(d.len());
+            for (key, v) in d.iter() {
+                let fold = fold_pass(v, visit)?;
+                let pair = fold.as_ref().ok().map(|f| pair_digest(key, f.as_ref()));
+                let text = sorted.then(|| join_text(v));
+                entries.push(Entry {
+                    key,
+                    value: v,
+                    fold,
+                    pair,
+                    text,
+                });
+            }
+            let own = own_fold(&entries);
+            visit(
+                value,
+                &DictFolds {
+                    entries: &entries,
+                    own: &own,
+                },
+            )?;
+            Ok(own)
+        }
+        other => Ok(Ok(leaf(other))),
+    }
 }
 
 #[cfg(test)]
