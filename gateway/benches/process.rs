@@ -1,8 +1,12 @@
 //! Gateway throughput against the real local Redis and RabbitMQ: accepted
-//! `POST /alias/process` per second (async mode; every request a new grant,
-//! so each one validates two signatures, applies the policy, stores the
-//! grant, creates a transfer and publishes a confirmed persistent job),
-//! beside `GET /alias/` on the same server in the same run.
+//! `POST /alias/process` per second (async mode; every request a new grant
+//! of a new contract, so each one verifies the user's signature and the
+//! client's declaration (one declaration for all the contracts, signed once
+//! as a client does: the gateway verifies it once), applies the policy,
+//! stores the grant, creates a transfer and publishes a confirmed
+//! persistent job), beside `GET /alias/` on the same server and a bare
+//! RabbitMQ publish-with-confirm loop (the same publisher, the same number
+//! of publishes in flight, and one at a time), in the same run.
 //!
 //! `cargo bench -p alias-gateway --bench process [-- REQUESTS CONCURRENCY]`
 
@@ -14,14 +18,19 @@ use protocol::anychain::{sign, signing_key_from_seed, to_token, Dict, Value};
 use runtime::config::Config;
 use std::time::Instant;
 
-fn contract(i: usize) -> Value {
+/// The client's signed declaration: signed once, in every contract.
+fn client_decl() -> Value {
     let client_key = signing_key_from_seed(&[1; 32]);
     let decl = Dict::new()
         .with("type", "alias.client.decl")
-        .with("name", format!("Client {i}"))
+        .with("name", "Bench client")
         .with("domain", "client.example")
         .with("crypto", Dict::new());
-    let client = sign(&client_key, Value::Dict(decl), 1_574_158_519_000.0).unwrap();
+    sign(&client_key, Value::Dict(decl), 1_574_158_519_000.0).unwrap()
+}
+
+fn contract(i: usize, client: &Value) -> Value {
+    let client = client.clone();
     let scope = |p: &str| Value::Dict(Dict::new().with("provider", "google").with("path", p));
     let group = |s: Vec<Value>| {
         Value::Dict(
@@ -37,7 +46,7 @@ fn contract(i: usize) -> Value {
             .with(
                 "legal",
                 Dict::new()
-                    .with("usage", "benchmark")
+                    .with("usage", format!("benchmark {i}"))
                     .with("storage_duration", "1 year"),
             )
             .with(
@@ -125,9 +134,11 @@ fn main() {
         assert!(r.status().is_success());
         eprintln!("signing {n} grants…");
         let now = runtime::state::now_ms() as f64;
+        let client = client_decl();
         let grants: Vec<String> = (0..n)
             .map(|i| {
-                let body = grant_body(&contract(i), vec![vec![true, false]], vec![]).unwrap();
+                let body =
+                    grant_body(&contract(i, &client), vec![vec![true, false]], vec![]).unwrap();
                 to_token(&sign(&user, body, now).unwrap())
             })
             .collect();
@@ -166,12 +177,55 @@ fn main() {
             .queue_depth(runtime::mq::Queue::Work(runtime::mq::Route::Process))
             .await
             .unwrap();
+        // RabbitMQ alone: the same persistent, confirmed publishes of a job
+        // of the same size, through the same publisher, as many in flight as
+        // requests above, then one at a time.
+        let body = serde_json::to_vec(&serde_json::json!({
+            "transfer": "x".repeat(86), "generation": 1,
+        }))
+        .unwrap();
+        let confirmed = |in_flight: usize| {
+            let broker = app.broker.clone();
+            let body = body.clone();
+            async move {
+                let started = Instant::now();
+                stream::iter(0..n)
+                    .map(|i| {
+                        let broker = broker.clone();
+                        let body = body.clone();
+                        async move {
+                            broker
+                                .publish(
+                                    runtime::mq::Route::Process,
+                                    &body,
+                                    &format!("bare-{in_flight}-{i}"),
+                                )
+                                .await
+                                .unwrap();
+                        }
+                    })
+                    .buffer_unordered(in_flight)
+                    .count()
+                    .await;
+                n as f64 / started.elapsed().as_secs_f64()
+            }
+        };
+        let bare = confirmed(concurrency).await;
+        let serial = confirmed(1).await;
         println!();
         println!("| measure (concurrency {concurrency}) | requests/s |");
         println!("|---|---|");
         println!("| baseline: GET /alias/ | {discovery:.0} |");
         println!("| POST /alias/process accepted (async, new grant each) | {process:.0} |");
         println!("| ratio process / discovery | {:.3} |", process / discovery);
+        println!(
+            "| baseline: RabbitMQ publish with confirm, {concurrency} in flight | {bare:.0} |"
+        );
+        println!(
+            "| ratio process / RabbitMQ ({concurrency} in flight) | {:.3} |",
+            process / bare
+        );
+        println!("| RabbitMQ publish with confirm, one at a time | {serial:.0} |");
         println!("| jobs queued | {queued} (of {n}) |");
         app.broker.delete_topology().await;
         app.state.purge_namespace().await.unwrap();

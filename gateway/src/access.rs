@@ -119,18 +119,22 @@ fn capability_key(id: &str, hash: &str) -> String {
     format!("transfer-access:{id}:{hash}")
 }
 
-/// Issues a capability for transfer `id` of `user`: a random token whose
-/// hash (only) is kept, as long as finished transfers are.
-pub async fn issue_capability(app: &AppState, id: &str, user: &str) -> Result<String, ApiError> {
+/// A new capability for transfer `id`: the random token handed out and
+/// the state key under which its hash (only) is kept.
+pub(crate) fn new_capability(id: &str) -> Result<(String, String), ApiError> {
     let token = random_bytes(32)
         .map(|b| b64u_encode(&b))
         .map_err(|e| ApiError::unavailable("randomness", e))?;
+    let key = capability_key(id, &capability_hash(&token));
+    Ok((token, key))
+}
+
+/// Issues a capability for transfer `id` of `user`: a random token whose
+/// hash (only) is kept, as long as finished transfers are.
+pub async fn issue_capability(app: &AppState, id: &str, user: &str) -> Result<String, ApiError> {
+    let (token, key) = new_capability(id)?;
     app.state
-        .kv_set(
-            &capability_key(id, &capability_hash(&token)),
-            user,
-            Some(app.config.finished_ttl),
-        )
+        .kv_set(&key, user, Some(app.config.finished_ttl))
         .await?;
     Ok(token)
 }

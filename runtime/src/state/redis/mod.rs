@@ -6,6 +6,7 @@
 //! `events.rs` (pub/sub events dispatched by one [`EventHub`] per process).
 
 mod events;
+mod intake;
 mod leases;
 mod transfers;
 mod users;
