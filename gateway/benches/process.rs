@@ -8,7 +8,12 @@
 //! RabbitMQ publish-with-confirm loop (the same publisher, the same number
 //! of publishes in flight, and one at a time), in the same run.
 //!
-//! `cargo bench -p alias-gateway --bench process [-- REQUESTS CONCURRENCY]`
+//! Each request is a different user's (bound beforehand, untimed): a user
+//! holds one contract, as a contract serves one user.
+//!
+//! `cargo bench -p alias-gateway --bench process [-- REQUESTS CONCURRENCY [DISTINCT]]`
+//! (`DISTINCT` = 1: a new client declaration in every contract, so the
+//! gateway verifies two signatures per request).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -18,12 +23,13 @@ use protocol::anychain::{sign, signing_key_from_seed, to_token, Dict, Value};
 use runtime::config::Config;
 use std::time::Instant;
 
-/// The client's signed declaration: signed once, in every contract.
-fn client_decl() -> Value {
+/// A client's signed declaration (a client signs it once and puts it in
+/// every contract).
+fn client_decl(name: &str) -> Value {
     let client_key = signing_key_from_seed(&[1; 32]);
     let decl = Dict::new()
         .with("type", "alias.client.decl")
-        .with("name", "Bench client")
+        .with("name", name)
         .with("domain", "client.example")
         .with("crypto", Dict::new());
     sign(&client_key, Value::Dict(decl), 1_574_158_519_000.0).unwrap()
@@ -92,6 +98,7 @@ fn main() {
         .collect();
     let n = args.first().copied().unwrap_or(2000);
     let concurrency = args.get(1).copied().unwrap_or(32);
+    let distinct = args.get(2).copied().unwrap_or(0) == 1;
     actix_web::rt::System::new().block_on(async move {
         let dir = tempfile::tempdir().unwrap();
         let ns = format!("bench{}", uuid::Uuid::new_v4().simple());
@@ -112,34 +119,48 @@ fn main() {
             .build()
             .unwrap();
 
-        let user = signing_key_from_seed(&[2; 32]);
-        let bind = to_token(
-            &sign(
-                &user,
-                Value::Dict(
-                    Dict::new()
-                        .with("type", "alias.bindAuthz")
-                        .with("origin", "http://bank.test"),
-                ),
-                runtime::state::now_ms() as f64,
-            )
-            .unwrap(),
-        );
-        let r = http
-            .post(format!("{base}/alias/bind"))
-            .json(&serde_json::json!({"bind": bind}))
-            .send()
-            .await
-            .unwrap();
-        assert!(r.status().is_success());
-        eprintln!("signing {n} grants…");
+        let user_key = |i: usize| {
+            let mut seed = [2u8; 32];
+            seed[..8].copy_from_slice(&(i as u64).to_le_bytes());
+            signing_key_from_seed(&seed)
+        };
+        eprintln!("binding {n} users…");
         let now = runtime::state::now_ms() as f64;
-        let client = client_decl();
+        let bound = stream::iter(0..n)
+            .map(|i| {
+                let bind = to_token(
+                    &sign(
+                        &user_key(i),
+                        Value::Dict(
+                            Dict::new()
+                                .with("type", "alias.bindAuthz")
+                                .with("origin", "http://bank.test"),
+                        ),
+                        now,
+                    )
+                    .unwrap(),
+                );
+                http.post(format!("{base}/alias/bind"))
+                    .json(&serde_json::json!({"bind": bind}))
+                    .send()
+            })
+            .buffer_unordered(concurrency)
+            .filter(|r| std::future::ready(r.as_ref().is_ok_and(|r| r.status().is_success())))
+            .count()
+            .await;
+        assert_eq!(bound, n, "every user bound");
+        eprintln!("signing {n} grants…");
+        let shared = client_decl("Bench client");
         let grants: Vec<String> = (0..n)
             .map(|i| {
+                let client = if distinct {
+                    client_decl(&format!("Bench client {i}"))
+                } else {
+                    shared.clone()
+                };
                 let body =
                     grant_body(&contract(i, &client), vec![vec![true, false]], vec![]).unwrap();
-                to_token(&sign(&user, body, now).unwrap())
+                to_token(&sign(&user_key(i), body, now).unwrap())
             })
             .collect();
 
@@ -213,7 +234,12 @@ fn main() {
         let bare = confirmed(concurrency).await;
         let serial = confirmed(1).await;
         println!();
-        println!("| measure (concurrency {concurrency}) | requests/s |");
+        let decls = if distinct {
+            "a new client declaration each"
+        } else {
+            "one client declaration"
+        };
+        println!("| measure (concurrency {concurrency}, {decls}) | requests/s |");
         println!("|---|---|");
         println!("| baseline: GET /alias/ | {discovery:.0} |");
         println!("| POST /alias/process accepted (async, new grant each) | {process:.0} |");

@@ -326,6 +326,8 @@ pub struct Grant {
     /// The grant hash and the contract hash, when the verification pass
     /// computed them (a grant read from a token); otherwise folded on demand.
     hashes: Option<(Fold, Fold)>,
+    /// The scopes, once computed (the value never changes).
+    scopes: OnceLock<Vec<Value>>,
 }
 
 impl PartialEq for Grant {
@@ -343,7 +345,7 @@ impl Grant {
         let mut contract_hash = None;
         let grant_hash = registry().verify_folded(&value, &mut |node, folded| {
             if std::ptr::eq(node, contract) {
-                contract_hash = folded.ok().map(|f| Fold::from_bytes(f));
+                contract_hash = folded.ok().map(Fold::from_bytes);
             }
         })?;
         let mut grant = Self::from_verified(value)?;
@@ -360,6 +362,7 @@ impl Grant {
         Ok(Self {
             value,
             hashes: None,
+            scopes: OnceLock::new(),
         })
     }
 
@@ -445,6 +448,14 @@ impl Grant {
     /// then consented consent scopes, then agreed legitimate scopes; one per
     /// fold; none when revoked.
     pub fn scopes(&self) -> Result<Vec<Value>, AliasError> {
+        if let Some(scopes) = self.scopes.get() {
+            return Ok(scopes.clone());
+        }
+        let scopes = self.compute_scopes()?;
+        Ok(self.scopes.get_or_init(|| scopes).clone())
+    }
+
+    fn compute_scopes(&self) -> Result<Vec<Value>, AliasError> {
         if self.is_revoked() {
             return Ok(Vec::new());
         }

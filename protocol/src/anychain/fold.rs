@@ -7,6 +7,7 @@ use super::b64::b64u_encode;
 use super::value::Value;
 use crate::js::{join_text, number_to_string, ToPrimitiveError};
 use blake2b_simd::State;
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::OnceLock;
 
@@ -215,9 +216,14 @@ fn sort_key(key: &str, text: &str) -> Vec<u16> {
 
 /// `F([key, value])`: each entry is hashed as a two-element list.
 fn pair_digest(key: &str, value_fold: &[u8]) -> Digest64 {
+    pair_of(&h(&[b"string:", key.as_bytes()]), value_fold)
+}
+
+/// `F([key, value])` given the fold of the key.
+fn pair_of(key_fold: &Digest64, value_fold: &[u8]) -> Digest64 {
     let mut pair = State::new();
     pair.update(b"list:");
-    pair.update(&h(&[b"string:", key.as_bytes()]));
+    pair.update(key_fold);
     pair.update(value_fold);
     finish(&pair)
 }
@@ -225,15 +231,41 @@ fn pair_digest(key: &str, value_fold: &[u8]) -> Digest64 {
 /// A dict's fold from its pair digests in sorted order; the keys
 /// accumulator only counts entries.
 fn dict_digest(pairs: &[Digest64]) -> Digest64 {
-    let mut keys = State::new();
-    keys.update(b"keys:");
     let mut values = State::new();
     values.update(b"values:");
     for pair in pairs {
-        keys.update(null_digest());
         values.update(pair);
     }
-    h(&[b"dict:", &finish(&keys), &finish(&values)])
+    h(&[b"dict:", &keys_digest(pairs.len()), &finish(&values)])
+}
+
+/// Dicts up to this many entries take their keys accumulator from a table.
+const KEYS_TABLE: usize = 64;
+
+/// The keys accumulator of a dict of `n` entries, `H("keys:" ‖ H("null:null")^n)`:
+/// it only depends on `n`, so small counts come from a table built once.
+fn keys_digest(n: usize) -> Digest64 {
+    static TABLE: OnceLock<Vec<Digest64>> = OnceLock::new();
+    let table = TABLE.get_or_init(|| {
+        let mut state = State::new();
+        state.update(b"keys:");
+        let mut out = Vec::with_capacity(KEYS_TABLE + 1);
+        out.push(finish(&state));
+        for _ in 0..KEYS_TABLE {
+            state.update(null_digest());
+            out.push(finish(&state));
+        }
+        out
+    });
+    if let Some(d) = table.get(n) {
+        return *d;
+    }
+    let mut keys = State::new();
+    keys.update(b"keys:");
+    for _ in 0..n {
+        keys.update(null_digest());
+    }
+    finish(&keys)
 }
 
 /// A dict's own fold, with the reference's errors in its order: a value
@@ -282,13 +314,42 @@ pub(crate) fn fold_pass<'a, E>(
     value: &'a Value,
     visit: &mut dyn FnMut(&'a Value, &DictFolds<'_, 'a>) -> Result<(), E>,
 ) -> Result<Result<Folded<'a>, FoldError>, E> {
+    pass(value, visit, &mut Strings::default())
+}
+
+/// Strings up to this length have their fold remembered during a pass
+/// (keys and short values repeat: `type`, `scopes`, `provider`, …).
+const REMEMBERED_STRING: usize = 64;
+
+/// `H("string:" ‖ s)` of the short strings met in one pass: the fold of a
+/// string value and the first half of every pair `[key, value]`.
+#[derive(Default)]
+struct Strings<'a>(HashMap<&'a str, Digest64>);
+
+impl<'a> Strings<'a> {
+    fn fold(&mut self, s: &'a str) -> Digest64 {
+        if s.len() > REMEMBERED_STRING {
+            return h(&[b"string:", s.as_bytes()]);
+        }
+        *self
+            .0
+            .entry(s)
+            .or_insert_with(|| h(&[b"string:", s.as_bytes()]))
+    }
+}
+
+fn pass<'a, E>(
+    value: &'a Value,
+    visit: &mut dyn FnMut(&'a Value, &DictFolds<'_, 'a>) -> Result<(), E>,
+    strings: &mut Strings<'a>,
+) -> Result<Result<Folded<'a>, FoldError>, E> {
     match value {
         Value::List(items) => {
             let mut state = State::new();
             state.update(b"list:");
             let mut failed = None;
             for item in items {
-                match fold_pass(item, visit)? {
+                match pass(item, visit, strings)? {
                     Ok(f) if failed.is_none() => {
                         state.update(f.as_ref());
                     }
@@ -307,8 +368,11 @@ pub(crate) fn fold_pass<'a, E>(
             let sorted = d.len() >= 2;
             let mut entries = Vec::with_capacity(d.len());
             for (key, v) in d.iter() {
-                let fold = fold_pass(v, visit)?;
-                let pair = fold.as_ref().ok().map(|f| pair_digest(key, f.as_ref()));
+                let fold = pass(v, visit, strings)?;
+                let pair = fold
+                    .as_ref()
+                    .ok()
+                    .map(|f| pair_of(&strings.fold(key), f.as_ref()));
                 let text = sorted.then(|| join_text(v));
                 entries.push(Entry {
                     key,
@@ -328,6 +392,7 @@ pub(crate) fn fold_pass<'a, E>(
             )?;
             Ok(own)
         }
+        Value::String(text) => Ok(Ok(Folded::Digest(strings.fold(text)))),
         other => Ok(Ok(leaf(other))),
     }
 }
@@ -365,6 +430,18 @@ mod tests {
         let sub = fold(&from_json_str(r#"{"a":1}"#, &Limits::default()).unwrap()).unwrap();
         let replaced = Value::List(vec![Value::from("x"), sub.into_value()]);
         assert_eq!(fold(&v).unwrap(), fold(&replaced).unwrap());
+    }
+
+    #[test]
+    fn keys_accumulator_table_matches_the_definition() {
+        for n in [0, 1, 2, 7, KEYS_TABLE, KEYS_TABLE + 1, KEYS_TABLE + 9] {
+            let mut keys = State::new();
+            keys.update(b"keys:");
+            for _ in 0..n {
+                keys.update(null_digest());
+            }
+            assert_eq!(keys_digest(n), finish(&keys), "{n} entries");
+        }
     }
 
     #[test]

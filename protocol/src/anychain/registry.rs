@@ -11,6 +11,10 @@ use super::value::Value;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+/// What [`Registry::verify_folded`] tells about each typed dict that
+/// passed: the dict and its fold (or why it cannot be folded).
+pub type Seen<'s> = dyn FnMut(&Value, Result<&[u8], &FoldError>) + 's;
+
 /// A validator: checks one typed dict (passed as the [`Value::Dict`] that
 /// holds it), failing with the reference's message.
 pub type Validator = fn(&Value) -> Result<(), String>;
@@ -119,7 +123,7 @@ impl Registry {
     pub fn verify_folded(
         &self,
         value: &Value,
-        seen: &mut dyn FnMut(&Value, Result<&[u8], &FoldError>),
+        seen: &mut Seen<'_>,
     ) -> Result<Result<Fold, FoldError>, VerifyError> {
         let folded = fold_pass(value, &mut |node, folds| {
             let Some(t) = node.type_name() else {
