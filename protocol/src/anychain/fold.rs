@@ -5,7 +5,7 @@
 
 use super::b64::b64u_encode;
 use super::value::Value;
-use crate::js::{join_text, number_to_string, ToPrimitiveError};
+use crate::js::{check_text, join_text, number_to_string, ToPrimitiveError};
 use blake2b_simd::State;
 use std::collections::HashMap;
 use std::fmt;
@@ -136,7 +136,8 @@ fn leaf(value: &Value) -> Folded<'_> {
 
 /// One entry of a dict during a pass: its key, its value's fold, the
 /// digest of the pair `[key, value]` (when the value folds), and the text
-/// the reference's sort compares (computed for dicts of two entries or more).
+/// the reference's sort compares (for dicts of two entries or more; empty
+/// when no key of the dict has a comma, as it cannot change the order).
 struct Entry<'a> {
     key: &'a str,
     value: &'a Value,
@@ -170,7 +171,7 @@ impl DictFolds<'_, '_> {
             .collect();
         let mut order: Vec<usize> = (0..picked.len()).collect();
         if picked.len() >= 2 {
-            let mut sort_keys = Vec::with_capacity(picked.len());
+            let mut texts = Vec::with_capacity(picked.len());
             for (key, entry) in &picked {
                 let text = match entry {
                     // A missing key is null, whose text is empty.
@@ -180,13 +181,16 @@ impl DictFolds<'_, '_> {
                         None => join_text(e.value),
                     },
                 };
-                let text = text.map_err(|source| FoldError::Unconvertible {
+                texts.push(text.map_err(|source| FoldError::Unconvertible {
                     key: (*key).to_owned(),
                     source,
-                })?;
-                sort_keys.push(sort_key(key, &text));
+                })?);
             }
-            order.sort_by(|a, b| sort_keys.get(*a).cmp(&sort_keys.get(*b)));
+            order.sort_by(|a, b| {
+                let text = |i: usize| texts.get(i).map_or("", String::as_str);
+                let key = |i: usize| picked.get(i).map_or("", |p| p.0);
+                cmp_sort_text(key(*a), text(*a), key(*b), text(*b))
+            });
         }
         let mut pairs = Vec::with_capacity(order.len());
         for i in order {
@@ -206,12 +210,14 @@ impl DictFolds<'_, '_> {
     }
 }
 
-/// The text `key,value` the reference's sort compares, as UTF-16 code units.
-fn sort_key(key: &str, text: &str) -> Vec<u16> {
-    let mut out: Vec<u16> = key.encode_utf16().collect();
-    out.push(u16::from(b','));
-    out.extend(text.encode_utf16());
-    out
+/// Compares the texts `key,value` of two entries as the reference's sort
+/// does: by UTF-16 code units.
+fn cmp_sort_text(k1: &str, t1: &str, k2: &str, t2: &str) -> std::cmp::Ordering {
+    let comma = std::iter::once(u16::from(b','));
+    k1.encode_utf16()
+        .chain(comma.clone())
+        .chain(t1.encode_utf16())
+        .cmp(k2.encode_utf16().chain(comma).chain(t2.encode_utf16()))
 }
 
 /// `F([key, value])`: each entry is hashed as a two-element list.
@@ -277,21 +283,25 @@ fn own_fold<'a>(entries: &[Entry<'a>]) -> Result<Folded<'a>, FoldError> {
     // `key,value` and compares by UTF-16 code units; with fewer than two
     // entries it compares (and converts) nothing.
     if entries.len() >= 2 {
-        let mut sort_keys = Vec::with_capacity(entries.len());
         for e in entries {
+            if let Some(Err(source)) = &e.text {
+                return Err(FoldError::Unconvertible {
+                    key: e.key.to_owned(),
+                    source: source.clone(),
+                });
+            }
+        }
+        fn text<'e>(e: &'e Entry<'_>) -> &'e str {
             match &e.text {
-                Some(Ok(t)) => sort_keys.push(sort_key(e.key, t)),
-                Some(Err(source)) => {
-                    return Err(FoldError::Unconvertible {
-                        key: e.key.to_owned(),
-                        source: source.clone(),
-                    })
-                }
-                None => sort_keys.push(sort_key(e.key, "")),
+                Some(Ok(t)) => t.as_str(),
+                _ => "",
             }
         }
         // Stable, so tied entries keep their dict order.
-        order.sort_by(|a, b| sort_keys.get(*a).cmp(&sort_keys.get(*b)));
+        order.sort_by(|a, b| match (entries.get(*a), entries.get(*b)) {
+            (Some(x), Some(y)) => cmp_sort_text(x.key, text(x), y.key, text(y)),
+            _ => std::cmp::Ordering::Equal,
+        });
     }
     let mut pairs = Vec::with_capacity(entries.len());
     for i in order {
@@ -366,6 +376,11 @@ fn pass<'a, E>(
         }
         Value::Dict(d) => {
             let sorted = d.len() >= 2;
+            // Without a comma in any key, `key,` alone orders the entries
+            // (distinct keys, none a prefix of another followed by a
+            // comma): the values' texts cannot matter, only whether the
+            // reference could build them.
+            let commas = sorted && d.keys().any(|k| k.contains(','));
             let mut entries = Vec::with_capacity(d.len());
             for (key, v) in d.iter() {
                 let fold = pass(v, visit, strings)?;
@@ -373,7 +388,11 @@ fn pass<'a, E>(
                     .as_ref()
                     .ok()
                     .map(|f| pair_of(&strings.fold(key), f.as_ref()));
-                let text = sorted.then(|| join_text(v));
+                let text = match (sorted, commas) {
+                    (false, _) => None,
+                    (true, true) => Some(join_text(v)),
+                    (true, false) => Some(check_text(v).map(|()| String::new())),
+                };
                 entries.push(Entry {
                     key,
                     value: v,

@@ -11,8 +11,8 @@ use super::value::Value;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// What [`Registry::verify_folded`] tells about each typed dict that
-/// passed: the dict and its fold (or why it cannot be folded).
+/// What [`Registry::verify_folded`] tells about each dict (typed ones
+/// once they passed): the dict and its fold (or why it cannot be folded).
 pub type Seen<'s> = dyn FnMut(&Value, Result<&[u8], &FoldError>) + 's;
 
 /// A validator: checks one typed dict (passed as the [`Value::Dict`] that
@@ -116,8 +116,8 @@ impl Registry {
     /// [`Registry::verify`], folding the tree in the same pass: each
     /// subtree is folded once, and a signature's signed part is derived
     /// from the folds of its entries (nothing is copied or folded again).
-    /// Calls `seen` with every typed dict that passed its validator and its
-    /// fold, and returns the fold of the whole value (an error when it
+    /// Calls `seen` with every dict (a typed one once it passed its
+    /// validator) and its fold, and returns the fold of the whole value (an error when it
     /// cannot be folded; the reference only folds on demand, so that is
     /// not a verification failure).
     pub fn verify_folded(
@@ -127,6 +127,7 @@ impl Registry {
     ) -> Result<Result<Fold, FoldError>, VerifyError> {
         let folded = fold_pass(value, &mut |node, folds| {
             let Some(t) = node.type_name() else {
+                seen(node, folds.own());
                 return Ok(());
             };
             let check = self
@@ -302,7 +303,7 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(root, fold(&doc).unwrap());
-        assert_eq!(typed.len(), 2, "the declaration and its signature");
+        assert_eq!(typed.len(), 3, "the holder, the declaration, its signature");
         for (node, f) in typed {
             assert_eq!(f.unwrap(), fold(&node).unwrap().as_bytes());
         }

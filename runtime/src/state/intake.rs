@@ -79,7 +79,7 @@ pub enum Intake {
         /// The outcome of [`TransferStore::begin_transfer`].
         begin: Begin,
         /// The transfer as it is after the change (unless foreign).
-        transfer: Option<Transfer>,
+        transfer: Option<Box<Transfer>>,
         /// The files of its generation (none unless it was joined).
         files: Vec<FileRecord>,
     },
@@ -133,7 +133,7 @@ pub trait GrantStore: UserStore + TransferStore + WebStore {
         if let Some(kv) = &begin_with.capability {
             self.kv_set(kv.key, kv.value, Some(kv.ttl)).await?;
         }
-        let transfer = self.transfer(begin_with.id).await?;
+        let transfer = self.transfer(begin_with.id).await?.map(Box::new);
         let files = match &transfer {
             Some(t) => self.files(begin_with.id, t.generation).await?,
             None => Vec::new(),

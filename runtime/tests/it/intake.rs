@@ -87,7 +87,7 @@ async fn separately(s: &State, g: &Submit) -> Result<Intake, StateError> {
         });
     }
     s.kv_set(CAPABILITY, g.user, Some(TTL)).await?;
-    let transfer = s.transfer(b.id).await?;
+    let transfer = s.transfer(b.id).await?.map(Box::new);
     let files = s
         .files(b.id, transfer.as_ref().map_or(0, |t| t.generation))
         .await?;

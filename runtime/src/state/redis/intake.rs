@@ -140,14 +140,14 @@ impl GrantStore for RedisStore {
                     });
                 }
                 let map: HashMap<String, String> = item(&reply, 4, &transfer_key)?;
-                let transfer = parse_transfer(id, &transfer_key, &map)?;
+                let transfer = parse_transfer(id, &transfer_key, &map)?.map(Box::new);
                 let files_key = self.files_key(id, transfer.as_ref().map_or(0, |t| t.generation));
                 let raw: HashMap<String, String> = item(&reply, 5, &files_key)?;
                 let offsets: HashMap<String, u64> = item(&reply, 6, &files_key)?;
                 let files = parse_files(&files_key, raw, &offsets)?;
                 if !begin.joined {
                     if let Some(t) = &transfer {
-                        self.publish_event(t.clone(), "accepted").await?;
+                        self.publish_event((**t).clone(), "accepted").await?;
                     }
                 }
                 Ok(Intake::Begun {
