@@ -6,7 +6,8 @@ use super::json_with_session;
 use super::record::{account, check_username, AccountRecord, PwHash};
 use super::throttle::{device_key, login_gate, Gate, DEVICE_COOKIE, DEVICE_TTL};
 use crate::error::ApiError;
-use crate::site::session::{ct_eq, json_body, new_id, random_bytes, Session, User};
+use crate::site::extract::PageJson;
+use crate::site::session::{ct_eq, new_id, random_bytes, Session, User};
 use crate::AppState;
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -162,12 +163,14 @@ pub struct LoginBegin {
 
 /// `POST /web/login/begin {username, verifier}`.
 pub async fn login_begin(
-    app: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Bytes,
+    input: PageJson<LoginBegin>,
 ) -> Result<HttpResponse, ApiError> {
-    let session = Session::load_checked(&app, &req).await?;
-    let input: LoginBegin = json_body(&body)?;
+    let PageJson {
+        app,
+        session,
+        body: input,
+    } = input;
     let (username, record, _) = authenticate(&app, &req, &input.username, &input.verifier).await?;
     let challenge = new_challenge(&app, &format!("login:{username}")).await?;
     Ok(json_with_session(
@@ -195,12 +198,14 @@ pub struct LoginFinish {
 /// `POST /web/login/finish {username, verifier, login}`: starts the
 /// session under a new id.
 pub async fn login_finish(
-    app: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Bytes,
+    input: PageJson<LoginFinish>,
 ) -> Result<HttpResponse, ApiError> {
-    let session = Session::load_checked(&app, &req).await?;
-    let input: LoginFinish = json_body(&body)?;
+    let PageJson {
+        app,
+        session,
+        body: input,
+    } = input;
     let (username, record, gate) =
         authenticate(&app, &req, &input.username, &input.verifier).await?;
     let pk = b64u_decode(&record.public_key).map_err(|e| ApiError::unavailable("account", e))?;

@@ -5,18 +5,16 @@ use super::json_with_session;
 use super::login::{authenticate, check_answer, new_challenge};
 use super::record::{account, account_key, AccountRecord};
 use crate::error::ApiError;
-use crate::site::session::{ct_eq, json_body, Session};
-use crate::AppState;
+use crate::site::extract::{LoggedIn, UserJson};
+use crate::site::session::ct_eq;
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{HttpRequest, HttpResponse};
 use protocol::anychain::b64u_decode;
 use serde::Deserialize;
 
 /// `GET /web/me`: the logged-in user's account record (to unlock the key
 /// in a new tab) and alias.
-pub async fn me(app: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    let session = Session::load(&app, &req).await?;
-    let user = session.require_user()?;
+pub async fn me(LoggedIn { app, session, user }: LoggedIn) -> Result<HttpResponse, ApiError> {
     let record = account(&app, &user.username)
         .await?
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such account"))?;
@@ -44,13 +42,15 @@ pub struct PasswordBegin {
 /// the current password's verifier (throttled like a login) gives a
 /// single-use challenge for the password change.
 pub async fn password_begin(
-    app: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Bytes,
+    input: UserJson<PasswordBegin>,
 ) -> Result<HttpResponse, ApiError> {
-    let session = Session::load_checked(&app, &req).await?;
-    let user = session.require_user()?;
-    let input: PasswordBegin = json_body(&body)?;
+    let UserJson {
+        app,
+        session,
+        user,
+        body: input,
+    } = input;
     let (username, _, _) = authenticate(&app, &req, &user.username, &input.verifier).await?;
     let challenge = new_challenge(&app, &format!("password:{username}")).await?;
     Ok(json_with_session(
@@ -76,13 +76,15 @@ pub struct PasswordChange {
 /// public key, and `login` must answer the password challenge with that
 /// key. Nothing else changes (grants, dumps and the alias stay).
 pub async fn password_change(
-    app: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Bytes,
+    input: UserJson<PasswordChange>,
 ) -> Result<HttpResponse, ApiError> {
-    let session = Session::load_checked(&app, &req).await?;
-    let user = session.require_user()?;
-    let input: PasswordChange = json_body(&body)?;
+    let UserJson {
+        app,
+        session,
+        user,
+        body: input,
+    } = input;
     let (username, current, gate) =
         authenticate(&app, &req, &user.username, &input.verifier).await?;
     let record = input.record;

@@ -6,10 +6,10 @@ use super::login::{check_answer, new_challenge};
 use super::record::{account_key, check_username, AccountRecord};
 use super::throttle::address_budget;
 use crate::error::ApiError;
-use crate::site::session::{ct_eq, json_body, Session, User};
-use crate::AppState;
+use crate::site::extract::PageJson;
+use crate::site::session::{ct_eq, Session, User};
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{HttpRequest, HttpResponse};
 use protocol::alias::BindAuthz;
 use protocol::anychain::b64u_decode;
 use runtime::state::now_ms;
@@ -23,12 +23,14 @@ pub struct SignupBegin {
 
 /// `POST /web/signup/begin {username}`: a challenge for the new key to sign.
 pub async fn signup_begin(
-    app: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Bytes,
+    input: PageJson<SignupBegin>,
 ) -> Result<HttpResponse, ApiError> {
-    let session = Session::load_checked(&app, &req).await?;
-    let input: SignupBegin = json_body(&body)?;
+    let PageJson {
+        app,
+        session,
+        body: input,
+    } = input;
     let username = input.username.trim().to_ascii_lowercase();
     check_username(&username)?;
     address_budget(&app, &req).await?;
@@ -53,13 +55,12 @@ pub struct Signup {
 /// and the key must both be new here), binds the key to this data bank and
 /// logs in. `login` answers the signup challenge with the new key, which
 /// proves the browser holds it.
-pub async fn signup(
-    app: web::Data<AppState>,
-    req: HttpRequest,
-    body: web::Bytes,
-) -> Result<HttpResponse, ApiError> {
-    let session = Session::load_checked(&app, &req).await?;
-    let input: Signup = json_body(&body)?;
+pub async fn signup(input: PageJson<Signup>) -> Result<HttpResponse, ApiError> {
+    let PageJson {
+        app,
+        session,
+        body: input,
+    } = input;
     let record = input.record;
     record.check()?;
     let pk = b64u_decode(&record.public_key).unwrap_or_default();

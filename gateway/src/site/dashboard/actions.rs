@@ -6,7 +6,8 @@ use super::page::clients_of;
 use super::{client_name, parse_stored, record_event, reexport_key, remember_delivered};
 use crate::error::ApiError;
 use crate::grants::{accept_grant, checked_grant, start_transfer, token_error};
-use crate::site::session::{json_body, Session};
+use crate::site::extract::{LoggedIn, UserJson};
+use crate::site::session::Session;
 use crate::AppState;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -15,11 +16,8 @@ use serde::Deserialize;
 /// `GET /web/transfers`: the transfers of the user's clients (polled by
 /// the dashboard).
 pub async fn transfers(
-    app: web::Data<AppState>,
-    req: HttpRequest,
+    LoggedIn { app, session, user }: LoggedIn,
 ) -> Result<HttpResponse, ApiError> {
-    let session = Session::load(&app, &req).await?;
-    let user = session.require_user()?;
     let clients = clients_of(&app, &user.pk).await?;
     let list: Vec<_> = clients
         .iter()
@@ -43,14 +41,13 @@ pub struct PostGrant {
 /// logged-in user signed, typically the revocation of the dashboard's
 /// revoke button. A newer revocation stops the transfer and tells the
 /// client (the start request with the revoked grant, then the finish).
-pub async fn post_grant(
-    app: web::Data<AppState>,
-    req: HttpRequest,
-    body: web::Bytes,
-) -> Result<HttpResponse, ApiError> {
-    let session = Session::load_checked(&app, &req).await?;
-    let user = session.require_user()?;
-    let input: PostGrant = json_body(&body)?;
+pub async fn post_grant(input: UserJson<PostGrant>) -> Result<HttpResponse, ApiError> {
+    let UserJson {
+        app,
+        session,
+        user,
+        body: input,
+    } = input;
     let grant = checked_grant(&app, &input.grant)?;
     if grant.signer_b64() != user.pk {
         return Err(ApiError::forbidden(
@@ -113,14 +110,13 @@ pub struct Reexport {
 
 /// `POST /web/reexport {contract, enabled}` (JSON, CSRF header): whether a
 /// newer dump of a provider the grant covers starts a fresh transfer.
-pub async fn set_reexport(
-    app: web::Data<AppState>,
-    req: HttpRequest,
-    body: web::Bytes,
-) -> Result<HttpResponse, ApiError> {
-    let session = Session::load_checked(&app, &req).await?;
-    let user = session.require_user()?;
-    let input: Reexport = json_body(&body)?;
+pub async fn set_reexport(input: UserJson<Reexport>) -> Result<HttpResponse, ApiError> {
+    let UserJson {
+        app,
+        session,
+        user,
+        body: input,
+    } = input;
     if app
         .state
         .stored_grant(&user.pk, &input.contract)
@@ -155,14 +151,13 @@ pub struct Retry {
 
 /// `POST /web/transfers/retry {contract}` (JSON, CSRF header): a new run of
 /// a failed transfer with the user's stored (not withdrawn) grant.
-pub async fn retry(
-    app: web::Data<AppState>,
-    req: HttpRequest,
-    body: web::Bytes,
-) -> Result<HttpResponse, ApiError> {
-    let session = Session::load_checked(&app, &req).await?;
-    let user = session.require_user()?;
-    let input: Retry = json_body(&body)?;
+pub async fn retry(input: UserJson<Retry>) -> Result<HttpResponse, ApiError> {
+    let UserJson {
+        app,
+        session,
+        user,
+        body: input,
+    } = input;
     let not_found = || {
         ApiError::new(
             StatusCode::NOT_FOUND,

@@ -8,6 +8,7 @@ mod accounts;
 mod assets;
 mod consent;
 mod flow;
+mod preamble;
 mod transfers;
 
 use crate::fixtures::*;
