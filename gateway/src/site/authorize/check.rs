@@ -177,7 +177,7 @@ pub async fn context_for_login(app: &AppState, next: &str) -> String {
         .map(|entries| {
             let mut seen = Vec::new();
             for e in entries {
-                let p = describe(e.scope).provider;
+                let p = describe(&app.catalog, e.scope).provider;
                 if !seen.contains(&p) {
                     seen.push(p);
                 }

@@ -105,7 +105,7 @@ pub async fn request_page(
             Some(CLIENT_TTL),
         )
         .await?;
-    let (contractual, consent, legitimate) = match contract_groups(&contract) {
+    let (contractual, consent, legitimate) = match contract_groups(&app.catalog, &contract) {
         Ok(g) => g,
         Err(Refusal(reason)) => {
             return Ok(error_page_with_detail(

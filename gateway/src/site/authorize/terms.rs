@@ -5,6 +5,7 @@ use super::{refuse, Refusal};
 use crate::site::catalog::{describe, Described};
 use protocol::alias::{Basis, Contract};
 use protocol::anychain::{to_token, Value};
+use protocol::catalog::Catalog;
 
 /// A scope as the page shows it.
 pub struct ScopeView {
@@ -88,6 +89,7 @@ pub fn script_json(text: &str) -> String {
 }
 
 pub(super) fn contract_groups(
+    catalog: &Catalog,
     contract: &Contract<'_>,
 ) -> Result<(GroupView, Vec<GroupView>, Vec<GroupView>), Refusal> {
     let entries = contract
@@ -118,7 +120,7 @@ pub(super) fn contract_groups(
     let mut legitimate = mk(legit_groups);
     for e in entries {
         let view = ScopeView {
-            d: describe(e.scope),
+            d: describe(catalog, e.scope),
             group: e.group,
             index: e.index,
         };

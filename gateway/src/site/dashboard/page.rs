@@ -86,7 +86,7 @@ pub(super) async fn clients_of(app: &AppState, pk: &str) -> Result<Vec<ClientVie
         };
         let scopes = grant
             .scopes()
-            .map(|s| s.iter().map(describe).collect())
+            .map(|s| s.iter().map(|v| describe(&app.catalog, v)).collect())
             .unwrap_or_default();
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
         let since_ms = grant
@@ -138,7 +138,7 @@ pub async fn page(app: web::Data<AppState>, req: HttpRequest) -> Result<HttpResp
         .await?
         .into_iter()
         .map(|d: DumpRecord| DumpView {
-            provider_name: crate::site::catalog::provider_name(&d.provider),
+            provider_name: crate::site::catalog::provider_name(&app.catalog, &d.provider),
             provider: d.provider,
             name: d.name,
             size: human_bytes(d.size),
@@ -226,7 +226,7 @@ pub async fn page(app: web::Data<AppState>, req: HttpRequest) -> Result<HttpResp
     let body = DashboardPage {
         chrome: &chrome,
         dumps,
-        providers: providers(),
+        providers: providers(&app.catalog),
         clients,
         grants,
         events,

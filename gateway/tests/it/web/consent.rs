@@ -246,3 +246,43 @@ async fn consent_page_summary_and_warnings() {
     assert!(decision.contains("id=\"agree\" disabled") && decision.contains("id=\"deny\""));
     bank.cleanup().await;
 }
+
+/// Each gateway describes scopes with its own catalogs: two gateways in
+/// one process, one with a catalog directory that renames Google searches,
+/// show the same request differently (the catalog is the gateway's, not
+/// the process's: neither start wins over the other).
+#[actix_web::test]
+async fn each_gateway_describes_with_its_own_catalog() {
+    let dir = tempfile::tempdir().unwrap();
+    let google = protocol::catalog::EMBEDDED
+        .iter()
+        .find(|(p, _)| *p == "google")
+        .unwrap()
+        .1
+        .replace(
+            "Your Google searches",
+            "Searches typed into Google (local catalog)",
+        );
+    std::fs::write(dir.path().join("google.toml"), google).unwrap();
+    let local = Bank::start_with(&[("ALIAS_CATALOG_DIR", dir.path().to_str().unwrap())]).await;
+    let plain = Bank::start().await;
+    let c = contract("Test client", CLIENT_DOMAIN);
+    let mut pages = Vec::new();
+    // The plain gateway started last: a process-wide catalog would now be
+    // either one for both.
+    for (bank, n) in [(&local, 73u8), (&plain, 74u8)] {
+        let mut agent = Agent::new(bank);
+        signup(&mut agent, &Account::new("cat", n)).await;
+        let (status, page, _) = agent
+            .get(&format!("/request?contract={}", enc(&to_token(&c))))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        pages.push(page);
+    }
+    assert!(pages[0].contains("Searches typed into Google (local catalog)"));
+    assert!(!pages[0].contains("Your Google searches"));
+    assert!(pages[1].contains("Your Google searches"));
+    assert!(!pages[1].contains("(local catalog)"));
+    local.cleanup().await;
+    plain.cleanup().await;
+}
