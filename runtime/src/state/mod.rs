@@ -39,7 +39,7 @@ pub use self::transfers::{
     Begin, FileRecord, NewTransfer, Transfer, TransferEvent, TransferState, TransferStore,
 };
 pub use self::users::UserStore;
-pub use self::web::WebStore;
+pub use self::web::{WebCounter, WebKey, WebList, WebStore};
 
 use std::ops::Deref;
 use std::sync::Arc;

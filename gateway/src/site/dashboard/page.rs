@@ -12,7 +12,7 @@ use crate::AppState;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
-use runtime::state::DumpRecord;
+use runtime::state::{DumpRecord, WebList};
 
 /// A client holding a grant.
 pub struct ClientView {
@@ -180,7 +180,7 @@ pub async fn page(app: web::Data<AppState>, req: HttpRequest) -> Result<HttpResp
     let mut events = Vec::new();
     for json in app
         .state
-        .list_range(&format!("web:history:{}", user.pk), 100)
+        .list_range(&WebList::History(&user.pk), 100)
         .await?
     {
         let Ok(e) = serde_json::from_str::<Event>(&json) else {
