@@ -5,7 +5,7 @@
 // few seconds. Confirmations are an in-page dialog, never confirm().
 
 import { ready, postJSON, getJSON, say, keyPair, anychain, alias, origin, showError, clearErrors, human, enableWhenReady } from './bank.js';
-import { humanBytes, localTime, stateWords, progressWords, dumpPath } from './format.js';
+import { humanBytes, localTime, stateWords, progressWords, retryWords, dumpPath } from './format.js';
 
 const uploadForm = document.getElementById('upload-form');
 
@@ -180,7 +180,13 @@ function showTransfer(article, t) {
   bar.max = t.bytes_total || 1;
   bar.value = t.bytes_done;
   let detail = t.detail;
-  if (stalled) detail = `The service has not accepted anything since ${localTime(t.updated_ms)}. The data bank keeps trying on its own.`;
+  const retrying = retryWords(t);
+  if (stalled && !retrying) detail = `The service has not accepted anything since ${localTime(t.updated_ms)}. The data bank keeps trying on its own.`;
+  const retryEl = article.querySelector('.transfer-retry');
+  if (retryEl) {
+    retryEl.hidden = !retrying;
+    if (retryEl.textContent !== retrying) retryEl.textContent = retrying;
+  }
   article.querySelector('.transfer-detail').textContent = detail;
   const technical = article.querySelector('.transfer-technical');
   if (technical) {

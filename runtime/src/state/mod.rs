@@ -32,7 +32,7 @@ pub use self::channels::{Channels, Subscription};
 pub use self::dumps::{DumpRecord, DumpStore};
 pub use self::health::{ClientHealth, ClientName};
 pub use self::leases::{Heartbeat, Lease, LeaseGuard, LeaseStore};
-pub use self::marks::{FileTrouble, GenerationMarks, Mark, Request};
+pub use self::marks::{FileTrouble, GenerationMarks, Mark, Request, RetryNote};
 pub use self::memory::MemoryStore;
 pub use self::redis::{EventHub, RedisStore};
 pub use self::transfers::{

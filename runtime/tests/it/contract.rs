@@ -5,7 +5,7 @@
 use runtime::mq::{Broker, BrokerConfig, Consumer, Delivery, Queue, Route};
 use runtime::state::{
     ClientName, DumpRecord, FileRecord, FileTrouble, Lease, LeaseGuard, Mark, NewTransfer, Quotas,
-    Request, State, StateError, TransferState, WebCounter, WebKey, WebList,
+    Request, RetryNote, State, StateError, TransferState, WebCounter, WebKey, WebList,
 };
 use std::time::Duration;
 
@@ -1222,6 +1222,40 @@ pub async fn state_forget_user(backend: Backend) {
     env.finish().await;
 }
 
+/// The retries the pusher notes for the dashboard: counted per generation,
+/// with the time of the next try, cleared when the client answers.
+pub async fn state_retry_notes(backend: Backend) {
+    let env = Env::new(backend).await;
+    let s = &env.state;
+    let long = Duration::from_secs(60);
+    assert_eq!(s.retry_note("t", 1).await.unwrap(), None);
+    let first = s.note_retry("t", 1, 1_000, long).await.unwrap();
+    assert_eq!(
+        first,
+        RetryNote {
+            failures: 1,
+            next_ms: 1_000
+        }
+    );
+    let second = s.note_retry("t", 1, 2_000, long).await.unwrap();
+    assert_eq!(
+        second,
+        RetryNote {
+            failures: 2,
+            next_ms: 2_000
+        }
+    );
+    assert_eq!(s.retry_note("t", 1).await.unwrap(), Some(second));
+    // Per generation and per transfer.
+    assert_eq!(s.retry_note("t", 2).await.unwrap(), None);
+    assert_eq!(s.retry_note("u", 1).await.unwrap(), None);
+    s.clear_retry("t", 1).await.unwrap();
+    assert_eq!(s.retry_note("t", 1).await.unwrap(), None);
+    // Counting starts again after a clear.
+    assert_eq!(s.note_retry("t", 1, 3_000, long).await.unwrap().failures, 1);
+    env.finish().await;
+}
+
 macro_rules! contract {
     ($($name:ident),* $(,)?) => {
         mod memory {
@@ -1266,4 +1300,5 @@ contract!(
     state_guest_records_expire,
     state_counts_by_state_from_indexes,
     state_forget_user,
+    state_retry_notes,
 );

@@ -196,4 +196,34 @@ impl Primitives for MemoryStore {
         self.data().values.remove(&format!("count:{name}"));
         Ok(())
     }
+
+    async fn raw_set_number(
+        &self,
+        name: &Key,
+        value: u64,
+        ttl: Duration,
+    ) -> Result<(), StateError> {
+        let now = Instant::now();
+        self.data().values.insert(
+            format!("number:{name}"),
+            Timed {
+                value: value.to_string(),
+                expires: Some(now + ttl),
+            },
+        );
+        Ok(())
+    }
+
+    async fn raw_number(&self, name: &Key) -> Result<Option<u64>, StateError> {
+        let now = Instant::now();
+        Ok(self
+            .data()
+            .value(&format!("number:{name}"), now)
+            .and_then(|v| v.value.parse().ok()))
+    }
+
+    async fn raw_clear_number(&self, name: &Key) -> Result<(), StateError> {
+        self.data().values.remove(&format!("number:{name}"));
+        Ok(())
+    }
 }

@@ -197,4 +197,32 @@ impl Primitives for RedisStore {
         let _: u64 = conn.del(self.key(&format!("count:{name}"))).await?;
         Ok(())
     }
+
+    async fn raw_set_number(
+        &self,
+        name: &Key,
+        value: u64,
+        ttl: Duration,
+    ) -> Result<(), StateError> {
+        let mut conn = self.conn.clone();
+        let () = redis::cmd("SET")
+            .arg(self.key(&format!("number:{name}")))
+            .arg(value)
+            .arg("PX")
+            .arg(millis(ttl))
+            .query_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    async fn raw_number(&self, name: &Key) -> Result<Option<u64>, StateError> {
+        let mut conn = self.conn.clone();
+        Ok(conn.get(self.key(&format!("number:{name}"))).await?)
+    }
+
+    async fn raw_clear_number(&self, name: &Key) -> Result<(), StateError> {
+        let mut conn = self.conn.clone();
+        let _: u64 = conn.del(self.key(&format!("number:{name}"))).await?;
+        Ok(())
+    }
 }
