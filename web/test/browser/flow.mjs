@@ -662,7 +662,7 @@ async function main() {
       assert.equal(run.revoked, false);
     });
 
-    await step('a failing client: the transfer fails in words (no URL), Retry sends it once the client is back', async () => {
+    await step('a failing client: retries shown with the next try, then the transfer fails in words (no URL), Retry sends it once the client is back', async () => {
       const failing = { ...contract, legal: { ...contract.legal, usage: 'the failing client' } };
       await page.goto(`${bank}/request?contract=${encodeURIComponent(anychain.toToken(failing))}&state=failing`);
       await page.waitForSelector('#agree:not([disabled])');
@@ -679,6 +679,11 @@ async function main() {
       assert.equal(resp.status, 202);
       const failedId = (await resp.json()).transfer.id;
       await page.goto(`${bank}/dashboard`);
+      // While the data bank retries, the page says so, in local time.
+      const retrying = await page.waitForSelector('article.client .transfer-retry:not([hidden])', { timeout: 60000 });
+      const retryText = (await retrying.textContent()).trim();
+      assert.match(retryText, /^Retrying \(attempt \d+\), next try at \d{1,2}:\d{2}( [AP]M)?$/, retryText);
+      await shot('12-transfer-retrying');
       const article = 'article.client:has(.transfer-state[data-state="failed"])';
       await page.waitForSelector(article, { timeout: 90000 });
       assert.equal((await page.textContent(`${article} .transfer-state`)).trim(), 'Failed');
