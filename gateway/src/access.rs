@@ -18,7 +18,7 @@ use actix_web::HttpRequest;
 use percent_encoding::percent_decode_str;
 use protocol::alias::{Grant, RequestAuthError, SignedRequest};
 use protocol::anychain::b64u_encode;
-use runtime::state::{now_ms, Transfer};
+use runtime::state::{now_ms, Transfer, WebKey};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -115,26 +115,31 @@ fn capability_hash(token: &str) -> String {
     b64u_encode(hash.as_bytes())
 }
 
-fn capability_key(id: &str, hash: &str) -> String {
-    format!("transfer-access:{id}:{hash}")
+/// The state key of the capability of transfer `id` whose token hashes to `hash`.
+pub(crate) fn capability_key<'a>(id: &'a str, hash: &'a str) -> WebKey<'a> {
+    WebKey::TransferAccess { id, hash }
 }
 
-/// A new capability for transfer `id`: the random token handed out and
-/// the state key under which its hash (only) is kept.
-pub(crate) fn new_capability(id: &str) -> Result<(String, String), ApiError> {
+/// A new capability: the random token handed out and its hash, the only
+/// part kept (under [`capability_key`]).
+pub(crate) fn new_capability() -> Result<(String, String), ApiError> {
     let token = random_bytes(32)
         .map(|b| b64u_encode(&b))
         .map_err(|e| ApiError::unavailable("randomness", e))?;
-    let key = capability_key(id, &capability_hash(&token));
-    Ok((token, key))
+    let hash = capability_hash(&token);
+    Ok((token, hash))
 }
 
 /// Issues a capability for transfer `id` of `user`: a random token whose
 /// hash (only) is kept, as long as finished transfers are.
 pub async fn issue_capability(app: &AppState, id: &str, user: &str) -> Result<String, ApiError> {
-    let (token, key) = new_capability(id)?;
+    let (token, hash) = new_capability()?;
     app.state
-        .kv_set(&key, user, Some(app.config.finished_ttl))
+        .kv_set(
+            &capability_key(id, &hash),
+            user,
+            Some(app.config.finished_ttl),
+        )
         .await?;
     Ok(token)
 }

@@ -90,7 +90,8 @@ pub(crate) async fn take_in(app: &AppState, grant: &Grant) -> Result<TakenIn, Ap
         .push_url(PushId::Contract)
         .map_err(|e| token_error(e, "grant"))?;
     let token = grant.to_token();
-    let (access, capability_key) = crate::access::new_capability(&id)?;
+    let (access, capability_hash) = crate::access::new_capability()?;
+    let capability_key = crate::access::capability_key(&id, &capability_hash);
     let date = grant
         .date()
         .and_then(protocol::anychain::Value::as_f64)
@@ -111,7 +112,7 @@ pub(crate) async fn take_in(app: &AppState, grant: &Grant) -> Result<TakenIn, Ap
                 revoked: false,
             },
             capability: Some(KvEntry {
-                key: &capability_key,
+                key: capability_key,
                 value: &user,
                 ttl: app.config.finished_ttl,
             }),

@@ -8,7 +8,8 @@
 //! [`super::WebStore`]; nothing new is stored.
 
 use super::{
-    Begin, FileRecord, NewTransfer, StateError, Transfer, TransferStore, UserStore, WebStore,
+    Begin, FileRecord, NewTransfer, StateError, Transfer, TransferStore, UserStore, WebKey,
+    WebStore,
 };
 use std::time::Duration;
 
@@ -47,8 +48,8 @@ pub struct TransferIntake<'a> {
 /// One [`WebStore`] key-value entry.
 #[derive(Debug, Clone)]
 pub struct KvEntry<'a> {
-    /// The key (in the `kv:` space).
-    pub key: &'a str,
+    /// The key.
+    pub key: WebKey<'a>,
     /// The value.
     pub value: &'a str,
     /// Its lifetime.
@@ -131,7 +132,7 @@ pub trait GrantStore: UserStore + TransferStore + WebStore {
             });
         }
         if let Some(kv) = &begin_with.capability {
-            self.kv_set(kv.key, kv.value, Some(kv.ttl)).await?;
+            self.kv_set(&kv.key, kv.value, Some(kv.ttl)).await?;
         }
         let transfer = self.transfer(begin_with.id).await?.map(Box::new);
         let files = match &transfer {

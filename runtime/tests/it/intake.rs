@@ -6,6 +6,7 @@
 
 use runtime::state::{
     Begin, GrantIntake, Intake, KvEntry, NewTransfer, Quotas, State, StateError, TransferIntake,
+    WebKey,
 };
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -13,7 +14,10 @@ use std::time::Duration;
 use crate::contract::Backend;
 
 const TTL: Duration = Duration::from_secs(60);
-const CAPABILITY: &str = "transfer-access:c1:capability-hash";
+const CAPABILITY: WebKey<'static> = WebKey::TransferAccess {
+    id: "c1",
+    hash: "capability-hash",
+};
 
 fn redis_url() -> String {
     std::env::var("ALIAS_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
@@ -86,7 +90,7 @@ async fn separately(s: &State, g: &Submit) -> Result<Intake, StateError> {
             files: Vec::new(),
         });
     }
-    s.kv_set(CAPABILITY, g.user, Some(TTL)).await?;
+    s.kv_set(&CAPABILITY, g.user, Some(TTL)).await?;
     let transfer = s.transfer(b.id).await?.map(Box::new);
     let files = s
         .files(b.id, transfer.as_ref().map_or(0, |t| t.generation))
@@ -222,8 +226,8 @@ async fn agree(backend: Backend, quotas: Quotas, setup: &[&str], steps: &[Submit
         b.transfer_grant("c1").await.unwrap()
     );
     assert_eq!(
-        a.kv_get(CAPABILITY).await.unwrap(),
-        b.kv_get(CAPABILITY).await.unwrap()
+        a.kv_get(&CAPABILITY).await.unwrap(),
+        b.kv_get(&CAPABILITY).await.unwrap()
     );
     assert_eq!(
         a.count_by_state().await.unwrap(),

@@ -88,7 +88,10 @@ impl GrantStore for RedisStore {
         invocation
             .key(self.key(&format!("contract:{}:owner", intake.contract_hash)))
             .key(&transfer_key)
-            .key(self.key(&format!("kv:{}", capability.map_or("", |c| c.key))))
+            .key(self.key(&format!(
+                "kv:{}",
+                capability.map_or_else(String::new, |c| c.key.name())
+            )))
             .arg(intake.user)
             .arg(intake.contract_hash)
             .arg(intake.date_ms)
