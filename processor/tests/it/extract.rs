@@ -55,6 +55,16 @@ fn mem_env() -> Env {
 }
 
 impl Env {
+    /// The storage of the dumps and archives.
+    pub(crate) fn storage(&self) -> &Storage {
+        &self.storage
+    }
+
+    /// The embedded catalogs.
+    pub(crate) fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
     pub(crate) async fn store(
         &self,
         provider: &str,

@@ -1,0 +1,162 @@
+//! Previews: a dry run of the build counts what the build writes, and
+//! writes no archive.
+
+use std::collections::BTreeSet;
+
+use dumpgen::{ActivityForm, Era, Format, Options, Provider};
+use processor::extract::{preview_archives, BuildOptions, ScopePreview};
+use protocol::scope::Scope;
+
+use crate::extract::{file_env, json, names, text, Env};
+
+fn opts(provider: Provider, format: Format, parts: u32) -> Options {
+    Options {
+        provider,
+        format,
+        seed: 23,
+        target_bytes: 600_000,
+        media_ratio: 0.5,
+        parts,
+        era: Era::Current,
+        ..Options::default()
+    }
+}
+
+/// Every key in storage.
+async fn keys(env: &Env) -> BTreeSet<String> {
+    env.storage()
+        .list("")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key)
+        .collect()
+}
+
+async fn preview(
+    env: &Env,
+    dumps: &[processor::extract::DumpSource],
+    scopes: &[&str],
+) -> Vec<ScopePreview> {
+    let scopes: Vec<Scope> = scopes.iter().map(|s| Scope::parse(s).unwrap()).collect();
+    preview_archives(
+        env.storage(),
+        env.catalog(),
+        dumps,
+        &scopes,
+        &BuildOptions::default(),
+    )
+    .await
+    .unwrap()
+}
+
+/// Checks each preview against the archive the build made of the same
+/// dumps and scopes.
+async fn same_as_build(env: &Env, o: &Options, scopes: &[&str]) {
+    let dumps = env.dumps(o).await;
+    let before = keys(env).await;
+    let previews = preview(env, &dumps, scopes).await;
+    assert_eq!(keys(env).await, before, "a preview stored something");
+    let built = env.build(&dumps, scopes).await;
+    assert_eq!(previews.len(), built.len());
+    for (p, a) in previews.iter().zip(&built) {
+        let what = format!("{:?} {}", o.provider, a.scope_display);
+        assert_eq!(p.file, a.file, "{what}");
+        assert_eq!(p.scope_display, a.scope_display, "{what}");
+        assert_eq!(p.files, a.files, "{what}: files");
+        assert_eq!(p.records, a.records, "{what}: records");
+        assert_eq!(p.skipped, a.skipped.len() as u64, "{what}: skipped");
+        assert_eq!(p.unreadable, a.unreadable, "{what}: unreadable");
+        let mut z = env.open(a).await;
+        let m = json(&mut z, "manifest.json");
+        let files = m["files"].as_array().unwrap();
+        let bytes: u64 = files.iter().map(|f| f["size"].as_u64().unwrap()).sum();
+        assert_eq!(p.bytes, bytes, "{what}: bytes");
+        let entries: Vec<String> = names(&z)
+            .into_iter()
+            .filter(|n| n != "manifest.json")
+            .collect();
+        let first: Vec<String> = entries.iter().take(5).cloned().collect();
+        assert_eq!(p.first_files, first, "{what}: first files");
+        if a.records > 0 {
+            assert!(!p.samples.is_empty(), "{what}: no sample");
+        }
+        assert!(p.samples.len() <= 3);
+        // Each sample (not cut) is a record of the archive, as written.
+        let all: Vec<u8> = entries.iter().flat_map(|n| text(&mut z, n)).collect();
+        let all = String::from_utf8_lossy(&all);
+        for s in p.samples.iter().filter(|s| !s.ends_with('…')) {
+            assert!(
+                all.contains(s.as_str()),
+                "{what}: sample {s} not in the archive"
+            );
+        }
+    }
+    // The build stored its archives; the preview before it stored none.
+    assert!(keys(env).await.len() > before.len());
+}
+
+#[tokio::test]
+async fn a_preview_counts_what_the_build_writes() {
+    let google = [
+        "google.my_activity.search[time>=2020-01-01].*",
+        "google.photos[photoTakenTime>=2023-01-01].*",
+        "google.my_activity.assistant[time>=2023-01-01].*",
+        "google.chrome.history[time_usec<2020-01-01].{url}",
+        "google.location_history",
+        "google.youtube.*",
+    ];
+    for (format, parts) in [(Format::Zip, 1), (Format::Zip, 3), (Format::TarGz, 2)] {
+        let env = file_env();
+        same_as_build(&env, &opts(Provider::Google, format, parts), &google).await;
+    }
+    let env = file_env();
+    let html = Options {
+        activity: ActivityForm::Html,
+        ..opts(Provider::Google, Format::Zip, 1)
+    };
+    same_as_build(
+        &env,
+        &html,
+        &[
+            "google.my_activity.search[time>=2020-01-01].{title,time}",
+            "google.*",
+        ],
+    )
+    .await;
+    let env = file_env();
+    same_as_build(
+        &env,
+        &opts(Provider::Facebook, Format::Zip, 1),
+        &[
+            "facebook.*",
+            "facebook.messages[timestamp_ms>=2022-01-01].*",
+            "facebook.posts.{timestamp}",
+        ],
+    )
+    .await;
+    let env = file_env();
+    same_as_build(
+        &env,
+        &opts(Provider::Amazon, Format::TarGz, 1),
+        &["amazon.*"],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_preview_fails_as_the_build_would() {
+    let env = file_env();
+    let dumps = env.dumps(&opts(Provider::Google, Format::Zip, 1)).await;
+    let scopes = vec![Scope::parse("facebook.*").unwrap()];
+    let err = preview_archives(
+        env.storage(),
+        env.catalog(),
+        &dumps,
+        &scopes,
+        &BuildOptions::default(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code(), "no_dump", "{err}");
+}
