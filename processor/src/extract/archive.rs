@@ -194,7 +194,7 @@ impl ScopeArchive {
     /// A new archive in a temporary file of `dir`.
     pub(crate) fn new(dir: &Path, file: &str, level: u32) -> io::Result<ScopeArchive> {
         let (temp, f) = TempFile::create(dir, "staging")?;
-        let out = Out::Zip(ZipOut::new(f, dir, level)?);
+        let out = Out::Zip(Box::new(ZipOut::new(f, dir, level)?));
         Self::with_output(dir, file, level, Some(temp), out)
     }
 
@@ -370,7 +370,7 @@ impl ScopeArchive {
         head: &Map<String, Json>,
     ) -> io::Result<(Output, Totals)> {
         let mut zip = match self.out.take().ok_or_else(closed)? {
-            Out::Zip(zip) => zip,
+            Out::Zip(zip) => *zip,
             Out::Dry(dry) => return self.finish_dry(dry, keep),
         };
         let staging_file = self.temp.take().ok_or_else(closed)?;

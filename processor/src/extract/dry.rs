@@ -110,7 +110,7 @@ fn written(size: u64) -> Written {
 /// Where a scope archive writes: a zip, or nowhere (a preview).
 pub(crate) enum Out {
     /// A real archive.
-    Zip(ZipOut),
+    Zip(Box<ZipOut>),
     /// A dry run.
     Dry(DryOut),
 }

@@ -160,3 +160,151 @@ async fn a_preview_fails_as_the_build_would() {
     .unwrap_err();
     assert_eq!(err.code(), "no_dump", "{err}");
 }
+
+mod job {
+    use super::*;
+    use processor::preview::Previewer;
+    use runtime::jobs::{encode, PreviewJob};
+    use runtime::state::{
+        DumpRecord, PreviewKey, PreviewLimits, PreviewStart, PreviewState, State,
+    };
+    use runtime::worker::{Disposition, JobHandler};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    async fn record_dumps(state: &State, user: &str, dumps: &[processor::extract::DumpSource]) {
+        for (i, d) in dumps.iter().enumerate() {
+            let rec = DumpRecord {
+                provider: d.provider.clone(),
+                name: d.name.clone(),
+                key: d.key.clone(),
+                size: d.size,
+                blake2b: protocol::anychain::b64u_encode(&d.blake2b),
+                uploaded_ms: 1000 + i as u64,
+            };
+            state.record_dump(user, &rec).await.unwrap();
+        }
+    }
+
+    async fn start(state: &State, key: &PreviewKey, scopes: &[&str]) -> PreviewJob {
+        let scopes: Vec<String> = scopes.iter().map(|s| (*s).to_owned()).collect();
+        match state
+            .start_preview(key, &scopes, &PreviewLimits::DEFAULT)
+            .await
+            .unwrap()
+        {
+            PreviewStart::Started(p) => PreviewJob {
+                user: key.user().into(),
+                contract: key.contract().into(),
+                id: p.id,
+            },
+            other => panic!("not started: {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_job_stores_what_the_build_would_give_from_the_users_own_dumps() {
+        let env = file_env();
+        let state = State::in_memory("preview-job", Duration::from_secs(60));
+        let dumps = env.dumps(&opts(Provider::Google, Format::Zip, 2)).await;
+        record_dumps(&state, "userA", &dumps).await;
+        let previewer = Previewer::new(
+            state.clone(),
+            env.storage().clone(),
+            Arc::new(env.catalog().clone()),
+            BuildOptions::default(),
+        );
+        let scopes = [
+            "google.my_activity.search[time>=2020-01-01].*",
+            "amazon.*",
+            "google.photos",
+        ];
+        let before = keys(&env).await;
+        let a = PreviewKey::new("userA", "contract1").unwrap();
+        let job = start(&state, &a, &scopes).await;
+        let body = encode(&job).unwrap();
+        assert_eq!(previewer.handle(&body, 1).await, Disposition::Ack);
+        assert_eq!(keys(&env).await, before, "a preview job stored something");
+        let PreviewState::Ready {
+            scopes: got,
+            missing,
+            ..
+        } = state.preview(&a).await.unwrap().unwrap().state
+        else {
+            panic!("not ready");
+        };
+        assert_eq!(missing, ["amazon.*"]);
+        let built = env.build(&dumps, &[scopes[0], scopes[2]]).await;
+        assert_eq!(got.len(), built.len());
+        for (g, b) in got.iter().zip(&built) {
+            assert_eq!(
+                (g.scope.as_str(), g.files, g.records),
+                (b.scope_display.as_str(), b.files, b.records)
+            );
+        }
+        assert!(got[0].records > 0 && !got[0].samples.is_empty());
+        // A job for a run that is not the pending one does nothing.
+        let stale = PreviewJob {
+            id: "other".into(),
+            ..job.clone()
+        };
+        let stored = state.preview(&a).await.unwrap();
+        assert_eq!(
+            previewer.handle(&encode(&stale).unwrap(), 1).await,
+            Disposition::Ack
+        );
+        assert_eq!(state.preview(&a).await.unwrap(), stored);
+        // User B's preview of the same contract reads B's dumps only:
+        // none, so nothing of A's shows.
+        let b = PreviewKey::new("userB", "contract1").unwrap();
+        let job_b = start(&state, &b, &scopes).await;
+        assert_eq!(
+            previewer.handle(&encode(&job_b).unwrap(), 1).await,
+            Disposition::Ack
+        );
+        let PreviewState::Ready {
+            scopes: got_b,
+            missing,
+            ..
+        } = state.preview(&b).await.unwrap().unwrap().state
+        else {
+            panic!("not ready");
+        };
+        assert!(got_b.is_empty());
+        assert_eq!(missing.len(), 3);
+        // A malformed job is dead-lettered, not retried.
+        assert!(matches!(
+            previewer.handle(b"{\"user\":1}", 1).await,
+            Disposition::Dead(_)
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_dump_the_build_would_refuse_fails_the_preview_in_words() {
+        let env = file_env();
+        let state = State::in_memory("preview-fail", Duration::from_secs(60));
+        let dumps = env
+            .store(
+                "google",
+                vec![("takeout.zip".into(), b"not a zip at all".to_vec())],
+            )
+            .await;
+        record_dumps(&state, "userA", &dumps).await;
+        let previewer = Previewer::new(
+            state.clone(),
+            env.storage().clone(),
+            Arc::new(env.catalog().clone()),
+            BuildOptions::default(),
+        );
+        let a = PreviewKey::new("userA", "c").unwrap();
+        let job = start(&state, &a, &["google.*"]).await;
+        assert_eq!(
+            previewer.handle(&encode(&job).unwrap(), 1).await,
+            Disposition::Ack
+        );
+        match state.preview(&a).await.unwrap().unwrap().state {
+            PreviewState::Failed { reason } => assert!(reason.contains("takeout.zip"), "{reason}"),
+            other => panic!("not failed: {other:?}"),
+        }
+    }
+}

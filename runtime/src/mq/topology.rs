@@ -57,17 +57,21 @@ pub enum Route {
     Process,
     /// Push jobs (`{ns}.push`, routing key `push`).
     Push,
+    /// Preview jobs (`{ns}.preview`, routing key `preview`): dry runs of
+    /// the build for the consent page, taken by the processors.
+    Preview,
 }
 
 impl Route {
     /// Every route.
-    pub const ALL: [Route; 2] = [Route::Process, Route::Push];
+    pub const ALL: [Route; 3] = [Route::Process, Route::Push, Route::Preview];
 
     /// The routing key, also the last part of the work queue's name.
     pub fn as_str(self) -> &'static str {
         match self {
             Route::Process => "process",
             Route::Push => "push",
+            Route::Preview => "preview",
         }
     }
 }
