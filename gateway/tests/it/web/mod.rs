@@ -9,6 +9,7 @@ mod assets;
 mod consent;
 mod flow;
 mod preamble;
+mod preview;
 mod transfers;
 
 use crate::fixtures::*;
