@@ -75,7 +75,10 @@ async fn previews_are_one_at_a_time_limited_and_the_users_own() {
     assert_eq!(first["state"], "pending");
     assert_eq!(
         first["preview"]["requested"],
-        json!(["google.my_activity.search.*", "google.youtube.watch_history.*"])
+        json!([
+            "google.my_activity.search.*",
+            "google.youtube.watch_history.*"
+        ])
     );
     assert_eq!(bank.depth(Route::Preview).await, 1);
     // One at a time: a second start joins the first.
