@@ -825,7 +825,7 @@ async fn manifest_describes_the_archive() {
 
 // ---- hostile dumps --------------------------------------------------------
 
-fn zip_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
+pub(crate) fn zip_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
     let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
     for (name, body) in entries {
         let o = zip::write::SimpleFileOptions::default()

@@ -308,3 +308,46 @@ mod job {
         }
     }
 }
+
+/// Entries copied raw from a deflated zip count their uncompressed bytes,
+/// as the manifest does.
+#[tokio::test]
+async fn raw_copies_count_uncompressed_bytes() {
+    let env = file_env();
+    let search = format!(
+        "[{}]",
+        vec![
+            r#"{"header":"Search","title":"Searched for rust","time":"2021-05-01T10:00:00Z"}"#;
+            500
+        ]
+        .join(",")
+    );
+    let zip = crate::extract::zip_of(&[
+        (
+            "Takeout/My Activity/Search/MyActivity.json",
+            search.as_bytes(),
+        ),
+        ("Takeout/Chrome/History.json", br#"{"Browser History":[]}"#),
+    ]);
+    let dumps = env
+        .store("google", vec![("takeout.zip".into(), zip.clone())])
+        .await;
+    let scopes = ["google.my_activity.search"];
+    let previews = preview(&env, &dumps, &scopes).await;
+    assert!(previews[0].bytes >= search.len() as u64, "{previews:?}");
+    assert!(
+        (zip.len() as u64) < search.len() as u64 / 4,
+        "the dump is deflated"
+    );
+    let built = env.build(&dumps, &scopes).await;
+    let mut z = env.open(&built[0]).await;
+    let m = json(&mut z, "manifest.json");
+    let bytes: u64 = m["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["size"].as_u64().unwrap())
+        .sum();
+    assert_eq!(previews[0].bytes, bytes);
+    assert_eq!(previews[0].files, 1);
+}
