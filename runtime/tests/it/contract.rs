@@ -5,8 +5,8 @@
 use runtime::mq::{Broker, BrokerConfig, Consumer, Delivery, Queue, Route};
 use runtime::state::{
     ClientName, DumpRecord, FileRecord, FileTrouble, Lease, LeaseGuard, Mark, NewTransfer,
-    PreviewKey, PreviewLimits, PreviewStart, PreviewState, Quotas, Request, ScopeSummary, State,
-    StateError, TransferState,
+    PreviewKey, PreviewLimits, PreviewStart, PreviewState, Quotas, Request, RetryNote,
+    ScopeSummary, State, StateError, TransferState, WebCounter, WebKey, WebList,
 };
 use std::time::Duration;
 
@@ -662,14 +662,31 @@ pub async fn state_flags_counters_and_leases(backend: Backend) {
     let long = Duration::from_secs(60);
     assert!(s.claim_once("req", long).await.unwrap());
     assert!(!s.claim_once("req", long).await.unwrap());
-    // Counters of the web side, by name.
-    assert_eq!(s.count("n", long).await.unwrap(), 1);
-    assert_eq!(s.count("n", long).await.unwrap(), 2);
-    assert_eq!(s.counted("n").await.unwrap(), 2);
-    assert_eq!(s.counted("none").await.unwrap(), 0);
-    s.reset_count("n").await.unwrap();
-    assert_eq!(s.counted("n").await.unwrap(), 0);
-    assert_eq!(s.count("n", long).await.unwrap(), 1);
+    // Counters of the web side, by what they count: the same words in
+    // two kinds of counter are two counters.
+    let n = WebCounter::UserFailures("n");
+    assert_eq!(s.count(&n, long).await.unwrap(), 1);
+    assert_eq!(s.count(&n, long).await.unwrap(), 2);
+    assert_eq!(s.counted(&n).await.unwrap(), 2);
+    assert_eq!(
+        s.counted(&WebCounter::UserFailures("none")).await.unwrap(),
+        0
+    );
+    assert_eq!(s.counted(&WebCounter::Attempts("n")).await.unwrap(), 0);
+    let by_addr = WebCounter::AddressFailures {
+        address: "a",
+        username: "n",
+    };
+    let by_device = WebCounter::DeviceFailures {
+        device: "a",
+        username: "n",
+    };
+    assert_eq!(s.count(&by_addr, long).await.unwrap(), 1);
+    assert_eq!(s.counted(&by_device).await.unwrap(), 0);
+    s.reset_count(&n).await.unwrap();
+    assert_eq!(s.counted(&n).await.unwrap(), 0);
+    assert_eq!(s.counted(&by_addr).await.unwrap(), 1, "only n was reset");
+    assert_eq!(s.count(&n, long).await.unwrap(), 1);
     // Client health: failures, breaker, restarts, by key and by domain.
     let dom = ClientName::Domain("c.example".into());
     let key = ClientName::Key("K".into());
@@ -884,35 +901,71 @@ pub async fn state_lease_guard_renews_and_releases(backend: Backend) {
 pub async fn state_kv_and_lists(backend: Backend) {
     let env = Env::new(backend).await;
     let s = &env.state;
-    assert_eq!(s.kv_get("k").await.unwrap(), None);
-    s.kv_set("k", "v1", None).await.unwrap();
-    assert_eq!(s.kv_get("k").await.unwrap().as_deref(), Some("v1"));
-    assert!(!s.kv_set_nx("k", "v2", None).await.unwrap());
+    let k = WebKey::Account("k");
+    let other = WebKey::Session("other");
+    assert_eq!(s.kv_get(&k).await.unwrap(), None);
+    s.kv_set(&k, "v1", None).await.unwrap();
+    assert_eq!(s.kv_get(&k).await.unwrap().as_deref(), Some("v1"));
+    assert!(!s.kv_set_nx(&k, "v2", None).await.unwrap());
     assert!(s
-        .kv_set_nx("other", "o", Some(Duration::from_secs(60)))
+        .kv_set_nx(&other, "o", Some(Duration::from_secs(60)))
         .await
         .unwrap());
-    assert_eq!(s.kv_take("k").await.unwrap().as_deref(), Some("v1"));
-    assert_eq!(s.kv_take("k").await.unwrap(), None);
-    assert!(s.kv_delete("other").await.unwrap());
-    assert!(!s.kv_delete("other").await.unwrap());
-    s.kv_set("short", "s", Some(Duration::from_millis(50)))
+    // Entries are named by what they hold: the same words under another
+    // kind are another entry.
+    assert_eq!(s.kv_get(&WebKey::UserOfKey("k")).await.unwrap(), None);
+    let reexport = WebKey::Reexport {
+        pk: "p",
+        contract: "c",
+    };
+    let delivered = WebKey::Delivered {
+        pk: "p",
+        contract: "c",
+    };
+    s.kv_set(&reexport, "1", None).await.unwrap();
+    assert_eq!(s.kv_get(&delivered).await.unwrap(), None);
+    assert!(s.kv_delete(&reexport).await.unwrap());
+    assert_eq!(s.kv_take(&k).await.unwrap().as_deref(), Some("v1"));
+    assert_eq!(s.kv_take(&k).await.unwrap(), None);
+    assert!(s.kv_delete(&other).await.unwrap());
+    assert!(!s.kv_delete(&other).await.unwrap());
+    let short = WebKey::Challenge("short");
+    s.kv_set(&short, "s", Some(Duration::from_millis(50)))
         .await
         .unwrap();
     let deadline = tokio::time::Instant::now() + WAIT;
-    while s.kv_get("short").await.unwrap().is_some() {
+    while s.kv_get(&short).await.unwrap().is_some() {
         assert!(
             tokio::time::Instant::now() < deadline,
             "value never expired"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let l = WebList::History("l");
     for i in 0..5 {
-        s.list_push("l", &format!("i{i}"), 3).await.unwrap();
+        s.list_push(&l, &format!("i{i}"), 3).await.unwrap();
     }
-    assert_eq!(s.list_range("l", 10).await.unwrap(), vec!["i4", "i3", "i2"]);
-    assert_eq!(s.list_range("l", 2).await.unwrap(), vec!["i4", "i3"]);
-    assert!(s.list_range("none", 10).await.unwrap().is_empty());
+    assert_eq!(s.list_range(&l, 10).await.unwrap(), vec!["i4", "i3", "i2"]);
+    assert_eq!(s.list_range(&l, 2).await.unwrap(), vec!["i4", "i3"]);
+    assert!(s
+        .list_range(&WebList::Sessions("l"), 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(s
+        .list_range(&WebList::History("none"), 10)
+        .await
+        .unwrap()
+        .is_empty());
+    // A list is deleted with all its items, and only that list.
+    s.list_push(&WebList::Devices("l"), "d", 3).await.unwrap();
+    assert!(s.list_delete(&l).await.unwrap());
+    assert!(!s.list_delete(&l).await.unwrap());
+    assert!(s.list_range(&l, 10).await.unwrap().is_empty());
+    assert_eq!(
+        s.list_range(&WebList::Devices("l"), 10).await.unwrap(),
+        vec!["d"]
+    );
     env.finish().await;
 }
 
@@ -1276,6 +1329,81 @@ pub async fn state_previews_expire(backend: Backend) {
     env.finish().await;
 }
 
+/// A user who deleted their account is forgotten (grants, history,
+/// binding, dumps, usage); another user's records stay, and the contracts
+/// the forgotten user claimed stay bound to them.
+pub async fn state_forget_user(backend: Backend) {
+    let env = Env::new(backend).await;
+    let s = &env.state;
+    for user in ["f", "g"] {
+        s.set_binding(user, "bind").await.unwrap();
+        s.keep_user(user).await.unwrap();
+        assert_eq!(
+            s.claim_contract(&format!("c-{user}"), user).await.unwrap(),
+            user
+        );
+        s.update_grant(user, &format!("c-{user}"), 2.0, "t")
+            .await
+            .unwrap();
+        s.record_dump(user, &dump_of("a.zip", 3)).await.unwrap();
+    }
+    s.forget_user("f").await.unwrap();
+    assert_eq!(s.binding("f").await.unwrap(), None);
+    assert!(!s.is_known_user("f").await.unwrap());
+    assert!(s.contracts_of("f").await.unwrap().is_empty());
+    assert!(s.grant_history("f").await.unwrap().is_empty());
+    assert_eq!(s.stored_grant("f", "c-f").await.unwrap(), None);
+    assert!(s.dumps("f").await.unwrap().is_empty());
+    assert_eq!(s.contract_owner("c-f").await.unwrap().as_deref(), Some("f"));
+    // An older grant is a new grant now: nothing of the dates is left.
+    assert_eq!(
+        s.update_grant("f", "c-f", 1.0, "old").await.unwrap(),
+        ("old".to_owned(), true)
+    );
+    // The other user is untouched.
+    assert_eq!(s.binding("g").await.unwrap().as_deref(), Some("bind"));
+    assert_eq!(s.contracts_of("g").await.unwrap(), vec!["c-g".to_owned()]);
+    assert_eq!(s.grant_history("g").await.unwrap(), vec!["t".to_owned()]);
+    assert_eq!(s.dumps("g").await.unwrap().len(), 1);
+    // Forgetting an unknown user is no error.
+    s.forget_user("nobody").await.unwrap();
+    env.finish().await;
+}
+
+/// The retries the pusher notes for the dashboard: counted per generation,
+/// with the time of the next try, cleared when the client answers.
+pub async fn state_retry_notes(backend: Backend) {
+    let env = Env::new(backend).await;
+    let s = &env.state;
+    let long = Duration::from_secs(60);
+    assert_eq!(s.retry_note("t", 1).await.unwrap(), None);
+    let first = s.note_retry("t", 1, 1_000, long).await.unwrap();
+    assert_eq!(
+        first,
+        RetryNote {
+            failures: 1,
+            next_ms: 1_000
+        }
+    );
+    let second = s.note_retry("t", 1, 2_000, long).await.unwrap();
+    assert_eq!(
+        second,
+        RetryNote {
+            failures: 2,
+            next_ms: 2_000
+        }
+    );
+    assert_eq!(s.retry_note("t", 1).await.unwrap(), Some(second));
+    // Per generation and per transfer.
+    assert_eq!(s.retry_note("t", 2).await.unwrap(), None);
+    assert_eq!(s.retry_note("u", 1).await.unwrap(), None);
+    s.clear_retry("t", 1).await.unwrap();
+    assert_eq!(s.retry_note("t", 1).await.unwrap(), None);
+    // Counting starts again after a clear.
+    assert_eq!(s.note_retry("t", 1, 3_000, long).await.unwrap().failures, 1);
+    env.finish().await;
+}
+
 macro_rules! contract {
     ($($name:ident),* $(,)?) => {
         mod memory {
@@ -1321,4 +1449,6 @@ contract!(
     state_counts_by_state_from_indexes,
     state_previews_one_at_a_time_and_limited,
     state_previews_expire,
+    state_forget_user,
+    state_retry_notes,
 );
