@@ -353,7 +353,7 @@ mod tests {
         );
         assert_eq!(t.route_of_queue("t1.push"), Some(Route::Push));
         assert_eq!(t.route_of_queue("t1.dead"), None);
-        assert_eq!(t.all_queues().len(), 3 + 12);
+        assert_eq!(t.all_queues().len(), 4 + 18);
         assert!(Topology::new("").is_err());
         assert!(Topology::new("a b").is_err());
         assert_eq!("push".parse::<Route>().unwrap(), Route::Push);
