@@ -55,6 +55,16 @@ fn mem_env() -> Env {
 }
 
 impl Env {
+    /// The storage of the dumps and archives.
+    pub(crate) fn storage(&self) -> &Storage {
+        &self.storage
+    }
+
+    /// The embedded catalogs.
+    pub(crate) fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
     pub(crate) async fn store(
         &self,
         provider: &str,
@@ -815,7 +825,7 @@ async fn manifest_describes_the_archive() {
 
 // ---- hostile dumps --------------------------------------------------------
 
-fn zip_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
+pub(crate) fn zip_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
     let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
     for (name, body) in entries {
         let o = zip::write::SimpleFileOptions::default()
