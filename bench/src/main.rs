@@ -8,7 +8,9 @@ mod client;
 mod micro;
 mod report;
 mod runs;
+mod scaling;
 mod services;
+mod shell;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -45,13 +47,30 @@ struct Args {
     /// Pusher processes of the whole-system runs.
     #[arg(long, default_value_t = 2)]
     pushers: usize,
-    /// Which parts to run, comma-separated: grant, processing, push, e2e, many.
+    /// Which parts to run, comma-separated: grant, processing, shell, push,
+    /// e2e, many, scaling (shell also runs the media-heavy processing it is
+    /// compared with; scaling is not in the default list, see --scaling).
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "grant,processing,push,e2e,many"
+        default_value = "grant,processing,shell,push,e2e,many"
     )]
     only: Vec<String>,
+    /// Add the scaling table to the parts: builds of dumps of --scaling-sizes
+    /// (about 2x the largest free in the scratch directory) and the end to
+    /// end with 1 and with 2 processors and pushers.
+    #[arg(long)]
+    scaling: bool,
+    /// Dump sizes of the scaling table, comma-separated [default: 256M,1G,4G; quick 32M,64M,128M].
+    #[arg(long, value_delimiter = ',', value_parser = dumpgen::parse_size)]
+    scaling_sizes: Option<Vec<u64>>,
+    /// Internal: build the dump under this storage root and print the
+    /// figures (the child process of the scaling table).
+    #[arg(long, hide = true, requires = "scaling_label")]
+    scaling_child: Option<PathBuf>,
+    /// Internal: the label of the child's dump.
+    #[arg(long, hide = true)]
+    scaling_label: Option<String>,
     /// Scratch directory (removed at the end) [default: the system's temp].
     #[arg(long)]
     dir: Option<PathBuf>,
@@ -65,6 +84,9 @@ fn var_or(name: &str, default: &str) -> String {
 }
 
 async fn run(args: Args) -> Result<()> {
+    if let (Some(root), Some(label)) = (&args.scaling_child, &args.scaling_label) {
+        return scaling::child(root, label).await;
+    }
     let q = args.quick;
     let size = args.size.unwrap_or(if q { 64 << 20 } else { 1 << 30 });
     let json_size = args
@@ -73,7 +95,14 @@ async fn run(args: Args) -> Result<()> {
     let push_size = args.push_size.unwrap_or(if q { 64 << 20 } else { 1 << 30 });
     let transfers = args.transfers.unwrap_or(if q { 20 } else { 200 });
     let rounds = if q { 2 } else { 3 };
-    let part = |p: &str| args.only.iter().any(|o| o == p);
+    let part = |p: &str| args.only.iter().any(|o| o == p) || (p == "scaling" && args.scaling);
+    let scaling_sizes = args.scaling_sizes.clone().unwrap_or_else(|| {
+        if q {
+            vec![32 << 20, 64 << 20, 128 << 20]
+        } else {
+            vec![256 << 20, 1 << 30, 4 << 30]
+        }
+    });
     let bin_dir = match args.bin_dir {
         Some(d) => d,
         None => std::env::current_exe()?
@@ -107,9 +136,11 @@ async fn run(args: Args) -> Result<()> {
             rounds,
             grant: part("grant"),
             processing: part("processing"),
+            shell: part("shell"),
             push: part("push"),
             e2e: part("e2e"),
             many: part("many"),
+            scaling: part("scaling").then_some(scaling_sizes),
         },
     )
     .await;
@@ -130,9 +161,12 @@ struct MeasureArgs {
     rounds: usize,
     grant: bool,
     processing: bool,
+    shell: bool,
     push: bool,
     e2e: bool,
     many: bool,
+    /// The dump sizes of the scaling table, when it runs.
+    scaling: Option<Vec<u64>>,
 }
 
 async fn measure(
@@ -155,7 +189,8 @@ async fn measure(
         report.grant(r);
     }
     let local = root.join("local");
-    if a.processing || a.e2e {
+    let media = a.processing || a.shell;
+    if media || a.e2e || a.scaling.is_some() {
         eprintln!("generating a media-heavy Takeout of {} MiB…", a.size >> 20);
         let dump =
             micro::generate_dump(&local, "media", a.size, 0.9, 5, dumpgen::ActivityForm::Json)?;
@@ -164,10 +199,15 @@ async fn measure(
             dump.bytes as f64 / 1048576.0,
             dump.generate_s
         );
-        if a.processing {
+        if media {
             eprintln!("processing it…");
             let p = micro::processing(&dump, &root.join("work"), a.rounds).await?;
             report.processing("media-heavy Takeout", &p);
+            if a.shell {
+                eprintln!("the shell route on the same dump (cp, unzip + zip)…");
+                let steps = shell::shell_route(&dump.paths, &root.join("shell"))?;
+                report.shell(&steps, &p);
+            }
         }
         if a.e2e {
             eprintln!("end to end through separate processes…");
@@ -175,6 +215,14 @@ async fn measure(
                 runs::end_to_end(env, &root.join("e2e"), &dump.paths, a.processors, a.pushers)
                     .await?;
             report.end_to_end(&run);
+        }
+        if a.scaling.is_some() {
+            for n in [1, 2] {
+                eprintln!("end to end with {n} processor(s) and {n} pusher(s)…");
+                let dir = root.join(format!("e2e-{n}"));
+                let run = runs::end_to_end(env, &dir, &dump.paths, n, n).await?;
+                report.scaling_e2e(n, &run);
+            }
         }
         std::fs::remove_dir_all(&local)?;
     }
@@ -236,6 +284,12 @@ async fn measure(
         )
         .await?;
         report.many(&run, a.transfer_dump, a.processors, a.pushers);
+    }
+    if let Some(sizes) = &a.scaling {
+        eprintln!("scaling: builds in a child process…");
+        let exe = std::env::current_exe()?;
+        let builds = scaling::builds(&exe, &root.join("scaling"), sizes)?;
+        report.scaling_builds(&builds);
     }
     Ok(())
 }

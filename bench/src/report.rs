@@ -7,6 +7,8 @@ use std::process::Command;
 
 use crate::micro::{median, GrantRates, Processing, PushRates};
 use crate::runs::Run;
+use crate::scaling::Scale;
+use crate::shell::Step;
 
 const MIB: f64 = 1048576.0;
 
@@ -29,6 +31,10 @@ pub struct Report {
     /// (run, service, KiB).
     peaks: Vec<(String, String, Option<u64>)>,
     notes: Vec<String>,
+    /// The scaling table's builds.
+    scales: Vec<Scale>,
+    /// The scaling table's end-to-end runs: (processors = pushers, run).
+    scale_runs: Vec<(usize, Run)>,
 }
 
 fn loadavg() -> String {
@@ -104,6 +110,8 @@ impl Report {
             rows: Vec::new(),
             peaks: Vec::new(),
             notes: Vec::new(),
+            scales: Vec::new(),
+            scale_runs: Vec::new(),
         }
     }
 
@@ -151,6 +159,102 @@ impl Report {
             format!("reading the dump once (`cat`, page cache warm): {} MiB/s ({:.2} s)", rate(mib / p.read_s), p.read_s),
             Some(p.build_s / p.read_s),
         );
+    }
+
+    /// The shell route on the dump of `p`, each step beside `build_archives`:
+    /// the ratio is `build_archives`' time ÷ the step's, so the figure
+    /// reads "processing is N× faster than the step".
+    pub fn shell(&mut self, steps: &[Step], p: &Processing) {
+        let mib = p.dump_bytes as f64 / MIB;
+        for step in steps {
+            match &step.secs {
+                Ok(secs) => self.row(
+                    format!(
+                        "processing vs the shell route on the same {mib:.0} MiB dump: {} → {:.0} MiB, no filtering (once, after `sync`)",
+                        step.what,
+                        step.out_bytes as f64 / MIB
+                    ),
+                    format!(
+                        "`build_archives` {:.2} s: {:.1}× faster",
+                        p.build_s,
+                        secs / p.build_s
+                    ),
+                    format!("{}: {secs:.2} s ({} MiB/s)", step.what, rate(mib / secs)),
+                    Some(p.build_s / secs),
+                ),
+                Err(why) => self.row(
+                    format!("processing vs the shell route: {}", step.what),
+                    format!("`build_archives` {:.2} s", p.build_s),
+                    why.clone(),
+                    None,
+                ),
+            }
+        }
+    }
+
+    /// One end-to-end run of the scaling table, with `n` processors and
+    /// `n` pushers.
+    pub fn scaling_e2e(&mut self, n: usize, run: &Run) {
+        self.failures(run, &format!("end to end, {n} processors"));
+        for (service, kib) in &run.peaks {
+            self.peaks
+                .push((format!("e2e ×{n}"), service.clone(), *kib));
+        }
+        self.scale_runs.push((n, run.clone()));
+    }
+
+    /// The builds of the scaling table.
+    pub fn scaling_builds(&mut self, builds: &[Scale]) {
+        self.scales.extend_from_slice(builds);
+    }
+
+    fn render_scaling(&self, s: &mut String) {
+        if !self.scales.is_empty() {
+            let _ = writeln!(
+                s,
+                "\nScaling: `build_archives` of media-heavy Takeouts (7 scopes), each in a child process, once after `sync`:\n"
+            );
+            let _ = writeln!(
+                s,
+                "| dump | archives | time | s per GiB | MiB/s | peak memory (VmHWM of the child) |"
+            );
+            let _ = writeln!(s, "|---:|---:|---:|---:|---:|---:|");
+            for b in &self.scales {
+                let mib = b.dump_bytes as f64 / MIB;
+                let _ = writeln!(
+                    s,
+                    "| {mib:.0} MiB | {:.0} MiB | {:.2} s | {:.2} s | {} | {:.0} MiB |",
+                    b.out_bytes as f64 / MIB,
+                    b.build_s,
+                    b.build_s / (mib / 1024.0),
+                    rate(mib / b.build_s),
+                    b.peak_kib as f64 / 1024.0
+                );
+            }
+        }
+        if !self.scale_runs.is_empty() {
+            let _ = writeln!(
+                s,
+                "\nScaling: the end-to-end run (one transfer, POST → `done`) with 1 and with 2 processors and pushers:\n"
+            );
+            let _ = writeln!(
+                s,
+                "| processors, pushers | dump | POST → `done` | of which POST → `pushing` | MiB/s of dump | floor (read + `curl -T`) | ratio |"
+            );
+            let _ = writeln!(s, "|---:|---:|---:|---:|---:|---:|---:|");
+            for (n, run) in &self.scale_runs {
+                let mib = run.dump_bytes as f64 / MIB;
+                let _ = writeln!(
+                    s,
+                    "| {n}, {n} | {mib:.0} MiB | {:.2} s | {} | {} | {:.2} s | {:.2}× |",
+                    run.secs,
+                    run.processing_s.map_or("–".into(), |p| format!("{p:.2} s")),
+                    rate(mib / run.secs),
+                    run.floor_s(),
+                    run.secs / run.floor_s()
+                );
+            }
+        }
     }
 
     /// Push vs curl.
@@ -292,6 +396,7 @@ impl Report {
              Every timed phase starts after `sync` (no write-back of the phase before); the files read are in the page cache \
              (written just before), for the services as for the baselines."
         );
+        self.render_scaling(&mut s);
         let mut runs: Vec<&str> = Vec::new();
         let mut services: Vec<&str> = Vec::new();
         for (run, service, _) in &self.peaks {
