@@ -170,20 +170,24 @@ impl Report {
             match &step.secs {
                 Ok(secs) => self.row(
                     format!(
-                        "processing vs the shell route on the same {mib:.0} MiB dump: {} → {:.0} MiB, no filtering (once, after `sync`)",
+                        "shell route on the same {mib:.0} MiB dump, no filtering, once after `sync`: {} → {:.0} MiB",
                         step.what,
                         step.out_bytes as f64 / MIB
                     ),
                     format!(
-                        "`build_archives` {:.2} s: {:.1}× faster",
+                        "`build_archives` {:.2} s: {}",
                         p.build_s,
-                        secs / p.build_s
+                        if *secs >= p.build_s {
+                            format!("{:.1}× faster", secs / p.build_s)
+                        } else {
+                            format!("{:.1}× slower", p.build_s / secs)
+                        }
                     ),
                     format!("{}: {secs:.2} s ({} MiB/s)", step.what, rate(mib / secs)),
                     Some(p.build_s / secs),
                 ),
                 Err(why) => self.row(
-                    format!("processing vs the shell route: {}", step.what),
+                    format!("shell route on the same {mib:.0} MiB dump: {}", step.what),
                     format!("`build_archives` {:.2} s", p.build_s),
                     why.clone(),
                     None,
