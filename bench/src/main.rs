@@ -288,8 +288,9 @@ async fn measure(
     if let Some(sizes) = &a.scaling {
         eprintln!("scaling: builds in a child process…");
         let exe = std::env::current_exe()?;
-        let builds = scaling::builds(&exe, &root.join("scaling"), sizes)?;
-        report.scaling_builds(&builds);
+        scaling::builds(&exe, &root.join("scaling"), sizes, |b| {
+            report.scaling_build(b);
+        })?;
     }
     Ok(())
 }

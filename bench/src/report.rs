@@ -207,9 +207,9 @@ impl Report {
         self.scale_runs.push((n, run.clone()));
     }
 
-    /// The builds of the scaling table.
-    pub fn scaling_builds(&mut self, builds: &[Scale]) {
-        self.scales.extend_from_slice(builds);
+    /// One build of the scaling table.
+    pub fn scaling_build(&mut self, build: Scale) {
+        self.scales.push(build);
     }
 
     fn render_scaling(&self, s: &mut String) {
@@ -384,22 +384,24 @@ impl Report {
             self.load_start, self.load_end
         );
         let _ = writeln!(s, "- scratch disk: {}", self.disk);
-        let _ = writeln!(s, "\n| measure | figure | baseline | ratio |");
-        let _ = writeln!(s, "|---|---:|---|---:|");
-        for r in &self.rows {
-            let ratio = r.ratio.map_or("–".into(), |x| format!("{x:.2}×"));
+        if !self.rows.is_empty() {
+            let _ = writeln!(s, "\n| measure | figure | baseline | ratio |");
+            let _ = writeln!(s, "|---|---:|---|---:|");
+            for r in &self.rows {
+                let ratio = r.ratio.map_or("–".into(), |x| format!("{x:.2}×"));
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {} | {ratio} |",
+                    r.measure, r.figure, r.baseline
+                );
+            }
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {ratio} |",
-                r.measure, r.figure, r.baseline
+                "\nratio = time per unit of work ÷ the baseline's (1× = as fast as the baseline; lower is better). \
+                 Every timed phase starts after `sync` (no write-back of the phase before); the files read are in the page cache \
+                 (written just before), for the services as for the baselines."
             );
         }
-        let _ = writeln!(
-            s,
-            "\nratio = time per unit of work ÷ the baseline's (1× = as fast as the baseline; lower is better). \
-             Every timed phase starts after `sync` (no write-back of the phase before); the files read are in the page cache \
-             (written just before), for the services as for the baselines."
-        );
         self.render_scaling(&mut s);
         let mut runs: Vec<&str> = Vec::new();
         let mut services: Vec<&str> = Vec::new();

@@ -106,9 +106,9 @@ fn parse_child(line: &str) -> Option<Scale> {
 
 /// For each size: generates a media-heavy Takeout of that size under
 /// `dir`, builds it in a child process (`exe --scaling-child`) after
-/// `sync`, and removes it.
-pub fn builds(exe: &Path, dir: &Path, sizes: &[u64]) -> Result<Vec<Scale>> {
-    let mut out = Vec::new();
+/// `sync`, removes it and hands the figures to `done` (so that the sizes
+/// measured before a failure, such as a full disk, are still reported).
+pub fn builds(exe: &Path, dir: &Path, sizes: &[u64], mut done: impl FnMut(Scale)) -> Result<()> {
     for (k, &size) in sizes.iter().enumerate() {
         let label = format!("scale{k}");
         eprintln!("  generating {} MiB…", size >> 20);
@@ -135,11 +135,11 @@ pub fn builds(exe: &Path, dir: &Path, sizes: &[u64]) -> Result<Vec<Scale>> {
             scale.build_s,
             scale.peak_kib as f64 / 1024.0
         );
-        out.push(scale);
+        done(scale);
         remove_paths(&dump.paths)?;
     }
     std::fs::remove_dir_all(dir)?;
-    Ok(out)
+    Ok(())
 }
 
 fn remove_paths(paths: &[PathBuf]) -> Result<()> {
