@@ -508,6 +508,14 @@ async function main() {
         await p.waitForSelector('#preview-start:not([disabled])');
         times.push(`${label} ${await pressAndCheckPreview(p, label)} ms`);
         await shotOf(p, `04-preview-${label}`);
+        // The markup record in view, not under the sticky Agree and Deny.
+        await p.$eval('pre.preview-sample', (e) => e.scrollIntoView({ block: 'center' }));
+        const onTop = await p.$eval('pre.preview-sample', (e) => {
+          const r = e.getBoundingClientRect();
+          return e.contains(document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2));
+        });
+        assert.ok(onTop, `${label}: the sample record is covered`);
+        await p.screenshot({ path: path.join(artifacts, `04-preview-sample-${label}.png`) });
         await axe(p, `consent with the preview (${label})`);
       }
       log(`     preview shown after the press: ${times.join(', ')}`);
