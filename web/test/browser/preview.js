@@ -135,6 +135,8 @@ export async function pressAndCheckPreview(p, label) {
   const scopes = await p.$$eval('#preview-scopes > li.preview-scope', (items) =>
     items.map((li) => ({
       scope: li.querySelector('code').textContent,
+      label: li.querySelector('span').textContent,
+      rawShown: li.querySelector('details').open,
       words: li.querySelector('strong').textContent,
       files: [...li.querySelectorAll('.preview-files li')].map((f) => f.textContent),
       samples: [...li.querySelectorAll('pre.preview-sample')].map((s) => s.textContent),
@@ -144,6 +146,11 @@ export async function pressAndCheckPreview(p, label) {
   const search = scopes.find((s) => s.scope.includes('my_activity.search'));
   const watch = scopes.find((s) => s.scope.includes('youtube.watch_history'));
   assert.ok(search && watch, `${label}: both scopes: ${JSON.stringify(scopes)}`);
+  // Scopes are named in the catalog's words; the raw strings wait behind "Details".
+  for (const s of scopes) {
+    assert.ok(s.label.length > 0 && !s.label.includes(s.scope) && !/[{}[\]]/.test(s.label), `${label}: words for ${s.scope}: ${s.label}`);
+    assert.equal(s.rawShown, false, `${label}: ${s.scope} shown raw`);
+  }
   assert.match(search.words, /^4 records in 1 file \(\d+(\.\d)? (bytes|kB)\)$/, `${label}: search counts`);
   assert.match(watch.words, /^3 records in 1 file \(\d+(\.\d)? (bytes|kB)\)$/, `${label}: watch counts`);
   assert.ok(search.files.some((f) => f.endsWith('MyActivity.json')), `${label}: first files ${search.files}`);
