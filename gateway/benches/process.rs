@@ -9,50 +9,30 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use futures_util::stream::{self, StreamExt};
-use protocol::alias::grant_body;
-use protocol::anychain::{sign, signing_key_from_seed, to_token, Dict, Value};
+use protocol::alias::build::{
+    bind_authz_body, group, scope, signed_grant, ClientDeclDoc, ContractDoc,
+};
+use protocol::anychain::{sign, signing_key_from_seed, to_token, Value};
 use runtime::config::Config;
 use std::time::Instant;
 
 fn contract(i: usize) -> Value {
     let client_key = signing_key_from_seed(&[1; 32]);
-    let decl = Dict::new()
-        .with("type", "alias.client.decl")
-        .with("name", format!("Client {i}"))
-        .with("domain", "client.example")
-        .with("crypto", Dict::new());
-    let client = sign(&client_key, Value::Dict(decl), 1_574_158_519_000.0).unwrap();
-    let scope = |p: &str| Value::Dict(Dict::new().with("provider", "google").with("path", p));
-    let group = |s: Vec<Value>| {
-        Value::Dict(
-            Dict::new()
-                .with("scopes", Value::List(s))
-                .with("usages", Value::List(vec![])),
-        )
-    };
-    Value::Dict(
-        Dict::new()
-            .with("type", "alias.contract")
-            .with("client", client)
-            .with(
-                "legal",
-                Dict::new()
-                    .with("usage", "benchmark")
-                    .with("storage_duration", "1 year"),
-            )
-            .with(
-                "base",
-                Dict::new()
-                    .with("contractual", group(vec![scope("my_activity.search")]))
-                    .with(
-                        "consent",
-                        Value::List(vec![group(vec![
-                            scope("youtube.watch_history"),
-                            scope("chrome.history"),
-                        ])]),
-                    ),
-            ),
-    )
+    let client = ClientDeclDoc::new(format!("Client {i}"), "client.example")
+        .sign(&client_key, 1_574_158_519_000.0)
+        .unwrap();
+    ContractDoc::new(client)
+        .usage("benchmark")
+        .legal("storage_duration", "1 year")
+        .contractual(group([scope("google", "my_activity.search")], &[]))
+        .consent(group(
+            [
+                scope("google", "youtube.watch_history"),
+                scope("google", "chrome.history"),
+            ],
+            &[],
+        ))
+        .build()
 }
 
 async fn rate(
@@ -94,9 +74,7 @@ fn main() {
             ("ALIAS_RATE_PER_SEC", "100000000"),
         ])
         .unwrap();
-        let app = gateway::AppState::connect(config.clone()).await.unwrap();
-        let (server, addr) = gateway::server(app.clone(), config.listen).unwrap();
-        actix_web::rt::spawn(server);
+        let (app, addr) = gateway::spawn(config).await.unwrap();
         let base = format!("http://{addr}");
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(concurrency)
@@ -107,11 +85,7 @@ fn main() {
         let bind = to_token(
             &sign(
                 &user,
-                Value::Dict(
-                    Dict::new()
-                        .with("type", "alias.bindAuthz")
-                        .with("origin", "http://bank.test"),
-                ),
+                bind_authz_body("http://bank.test"),
                 runtime::state::now_ms() as f64,
             )
             .unwrap(),
@@ -127,8 +101,8 @@ fn main() {
         let now = runtime::state::now_ms() as f64;
         let grants: Vec<String> = (0..n)
             .map(|i| {
-                let body = grant_body(&contract(i), vec![vec![true, false]], vec![]).unwrap();
-                to_token(&sign(&user, body, now).unwrap())
+                let grant = signed_grant(&user, &contract(i), vec![vec![true, false]], vec![], now);
+                to_token(&grant.unwrap())
             })
             .collect();
 
