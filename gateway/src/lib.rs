@@ -21,6 +21,7 @@ pub use uploads::UploadSlots;
 
 use actix_web::{web, App, HttpServer};
 use protocol::alias::AcceptancePolicy;
+use protocol::catalog::Catalog;
 use runtime::config::Config;
 use runtime::mq::Broker;
 use runtime::state::State;
@@ -52,6 +53,9 @@ pub struct AppState {
     pub waits: access::Slots,
     /// Dump uploads in progress, per key and per address.
     pub uploads: uploads::UploadSlots,
+    /// The provider catalogs the pages describe scopes with: the embedded
+    /// ones with `ALIAS_CATALOG_DIR` over them, as the processor loads them.
+    pub catalog: Arc<Catalog>,
 }
 
 impl AppState {
@@ -75,8 +79,9 @@ impl AppState {
         broker: Broker,
         storage: Storage,
     ) -> anyhow::Result<AppState> {
-        // The pages describe scopes with the catalogs the processor uses.
-        site::catalog::install(config.catalog_dir.as_deref())?;
+        // The pages describe scopes with the catalogs the processor uses;
+        // a bad catalog fails the start.
+        let catalog = Arc::new(Catalog::load(config.catalog_dir.as_deref())?);
         if config.push_id == protocol::alias::PushId::Grant {
             tracing::warn!(
                 "ALIAS_PUSH_ID=grant: transfers are pushed to grant-hash ids, which reference \
@@ -105,6 +110,7 @@ impl AppState {
                 config.gateway.max_waits_per_addr,
             ),
             uploads: uploads::UploadSlots::default(),
+            catalog,
             config,
             state,
             broker,

@@ -1,46 +1,24 @@
 //! Human descriptions of scopes, from the provider catalogs the processor
 //! builds archives with (`protocol::catalog`: the embedded catalogs, each
 //! replaced or extended by `ALIAS_CATALOG_DIR`): what a user reads on the
-//! consent page and the dashboard.
+//! consent page and the dashboard. The catalogs are the gateway's own
+//! (`AppState::catalog`, loaded at start), so two gateways in one process
+//! may describe scopes differently.
 
 use protocol::anychain::Value;
-use protocol::catalog::{Catalog, CatalogError, RecordFormat};
+use protocol::catalog::{Catalog, RecordFormat};
 use protocol::scope::{Fields, Scope};
-use std::path::Path;
-use std::sync::OnceLock;
-
-static CATALOG: OnceLock<Catalog> = OnceLock::new();
-
-/// Loads the catalogs the pages describe scopes with: the embedded ones,
-/// with the files of `dir` (`ALIAS_CATALOG_DIR`) over them, exactly as the
-/// processor loads them. Called once at start; a bad catalog fails the start.
-pub fn install(dir: Option<&Path>) -> Result<(), CatalogError> {
-    let catalog = Catalog::load(dir)?;
-    // A second start in one process (tests) keeps the first catalog.
-    let _already_installed = CATALOG.set(catalog);
-    Ok(())
-}
-
-/// The installed catalogs; the embedded ones when none was installed.
-fn catalog() -> &'static Catalog {
-    CATALOG.get_or_init(|| {
-        Catalog::embedded().unwrap_or_else(|e| {
-            tracing::error!(error = %e, "embedded provider catalogs unreadable");
-            Catalog::empty()
-        })
-    })
-}
 
 /// The display name of a provider (`Google Takeout`), or the name itself.
-pub fn provider_name(provider: &str) -> String {
-    catalog()
+pub fn provider_name(catalog: &Catalog, provider: &str) -> String {
+    catalog
         .provider(provider)
         .map_or_else(|| provider.to_owned(), |c| c.name.clone())
 }
 
 /// The providers of the catalogs, as `(provider, name)`.
-pub fn providers() -> Vec<(String, String)> {
-    catalog()
+pub fn providers(catalog: &Catalog) -> Vec<(String, String)> {
+    catalog
         .providers()
         .map(|c| (c.provider.clone(), c.name.clone()))
         .collect()
@@ -66,13 +44,8 @@ pub struct Described {
     pub caveat: String,
 }
 
-/// Describes a scope value of a contract.
-pub fn describe(value: &Value) -> Described {
-    describe_in(catalog(), value)
-}
-
-/// Describes a scope value with the given catalogs.
-fn describe_in(catalog: &Catalog, value: &Value) -> Described {
+/// Describes a scope value of a contract with the gateway's catalogs.
+pub fn describe(catalog: &Catalog, value: &Value) -> Described {
     let Ok(scope) = Scope::from_value(value) else {
         return Described {
             provider_id: String::new(),
@@ -157,8 +130,11 @@ mod tests {
 
     #[test]
     fn catalogs_are_read_and_describe_scopes() {
-        assert_eq!(catalog().providers().count(), 3);
-        assert_eq!(provider_name("google"), "Google Takeout");
+        let catalog = Catalog::embedded().unwrap();
+        assert_eq!(providers(&catalog).len(), 3);
+        assert_eq!(provider_name(&catalog, "google"), "Google Takeout");
+        assert_eq!(provider_name(&catalog, "nope"), "nope");
+        let describe = |v: &Value| describe(&catalog, v);
         let search = Value::Dict(
             Dict::new()
                 .with("provider", "google")
@@ -216,13 +192,13 @@ mod tests {
                 .with("provider", "google")
                 .with("path", "my_activity.search"),
         );
-        let d = describe_in(&local, &search);
+        let d = describe(&local, &search);
         assert!(
             d.description.contains("(local catalog)"),
             "{}",
             d.description
         );
-        let embedded = describe_in(&Catalog::embedded().unwrap(), &search);
+        let embedded = describe(&Catalog::embedded().unwrap(), &search);
         assert!(!embedded.description.contains("(local catalog)"));
     }
 }

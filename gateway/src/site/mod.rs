@@ -19,6 +19,7 @@ mod assets;
 mod authorize;
 pub(crate) mod catalog;
 mod dashboard;
+mod extract;
 mod pages;
 pub(crate) mod reexport;
 pub(crate) mod session;
