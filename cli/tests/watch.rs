@@ -79,14 +79,17 @@ fn gateway(replies: Vec<Reply>) -> (SocketAddr, Arc<Script>) {
     (addr, shared)
 }
 
-/// A quick policy for the in-process checks.
-fn quick(max_attempts: u32) -> RetryPolicy {
-    RetryPolicy {
+/// Watches transfer `T1` at `addr` in-process, quietly, under a quick
+/// policy of `max_attempts` tries.
+async fn watch_quick(addr: SocketAddr, max_attempts: u32) -> anyhow::Result<serde_json::Value> {
+    let policy = RetryPolicy {
         base: Duration::from_millis(5),
         cap: Duration::from_millis(40),
         max_attempts,
         max_elapsed: Duration::from_secs(30),
-    }
+    };
+    let gateway = format!("http://{addr}");
+    watch_retrying(&gateway, "T1", None, false, &HttpLimits::default(), policy).await
 }
 
 #[actix_web::test]
@@ -124,32 +127,14 @@ async fn watch_keeps_following_through_503s_and_says_so() {
 #[actix_web::test]
 async fn a_refusal_or_a_stream_that_ends_is_not_retried() {
     let (addr, script) = gateway(vec![Reply::NotFound]);
-    let err = watch_retrying(
-        &format!("http://{addr}"),
-        "T1",
-        None,
-        false,
-        &HttpLimits::default(),
-        quick(8),
-    )
-    .await
-    .unwrap_err();
+    let err = watch_quick(addr, 8).await.unwrap_err();
     assert!(err.to_string().starts_with("404"), "{err:#}");
     assert_eq!(script.hits.load(Ordering::SeqCst), 1);
 
     // A stream that ends before the transfer did gives its last status, as
     // a one-shot `follow` does.
     let (addr, script) = gateway(vec![Reply::Stream(&["processing", "pushing"])]);
-    let last = watch_retrying(
-        &format!("http://{addr}"),
-        "T1",
-        None,
-        false,
-        &HttpLimits::default(),
-        quick(8),
-    )
-    .await
-    .unwrap();
+    let last = watch_quick(addr, 8).await.unwrap();
     assert_eq!(last["state"], "pushing");
     assert_eq!(script.hits.load(Ordering::SeqCst), 1);
 }
@@ -157,16 +142,7 @@ async fn a_refusal_or_a_stream_that_ends_is_not_retried() {
 #[actix_web::test]
 async fn an_outage_longer_than_the_policy_ends_the_watch() {
     let (addr, script) = gateway(vec![Reply::Unavailable]);
-    let err = watch_retrying(
-        &format!("http://{addr}"),
-        "T1",
-        None,
-        false,
-        &HttpLimits::default(),
-        quick(3),
-    )
-    .await
-    .unwrap_err();
+    let err = watch_quick(addr, 3).await.unwrap_err();
     assert!(
         err.to_string()
             .contains("gave up following T1 after 3 tries"),
