@@ -235,3 +235,64 @@ async fn a_revocation_stops_the_push_and_reaches_the_client() {
     assert_eq!(client.sink.counters().starts, 2);
     bank.cleanup().await;
 }
+
+/// A failing client through the real pusher: each retry is noted with the
+/// time of the next try (what the user's dashboard shows as "Retrying
+/// (attempt N), next try at …"); once the client answers, the note is
+/// cleared and the transfer completes.
+#[actix_web::test]
+async fn retries_are_noted_for_the_dashboard_and_cleared_when_the_client_answers() {
+    use std::time::{Duration, Instant};
+    let bank = stack(&[
+        ("ALIAS_PUSH_ATTEMPTS", "1"),
+        ("ALIAS_PUSH_BUDGET_SECS", "300"),
+    ])
+    .await;
+    let client = Client::new(
+        "Down",
+        6,
+        Faults {
+            dead: true,
+            ..Faults::none()
+        },
+    );
+    let (status, body) = e2e::process_async(&bank.base, &client.grant(&user(42))).await;
+    assert_eq!(status, 202, "{body}");
+    // The transfer's events do not carry the note: read it until it shows
+    // (bounded; the first failed try comes as soon as the archives exist).
+    let limit = Instant::now() + Duration::from_secs(120);
+    let (generation, note) = loop {
+        let t = bank.app.state.transfer(&client.id).await.unwrap().unwrap();
+        let note = bank
+            .app
+            .state
+            .retry_note(&client.id, t.generation)
+            .await
+            .unwrap();
+        if let Some(note) = note {
+            break (t.generation, note);
+        }
+        assert!(Instant::now() < limit, "no retry noted: {t:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(note.failures >= 1, "{note:?}");
+    assert!(
+        note.next_ms > runtime::state::now_ms().saturating_sub(10_000),
+        "{note:?}"
+    );
+    assert!(client.sink.counters().transfer_finishes == 0);
+    // The client comes back: the next try goes through and the note goes.
+    client.sink.set_faults(Faults::none());
+    let t = e2e::wait_terminal(&bank, &client.id, Duration::from_secs(120)).await;
+    assert_eq!(t.state, runtime::state::TransferState::Done, "{t:?}");
+    assert_eq!(t.generation, generation);
+    assert_eq!(
+        bank.app
+            .state
+            .retry_note(&client.id, t.generation)
+            .await
+            .unwrap(),
+        None
+    );
+    bank.cleanup().await;
+}

@@ -18,7 +18,7 @@ use actix_web::HttpRequest;
 use percent_encoding::percent_decode_str;
 use protocol::alias::{Grant, RequestAuthError, SignedRequest};
 use protocol::anychain::b64u_encode;
-use runtime::state::{now_ms, Transfer};
+use runtime::state::{now_ms, Transfer, WebKey};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -115,8 +115,8 @@ fn capability_hash(token: &str) -> String {
     b64u_encode(hash.as_bytes())
 }
 
-fn capability_key(id: &str, hash: &str) -> String {
-    format!("transfer-access:{id}:{hash}")
+fn capability_key<'a>(id: &'a str, hash: &'a str) -> WebKey<'a> {
+    WebKey::TransferAccess { id, hash }
 }
 
 /// Issues a capability for transfer `id` of `user`: a random token whose

@@ -12,7 +12,7 @@ use protocol::alias::{AliasError, BindAuthz, Grant, PolicyError, PushId};
 use protocol::anychain::{from_json_str, DecodeError, Limits};
 use runtime::jobs::{self, ProcessJob};
 use runtime::mq::Route;
-use runtime::state::{now_ms, Begin, NewTransfer, TransferState};
+use runtime::state::{now_ms, Begin, NewTransfer, TransferState, WebKey};
 use std::time::{Duration, Instant};
 
 /// Maps a token error to its status and code.
@@ -74,10 +74,13 @@ pub(crate) async fn claim_contract(
     Ok(())
 }
 
-/// The state key recording, with grant-hash push ids, which transfer id
+/// The entry recording, with grant-hash push ids, which transfer id
 /// carries a user's data for a contract (where a revocation is announced).
-fn pushed_key(user: &str, contract_hash: &str) -> String {
-    format!("transfer-of:{user}:{contract_hash}")
+fn pushed_key<'a>(user: &'a str, contract_hash: &'a str) -> WebKey<'a> {
+    WebKey::PushedTo {
+        user,
+        contract: contract_hash,
+    }
 }
 
 /// The id of the transfer that carries `user`'s data for `contract_hash`:

@@ -13,7 +13,7 @@
 //! cancels the undelivered transfers built from it and deletes their
 //! archives.
 
-use crate::state::{now_ms, FileRecord, State, StateError, TransferState};
+use crate::state::{now_ms, FileRecord, State, StateError, TransferState, WebKey, WebList};
 use crate::storage::{Storage, StorageError};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -73,12 +73,12 @@ pub fn build_key(grant_token: &str, dumps: &[(&str, u64, &str)]) -> String {
     h.finalize().to_hex().to_string()
 }
 
-fn record_key(id: &str) -> String {
-    format!("archives:{id}")
+fn record_key(id: &str) -> WebKey<'_> {
+    WebKey::Archives(id)
 }
 
-fn user_list(user: &str) -> String {
-    format!("archives-of:{user}")
+fn user_list(user: &str) -> WebList<'_> {
+    WebList::ArchivesOf(user)
 }
 
 /// The transfer's build, if any.
@@ -132,7 +132,7 @@ pub async fn record_build(
     retention: Duration,
 ) -> Result<(), ArchiveError> {
     let json = serde_json::to_string(build).map_err(|e| StateError::Corrupt {
-        key: record_key(id),
+        key: record_key(id).name(),
         reason: e.to_string(),
     })?;
     state
@@ -251,6 +251,27 @@ pub async fn dump_deleted(
         concerned.push(id);
     }
     Ok(concerned)
+}
+
+/// After a user deleted their account: every build of theirs is deleted
+/// (objects and records) and their list of builds is forgotten. Returns the
+/// objects deleted.
+pub async fn user_deleted(
+    state: &State,
+    storage: &Storage,
+    user: &str,
+) -> Result<usize, ArchiveError> {
+    let mut ids = state.list_range(&user_list(user), PER_USER).await?;
+    ids.sort();
+    ids.dedup();
+    let mut deleted = 0;
+    for id in ids {
+        if build_of(state, &id).await?.is_some_and(|b| b.user == user) {
+            deleted += drop_build(state, storage, &id).await?;
+        }
+    }
+    let _existed = state.list_delete(&user_list(user)).await?;
+    Ok(deleted)
 }
 
 #[cfg(test)]

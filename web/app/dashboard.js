@@ -5,7 +5,7 @@
 // few seconds. Confirmations are an in-page dialog, never confirm().
 
 import { ready, postJSON, getJSON, say, keyPair, anychain, alias, origin, showError, clearErrors, human, enableWhenReady } from './bank.js';
-import { humanBytes, localTime, stateWords, progressWords, dumpPath } from './format.js';
+import { humanBytes, localTime, stateWords, progressWords, retryWords, dumpPath } from './format.js';
 
 const uploadForm = document.getElementById('upload-form');
 
@@ -180,7 +180,13 @@ function showTransfer(article, t) {
   bar.max = t.bytes_total || 1;
   bar.value = t.bytes_done;
   let detail = t.detail;
-  if (stalled) detail = `The service has not accepted anything since ${localTime(t.updated_ms)}. The data bank keeps trying on its own.`;
+  const retrying = retryWords(t);
+  if (stalled && !retrying) detail = `The service has not accepted anything since ${localTime(t.updated_ms)}. The data bank keeps trying on its own.`;
+  const retryEl = article.querySelector('.transfer-retry');
+  if (retryEl) {
+    retryEl.hidden = !retrying;
+    if (retryEl.textContent !== retrying) retryEl.textContent = retrying;
+  }
   article.querySelector('.transfer-detail').textContent = detail;
   const technical = article.querySelector('.transfer-technical');
   if (technical) {
@@ -244,7 +250,56 @@ async function changePassword(event) {
   }
 }
 
+/** Deletes the account: the password confirms it (and unlocks the key that
+ * signs the withdrawal of every agreement shown here), after the in-page
+ * dialog. */
+async function deleteAccount(event) {
+  event.preventDefault();
+  const form = event.currentTarget;
+  const field = (id) => document.getElementById(id);
+  const button = field('delete-button');
+  const input = field('delete-password');
+  clearErrors(form);
+  const password = input.value;
+  if (!password) return showError(form, 'Type your password to confirm.', input);
+  const agreements = [...document.querySelectorAll('script.grant-data')];
+  const told = agreements.length ? ` The ${agreements.length === 1 ? 'service' : `${agreements.length} services`} you agreed to ${agreements.length === 1 ? 'is' : 'are'} told to delete what ${agreements.length === 1 ? 'it' : 'they'} received.` : '';
+  if (!(await ask(`Delete your account and everything it holds here?${told} This cannot be undone.`, 'Delete my account'))) return;
+  button.disabled = true;
+  try {
+    await ready();
+    say('Deriving your keys (this takes a few seconds)…');
+    const me = await getJSON('/web/me');
+    let unlocked;
+    try {
+      unlocked = await alias.unlockAccount(password, me.record);
+    } catch {
+      say('');
+      button.disabled = false;
+      return showError(form, 'This is not your password.', input);
+    }
+    const revocations = agreements.map((el) => {
+      const grant = anychain.decode(el.textContent);
+      alias.checkGrantClear(grant);
+      const date = Math.max(Date.now(), grant.date + 1);
+      return anychain.toToken(alias.signRevokedGrant(unlocked.keyPair, grant.body.contract, { date }));
+    });
+    const verifier = anychain.b64uEncode(unlocked.keys.verifier);
+    const done = await postJSON('/web/account/delete', { verifier, revocations });
+    input.value = '';
+    say('Your account is deleted.');
+    window.location.assign(done.redirect || '/login?deleted=1');
+  } catch (e) {
+    say('');
+    button.disabled = false;
+    if (e.code === 'revocation_needed') return showError(form, 'You agreed to a service since this page was loaded: reload the page, then delete again.', null);
+    const { text, detail } = human(e, 'Could not delete your account');
+    showError(form, text, null, detail);
+  }
+}
+
 uploadForm.addEventListener('submit', upload);
+document.getElementById('delete-form').addEventListener('submit', deleteAccount);
 document.getElementById('password-form').addEventListener('submit', changePassword);
 document.getElementById('unlock-button').addEventListener('click', async () => {
   try {
@@ -264,7 +319,7 @@ document.addEventListener('click', (event) => {
 });
 document.querySelectorAll('input.reexport').forEach((input) => input.addEventListener('change', () => reexport(input)));
 localize();
-enableWhenReady('upload-button', 'unlock-button', 'password-button').then(() => {
+enableWhenReady('upload-button', 'unlock-button', 'password-button', 'delete-button').then(() => {
   for (const b of document.querySelectorAll('button.delete-dump, button.revoke, button.retry')) b.disabled = false;
 });
 refresh();

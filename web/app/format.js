@@ -24,6 +24,22 @@ export function localTime(ms, locale = undefined, timeZone = undefined) {
   return d.toLocaleString(locale, { dateStyle: 'medium', timeStyle: 'short', timeZone });
 }
 
+/** Milliseconds since the epoch as a local clock time (`14:05`). */
+export function clockTime(ms, locale = undefined, timeZone = undefined) {
+  const d = new Date(Number(ms));
+  if (!Number.isFinite(d.getTime()) || Number(ms) <= 0) return '';
+  return d.toLocaleTimeString(locale, { hour: '2-digit', minute: '2-digit', timeZone });
+}
+
+/**
+ * "Retrying (attempt 3), next try at 14:05" while the client fails and the
+ * data bank will try again; '' otherwise.
+ */
+export function retryWords(t, locale = undefined, timeZone = undefined) {
+  if (!t || !t.retry_attempt || ['done', 'failed', 'cancelled'].includes(t.state)) return '';
+  return `Retrying (attempt ${t.retry_attempt}), next try at ${clockTime(t.retry_next_ms, locale, timeZone)}`;
+}
+
 /** A transfer state in words (the same words as the server's). */
 export function stateWords(state, revoked = false) {
   if (state === 'failed') return 'Failed';

@@ -2,7 +2,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { humanBytes, localTime, stateWords, progressWords, dumpPath } from '../app/format.js';
+import { humanBytes, localTime, clockTime, retryWords, stateWords, progressWords, dumpPath } from '../app/format.js';
 
 test('sizes read as people read them', () => {
   assert.equal(humanBytes(0), '0 bytes');
@@ -24,6 +24,16 @@ test('times are local, states are words', () => {
   assert.equal(stateWords('done'), 'Delivered');
   assert.equal(stateWords('done', true), 'Client told of the withdrawal');
   assert.equal(stateWords('failed', true), 'Failed');
+});
+
+test('retries read as the attempt and the next try in local time', () => {
+  const ms = Date.UTC(2026, 0, 2, 23, 30);
+  assert.equal(clockTime(ms, 'en-GB', 'Europe/Paris'), '00:30');
+  assert.equal(clockTime(0), '');
+  const t = { state: 'pushing', retry_attempt: 3, retry_next_ms: ms };
+  assert.equal(retryWords(t, 'en-GB', 'UTC'), 'Retrying (attempt 3), next try at 23:30');
+  assert.equal(retryWords({ ...t, retry_attempt: 0 }), '');
+  assert.equal(retryWords({ ...t, state: 'failed' }), '', 'no retry once it failed');
 });
 
 test('dump paths keep the name people have, encoded as one segment', () => {

@@ -5,14 +5,14 @@
 //!
 //! The pages are rendered on the server (askama templates in
 //! `gateway/templates/`); the browser only signs (web/src/*.js, loaded from
-//! `/static/`). What lives where in the state (all under `kv:` of the
-//! namespace): `web:account:{username}` (the account record: salt, pwhash
-//! parameters, sealed identity box, public verifier, public key),
-//! `web:user:{pk}` (its username), `web:session:{id}`, `web:challenge:{c}`
-//! (single use, short TTL), `web:authreq:{id}` (a validated authorization
-//! request waiting for the user's answer), `web:client:{client id}` (the
-//! latest contract seen of a client), `web:reexport:{pk}:{contract}` and
-//! the list `web:history:{pk}`.
+//! `/static/`).
+//!
+//! What the pages keep in the state is named by `runtime::state::WebKey`,
+//! `WebList` and `WebCounter` (the account record by username, its username
+//! by public key, sessions, single-use challenges, pending authorization
+//! requests, the contract a client last showed a user, the re-export
+//! switches, the delivered records, known devices, the history): the
+//! gateway passes what an entry is about and never formats a key.
 
 mod accounts;
 mod assets;
@@ -54,6 +54,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         )
         .service(
             web::resource("/web/account/password").route(web::post().to(accounts::password_change)),
+        )
+        .service(
+            web::resource("/web/account/delete").route(web::post().to(accounts::delete_account)),
         )
         .service(web::resource("/request").route(web::get().to(authorize::request_page)))
         .service(web::resource("/request/").route(web::get().to(authorize::request_page)))

@@ -170,6 +170,7 @@ pub struct NextQuery {
     next: Option<String>,
     username: Option<String>,
     logged_out: Option<String>,
+    deleted: Option<String>,
 }
 
 #[derive(Template)]
@@ -218,6 +219,7 @@ async fn account_page(
             "This request is for the account “{w}”, but you are logged in as “{}”. Log in as {w} to answer it, or ignore it.",
             me.username
         ),
+        _ if query.deleted.is_some() => "Your account is deleted: your exports, agreements and sessions are gone from this data bank, and the services you had agreed to were told to delete what they received. You can create a new account at any time.".to_owned(),
         _ if query.logged_out.is_some() => "You are logged out.".to_owned(),
         _ => String::new(),
     };

@@ -11,11 +11,15 @@ use actix_web::cookie::{time, Cookie, CookieJar, Key, SameSite};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponseBuilder};
 use protocol::anychain::b64u_encode;
+use runtime::state::{WebKey, WebList};
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
 /// The session cookie's name.
 pub const COOKIE: &str = "alias_session";
+/// The sessions of a user the index keeps (the newest; more live sessions
+/// than this within a session's lifetime are not a person's).
+pub const SESSIONS_KEPT: usize = 1000;
 /// The header (JSON requests) or form field (forms) carrying the CSRF token.
 pub const CSRF_HEADER: &str = "x-csrf-token";
 
@@ -116,8 +120,8 @@ pub struct Session {
     pub user: Option<User>,
 }
 
-fn session_key(id: &str) -> String {
-    format!("web:session:{id}")
+fn session_key(id: &str) -> WebKey<'_> {
+    WebKey::Session(id)
 }
 
 impl Session {
@@ -164,11 +168,26 @@ impl Session {
         app.state
             .kv_set(&session_key(&id), &json, Some(app.config.session_ttl))
             .await?;
+        // Indexed per user, so that deleting the account ends them all.
+        app.state
+            .list_push(&WebList::Sessions(&user.pk), &id, SESSIONS_KEPT)
+            .await?;
         Ok(Session {
             id,
             fresh: true,
             user: Some(user),
         })
+    }
+
+    /// Ends every session of user `pk` (the account is deleted): their
+    /// records and the index go.
+    pub async fn end_all(app: &AppState, pk: &str) -> Result<(), ApiError> {
+        let list = WebList::Sessions(pk);
+        for id in app.state.list_range(&list, SESSIONS_KEPT).await? {
+            let _existed = app.state.kv_delete(&session_key(&id)).await?;
+        }
+        let _existed = app.state.list_delete(&list).await?;
+        Ok(())
     }
 
     /// Ends the session: forgets its record, gives a new anonymous id.

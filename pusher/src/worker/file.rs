@@ -92,7 +92,7 @@ impl Pusher {
                 .request_failed(e, t, client, Request::File(file), &refused)
                 .await;
         }
-        self.client_answered(client).await;
+        self.client_answered(t, client).await;
         let done = Mark::FileDone(file);
         if let Err(e) = record_acked(|| self.state.mark(&t.id, t.generation, done, DAY * 7)).await {
             return e.into();

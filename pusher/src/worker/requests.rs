@@ -65,6 +65,15 @@ impl Pusher {
             .unwrap_or(Duration::from_secs(5))
             .min(self.settings.budget);
         tracing::warn!(transfer = %t.id, ?request, client = %client.breaker(), error = %err, retry_in = ?delay, "the client failed; retrying later");
+        // What the user's dashboard shows: the attempt and when it is due.
+        let next_ms = now_ms().saturating_add(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX));
+        if let Err(e) = self
+            .state
+            .note_retry(&t.id, t.generation, next_ms, DAY)
+            .await
+        {
+            tracing::warn!(transfer = %t.id, error = %e, "could not note the retry for the dashboard");
+        }
         Decision::Retry(delay)
     }
 
@@ -96,11 +105,15 @@ impl Pusher {
         }
     }
 
-    /// Forgets the client's failures after it answered (a failure to do so
-    /// only leaves the count to expire).
-    pub(super) async fn client_answered(&self, client: &ClientId) {
+    /// Forgets the client's failures and the generation's noted retries
+    /// after it answered (a failure to do so only leaves them to expire; the
+    /// dashboard shows a note only until the transfer moves on).
+    pub(super) async fn client_answered(&self, t: &Transfer, client: &ClientId) {
         if let Err(e) = self.state.client_success(&client.breaker()).await {
             tracing::debug!(client = %client.breaker(), error = %e, "could not reset the client's failures");
+        }
+        if let Err(e) = self.state.clear_retry(&t.id, t.generation).await {
+            tracing::debug!(transfer = %t.id, error = %e, "could not clear the noted retries");
         }
     }
 
@@ -148,7 +161,7 @@ impl Pusher {
                     self.state
                         .mark(&t.id, t.generation, Mark::Started, DAY * 7)
                         .await?;
-                    self.client_answered(client).await;
+                    self.client_answered(t, client).await;
                     Ok(())
                 }
                 Err(e) => Err(self

@@ -5,8 +5,8 @@
 //! ([`super::GenerationMarks`], [`super::ClientHealth`], the counters of
 //! [`super::WebStore`]) are written once on top of them.
 //!
-//! In Redis a flag is `{ns}:flag:{name}`, a first sighting `{ns}:seen:{name}`
-//! and a counter `{ns}:count:{name}`.
+//! In Redis a flag is `{ns}:flag:{name}`, a first sighting `{ns}:seen:{name}`,
+//! a counter `{ns}:count:{name}` and a number `{ns}:number:{name}`.
 
 use super::StateError;
 use std::time::Duration;
@@ -57,4 +57,14 @@ pub trait Primitives: Send + Sync {
 
     /// Forgets the counter `name`.
     async fn raw_reset_count(&self, name: &Key) -> Result<(), StateError>;
+
+    /// Sets the number `name` to `value` for `ttl`.
+    async fn raw_set_number(&self, name: &Key, value: u64, ttl: Duration)
+        -> Result<(), StateError>;
+
+    /// The number `name`, if set and not expired.
+    async fn raw_number(&self, name: &Key) -> Result<Option<u64>, StateError>;
+
+    /// Forgets the number `name`.
+    async fn raw_clear_number(&self, name: &Key) -> Result<(), StateError>;
 }

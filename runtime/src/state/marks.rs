@@ -8,11 +8,28 @@
 //! `flag:filedone:{id}:{gen}:{file}`, `flag:inflight:…`,
 //! `flag:dead:{id}:{gen}:{file|-}`, `seen:job:{id}:{gen}:{start|finish|file}`,
 //! `count:pushfail:{id}:{gen}:{file}`, `count:pushrewind:…`,
-//! `count:restarts:{id}`).
+//! `count:restarts:{id}`; the retries the pusher scheduled,
+//! `count:retries:{id}:{gen}` and `number:retries:{id}:{gen}`).
 
 use super::keys::{Key, Primitives};
 use super::StateError;
 use std::time::Duration;
+
+/// A retry of a generation's pushes the pusher scheduled after the client
+/// failed: how many failures led to retries so far, and when the next try
+/// is due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryNote {
+    /// Failures followed by a retry (the next try is attempt
+    /// `failures + 1`).
+    pub failures: u64,
+    /// When the next try is due (ms since the epoch).
+    pub next_ms: u64,
+}
+
+fn retries_key(id: &str, generation: u64) -> Key {
+    Key::new(format!("retries:{id}:{generation}"))
+}
 
 /// A mark on a transfer generation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,6 +167,42 @@ pub trait GenerationMarks: Primitives {
     ) -> Result<u64, StateError> {
         self.raw_count(&trouble_key(id, generation, file, trouble), window)
             .await
+    }
+
+    /// Notes that the client failed and the pusher retries generation
+    /// `generation` of transfer `id` at `next_ms` (kept `ttl`); returns the
+    /// note.
+    async fn note_retry(
+        &self,
+        id: &str,
+        generation: u64,
+        next_ms: u64,
+        ttl: Duration,
+    ) -> Result<RetryNote, StateError> {
+        let key = retries_key(id, generation);
+        let failures = self.raw_count(&key, ttl).await?;
+        self.raw_set_number(&key, next_ms, ttl).await?;
+        Ok(RetryNote { failures, next_ms })
+    }
+
+    /// The retry noted for the generation, if the client is failing.
+    async fn retry_note(&self, id: &str, generation: u64) -> Result<Option<RetryNote>, StateError> {
+        let key = retries_key(id, generation);
+        let failures = self.raw_counted(&key).await?;
+        if failures == 0 {
+            return Ok(None);
+        }
+        Ok(self
+            .raw_number(&key)
+            .await?
+            .map(|next_ms| RetryNote { failures, next_ms }))
+    }
+
+    /// Forgets the generation's retries (the client answered).
+    async fn clear_retry(&self, id: &str, generation: u64) -> Result<(), StateError> {
+        let key = retries_key(id, generation);
+        self.raw_reset_count(&key).await?;
+        self.raw_clear_number(&key).await
     }
 
     /// Counts one more restart of transfer `id` (kept `window`); returns

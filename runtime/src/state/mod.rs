@@ -32,14 +32,14 @@ pub use self::channels::{Channels, Subscription};
 pub use self::dumps::{DumpRecord, DumpStore};
 pub use self::health::{ClientHealth, ClientName};
 pub use self::leases::{Heartbeat, Lease, LeaseGuard, LeaseStore};
-pub use self::marks::{FileTrouble, GenerationMarks, Mark, Request};
+pub use self::marks::{FileTrouble, GenerationMarks, Mark, Request, RetryNote};
 pub use self::memory::MemoryStore;
 pub use self::redis::{EventHub, RedisStore};
 pub use self::transfers::{
     Begin, FileRecord, NewTransfer, Transfer, TransferEvent, TransferState, TransferStore,
 };
 pub use self::users::UserStore;
-pub use self::web::WebStore;
+pub use self::web::{WebCounter, WebKey, WebList, WebStore};
 
 use std::ops::Deref;
 use std::sync::Arc;

@@ -64,4 +64,11 @@ pub trait UserStore: Send + Sync {
     /// Claims a single-use id (e.g. the fold of a signed request) for `ttl`;
     /// false when it was already claimed.
     async fn claim_once(&self, id: &str, ttl: Duration) -> Result<bool, StateError>;
+
+    /// Forgets a user who deleted their account: grants, history, grant
+    /// dates, binding, dump records and quota usage. The contracts they
+    /// claimed stay bound to them (a contract-hash transfer id never passes
+    /// to another user), and their transfers keep their own records until
+    /// they expire. The caller deletes the dumps' objects first.
+    async fn forget_user(&self, user: &str) -> Result<(), StateError>;
 }

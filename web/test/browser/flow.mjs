@@ -8,7 +8,8 @@
 // dashboard in words and local time; a request for another account and a
 // request while logged out; Deny without scripts; revoke (an in-page
 // dialog) with the delivered record kept; re-export; Deny after Agree
-// withdraws it; static files revalidated (304) and compressed; axe-core
+// withdraws it; static files revalidated (304) and compressed; an account
+// deleted from the dashboard on each viewport (login fails after); axe-core
 // finds no violation on any page state. Screenshots of each page go to
 // target/browser-artifacts/. Meanwhile every request the browser sends,
 // and every value the data bank keeps in Redis, is searched for the
@@ -661,7 +662,7 @@ async function main() {
       assert.equal(run.revoked, false);
     });
 
-    await step('a failing client: the transfer fails in words (no URL), Retry sends it once the client is back', async () => {
+    await step('a failing client: retries shown with the next try, then the transfer fails in words (no URL), Retry sends it once the client is back', async () => {
       const failing = { ...contract, legal: { ...contract.legal, usage: 'the failing client' } };
       await page.goto(`${bank}/request?contract=${encodeURIComponent(anychain.toToken(failing))}&state=failing`);
       await page.waitForSelector('#agree:not([disabled])');
@@ -678,6 +679,11 @@ async function main() {
       assert.equal(resp.status, 202);
       const failedId = (await resp.json()).transfer.id;
       await page.goto(`${bank}/dashboard`);
+      // While the data bank retries, the page says so, in local time.
+      const retrying = await page.waitForSelector('article.client .transfer-retry:not([hidden])', { timeout: 60000 });
+      const retryText = (await retrying.textContent()).trim();
+      assert.match(retryText, /^Retrying \(attempt \d+\), next try at \d{1,2}:\d{2}( [AP]M)?$/, retryText);
+      await shot('12-transfer-retrying');
       const article = 'article.client:has(.transfer-state[data-state="failed"])';
       await page.waitForSelector(article, { timeout: 90000 });
       assert.equal((await page.textContent(`${article} .transfer-state`)).trim(), 'Failed');
@@ -817,11 +823,75 @@ async function main() {
       log(`     checked ${sent.length} requests (${bytes} body bytes) and ${stored.length} characters of Redis`);
     });
 
+    let deletedLogins = 0;
+    await step('delete an account from the dashboard (an in-page dialog, the password confirms): everything goes, login fails (both viewports)', async () => {
+      for (const [label, viewport] of [['laptop', LAPTOP], ['phone', PHONE]]) {
+        const ctx = await browser.newContext({ viewport });
+        const p = await ctx.newPage();
+        watch(p);
+        p.setDefaultTimeout(60000);
+        const name = `gone${label}${process.pid}`;
+        const secret = `a password for ${label} that goes`;
+        await p.goto(`${bank}/signup`);
+        await p.waitForSelector('#signup-button:not([disabled])');
+        await p.fill('#username', name);
+        await p.fill('#password', secret);
+        await p.fill('#password2', secret);
+        await p.click('#signup-button');
+        await p.waitForURL(`${bank}/dashboard`);
+        const pk = (await redisClient.command('GET', `${ns}:kv:web:account:${name}`)) && JSON.parse(await redisClient.command('GET', `${ns}:kv:web:account:${name}`)).publicKey;
+        assert.ok(pk, 'the account exists');
+        await p.click('#account-delete summary');
+        await p.waitForSelector('#delete-button:not([disabled])');
+        await axe(p, `dashboard, delete form open (${label})`);
+        // A wrong password: said at the field, nothing deleted.
+        await p.fill('#delete-password', 'not the password');
+        await p.click('#delete-button');
+        await p.waitForSelector('#confirm[open]');
+        assert.match(await p.textContent('#confirm-text'), /Delete your account/);
+        await shotOf(p, `15-delete-dialog-${label}`);
+        await p.click('#confirm-ok');
+        await p.waitForSelector('#delete-error:not([hidden])');
+        assert.equal(await p.evaluate(() => document.activeElement.id), 'delete-password');
+        assert.equal(await p.getAttribute('#delete-password', 'aria-invalid'), 'true');
+        assert.ok(await redisClient.command('GET', `${ns}:kv:web:account:${name}`), 'nothing deleted yet');
+        // Cancel in the dialog: nothing happens either.
+        await p.fill('#delete-password', secret);
+        await p.click('#delete-button');
+        await p.waitForSelector('#confirm[open]');
+        await p.click('#confirm-cancel');
+        assert.ok(await redisClient.command('GET', `${ns}:kv:web:account:${name}`), 'cancelled: nothing deleted');
+        // Confirmed: the account is gone and the login page says so.
+        await p.click('#delete-button');
+        await p.waitForSelector('#confirm[open]');
+        await p.click('#confirm-ok');
+        await p.waitForURL(/\/login\?deleted=1/);
+        assert.match(await p.textContent('main'), /Your account is deleted/);
+        await shotOf(p, `15-deleted-${label}`);
+        await axe(p, `login after deletion (${label})`);
+        assert.equal(await redisClient.command('GET', `${ns}:kv:web:account:${name}`), null, 'the account record is gone');
+        assert.equal(await redisClient.command('GET', `${ns}:kv:web:user:${pk}`), null, 'its key is free');
+        assert.equal(await redisClient.command('GET', `${ns}:user:${pk}:bind`), null, 'the binding is gone');
+        await p.goto(`${bank}/dashboard`);
+        assert.match(new URL(p.url()).pathname, /^\/login/, 'the session ended');
+        await p.waitForSelector('#login-button:not([disabled])');
+        await p.fill('#username', name);
+        await p.fill('#password', secret);
+        await p.click('#login-button');
+        await p.waitForSelector('#form-error:not([hidden])');
+        assert.equal((await p.textContent('#form-error')).trim(), 'Wrong username or password.');
+        deletedLogins += 1;
+        await ctx.close();
+      }
+    });
+
     await step('no script errors on the pages, no native dialogs; axe-core found nothing', async () => {
       // The only failed loads: the sink has no callback page for denied
       // requests (404), the form posted before its script (400) and the
       // wrong password (401), once each.
       const expected = ['status of 400 (Bad Request)', 'status of 401 (Unauthorized)'];
+      // And one refused login per deleted account.
+      for (let i = 0; i < deletedLogins; i += 1) expected.push('status of 401 (Unauthorized)');
       const left = consoleErrors.filter((e) => !e.includes('favicon') && !e.includes('404'));
       for (const x of expected) {
         const at = left.findIndex((e) => e.includes(x));

@@ -4,7 +4,7 @@
 
 use super::json_with_session;
 use super::record::{account, check_username, AccountRecord, PwHash};
-use super::throttle::{device_key, login_gate, Gate, DEVICE_COOKIE, DEVICE_TTL};
+use super::throttle::{device_key, login_gate, Gate, DEVICES_KEPT, DEVICE_COOKIE, DEVICE_TTL};
 use crate::error::ApiError;
 use crate::site::extract::PageJson;
 use crate::site::session::{ct_eq, new_id, random_bytes, Session, User};
@@ -13,7 +13,7 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use protocol::alias::{LoginError, SignedLogin};
 use protocol::anychain::{b64u_decode, b64u_encode};
-use runtime::state::now_ms;
+use runtime::state::{now_ms, WebKey, WebList};
 use serde::Deserialize;
 use std::time::Duration;
 
@@ -49,11 +49,7 @@ pub(super) async fn new_challenge(app: &AppState, purpose: &str) -> Result<Strin
     let challenge =
         b64u_encode(&random_bytes(32).map_err(|e| ApiError::unavailable("randomness", e))?);
     app.state
-        .kv_set(
-            &format!("web:challenge:{challenge}"),
-            purpose,
-            Some(CHALLENGE_TTL),
-        )
+        .kv_set(&WebKey::Challenge(&challenge), purpose, Some(CHALLENGE_TTL))
         .await?;
     Ok(challenge)
 }
@@ -88,10 +84,7 @@ pub(super) async fn check_answer(
         )
         .map_err(|e| unauthorized(e.to_string()))?;
     let challenge = b64u_encode(login.challenge());
-    let issued = app
-        .state
-        .kv_take(&format!("web:challenge:{challenge}"))
-        .await?;
+    let issued = app.state.kv_take(&WebKey::Challenge(&challenge)).await?;
     if !issued.is_some_and(|p| ct_eq(p.as_bytes(), purpose.as_bytes())) {
         return Err(unauthorized(
             "unknown, expired or already used login challenge".into(),
@@ -210,14 +203,21 @@ pub async fn login_finish(
         authenticate(&app, &req, &input.username, &input.verifier).await?;
     let pk = b64u_decode(&record.public_key).map_err(|e| ApiError::unavailable("account", e))?;
     check_answer(&app, &input.login, &pk, &format!("login:{username}")).await?;
-    app.state.reset_count(&gate.pair).await?;
+    app.state.reset_count(&gate.pair()).await?;
     // An account holder's records are durable (also those bound before
     // quotas existed).
     app.state.keep_user(&record.public_key).await?;
     // This browser is now a known device of the user.
     let device = match gate.device {
         Some(d) => d,
-        None => new_id()?,
+        None => {
+            let d = new_id()?;
+            // Indexed per account, so that deleting it forgets them all.
+            app.state
+                .list_push(&WebList::Devices(&username), &d, DEVICES_KEPT)
+                .await?;
+            d
+        }
     };
     app.state
         .kv_set(&device_key(&username, &device), "1", Some(DEVICE_TTL))

@@ -29,12 +29,14 @@
 //!   are counted per (device, username) instead, and the per-username count
 //!   never touches it.
 
+mod delete;
 mod login;
 mod profile;
 mod record;
 mod signup;
 mod throttle;
 
+pub use delete::delete_account;
 pub use login::{login_begin, login_finish, logout, params};
 pub use profile::{me, password_begin, password_change};
 pub use signup::{signup, signup_begin};

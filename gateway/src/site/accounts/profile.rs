@@ -99,7 +99,7 @@ pub async fn password_change(
     }
     let pk = b64u_decode(&current.public_key).map_err(|e| ApiError::unavailable("account", e))?;
     check_answer(&app, &input.login, &pk, &format!("password:{username}")).await?;
-    app.state.reset_count(&gate.pair).await?;
+    app.state.reset_count(&gate.pair()).await?;
     let json = serde_json::to_string(&record).map_err(|e| ApiError::unavailable("account", e))?;
     app.state
         .kv_set(&account_key(&username), &json, None)

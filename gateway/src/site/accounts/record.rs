@@ -3,6 +3,7 @@
 use crate::error::ApiError;
 use crate::AppState;
 use protocol::anychain::b64u_decode;
+use runtime::state::WebKey;
 use serde::{Deserialize, Serialize};
 
 /// The argon2id parameters of an account (libsodium `crypto_pwhash`).
@@ -110,8 +111,8 @@ impl AccountRecord {
     }
 }
 
-pub(super) fn account_key(username: &str) -> String {
-    format!("web:account:{username}")
+pub(super) fn account_key(username: &str) -> WebKey<'_> {
+    WebKey::Account(username)
 }
 
 /// The account record of `username`, if any.

@@ -12,7 +12,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse};
 use protocol::alias::BindAuthz;
 use protocol::anychain::b64u_decode;
-use runtime::state::now_ms;
+use runtime::state::{now_ms, WebKey};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -83,7 +83,7 @@ pub async fn signup(input: PageJson<Signup>) -> Result<HttpResponse, ApiError> {
     // a key this data bank knows.
     crate::grants::accept_bind(&app, &input.bind, Some(&record.public_key)).await?;
     let json = serde_json::to_string(&record).map_err(|e| ApiError::unavailable("account", e))?;
-    let user_key = format!("web:user:{}", record.public_key);
+    let user_key = WebKey::UserOfKey(&record.public_key);
     if !app
         .state
         .kv_set_nx(&user_key, &record.username, None)

@@ -6,6 +6,7 @@ use crate::error::ApiError;
 use crate::AppState;
 use actix_web::http::StatusCode;
 use actix_web::HttpRequest;
+use runtime::state::{WebCounter, WebKey, WebList};
 use std::time::Duration;
 
 /// Login and signup attempts per address in [`ATTEMPT_WINDOW`].
@@ -23,6 +24,8 @@ const ATTEMPT_WINDOW: Duration = Duration::from_secs(300);
 pub(super) const DEVICE_COOKIE: &str = "alias_device";
 /// How long a device stays known after its last successful login.
 pub(super) const DEVICE_TTL: Duration = Duration::from_secs(90 * 24 * 3600);
+/// The known devices of an account the index keeps.
+pub(super) const DEVICES_KEPT: usize = 100;
 
 fn client_ip(app: &AppState, req: &HttpRequest) -> String {
     crate::ops::client_addr(app, req).map_or_else(|| "unknown".to_owned(), |a| a.to_string())
@@ -37,10 +40,7 @@ fn throttled(code: &'static str, reason: &str) -> ApiError {
 pub(super) async fn address_budget(app: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
     let by_ip = app
         .state
-        .count(
-            &format!("web:attempts:ip:{}", client_ip(app, req)),
-            ATTEMPT_WINDOW,
-        )
+        .count(&WebCounter::Attempts(&client_ip(app, req)), ATTEMPT_WINDOW)
         .await?;
     if by_ip > MAX_ATTEMPTS_PER_IP {
         return Err(throttled(
@@ -51,8 +51,8 @@ pub(super) async fn address_budget(app: &AppState, req: &HttpRequest) -> Result<
     Ok(())
 }
 
-pub(super) fn device_key(username: &str, device: &str) -> String {
-    format!("web:device:{username}:{device}")
+pub(super) fn device_key<'a>(username: &'a str, device: &'a str) -> WebKey<'a> {
+    WebKey::Device { username, device }
 }
 
 /// The device id of the request's device cookie, when it is registered for
@@ -80,14 +80,45 @@ async fn known_device(
         .map(|_| device))
 }
 
+/// Forgets every known device of `username` (the account is deleted).
+pub(super) async fn forget_devices(app: &AppState, username: &str) -> Result<(), ApiError> {
+    let list = WebList::Devices(username);
+    for device in app.state.list_range(&list, DEVICES_KEPT).await? {
+        let _existed = app.state.kv_delete(&device_key(username, &device)).await?;
+    }
+    let _existed = app.state.list_delete(&list).await?;
+    Ok(())
+}
+
 /// Where a login attempt stands in the throttle.
 pub(super) struct Gate {
-    /// The failure counter of this (address or known device, username).
-    pub(super) pair: String,
-    /// The username's failure counter.
-    pub(super) user: String,
+    /// The account name.
+    username: String,
+    /// The client's address.
+    address: String,
     /// The known device, if the request came from one.
     pub(super) device: Option<String>,
+}
+
+impl Gate {
+    /// The failure counter of this (address or known device, username).
+    pub(super) fn pair(&self) -> WebCounter<'_> {
+        match &self.device {
+            Some(device) => WebCounter::DeviceFailures {
+                device,
+                username: &self.username,
+            },
+            None => WebCounter::AddressFailures {
+                address: &self.address,
+                username: &self.username,
+            },
+        }
+    }
+
+    /// The username's failure counter.
+    fn user(&self) -> WebCounter<'_> {
+        WebCounter::UserFailures(&self.username)
+    }
 }
 
 /// The login throttle (see the module documentation): refuses with 429
@@ -99,37 +130,35 @@ pub(super) async fn login_gate(
     username: &str,
 ) -> Result<Gate, ApiError> {
     address_budget(app, req).await?;
-    let device = known_device(app, req, username).await?;
-    let user = format!("web:fail:user:{username}");
-    let (pair, limit) = match &device {
-        Some(d) => (
-            format!("web:fail:device:{d}:{username}"),
-            MAX_FAILURES_PER_PAIR,
-        ),
+    let gate = Gate {
+        device: known_device(app, req, username).await?,
+        username: username.to_owned(),
+        address: client_ip(app, req),
+    };
+    let limit = match &gate.device {
+        Some(_) => MAX_FAILURES_PER_PAIR,
         None => {
-            let pair = format!("web:fail:addr:{}:{username}", client_ip(app, req));
-            let slowed = app.state.counted(&user).await? >= USER_FAILURES_SLOWING;
-            let limit = if slowed {
+            let slowed = app.state.counted(&gate.user()).await? >= USER_FAILURES_SLOWING;
+            if slowed {
                 SLOWED_FAILURES_PER_PAIR
             } else {
                 MAX_FAILURES_PER_PAIR
-            };
-            (pair, limit)
+            }
         }
     };
-    if app.state.counted(&pair).await? >= limit {
+    if app.state.counted(&gate.pair()).await? >= limit {
         return Err(throttled(
             "login_throttled",
             "too many failed logins for this name from here: wait a few minutes",
         ));
     }
-    Ok(Gate { pair, user, device })
+    Ok(gate)
 }
 
 impl Gate {
     pub(super) async fn failed(&self, app: &AppState) -> Result<(), ApiError> {
-        app.state.count(&self.pair, ATTEMPT_WINDOW).await?;
-        app.state.count(&self.user, ATTEMPT_WINDOW).await?;
+        app.state.count(&self.pair(), ATTEMPT_WINDOW).await?;
+        app.state.count(&self.user(), ATTEMPT_WINDOW).await?;
         Ok(())
     }
 }

@@ -8,7 +8,7 @@ use crate::site::catalog::describe;
 use crate::AppState;
 use protocol::alias::{decode_verified, Contract};
 use protocol::anychain::Value;
-use runtime::state::now_ms;
+use runtime::state::{now_ms, WebKey};
 
 /// The callback URL of a contract: the client's `redirectEndpoint` (default
 /// `/alias/cb/`) on `{scheme}://{domain}`, or `redirect` when it is within
@@ -97,8 +97,11 @@ pub(super) struct Checked {
 }
 
 /// The key of the contract of client `client_id` last shown to user `pk`.
-pub(super) fn client_key(pk: &str, client_id: &str) -> String {
-    format!("web:client:{pk}:{client_id}")
+pub(super) fn client_key<'a>(pk: &'a str, client_id: &'a str) -> WebKey<'a> {
+    WebKey::ClientContract {
+        pk,
+        client: client_id,
+    }
 }
 
 /// Whether the request names its client by `client_id` alone.

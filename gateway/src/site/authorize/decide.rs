@@ -11,13 +11,14 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use protocol::alias::decode_verified;
 use protocol::anychain::fold;
+use runtime::state::WebKey;
 use serde::Deserialize;
 
 async fn pending(app: &AppState, rid: &str, session: &Session) -> Result<Pending, ApiError> {
     let user = session.require_user()?;
     let json = app
         .state
-        .kv_get(&format!("web:authreq:{rid}"))
+        .kv_get(&WebKey::AuthRequest(rid))
         .await?
         .ok_or_else(|| {
             ApiError::new(
@@ -94,7 +95,7 @@ pub async fn agree(
     }
     let shown_hash = same_contract_as_shown(&app, &p.contract, &grant, "the grant")?;
     let effective = accept_grant(&app, &input.grant, Some(&input.bind)).await?;
-    let _ = app.state.kv_delete(&format!("web:authreq:{rid}")).await?;
+    let _ = app.state.kv_delete(&WebKey::AuthRequest(&rid)).await?;
     let code = effective.grant.to_token();
     crate::site::dashboard::record_event(
         &app,
@@ -221,7 +222,7 @@ pub async fn deny(
             }
             None => {}
         }
-        let _ = app.state.kv_delete(&format!("web:authreq:{rid}")).await?;
+        let _ = app.state.kv_delete(&WebKey::AuthRequest(&rid)).await?;
         let redirect = denied_url(&p)?;
         return Ok(crate::site::accounts::json_with_session(
             &app,
@@ -243,7 +244,7 @@ pub async fn deny(
             "You agreed to this client before. Withdrawing that agreement must be signed by this page's script, which had not started yet. Go back to the request and press Deny again once the page is ready, or withdraw it from your dashboard.",
         ));
     }
-    let _ = app.state.kv_delete(&format!("web:authreq:{rid}")).await?;
+    let _ = app.state.kv_delete(&WebKey::AuthRequest(&rid)).await?;
     let redirect = denied_url(&p)?;
     Ok(see_other(&app, &session, &redirect))
 }

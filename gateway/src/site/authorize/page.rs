@@ -14,6 +14,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 use protocol::alias::Contract;
+use runtime::state::WebKey;
 
 #[derive(Template)]
 #[template(path = "request.html")]
@@ -138,7 +139,7 @@ pub async fn request_page(
     };
     let json = serde_json::to_string(&pending).map_err(|e| ApiError::unavailable("encoding", e))?;
     app.state
-        .kv_set(&format!("web:authreq:{rid}"), &json, Some(PENDING_TTL))
+        .kv_set(&WebKey::AuthRequest(&rid), &json, Some(PENDING_TTL))
         .await?;
     let mut chrome = Chrome::new(&app, &session, "Authorization request");
     chrome.form_target = Some(checked.callback.origin().ascii_serialization());

@@ -15,7 +15,7 @@ use crate::error::ApiError;
 use crate::AppState;
 use protocol::alias::Grant;
 use protocol::anychain::{from_json_str, Limits};
-use runtime::state::now_ms;
+use runtime::state::{now_ms, WebKey, WebList};
 use serde::{Deserialize, Serialize};
 
 /// Entries kept in a user's web history.
@@ -57,7 +57,7 @@ pub async fn record_event(
     };
     if let Err(e) = app
         .state
-        .list_push(&format!("web:history:{pk}"), &json, HISTORY_KEEP)
+        .list_push(&WebList::History(pk), &json, HISTORY_KEEP)
         .await
     {
         tracing::warn!(error = %e, "web history not recorded");
@@ -86,8 +86,8 @@ pub fn parse_stored(token: &str) -> Option<Grant> {
         .and_then(|v| Grant::from_verified(v).ok())
 }
 
-fn reexport_key(pk: &str, contract: &str) -> String {
-    format!("web:reexport:{pk}:{contract}")
+fn reexport_key<'a>(pk: &'a str, contract: &'a str) -> WebKey<'a> {
+    WebKey::Reexport { pk, contract }
 }
 
 /// Whether re-export is on for a user's contract.
@@ -99,8 +99,16 @@ pub async fn reexport_on(app: &AppState, pk: &str, contract: &str) -> Result<boo
         .is_some())
 }
 
-fn delivered_key(pk: &str, contract: &str) -> String {
-    format!("web:delivered:{pk}:{contract}")
+fn delivered_key<'a>(pk: &'a str, contract: &'a str) -> WebKey<'a> {
+    WebKey::Delivered { pk, contract }
+}
+
+/// Forgets the web records of a user's contract (the account is deleted):
+/// its re-export switch and delivered record.
+pub async fn forget_contract(app: &AppState, pk: &str, contract: &str) -> Result<(), ApiError> {
+    let _existed = app.state.kv_delete(&reexport_key(pk, contract)).await?;
+    let _existed = app.state.kv_delete(&delivered_key(pk, contract)).await?;
+    Ok(())
 }
 
 /// Called before a revocation's run starts: keeps the record of what the

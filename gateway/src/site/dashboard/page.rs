@@ -12,7 +12,7 @@ use crate::AppState;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
-use runtime::state::DumpRecord;
+use runtime::state::{DumpRecord, WebList};
 
 /// A client holding a grant.
 pub struct ClientView {
@@ -76,12 +76,17 @@ pub(super) async fn clients_of(app: &AppState, pk: &str) -> Result<Vec<ClientVie
         };
         // Only a transfer of this user: never another user's as theirs.
         let transfer = match crate::grants::transfer_id_of(app, pk, &contract, &grant).await? {
-            Some(id) => app
-                .state
-                .transfer(&id)
-                .await?
-                .filter(|t| t.user == pk)
-                .map(|t| TransferView::of(&t)),
+            Some(id) => match app.state.transfer(&id).await?.filter(|t| t.user == pk) {
+                Some(t) => {
+                    let note = if t.state.is_terminal() {
+                        None
+                    } else {
+                        app.state.retry_note(&t.id, t.generation).await?
+                    };
+                    Some(TransferView::of(&t).with_retry(note, t.updated_ms))
+                }
+                None => None,
+            },
             None => None,
         };
         let scopes = grant
@@ -180,7 +185,7 @@ pub async fn page(app: web::Data<AppState>, req: HttpRequest) -> Result<HttpResp
     let mut events = Vec::new();
     for json in app
         .state
-        .list_range(&format!("web:history:{}", user.pk), 100)
+        .list_range(&WebList::History(&user.pk), 100)
         .await?
     {
         let Ok(e) = serde_json::from_str::<Event>(&json) else {

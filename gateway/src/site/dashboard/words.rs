@@ -1,7 +1,7 @@
 //! Transfers and sizes in words people read: states, sizes, times, and
 //! what a client had received before a withdrawal.
 
-use runtime::state::Transfer;
+use runtime::state::{RetryNote, Transfer};
 use serde::{Deserialize, Serialize};
 
 /// A transfer as the pages show it.
@@ -35,6 +35,14 @@ pub struct TransferView {
     pub retry: bool,
     /// Sizes and files in words (`1.2 MB of 3.4 MB, 1 of 2 files`).
     pub sizes: String,
+    /// While the client fails and the pusher will retry: the number of the
+    /// next attempt (0 otherwise).
+    pub retry_attempt: u64,
+    /// When the next attempt is due (ms since the epoch; 0 when none).
+    pub retry_next_ms: u64,
+    /// "Retrying (attempt N), next try at HH:MM UTC" (the page shows the
+    /// time in local time); empty when not retrying.
+    pub retrying: String,
 }
 
 /// A size in bytes as people read it (`1.4 MB`).
@@ -103,7 +111,31 @@ pub fn when(ms: u64) -> String {
     )
 }
 
+/// Milliseconds since the epoch as `HH:MM UTC`.
+pub fn clock(ms: u64) -> String {
+    let secs = i64::try_from(ms / 1000).unwrap_or(0);
+    actix_web::cookie::time::OffsetDateTime::from_unix_timestamp(secs).map_or_else(
+        |_| ms.to_string(),
+        |t| format!("{:02}:{:02} UTC", t.hour(), t.minute()),
+    )
+}
+
 impl TransferView {
+    /// Adds the pusher's noted retry, unless the transfer moved on since
+    /// the retry was due (a later change means the client answered).
+    pub(super) fn with_retry(mut self, note: Option<RetryNote>, updated_ms: u64) -> TransferView {
+        if let Some(n) = note.filter(|n| n.next_ms >= updated_ms) {
+            self.retry_attempt = n.failures.saturating_add(1);
+            self.retry_next_ms = n.next_ms;
+            self.retrying = format!(
+                "Retrying (attempt {}), next try at {}",
+                self.retry_attempt,
+                clock(n.next_ms)
+            );
+        }
+        self
+    }
+
     pub(super) fn of(t: &Transfer) -> TransferView {
         let mut detail = t.error.clone().unwrap_or_default();
         if !t.notes.is_empty() {
@@ -125,6 +157,9 @@ impl TransferView {
             files_done: t.files_done,
             files_total: t.files_total,
             updated: when(t.updated_ms),
+            retry_attempt: 0,
+            retry_next_ms: 0,
+            retrying: String::new(),
             sizes: if t.bytes_total == 0 {
                 String::new()
             } else {

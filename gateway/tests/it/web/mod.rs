@@ -7,6 +7,7 @@
 mod accounts;
 mod assets;
 mod consent;
+mod delete;
 mod flow;
 mod preamble;
 mod transfers;

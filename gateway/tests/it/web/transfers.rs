@@ -106,3 +106,81 @@ async fn a_failed_transfer_can_be_retried() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     bank.cleanup().await;
 }
+
+/// While the pusher retries a failing client, the dashboard says so: the
+/// attempt and when the next try is due (local time in the page, the
+/// milliseconds in the JSON); not once the transfer moved on or ended.
+#[actix_web::test]
+async fn retries_are_shown_with_the_next_attempt() {
+    let bank = Bank::start().await;
+    let mut agent = Agent::new(&bank);
+    let account = Account::new("rita", 75);
+    signup(&mut agent, &account).await;
+    let c = contract("Failing", CLIENT_DOMAIN);
+    let grant = crate::fixtures::grant(&account.key, &c, now());
+    let (status, body) = agent
+        .post_json("/web/grants", json!({"grant": grant}), true)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let hash = body["contract"].as_str().unwrap().to_owned();
+    let (status, body) = agent
+        .post_json("/web/transfers/retry", json!({"contract": hash}), true)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let transfer = |body: &Json| body["clients"][0]["transfer"].clone();
+    let (_, listing, _) = agent.get("/web/transfers").await;
+    let listing: Json = serde_json::from_str(&listing).unwrap();
+    assert_eq!(transfer(&listing)["retry_attempt"], 0, "{listing}");
+    assert_eq!(transfer(&listing)["retrying"], "");
+
+    // The pusher noted two failed tries; the next is due in a minute.
+    let state = &bank.app.state;
+    let next_ms = runtime::state::now_ms() + 60_000;
+    state
+        .note_retry(
+            &hash,
+            1,
+            next_ms - 1_000,
+            std::time::Duration::from_secs(600),
+        )
+        .await
+        .unwrap();
+    state
+        .note_retry(&hash, 1, next_ms, std::time::Duration::from_secs(600))
+        .await
+        .unwrap();
+    let (_, listing, _) = agent.get("/web/transfers").await;
+    let listing: Json = serde_json::from_str(&listing).unwrap();
+    let t = transfer(&listing);
+    assert_eq!(t["retry_attempt"], 3, "{listing}");
+    assert_eq!(t["retry_next_ms"], next_ms);
+    assert!(
+        t["retrying"]
+            .as_str()
+            .unwrap()
+            .starts_with("Retrying (attempt 3), next try at "),
+        "{t}"
+    );
+    let (_, page, _) = agent.get("/dashboard").await;
+    assert!(page.contains("Retrying (attempt 3), next try at"), "{page}");
+    assert!(!page.contains(&bank.url("")), "no raw URL");
+
+    // The client answered: the pusher cleared the note.
+    state.clear_retry(&hash, 1).await.unwrap();
+    let (_, listing, _) = agent.get("/web/transfers").await;
+    let listing: Json = serde_json::from_str(&listing).unwrap();
+    assert_eq!(transfer(&listing)["retry_attempt"], 0, "{listing}");
+    // A note left behind by a transfer that ended is not shown.
+    state
+        .note_retry(&hash, 1, next_ms, std::time::Duration::from_secs(600))
+        .await
+        .unwrap();
+    state
+        .cancel(&hash, "the client kept failing")
+        .await
+        .unwrap();
+    let (_, listing, _) = agent.get("/web/transfers").await;
+    let listing: Json = serde_json::from_str(&listing).unwrap();
+    assert_eq!(transfer(&listing)["retry_attempt"], 0, "{listing}");
+    bank.cleanup().await;
+}

@@ -121,6 +121,11 @@ impl UserStore for MemoryStore {
             .data()
             .set_nx(&format!("once:{id}"), "1".into(), Some(ttl), now))
     }
+
+    async fn forget_user(&self, user: &str) -> Result<(), StateError> {
+        self.data().users.remove(user);
+        Ok(())
+    }
 }
 
 #[async_trait::async_trait]

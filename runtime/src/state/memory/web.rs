@@ -3,28 +3,28 @@
 
 use super::{MemoryStore, Timed};
 use crate::state::keys::{Key, Primitives};
-use crate::state::{now_ms, StateError, WebStore};
+use crate::state::{now_ms, StateError, WebKey, WebList, WebStore};
 use std::time::{Duration, Instant};
 
 #[async_trait::async_trait]
 impl WebStore for MemoryStore {
-    async fn kv_get(&self, key: &str) -> Result<Option<String>, StateError> {
+    async fn kv_get(&self, key: &WebKey<'_>) -> Result<Option<String>, StateError> {
         let now = Instant::now();
         Ok(self
             .data()
-            .value(&format!("kv:{key}"), now)
+            .value(&format!("kv:{}", key.name()), now)
             .map(|v| v.value.clone()))
     }
 
     async fn kv_set(
         &self,
-        key: &str,
+        key: &WebKey<'_>,
         value: &str,
         ttl: Option<Duration>,
     ) -> Result<(), StateError> {
         let now = Instant::now();
         self.data().values.insert(
-            format!("kv:{key}"),
+            format!("kv:{}", key.name()),
             Timed {
                 value: value.to_owned(),
                 expires: ttl.map(|t| now + t),
@@ -35,20 +35,20 @@ impl WebStore for MemoryStore {
 
     async fn kv_set_nx(
         &self,
-        key: &str,
+        key: &WebKey<'_>,
         value: &str,
         ttl: Option<Duration>,
     ) -> Result<bool, StateError> {
         let now = Instant::now();
         Ok(self
             .data()
-            .set_nx(&format!("kv:{key}"), value.to_owned(), ttl, now))
+            .set_nx(&format!("kv:{}", key.name()), value.to_owned(), ttl, now))
     }
 
-    async fn kv_take(&self, key: &str) -> Result<Option<String>, StateError> {
+    async fn kv_take(&self, key: &WebKey<'_>) -> Result<Option<String>, StateError> {
         let now = Instant::now();
         let mut data = self.data();
-        let key = format!("kv:{key}");
+        let key = format!("kv:{}", key.name());
         let live = data.value(&key, now).is_some();
         Ok(if live {
             data.values.remove(&key).map(|v| v.value)
@@ -57,10 +57,10 @@ impl WebStore for MemoryStore {
         })
     }
 
-    async fn kv_delete(&self, key: &str) -> Result<bool, StateError> {
+    async fn kv_delete(&self, key: &WebKey<'_>) -> Result<bool, StateError> {
         let now = Instant::now();
         let mut data = self.data();
-        let key = format!("kv:{key}");
+        let key = format!("kv:{}", key.name());
         let live = data.value(&key, now).is_some();
         data.values.remove(&key);
         Ok(live)
@@ -98,21 +98,34 @@ impl WebStore for MemoryStore {
         Ok(())
     }
 
-    async fn list_push(&self, key: &str, value: &str, keep: usize) -> Result<(), StateError> {
+    async fn list_push(
+        &self,
+        list: &WebList<'_>,
+        value: &str,
+        keep: usize,
+    ) -> Result<(), StateError> {
         let mut data = self.data();
-        let list = data.lists.entry(key.to_owned()).or_default();
-        list.push_front(value.to_owned());
-        list.truncate(keep.max(1));
+        let items = data.lists.entry(list.name()).or_default();
+        items.push_front(value.to_owned());
+        items.truncate(keep.max(1));
         Ok(())
     }
 
-    async fn list_range(&self, key: &str, limit: usize) -> Result<Vec<String>, StateError> {
+    async fn list_range(
+        &self,
+        list: &WebList<'_>,
+        limit: usize,
+    ) -> Result<Vec<String>, StateError> {
         Ok(self
             .data()
             .lists
-            .get(key)
+            .get(&list.name())
             .map(|l| l.iter().take(limit).cloned().collect())
             .unwrap_or_default())
+    }
+
+    async fn list_delete(&self, list: &WebList<'_>) -> Result<bool, StateError> {
+        Ok(self.data().lists.remove(&list.name()).is_some())
     }
 }
 
@@ -181,6 +194,36 @@ impl Primitives for MemoryStore {
 
     async fn raw_reset_count(&self, name: &Key) -> Result<(), StateError> {
         self.data().values.remove(&format!("count:{name}"));
+        Ok(())
+    }
+
+    async fn raw_set_number(
+        &self,
+        name: &Key,
+        value: u64,
+        ttl: Duration,
+    ) -> Result<(), StateError> {
+        let now = Instant::now();
+        self.data().values.insert(
+            format!("number:{name}"),
+            Timed {
+                value: value.to_string(),
+                expires: Some(now + ttl),
+            },
+        );
+        Ok(())
+    }
+
+    async fn raw_number(&self, name: &Key) -> Result<Option<u64>, StateError> {
+        let now = Instant::now();
+        Ok(self
+            .data()
+            .value(&format!("number:{name}"), now)
+            .and_then(|v| v.value.parse().ok()))
+    }
+
+    async fn raw_clear_number(&self, name: &Key) -> Result<(), StateError> {
+        self.data().values.remove(&format!("number:{name}"));
         Ok(())
     }
 }

@@ -215,6 +215,12 @@ impl UserStore for RedisStore {
             .await?)
     }
 
+    async fn forget_user(&self, user: &str) -> Result<(), StateError> {
+        let mut conn = self.conn.clone();
+        let _: u64 = conn.del(self.user_keys(user).to_vec()).await?;
+        Ok(())
+    }
+
     async fn claim_once(&self, id: &str, ttl: Duration) -> Result<bool, StateError> {
         self.set_nx(&self.key(&format!("once:{id}")), "1", ttl)
             .await

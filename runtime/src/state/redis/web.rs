@@ -3,25 +3,25 @@
 
 use super::{millis, RedisStore};
 use crate::state::keys::{Key, Primitives};
-use crate::state::{now_ms, StateError, WebStore};
+use crate::state::{now_ms, StateError, WebKey, WebList, WebStore};
 use redis::AsyncCommands;
 use std::time::Duration;
 
 #[async_trait::async_trait]
 impl WebStore for RedisStore {
-    async fn kv_get(&self, key: &str) -> Result<Option<String>, StateError> {
+    async fn kv_get(&self, key: &WebKey<'_>) -> Result<Option<String>, StateError> {
         let mut conn = self.conn.clone();
-        Ok(conn.get(self.key(&format!("kv:{key}"))).await?)
+        Ok(conn.get(self.key(&format!("kv:{}", key.name()))).await?)
     }
 
     async fn kv_set(
         &self,
-        key: &str,
+        key: &WebKey<'_>,
         value: &str,
         ttl: Option<Duration>,
     ) -> Result<(), StateError> {
         let mut conn = self.conn.clone();
-        let key = self.key(&format!("kv:{key}"));
+        let key = self.key(&format!("kv:{}", key.name()));
         let mut cmd = redis::cmd("SET");
         cmd.arg(&key).arg(value);
         if let Some(ttl) = ttl {
@@ -33,11 +33,11 @@ impl WebStore for RedisStore {
 
     async fn kv_set_nx(
         &self,
-        key: &str,
+        key: &WebKey<'_>,
         value: &str,
         ttl: Option<Duration>,
     ) -> Result<bool, StateError> {
-        let key = self.key(&format!("kv:{key}"));
+        let key = self.key(&format!("kv:{}", key.name()));
         match ttl {
             Some(ttl) => self.set_nx(&key, value, ttl).await,
             None => {
@@ -47,17 +47,17 @@ impl WebStore for RedisStore {
         }
     }
 
-    async fn kv_take(&self, key: &str) -> Result<Option<String>, StateError> {
+    async fn kv_take(&self, key: &WebKey<'_>) -> Result<Option<String>, StateError> {
         let mut conn = self.conn.clone();
         Ok(redis::cmd("GETDEL")
-            .arg(self.key(&format!("kv:{key}")))
+            .arg(self.key(&format!("kv:{}", key.name())))
             .query_async(&mut conn)
             .await?)
     }
 
-    async fn kv_delete(&self, key: &str) -> Result<bool, StateError> {
+    async fn kv_delete(&self, key: &WebKey<'_>) -> Result<bool, StateError> {
         let mut conn = self.conn.clone();
-        let n: u64 = conn.del(self.key(&format!("kv:{key}"))).await?;
+        let n: u64 = conn.del(self.key(&format!("kv:{}", key.name()))).await?;
         Ok(n > 0)
     }
 
@@ -93,9 +93,14 @@ impl WebStore for RedisStore {
         Ok(())
     }
 
-    async fn list_push(&self, key: &str, value: &str, keep: usize) -> Result<(), StateError> {
+    async fn list_push(
+        &self,
+        list: &WebList<'_>,
+        value: &str,
+        keep: usize,
+    ) -> Result<(), StateError> {
         let mut conn = self.conn.clone();
-        let key = self.key(&format!("list:{key}"));
+        let key = self.key(&format!("list:{}", list.name()));
         let last = isize::try_from(keep).unwrap_or(isize::MAX).max(1) - 1;
         let () = redis::pipe()
             .atomic()
@@ -108,15 +113,25 @@ impl WebStore for RedisStore {
         Ok(())
     }
 
-    async fn list_range(&self, key: &str, limit: usize) -> Result<Vec<String>, StateError> {
+    async fn list_range(
+        &self,
+        list: &WebList<'_>,
+        limit: usize,
+    ) -> Result<Vec<String>, StateError> {
         if limit == 0 {
             return Ok(Vec::new());
         }
         let mut conn = self.conn.clone();
         let last = isize::try_from(limit).unwrap_or(isize::MAX) - 1;
         Ok(conn
-            .lrange(self.key(&format!("list:{key}")), 0, last)
+            .lrange(self.key(&format!("list:{}", list.name())), 0, last)
             .await?)
+    }
+
+    async fn list_delete(&self, list: &WebList<'_>) -> Result<bool, StateError> {
+        let mut conn = self.conn.clone();
+        let n: u64 = conn.del(self.key(&format!("list:{}", list.name()))).await?;
+        Ok(n > 0)
     }
 }
 
@@ -180,6 +195,34 @@ impl Primitives for RedisStore {
     async fn raw_reset_count(&self, name: &Key) -> Result<(), StateError> {
         let mut conn = self.conn.clone();
         let _: u64 = conn.del(self.key(&format!("count:{name}"))).await?;
+        Ok(())
+    }
+
+    async fn raw_set_number(
+        &self,
+        name: &Key,
+        value: u64,
+        ttl: Duration,
+    ) -> Result<(), StateError> {
+        let mut conn = self.conn.clone();
+        let () = redis::cmd("SET")
+            .arg(self.key(&format!("number:{name}")))
+            .arg(value)
+            .arg("PX")
+            .arg(millis(ttl))
+            .query_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    async fn raw_number(&self, name: &Key) -> Result<Option<u64>, StateError> {
+        let mut conn = self.conn.clone();
+        Ok(conn.get(self.key(&format!("number:{name}"))).await?)
+    }
+
+    async fn raw_clear_number(&self, name: &Key) -> Result<(), StateError> {
+        let mut conn = self.conn.clone();
+        let _: u64 = conn.del(self.key(&format!("number:{name}"))).await?;
         Ok(())
     }
 }

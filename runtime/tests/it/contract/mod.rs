@@ -10,7 +10,7 @@
 use runtime::mq::{Broker, BrokerConfig, Consumer, Delivery, Queue, Route};
 use runtime::state::{
     ClientName, DumpRecord, FileRecord, FileTrouble, Lease, LeaseGuard, Mark, NewTransfer, Quotas,
-    Request, State, StateError, TransferState,
+    Request, RetryNote, State, StateError, TransferState, WebCounter, WebKey, WebList,
 };
 use std::time::Duration;
 
@@ -77,6 +77,10 @@ impl Env {
         }
     }
 }
+
+// ---- bus --------------------------------------------------------------------
+
+// ---- state ------------------------------------------------------------------
 
 async fn next(consumer: &mut Consumer) -> Delivery {
     tokio::time::timeout(WAIT, consumer.next())
@@ -172,4 +176,6 @@ contract!(
     users::state_user_quotas,
     users::state_guest_records_expire,
     users::state_counts_by_state_from_indexes,
+    users::state_forget_user,
+    stores::state_retry_notes,
 );

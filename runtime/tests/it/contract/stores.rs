@@ -1,5 +1,6 @@
 //! Flags, counters and leases, generation marks, the lease guard, and the
-//! web side's key-value entries, lists and schedules.
+//! web side's key-value entries, lists and schedules, and the retry notes
+//! of the dashboard.
 
 use super::*;
 
@@ -9,14 +10,31 @@ pub async fn state_flags_counters_and_leases(backend: Backend) {
     let long = Duration::from_secs(60);
     assert!(s.claim_once("req", long).await.unwrap());
     assert!(!s.claim_once("req", long).await.unwrap());
-    // Counters of the web side, by name.
-    assert_eq!(s.count("n", long).await.unwrap(), 1);
-    assert_eq!(s.count("n", long).await.unwrap(), 2);
-    assert_eq!(s.counted("n").await.unwrap(), 2);
-    assert_eq!(s.counted("none").await.unwrap(), 0);
-    s.reset_count("n").await.unwrap();
-    assert_eq!(s.counted("n").await.unwrap(), 0);
-    assert_eq!(s.count("n", long).await.unwrap(), 1);
+    // Counters of the web side, by what they count: the same words in
+    // two kinds of counter are two counters.
+    let n = WebCounter::UserFailures("n");
+    assert_eq!(s.count(&n, long).await.unwrap(), 1);
+    assert_eq!(s.count(&n, long).await.unwrap(), 2);
+    assert_eq!(s.counted(&n).await.unwrap(), 2);
+    assert_eq!(
+        s.counted(&WebCounter::UserFailures("none")).await.unwrap(),
+        0
+    );
+    assert_eq!(s.counted(&WebCounter::Attempts("n")).await.unwrap(), 0);
+    let by_addr = WebCounter::AddressFailures {
+        address: "a",
+        username: "n",
+    };
+    let by_device = WebCounter::DeviceFailures {
+        device: "a",
+        username: "n",
+    };
+    assert_eq!(s.count(&by_addr, long).await.unwrap(), 1);
+    assert_eq!(s.counted(&by_device).await.unwrap(), 0);
+    s.reset_count(&n).await.unwrap();
+    assert_eq!(s.counted(&n).await.unwrap(), 0);
+    assert_eq!(s.counted(&by_addr).await.unwrap(), 1, "only n was reset");
+    assert_eq!(s.count(&n, long).await.unwrap(), 1);
     // Client health: failures, breaker, restarts, by key and by domain.
     let dom = ClientName::Domain("c.example".into());
     let key = ClientName::Key("K".into());
@@ -231,35 +249,71 @@ pub async fn state_lease_guard_renews_and_releases(backend: Backend) {
 pub async fn state_kv_and_lists(backend: Backend) {
     let env = Env::new(backend).await;
     let s = &env.state;
-    assert_eq!(s.kv_get("k").await.unwrap(), None);
-    s.kv_set("k", "v1", None).await.unwrap();
-    assert_eq!(s.kv_get("k").await.unwrap().as_deref(), Some("v1"));
-    assert!(!s.kv_set_nx("k", "v2", None).await.unwrap());
+    let k = WebKey::Account("k");
+    let other = WebKey::Session("other");
+    assert_eq!(s.kv_get(&k).await.unwrap(), None);
+    s.kv_set(&k, "v1", None).await.unwrap();
+    assert_eq!(s.kv_get(&k).await.unwrap().as_deref(), Some("v1"));
+    assert!(!s.kv_set_nx(&k, "v2", None).await.unwrap());
     assert!(s
-        .kv_set_nx("other", "o", Some(Duration::from_secs(60)))
+        .kv_set_nx(&other, "o", Some(Duration::from_secs(60)))
         .await
         .unwrap());
-    assert_eq!(s.kv_take("k").await.unwrap().as_deref(), Some("v1"));
-    assert_eq!(s.kv_take("k").await.unwrap(), None);
-    assert!(s.kv_delete("other").await.unwrap());
-    assert!(!s.kv_delete("other").await.unwrap());
-    s.kv_set("short", "s", Some(Duration::from_millis(50)))
+    // Entries are named by what they hold: the same words under another
+    // kind are another entry.
+    assert_eq!(s.kv_get(&WebKey::UserOfKey("k")).await.unwrap(), None);
+    let reexport = WebKey::Reexport {
+        pk: "p",
+        contract: "c",
+    };
+    let delivered = WebKey::Delivered {
+        pk: "p",
+        contract: "c",
+    };
+    s.kv_set(&reexport, "1", None).await.unwrap();
+    assert_eq!(s.kv_get(&delivered).await.unwrap(), None);
+    assert!(s.kv_delete(&reexport).await.unwrap());
+    assert_eq!(s.kv_take(&k).await.unwrap().as_deref(), Some("v1"));
+    assert_eq!(s.kv_take(&k).await.unwrap(), None);
+    assert!(s.kv_delete(&other).await.unwrap());
+    assert!(!s.kv_delete(&other).await.unwrap());
+    let short = WebKey::Challenge("short");
+    s.kv_set(&short, "s", Some(Duration::from_millis(50)))
         .await
         .unwrap();
     let deadline = tokio::time::Instant::now() + WAIT;
-    while s.kv_get("short").await.unwrap().is_some() {
+    while s.kv_get(&short).await.unwrap().is_some() {
         assert!(
             tokio::time::Instant::now() < deadline,
             "value never expired"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let l = WebList::History("l");
     for i in 0..5 {
-        s.list_push("l", &format!("i{i}"), 3).await.unwrap();
+        s.list_push(&l, &format!("i{i}"), 3).await.unwrap();
     }
-    assert_eq!(s.list_range("l", 10).await.unwrap(), vec!["i4", "i3", "i2"]);
-    assert_eq!(s.list_range("l", 2).await.unwrap(), vec!["i4", "i3"]);
-    assert!(s.list_range("none", 10).await.unwrap().is_empty());
+    assert_eq!(s.list_range(&l, 10).await.unwrap(), vec!["i4", "i3", "i2"]);
+    assert_eq!(s.list_range(&l, 2).await.unwrap(), vec!["i4", "i3"]);
+    assert!(s
+        .list_range(&WebList::Sessions("l"), 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(s
+        .list_range(&WebList::History("none"), 10)
+        .await
+        .unwrap()
+        .is_empty());
+    // A list is deleted with all its items, and only that list.
+    s.list_push(&WebList::Devices("l"), "d", 3).await.unwrap();
+    assert!(s.list_delete(&l).await.unwrap());
+    assert!(!s.list_delete(&l).await.unwrap());
+    assert!(s.list_range(&l, 10).await.unwrap().is_empty());
+    assert_eq!(
+        s.list_range(&WebList::Devices("l"), 10).await.unwrap(),
+        vec!["d"]
+    );
     env.finish().await;
 }
 
@@ -281,5 +335,39 @@ pub async fn state_schedules(backend: Backend) {
     assert_eq!(s.due("sw", 35, 10).await.unwrap(), vec!["c"]);
     assert_eq!(s.due("sw", 100, 10).await.unwrap(), vec!["c", "a"]);
     assert_eq!(s.due("other", 100, 10).await.unwrap(), vec!["x"]);
+    env.finish().await;
+}
+
+/// The retries the pusher notes for the dashboard: counted per generation,
+/// with the time of the next try, cleared when the client answers.
+pub async fn state_retry_notes(backend: Backend) {
+    let env = Env::new(backend).await;
+    let s = &env.state;
+    let long = Duration::from_secs(60);
+    assert_eq!(s.retry_note("t", 1).await.unwrap(), None);
+    let first = s.note_retry("t", 1, 1_000, long).await.unwrap();
+    assert_eq!(
+        first,
+        RetryNote {
+            failures: 1,
+            next_ms: 1_000
+        }
+    );
+    let second = s.note_retry("t", 1, 2_000, long).await.unwrap();
+    assert_eq!(
+        second,
+        RetryNote {
+            failures: 2,
+            next_ms: 2_000
+        }
+    );
+    assert_eq!(s.retry_note("t", 1).await.unwrap(), Some(second));
+    // Per generation and per transfer.
+    assert_eq!(s.retry_note("t", 2).await.unwrap(), None);
+    assert_eq!(s.retry_note("u", 1).await.unwrap(), None);
+    s.clear_retry("t", 1).await.unwrap();
+    assert_eq!(s.retry_note("t", 1).await.unwrap(), None);
+    // Counting starts again after a clear.
+    assert_eq!(s.note_retry("t", 1, 3_000, long).await.unwrap().failures, 1);
     env.finish().await;
 }

@@ -1,5 +1,5 @@
 //! Users: grants under the newer rule, dumps and bindings, quotas, guest
-//! records that expire, and the counts by state.
+//! records that expire, the counts by state, and a user forgotten.
 
 use super::*;
 
@@ -264,5 +264,46 @@ pub async fn state_counts_by_state_from_indexes(backend: Backend) {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    env.finish().await;
+}
+
+/// A user who deleted their account is forgotten (grants, history,
+/// binding, dumps, usage); another user's records stay, and the contracts
+/// the forgotten user claimed stay bound to them.
+pub async fn state_forget_user(backend: Backend) {
+    let env = Env::new(backend).await;
+    let s = &env.state;
+    for user in ["f", "g"] {
+        s.set_binding(user, "bind").await.unwrap();
+        s.keep_user(user).await.unwrap();
+        assert_eq!(
+            s.claim_contract(&format!("c-{user}"), user).await.unwrap(),
+            user
+        );
+        s.update_grant(user, &format!("c-{user}"), 2.0, "t")
+            .await
+            .unwrap();
+        s.record_dump(user, &dump_of("a.zip", 3)).await.unwrap();
+    }
+    s.forget_user("f").await.unwrap();
+    assert_eq!(s.binding("f").await.unwrap(), None);
+    assert!(!s.is_known_user("f").await.unwrap());
+    assert!(s.contracts_of("f").await.unwrap().is_empty());
+    assert!(s.grant_history("f").await.unwrap().is_empty());
+    assert_eq!(s.stored_grant("f", "c-f").await.unwrap(), None);
+    assert!(s.dumps("f").await.unwrap().is_empty());
+    assert_eq!(s.contract_owner("c-f").await.unwrap().as_deref(), Some("f"));
+    // An older grant is a new grant now: nothing of the dates is left.
+    assert_eq!(
+        s.update_grant("f", "c-f", 1.0, "old").await.unwrap(),
+        ("old".to_owned(), true)
+    );
+    // The other user is untouched.
+    assert_eq!(s.binding("g").await.unwrap().as_deref(), Some("bind"));
+    assert_eq!(s.contracts_of("g").await.unwrap(), vec!["c-g".to_owned()]);
+    assert_eq!(s.grant_history("g").await.unwrap(), vec!["t".to_owned()]);
+    assert_eq!(s.dumps("g").await.unwrap().len(), 1);
+    // Forgetting an unknown user is no error.
+    s.forget_user("nobody").await.unwrap();
     env.finish().await;
 }
