@@ -376,12 +376,12 @@ def expected_topology(ns: str, vhost: str) -> dict[str, Any]:
         raise Failure(f"{rel(path)}: retry_queue_args no longer sets x-message-ttl (update deploy/validate/validate.py)")
 
     queues: dict[str, dict[str, Any]] = {}
-    for route in ["process", "push"]:
+    for route in ["process", "push", "preview"]:
         queues[f"{ns}.{route}"] = {**quorum, **string_args("work_queue_args", route), "x-delivery-limit": delivery_limit}
         for ms in buckets_ms:
             queues[f"{ns}.retry.{route}.{ms}"] = {**quorum, **string_args("retry_queue_args", route), "x-message-ttl": ms}
     queues[f"{ns}.dead"] = {**quorum, "x-delivery-limit": dead_delivery_limit}
-    bindings = {(ns, f"{ns}.{route}", route) for route in ["process", "push"]}
+    bindings = {(ns, f"{ns}.{route}", route) for route in ["process", "push", "preview"]}
     bindings.add((ns, f"{ns}.dead", dead_key))
     return {"exchange": ns, "vhost": vhost, "queues": queues, "bindings": bindings, "work": [f"{ns}.process", f"{ns}.push"]}
 

@@ -236,6 +236,67 @@ async fn a_revocation_stops_the_push_and_reaches_the_client() {
     bank.cleanup().await;
 }
 
+/// The consent page's preview through RabbitMQ and a processor: the user
+/// sees, per scope, the archive the transfer then delivers (the same
+/// files), and the preview stores no archive.
+#[actix_web::test]
+async fn a_preview_shows_what_the_transfer_then_delivers() {
+    let bank = stack(&[]).await;
+    let client = client(Faults::none());
+    let mut agent = e2e::WebAgent::new(&bank);
+    e2e::web_signup(&mut agent, "previewer", &user(42), 42).await;
+    let enc: String =
+        url::form_urlencoded::byte_serialize(to_token(&client.contract).as_bytes()).collect();
+    let (status, page, _) = agent.get(&format!("/request?contract={enc}")).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("id=\"preview-start\""));
+    let rid = e2e::html_attr(&page, "id=\"request-id\" value=\"").unwrap();
+    let path = format!("/web/preview?request={rid}");
+    let (status, started) = agent.post_json(&path, serde_json::json!({})).await;
+    assert_eq!(status, 202, "{started}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let answer = loop {
+        let (status, answer) = agent.get_json(&path).await;
+        assert_eq!(status, 200, "{answer}");
+        if answer["state"] != "pending" {
+            break answer;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the preview never came"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(answer["state"], "ready", "{answer}");
+    let scopes = answer["preview"]["scopes"].as_array().unwrap();
+    assert_eq!(scopes.len(), 3, "{answer}");
+    // Scopes taken whole: files counted and named (records are counted
+    // for filtered files only, as in the manifests).
+    for s in scopes {
+        assert!(s["files"].as_u64().unwrap() > 0, "{s}");
+        assert!(!s["first_files"].as_array().unwrap().is_empty(), "{s}");
+    }
+    assert!(
+        bank.app.storage.list("transfers").await.unwrap().is_empty(),
+        "a preview stored an archive"
+    );
+    let (status, body) = process(&bank, &client).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let t = &body["transfer"];
+    let files = bank
+        .app
+        .state
+        .files(t["id"].as_str().unwrap(), t["generation"].as_u64().unwrap())
+        .await
+        .unwrap();
+    let mut delivered: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
+    let mut previewed: Vec<&str> = scopes.iter().map(|s| s["file"].as_str().unwrap()).collect();
+    delivered.sort_unstable();
+    previewed.sort_unstable();
+    assert_eq!(previewed, delivered);
+    bank.cleanup().await;
+}
+
 /// A failing client through the real pusher: each retry is noted with the
 /// time of the next try (what the user's dashboard shows as "Retrying
 /// (attempt N), next try at …"); once the client answers, the note is

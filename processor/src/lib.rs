@@ -1,11 +1,14 @@
 //! alias-bank processor (binary `alias-processor`): reads users' GDPR dumps
 //! from resource storage, extracts exactly the consented scopes and builds
-//! one archive per scope, then queues one push job per archive.
+//! one archive per scope, then queues one push job per archive. It also
+//! computes previews (dry runs of the build) for the consent page.
 
 pub mod extract;
+pub mod preview;
 pub mod worker;
 
 use extract::{BuildOptions, Catalog};
+use preview::Previewer;
 use runtime::config::Config;
 use runtime::mq::{Broker, Route};
 use runtime::state::State;
@@ -65,18 +68,34 @@ pub async fn start(config: &Config) -> anyhow::Result<(WorkerHandle, Broker)> {
     Ok((start_with(config, services)?, broker))
 }
 
+/// Builds the preview job handler from the configuration and connected
+/// parts.
+pub fn previewer(config: &Config, state: State, storage: Storage) -> anyhow::Result<Previewer> {
+    let catalog = Catalog::load(config.catalog_dir.as_deref())
+        .map_err(|e| anyhow::anyhow!("provider catalogs: {e}"))?;
+    Ok(Previewer::new(
+        state,
+        storage,
+        Arc::new(catalog),
+        build_options(config),
+    ))
+}
+
 /// Starts a processor worker on services already connected (the embedded mode
-/// shares them with the gateway).
+/// shares them with the gateway): process jobs, and preview jobs beside
+/// them (one at a time per processor, so that previews never starve
+/// transfers).
 pub fn start_with(config: &Config, services: Services) -> anyhow::Result<WorkerHandle> {
     let broker = services.broker.clone();
     let handler = Arc::new(processor(
         config,
-        services.state,
+        services.state.clone(),
         broker.clone(),
-        services.storage,
+        services.storage.clone(),
     )?);
-    Ok(start_worker(
-        broker,
+    let previews = Arc::new(previewer(config, services.state, services.storage)?);
+    let process = start_worker(
+        broker.clone(),
         WorkerSettings {
             route: Route::Process,
             concurrency: config.worker_concurrency,
@@ -84,7 +103,18 @@ pub fn start_with(config: &Config, services: Services) -> anyhow::Result<WorkerH
             shutdown_grace: Duration::from_secs(120),
         },
         handler,
-    ))
+    );
+    let preview = start_worker(
+        broker,
+        WorkerSettings {
+            route: Route::Preview,
+            concurrency: 1,
+            name: "previewer".into(),
+            shutdown_grace: Duration::from_secs(30),
+        },
+        previews,
+    );
+    Ok(process.with(preview))
 }
 
 /// Runs a processor until SIGTERM/SIGINT, then shuts down gracefully.

@@ -108,6 +108,48 @@ pub fn newest_exports(dumps: &[DumpRecord]) -> BTreeMap<String, Vec<DumpRecord>>
         .collect()
 }
 
+/// What a build reads: the parts of the newest export of each provider
+/// the scopes name, and the scopes that can be built from them.
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    /// The dump parts, by provider then name.
+    pub dumps: Vec<DumpSource>,
+    /// The scopes of providers with a dump, by provider.
+    pub scopes: Vec<Scope>,
+    /// Providers without a dump, with their scopes (left out).
+    pub missing: Vec<(String, Vec<Scope>)>,
+}
+
+/// The sources of a build of `scopes_by_provider` from a user's `dumps`
+/// (the newest export of each provider): the one choice the build and
+/// its preview share.
+pub fn sources(dumps: &[DumpRecord], scopes_by_provider: BTreeMap<String, Vec<Scope>>) -> Sources {
+    let exports = newest_exports(dumps);
+    let mut out = Sources::default();
+    for (provider, provider_scopes) in scopes_by_provider {
+        match exports.get(&provider) {
+            Some(parts) => {
+                for d in parts {
+                    let hash = protocol::anychain::b64u_decode(&d.blake2b)
+                        .ok()
+                        .and_then(|h| <[u8; 64]>::try_from(h).ok())
+                        .unwrap_or([0; 64]);
+                    out.dumps.push(DumpSource {
+                        provider: d.provider.clone(),
+                        key: d.key.clone(),
+                        name: d.name.clone(),
+                        size: d.size,
+                        blake2b: hash,
+                    });
+                }
+                out.scopes.extend(provider_scopes);
+            }
+            None => out.missing.push((provider, provider_scopes)),
+        }
+    }
+    out
+}
+
 impl Processor {
     /// Runs one process job.
     pub async fn process(&self, job: &ProcessJob) -> Result<(), JobError> {
@@ -225,33 +267,15 @@ impl Processor {
                 .push(scope);
         }
         let user = grant.signer_b64();
-        let exports = newest_exports(&self.state.dumps(&user).await?);
-        let mut dumps = Vec::new();
-        let mut scopes = Vec::new();
-        for (provider, provider_scopes) in scopes_by_provider {
-            match exports.get(&provider) {
-                Some(parts) => {
-                    for d in parts {
-                        let hash = protocol::anychain::b64u_decode(&d.blake2b)
-                            .ok()
-                            .and_then(|h| <[u8; 64]>::try_from(h).ok())
-                            .unwrap_or([0; 64]);
-                        dumps.push(DumpSource {
-                            provider: d.provider.clone(),
-                            key: d.key.clone(),
-                            name: d.name.clone(),
-                            size: d.size,
-                            blake2b: hash,
-                        });
-                    }
-                    scopes.extend(provider_scopes);
-                }
-                None => {
-                    let note = format!("no {provider} dump: its scopes were skipped");
-                    tracing::info!(transfer = %id, "{note}");
-                    self.state.add_note(id, generation, &note).await?;
-                }
-            }
+        let Sources {
+            dumps,
+            scopes,
+            missing,
+        } = sources(&self.state.dumps(&user).await?, scopes_by_provider);
+        for (provider, _) in missing {
+            let note = format!("no {provider} dump: its scopes were skipped");
+            tracing::info!(transfer = %id, "{note}");
+            self.state.add_note(id, generation, &note).await?;
         }
         if scopes.is_empty() {
             self.drop_build(id).await?;

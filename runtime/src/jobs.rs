@@ -13,6 +13,27 @@ pub struct ProcessJob {
     pub generation: u64,
 }
 
+/// Compute the preview of one user's contract (a dry run of the build):
+/// the record is the user's preview of the contract in
+/// [`crate::state::PreviewStore`], and only run `id` stores its outcome.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreviewJob {
+    /// The user (public key, URL-safe base64).
+    pub user: String,
+    /// The contract hash.
+    pub contract: String,
+    /// The run.
+    pub id: String,
+}
+
+impl PreviewJob {
+    /// The message id.
+    pub fn message_id(&self) -> String {
+        format!("preview:{}", self.id)
+    }
+}
+
 /// Push one archive (or, with no file, the start/finish requests) of one
 /// transfer generation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,6 +125,16 @@ mod tests {
             file: Some("a.zip".into()),
         };
         assert_eq!(decode::<PushJob>(&encode(&push).unwrap()).unwrap(), push);
+        let preview = PreviewJob {
+            user: "u".into(),
+            contract: "c".into(),
+            id: "r".into(),
+        };
+        assert_eq!(
+            decode::<PreviewJob>(&encode(&preview).unwrap()).unwrap(),
+            preview
+        );
+        assert_eq!(preview.message_id(), "preview:r");
         // A value serde_json refuses (a map with non-string keys) is a
         // typed error, never an empty body.
         let refused: std::collections::HashMap<Vec<u8>, u8> = [(vec![1], 1)].into();

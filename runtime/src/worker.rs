@@ -164,12 +164,15 @@ impl Supervised for ConsumerActor {
     }
 }
 
-/// A running worker: stop it with [`WorkerHandle::shutdown`].
+/// A running worker: stop it with [`WorkerHandle::shutdown`]. One handle
+/// may hold the consumers of several queues ([`WorkerHandle::with`]).
 pub struct WorkerHandle {
     stop: watch::Sender<bool>,
     permits: Arc<Semaphore>,
     settings: WorkerSettings,
     _actor: Addr<ConsumerActor>,
+    /// Consumers of other queues stopped with this one.
+    others: Vec<WorkerHandle>,
 }
 
 /// Starts a supervised consumer in the current actix system.
@@ -194,10 +197,33 @@ pub fn start_worker(
         permits,
         settings,
         _actor: actor,
+        others: Vec::new(),
+    }
+}
+
+/// Waits (at most the grace period) until a consumer's jobs in flight are
+/// settled.
+async fn drain(permits: Arc<Semaphore>, settings: WorkerSettings) {
+    let all = u32::try_from(settings.concurrency.max(1)).unwrap_or(u32::MAX);
+    match tokio::time::timeout(settings.shutdown_grace, permits.acquire_many(all)).await {
+        Ok(_) => {
+            tracing::info!(queue = %settings.route, "worker stopped, nothing in flight")
+        }
+        Err(_) => {
+            tracing::warn!(queue = %settings.route, "grace period over; unfinished jobs will be redelivered")
+        }
     }
 }
 
 impl WorkerHandle {
+    /// The same worker, also holding `other` (a consumer of another queue):
+    /// both stop together.
+    #[must_use]
+    pub fn with(mut self, other: WorkerHandle) -> WorkerHandle {
+        self.others.push(other);
+        self
+    }
+
     /// A receiver that turns `true` when the worker is told to stop (or is
     /// dropped), for tasks that live as long as the worker.
     pub fn stopping(&self) -> watch::Receiver<bool> {
@@ -208,19 +234,21 @@ impl WorkerHandle {
     /// in flight are settled. Jobs still running after that are abandoned
     /// unacked, so the broker gives them to another worker.
     pub async fn shutdown(self) {
-        // Fails only when every receiver is gone: nothing left to stop.
-        let _ = self.stop.send(true);
-        let all = u32::try_from(self.settings.concurrency.max(1)).unwrap_or(u32::MAX);
-        match tokio::time::timeout(self.settings.shutdown_grace, self.permits.acquire_many(all))
-            .await
-        {
-            Ok(_) => {
-                tracing::info!(queue = %self.settings.route, "worker stopped, nothing in flight")
-            }
-            Err(_) => {
-                tracing::warn!(queue = %self.settings.route, "grace period over; unfinished jobs will be redelivered")
-            }
+        let mut todo = vec![self];
+        let mut held = Vec::new();
+        while let Some(mut h) = todo.pop() {
+            todo.append(&mut h.others);
+            // Fails only when every receiver is gone: nothing left to stop.
+            let _ = h.stop.send(true);
+            held.push(h);
         }
+        // The handles (and their actors' addresses) live until every
+        // consumer has drained.
+        let drains = held
+            .iter()
+            .map(|h| drain(h.permits.clone(), h.settings.clone()));
+        futures_util::future::join_all(drains).await;
+        drop(held);
     }
 }
 

@@ -79,3 +79,33 @@ export function dumpPath(provider, name) {
   if (new TextEncoder().encode(name).length > 255) throw new Error('This file name is too long: rename the file and try again.');
   return `/alias/dumps/${encodeURIComponent(provider)}/${encodeURIComponent(name)}`;
 }
+
+const plural = (n, one, many) => `${n.toLocaleString('en')} ${n === 1 ? one : many}`;
+
+/**
+ * One scope of a preview in words: `12 records in 3 files (1.4 MB)`, or
+ * `3 files (1.4 MB)` for files taken whole, or `nothing` (plain text: the
+ * page sets it with textContent).
+ */
+export function previewWords(s) {
+  const files = Number(s && s.files) || 0;
+  const records = Number(s && s.records) || 0;
+  if (files === 0) return 'nothing: none of your files match';
+  const size = humanBytes(s.bytes);
+  if (records > 0) return `${plural(records, 'record', 'records')} in ${plural(files, 'file', 'files')} (${size})`;
+  return `${plural(files, 'file', 'files')} (${size})`;
+}
+
+/** A preview's state (the answer of GET /web/preview) in words. */
+export function previewStateWords(answer) {
+  switch (answer && answer.state) {
+    case 'pending':
+      return 'Looking through your exports…';
+    case 'ready':
+      return 'What this client would receive from the exports the data bank holds for you, counted as the real transfer would:';
+    case 'failed':
+      return 'The data bank could not read your exports for this client; a transfer would fail the same way.';
+    default:
+      return '';
+  }
+}

@@ -2,7 +2,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { humanBytes, localTime, clockTime, retryWords, stateWords, progressWords, dumpPath } from '../app/format.js';
+import { humanBytes, localTime, clockTime, retryWords, stateWords, progressWords, dumpPath, previewWords, previewStateWords } from '../app/format.js';
 
 test('sizes read as people read them', () => {
   assert.equal(humanBytes(0), '0 bytes');
@@ -43,4 +43,15 @@ test('dump paths keep the name people have, encoded as one segment', () => {
   for (const bad of ['', '..', 'a/b.zip', 'a\\b.zip', 'a\nb.zip', 'x\u202Epiz.zip', 'notes.txt', `${'é'.repeat(130)}.zip`]) {
     assert.throws(() => dumpPath('amazon', bad), Error, JSON.stringify(bad));
   }
+});
+
+test('previews read as words', () => {
+  assert.equal(previewWords({ files: 3, records: 12, bytes: 1_400_000 }), '12 records in 3 files (1.4 MB)');
+  assert.equal(previewWords({ files: 1, records: 1, bytes: 10 }), '1 record in 1 file (10 bytes)');
+  assert.equal(previewWords({ files: 2, records: 0, bytes: 2000 }), '2 files (2.0 kB)');
+  assert.equal(previewWords({ files: 0, records: 0, bytes: 0 }), 'nothing: none of your files match');
+  assert.equal(previewWords(null), 'nothing: none of your files match');
+  assert.match(previewStateWords({ state: 'pending' }), /Looking/);
+  assert.match(previewStateWords({ state: 'failed' }), /could not read/);
+  assert.equal(previewStateWords({ state: 'none' }), '');
 });

@@ -63,6 +63,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/request/{id}/agree").route(web::post().to(authorize::agree)))
         .service(web::resource("/request/{id}/deny").route(web::post().to(authorize::deny)))
         .service(
+            web::resource("/web/preview")
+                .route(web::get().to(authorize::get_preview))
+                .route(web::post().to(authorize::start_preview)),
+        )
+        .service(
             web::resource("/dashboard")
                 .route(web::get().to(dashboard::page))
                 .route(web::post().to(dashboard::form_without_script)),

@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
 
+use super::dry::{DryOut, FirstNames, Out};
 use super::records::Sink;
 use super::zipfmt::{self, CdEntry, Written, ZipOut};
 
@@ -148,14 +149,30 @@ pub(crate) struct Totals {
     pub records: u64,
     /// Data files (the manifest excluded).
     pub files: u64,
+    /// Bytes of the data files, uncompressed.
+    pub bytes: u64,
+}
+
+/// What finishing an archive gave.
+pub(crate) enum Output {
+    /// The archive, in a temporary file.
+    Archive(TempFile),
+    /// A dry run: the first file names and sample records.
+    Dry {
+        /// The first names, in the archive's order.
+        first_files: Vec<String>,
+        /// Sample records (cut).
+        samples: Vec<String>,
+    },
 }
 
 /// A scope archive being built.
 pub(crate) struct ScopeArchive {
     /// The archive's file name.
     pub file: String,
-    temp: TempFile,
-    zip: Option<ZipOut>,
+    /// The staging file (none in a dry run).
+    temp: Option<TempFile>,
+    out: Option<Out>,
     log_temp: TempFile,
     log: BufWriter<File>,
     /// The entry started and not ended.
@@ -177,11 +194,29 @@ impl ScopeArchive {
     /// A new archive in a temporary file of `dir`.
     pub(crate) fn new(dir: &Path, file: &str, level: u32) -> io::Result<ScopeArchive> {
         let (temp, f) = TempFile::create(dir, "staging")?;
+        let out = Out::Zip(Box::new(ZipOut::new(f, dir, level)?));
+        Self::with_output(dir, file, level, Some(temp), out)
+    }
+
+    /// An archive of a dry run: entries are counted, logged and decided as
+    /// in a build, their bytes discarded (nothing but the entry log is
+    /// written to `dir`).
+    pub(crate) fn dry(dir: &Path, file: &str) -> io::Result<ScopeArchive> {
+        Self::with_output(dir, file, 1, None, Out::Dry(DryOut::default()))
+    }
+
+    fn with_output(
+        dir: &Path,
+        file: &str,
+        level: u32,
+        temp: Option<TempFile>,
+        out: Out,
+    ) -> io::Result<ScopeArchive> {
         let (log_temp, log) = TempFile::create(dir, "log")?;
         Ok(ScopeArchive {
             file: file.to_owned(),
             temp,
-            zip: Some(ZipOut::new(f, dir, level)?),
+            out: Some(out),
             log_temp,
             log: BufWriter::with_capacity(64 << 10, log),
             current: None,
@@ -200,8 +235,16 @@ impl ScopeArchive {
         name == MANIFEST || self.names.contains(&name_digest(name))
     }
 
-    fn zip(&mut self) -> io::Result<&mut ZipOut> {
-        self.zip.as_mut().ok_or_else(closed)
+    fn zip(&mut self) -> io::Result<&mut Out> {
+        self.out.as_mut().ok_or_else(closed)
+    }
+
+    /// Notes a record written to the current entry (a dry run keeps the
+    /// first ones as samples).
+    pub(crate) fn record(&mut self, body: &[u8]) {
+        if let Some(out) = self.out.as_mut() {
+            out.record(body);
+        }
     }
 
     fn note(&mut self, entry: &OutEntry) {
@@ -239,14 +282,7 @@ impl ScopeArchive {
         source: &CdEntry,
         entry: OutEntry,
     ) -> io::Result<()> {
-        let w = self.zip()?.raw_copy(
-            &entry.name,
-            source.method,
-            source.crc,
-            source.csize,
-            source.size,
-            data,
-        )?;
+        let w = self.zip()?.raw_copy(&entry.name, source, data)?;
         self.note(&entry);
         self.log_entry(entry, w)
     }
@@ -332,19 +368,23 @@ impl ScopeArchive {
         mut self,
         keep: impl Fn(&OutEntry) -> bool,
         head: &Map<String, Json>,
-    ) -> io::Result<(TempFile, Totals)> {
-        let mut zip = self.zip.take().ok_or_else(closed)?;
+    ) -> io::Result<(Output, Totals)> {
+        let mut zip = match self.out.take().ok_or_else(closed)? {
+            Out::Zip(zip) => *zip,
+            Out::Dry(dry) => return self.finish_dry(dry, keep),
+        };
+        let staging_file = self.temp.take().ok_or_else(closed)?;
         self.log.flush()?;
         let rewrite = self.pending_any || (!self.sorted && self.count <= SORT_MAX);
         if !rewrite {
             let totals = write_manifest(&mut zip, head, |f| self.read_log(|l| f(&l.entry)))?;
             zip.finish()?;
-            return Ok((self.temp, totals));
+            return Ok((Output::Archive(staging_file), totals));
         }
         zip.flush()?;
         drop(zip);
         // Re-order (and drop) by raw copies into a new file.
-        let mut staging = BufReader::with_capacity(256 << 10, File::open(self.temp.path())?);
+        let mut staging = BufReader::with_capacity(256 << 10, File::open(staging_file.path())?);
         let (temp, f) = TempFile::create(&self.dir, "final")?;
         let mut out = ZipOut::new(f, &self.dir, self.level)?;
         let mut copy = |out: &mut ZipOut, l: &Logged| -> io::Result<()> {
@@ -394,7 +434,34 @@ impl ScopeArchive {
             })?
         };
         out.finish()?;
-        Ok((temp, totals))
+        Ok((Output::Archive(temp), totals))
+    }
+
+    /// Finishes a dry run as [`ScopeArchive::finish`] would the archive:
+    /// the same entries kept, counted, and the first names in the same
+    /// order; no manifest.
+    fn finish_dry(
+        mut self,
+        dry: DryOut,
+        keep: impl Fn(&OutEntry) -> bool,
+    ) -> io::Result<(Output, Totals)> {
+        self.log.flush()?;
+        let mut totals = Totals::default();
+        let mut first = FirstNames::new(self.sorted || self.count <= SORT_MAX);
+        self.read_log(|l| {
+            if keep(&l.entry) {
+                totals.files += 1;
+                totals.records += l.entry.records.unwrap_or(0);
+                totals.bytes += l.entry.size;
+                first.offer(&l.entry.name);
+            }
+            Ok(())
+        })?;
+        let output = Output::Dry {
+            first_files: first.into_names(),
+            samples: dry.into_samples(),
+        };
+        Ok((output, totals))
     }
 }
 
@@ -431,6 +498,7 @@ fn write_manifest(
         serde_json::to_writer(&mut text, &file).map_err(io::Error::other)?;
         totals.files += 1;
         totals.records += e.records.unwrap_or(0);
+        totals.bytes += e.size;
         if text.len() >= 60 << 10 {
             if let Err(err) = zip.write(&text) {
                 failed = Some(io::Error::new(err.kind(), err.to_string()));
@@ -469,6 +537,13 @@ impl Sink for EntrySink<'_> {
 
     fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.archive.write(bytes)
+    }
+
+    fn record(&mut self, prefix: &[u8], body: &[u8]) -> io::Result<()> {
+        self.archive.write(prefix)?;
+        self.archive.write(body)?;
+        self.archive.record(body);
+        Ok(())
     }
 }
 
@@ -556,6 +631,59 @@ mod tests {
         for n in &names {
             assert!(protocol::wire::is_safe_segment(n), "{n}");
         }
+    }
+
+    fn entry(name: &str) -> OutEntry {
+        OutEntry {
+            name: name.into(),
+            catalog_path: "p".into(),
+            dump: "d.zip".into(),
+            records: None,
+            size: 0,
+            pending: None,
+            source_format: None,
+        }
+    }
+
+    #[test]
+    fn a_dry_archive_writes_only_its_entry_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = || std::fs::read_dir(dir.path()).unwrap().count();
+        let real = ScopeArchive::new(dir.path(), "real.zip", 6).unwrap();
+        assert!(files() >= 2, "a real archive stages its zip");
+        drop(real);
+        assert_eq!(files(), 0);
+        let mut dry = ScopeArchive::dry(dir.path(), "dry.zip").unwrap();
+        dry.copy_whole(&mut &b"hello"[..], entry("b.txt"), false)
+            .unwrap();
+        dry.start(entry("a.json"), false).unwrap();
+        let mut sink = EntrySink {
+            archive: &mut dry,
+            entry: None,
+            large: false,
+        };
+        sink.record(b"", b"{\"x\":1}").unwrap();
+        dry.end(Some(1)).unwrap();
+        assert_eq!(files(), 1, "only the entry log");
+        let (out, totals) = dry.finish(|_| true, &Map::new()).unwrap();
+        assert_eq!(
+            totals,
+            Totals {
+                records: 1,
+                files: 2,
+                bytes: 12
+            }
+        );
+        let Output::Dry {
+            first_files,
+            samples,
+        } = out
+        else {
+            panic!("a dry run gave an archive");
+        };
+        assert_eq!(first_files, ["a.json", "b.txt"]);
+        assert_eq!(samples, ["{\"x\":1}"]);
+        assert_eq!(files(), 0);
     }
 
     #[test]

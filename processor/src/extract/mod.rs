@@ -36,9 +36,11 @@
 pub use protocol::catalog;
 
 mod archive;
+mod dry;
 mod engine;
 mod error;
 mod html;
+mod preview;
 mod records;
 mod sidecar;
 mod source;
@@ -63,6 +65,7 @@ pub use catalog::{
     TextEncoding, TimeField, TimeFormat,
 };
 pub use error::{ExtractError, Skipped, Unreadable};
+pub use preview::{preview_archives, ScopePreview};
 
 use engine::Work;
 
@@ -239,11 +242,19 @@ pub async fn build_archives(
     options: &BuildOptions,
 ) -> Result<Vec<BuiltArchive>, ExtractError> {
     let build = build_unbounded(storage, catalog, dumps, scopes, out_prefix, options);
+    time_limited(options, build).await
+}
+
+/// Runs `fut` under [`Limits::max_duration`].
+async fn time_limited<T>(
+    options: &BuildOptions,
+    fut: impl std::future::Future<Output = Result<T, ExtractError>>,
+) -> Result<T, ExtractError> {
     match options.limits.max_duration {
-        None => build.await,
-        Some(limit) => match tokio::time::timeout(limit, build).await {
+        None => fut.await,
+        Some(limit) => match tokio::time::timeout(limit, fut).await {
             Ok(r) => r,
-            // Dropping the build set its cancel flag: the blocking work
+            // Dropping the run set its cancel flag: the blocking work
             // stops at its next entry and removes its temporary files.
             Err(_) => Err(ExtractError::TimeLimit {
                 secs: limit.as_secs(),
@@ -252,15 +263,16 @@ pub async fn build_archives(
     }
 }
 
-async fn build_unbounded(
+/// Checks the dumps against storage and the scopes against the catalog,
+/// then runs the passes of a build (or of a dry run) on a blocking thread.
+async fn run_work(
     storage: &Storage,
     catalog: &Catalog,
     dumps: &[DumpSource],
     scopes: &[Scope],
-    out_prefix: &str,
     options: &BuildOptions,
-) -> Result<Vec<BuiltArchive>, ExtractError> {
-    validate_key(out_prefix)?;
+    dry: bool,
+) -> Result<Vec<engine::Finished>, ExtractError> {
     for d in dumps {
         validate_key(&d.key)?;
         let stored = storage
@@ -302,7 +314,7 @@ async fn build_unbounded(
     }
     let names = archive_names(scopes);
     let cancel = Arc::new(AtomicBool::new(false));
-    let _guard = CancelOnDrop(cancel.clone());
+    let guard = CancelOnDrop(cancel.clone());
     let work = Work {
         storage: storage.clone(),
         handle: Handle::current(),
@@ -312,20 +324,34 @@ async fn build_unbounded(
         names,
         options: options.clone(),
         cancel,
+        dry,
     };
-    let built = tokio::task::spawn_blocking(move || work.run())
+    // The guard is held until the blocking work ends or this future is
+    // dropped.
+    let finished = tokio::task::spawn_blocking(move || work.run())
         .await
-        .map_err(|e| ExtractError::Internal(format!("extraction task: {e}")))??;
+        .map_err(|e| ExtractError::Internal(format!("extraction task: {e}")))?;
+    drop(guard);
+    finished
+}
+
+async fn build_unbounded(
+    storage: &Storage,
+    catalog: &Catalog,
+    dumps: &[DumpSource],
+    scopes: &[Scope],
+    out_prefix: &str,
+    options: &BuildOptions,
+) -> Result<Vec<BuiltArchive>, ExtractError> {
+    validate_key(out_prefix)?;
+    let built = run_work(storage, catalog, dumps, scopes, options, false).await?;
     let mut out = Vec::with_capacity(built.len());
     for b in built {
         let key = format!("{out_prefix}/{}", b.file);
-        let info = upload(
-            storage,
-            &key,
-            b.temp.path(),
-            options.limits.max_archive_bytes,
-        )
-        .await?;
+        let archive::Output::Archive(temp) = &b.output else {
+            return Err(ExtractError::Internal("a build gave no archive".into()));
+        };
+        let info = upload(storage, &key, temp.path(), options.limits.max_archive_bytes).await?;
         out.push(BuiltArchive {
             file: b.file,
             scope_display: b.scope_display,

@@ -4,3 +4,4 @@
 mod bombs;
 mod extract;
 mod html;
+mod preview;

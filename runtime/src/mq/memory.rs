@@ -110,10 +110,7 @@ impl MemoryBus {
     /// An empty bus for `namespace` (same naming rules as RabbitMQ's).
     pub fn new(namespace: &str) -> Result<MemoryBus, MqError> {
         let topo = Topology::new(namespace)?;
-        let notify = [Route::Process, Route::Push]
-            .into_iter()
-            .map(|r| (r, Notify::new()))
-            .collect();
+        let notify = Route::ALL.into_iter().map(|r| (r, Notify::new())).collect();
         Ok(MemoryBus {
             shared: Arc::new(Shared {
                 topo,

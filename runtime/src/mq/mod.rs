@@ -11,7 +11,7 @@
 //! | name | kind | arguments | bound with |
 //! |---|---|---|---|
 //! | `{ns}` | durable direct exchange | | |
-//! | `{ns}.process`, `{ns}.push` | quorum queues (work) | dead-letter to `{ns}`/`dead` at least once, delivery limit [`DELIVERY_LIMIT`] | `process`, `push` |
+//! | `{ns}.process`, `{ns}.push`, `{ns}.preview` | quorum queues (work) | dead-letter to `{ns}`/`dead` at least once, delivery limit [`DELIVERY_LIMIT`] | `process`, `push`, `preview` |
 //! | `{ns}.dead` | quorum queue | no practical delivery limit | `dead` |
 //! | `{ns}.retry.{route}.{ms}` | quorum queues, declared on demand | message TTL `ms`, dead-letter to `{ns}`/`{route}` at least once | (default exchange) |
 //!
@@ -24,7 +24,7 @@
 //! retry queue whose message TTL sends it back to its work queue. Delays are
 //! rounded *up* to one of the fixed [`RETRY_BUCKETS`] (1 s, 5 s, 30 s, 2 min,
 //! 10 min, 1 h; longer delays use the 1 h bucket), so there are at most
-//! 2 × 6 retry queues per namespace and every queue holds messages of a
+//! 3 × 6 retry queues per namespace and every queue holds messages of a
 //! single TTL (expiry happens at the head of a queue, so one TTL per queue
 //! keeps the order right).
 //!

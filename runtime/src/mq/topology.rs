@@ -57,17 +57,21 @@ pub enum Route {
     Process,
     /// Push jobs (`{ns}.push`, routing key `push`).
     Push,
+    /// Preview jobs (`{ns}.preview`, routing key `preview`): dry runs of
+    /// the build for the consent page, taken by the processors.
+    Preview,
 }
 
 impl Route {
     /// Every route.
-    pub const ALL: [Route; 2] = [Route::Process, Route::Push];
+    pub const ALL: [Route; 3] = [Route::Process, Route::Push, Route::Preview];
 
     /// The routing key, also the last part of the work queue's name.
     pub fn as_str(self) -> &'static str {
         match self {
             Route::Process => "process",
             Route::Push => "push",
+            Route::Preview => "preview",
         }
     }
 }
@@ -349,7 +353,7 @@ mod tests {
         );
         assert_eq!(t.route_of_queue("t1.push"), Some(Route::Push));
         assert_eq!(t.route_of_queue("t1.dead"), None);
-        assert_eq!(t.all_queues().len(), 3 + 12);
+        assert_eq!(t.all_queues().len(), 4 + 18);
         assert!(Topology::new("").is_err());
         assert!(Topology::new("a b").is_err());
         assert_eq!("push".parse::<Route>().unwrap(), Route::Push);

@@ -2,7 +2,8 @@
 //! transitions in Lua), per-file records and committed offsets, leases and
 //! the restart fence, users' grants (the reference's layout), bindings and
 //! dumps, single-use request ids, the workers' marks on generations, client
-//! health, the web side's records, and the pub/sub events of transfers.
+//! health, the web side's records, previews, and the pub/sub events of
+//! transfers.
 //!
 //! Every Redis key starts with the namespace (`{ns}:…`). Finished transfers
 //! get a TTL; running ones are persistent.
@@ -10,7 +11,7 @@
 //! The state is a set of typed stores, each a trait that owns its key names
 //! (the roles pass typed ids, never a key): [`TransferStore`],
 //! [`UserStore`], [`DumpStore`], [`LeaseStore`], [`GenerationMarks`],
-//! [`ClientHealth`] and [`WebStore`]. [`StateStore`] is all of them; it has
+//! [`ClientHealth`], [`WebStore`] and [`PreviewStore`]. [`StateStore`] is all of them; it has
 //! two implementations: Redis ([`RedisStore`], for a horizontally scaled
 //! deployment) and in-process ([`MemoryStore`], for the embedded mode),
 //! each split by store (`redis/`, `memory/`). The shared contract suite
@@ -23,6 +24,7 @@ mod keys;
 mod leases;
 mod marks;
 mod memory;
+mod previews;
 mod redis;
 mod transfers;
 mod users;
@@ -34,6 +36,9 @@ pub use self::health::{ClientHealth, ClientName};
 pub use self::leases::{Heartbeat, Lease, LeaseGuard, LeaseStore};
 pub use self::marks::{FileTrouble, GenerationMarks, Mark, Request, RetryNote};
 pub use self::memory::MemoryStore;
+pub use self::previews::{
+    Preview, PreviewKey, PreviewLimits, PreviewStart, PreviewState, PreviewStore, ScopeSummary,
+};
 pub use self::redis::{EventHub, RedisStore};
 pub use self::transfers::{
     Begin, FileRecord, NewTransfer, Transfer, TransferEvent, TransferState, TransferStore,
@@ -131,6 +136,7 @@ pub trait StateStore:
     + GenerationMarks
     + ClientHealth
     + WebStore
+    + PreviewStore
     + Send
     + Sync
     + 'static

@@ -14,7 +14,12 @@ use protocol::anychain::fold;
 use runtime::state::WebKey;
 use serde::Deserialize;
 
-async fn pending(app: &AppState, rid: &str, session: &Session) -> Result<Pending, ApiError> {
+/// The request shown to this session's user under `rid`.
+pub(super) async fn pending(
+    app: &AppState,
+    rid: &str,
+    session: &Session,
+) -> Result<Pending, ApiError> {
     let user = session.require_user()?;
     let json = app
         .state

@@ -25,12 +25,14 @@
 mod check;
 mod decide;
 mod page;
+mod preview;
 mod summary;
 mod terms;
 
 pub(crate) use check::context_for_login;
 pub use decide::{agree, deny};
 pub use page::request_page;
+pub use preview::{get_preview, start_preview};
 pub use terms::script_json;
 
 use serde::{Deserialize, Serialize};

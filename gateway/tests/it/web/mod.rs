@@ -10,6 +10,7 @@ mod consent;
 mod delete;
 mod flow;
 mod preamble;
+mod preview;
 mod transfers;
 
 use crate::fixtures::*;

@@ -23,7 +23,7 @@ impl Work {
             None => true,
         };
         let head = self.manifest_head(job_ref);
-        let (temp, totals) = archive
+        let (output, totals) = archive
             .finish(keep, &head)
             .map_err(|e| ExtractError::Archive {
                 file: file.clone(),
@@ -32,9 +32,11 @@ impl Work {
         Ok(Finished {
             file,
             scope_display: job.scope.display(),
-            temp,
+            output,
             records: totals.records,
             files: totals.files,
+            bytes: totals.bytes,
+            skipped_more: job.skipped_more,
             skipped: job.skipped.clone(),
             unreadable: job.unreadable.iter().map(|(_, u)| u.clone()).collect(),
         })

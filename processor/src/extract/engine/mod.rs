@@ -23,20 +23,24 @@ use crate::extract::catalog::{
 };
 use crate::extract::{ExtractError, Skipped, Unreadable};
 
-use crate::extract::archive::{EntrySink, OutEntry, ScopeArchive, TempFile};
+use crate::extract::archive::{EntrySink, OutEntry, Output, ScopeArchive, TempFile};
 use crate::extract::sidecar::SidecarIndex;
 use crate::extract::source::{limit_hit, RangeReader};
 
 use super::{BuildOptions, DumpSource, Limits, Progress, MAX_LISTED_SKIPS};
 use crate::extract::records;
 
-/// An archive finished on local disk.
+/// An archive finished on local disk (or counted, in a dry run).
 pub(super) struct Finished {
     pub(super) file: String,
     pub(super) scope_display: String,
-    pub(super) temp: TempFile,
+    pub(super) output: Output,
     pub(super) records: u64,
     pub(super) files: u64,
+    /// Bytes of the data files, uncompressed.
+    pub(super) bytes: u64,
+    /// Files left out past the listed ones.
+    pub(super) skipped_more: u64,
     pub(super) skipped: Vec<Skipped>,
     pub(super) unreadable: Vec<Unreadable>,
 }
@@ -50,6 +54,8 @@ pub(super) struct Work {
     pub(super) names: Vec<String>,
     pub(super) options: BuildOptions,
     pub(super) cancel: Arc<AtomicBool>,
+    /// A dry run: every pass and decision of a build, no archive written.
+    pub(super) dry: bool,
 }
 
 /// The state of one scope during a build.
@@ -270,6 +276,9 @@ impl records::Sink for MarkedSink<'_> {
     fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.0.write(bytes).map_err(write_failed)
     }
+    fn record(&mut self, prefix: &[u8], body: &[u8]) -> io::Result<()> {
+        self.0.record(prefix, body).map_err(write_failed)
+    }
 }
 
 /// The kinds of dump containers.
@@ -342,11 +351,11 @@ impl Work {
                 encoding: provider.text_encoding,
                 words: &provider.activity_html,
                 whole: scope.predicates.is_empty() && scope.fields == Fields::All,
-                archive: Some(ScopeArchive::new(
-                    &temp_dir,
-                    name,
-                    self.options.deflate_level,
-                )?),
+                archive: Some(if self.dry {
+                    ScopeArchive::dry(&temp_dir, name)?
+                } else {
+                    ScopeArchive::new(&temp_dir, name, self.options.deflate_level)?
+                }),
                 skipped: Vec::new(),
                 skipped_more: 0,
                 matched: HashMap::new(),

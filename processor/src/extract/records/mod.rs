@@ -54,6 +54,11 @@ pub(crate) trait Sink {
     fn begin(&mut self) -> io::Result<()>;
     /// Writes bytes of the entry.
     fn write(&mut self, bytes: &[u8]) -> io::Result<()>;
+    /// Writes one kept record: `prefix` (a separator) then its `body`.
+    fn record(&mut self, prefix: &[u8], body: &[u8]) -> io::Result<()> {
+        self.write(prefix)?;
+        self.write(body)
+    }
 }
 
 /// Holds the framing (`[`, wrapper keys, CSV header) until a record is
@@ -104,8 +109,7 @@ impl<'a> Emitter<'a> {
             self.pending = Vec::new();
         }
         if let Some(s) = self.sink.as_deref_mut() {
-            s.write(prefix)?;
-            s.write(body)?;
+            s.record(prefix, body)?;
         }
         self.records += 1;
         Ok(())

@@ -63,6 +63,16 @@ fn mem_env() -> Env {
 }
 
 impl Env {
+    /// The storage of the dumps and archives.
+    pub(crate) fn storage(&self) -> &Storage {
+        &self.storage
+    }
+
+    /// The embedded catalogs.
+    pub(crate) fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
     pub(crate) async fn store(
         &self,
         provider: &str,
@@ -207,3 +217,16 @@ fn secs(v: &Json) -> i64 {
 }
 
 const CUT: i64 = 1_577_836_800; // 2020-01-01
+
+/// A zip of `entries` (name, bytes), deflated.
+pub(crate) fn zip_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
+    for (name, body) in entries {
+        let o = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated)
+            .compression_level(Some(6));
+        w.start_file(*name, o).unwrap();
+        w.write_all(body).unwrap();
+    }
+    w.finish().unwrap().into_inner()
+}

@@ -4,6 +4,7 @@
 //! One file per store, as for Redis.
 
 mod leases;
+mod previews;
 mod transfers;
 mod users;
 mod web;

@@ -2,11 +2,13 @@
 //! `transfers.rs` (the transfer state machine in Lua), `users.rs` (grants,
 //! bindings, dumps, with quotas in Lua), `leases.rs` (leases and the
 //! restart fence), `web.rs` (key-value entries, lists, schedules, and the
-//! flags and counters the marks and client health are made of), and
+//! flags and counters the marks and client health are made of),
+//! `previews.rs` (preview records, start and finish in Lua), and
 //! `events.rs` (pub/sub events dispatched by one [`EventHub`] per process).
 
 mod events;
 mod leases;
+mod previews;
 mod transfers;
 mod users;
 mod web;

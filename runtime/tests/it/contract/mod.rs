@@ -5,16 +5,19 @@
 //! The checks are split by store: `bus.rs` the message bus,
 //! `transfers.rs` transfers, contracts, the restart fence and events,
 //! `users.rs` grants, users, dumps, quotas and expiry, `stores.rs` flags,
-//! counters, leases, generation marks and the web side's entries.
+//! counters, leases, generation marks and the web side's entries,
+//! `previews.rs` the preview store.
 
 use runtime::mq::{Broker, BrokerConfig, Consumer, Delivery, Queue, Route};
 use runtime::state::{
-    ClientName, DumpRecord, FileRecord, FileTrouble, Lease, LeaseGuard, Mark, NewTransfer, Quotas,
-    Request, RetryNote, State, StateError, TransferState, WebCounter, WebKey, WebList,
+    ClientName, DumpRecord, FileRecord, FileTrouble, Lease, LeaseGuard, Mark, NewTransfer,
+    PreviewKey, PreviewLimits, PreviewStart, PreviewState, Quotas, Request, RetryNote,
+    ScopeSummary, State, StateError, TransferState, WebCounter, WebKey, WebList,
 };
 use std::time::Duration;
 
 mod bus;
+mod previews;
 mod stores;
 mod transfers;
 mod users;
@@ -176,6 +179,8 @@ contract!(
     users::state_user_quotas,
     users::state_guest_records_expire,
     users::state_counts_by_state_from_indexes,
+    previews::state_previews_one_at_a_time_and_limited,
+    previews::state_previews_expire,
     users::state_forget_user,
     stores::state_retry_notes,
 );
