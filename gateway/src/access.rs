@@ -115,19 +115,28 @@ fn capability_hash(token: &str) -> String {
     b64u_encode(hash.as_bytes())
 }
 
-fn capability_key<'a>(id: &'a str, hash: &'a str) -> WebKey<'a> {
+/// The state key of the capability of transfer `id` whose token hashes to `hash`.
+pub(crate) fn capability_key<'a>(id: &'a str, hash: &'a str) -> WebKey<'a> {
     WebKey::TransferAccess { id, hash }
+}
+
+/// A new capability: the random token handed out and its hash, the only
+/// part kept (under [`capability_key`]).
+pub(crate) fn new_capability() -> Result<(String, String), ApiError> {
+    let token = random_bytes(32)
+        .map(|b| b64u_encode(&b))
+        .map_err(|e| ApiError::unavailable("randomness", e))?;
+    let hash = capability_hash(&token);
+    Ok((token, hash))
 }
 
 /// Issues a capability for transfer `id` of `user`: a random token whose
 /// hash (only) is kept, as long as finished transfers are.
 pub async fn issue_capability(app: &AppState, id: &str, user: &str) -> Result<String, ApiError> {
-    let token = random_bytes(32)
-        .map(|b| b64u_encode(&b))
-        .map_err(|e| ApiError::unavailable("randomness", e))?;
+    let (token, hash) = new_capability()?;
     app.state
         .kv_set(
-            &capability_key(id, &capability_hash(&token)),
+            &capability_key(id, &hash),
             user,
             Some(app.config.finished_ttl),
         )

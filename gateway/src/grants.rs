@@ -4,14 +4,13 @@
 
 use crate::body::Params;
 use crate::error::ApiError;
+use crate::intake::TakenIn;
 use crate::transfers::transfer_json;
 use crate::AppState;
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use protocol::alias::{AliasError, BindAuthz, Grant, PolicyError, PushId};
 use protocol::anychain::{from_json_str, DecodeError, Limits};
-use runtime::jobs::{self, ProcessJob};
-use runtime::mq::Route;
 use runtime::state::{now_ms, Begin, NewTransfer, TransferState, WebKey};
 use std::time::{Duration, Instant};
 
@@ -127,6 +126,26 @@ pub(crate) fn checked_grant(app: &AppState, token: &str) -> Result<Grant, ApiErr
     Ok(grant)
 }
 
+pub(crate) fn unknown_user() -> ApiError {
+    ApiError::forbidden(
+        "unknown_user",
+        "the grant's user is not bound to this data bank and holds no dumps here",
+    )
+}
+
+/// Validates `token` ([`checked_grant`]) and the optional `bind` (stored).
+pub(crate) async fn checked_grant_and_bind(
+    app: &AppState,
+    token: &str,
+    bind: Option<&str>,
+) -> Result<Grant, ApiError> {
+    let grant = checked_grant(app, token)?;
+    if let Some(bind) = bind.filter(|b| !b.trim().is_empty()) {
+        accept_bind(app, bind, Some(&grant.signer_b64())).await?;
+    }
+    Ok(grant)
+}
+
 /// Validates `token` ([`checked_grant`]), the optional `bind`, that the
 /// user is known here, then applies `updateGrant`.
 pub(crate) async fn accept_grant(
@@ -134,16 +153,16 @@ pub(crate) async fn accept_grant(
     token: &str,
     bind: Option<&str>,
 ) -> Result<Effective, ApiError> {
-    let grant = checked_grant(app, token)?;
+    let grant = checked_grant_and_bind(app, token, bind).await?;
+    apply_update(app, grant).await
+}
+
+/// Checks that the user of a checked grant is known here, then applies
+/// `updateGrant`.
+async fn apply_update(app: &AppState, grant: Grant) -> Result<Effective, ApiError> {
     let user = grant.signer_b64();
-    if let Some(bind) = bind.filter(|b| !b.trim().is_empty()) {
-        accept_bind(app, bind, Some(&user)).await?;
-    }
     if !app.state.is_known_user(&user).await? {
-        return Err(ApiError::forbidden(
-            "unknown_user",
-            "the grant's user is not bound to this data bank and holds no dumps here",
-        ));
+        return Err(unknown_user());
     }
     let contract_hash = grant
         .contract_hash()
@@ -161,19 +180,23 @@ pub(crate) async fn accept_grant(
     if stored {
         return Ok(Effective { grant, stored });
     }
-    // The stored grant was verified when it was stored (fromSafeToken).
+    Ok(Effective {
+        grant: stored_grant(&effective_token)?,
+        stored,
+    })
+}
+
+/// A grant read back from the state: it was verified when it was stored
+/// (the reference's `fromSafeToken`).
+pub(crate) fn stored_grant(token: &str) -> Result<Grant, ApiError> {
     let limits = Limits {
         max_bytes: usize::MAX,
         max_depth: 128,
     };
-    let effective = from_json_str(&effective_token, &limits)
+    from_json_str(token, &limits)
         .map_err(AliasError::from)
         .and_then(Grant::from_verified)
-        .map_err(|e| ApiError::unavailable("stored grant", e))?;
-    Ok(Effective {
-        grant: effective,
-        stored,
-    })
+        .map_err(|e| ApiError::unavailable("stored grant", e))
 }
 
 /// Validates a bind token (signed by `expected_user` when given) for this
@@ -255,35 +278,7 @@ pub(crate) async fn start_transfer(
         tracing::warn!(transfer = %id, old, new = begin.generation, "generation superseded by a newer grant");
     }
     if !begin.joined {
-        let job = ProcessJob {
-            transfer: id.clone(),
-            generation: begin.generation,
-        };
-        let published = match jobs::encode(&job) {
-            Ok(body) => app
-                .broker
-                .publish(Route::Process, &body, &job.message_id())
-                .await
-                .map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
-        };
-        if let Err(e) = published {
-            let reason = format!("could not queue the job: {e}");
-            if let Err(s) = app
-                .state
-                .transition(
-                    &id,
-                    begin.generation,
-                    &[TransferState::Accepted],
-                    TransferState::Failed,
-                    Some(&reason),
-                )
-                .await
-            {
-                tracing::error!(transfer = %id, error = %s, "could not record the failed queueing; the generation stays accepted");
-            }
-            return Err(ApiError::unavailable("job queue", e));
-        }
+        crate::intake::queue_job(app, &id, begin.generation).await?;
     }
     Ok((id, begin))
 }
@@ -378,10 +373,27 @@ async fn process_inner(
     } else {
         Some(app.waits.acquire(crate::ops::client_addr(app, req))?)
     };
-    let effective = accept_grant(app, token, params.get("bind")).await?;
-    let grant = effective.grant;
+    let checked = checked_grant_and_bind(app, token, params.get("bind")).await?;
+    let mut started = None;
+    let (grant, stored) = if app.config.push_id == PushId::Contract && !checked.is_revoked() {
+        match crate::intake::take_in(app, &checked).await? {
+            TakenIn::Started {
+                id,
+                begin,
+                status,
+                access,
+            } => {
+                started = Some((id, begin, status, access));
+                (checked, true)
+            }
+            TakenIn::Kept(effective) => (effective, false),
+        }
+    } else {
+        let effective = apply_update(app, checked).await?;
+        (effective.grant, effective.stored)
+    };
     if grant.is_revoked() {
-        if effective.stored {
+        if stored {
             // A new revocation met here: stop what runs and tell the client.
             start_transfer(app, &grant).await?;
         }
@@ -391,12 +403,22 @@ async fn process_inner(
                 .with("grant", grant_json(&grant)),
         );
     }
-    let (id, begin) = start_transfer(app, &grant).await?;
+    let (id, begin, status, access) = match started {
+        Some(started) => started,
+        None => {
+            let (id, begin) = start_transfer(app, &grant).await?;
+            let access = crate::access::issue_capability(app, &id, &grant.signer_b64()).await?;
+            (id, begin, serde_json::Value::Null, access)
+        }
+    };
     let label = if begin.joined { "joined" } else { "accepted" };
     let location = format!("/alias/transfers/{id}");
-    let access = crate::access::issue_capability(app, &id, &grant.signer_b64()).await?;
     if slot.is_none() {
-        let status = transfer_json(app, &id).await?;
+        let status = if status.is_null() {
+            transfer_json(app, &id).await?
+        } else {
+            status
+        };
         let resp = HttpResponse::Accepted()
             .insert_header((header::LOCATION, location))
             .insert_header(("Preference-Applied", "respond-async"))

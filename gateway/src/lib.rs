@@ -11,6 +11,7 @@ mod body;
 mod dumps;
 mod error;
 mod grants;
+mod intake;
 mod ops;
 mod site;
 mod transfers;

@@ -6,7 +6,7 @@ use crate::error::ApiError;
 use crate::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::stream::{self, StreamExt};
-use runtime::state::TransferEvent;
+use runtime::state::{FileRecord, Transfer, TransferEvent};
 use std::time::Duration;
 
 fn valid_id(id: &str) -> bool {
@@ -23,7 +23,12 @@ pub(crate) async fn transfer_json(app: &AppState, id: &str) -> Result<serde_json
         return Ok(serde_json::Value::Null);
     };
     let files = app.state.files(id, t.generation).await?;
-    let mut value = serde_json::to_value(&t).unwrap_or_default();
+    Ok(status_json(&t, &files))
+}
+
+/// The status document of a transfer read with its files.
+pub(crate) fn status_json(t: &Transfer, files: &[FileRecord]) -> serde_json::Value {
+    let mut value = serde_json::to_value(t).unwrap_or_default();
     if let Some(obj) = value.as_object_mut() {
         obj.insert(
             "files".into(),
@@ -41,7 +46,7 @@ pub(crate) async fn transfer_json(app: &AppState, id: &str) -> Result<serde_json
             .unwrap_or_default(),
         );
     }
-    Ok(value)
+    value
 }
 
 /// `GET /alias/transfers/{id}`.

@@ -59,6 +59,15 @@ pub fn join_text(v: &Value) -> Result<String, ToPrimitiveError> {
     Ok(out)
 }
 
+/// Whether [`join_text`] of `v` succeeds, without writing the text.
+pub fn check_text(v: &Value) -> Result<(), ToPrimitiveError> {
+    match v {
+        Value::List(items) => items.iter().try_for_each(check_text),
+        Value::Dict(d) if d.contains_key("toString") => Err(ToPrimitiveError),
+        _ => Ok(()),
+    }
+}
+
 fn push_join_text(v: &Value, out: &mut String) -> Result<(), ToPrimitiveError> {
     match v {
         Value::Null => {}
@@ -78,7 +87,14 @@ fn push_join_text(v: &Value, out: &mut String) -> Result<(), ToPrimitiveError> {
                 if i > 0 {
                     out.push(',');
                 }
-                out.push_str(&b.to_string());
+                // Decimal digits of the byte, without an allocation.
+                if *b >= 100 {
+                    out.push(char::from(b'0' + b / 100));
+                }
+                if *b >= 10 {
+                    out.push(char::from(b'0' + (b / 10) % 10));
+                }
+                out.push(char::from(b'0' + b % 10));
             }
         }
         Value::Dict(d) => {
@@ -325,6 +341,19 @@ pub fn for_in_keys(obj: Option<&Value>) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn byte_texts_and_the_text_check() {
+        let bytes = Value::Bytes(vec![0, 9, 10, 99, 100, 255]);
+        assert_eq!(join_text(&bytes).unwrap(), "0,9,10,99,100,255");
+        let bad = Value::List(vec![
+            Value::Null,
+            Value::Dict(crate::anychain::Dict::new().with("toString", "x")),
+        ]);
+        assert!(join_text(&bad).is_err());
+        assert!(check_text(&bad).is_err());
+        assert!(check_text(&bytes).is_ok());
+    }
     use crate::anychain::Dict;
 
     #[test]

@@ -333,7 +333,20 @@ async fn synchronous_waits_are_bounded_per_address_and_in_total() {
     // Nobody processes: the first waits (until the end of the test).
     let first = actix_web::rt::spawn(post(client_from("127.0.0.1"), 26));
     until("the first wait", || bank.app.waits.held().0 == 1).await;
-    let depth = bank.depth(runtime::mq::Route::Process).await;
+    // The slot is taken before the grant is even read: count the queued
+    // jobs once the first request's job is there (it queues, then waits).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let depth = loop {
+        let depth = bank.depth(runtime::mq::Route::Process).await;
+        if depth >= 1 {
+            break depth;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for the first job"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
     let r = post(client_from("127.0.0.1"), 27).await;
     assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
     assert!(r.headers().get("retry-after").is_some());

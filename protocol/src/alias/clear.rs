@@ -100,20 +100,55 @@ fn kind(v: &Value) -> &'static str {
 /// from `root` (e.g. `grant`). Also checks, for every signed client
 /// declaration met, that its `crypto.sign` (when given) is its signer.
 pub fn check_clear(root: &str, value: &Value) -> Result<(), ClearError> {
-    walk(root.to_owned(), value)
+    walk(root, &mut Vec::new(), value)
 }
 
-fn walk(path: String, value: &Value) -> Result<(), ClearError> {
+/// One step of the path from the root: a dict key or a list index.
+enum Step<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+/// The path text of `steps` below `root` (only written for an error).
+fn render(root: &str, steps: &[Step<'_>]) -> String {
+    let mut path = root.to_owned();
+    for step in steps {
+        path = match step {
+            Step::Key(k) => join(&path, k),
+            Step::Index(i) => join(&path, &i.to_string()),
+        };
+    }
+    path
+}
+
+fn walk<'a>(root: &str, steps: &mut Vec<Step<'a>>, value: &'a Value) -> Result<(), ClearError> {
     match value {
-        Value::Hash(_) => Err(ClearError::Hashed { path }),
-        Value::Box(_) => Err(ClearError::Boxed { path }),
-        Value::List(items) => items
-            .iter()
-            .enumerate()
-            .try_for_each(|(i, v)| walk(join(&path, &i.to_string()), v)),
+        Value::Hash(_) => Err(ClearError::Hashed {
+            path: render(root, steps),
+        }),
+        Value::Box(_) => Err(ClearError::Boxed {
+            path: render(root, steps),
+        }),
+        Value::List(items) => items.iter().enumerate().try_for_each(|(i, v)| {
+            steps.push(Step::Index(i));
+            let r = walk(root, steps, v);
+            steps.pop();
+            r
+        }),
         Value::Dict(d) => {
-            d.iter().try_for_each(|(k, v)| walk(join(&path, k), v))?;
-            check_client_key(&path, value)
+            d.iter().try_for_each(|(k, v)| {
+                steps.push(Step::Key(k));
+                let r = walk(root, steps, v);
+                steps.pop();
+                r
+            })?;
+            if client_key_matches(value) {
+                Ok(())
+            } else {
+                Err(ClearError::ClientKeyMismatch {
+                    path: format!("{}.body.crypto.sign", render(root, steps)),
+                })
+            }
         }
         _ => Ok(()),
     }
@@ -121,30 +156,28 @@ fn walk(path: String, value: &Value) -> Result<(), ClearError> {
 
 /// A signed `alias.client.decl` whose body names a signing key
 /// (`crypto.sign`) must be signed by that key.
-fn check_client_key(path: &str, value: &Value) -> Result<(), ClearError> {
+fn client_key_matches(value: &Value) -> bool {
     if value.type_name() != Some(SIGNATURE_TYPE) {
-        return Ok(());
+        return true;
     }
     let Some(body) = value.get("body") else {
-        return Ok(());
+        return true;
     };
     if body.type_name() != Some(super::validators::CLIENT_DECL) {
-        return Ok(());
+        return true;
     }
     let named = match body.get("crypto") {
         Some(Value::Dict(c)) => c.get("sign"),
         _ => None,
     };
     match named {
-        None | Some(Value::Null) => Ok(()),
+        None | Some(Value::Null) => true,
         Some(Value::Bytes(k))
             if Some(k.as_slice()) == value.get("signer").and_then(Value::as_bytes) =>
         {
-            Ok(())
+            true
         }
-        Some(_) => Err(ClearError::ClientKeyMismatch {
-            path: format!("{path}.body.crypto.sign"),
-        }),
+        Some(_) => false,
     }
 }
 

@@ -300,10 +300,18 @@ impl<'a> Contract<'a> {
 /// Keeps one scope per fold: first position, last object (the reference's
 /// `scopeById` object).
 fn dedup_scopes<'a>(scopes: impl Iterator<Item = &'a Value>) -> Result<Vec<Value>, AliasError> {
+    dedup_scopes_by(scopes, &|scope| Ok(fold(scope)?))
+}
+
+/// [`dedup_scopes`] with `id` giving the fold of a scope.
+fn dedup_scopes_by<'a>(
+    scopes: impl Iterator<Item = &'a Value>,
+    id: &dyn Fn(&Value) -> Result<Fold, AliasError>,
+) -> Result<Vec<Value>, AliasError> {
     let mut ids: Vec<Fold> = Vec::new();
     let mut out: Vec<Value> = Vec::new();
     for scope in scopes {
-        let id = fold(scope)?;
+        let id = id(scope)?;
         match ids.iter().position(|known| *known == id) {
             Some(pos) => {
                 if let Some(slot) = out.get_mut(pos) {
@@ -320,22 +328,74 @@ fn dedup_scopes<'a>(scopes: impl Iterator<Item = &'a Value>) -> Result<Vec<Value
 }
 
 /// A verified, signed `alias.grant` (consented or revoked).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Grant {
     value: Value,
+    /// The grant hash and the contract hash, when the verification pass
+    /// computed them (a grant read from a token); otherwise folded on demand.
+    hashes: Option<(Fold, Fold)>,
+    /// The scopes, once computed (the value never changes).
+    scopes: OnceLock<Vec<Value>>,
+}
+
+impl PartialEq for Grant {
+    fn eq(&self, other: &Self) -> bool {
+        self.value == other.value
+    }
 }
 
 impl Grant {
-    /// Decodes and fully verifies a grant token.
+    /// Decodes and fully verifies a grant token, folding it once: the
+    /// verification pass gives the grant hash and the contract hash too.
     pub fn from_token(token: &str, limits: &Limits) -> Result<Self, AliasError> {
-        Self::from_verified(decode_verified(token, limits)?)
+        let value = from_json_str(token, limits)?;
+        let contract_value = body_of(&value).get("contract").unwrap_or(&Value::Null);
+        let contract: *const Value = contract_value;
+        // The scope objects of the contract: their folds (the scope ids)
+        // come out of the same pass.
+        let scope_nodes: Vec<*const Value> = Contract(contract_value)
+            .scope_entries()
+            .map(|entries| entries.iter().map(|e| e.scope as *const Value).collect())
+            .unwrap_or_default();
+        let mut contract_hash = None;
+        let mut scope_folds: Vec<(*const Value, Fold)> = Vec::new();
+        let grant_hash = registry().verify_folded(&value, &mut |node, folded| {
+            let node: *const Value = node;
+            if node == contract {
+                contract_hash = folded.ok().map(Fold::from_bytes);
+            } else if scope_nodes.contains(&node) {
+                if let Ok(f) = folded {
+                    scope_folds.push((node, Fold::from_bytes(f)));
+                }
+            }
+        })?;
+        let mut grant = Self::from_verified(value)?;
+        if let (Ok(g), Some(c)) = (grant_hash, contract_hash) {
+            grant.hashes = Some((g, c));
+        }
+        // The tree was moved, not copied: its inner nodes kept their place,
+        // so the scopes are found again by address (a miss folds anew).
+        if let Ok(scopes) = grant.compute_scopes(&|scope| {
+            let node: *const Value = scope;
+            match scope_folds.iter().find(|(n, _)| *n == node) {
+                Some((_, f)) => Ok(f.clone()),
+                None => Ok(fold(scope)?),
+            }
+        }) {
+            let _ = grant.scopes.set(scopes);
+        }
+        Ok(grant)
     }
 
     /// Wraps a value that has already passed [`registry`] verification.
     pub fn from_verified(value: Value) -> Result<Self, AliasError> {
         check_signed(&value, GRANT)?;
         Contract::new(body_of(&value).get("contract").unwrap_or(&Value::Null))?;
-        Ok(Self { value })
+        Ok(Self {
+            value,
+            hashes: None,
+            scopes: OnceLock::new(),
+        })
     }
 
     /// The signature object.
@@ -386,12 +446,18 @@ impl Grant {
 
     /// The contract hash.
     pub fn contract_hash(&self) -> Result<Fold, AliasError> {
-        self.contract().hash()
+        match &self.hashes {
+            Some((_, contract)) => Ok(contract.clone()),
+            None => self.contract().hash(),
+        }
     }
 
     /// The grant hash: the fold of the whole signature object.
     pub fn grant_hash(&self) -> Result<Fold, AliasError> {
-        Ok(fold(&self.value)?)
+        match &self.hashes {
+            Some((grant, _)) => Ok(grant.clone()),
+            None => Ok(fold(&self.value)?),
+        }
     }
 
     /// The id of the transfer this grant feeds, by the configured rule.
@@ -414,6 +480,18 @@ impl Grant {
     /// then consented consent scopes, then agreed legitimate scopes; one per
     /// fold; none when revoked.
     pub fn scopes(&self) -> Result<Vec<Value>, AliasError> {
+        if let Some(scopes) = self.scopes.get() {
+            return Ok(scopes.clone());
+        }
+        let scopes = self.compute_scopes(&|scope| Ok(fold(scope)?))?;
+        Ok(self.scopes.get_or_init(|| scopes).clone())
+    }
+
+    /// The scopes, with `id` giving the fold of a scope.
+    fn compute_scopes(
+        &self,
+        id: &dyn Fn(&Value) -> Result<Fold, AliasError>,
+    ) -> Result<Vec<Value>, AliasError> {
         if self.is_revoked() {
             return Ok(Vec::new());
         }
@@ -434,7 +512,7 @@ impl Grant {
                 chosen.push(entry.scope);
             }
         }
-        dedup_scopes(chosen.into_iter())
+        dedup_scopes_by(chosen.into_iter(), id)
     }
 
     /// The reference's `isGrantNewer(old, self)`: true when there is no old

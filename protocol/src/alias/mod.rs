@@ -29,5 +29,5 @@ pub use request::{
 };
 pub use validators::{
     alias_registry, validate_bind_authz, validate_client_decl, validate_contract, validate_grant,
-    BIND_AUTHZ, CLIENT_DECL, CONTRACT, GRANT,
+    BIND_AUTHZ, CLIENT_DECL, CONTRACT, GRANT, SIGNATURE_CACHE_CAPACITY,
 };

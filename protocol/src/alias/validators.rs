@@ -3,10 +3,12 @@
 //! (including its bug of never checking `legitimate` row lengths). The
 //! stricter rules alias-bank applies on top live in [`super::policy`].
 
-use crate::anychain::{Registry, Value};
+use crate::anychain::{Registry, SignatureCache, Value};
 use crate::js::{
     for_in_keys, has_prop, length, loose_eq, loose_eq_true, prop, truthy, JsTypeError,
 };
+use std::num::NonZeroUsize;
+use std::sync::Arc;
 
 /// `alias.bindAuthz`: the user binds their key to a data bank's origin.
 pub const BIND_AUTHZ: &str = "alias.bindAuthz";
@@ -17,8 +19,16 @@ pub const CONTRACT: &str = "alias.contract";
 /// `alias.grant`: the user's consent to a contract (or its revocation).
 pub const GRANT: &str = "alias.grant";
 
+/// How many signatures of client declarations and bind authorizations
+/// [`alias_registry`] remembers as verified (about 160 bytes each).
+pub const SIGNATURE_CACHE_CAPACITY: usize = 4096;
+
 /// The registry the reference's provider and client use: the anychain
-/// built-ins plus the four Alias types.
+/// built-ins plus the four Alias types. Signatures of client declarations
+/// (one per client, inside every contract of the client) and of bind
+/// authorizations (one per user) go through a bounded cache of
+/// [`SIGNATURE_CACHE_CAPACITY`] verifications, shared by the registry's
+/// clones: a declaration is verified once per process while it stays in it.
 pub fn alias_registry() -> Registry {
     let mut registry = Registry::anychain();
     let validators: [(&str, crate::anychain::Validator); 4] = [
@@ -31,7 +41,11 @@ pub fn alias_registry() -> Registry {
         // The anychain registry holds none of these names.
         let _ = registry.register(name, validator);
     }
-    registry
+    let capacity = NonZeroUsize::new(SIGNATURE_CACHE_CAPACITY).unwrap_or(NonZeroUsize::MIN);
+    registry.cache_signatures_of(
+        Arc::new(SignatureCache::new(capacity)),
+        &[CLIENT_DECL, BIND_AUTHZ],
+    )
 }
 
 fn assert_has_fields(o: Option<&Value>, names: &[&str]) -> Result<(), JsTypeError> {

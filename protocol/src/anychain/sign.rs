@@ -4,6 +4,7 @@
 
 use super::b64::{b64u_decode, b64u_encode};
 use super::fold::{fold, FoldError};
+use super::sigcache::SignatureCache;
 use super::value::{Dict, Value};
 use ed25519_dalek::{Signature, Signer, VerifyingKey};
 
@@ -81,10 +82,13 @@ pub fn public_key_b64(key: &SigningKey) -> String {
     b64u_encode(key.verifying_key().as_bytes())
 }
 
+/// The keys of the dict whose fold a signature signs, in its order.
+pub(crate) const SIGNED_KEYS: [&str; 4] = ["type", "date", "signer", "body"];
+
 /// The dict whose fold a signature signs: `{type, date, signer, body}`.
 fn signed_part(sig: &Dict) -> Dict {
     let mut part = Dict::new();
-    for key in ["type", "date", "signer", "body"] {
+    for key in SIGNED_KEYS {
         part.insert(key, sig.get(key).cloned().unwrap_or(Value::Null));
     }
     part
@@ -132,42 +136,64 @@ fn sodium_bytes<'a>(v: Option<&'a Value>, name: &str, len: usize) -> Result<&'a 
 }
 
 /// Verifies a detached Ed25519 signature over `message` the strict way
-/// (canonical S, no small-order keys), as libsodium does.
+/// (canonical S, no small-order keys), as libsodium does; through `cache`
+/// when given (which only skips the arithmetic of a triple that verified).
 fn verify_detached(
     signature: Option<&Value>,
     message: &[u8],
     public_key: Option<&Value>,
     failure: &str,
+    cache: Option<&SignatureCache>,
 ) -> Result<(), String> {
     let sig = sodium_bytes(signature, "signature", 64)?;
     let pk = sodium_bytes(public_key, "publicKey", 32)?;
     let pk: [u8; 32] = pk.try_into().map_err(|_| failure.to_owned())?;
     let sig = Signature::from_slice(sig).map_err(|_| failure.to_owned())?;
     let key = VerifyingKey::from_bytes(&pk).map_err(|_| failure.to_owned())?;
-    key.verify_strict(message, &sig)
-        .map_err(|_| failure.to_owned())
+    match cache {
+        Some(cache) => cache.verify_strict(&key, message, &sig),
+        None => key.verify_strict(message, &sig),
+    }
+    .map_err(|_| failure.to_owned())
 }
 
 fn fold_message(part: Dict) -> Result<Vec<u8>, String> {
     fold(&Value::Dict(part))
         .map(|f| f.as_bytes().to_vec())
-        .map_err(|_| "TypeError: Cannot convert object to primitive value".to_owned())
+        .map_err(|_| UNCONVERTIBLE.to_owned())
 }
 
 /// The `anychain.signature` validator: the reference's checks and messages.
 pub fn verify_signature_value(sig: &Dict) -> Result<(), String> {
+    let message = fold(&Value::Dict(signed_part(sig)));
+    verify_signature_folded(sig, message.as_ref().map(|m| m.as_bytes()), None)
+}
+
+const SIGNATURE_FAILURE: &str = "bad signature or forged document";
+const UNCONVERTIBLE: &str = "TypeError: Cannot convert object to primitive value";
+
+/// The `anychain.signature` validator given the fold of the signed part
+/// (`message`, computed by the caller's single pass over the document),
+/// verifying through `cache` when given. Same checks and messages as
+/// [`verify_signature_value`].
+pub(crate) fn verify_signature_folded(
+    sig: &Dict,
+    message: Result<&[u8], &FoldError>,
+    cache: Option<&SignatureCache>,
+) -> Result<(), String> {
     if !["signature", "signer", "date", "body"]
         .iter()
         .all(|k| sig.contains_key(k))
     {
         return Err("missing fields".to_owned());
     }
-    let message = fold_message(signed_part(sig))?;
+    let message = message.map_err(|_| UNCONVERTIBLE.to_owned())?;
     verify_detached(
         sig.get("signature"),
-        &message,
+        message,
         sig.get("signer"),
-        "bad signature or forged document",
+        SIGNATURE_FAILURE,
+        cache,
     )
 }
 
@@ -196,6 +222,7 @@ pub fn verify_revoke_value(rev: &Dict) -> Result<(), String> {
         &message,
         signer,
         "bad revocation's signature",
+        None,
     )
 }
 

@@ -43,6 +43,8 @@ fn protocol_depends_on_no_io_crate() {
         "ed25519-dalek",
         "getrandom",
         "globset",
+        // An in-memory bounded map (the signature cache): no I/O.
+        "lru",
         "ryu-js",
         "serde",
         "serde_json",

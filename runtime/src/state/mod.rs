@@ -10,8 +10,9 @@
 //!
 //! The state is a set of typed stores, each a trait that owns its key names
 //! (the roles pass typed ids, never a key): [`TransferStore`],
-//! [`UserStore`], [`DumpStore`], [`LeaseStore`], [`GenerationMarks`],
-//! [`ClientHealth`], [`WebStore`] and [`PreviewStore`]. [`StateStore`] is all of them; it has
+//! [`UserStore`], [`GrantStore`] (a grant taken in at once), [`DumpStore`],
+//! [`LeaseStore`], [`GenerationMarks`], [`ClientHealth`], [`WebStore`] and
+//! [`PreviewStore`]. [`StateStore`] is all of them; it has
 //! two implementations: Redis ([`RedisStore`], for a horizontally scaled
 //! deployment) and in-process ([`MemoryStore`], for the embedded mode),
 //! each split by store (`redis/`, `memory/`). The shared contract suite
@@ -20,6 +21,7 @@
 mod channels;
 mod dumps;
 mod health;
+mod intake;
 mod keys;
 mod leases;
 mod marks;
@@ -33,6 +35,7 @@ mod web;
 pub use self::channels::{Channels, Subscription};
 pub use self::dumps::{DumpRecord, DumpStore};
 pub use self::health::{ClientHealth, ClientName};
+pub use self::intake::{GrantIntake, GrantStore, Intake, KvEntry, TransferIntake};
 pub use self::leases::{Heartbeat, Lease, LeaseGuard, LeaseStore};
 pub use self::marks::{FileTrouble, GenerationMarks, Mark, Request, RetryNote};
 pub use self::memory::MemoryStore;
@@ -131,6 +134,7 @@ const ACTIVE: [&str; 3] = ["accepted", "processing", "pushing"];
 pub trait StateStore:
     TransferStore
     + UserStore
+    + GrantStore
     + DumpStore
     + LeaseStore
     + GenerationMarks

@@ -279,6 +279,9 @@ impl MemoryStore {
 }
 
 #[async_trait::async_trait]
+impl super::GrantStore for MemoryStore {}
+
+#[async_trait::async_trait]
 impl StateStore for MemoryStore {
     fn namespace(&self) -> &str {
         &self.ns

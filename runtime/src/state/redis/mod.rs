@@ -7,6 +7,7 @@
 //! `events.rs` (pub/sub events dispatched by one [`EventHub`] per process).
 
 mod events;
+mod intake;
 mod leases;
 mod previews;
 mod transfers;

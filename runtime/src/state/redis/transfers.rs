@@ -29,37 +29,52 @@ end
     };
 }
 
+/// A new transfer generation (or the running one joined), as a Lua
+/// function of the transfer key (needs [`reindex_lua!`]); returns
+/// `{generation, 0 new | 1 joined | 2 foreign, superseded generation}`.
+macro_rules! begin_lua {
+    () => {
+        r"
+local function begin_transfer(t, grant_hash, user, token, push_url, revoked, now_ms, ttl_s, prefix, id)
+  local state = redis.call('HGET', t, 'state')
+  local gen = tonumber(redis.call('HGET', t, 'generation') or '0')
+  local owner = redis.call('HGET', t, 'user')
+  if owner and owner ~= '' and owner ~= user then
+    return {gen, 2, 0}
+  end
+  local superseded = 0
+  if state == 'accepted' or state == 'processing' or state == 'pushing' then
+    if redis.call('HGET', t, 'grant_hash') == grant_hash then
+      return {gen, 1, 0}
+    end
+    superseded = gen
+  end
+  reindex(prefix, id, state, 'accepted', tonumber(now_ms), 0)
+  local ttl = tonumber(ttl_s)
+  if gen > 0 then
+    redis.call('EXPIRE', t .. ':files:' .. gen, ttl)
+    redis.call('EXPIRE', t .. ':offsets:' .. gen, ttl)
+  end
+  gen = gen + 1
+  redis.call('DEL', t)
+  redis.call('HSET', t, 'state', 'accepted', 'generation', gen, 'grant_hash', grant_hash,
+    'user', user, 'grant', token, 'push_url', push_url, 'revoked', revoked,
+    'created_ms', now_ms, 'updated_ms', now_ms, 'files_total', 0, 'files_done', 0,
+    'bytes_total', 0, 'bytes_done', 0, 'error', '', 'notes', '[]')
+  return {gen, 0, superseded}
+end
+"
+    };
+}
+
+/// [`reindex_lua!`] and [`begin_lua!`] as a constant, for scripts
+/// assembled elsewhere.
+pub(super) const BEGIN_FN_LUA: &str = concat!(reindex_lua!(), begin_lua!());
+
 const BEGIN_LUA: &str = concat!(
     reindex_lua!(),
-    r"
-local t = KEYS[1]
-local state = redis.call('HGET', t, 'state')
-local gen = tonumber(redis.call('HGET', t, 'generation') or '0')
-local owner = redis.call('HGET', t, 'user')
-if owner and owner ~= '' and owner ~= ARGV[2] then
-  return {gen, 2, 0}
-end
-local superseded = 0
-if state == 'accepted' or state == 'processing' or state == 'pushing' then
-  if redis.call('HGET', t, 'grant_hash') == ARGV[1] then
-    return {gen, 1, 0}
-  end
-  superseded = gen
-end
-reindex(ARGV[8], ARGV[9], state, 'accepted', tonumber(ARGV[6]), 0)
-local ttl = tonumber(ARGV[7])
-if gen > 0 then
-  redis.call('EXPIRE', t .. ':files:' .. gen, ttl)
-  redis.call('EXPIRE', t .. ':offsets:' .. gen, ttl)
-end
-gen = gen + 1
-redis.call('DEL', t)
-redis.call('HSET', t, 'state', 'accepted', 'generation', gen, 'grant_hash', ARGV[1],
-  'user', ARGV[2], 'grant', ARGV[3], 'push_url', ARGV[4], 'revoked', ARGV[5],
-  'created_ms', ARGV[6], 'updated_ms', ARGV[6], 'files_total', 0, 'files_done', 0,
-  'bytes_total', 0, 'bytes_done', 0, 'error', '', 'notes', '[]')
-return {gen, 0, superseded}
-"
+    begin_lua!(),
+    "return begin_transfer(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9])\n"
 );
 
 const TRANSITION_LUA: &str = concat!(
@@ -142,6 +157,88 @@ if added == 1 then redis.call('HINCRBY', KEYS[1], 'files_done', 1) end
 return added
 ";
 
+/// A transfer from its hash (`None` when the hash is empty).
+pub(super) fn parse_transfer(
+    id: &str,
+    key: &str,
+    map: &HashMap<String, String>,
+) -> Result<Option<Transfer>, StateError> {
+    if map.is_empty() {
+        return Ok(None);
+    }
+    let state = map
+        .get("state")
+        .and_then(|s| TransferState::parse(s))
+        .ok_or_else(|| StateError::Corrupt {
+            key: key.to_owned(),
+            reason: "no state".into(),
+        })?;
+    Ok(Some(Transfer {
+        id: id.to_owned(),
+        generation: parse_num(map, "generation"),
+        state,
+        user: map.get("user").cloned().unwrap_or_default(),
+        grant_hash: map.get("grant_hash").cloned().unwrap_or_default(),
+        revoked: map.get("revoked").is_some_and(|v| v == "1"),
+        push_url: map.get("push_url").cloned().unwrap_or_default(),
+        created_ms: parse_num(map, "created_ms"),
+        updated_ms: parse_num(map, "updated_ms"),
+        files_total: parse_num(map, "files_total"),
+        files_done: parse_num(map, "files_done"),
+        bytes_total: parse_num(map, "bytes_total"),
+        bytes_done: parse_num(map, "bytes_done"),
+        error: map.get("error").filter(|e| !e.is_empty()).cloned(),
+        notes: map
+            .get("notes")
+            .and_then(|n| serde_json::from_str(n).ok())
+            .unwrap_or_default(),
+        dump_bytes_read: parse_num(map, "dump_bytes_read"),
+        dump_bytes_total: parse_num(map, "dump_bytes_total"),
+    }))
+}
+
+/// The files of a generation from their records and committed offsets.
+pub(super) fn parse_files(
+    files_key: &str,
+    raw: HashMap<String, String>,
+    offsets: &HashMap<String, u64>,
+) -> Result<Vec<FileRecord>, StateError> {
+    let mut out = raw
+        .into_values()
+        .map(|v| {
+            serde_json::from_str::<FileRecord>(&v).map_err(|e| StateError::Corrupt {
+                key: files_key.to_owned(),
+                reason: e.to_string(),
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    for f in &mut out {
+        f.offset = offsets.get(&f.name).copied().unwrap_or(0);
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+impl RedisStore {
+    /// Publishes an event of `transfer` on its channel.
+    pub(super) async fn publish_event(
+        &self,
+        transfer: Transfer,
+        kind: &str,
+    ) -> Result<(), StateError> {
+        let channel = self.key(&format!("events:{}", transfer.id));
+        let event = TransferEvent {
+            transfer,
+            kind: kind.to_owned(),
+        };
+        let mut conn = self.conn.clone();
+        let _: i64 = conn
+            .publish(channel, serde_json::to_string(&event).unwrap_or_default())
+            .await?;
+        Ok(())
+    }
+}
+
 #[async_trait::async_trait]
 impl TransferStore for RedisStore {
     async fn begin_transfer(&self, id: &str, new: &NewTransfer<'_>) -> Result<Begin, StateError> {
@@ -175,38 +272,7 @@ impl TransferStore for RedisStore {
         let mut conn = self.conn.clone();
         let key = self.transfer_key(id);
         let map: HashMap<String, String> = conn.hgetall(&key).await?;
-        if map.is_empty() {
-            return Ok(None);
-        }
-        let state = map
-            .get("state")
-            .and_then(|s| TransferState::parse(s))
-            .ok_or_else(|| StateError::Corrupt {
-                key: key.clone(),
-                reason: "no state".into(),
-            })?;
-        Ok(Some(Transfer {
-            id: id.to_owned(),
-            generation: parse_num(&map, "generation"),
-            state,
-            user: map.get("user").cloned().unwrap_or_default(),
-            grant_hash: map.get("grant_hash").cloned().unwrap_or_default(),
-            revoked: map.get("revoked").is_some_and(|v| v == "1"),
-            push_url: map.get("push_url").cloned().unwrap_or_default(),
-            created_ms: parse_num(&map, "created_ms"),
-            updated_ms: parse_num(&map, "updated_ms"),
-            files_total: parse_num(&map, "files_total"),
-            files_done: parse_num(&map, "files_done"),
-            bytes_total: parse_num(&map, "bytes_total"),
-            bytes_done: parse_num(&map, "bytes_done"),
-            error: map.get("error").filter(|e| !e.is_empty()).cloned(),
-            notes: map
-                .get("notes")
-                .and_then(|n| serde_json::from_str(n).ok())
-                .unwrap_or_default(),
-            dump_bytes_read: parse_num(&map, "dump_bytes_read"),
-            dump_bytes_total: parse_num(&map, "dump_bytes_total"),
-        }))
+        parse_transfer(id, &key, &map)
     }
 
     async fn transfer_grant(&self, id: &str) -> Result<Option<String>, StateError> {
@@ -319,20 +385,7 @@ impl TransferStore for RedisStore {
             .hgetall(self.offsets_key(id, generation))
             .query_async(&mut conn)
             .await?;
-        let mut out = raw
-            .into_values()
-            .map(|v| {
-                serde_json::from_str::<FileRecord>(&v).map_err(|e| StateError::Corrupt {
-                    key: files_key.clone(),
-                    reason: e.to_string(),
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        for f in &mut out {
-            f.offset = offsets.get(&f.name).copied().unwrap_or(0);
-        }
-        out.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(out)
+        parse_files(&files_key, raw, &offsets)
     }
 
     async fn commit_offset(
@@ -405,18 +458,7 @@ impl TransferStore for RedisStore {
         let Some(transfer) = self.transfer(id).await? else {
             return Ok(());
         };
-        let event = TransferEvent {
-            transfer,
-            kind: kind.to_owned(),
-        };
-        let mut conn = self.conn.clone();
-        let _: i64 = conn
-            .publish(
-                self.key(&format!("events:{id}")),
-                serde_json::to_string(&event).unwrap_or_default(),
-            )
-            .await?;
-        Ok(())
+        self.publish_event(transfer, kind).await
     }
 
     fn subscribe(&self, id: &str) -> Subscription {

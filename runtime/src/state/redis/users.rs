@@ -31,43 +31,60 @@ end
     };
 }
 
+/// The reference's `updateGrant` with quotas, as a Lua function over the
+/// user keys KEYS[1..6] (needs [`USER_LUA`]); returns `{1, token}` when
+/// stored, `{0, effective}` when a stored grant is as new, `{-1, quota}`.
+macro_rules! grant_lua {
+    () => {
+        r"
+local function update_grant(contract, date, token, max_contracts, max_history, max_bytes, ttl_ms)
+  local old = redis.call('HGET', KEYS[3], contract)
+  if old and tonumber(old) >= tonumber(date) then
+    return {0, redis.call('HGET', KEYS[1], contract) or ''}
+  end
+  local max_bytes = tonumber(max_bytes)
+  local replaced = redis.call('HSTRLEN', KEYS[1], contract)
+  if redis.call('HEXISTS', KEYS[1], contract) == 0
+    and redis.call('HLEN', KEYS[1]) >= tonumber(max_contracts) then
+    return {-1, 'contracts'}
+  end
+  local bytes = 0
+  for _, c in ipairs(redis.call('HKEYS', KEYS[1])) do
+    bytes = bytes + redis.call('HSTRLEN', KEYS[1], c)
+  end
+  if bytes - replaced + #token > max_bytes then return {-1, 'grant_bytes'} end
+  redis.call('HSET', KEYS[1], contract, token)
+  redis.call('HSET', KEYS[3], contract, date)
+  local hb = tonumber(redis.call('HGET', KEYS[4], 'history_bytes') or '-1')
+  if hb < 0 then
+    hb = 0
+    for _, g in ipairs(redis.call('LRANGE', KEYS[2], 0, -1)) do hb = hb + #g end
+  end
+  redis.call('LPUSH', KEYS[2], token)
+  hb = hb + #token
+  local n = redis.call('LLEN', KEYS[2])
+  while n > 1 and (n > tonumber(max_history) or hb > max_bytes) do
+    hb = hb - #redis.call('RPOP', KEYS[2])
+    n = n - 1
+  end
+  redis.call('HSET', KEYS[4], 'history_bytes', hb)
+  touch_user(tonumber(ttl_ms))
+  return {1, token}
+end
+"
+    };
+}
+
+/// [`user_lua!`] as a constant, for scripts assembled elsewhere.
+pub(super) const USER_LUA: &str = user_lua!();
+/// [`grant_lua!`] as a constant, for scripts assembled elsewhere.
+pub(super) const GRANT_FN_LUA: &str = grant_lua!();
+
 // ARGV: contract, date, token, max contracts, max history, max bytes, guest TTL (ms).
 const GRANT_LUA: &str = concat!(
     user_lua!(),
-    r"
-local old = redis.call('HGET', KEYS[3], ARGV[1])
-if old and tonumber(old) >= tonumber(ARGV[2]) then
-  return {0, redis.call('HGET', KEYS[1], ARGV[1]) or ''}
-end
-local max_bytes = tonumber(ARGV[6])
-local replaced = redis.call('HSTRLEN', KEYS[1], ARGV[1])
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0
-  and redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[4]) then
-  return {-1, 'contracts'}
-end
-local bytes = 0
-for _, c in ipairs(redis.call('HKEYS', KEYS[1])) do
-  bytes = bytes + redis.call('HSTRLEN', KEYS[1], c)
-end
-if bytes - replaced + #ARGV[3] > max_bytes then return {-1, 'grant_bytes'} end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
-redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
-local hb = tonumber(redis.call('HGET', KEYS[4], 'history_bytes') or '-1')
-if hb < 0 then
-  hb = 0
-  for _, g in ipairs(redis.call('LRANGE', KEYS[2], 0, -1)) do hb = hb + #g end
-end
-redis.call('LPUSH', KEYS[2], ARGV[3])
-hb = hb + #ARGV[3]
-local n = redis.call('LLEN', KEYS[2])
-while n > 1 and (n > tonumber(ARGV[5]) or hb > max_bytes) do
-  hb = hb - #redis.call('RPOP', KEYS[2])
-  n = n - 1
-end
-redis.call('HSET', KEYS[4], 'history_bytes', hb)
-touch_user(tonumber(ARGV[7]))
-return {1, ARGV[3]}
-"
+    grant_lua!(),
+    "return update_grant(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7])\n"
 );
 
 // ARGV: token, guest TTL (ms).
@@ -112,6 +129,16 @@ keep_user()
 return {1, ''}
 "
 );
+
+/// The contract claim, as a Lua function of the owner key and the user.
+pub(super) const CLAIM_FN_LUA: &str = r"
+local function claim_contract(key, user)
+  local owner = redis.call('GET', key)
+  if owner then return owner end
+  redis.call('SET', key, user)
+  return user
+end
+";
 
 const CLAIM_CONTRACT_LUA: &str = r"
 local owner = redis.call('GET', KEYS[1])
