@@ -1,8 +1,9 @@
 //! The Alias documents on top of anychain: client declarations, contracts,
 //! grants (consented and revoked), bindAuthz and revocations; the reference
 //! validators, the stricter acceptance policy, hashes, scopes and the push
-//! destination.
+//! destination; [`build`] writes them.
 
+pub mod build;
 mod clear;
 mod documents;
 mod login;
