@@ -1,3 +1,7 @@
+// Over 600 lines on purpose: one ordered scenario whose steps build on each
+// other's state (the user signed up, the export uploaded, the grant given);
+// self-contained parts live beside it (preview.js).
+//
 // The user's side in a real browser (headless Chromium driven by
 // playwright-core), on a laptop (1366×768) and a phone (390×844) viewport:
 // the entry page; forms used before their scripts load (held back by the
