@@ -17,10 +17,9 @@
 
 use anyhow::{bail, Context, Result};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use protocol::alias::{grant_body, Contract};
-use protocol::anychain::{
-    b64u_encode, sign, signing_key_from_seed, to_token, Dict, SigningKey, Value,
-};
+use protocol::alias::build::{group, scope, signed_grant, ClientDeclDoc, ContractDoc};
+use protocol::alias::Contract;
+use protocol::anychain::{b64u_encode, signing_key_from_seed, to_token, SigningKey, Value};
 use runtime::config::Config;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -97,45 +96,17 @@ pub struct DemoReport {
 /// The scopes the demo client asks for: search activity as contractual,
 /// photos and YouTube history as consent.
 fn contract(client_key: &SigningKey, domain: &str, scheme: &str) -> Result<Value> {
-    let decl = Dict::new()
-        .with("type", "alias.client.decl")
-        .with("name", "alias-bank demo client")
-        .with("domain", domain)
-        .with("crypto", Dict::new());
-    let client = sign(client_key, Value::Dict(decl), now_ms())?;
-    let scope = |p: &str| Value::Dict(Dict::new().with("provider", "google").with("path", p));
-    let group = |scopes: Vec<Value>, usage: &str| {
-        Value::Dict(
-            Dict::new()
-                .with("scopes", Value::List(scopes))
-                .with("usages", Value::List(vec![Value::from(usage)])),
-        )
-    };
-    Ok(Value::Dict(
-        Dict::new()
-            .with("type", "alias.contract")
-            .with("client", client)
-            .with(
-                "legal",
-                Dict::new().with("usage", "showing what alias-bank delivers"),
-            )
-            .with(
-                "base",
-                Dict::new()
-                    .with(
-                        "contractual",
-                        group(vec![scope("my_activity.search")], "search history"),
-                    )
-                    .with(
-                        "consent",
-                        Value::List(vec![group(
-                            vec![scope("photos"), scope("youtube.watch_history")],
-                            "photo album and watch history",
-                        )]),
-                    ),
-            )
-            .with("network", Dict::new().with("scheme", scheme)),
-    ))
+    let client = ClientDeclDoc::new("alias-bank demo client", domain).sign(client_key, now_ms())?;
+    let google = |path: &str| scope("google", path);
+    Ok(ContractDoc::new(client)
+        .usage("showing what alias-bank delivers")
+        .contractual(group([google("my_activity.search")], &["search history"]))
+        .consent(group(
+            [google("photos"), google("youtube.watch_history")],
+            &["photo album and watch history"],
+        ))
+        .scheme(scheme)
+        .build())
 }
 
 #[allow(clippy::cast_precision_loss)]
@@ -316,8 +287,8 @@ async fn flow(
     // 2. The client's contract, and the user's grant.
     let contract = contract(&client_key, domain, sink_origin.scheme())?;
     let id = Contract::new(&contract)?.hash()?.to_b64();
-    let body = grant_body(&contract, vec![vec![true, true]], vec![])?;
-    let grant = to_token(&sign(&user, body, now_ms())?);
+    let grant = signed_grant(&user, &contract, vec![vec![true, true]], vec![], now_ms())?;
+    let grant = to_token(&grant);
     std::fs::write(dir.join("grant.token"), &grant)?;
     writeln!(
         out,

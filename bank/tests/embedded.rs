@@ -1,5 +1,6 @@
 //! The embedded mode end to end: the demo against an in-process data bank
-//! (memory state, in-process queue), and `alias-bank all` as a process.
+//! (memory state, in-process queue), `alias-bank all` as a process, and
+//! the previewer the embedded bank runs beside its processor.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -133,4 +134,66 @@ async fn alias_bank_all_is_a_whole_data_bank_in_one_process() {
         .unwrap();
     assert!(status.success(), "{status:?}");
     sink.stop();
+}
+
+/// The embedded data bank takes preview jobs (the consent page's "Show
+/// what they would receive" needs a previewer beside the processor): a
+/// preview queued as the gateway queues it is answered, here for a user
+/// with no export (every scope missing).
+#[actix_web::test]
+async fn the_embedded_bank_answers_previews() {
+    use runtime::jobs::{self, PreviewJob};
+    use runtime::mq::Route;
+    use runtime::state::{PreviewKey, PreviewLimits, PreviewStart, PreviewState};
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = bank::demo::embedded_config(dir.path()).unwrap();
+    let bank = bank::Bank::start(config).await.unwrap();
+    let key = PreviewKey::new("user-without-dumps", "contract-hash").unwrap();
+    let scopes = ["google.my_activity.search.*".to_owned()];
+    let PreviewStart::Started(pending) = bank
+        .app
+        .state
+        .start_preview(&key, &scopes, &PreviewLimits::DEFAULT)
+        .await
+        .unwrap()
+    else {
+        panic!("the preview did not start");
+    };
+    let job = PreviewJob {
+        user: key.user().to_owned(),
+        contract: key.contract().to_owned(),
+        id: pending.id.clone(),
+    };
+    bank.app
+        .broker
+        .publish(
+            Route::Preview,
+            &jobs::encode(&job).unwrap(),
+            &job.message_id(),
+        )
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let done = loop {
+        let p = bank.app.state.preview(&key).await.unwrap().unwrap();
+        if !p.is_pending() {
+            break p;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no previewer answered"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(done.id, pending.id);
+    let PreviewState::Ready {
+        scopes, missing, ..
+    } = done.state
+    else {
+        panic!("not ready: {done:?}");
+    };
+    assert!(scopes.is_empty(), "{scopes:?}");
+    assert_eq!(missing, ["google.my_activity.search.*"]);
+    bank.stop().await;
 }

@@ -7,10 +7,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use futures_util::StreamExt;
-use protocol::alias::{grant_body, Contract};
-use protocol::anychain::{
-    b64u_encode, sign, signing_key_from_seed, to_token, Dict, SigningKey, Value,
-};
+use protocol::alias::build::{group, scope, signed_grant, ClientDeclDoc, ContractDoc};
+use protocol::alias::Contract;
+use protocol::anychain::{b64u_encode, signing_key_from_seed, to_token, SigningKey, Value};
 
 /// A user's key, derived from a number.
 pub fn user_key(i: u64) -> SigningKey {
@@ -23,7 +22,7 @@ pub fn user_key(i: u64) -> SigningKey {
 /// location history and three activity files with date filters or field
 /// projections, contacts and mail — nearly all of a Takeout.
 fn scopes() -> Vec<Value> {
-    let scope = |path: &str| Dict::new().with("provider", "google").with("path", path);
+    let google = |path: &str| scope("google", path);
     let since = |field: &str, date: &str| {
         Value::List(vec![Value::List(vec![
             Value::from(">="),
@@ -32,16 +31,18 @@ fn scopes() -> Vec<Value> {
         ])])
     };
     vec![
-        Value::Dict(scope("photos")),
-        Value::Dict(scope("location_history").with("predicates", since("timestamp", "2022-06-01"))),
-        Value::Dict(scope("my_activity.search").with("predicates", since("time", "2022-01-01"))),
-        Value::Dict(scope("youtube.watch_history").with(
+        Value::Dict(google("photos")),
+        Value::Dict(
+            google("location_history").with("predicates", since("timestamp", "2022-06-01")),
+        ),
+        Value::Dict(google("my_activity.search").with("predicates", since("time", "2022-01-01"))),
+        Value::Dict(google("youtube.watch_history").with(
             "fields",
             Value::List(vec![Value::from("title"), Value::from("time")]),
         )),
-        Value::Dict(scope("chrome.history")),
-        Value::Dict(scope("contacts")),
-        Value::Dict(scope("mail")),
+        Value::Dict(google("chrome.history")),
+        Value::Dict(google("contacts")),
+        Value::Dict(google("mail")),
     ]
 }
 
@@ -53,29 +54,12 @@ pub fn client_key() -> SigningKey {
 /// A contract of client `name` pushing to `domain` over plain http; every
 /// scope is contractual, so a grant needs no consent matrix.
 pub fn contract(name: &str, domain: &str) -> Result<Value> {
-    let client_key = client_key();
-    let decl = Dict::new()
-        .with("type", "alias.client.decl")
-        .with("name", name)
-        .with("domain", domain)
-        .with("crypto", Dict::new());
-    let client = sign(&client_key, Value::Dict(decl), 1_700_000_000_000.0)?;
-    Ok(Value::Dict(
-        Dict::new()
-            .with("type", "alias.contract")
-            .with("client", client)
-            .with("legal", Dict::new().with("usage", "benchmark"))
-            .with(
-                "base",
-                Dict::new().with(
-                    "contractual",
-                    Dict::new()
-                        .with("scopes", Value::List(scopes()))
-                        .with("usages", Value::List(vec![])),
-                ),
-            )
-            .with("network", Dict::new().with("scheme", "http")),
-    ))
+    let client = ClientDeclDoc::new(name, domain).sign(&client_key(), 1_700_000_000_000.0)?;
+    Ok(ContractDoc::new(client)
+        .usage("benchmark")
+        .contractual(group(scopes(), &[]))
+        .scheme("http")
+        .build())
 }
 
 /// The transfer id of a contract (its hash).
@@ -86,11 +70,13 @@ pub fn contract_id(contract: &Value) -> Result<String> {
 /// A grant of `contract` signed now by `user`, as a token.
 #[allow(clippy::cast_precision_loss)]
 pub fn grant(user: &SigningKey, contract: &Value) -> Result<String> {
-    let body = grant_body(contract, vec![], vec![])?;
-    Ok(to_token(&sign(
+    let now = runtime::state::now_ms() as f64;
+    Ok(to_token(&signed_grant(
         user,
-        body,
-        runtime::state::now_ms() as f64,
+        contract,
+        vec![],
+        vec![],
+        now,
     )?))
 }
 

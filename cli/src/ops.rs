@@ -1,10 +1,13 @@
 //! `aliasctl transfer …` and `aliasctl dead …`: what operators (and users)
 //! need to follow transfers and handle dead letters.
 
+use std::time::Duration;
+
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use runtime::config::Config;
 use runtime::mq::Broker;
+use runtime::retry::{Backoff, RetryPolicy};
 
 use crate::net::{self, escape_control, HttpLimits};
 use crate::sse::SseParser;
@@ -59,30 +62,92 @@ pub async fn follow(
 
 /// [`follow`] with explicit limits: the answer's head within
 /// `limits.timeout`, then no silence longer than that, and no event larger
-/// than `limits.max_event`. The stream is parsed incrementally.
+/// than `limits.max_event`. The stream is parsed incrementally. One
+/// attempt: a refusal, a broken stream or a stream that ends without news
+/// is an error (see [`watch_retrying`] for following through outages).
 pub async fn follow_with(
     http: &reqwest::Client,
     gateway: &str,
     id: &str,
     token: Option<&str>,
     limits: &HttpLimits,
-    mut on_event: impl FnMut(&serde_json::Value),
+    on_event: impl FnMut(&serde_json::Value),
 ) -> Result<serde_json::Value> {
+    let followed = follow_once(http, gateway, id, token, limits, on_event).await?;
+    settle(followed, id)
+}
+
+/// What one attempt means when it is not retried: its last status, or the
+/// error that ended it.
+fn settle(followed: Followed, id: &str) -> Result<serde_json::Value> {
+    match followed {
+        Followed::Ended(last) if last.is_null() => bail!(
+            "the events stream of {} ended without news",
+            escape_control(id)
+        ),
+        Followed::Ended(last) => Ok(last),
+        Followed::Refused { status, .. } => bail!(
+            "{status}: no such transfer, or not shown without its capability or the operator token"
+        ),
+        Followed::Unreachable(error) | Followed::Broken(error) => Err(error),
+    }
+}
+
+/// How one attempt to follow a transfer's events ended.
+enum Followed {
+    /// The stream ended (the gateway ends it with the transfer); the last
+    /// status, `Null` when none came.
+    Ended(serde_json::Value),
+    /// The gateway answered with a status other than 2xx.
+    Refused {
+        /// The status.
+        status: reqwest::StatusCode,
+        /// Its `Retry-After`, in seconds, if any.
+        retry_after: Option<Duration>,
+    },
+    /// No answer came (connection refused, reset, timed out).
+    Unreachable(anyhow::Error),
+    /// The stream broke (cut, or silent too long).
+    Broken(anyhow::Error),
+}
+
+async fn follow_once(
+    http: &reqwest::Client,
+    gateway: &str,
+    id: &str,
+    token: Option<&str>,
+    limits: &HttpLimits,
+    mut on_event: impl FnMut(&serde_json::Value),
+) -> Result<Followed> {
     let url = format!(
         "{}/alias/transfers/{id}/events",
         gateway.trim_end_matches('/')
     );
-    let mut resp = net::send(with_token(http.get(&url), token), limits, &url).await?;
+    let mut resp = match net::send(with_token(http.get(&url), token), limits, &url).await {
+        Ok(resp) => resp,
+        Err(error) => return Ok(Followed::Unreachable(error)),
+    };
     if !resp.status().is_success() {
-        bail!(
-            "{}: no such transfer, or not shown without its capability or the operator token",
-            resp.status()
-        );
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        return Ok(Followed::Refused {
+            status: resp.status(),
+            retry_after,
+        });
     }
     let mut parser = SseParser::new(limits.max_event);
     let mut last = serde_json::Value::Null;
     let mut events = Vec::new();
-    while let Some(chunk) = net::next_chunk(&mut resp, limits.timeout).await? {
+    loop {
+        let chunk = match net::next_chunk(&mut resp, limits.timeout).await {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => return Ok(Followed::Ended(last)),
+            Err(error) => return Ok(Followed::Broken(error)),
+        };
         parser.feed(&chunk, |data| events.push(data))?;
         for data in events.drain(..) {
             let t: serde_json::Value =
@@ -91,14 +156,17 @@ pub async fn follow_with(
             last = t;
         }
     }
-    if last.is_null() {
-        bail!(
-            "the events stream of {} ended without news",
-            escape_control(id)
-        );
-    }
-    Ok(last)
 }
+
+/// How [`watch`] keeps asking a gateway that answers it is unavailable for
+/// a while (`503` while Redis or the broker restarts): 250 ms doubling up
+/// to 5 s, jittered, at most 40 tries and 2 minutes.
+pub const WATCH_RETRY: RetryPolicy = RetryPolicy {
+    base: Duration::from_millis(250),
+    cap: Duration::from_secs(5),
+    max_attempts: 40,
+    max_elapsed: Duration::from_secs(120),
+};
 
 /// Follows a transfer's events with a progress bar until it ends; returns
 /// its final status.
@@ -119,6 +187,23 @@ pub async fn watch_with(
     progress: bool,
     limits: &HttpLimits,
 ) -> Result<serde_json::Value> {
+    watch_retrying(gateway, id, token, progress, limits, WATCH_RETRY).await
+}
+
+/// [`watch_with`] under `policy`: a `502`, `503` or `504` answer (the
+/// gateway without its state store or broker for a while) is asked again
+/// after a backoff, each retry said on stderr, until the stream comes or
+/// the policy is spent. Everything else ends the watch as [`follow_with`]
+/// does: a refusal (`404`: not shown), an unreachable gateway, a broken
+/// stream, or a stream that ended (its last status).
+pub async fn watch_retrying(
+    gateway: &str,
+    id: &str,
+    token: Option<&str>,
+    progress: bool,
+    limits: &HttpLimits,
+    policy: RetryPolicy,
+) -> Result<serde_json::Value> {
     let bar = if progress {
         ProgressBar::new(0)
     } else {
@@ -129,21 +214,48 @@ pub async fn watch_with(
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> "),
     );
-    let last = follow_with(&limits.client()?, gateway, id, token, limits, |t| {
-        let num = |k: &str| t.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0);
-        bar.set_length(num("bytes_total"));
-        bar.set_position(num("bytes_done"));
-        let state = t.get("state").and_then(|s| s.as_str()).unwrap_or("?");
-        bar.set_message(format!(
-            "{} {}/{} files",
-            escape_control(state),
-            num("files_done"),
-            num("files_total")
-        ));
-    })
-    .await;
+    let http = limits.client()?;
+    let mut backoff = Backoff::new(policy);
+    let result = loop {
+        let attempt = follow_once(&http, gateway, id, token, limits, |t| {
+            let num = |k: &str| t.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0);
+            bar.set_length(num("bytes_total"));
+            bar.set_position(num("bytes_done"));
+            let state = t.get("state").and_then(|s| s.as_str()).unwrap_or("?");
+            bar.set_message(format!(
+                "{} {}/{} files",
+                escape_control(state),
+                num("files_done"),
+                num("files_total")
+            ));
+        })
+        .await;
+        let (status, retry_after) = match attempt {
+            Ok(Followed::Refused {
+                status,
+                retry_after,
+            }) if matches!(status.as_u16(), 502..=504) => (status, retry_after),
+            Ok(followed) => break settle(followed, id),
+            Err(e) => break Err(e),
+        };
+        let Some(delay) = backoff.next_delay(retry_after) else {
+            break Err(anyhow::anyhow!(
+                "the gateway answered {status}; gave up following {} after {} tries",
+                escape_control(id),
+                backoff.failures()
+            ));
+        };
+        bar.suspend(|| {
+            eprintln!(
+                "aliasctl: the gateway answered {status}; following {} again in {:.1} s",
+                escape_control(id),
+                delay.as_secs_f64()
+            );
+        });
+        tokio::time::sleep(delay).await;
+    };
     bar.finish();
-    last
+    result
 }
 
 /// Lists (`replay == false`) or replays dead letters of the configured

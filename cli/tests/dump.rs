@@ -17,9 +17,7 @@ async fn upload_list_delete_through_the_gateway() {
         ("ALIAS_PUBLIC_ORIGIN", "http://bank.test"),
     ])
     .unwrap();
-    let app = gateway::AppState::connect(config.clone()).await.unwrap();
-    let (server, addr) = gateway::server(app.clone(), config.listen).unwrap();
-    actix_web::rt::spawn(server);
+    let (app, addr) = gateway::spawn(config).await.unwrap();
     let gw = format!("http://{addr}");
 
     let key = dir.path().join("user.key");

@@ -34,9 +34,7 @@ async fn transfer_status_watch_and_dead_letters() {
         ("ALIAS_OPERATOR_TOKEN", OPERATOR),
     ])
     .unwrap();
-    let app = gateway::AppState::connect(config.clone()).await.unwrap();
-    let (server, addr) = gateway::server(app.clone(), config.listen).unwrap();
-    actix_web::rt::spawn(server);
+    let (app, addr) = gateway::spawn(config).await.unwrap();
     let gw = format!("http://{addr}");
 
     let state = &app.state;

@@ -45,209 +45,27 @@
 //!   layout is invented, EXPORTS.md §3.3 has none).
 
 mod amazon;
+mod archive;
 mod facebook;
 mod gen;
 mod google;
 mod google_html;
+mod options;
+mod photos;
 mod util;
 
-use std::fmt;
 use std::fs::File;
-use std::io::{self, BufWriter, Cursor, Seek, Write};
+use std::io::{BufWriter, Cursor, Write};
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::sync::Arc;
 
 use anyhow::{bail, Context as _};
-use flate2::write::GzEncoder;
-use flate2::Compression;
-use zip::write::SimpleFileOptions;
-use zip::{CompressionMethod, DateTime, ZipWriter};
 
+use archive::{split, write_part};
 use gen::{ItemFn, Planned, StreamSpec};
+pub use options::{ActivityForm, Era, Format, Language, Options, Provider};
+pub use photos::{photo_library, write_photo_library};
 use util::{alnum, sub_seed, tm};
-
-/// Which provider's export to generate.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Provider {
-    /// Google Takeout.
-    Google,
-    /// Facebook "Download your information" (JSON).
-    Facebook,
-    /// Amazon "Request My Data".
-    Amazon,
-}
-
-impl Provider {
-    /// The provider name as scopes write it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Provider::Google => "google",
-            Provider::Facebook => "facebook",
-            Provider::Amazon => "amazon",
-        }
-    }
-}
-
-impl fmt::Display for Provider {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Provider {
-    type Err = anyhow::Error;
-    fn from_str(s: &str) -> anyhow::Result<Provider> {
-        Ok(match s {
-            "google" => Provider::Google,
-            "facebook" => Provider::Facebook,
-            "amazon" => Provider::Amazon,
-            other => bail!("unknown provider {other:?} (google, facebook, amazon)"),
-        })
-    }
-}
-
-/// The container of each part.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Format {
-    /// `.zip`: text deflated (level 6), media stored.
-    Zip,
-    /// `.tgz`: a gzip-compressed tar (GNU headers).
-    TarGz,
-}
-
-impl Format {
-    fn extension(self) -> &'static str {
-        match self {
-            Format::Zip => "zip",
-            Format::TarGz => "tgz",
-        }
-    }
-}
-
-impl FromStr for Format {
-    type Err = anyhow::Error;
-    fn from_str(s: &str) -> anyhow::Result<Format> {
-        Ok(match s {
-            "zip" => Format::Zip,
-            "tgz" | "tar.gz" | "targz" => Format::TarGz,
-            other => bail!("unknown format {other:?} (zip, tgz)"),
-        })
-    }
-}
-
-/// Which generation of the provider's layout (EXPORTS.md "eras").
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
-pub enum Era {
-    /// The layout of 2024–26 exports.
-    #[default]
-    Current,
-    /// An older layout: Google ~2021 (`BrowserHistory.json`, `Location
-    /// History/`, `timestampMs`, `.json` sidecars, `Takeout/YouTube/`),
-    /// Facebook ~2019–20, Amazon ~2021–22 (`Title`, `YYYY-MM-DD`, US dates).
-    Legacy,
-}
-
-impl FromStr for Era {
-    type Err = anyhow::Error;
-    fn from_str(s: &str) -> anyhow::Result<Era> {
-        Ok(match s {
-            "current" => Era::Current,
-            "legacy" => Era::Legacy,
-            other => bail!("unknown era {other:?} (current, legacy)"),
-        })
-    }
-}
-
-/// The account language of a Google Takeout: its folder and file names
-/// (EXPORTS.md §0 "Localisation") and the dates of its HTML files.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
-pub enum Language {
-    /// English names (`My Activity/Search/MyActivity.json`).
-    #[default]
-    En,
-    /// German (`Meine Aktivitäten/Suche/MeineAktivitäten.json`,
-    /// `YouTube und YouTube Music/Verlauf/Wiedergabeverlauf.json`).
-    De,
-    /// Dutch (`YouTube en YouTube Music/geschiedenis/kijkgeschiedenis.json`;
-    /// HTML dates `15 jun 2026, 20:30:41 CEST`).
-    Nl,
-}
-
-impl FromStr for Language {
-    type Err = anyhow::Error;
-    fn from_str(s: &str) -> anyhow::Result<Language> {
-        Ok(match s {
-            "en" => Language::En,
-            "de" => Language::De,
-            "nl" => Language::Nl,
-            other => bail!("unknown language {other:?} (en, de, nl)"),
-        })
-    }
-}
-
-/// The form of Google's My Activity and YouTube history files.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
-pub enum ActivityForm {
-    /// `MyActivity.json`, `watch-history.json` (chosen by the user).
-    #[default]
-    Json,
-    /// `MyActivity.html`, `watch-history.html` (Takeout's default): the
-    /// same records, with the date form chosen by the seed.
-    Html,
-}
-
-impl FromStr for ActivityForm {
-    type Err = anyhow::Error;
-    fn from_str(s: &str) -> anyhow::Result<ActivityForm> {
-        Ok(match s {
-            "json" => ActivityForm::Json,
-            "html" => ActivityForm::Html,
-            other => bail!("unknown activity form {other:?} (json, html)"),
-        })
-    }
-}
-
-/// What to generate.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Options {
-    /// The provider.
-    pub provider: Provider,
-    /// Zip or tar.gz parts.
-    pub format: Format,
-    /// Seed: the same options give the same bytes.
-    pub seed: u64,
-    /// Approximate total size of the files inside the parts, in bytes
-    /// (small values still give every file a few records).
-    pub target_bytes: u64,
-    /// Share of `target_bytes` that is media (0.0–1.0).
-    pub media_ratio: f64,
-    /// Number of parts (at least 1); files are spread in order, so a record
-    /// file and its media may land in different parts.
-    pub parts: u32,
-    /// Layout generation.
-    pub era: Era,
-    /// Google: the account language (folder and file names).
-    pub language: Language,
-    /// Google: the form of My Activity and YouTube history.
-    pub activity: ActivityForm,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Options {
-            provider: Provider::Google,
-            format: Format::Zip,
-            seed: 1,
-            target_bytes: 1 << 20,
-            media_ratio: 0.5,
-            parts: 1,
-            era: Era::Current,
-            language: Language::En,
-            activity: ActivityForm::Json,
-        }
-    }
-}
 
 /// A part written by [`write_to_dir`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -392,84 +210,6 @@ pub fn part_names(opts: &Options) -> Vec<String> {
         .collect()
 }
 
-/// Spreads files over `parts` by their approximate size, in order.
-fn split(files: Vec<Planned>, parts: u32) -> Vec<Vec<Planned>> {
-    let parts = parts.max(1) as usize;
-    let total: u64 = files.iter().map(|f| f.content.approx_size()).sum();
-    let share = (total / parts as u64).max(1);
-    let mut out: Vec<Vec<Planned>> = (0..parts).map(|_| Vec::new()).collect();
-    let mut used = 0u64;
-    let mut p = 0usize;
-    let n = files.len();
-    for (i, f) in files.into_iter().enumerate() {
-        let size = f.content.approx_size();
-        let remaining_files = n - i;
-        let remaining_parts = parts - p - 1;
-        let full = used + size / 2 > share * (p as u64 + 1);
-        let current_empty = out.get(p).is_none_or(Vec::is_empty);
-        if remaining_parts > 0 && !current_empty && (full || remaining_files <= remaining_parts) {
-            p += 1;
-        }
-        used += size;
-        if let Some(part) = out.get_mut(p) {
-            part.push(f);
-        }
-    }
-    out
-}
-
-fn fixed_time() -> DateTime {
-    DateTime::from_date_and_time(2025, 3, 15, 10, 11, 12).unwrap_or_default()
-}
-
-fn write_zip<W: Write + Seek>(w: W, files: &[Planned]) -> io::Result<W> {
-    let mut z = ZipWriter::new(w);
-    for f in files {
-        let media = f.content.is_media();
-        let opts = SimpleFileOptions::default()
-            .compression_method(if media {
-                CompressionMethod::Stored
-            } else {
-                CompressionMethod::Deflated
-            })
-            .compression_level(if media { None } else { Some(6) })
-            .last_modified_time(fixed_time())
-            .unix_permissions(0o644)
-            .large_file(f.content.approx_size() > (3 << 30));
-        z.start_file(f.path.as_str(), opts)?;
-        io::copy(&mut f.content.reader(), &mut z)?;
-    }
-    Ok(z.finish()?)
-}
-
-fn write_tgz<W: Write>(w: W, files: &[Planned]) -> io::Result<W> {
-    let gz = GzEncoder::new(w, Compression::new(6));
-    let mut tar = tar::Builder::new(gz);
-    tar.mode(tar::HeaderMode::Deterministic);
-    for f in files {
-        let size = match f.content.known_size() {
-            Some(s) => s,
-            None => gen::measure(f.content.reader())?,
-        };
-        let mut header = tar::Header::new_gnu();
-        header.set_size(size);
-        header.set_mode(0o644);
-        header.set_mtime(1_742_033_472);
-        header.set_uid(0);
-        header.set_gid(0);
-        header.set_entry_type(tar::EntryType::Regular);
-        tar.append_data(&mut header, f.path.as_str(), f.content.reader())?;
-    }
-    tar.into_inner()?.finish()
-}
-
-fn write_part<W: Write + Seek>(w: W, format: Format, files: &[Planned]) -> io::Result<W> {
-    match format {
-        Format::Zip => write_zip(w, files),
-        Format::TarGz => write_tgz(w, files),
-    }
-}
-
 /// Generates the export in memory: `(file name, bytes)` per part. Meant for
 /// small dumps (tests); use [`write_to_dir`] for large ones.
 pub fn generate(opts: &Options) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
@@ -531,108 +271,6 @@ pub fn parse_size(text: &str) -> anyhow::Result<u64> {
         bail!("bad size {text:?}");
     }
     Ok((n * mult as f64) as u64)
-}
-
-/// A Google Photos library of `entries` small files as a Takeout export
-/// (for limits and memory measurements: the count of entries, not their
-/// size, is what matters): `Takeout/Google Photos/Photos from YYYY/` with
-/// `IMG_nnnnnnn.jpg` (a few dozen seeded bytes, stored) and its
-/// `.supplemental-metadata.json` sidecar (deflated), alternately, spread
-/// over `parts` zip parts named `takeout-20250101T000000Z-00N.zip`.
-/// Writes the parts into `dir` and returns them.
-pub fn write_photo_library(
-    dir: &Path,
-    entries: u64,
-    parts: u32,
-    seed: u64,
-) -> anyhow::Result<Vec<Written>> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let parts = parts.max(1);
-    let per_part = entries.div_ceil(u64::from(parts));
-    let mut out = Vec::new();
-    let mut next = 0u64;
-    for p in 1..=parts {
-        let name = format!("takeout-20250101T000000Z-{p:03}.zip");
-        let path = dir.join(&name);
-        let file = File::create(&path).with_context(|| format!("creating {}", path.display()))?;
-        let end = (next + per_part).min(entries);
-        let w = photo_library_part(BufWriter::with_capacity(1 << 20, file), next, end, seed)?;
-        w.into_inner()
-            .map_err(|e| anyhow::anyhow!("{}", e.error()))?;
-        next = end;
-        let size = std::fs::metadata(&path)?.len();
-        out.push(Written { name, path, size });
-    }
-    Ok(out)
-}
-
-/// As [`write_photo_library`], in memory: `(name, bytes)` per part.
-pub fn photo_library(
-    entries: u64,
-    parts: u32,
-    seed: u64,
-) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
-    let parts = parts.max(1);
-    let per_part = entries.div_ceil(u64::from(parts));
-    let mut out = Vec::new();
-    let mut next = 0u64;
-    for p in 1..=parts {
-        let end = (next + per_part).min(entries);
-        let cursor = photo_library_part(Cursor::new(Vec::new()), next, end, seed)?;
-        out.push((
-            format!("takeout-20250101T000000Z-{p:03}.zip"),
-            cursor.into_inner(),
-        ));
-        next = end;
-    }
-    Ok(out)
-}
-
-/// Entries `from..to` of a photo library (entry `2k` is photo `k`, entry
-/// `2k + 1` its sidecar).
-fn photo_library_part<W: Write + Seek>(w: W, from: u64, to: u64, seed: u64) -> anyhow::Result<W> {
-    let mut zip = ZipWriter::new(w);
-    let stored = SimpleFileOptions::default()
-        .compression_method(CompressionMethod::Stored)
-        .last_modified_time(DateTime::default());
-    let deflated = SimpleFileOptions::default()
-        .compression_method(CompressionMethod::Deflated)
-        .compression_level(Some(6))
-        .last_modified_time(DateTime::default());
-    for i in from..to {
-        let k = i / 2;
-        // 2010-01-01 plus k hours: a few years of photos.
-        let taken = 1_262_304_000 + k * 3600;
-        let year = 1970 + taken / 31_556_952;
-        let folder = format!("Takeout/Google Photos/Photos from {year}");
-        let photo = format!("IMG_{k:07}.jpg");
-        if i % 2 == 0 {
-            zip.start_file(format!("{folder}/{photo}"), stored)?;
-            let mut body = vec![0xff, 0xd8, 0xff, 0xe0];
-            let mut x = sub_seed(seed, &photo);
-            for _ in 0..6 {
-                x = x
-                    .wrapping_mul(6_364_136_223_846_793_005)
-                    .wrapping_add(1_442_695_040_888_963_407);
-                body.extend_from_slice(&x.to_le_bytes());
-            }
-            body.extend_from_slice(&[0xff, 0xd9]);
-            zip.write_all(&body)?;
-        } else {
-            zip.start_file(
-                format!("{folder}/{photo}.supplemental-metadata.json"),
-                deflated,
-            )?;
-            let sidecar = serde_json::json!({
-                "title": photo,
-                "description": "",
-                "photoTakenTime": {"timestamp": taken.to_string()},
-                "creationTime": {"timestamp": (taken + 60).to_string()},
-            });
-            zip.write_all(serde_json::to_string_pretty(&sidecar)?.as_bytes())?;
-        }
-    }
-    Ok(zip.finish()?)
 }
 
 #[cfg(test)]

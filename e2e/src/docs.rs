@@ -4,9 +4,13 @@
 //! Every contract asks for Google scopes and is pushed over plain `http`
 //! (the test clients are `alias-sink`s on loopback).
 
-use protocol::alias::{grant_body, request_body, revoked_grant_body, Contract};
+pub use protocol::alias::build::ContractDoc;
+use protocol::alias::build::{
+    self, bind_authz_body, signed_grant, signed_revocation, ClientDeclDoc,
+};
+use protocol::alias::{request_body, Contract};
 pub use protocol::anychain::Value;
-use protocol::anychain::{b64u_encode, sign, signing_key_from_seed, to_token, Dict, SigningKey};
+use protocol::anychain::{b64u_encode, sign, signing_key_from_seed, to_token, SigningKey};
 use runtime::state::now_ms;
 
 use crate::ORIGIN;
@@ -37,33 +41,20 @@ pub fn now() -> f64 {
 
 /// The Google scope `path`.
 pub fn scope(path: &str) -> Value {
-    Value::Dict(Dict::new().with("provider", "google").with("path", path))
+    Value::Dict(build::scope("google", path))
 }
 
 /// A group of Google scopes with its usages.
 pub fn group(paths: &[&str], usages: &[&str]) -> Value {
-    Value::Dict(
-        Dict::new()
-            .with(
-                "scopes",
-                Value::List(paths.iter().map(|p| scope(p)).collect()),
-            )
-            .with(
-                "usages",
-                Value::List(usages.iter().map(|u| Value::from(*u)).collect()),
-            ),
-    )
+    build::group(paths.iter().map(|p| build::scope("google", p)), usages)
 }
 
 /// The client `name` at `domain` declares itself (no `crypto` keys),
 /// signed with `key`.
 pub fn client_decl(name: &str, domain: &str, key: &SigningKey) -> Value {
-    let body = Dict::new()
-        .with("type", "alias.client.decl")
-        .with("name", name)
-        .with("domain", domain)
-        .with("crypto", Dict::new());
-    sign(key, Value::Dict(body), DECL_DATE_MS).unwrap()
+    ClientDeclDoc::new(name, domain)
+        .sign(key, DECL_DATE_MS)
+        .unwrap()
 }
 
 /// A client declaration of `name` at `domain` naming `named`'s key in
@@ -74,110 +65,23 @@ pub fn client_decl_naming(
     named: &SigningKey,
     signer: &SigningKey,
 ) -> Value {
-    let body = Dict::new()
-        .with("type", "alias.client.decl")
-        .with("name", name)
-        .with("domain", domain)
-        .with(
-            "crypto",
-            Dict::new().with(
-                "sign",
-                Value::Bytes(named.verifying_key().as_bytes().to_vec()),
-            ),
-        );
-    sign(signer, Value::Dict(body), DECL_DATE_MS).unwrap()
+    ClientDeclDoc::new(name, domain)
+        .naming(&named.verifying_key())
+        .sign(signer, DECL_DATE_MS)
+        .unwrap()
 }
 
-/// A contract being written: the client's signed declaration, the legal
-/// usage (`tests` unless set) and the scope groups.
-pub struct ContractDoc {
-    client: Value,
-    legal: String,
-    contractual: Option<Value>,
-    consent: Vec<Value>,
-    legitimate: Option<(String, Vec<Value>)>,
-    push_endpoint: Option<String>,
-}
-
-impl ContractDoc {
-    /// A contract of `client` (a signed declaration) asking for nothing yet.
-    pub fn new(client: Value) -> ContractDoc {
-        ContractDoc {
-            client,
-            legal: "tests".to_owned(),
-            contractual: None,
-            consent: Vec::new(),
-            legitimate: None,
-            push_endpoint: None,
-        }
-    }
-
-    /// The contractual group (granted by every grant).
-    pub fn contractual(mut self, group: Value) -> ContractDoc {
-        self.contractual = Some(group);
-        self
-    }
-
-    /// One more consent group (the user chooses each scope).
-    pub fn consent(mut self, group: Value) -> ContractDoc {
-        self.consent.push(group);
-        self
-    }
-
-    /// The legitimate-interest groups and their reason.
-    pub fn legitimate(mut self, reason: &str, groups: Vec<Value>) -> ContractDoc {
-        self.legitimate = Some((reason.to_owned(), groups));
-        self
-    }
-
-    /// The free-form `legal.usage` text.
-    pub fn legal(mut self, usage: &str) -> ContractDoc {
-        self.legal = usage.to_owned();
-        self
-    }
-
-    /// An explicit `network.pushEndpoint` (the default one, unless set).
-    pub fn push_endpoint(mut self, path: &str) -> ContractDoc {
-        self.push_endpoint = Some(path.to_owned());
-        self
-    }
-
-    /// The contract document.
-    pub fn build(self) -> Value {
-        let mut base = Dict::new();
-        if let Some(contractual) = self.contractual {
-            base = base.with("contractual", contractual);
-        }
-        if !self.consent.is_empty() {
-            base = base.with("consent", Value::List(self.consent));
-        }
-        if let Some((reason, groups)) = self.legitimate {
-            base = base.with(
-                "legitimate",
-                Dict::new()
-                    .with("reason", reason)
-                    .with("groups", Value::List(groups)),
-            );
-        }
-        let mut network = Dict::new().with("scheme", "http");
-        if let Some(path) = self.push_endpoint {
-            network = network.with("pushEndpoint", path);
-        }
-        Value::Dict(
-            Dict::new()
-                .with("type", "alias.contract")
-                .with("client", self.client)
-                .with("legal", Dict::new().with("usage", self.legal))
-                .with("base", base)
-                .with("network", network),
-        )
-    }
+/// A contract of `client` (a signed declaration) as the tests write them:
+/// `legal.usage` "tests" (change it with [`ContractDoc::usage`]) and
+/// pushed over plain `http`; the scope groups are the test's.
+pub fn contract_doc(client: Value) -> ContractDoc {
+    ContractDoc::new(client).usage("tests").scheme("http")
 }
 
 /// A contract of the client `name` (key of `client_seed`) at `domain`
 /// asking for the Google `scopes` as contractual.
 pub fn contract(name: &str, client_seed: u8, domain: &str, scopes: &[&str]) -> Value {
-    ContractDoc::new(client_decl(name, domain, &key(client_seed)))
+    contract_doc(client_decl(name, domain, &key(client_seed)))
         .contractual(group(scopes, &[]))
         .build()
 }
@@ -196,12 +100,7 @@ pub fn grant_signed(
     legitimate: Vec<Vec<bool>>,
     date_ms: f64,
 ) -> Value {
-    sign(
-        user,
-        grant_body(contract, consent, legitimate).unwrap(),
-        date_ms,
-    )
-    .unwrap()
+    signed_grant(user, contract, consent, legitimate, date_ms).unwrap()
 }
 
 /// A grant of the contractual scopes of `contract`, dated `date_ms`.
@@ -216,7 +115,7 @@ pub fn grant(user: &SigningKey, contract: &Value) -> String {
 
 /// A revocation of `contract` by `user`, dated `date_ms`.
 pub fn revocation_at(user: &SigningKey, contract: &Value, date_ms: f64) -> String {
-    to_token(&sign(user, revoked_grant_body(contract).unwrap(), date_ms).unwrap())
+    to_token(&signed_revocation(user, contract, date_ms).unwrap())
 }
 
 /// A revocation of `contract` by `user`, signed now.
@@ -226,10 +125,7 @@ pub fn revocation(user: &SigningKey, contract: &Value) -> String {
 
 /// The user's `alias.bindAuthz` for the test banks' origin, signed now.
 pub fn bind_token(user: &SigningKey) -> String {
-    let body = Dict::new()
-        .with("type", "alias.bindAuthz")
-        .with("origin", ORIGIN);
-    to_token(&sign(user, Value::Dict(body), now()).unwrap())
+    to_token(&sign(user, bind_authz_body(ORIGIN), now()).unwrap())
 }
 
 /// The user's signed request `method path` to the test banks (the value of

@@ -260,13 +260,12 @@ impl Setup {
         let env: Vec<(String, String)> = env.into_iter().collect();
         let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let config = Config::from_pairs(&pairs).unwrap();
-        let app = gateway::AppState::connect(config.clone()).await.unwrap();
-        let base = if serve {
-            let (server, addr) = gateway::server(app.clone(), config.listen).unwrap();
-            actix_web::rt::spawn(server);
-            format!("http://{addr}")
+        let (app, base) = if serve {
+            let (app, addr) = gateway::spawn(config.clone()).await.unwrap();
+            (app, format!("http://{addr}"))
         } else {
-            format!("http://{}", config.listen)
+            let app = gateway::AppState::connect(config.clone()).await.unwrap();
+            (app, format!("http://{}", config.listen))
         };
         Bank {
             ns,

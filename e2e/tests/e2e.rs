@@ -4,8 +4,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use e2e::{
-    client_decl, contract_id, give_dump, grant_signed, group, key, now, revocation_at, user, Bank,
-    Client, ContractDoc,
+    client_decl, contract_doc, contract_id, give_dump, grant_signed, group, key, now,
+    revocation_at, user, Bank, Client,
 };
 use protocol::anychain::{to_token, Value};
 use reqwest::StatusCode;
@@ -34,7 +34,7 @@ fn client(faults: Faults) -> Client {
 }
 
 fn contract(domain: &str) -> Value {
-    ContractDoc::new(client_decl("Voice Commons", domain, &key(1)))
+    contract_doc(client_decl("Voice Commons", domain, &key(1)))
         .contractual(group(&["my_activity.search"], &[]))
         .consent(group(&["youtube.watch_history", "photos"], &[]))
         .build()

@@ -18,8 +18,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use futures_util::stream::{self, StreamExt};
-use protocol::alias::grant_body;
-use protocol::anychain::{sign, signing_key_from_seed, to_token, Dict, Value};
+use protocol::alias::build::{
+    bind_authz_body, group, scope, signed_grant, ClientDeclDoc, ContractDoc,
+};
+use protocol::anychain::{sign, signing_key_from_seed, to_token, Value};
 use runtime::config::Config;
 use std::time::Instant;
 
@@ -27,47 +29,24 @@ use std::time::Instant;
 /// every contract).
 fn client_decl(name: &str) -> Value {
     let client_key = signing_key_from_seed(&[1; 32]);
-    let decl = Dict::new()
-        .with("type", "alias.client.decl")
-        .with("name", name)
-        .with("domain", "client.example")
-        .with("crypto", Dict::new());
-    sign(&client_key, Value::Dict(decl), 1_574_158_519_000.0).unwrap()
+    ClientDeclDoc::new(name, "client.example")
+        .sign(&client_key, 1_574_158_519_000.0)
+        .unwrap()
 }
 
 fn contract(i: usize, client: &Value) -> Value {
-    let client = client.clone();
-    let scope = |p: &str| Value::Dict(Dict::new().with("provider", "google").with("path", p));
-    let group = |s: Vec<Value>| {
-        Value::Dict(
-            Dict::new()
-                .with("scopes", Value::List(s))
-                .with("usages", Value::List(vec![])),
-        )
-    };
-    Value::Dict(
-        Dict::new()
-            .with("type", "alias.contract")
-            .with("client", client)
-            .with(
-                "legal",
-                Dict::new()
-                    .with("usage", format!("benchmark {i}"))
-                    .with("storage_duration", "1 year"),
-            )
-            .with(
-                "base",
-                Dict::new()
-                    .with("contractual", group(vec![scope("my_activity.search")]))
-                    .with(
-                        "consent",
-                        Value::List(vec![group(vec![
-                            scope("youtube.watch_history"),
-                            scope("chrome.history"),
-                        ])]),
-                    ),
-            ),
-    )
+    ContractDoc::new(client.clone())
+        .usage(&format!("benchmark {i}"))
+        .legal("storage_duration", "1 year")
+        .contractual(group([scope("google", "my_activity.search")], &[]))
+        .consent(group(
+            [
+                scope("google", "youtube.watch_history"),
+                scope("google", "chrome.history"),
+            ],
+            &[],
+        ))
+        .build()
 }
 
 async fn rate(
@@ -110,9 +89,7 @@ fn main() {
             ("ALIAS_RATE_PER_SEC", "100000000"),
         ])
         .unwrap();
-        let app = gateway::AppState::connect(config.clone()).await.unwrap();
-        let (server, addr) = gateway::server(app.clone(), config.listen).unwrap();
-        actix_web::rt::spawn(server);
+        let (app, addr) = gateway::spawn(config).await.unwrap();
         let base = format!("http://{addr}");
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(concurrency)
@@ -129,16 +106,7 @@ fn main() {
         let bound = stream::iter(0..n)
             .map(|i| {
                 let bind = to_token(
-                    &sign(
-                        &user_key(i),
-                        Value::Dict(
-                            Dict::new()
-                                .with("type", "alias.bindAuthz")
-                                .with("origin", "http://bank.test"),
-                        ),
-                        now,
-                    )
-                    .unwrap(),
+                    &sign(&user_key(i), bind_authz_body("http://bank.test"), now).unwrap(),
                 );
                 http.post(format!("{base}/alias/bind"))
                     .json(&serde_json::json!({"bind": bind}))
@@ -158,9 +126,9 @@ fn main() {
                 } else {
                     shared.clone()
                 };
-                let body =
-                    grant_body(&contract(i, &client), vec![vec![true, false]], vec![]).unwrap();
-                to_token(&sign(&user_key(i), body, now).unwrap())
+                let consent = vec![vec![true, false]];
+                let grant = signed_grant(&user_key(i), &contract(i, &client), consent, vec![], now);
+                to_token(&grant.unwrap())
             })
             .collect();
 

@@ -192,3 +192,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     server.await?;
     Ok(())
 }
+
+/// Connects to the configured state, queue and storage and serves the
+/// gateway on `config.listen` as a task of the current actix system (tests,
+/// benchmarks and tools that embed a gateway); returns its state and the
+/// address it is bound to.
+pub async fn spawn(config: Config) -> anyhow::Result<(Arc<AppState>, SocketAddr)> {
+    let listen = config.listen;
+    let app = AppState::connect(config).await?;
+    let (server, addr) = server(app.clone(), listen)?;
+    actix_web::rt::spawn(server);
+    Ok((app, addr))
+}

@@ -58,6 +58,18 @@ impl RetryPolicy {
         }
     }
 
+    /// A short policy: 100 ms doubling up to 2 s, 8 attempts, 60 s in
+    /// all. The retry tests of every crate draw their delays from it, so
+    /// their expected figures are one set.
+    pub const fn short() -> Self {
+        Self {
+            base: Duration::from_millis(100),
+            cap: Duration::from_secs(2),
+            max_attempts: 8,
+            max_elapsed: Duration::from_secs(60),
+        }
+    }
+
     /// The upper bound of the delay after `failures` failures (the first
     /// failure: `base`), doubling up to `cap`.
     pub fn ceiling(&self, failures: u32) -> Duration {
@@ -209,18 +221,9 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicU32, Ordering};
 
-    fn policy() -> RetryPolicy {
-        RetryPolicy {
-            base: Duration::from_millis(100),
-            cap: Duration::from_secs(2),
-            max_attempts: 8,
-            max_elapsed: Duration::from_secs(60),
-        }
-    }
-
     #[tokio::test(start_paused = true)]
     async fn delays_are_full_jitter_under_a_doubling_cap() {
-        let mut b = Backoff::with_seed(policy(), 7);
+        let mut b = Backoff::with_seed(RetryPolicy::short(), 7);
         let mut delays = Vec::new();
         while let Some(d) = b.next_delay(None) {
             delays.push(d);
@@ -231,17 +234,17 @@ mod tests {
             assert!(*d <= ceiling, "delay {i} = {d:?} above {ceiling:?}");
         }
         // The same seed gives the same delays; another seed others.
-        let mut again = Backoff::with_seed(policy(), 7);
+        let mut again = Backoff::with_seed(RetryPolicy::short(), 7);
         let replay: Vec<_> = std::iter::from_fn(|| again.next_delay(None)).collect();
         assert_eq!(replay, delays);
-        let mut other = Backoff::with_seed(policy(), 8);
+        let mut other = Backoff::with_seed(RetryPolicy::short(), 8);
         let different: Vec<_> = std::iter::from_fn(|| other.next_delay(None)).collect();
         assert_ne!(different, delays);
     }
 
     #[tokio::test(start_paused = true)]
     async fn retry_after_is_a_floor() {
-        let mut b = Backoff::with_seed(policy(), 1);
+        let mut b = Backoff::with_seed(RetryPolicy::short(), 1);
         let d = b.next_delay(Some(Duration::from_secs(5))).unwrap();
         assert_eq!(
             d,
@@ -256,7 +259,7 @@ mod tests {
             RetryPolicy {
                 max_elapsed: Duration::from_secs(10),
                 max_attempts: 1000,
-                ..policy()
+                ..RetryPolicy::short()
             },
             3,
         );
@@ -276,7 +279,7 @@ mod tests {
     fn decisions_follow_the_attempts() {
         let p = RetryPolicy {
             max_attempts: 3,
-            ..policy()
+            ..RetryPolicy::short()
         };
         for failures in 1..3 {
             match p.after_failure(failures, "x") {
@@ -303,7 +306,7 @@ mod tests {
         let calls = AtomicU32::new(0);
         let p = RetryPolicy {
             max_attempts: 4,
-            ..policy()
+            ..RetryPolicy::short()
         };
         let ok: Result<u32, String> = retry_write(p, || async {
             match calls.fetch_add(1, Ordering::SeqCst) {

@@ -29,11 +29,17 @@ function render(answer) {
   box.setAttribute('aria-busy', answer.state === 'pending' ? 'true' : 'false');
   list.replaceChildren();
   const p = answer.preview;
+  const words = answer.words || {};
+  const labels = words.labels || {};
+  const providers = words.providers || {};
   if (answer.state === 'failed' && p) list.append(el('li', p.reason, 'preview-failed'));
   if (answer.state !== 'ready' || !p) return;
   for (const s of p.scopes || []) {
     const li = el('li', undefined, 'preview-scope');
-    li.append(el('code', s.scope), document.createTextNode(': '), el('strong', previewWords(s)));
+    li.append(el('span', labels[s.scope] || 'Data of this request'), document.createTextNode(': '), el('strong', previewWords(s)));
+    const raw = el('details', undefined, 'preview-raw');
+    raw.append(el('summary', 'Details'), el('code', s.scope));
+    li.append(raw);
     if ((s.first_files || []).length) {
       li.append(el('p', 'First files:', 'help'));
       const files = el('ul', undefined, 'preview-files');
@@ -48,7 +54,7 @@ function render(answer) {
     list.append(li);
   }
   for (const m of p.missing || []) {
-    list.append(el('li', `${m}: nothing, the data bank holds no export of this provider for you`, 'preview-missing'));
+    list.append(el('li', `${labels[m] || providers[m] || 'Data of this request'}: nothing, the data bank holds no export of this provider for you`, 'preview-missing'));
   }
 }
 

@@ -1,3 +1,7 @@
+// Over 600 lines on purpose: the pages' one self-contained anychain module
+// (no imports), kept whole so it reads beside PROTOCOL.md Part 2 and the
+// Rust `protocol::anychain` it mirrors.
+//
 // The anychain format, as the reference library computes it (PROTOCOL.md
 // Part 2 §1–§3, shared/vectors/README.md): the value model, the strict JSON
 // form and tokens, the fold (a BLAKE2b-512 merkle hash, quirks included),

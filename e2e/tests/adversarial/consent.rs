@@ -21,10 +21,13 @@ const LIMIT: Duration = Duration::from_secs(120);
 /// history, one consent group (YouTube history) and one legitimate group
 /// (photos), pushed over plain http.
 fn contract_of(client: Value) -> Value {
-    ContractDoc::new(client)
+    contract_doc(client)
         .contractual(group(&["my_activity.search"], &["research"]))
         .consent(group(&["youtube.watch_history"], &["research"]))
-        .legitimate("fraud prevention", vec![group(&["photos"], &["research"])])
+        .legitimate(
+            Some("fraud prevention"),
+            vec![group(&["photos"], &["research"])],
+        )
         .push_endpoint("/alias/push/")
         .build()
 }

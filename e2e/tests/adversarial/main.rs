@@ -13,6 +13,7 @@ mod consent;
 mod dumps;
 mod hostile_clients;
 mod isolation;
+mod logins;
 mod quotas;
 mod storage;
 mod visibility;

@@ -1,8 +1,11 @@
 //! Keys and documents for the tests: a client, its contract, users' grants
 //! and bindings, signed requests.
 
-use protocol::alias::{grant_body, request_body, revoked_grant_body};
-use protocol::anychain::{sign, signing_key_from_seed, to_token, Dict, SigningKey, Value};
+use protocol::alias::build::{
+    bind_authz_body, group, scope, signed_grant, signed_revocation, ClientDeclDoc, ContractDoc,
+};
+use protocol::alias::request_body;
+use protocol::anychain::{sign, signing_key_from_seed, to_token, SigningKey, Value};
 use runtime::state::now_ms;
 
 pub fn client_key() -> SigningKey {
@@ -18,68 +21,37 @@ pub fn now() -> f64 {
     now_ms() as f64
 }
 
-fn scope(provider: &str, path: &str) -> Value {
-    Value::Dict(Dict::new().with("provider", provider).with("path", path))
-}
-
 /// A contract of client `name` at `domain` (plain http, for loopback tests).
 pub fn contract(name: &str, domain: &str) -> Value {
-    let decl = Dict::new()
-        .with("type", "alias.client.decl")
-        .with("name", name)
-        .with("domain", domain)
-        .with(
-            "crypto",
-            Dict::new().with(
-                "sign",
-                Value::Bytes(client_key().verifying_key().as_bytes().to_vec()),
-            ),
-        );
-    let client = sign(&client_key(), Value::Dict(decl), 1_574_158_519_000.0).unwrap();
-    let group = |scopes: Vec<Value>| {
-        Value::Dict(
-            Dict::new()
-                .with("scopes", Value::List(scopes))
-                .with("usages", Value::List(vec![Value::from("research")])),
-        )
-    };
-    let base = Dict::new()
-        .with(
-            "contractual",
-            group(vec![scope("google", "my_activity.search")]),
-        )
-        .with(
-            "consent",
-            Value::List(vec![group(vec![scope("google", "youtube.watch_history")])]),
-        )
-        .with(
-            "legitimate",
-            Dict::new().with("groups", Value::List(vec![])),
-        );
-    Value::Dict(
-        Dict::new()
-            .with("type", "alias.contract")
-            .with("client", client)
-            .with("legal", Dict::new().with("usage", "tests"))
-            .with("base", base)
-            .with("network", Dict::new().with("scheme", "http")),
-    )
+    let client = ClientDeclDoc::new(name, domain)
+        .naming(&client_key().verifying_key())
+        .sign(&client_key(), 1_574_158_519_000.0)
+        .unwrap();
+    ContractDoc::new(client)
+        .usage("tests")
+        .contractual(group(
+            [scope("google", "my_activity.search")],
+            &["research"],
+        ))
+        .consent(group(
+            [scope("google", "youtube.watch_history")],
+            &["research"],
+        ))
+        .legitimate(None, vec![])
+        .scheme("http")
+        .build()
 }
 
 pub fn grant(user: &SigningKey, contract: &Value, date: f64) -> String {
-    let body = grant_body(contract, vec![vec![true]], vec![]).unwrap();
-    to_token(&sign(user, body, date).unwrap())
+    to_token(&signed_grant(user, contract, vec![vec![true]], vec![], date).unwrap())
 }
 
 pub fn revoked(user: &SigningKey, contract: &Value, date: f64) -> String {
-    to_token(&sign(user, revoked_grant_body(contract).unwrap(), date).unwrap())
+    to_token(&signed_revocation(user, contract, date).unwrap())
 }
 
 pub fn bind(user: &SigningKey, origin: &str) -> String {
-    let body = Dict::new()
-        .with("type", "alias.bindAuthz")
-        .with("origin", origin);
-    to_token(&sign(user, Value::Dict(body), now()).unwrap())
+    to_token(&sign(user, bind_authz_body(origin), now()).unwrap())
 }
 
 pub fn signed_request(

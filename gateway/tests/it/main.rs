@@ -47,10 +47,7 @@ impl Bank {
         ];
         pairs.extend_from_slice(extra);
         let config = Config::from_pairs(&pairs).unwrap();
-        let listen = config.listen;
-        let app = AppState::connect(config).await.unwrap();
-        let (server, addr) = gateway::server(app.clone(), listen).unwrap();
-        actix_web::rt::spawn(server);
+        let (app, addr) = gateway::spawn(config).await.unwrap();
         Bank {
             addr,
             app,

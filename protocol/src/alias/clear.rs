@@ -241,6 +241,7 @@ pub fn check_grant_clear(grant: &Value) -> Result<(), ClearError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::alias::build::{group, scope, ContractDoc};
     use crate::alias::grant_body;
     use crate::anychain::{fold, sign, signing_key_from_seed, Dict};
 
@@ -258,26 +259,9 @@ mod tests {
     }
 
     fn contract(client: Value) -> Value {
-        let scope = Value::Dict(
-            Dict::new()
-                .with("provider", "google")
-                .with("path", "photos"),
-        );
-        let group = Value::Dict(
-            Dict::new()
-                .with("scopes", Value::List(vec![scope]))
-                .with("usages", Value::List(vec![])),
-        );
-        Value::Dict(
-            Dict::new()
-                .with("type", "alias.contract")
-                .with("client", client)
-                .with("legal", Dict::new())
-                .with(
-                    "base",
-                    Dict::new().with("consent", Value::List(vec![group])),
-                ),
-        )
+        ContractDoc::new(client)
+            .consent(group([scope("google", "photos")], &[]))
+            .build()
     }
 
     fn own_key() -> Value {

@@ -3,10 +3,10 @@
 //! library's revocation object; their hashes, scopes and push destination.
 
 use super::push::{PushBase, PushId, PushUrlError};
-use super::validators::{alias_registry, BIND_AUTHZ, CLIENT_DECL, CONTRACT, GRANT};
+use super::validators::{alias_registry, CLIENT_DECL, CONTRACT, GRANT};
 use crate::anychain::{
     b64u_encode, fold, from_json_str, to_token, DecodeError, Dict, Fold, FoldError, Limits,
-    Registry, Value, VerifyError, REVOKE_TYPE, SIGNATURE_TYPE,
+    Registry, Value, VerifyError, SIGNATURE_TYPE,
 };
 use crate::js::{for_in_keys, less_than, prop, truthy};
 use std::sync::OnceLock;
@@ -39,7 +39,7 @@ pub enum AliasError {
     PushUrl(#[from] PushUrlError),
 }
 
-fn malformed(document: &'static str, reason: impl Into<String>) -> AliasError {
+pub(super) fn malformed(document: &'static str, reason: impl Into<String>) -> AliasError {
     AliasError::Malformed {
         document,
         reason: reason.into(),
@@ -77,7 +77,7 @@ pub fn is_signature_of(value: &Value, body_type: &str) -> bool {
 
 /// A signature object whose body is of a given type, with its signer checked
 /// to be a 32-byte key.
-fn check_signed(value: &Value, body_type: &'static str) -> Result<(), AliasError> {
+pub(super) fn check_signed(value: &Value, body_type: &'static str) -> Result<(), AliasError> {
     if !is_signature_of(value, body_type) {
         return Err(AliasError::WrongType(body_type));
     }
@@ -87,14 +87,14 @@ fn check_signed(value: &Value, body_type: &'static str) -> Result<(), AliasError
     }
 }
 
-fn signer_of(value: &Value) -> &[u8] {
+pub(super) fn signer_of(value: &Value) -> &[u8] {
     value
         .get("signer")
         .and_then(Value::as_bytes)
         .unwrap_or_default()
 }
 
-fn body_of(value: &Value) -> &Value {
+pub(super) fn body_of(value: &Value) -> &Value {
     static NULL: Value = Value::Null;
     value.get("body").unwrap_or(&NULL)
 }
@@ -522,87 +522,6 @@ impl Grant {
             None => true,
             Some(old) => less_than(old.date(), self.date()).unwrap_or(false),
         }
-    }
-}
-
-/// A verified signed `alias.bindAuthz`: the user binds their key to a data bank.
-#[derive(Debug, Clone, PartialEq)]
-pub struct BindAuthz {
-    value: Value,
-}
-
-impl BindAuthz {
-    /// Decodes and fully verifies a bind token.
-    pub fn from_token(token: &str, limits: &Limits) -> Result<Self, AliasError> {
-        Self::from_verified(decode_verified(token, limits)?)
-    }
-
-    /// Wraps a verified value.
-    pub fn from_verified(value: Value) -> Result<Self, AliasError> {
-        check_signed(&value, BIND_AUTHZ)?;
-        Ok(Self { value })
-    }
-
-    /// The signature object.
-    pub fn value(&self) -> &Value {
-        &self.value
-    }
-
-    /// The user's public key.
-    pub fn signer(&self) -> &[u8] {
-        signer_of(&self.value)
-    }
-
-    /// The data bank origin the user bound to, when it is a string.
-    pub fn origin(&self) -> Option<&str> {
-        body_of(&self.value).get("origin").and_then(Value::as_str)
-    }
-}
-
-/// A verified `anychain.revoke`: the signer withdraws one of its signatures.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Revocation {
-    value: Value,
-}
-
-impl Revocation {
-    /// Decodes and fully verifies a revocation token.
-    pub fn from_token(token: &str, limits: &Limits) -> Result<Self, AliasError> {
-        Self::from_verified(decode_verified(token, limits)?)
-    }
-
-    /// Wraps a verified value.
-    pub fn from_verified(value: Value) -> Result<Self, AliasError> {
-        if value.type_name() != Some(REVOKE_TYPE) {
-            return Err(AliasError::WrongType(REVOKE_TYPE));
-        }
-        match value.get("signature").and_then(|s| s.get("signer")) {
-            Some(Value::Bytes(b)) if b.len() == 32 => Ok(Self { value }),
-            _ => Err(malformed(
-                REVOKE_TYPE,
-                "signature.signer is not a 32-byte public key",
-            )),
-        }
-    }
-
-    /// The revocation object.
-    pub fn value(&self) -> &Value {
-        &self.value
-    }
-
-    /// The key that revoked (the signer of the revoked signature).
-    pub fn signer(&self) -> &[u8] {
-        self.value
-            .get("signature")
-            .and_then(|s| s.get("signer"))
-            .and_then(Value::as_bytes)
-            .unwrap_or_default()
-    }
-
-    /// The hash of the revoked signature object: equal to the grant hash of
-    /// the grant it revokes (its date and body stand in as hashes).
-    pub fn revoked_hash(&self) -> Result<Fold, AliasError> {
-        Ok(fold(self.value.get("signature").unwrap_or(&Value::Null))?)
     }
 }
 

@@ -1,8 +1,10 @@
 //! The Alias documents on top of anychain: client declarations, contracts,
 //! grants (consented and revoked), bindAuthz and revocations; the reference
 //! validators, the stricter acceptance policy, hashes, scopes and the push
-//! destination.
+//! destination; [`build`] writes them.
 
+mod bind;
+pub mod build;
 mod clear;
 mod documents;
 mod login;
@@ -11,11 +13,11 @@ mod push;
 mod request;
 mod validators;
 
+pub use bind::{BindAuthz, Revocation};
 pub use clear::{check_clear, check_grant_clear, ClearError};
 pub use documents::{
     decode_verified, decode_verified_with, grant_body, is_signature_of, registry,
-    revoked_grant_body, AliasError, Basis, BindAuthz, ClientDecl, Contract, ContractScope, Grant,
-    Revocation,
+    revoked_grant_body, AliasError, Basis, ClientDecl, Contract, ContractScope, Grant,
 };
 pub use login::{
     login_body, login_registry, validate_bank_login, LoginError, SignedLogin, BANK_LOGIN,

@@ -6,9 +6,8 @@
 
 use crate::{load_vectors, s};
 use proptest::prelude::*;
-use protocol::alias::{
-    decode_verified, grant_body, revoked_grant_body, AcceptancePolicy, Grant, PolicyError,
-};
+use protocol::alias::build::{self, signed_grant, signed_revocation, ClientDeclDoc, ContractDoc};
+use protocol::alias::{decode_verified, AcceptancePolicy, Grant, PolicyError};
 use protocol::anychain::{fold, sign, signing_key_from_seed, to_token, Dict, Limits, Value};
 
 const DATE: f64 = 1_600_000_000_000.0;
@@ -158,7 +157,7 @@ fn every_node_hashed_is_refused(
 }
 
 fn scope(path: &str, extra: u8) -> Value {
-    let mut d = Dict::new().with("provider", "google").with("path", path);
+    let mut d = build::scope("google", path);
     if extra & 1 == 1 {
         d.insert(
             "predicates",
@@ -183,13 +182,9 @@ const PATHS: [&str; 4] = [
 ];
 
 fn group(scopes: &[(usize, u8)]) -> Value {
-    Value::Dict(
-        Dict::new()
-            .with(
-                "scopes",
-                Value::List(scopes.iter().map(|(p, e)| scope(PATHS[*p], *e)).collect()),
-            )
-            .with("usages", Value::List(vec![Value::from("research")])),
+    build::group(
+        scopes.iter().map(|(p, e)| scope(PATHS[*p], *e)),
+        &["research"],
     )
 }
 
@@ -231,67 +226,39 @@ fn arb_shape() -> impl Strategy<Value = Shape> {
 
 fn decl_of(shape: &Shape) -> Value {
     let key = signing_key_from_seed(&[shape.client_seed; 32]);
-    let mut decl = Dict::new()
-        .with("type", "alias.client.decl")
-        .with("name", "Client")
-        .with("desc", "A client")
-        .with("domain", "client.example")
-        .with(
-            "crypto",
-            Dict::new()
-                .with(
-                    "sign",
-                    Value::Bytes(key.verifying_key().as_bytes().to_vec()),
-                )
-                .with("box", Value::Bytes(vec![7; 32])),
-        );
+    let mut decl = ClientDeclDoc::new("Client", "client.example")
+        .description("A client")
+        .naming(&key.verifying_key())
+        .box_key(vec![7; 32]);
     if shape.company {
-        decl.insert("company", Value::from("Client SA"));
+        decl = decl.company("Client SA");
     }
-    sign(&key, Value::Dict(decl), DATE - 10.0).unwrap()
+    decl.sign(&key, DATE - 10.0).unwrap()
 }
 
 fn contract_of(shape: &Shape) -> Value {
-    let mut base = Dict::new();
+    let mut contract = ContractDoc::new(decl_of(shape))
+        .usage("research")
+        .legal("storage_duration", "1 year")
+        .legal("destination", Value::List(vec![Value::from("EU")]));
     if let Some(c) = &shape.contractual {
-        base.insert("contractual", group(c));
+        contract = contract.contractual(group(c));
     }
-    base.insert(
-        "consent",
-        Value::List(shape.consent.iter().map(|g| group(g)).collect()),
-    );
+    contract = contract.consent_groups(shape.consent.iter().map(|g| group(g)).collect());
     if let Some(l) = &shape.legitimate {
-        base.insert(
-            "legitimate",
-            Value::Dict(
-                Dict::new()
-                    .with("reason", "fraud prevention")
-                    .with("groups", Value::List(l.iter().map(|g| group(g)).collect())),
-            ),
+        contract = contract.legitimate(
+            Some("fraud prevention"),
+            l.iter().map(|g| group(g)).collect(),
         );
     }
-    let mut network = Dict::new();
+    contract = contract.network();
     if shape.network & 1 == 1 {
-        network.insert("scheme", Value::from("https"));
+        contract = contract.scheme("https");
     }
     if shape.network & 2 == 2 {
-        network.insert("pushEndpoint", Value::from("/alias/push/"));
+        contract = contract.push_endpoint("/alias/push/");
     }
-    Value::Dict(
-        Dict::new()
-            .with("type", "alias.contract")
-            .with("client", decl_of(shape))
-            .with(
-                "legal",
-                Dict::new()
-                    .with("usage", "research")
-                    .with("storage_duration", "1 year")
-                    .with("destination", Value::List(vec![Value::from("EU")])),
-            )
-            .with("base", base)
-            .with("network", network)
-            .with("date", Dict::new()),
-    )
+    contract.entry("date", Dict::new()).build()
 }
 
 fn cells(groups: &[Vec<(usize, u8)>], bits: u64) -> Vec<Vec<bool>> {
@@ -311,17 +278,14 @@ fn cells(groups: &[Vec<(usize, u8)>], bits: u64) -> Vec<Vec<bool>> {
 
 fn grant_of(shape: &Shape, bits: u64, revoked: bool) -> Value {
     let contract = contract_of(shape);
-    let body = if revoked {
-        revoked_grant_body(&contract).unwrap()
+    let user = signing_key_from_seed(&[200; 32]);
+    if revoked {
+        signed_revocation(&user, &contract, DATE).unwrap()
     } else {
-        grant_body(
-            &contract,
-            cells(&shape.consent, bits),
-            cells(shape.legitimate.as_deref().unwrap_or_default(), bits >> 7),
-        )
-        .unwrap()
-    };
-    sign(&signing_key_from_seed(&[200; 32]), body, DATE).unwrap()
+        let consent = cells(&shape.consent, bits);
+        let legitimate = cells(shape.legitimate.as_deref().unwrap_or_default(), bits >> 7);
+        signed_grant(&user, &contract, consent, legitimate, DATE).unwrap()
+    }
 }
 
 proptest! {
@@ -451,9 +415,11 @@ fn declaration_signed_by_another_key_than_it_names_is_refused() {
         accept_contract(&to_token(&forged)),
         Err("clear client_key_mismatch contract.client.body.crypto.sign".to_owned())
     );
-    let grant = sign(
+    let grant = signed_grant(
         &signing_key_from_seed(&[200; 32]),
-        grant_body(&forged, vec![], vec![]).unwrap(),
+        &forged,
+        vec![],
+        vec![],
         DATE,
     )
     .unwrap();

@@ -2,6 +2,9 @@
 //! `tests/data/protocol-examples.json`, plus the hardening cases.
 
 use crate::{load_vectors, s};
+use protocol::alias::build::{
+    group, scope, signed_grant, signed_revocation, ClientDeclDoc, ContractDoc,
+};
 use protocol::alias::{decode_verified, AcceptancePolicy, AliasError, Grant, PolicyError, PushId};
 use protocol::anychain::{
     fold, from_json_str, sign, signing_key_from_seed, to_token, DecodeError, Limits, Value,
@@ -245,11 +248,7 @@ fn hardening() {
     // A non-grant signature given where a grant is expected.
     let bind = sign(
         &user_key(),
-        Value::Dict(
-            protocol::anychain::Dict::new()
-                .with("type", "alias.bindAuthz")
-                .with("origin", "https://bank.example"),
-        ),
+        protocol::alias::build::bind_authz_body("https://bank.example"),
         1.0,
     )
     .unwrap();
@@ -334,38 +333,12 @@ fn acceptance_policy() {
 /// A contract of `domain` whose client declaration is signed by the client
 /// key of `seed`.
 fn small_contract(domain: &str, seed: u8) -> Value {
-    use protocol::anychain::Dict;
-    let decl = Dict::new()
-        .with("type", "alias.client.decl")
-        .with("name", "Client")
-        .with("domain", domain)
-        .with("crypto", Dict::new());
-    let client = sign(
-        &signing_key_from_seed(&[seed; 32]),
-        Value::Dict(decl),
-        1_574_158_519_000.0,
-    )
-    .unwrap();
-    let scope = Value::Dict(
-        Dict::new()
-            .with("provider", "google")
-            .with("path", "my_activity.search"),
-    );
-    Value::Dict(
-        Dict::new()
-            .with("type", "alias.contract")
-            .with("client", client)
-            .with("legal", Dict::new())
-            .with(
-                "base",
-                Dict::new().with(
-                    "contractual",
-                    Dict::new()
-                        .with("scopes", Value::List(vec![scope]))
-                        .with("usages", Value::List(vec![])),
-                ),
-            ),
-    )
+    let client = ClientDeclDoc::new("Client", domain)
+        .sign(&signing_key_from_seed(&[seed; 32]), 1_574_158_519_000.0)
+        .unwrap();
+    ContractDoc::new(client)
+        .contractual(group([scope("google", "my_activity.search")], &[]))
+        .build()
 }
 
 fn dict_of(v: Value) -> protocol::anychain::Dict {
@@ -403,8 +376,14 @@ fn forged_signers_declarations_and_tags_are_refused() {
     decl.insert("domain", Value::from("attacker.example"));
     client.insert("body", Value::Dict(decl));
     c.insert("client", Value::Dict(client));
-    let body = protocol::alias::grant_body(&Value::Dict(c), vec![], vec![]).unwrap();
-    let token = to_token(&sign(&user_key(), body, 1_600_000_000_000.0).unwrap());
+    let edited = signed_grant(
+        &user_key(),
+        &Value::Dict(c),
+        vec![],
+        vec![],
+        1_600_000_000_000.0,
+    );
+    let token = to_token(&edited.unwrap());
     let err = Grant::from_token(&token, &limits).unwrap_err();
     assert!(err.to_string().contains("bad signature"), "{err}");
 
@@ -414,26 +393,15 @@ fn forged_signers_declarations_and_tags_are_refused() {
     let named = signing_key_from_seed(&[3; 32]);
     let impostor = signing_key_from_seed(&[4; 32]);
     let naming = |signer: &protocol::anychain::SigningKey| {
-        let mut c = dict_of(small_contract("client.example", 3));
-        let client = dict_of(c.get("client").unwrap().clone());
-        let mut decl = dict_of(client.get("body").unwrap().clone());
-        decl.insert(
-            "crypto",
-            Value::Dict(protocol::anychain::Dict::new().with(
-                "sign",
-                Value::Bytes(named.verifying_key().as_bytes().to_vec()),
-            )),
-        );
-        c.insert(
-            "client",
-            sign(signer, Value::Dict(decl), 1_574_158_519_000.0).unwrap(),
-        );
-        let body = protocol::alias::grant_body(&Value::Dict(c), vec![], vec![]).unwrap();
-        Grant::from_token(
-            &to_token(&sign(&user_key(), body, 1_600_000_000_000.0).unwrap()),
-            &limits,
-        )
-        .unwrap()
+        let client = ClientDeclDoc::new("Client", "client.example")
+            .naming(&named.verifying_key())
+            .sign(signer, 1_574_158_519_000.0)
+            .unwrap();
+        let contract = ContractDoc::new(client)
+            .contractual(group([scope("google", "my_activity.search")], &[]))
+            .build();
+        let grant = signed_grant(&user_key(), &contract, vec![], vec![], 1_600_000_000_000.0);
+        Grant::from_token(&to_token(&grant.unwrap()), &limits).unwrap()
     };
     let policy = AcceptancePolicy::default();
     assert!(policy
@@ -448,12 +416,7 @@ fn forged_signers_declarations_and_tags_are_refused() {
     }
 
     // A revocation reads as a revocation, never as a grant of data.
-    let revoked = sign(
-        &user_key(),
-        protocol::alias::revoked_grant_body(&contract).unwrap(),
-        1_600_000_000_001.0,
-    )
-    .unwrap();
+    let revoked = signed_revocation(&user_key(), &contract, 1_600_000_000_001.0).unwrap();
     let r = Grant::from_token(&to_token(&revoked), &limits).unwrap();
     assert!(r.is_revoked());
 

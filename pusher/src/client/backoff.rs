@@ -80,15 +80,6 @@ mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};
     use tokio::time::Instant;
 
-    fn policy() -> RetryPolicy {
-        RetryPolicy {
-            base: Duration::from_millis(100),
-            cap: Duration::from_secs(2),
-            max_attempts: 8,
-            max_elapsed: Duration::from_secs(60),
-        }
-    }
-
     fn unavailable(after: Option<Duration>) -> PushError {
         PushError::Status {
             method: "PUT",
@@ -103,11 +94,11 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn retry_sleeps_the_drawn_delays_then_succeeds() {
         let calls = AtomicU32::new(0);
-        let mut expected = Backoff::with_seed(policy(), 42);
+        let mut expected = Backoff::with_seed(RetryPolicy::short(), 42);
         let planned: Duration = (0..3).map(|_| expected.next_delay(None).unwrap()).sum();
 
         let start = Instant::now();
-        let mut b = Backoff::with_seed(policy(), 42);
+        let mut b = Backoff::with_seed(RetryPolicy::short(), 42);
         let value = retry(&mut b, || async {
             if calls.fetch_add(1, Ordering::SeqCst) < 3 {
                 Err(unavailable(None))
@@ -133,7 +124,7 @@ mod tests {
         let mut b = Backoff::with_seed(
             RetryPolicy {
                 max_attempts: 3,
-                ..policy()
+                ..RetryPolicy::short()
             },
             5,
         );
@@ -159,7 +150,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn permanent_failures_are_not_retried() {
         let calls = AtomicU32::new(0);
-        let mut b = Backoff::with_seed(policy(), 5);
+        let mut b = Backoff::with_seed(RetryPolicy::short(), 5);
         let err = retry(&mut b, || async {
             calls.fetch_add(1, Ordering::SeqCst);
             Err::<(), _>(PushError::Status {

@@ -422,44 +422,21 @@ fn rss_kib(pid: u32) -> u64 {
 /// A contract of its own client key (`seed`), and a grant of it: what any
 /// stranger can make. Returns (transfer id, grant token).
 fn own_contract(seed: u8) -> (String, String) {
-    use protocol::alias::{grant_body, Contract};
-    use protocol::anychain::{sign, to_token, Dict, Value};
+    use protocol::alias::build::{group, scope, signed_grant, ClientDeclDoc, ContractDoc};
+    use protocol::alias::Contract;
+    use protocol::anychain::to_token;
     let client_key = signing_key_from_seed(&[seed; 32]);
-    let decl = Dict::new()
-        .with("type", "alias.client.decl")
-        .with("name", format!("c{seed}"))
-        .with("domain", "127.0.0.1:1")
-        .with("crypto", Dict::new());
-    let client = sign(&client_key, Value::Dict(decl), 1_574_158_519_000.0).unwrap();
-    let scope = Value::Dict(
-        Dict::new()
-            .with("provider", "google")
-            .with("path", "photos"),
-    );
-    let contract = Value::Dict(
-        Dict::new()
-            .with("type", "alias.contract")
-            .with("client", client)
-            .with("legal", Dict::new().with("usage", "tests"))
-            .with(
-                "base",
-                Dict::new().with(
-                    "contractual",
-                    Dict::new()
-                        .with("scopes", Value::List(vec![scope]))
-                        .with("usages", Value::List(vec![])),
-                ),
-            )
-            .with("network", Dict::new().with("scheme", "http")),
-    );
+    let client = ClientDeclDoc::new(format!("c{seed}"), "127.0.0.1:1")
+        .sign(&client_key, 1_574_158_519_000.0)
+        .unwrap();
+    let contract = ContractDoc::new(client)
+        .usage("tests")
+        .contractual(group([scope("google", "photos")], &[]))
+        .scheme("http")
+        .build();
     let id = Contract::new(&contract).unwrap().hash().unwrap().to_b64();
     let user = signing_key_from_seed(&[seed.wrapping_add(100); 32]);
-    let grant = sign(
-        &user,
-        grant_body(&contract, vec![], vec![]).unwrap(),
-        1.7e12,
-    )
-    .unwrap();
+    let grant = signed_grant(&user, &contract, vec![], vec![], 1.7e12).unwrap();
     (id, to_token(&grant))
 }
 

@@ -1,11 +1,17 @@
+// Over 600 lines on purpose: one ordered scenario whose steps build on each
+// other's state (the user signed up, the export uploaded, the grant given);
+// self-contained parts live beside it (preview.js).
+//
 // The user's side in a real browser (headless Chromium driven by
 // playwright-core), on a laptop (1366×768) and a phone (390×844) viewport:
 // the entry page; forms used before their scripts load (held back by the
 // test) never send the password anywhere; sign up and log in with errors
 // tied to their field; upload a Google export and Amazon's `Your
 // Orders.zip`; the consent page decided at a glance (summary, warnings,
-// Agree and Deny in view); approve, see the transfer finish on the
-// dashboard in words and local time; a request for another account and a
+// Agree and Deny in view); the preview of what the client would receive
+// (counts, sizes, first files, a record with markup shown as text);
+// approve, see the transfer finish on the dashboard in words and local
+// time; a request for another account and a
 // request while logged out; Deny without scripts; revoke (an in-page
 // dialog) with the delivered record kept; re-export; Deny after Agree
 // withdraws it; static files revalidated (304) and compressed; an account
@@ -33,6 +39,7 @@ import sodium from 'libsodium-wrappers-sumo';
 import { chromium } from 'playwright-core';
 import * as anychain from '../../src/anychain.js';
 import * as alias from '../../src/alias.js';
+import { markupTakeout, pressAndCheckPreview, previewContract } from './preview.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '../../..');
@@ -469,6 +476,54 @@ async function main() {
         await shot(`04-request-details-${label}`);
       }
       log(`     consent page height: laptop ${heights.laptop} px, phone ${heights.phone} px`);
+    });
+
+    await step('the preview: per scope counts, sizes, first files and records as text, markup never parsed (both viewports)', async () => {
+      // Its own user, whose export holds a search that is markup.
+      const ctx = await browser.newContext({ viewport: LAPTOP });
+      const p = await ctx.newPage();
+      watch(p);
+      p.setDefaultTimeout(60000);
+      const name = `preview${process.pid}`;
+      await p.goto(`${bank}/signup`);
+      await p.waitForSelector('#signup-button:not([disabled])');
+      await p.fill('#username', name);
+      await p.fill('#password', password);
+      await p.fill('#password2', password);
+      await p.click('#signup-button');
+      await p.waitForURL(`${bank}/dashboard`);
+      const takeout = path.join(work, 'takeout-markup.zip');
+      markupTakeout(takeout);
+      await p.selectOption('#provider', 'google');
+      await p.setInputFiles('#dump-file', takeout);
+      await p.click('#upload-button');
+      await p.waitForSelector('#status:has-text("Uploaded takeout-markup.zip")');
+      const url = `${bank}/request?contract=${encodeURIComponent(anychain.toToken(previewContract(contract)))}&state=preview`;
+      const times = [];
+      for (const [label, viewport] of [['laptop', LAPTOP], ['phone', PHONE]]) {
+        await p.setViewportSize(viewport);
+        // The page asks at once for a preview made earlier: let that answer
+        // come before the press.
+        const [firstAnswer] = await Promise.all([
+          p.waitForResponse((r) => r.request().method() === 'GET' && new URL(r.url()).pathname === '/web/preview'),
+          p.goto(url),
+        ]);
+        assert.equal(firstAnswer.status(), 200);
+        await p.waitForSelector('#preview-start:not([disabled])');
+        times.push(`${label} ${await pressAndCheckPreview(p, label)} ms`);
+        await shotOf(p, `04-preview-${label}`);
+        // The markup record in view, not under the sticky Agree and Deny.
+        await p.$eval('pre.preview-sample', (e) => e.scrollIntoView({ block: 'center' }));
+        const onTop = await p.$eval('pre.preview-sample', (e) => {
+          const r = e.getBoundingClientRect();
+          return e.contains(document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2));
+        });
+        assert.ok(onTop, `${label}: the sample record is covered`);
+        await p.screenshot({ path: path.join(artifacts, `04-preview-sample-${label}.png`) });
+        await axe(p, `consent with the preview (${label})`);
+      }
+      log(`     preview shown after the press: ${times.join(', ')}`);
+      await ctx.close();
     });
 
     await step('warnings: everything of an export, indefinite storage, legitimate interest, no dump', async () => {

@@ -17,6 +17,7 @@
 use super::decide::pending;
 use crate::error::ApiError;
 use crate::grants::contract_bound;
+use crate::site::catalog::{describe, provider_name};
 use crate::site::session::Session;
 use crate::AppState;
 use actix_web::http::StatusCode;
@@ -27,7 +28,7 @@ use runtime::jobs::{self, PreviewJob};
 use runtime::mq::Route;
 use runtime::state::{Preview, PreviewKey, PreviewLimits, PreviewStart, PreviewState};
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{json, Value};
 
 /// The query of both routes.
 #[derive(Debug, Deserialize)]
@@ -35,10 +36,12 @@ pub struct PreviewQuery {
     request: String,
 }
 
-/// The user's key and the scopes of the contract of a shown request.
+/// The user's key and the scopes of the contract of a shown request, with
+/// the words the page shows for each scope and provider.
 struct Target {
     key: PreviewKey,
     scopes: Vec<String>,
+    words: Value,
 }
 
 async fn target(app: &AppState, session: &Session, rid: &str) -> Result<Target, ApiError> {
@@ -58,6 +61,8 @@ async fn target(app: &AppState, session: &Session, rid: &str) -> Result<Target, 
         }
     }
     let mut scopes: Vec<String> = Vec::new();
+    let mut labels = serde_json::Map::new();
+    let mut providers = serde_json::Map::new();
     for entry in contract
         .scope_entries()
         .map_err(|e| ApiError::unavailable("stored contract", e))?
@@ -67,17 +72,31 @@ async fn target(app: &AppState, session: &Session, rid: &str) -> Result<Target, 
         })?;
         let text = scope.display();
         if !scopes.contains(&text) {
+            let d = describe(&app.catalog, entry.scope);
+            let label = match d.restrictions.as_str() {
+                "" => d.description,
+                r => format!("{} {r}", d.description),
+            };
+            labels.insert(text.clone(), Value::String(label));
+            providers.insert(
+                scope.provider.clone(),
+                Value::String(provider_name(&app.catalog, &scope.provider)),
+            );
             scopes.push(text);
         }
     }
+    let words = json!({"labels": labels, "providers": providers});
     let key = PreviewKey::new(&p.pk, &hash)
         .ok_or_else(|| ApiError::unavailable("preview key", "not URL-safe"))?;
-    Ok(Target { key, scopes })
+    Ok(Target { key, scopes, words })
 }
 
-/// The answer: the record, or `{"state":"none"}`.
-fn answer(status: StatusCode, preview: Option<&Preview>) -> HttpResponse {
-    let body = match preview {
+/// The answer: the record, or `{"state":"none"}`, with the words of the
+/// contract's scopes and providers (`words.labels` by scope text,
+/// `words.providers` by provider id), so the page names them as the
+/// consent page does rather than by their raw strings.
+fn answer(status: StatusCode, preview: Option<&Preview>, words: &Value) -> HttpResponse {
+    let mut body = match preview {
         Some(p) => json!({
             "state": match p.state {
                 PreviewState::Pending => "pending",
@@ -88,6 +107,7 @@ fn answer(status: StatusCode, preview: Option<&Preview>) -> HttpResponse {
         }),
         None => json!({"state": "none"}),
     };
+    body["words"] = words.clone();
     HttpResponse::build(status)
         .insert_header(("Cache-Control", "no-store"))
         .json(body)
@@ -103,7 +123,7 @@ pub async fn get_preview(
     let session = Session::load(&app, &req).await?;
     let t = target(&app, &session, &query.request).await?;
     let preview = app.state.preview(&t.key).await?;
-    Ok(answer(StatusCode::OK, preview.as_ref()))
+    Ok(answer(StatusCode::OK, preview.as_ref(), &t.words))
 }
 
 /// `POST /web/preview?request={id}` (CSRF header): starts a preview of a
@@ -120,7 +140,7 @@ pub async fn start_preview(
     let t = target(&app, &session, &query.request).await?;
     let limits = PreviewLimits::DEFAULT;
     match app.state.start_preview(&t.key, &t.scopes, &limits).await? {
-        PreviewStart::Busy(p) => Ok(answer(StatusCode::ACCEPTED, Some(&p))),
+        PreviewStart::Busy(p) => Ok(answer(StatusCode::ACCEPTED, Some(&p), &t.words)),
         PreviewStart::Limited { retry_after } => {
             let secs = u16::try_from(retry_after.as_secs().max(1)).unwrap_or(u16::MAX);
             Err(ApiError::new(
@@ -152,7 +172,7 @@ pub async fn start_preview(
                 }
                 return Err(ApiError::unavailable("message queue", e));
             }
-            Ok(answer(StatusCode::ACCEPTED, Some(&p)))
+            Ok(answer(StatusCode::ACCEPTED, Some(&p), &t.words))
         }
     }
 }

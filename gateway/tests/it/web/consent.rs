@@ -73,8 +73,7 @@ async fn hashed_values_are_refused_on_every_web_route() {
         .await;
     assert_eq!(status, StatusCode::OK, "{page}");
     let rid = attr(&page, "id=\"request-id\" value=\"");
-    let body = grant_body(&contract, vec![vec![false]], vec![]).unwrap();
-    let genuine = sign(&account.key, body, now()).unwrap();
+    let genuine = signed_grant(&account.key, &contract, vec![vec![false]], vec![], now()).unwrap();
     let forged = to_token(&hash_at(&genuine, &["body", "base", "consent", "0", "0"]));
     let bind_token = bind(&account.key, ORIGIN);
     let (status, body) = agent

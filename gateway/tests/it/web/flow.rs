@@ -41,8 +41,8 @@ async fn whole_flow_agree_deny_revoke_and_reexport() {
     let rid = attr(&page, "id=\"request-id\" value=\"");
 
     // Agree with the switch off: consent matrix [[false]].
-    let body = grant_body(&contract, vec![vec![false]], vec![]).unwrap();
-    let grant = to_token(&sign(&account.key, body, now()).unwrap());
+    let grant = signed_grant(&account.key, &contract, vec![vec![false]], vec![], now());
+    let grant = to_token(&grant.unwrap());
     let bind_token = bind(&account.key, ORIGIN);
     let agree = json!({"grant": grant, "bind": bind_token});
     // Without the CSRF token: refused.
@@ -93,8 +93,14 @@ async fn whole_flow_agree_deny_revoke_and_reexport() {
     assert!(page.contains("You agreed to this before"));
     assert!(page.contains("data-earlier-grant=\"true\""));
     let rid = attr(&page, "id=\"request-id\" value=\"");
-    let body = grant_body(&contract, vec![vec![true]], vec![]).unwrap();
-    let grant_on = to_token(&sign(&account.key, body, now() + 1.0).unwrap());
+    let grant_on = signed_grant(
+        &account.key,
+        &contract,
+        vec![vec![true]],
+        vec![],
+        now() + 1.0,
+    );
+    let grant_on = to_token(&grant_on.unwrap());
     let (status, body) = agent
         .post_json(
             &format!("/request/{rid}/agree"),
@@ -237,8 +243,14 @@ async fn whole_flow_agree_deny_revoke_and_reexport() {
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     // Agree again, so that the flow goes on with a grant.
-    let body = grant_body(&contract, vec![vec![true]], vec![]).unwrap();
-    let grant_again = to_token(&sign(&account.key, body, now() + 4.0).unwrap());
+    let grant_again = signed_grant(
+        &account.key,
+        &contract,
+        vec![vec![true]],
+        vec![],
+        now() + 4.0,
+    );
+    let grant_again = to_token(&grant_again.unwrap());
     let (status, body) = agent
         .post_json(
             &format!("/request/{rid}/agree"),

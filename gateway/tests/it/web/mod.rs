@@ -15,7 +15,8 @@ mod transfers;
 
 use crate::fixtures::*;
 use crate::{Bank, ORIGIN};
-use protocol::alias::{grant_body, login_body, Grant};
+use protocol::alias::build::signed_grant;
+use protocol::alias::{login_body, Grant};
 use protocol::anychain::{b64u_decode, b64u_encode, sign, to_token, SigningKey, Value};
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 use reqwest::{Response, StatusCode};

@@ -59,10 +59,9 @@ async fn previews_are_one_at_a_time_limited_and_the_users_own() {
     let rid = shown(&mut alice, &contract).await;
     let path = format!("/web/preview?request={rid}");
 
-    assert_eq!(
-        read(&mut alice, &rid).await,
-        (StatusCode::OK, json!({"state": "none"}))
-    );
+    let (status, none) = read(&mut alice, &rid).await;
+    assert_eq!((status, &none["state"]), (StatusCode::OK, &json!("none")));
+    assert!(none.get("preview").is_none(), "{none}");
     // A start needs the page's CSRF token.
     let (status, body) = alice.post_json(&path, json!({}), false).await;
     assert_eq!(
@@ -122,6 +121,17 @@ async fn previews_are_one_at_a_time_limited_and_the_users_own() {
     assert_eq!(ready["state"], "ready");
     assert_eq!(ready["preview"]["scopes"][0]["records"], 12);
     assert_eq!(ready["preview"]["scopes"][0]["samples"][0], sample);
+    // Each scope of the contract comes with the catalog's words for it,
+    // which the page shows instead of the raw scope string.
+    let labels = ready["words"]["labels"].as_object().expect("labels");
+    assert!(!labels.is_empty(), "{ready}");
+    for (scope, words) in labels {
+        let words = words.as_str().unwrap_or_default();
+        assert!(
+            !words.is_empty() && !words.contains(scope.as_str()),
+            "{scope}: {words}"
+        );
+    }
     let resp = bank
         .http
         .get(bank.url(&path))

@@ -8,8 +8,9 @@ use crate::extract::ExtractError;
 use crate::extract::archive::{name_digest, EntrySink, OutEntry, Pending};
 use crate::extract::records::{Emitter, Matcher, RecError};
 
-use super::*;
+use super::{out_name, read_error, EntryData, Env, Job, MarkedSink, ReadFailed, ReadMarked, Work};
 use crate::extract::records;
+use crate::extract::DumpSource;
 
 impl Work {
     /// Writes one selected entry into one scope's archive.

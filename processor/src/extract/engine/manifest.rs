@@ -7,9 +7,8 @@ use serde_json::{json, Value as Json};
 use crate::extract::catalog::TextEncoding;
 use crate::extract::ExtractError;
 
+use super::{Finished, Job, Work};
 use crate::extract::archive::OutEntry;
-
-use super::*;
 
 impl Work {
     /// Finishes a scope archive: pending media decided, manifest written.

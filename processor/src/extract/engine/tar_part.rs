@@ -12,8 +12,9 @@ use crate::extract::ExtractError;
 use crate::extract::archive::{name_digest, TempFile};
 use crate::extract::source::{check_name, Tally};
 
-use super::*;
+use super::{read_error, Env, Job, Kind, ReadMarkedWrite, Spool, Work, WriteFailed};
 use crate::extract::{error, source};
+use crate::extract::{DumpSource, Limits};
 
 impl Work {
     /// A tar or tar.gz part, in one pass.

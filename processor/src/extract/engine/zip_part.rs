@@ -11,7 +11,8 @@ use crate::extract::archive::{name_digest, OutEntry, ScopeArchive};
 use crate::extract::source::{check_name, CountingReader, RangeReader};
 use crate::extract::zipfmt::{CdEntry, CentralDirectory, EndRecord};
 
-use super::*;
+use super::{read_error, EntryData, Env, Job, Work};
+use crate::extract::DumpSource;
 use crate::extract::{error, zipfmt};
 
 pub(super) struct ZipEntryData<'a> {

@@ -1,4 +1,10 @@
-//! Google Takeout (EXPORTS.md §1).
+//! Google Takeout (EXPORTS.md §1): the plan of the export's files.
+//!
+//! `records.rs` writes the records of My Activity, YouTube and the
+//! Assistant; `photos.rs` the Google Photos library with its sidecars.
+
+mod photos;
+mod records;
 
 use std::sync::Arc;
 
@@ -9,120 +15,17 @@ use serde_json::{json, Value};
 use crate::gen::{MediaKind, Planned, StreamSpec};
 use crate::google_html::{self, DateForm};
 use crate::util::{
-    alnum, ascii_words, digits, google_formatted, iso_ms, iso_s, json_text, pick, sub_seed, words,
-    JsonStyle, MONTHS, NAMES,
+    alnum, ascii_words, digits, iso_ms, iso_s, json_text, pick, sub_seed, words, MONTHS, NAMES,
 };
 use crate::{ActivityForm, Ctx, Era, Language};
 
-const G: JsonStyle = JsonStyle::Google;
-
-/// Time text of a My Activity record: 0, 3 or 6 fraction digits.
-fn activity_time(i: u64, t: i64) -> String {
-    if i % 7 == 3 {
-        let ms = iso_ms(t);
-        format!("{}{:03}Z", ms.trim_end_matches('Z'), i % 1000)
-    } else if i % 5 == 4 {
-        iso_s(t)
-    } else {
-        iso_ms(t)
-    }
-}
-
-/// A JSON array file written the Google way.
-fn array_spec(
-    ctx: &Ctx,
-    label: &str,
-    budget: u64,
-    presets: Vec<Vec<u8>>,
-    item: crate::gen::ItemFn,
-) -> StreamSpec {
-    ctx.spec(
-        label,
-        budget,
-        b"[".to_vec(),
-        b", ".to_vec(),
-        b"]".to_vec(),
-        presets,
-        item,
-        600,
-    )
-}
-
-fn search_record(rng: &mut StdRng, i: u64, t: i64) -> Value {
-    let q = words(rng, 1, 4);
-    let time = activity_time(i, t);
-    if rng.gen_bool(0.25) {
-        let site = ascii_words(rng, 1, 1);
-        json!({"header": "Search", "title": format!("Visited {site} – guide"),
-            "titleUrl": format!("https://www.google.com/url?q=https://{site}.example/&usg=AOvVaw{}", alnum(rng, 22)),
-            "time": time, "products": ["Search"], "activityControls": ["Web & App Activity"]})
-    } else if rng.gen_bool(0.3) {
-        json!({"header": "Search", "title": format!("Searched for {q}"),
-            "titleUrl": format!("https://www.google.com/search?q={}", q.replace(' ', "+")),
-            "time": time, "products": ["Search"], "activityControls": ["Web & App Activity"],
-            "locationInfos": [{"name": "At this general area", "url": "https://www.google.com/maps/@?api=1&map_action=map&center=47.37,8.54", "source": "From your device"}]})
-    } else {
-        json!({"header": "Search", "title": format!("Searched for {q}"),
-            "titleUrl": format!("https://www.google.com/search?q={}", q.replace(' ', "+")),
-            "time": time, "products": ["Search"], "activityControls": ["Web & App Activity"]})
-    }
-}
-
-fn watch_record(rng: &mut StdRng, i: u64, t: i64) -> Value {
-    let title = words(rng, 2, 6);
-    let channel = pick(rng, NAMES);
-    let time = activity_time(i, t);
-    let header = if rng.gen_bool(0.15) {
-        "YouTube Music"
-    } else {
-        "YouTube"
-    };
-    if rng.gen_bool(0.05) {
-        return json!({"header": "YouTube", "title": "Watched a video that has been removed", "time": time,
-            "products": ["YouTube"], "activityControls": ["YouTube watch history"]});
-    }
-    let mut v = json!({"header": header, "title": format!("Watched {title}"),
-        "titleUrl": format!("https://www.youtube.com/watch?v={}", alnum(rng, 11)),
-        "subtitles": [{"name": channel, "url": format!("https://www.youtube.com/channel/UC{}", alnum(rng, 22))}],
-        "time": time, "products": ["YouTube"], "activityControls": ["YouTube watch history"]});
-    if rng.gen_bool(0.08) {
-        if let Some(o) = v.as_object_mut() {
-            o.insert("details".into(), json!([{"name": "From Google Ads"}]));
-        }
-    }
-    v
-}
-
-fn yt_search_record(rng: &mut StdRng, i: u64, t: i64) -> Value {
-    let q = words(rng, 1, 4);
-    json!({"header": "YouTube", "title": format!("Searched for {q}"),
-        "titleUrl": format!("https://www.youtube.com/results?search_query={}", q.replace(' ', "+")),
-        "time": activity_time(i, t), "products": ["YouTube"], "activityControls": ["YouTube search history"]})
-}
-
-fn yt_activity_record(rng: &mut StdRng, i: u64, t: i64) -> Value {
-    match rng.gen_range(0..10) {
-        0..=5 => watch_record(rng, i, t),
-        6..=8 => yt_search_record(rng, i, t),
-        _ => {
-            let channel = pick(rng, NAMES);
-            json!({"header": "YouTube", "title": format!("Subscribed to {channel}"),
-                "titleUrl": format!("https://www.youtube.com/channel/UC{}", alnum(rng, 22)),
-                "time": activity_time(i, t), "products": ["YouTube"]})
-        }
-    }
-}
-
-fn audio_name(t: i64) -> String {
-    let iso = iso_ms(t);
-    // 2019-03-05T07:12:09.331Z → 2019-03-05_07_12_09_331_UTC.mp3
-    let s = iso.trim_end_matches('Z').replace(['T', ':', '.'], "_");
-    format!("{s}_UTC.mp3")
-}
-
-fn gitem(f: fn(&mut StdRng, u64, i64) -> Value, indent: usize) -> crate::gen::ItemFn {
-    Arc::new(move |rng, i, t| json_text(&f(rng, i, t), G, indent))
-}
+use photos::photos;
+#[cfg(test)]
+use photos::sidecar_name;
+use records::{
+    array_spec, assistant_record, audio_name, gitem, search_record, watch_record,
+    yt_activity_record, yt_search_record, G,
+};
 
 /// Folder and file names of the account language (EXPORTS.md §0).
 struct Names {
@@ -548,155 +451,6 @@ fn assistant(ctx: &Ctx, text: u64, media: f64, out: &mut Vec<Planned>) {
         spec.t_end = t - 86_400_000;
     }
     out.push(file);
-}
-
-fn assistant_record(rng: &mut StdRng, i: u64, t: i64) -> Value {
-    json!({"header": "Assistant", "title": format!("Said {}", words(rng, 2, 6)),
-        "time": activity_time(i, t), "products": ["Assistant"]})
-}
-
-/// Sidecar name of a Google Photos media file (EXPORTS §1.8).
-pub(crate) fn sidecar_name(media: &str, dup: Option<u32>, legacy: bool) -> String {
-    let dup_text = dup.map(|n| format!("({n})")).unwrap_or_default();
-    if legacy {
-        let base = format!("{media}{dup_text}");
-        let cut: String = base.chars().take(46).collect();
-        format!("{cut}.json")
-    } else {
-        let full_suffix = ".supplemental-metadata";
-        let room = 51usize.saturating_sub(media.chars().count() + dup_text.len() + 5);
-        let suffix: String = full_suffix.chars().take(room.max(1)).collect();
-        format!("{media}{suffix}{dup_text}.json")
-    }
-}
-
-fn photos(ctx: &Ctx, budget: f64, out: &mut Vec<Planned>) {
-    let legacy = ctx.era == Era::Legacy;
-    let root = "Takeout/Google Photos";
-    let mut rng = StdRng::seed_from_u64(sub_seed(ctx.seed, "photos"));
-    let avg = (budget / 60.0).clamp(1024.0, 3.0 * 1024.0 * 1024.0);
-    let n = ((budget / avg) as u64).clamp(6, 100_000);
-    let album = "Trip to Lisbon";
-    let mut album_files: Vec<Planned> = Vec::new();
-    let mut t = ctx.export_ms - 2 * 86_400_000;
-    let mut by_folder: Vec<(String, Vec<Planned>)> = Vec::new();
-    for i in 0..n {
-        t -= rng.gen_range(3_600_000..15 * 86_400_000);
-        let tm = crate::util::tm(t);
-        let video = i % 10 == 9;
-        let (name, kind) = match i % 23 {
-            15 if !video => (
-                format!(
-                    "PXL_{:04}{:02}{:02}_{:06}123.LONG_EXPOSURE-01.COVER.jpg",
-                    tm.year, tm.month, tm.day, i
-                ),
-                MediaKind::Jpeg,
-            ),
-            7 => (
-                format!(
-                    "PXL_{:04}{:02}{:02}_{:06}123.NIGHT.PORTRAIT.jpg",
-                    tm.year, tm.month, tm.day, i
-                ),
-                MediaKind::Jpeg,
-            ),
-            _ if video => (
-                format!(
-                    "VID_{:04}{:02}{:02}_{:06}.mp4",
-                    tm.year, tm.month, tm.day, i
-                ),
-                MediaKind::Mp4,
-            ),
-            _ => (
-                format!(
-                    "IMG_{:04}{:02}{:02}_{:06}.jpg",
-                    tm.year, tm.month, tm.day, i
-                ),
-                MediaKind::Jpeg,
-            ),
-        };
-        let size = ((avg * rng.gen_range(0.5..1.5)) as u64).max(200);
-        let folder = format!("{root}/Photos from {}", tm.year);
-        let upload = t + rng.gen_range(60_000..86_400_000);
-        let mut sidecar = json!({"title": name, "description": if i % 4 == 0 { words(&mut rng, 2, 5) } else { String::new() },
-            "imageViews": rng.gen_range(0..40).to_string(),
-            "creationTime": {"timestamp": (upload / 1000).to_string(), "formatted": google_formatted(upload)},
-            "photoTakenTime": {"timestamp": (t / 1000).to_string(), "formatted": google_formatted(t)},
-            "geoData": {"latitude": 38.71 + rng.gen_range(0.0..0.1), "longitude": -9.14, "altitude": 12.0, "latitudeSpan": 0.0, "longitudeSpan": 0.0},
-            "url": format!("https://photos.google.com/photo/AF1Qip{}", alnum(&mut rng, 30)),
-            "googlePhotosOrigin": {"mobileUpload": {"deviceType": "ANDROID_PHONE"}}});
-        if i % 3 == 0 {
-            if let Some(o) = sidecar.as_object_mut() {
-                o.insert("people".into(), json!([{"name": pick(&mut rng, NAMES)}]));
-            }
-        }
-        let seed = sub_seed(ctx.seed, &format!("photo-{i}"));
-        let mut files = vec![
-            Planned::media(format!("{folder}/{name}"), kind, size, seed),
-            Planned::bytes(
-                format!("{folder}/{}", sidecar_name(&name, None, legacy)),
-                json_text(&sidecar, G, 0),
-            ),
-        ];
-        if i % 11 == 5 && !video {
-            // An edited copy: no sidecar of its own.
-            let edited = name.replace(".jpg", "-edited.jpg");
-            files.push(Planned::media(
-                format!("{folder}/{edited}"),
-                kind,
-                size,
-                seed ^ 1,
-            ));
-        }
-        if i % 13 == 6 && !video {
-            // A second file with the same name: IMG(1).jpg and its "(1)" sidecar.
-            let dup_name = name.replace(".jpg", "(1).jpg");
-            files.push(Planned::media(
-                format!("{folder}/{dup_name}"),
-                kind,
-                size / 2 + 1,
-                seed ^ 2,
-            ));
-            let mut s2 = sidecar.clone();
-            if let Some(o) = s2.as_object_mut() {
-                o.insert("title".into(), json!(name));
-            }
-            files.push(Planned::bytes(
-                format!("{folder}/{}", sidecar_name(&name, Some(1), legacy)),
-                json_text(&s2, G, 0),
-            ));
-        }
-        if i % 5 == 2 {
-            album_files.push(Planned::media(
-                format!("{root}/{album}/{name}"),
-                kind,
-                size,
-                seed,
-            ));
-            album_files.push(Planned::bytes(
-                format!("{root}/{album}/{}", sidecar_name(&name, None, legacy)),
-                json_text(&sidecar, G, 0),
-            ));
-        }
-        match by_folder.iter_mut().find(|(f, _)| *f == folder) {
-            Some((_, v)) => v.extend(files),
-            None => by_folder.push((folder, files)),
-        }
-    }
-    album_files.push(Planned::bytes(
-        format!("{root}/{album}/metadata.json"),
-        json_text(
-            &json!({"title": album, "description": "", "access": "protected",
-            "date": {"timestamp": (t / 1000).to_string(), "formatted": google_formatted(t)}}),
-            G,
-            0,
-        ),
-    ));
-    by_folder.push((format!("{root}/{album}"), album_files));
-    by_folder.sort_by(|a, b| a.0.cmp(&b.0));
-    for (_, mut files) in by_folder {
-        files.sort_by(|a, b| a.path.cmp(&b.path));
-        out.extend(files);
-    }
 }
 
 #[cfg(test)]

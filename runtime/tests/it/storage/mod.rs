@@ -1,6 +1,10 @@
 //! Resource storage against a local directory, memory and a real
 //! S3-compatible server (moto on 127.0.0.1:5000, started by
 //! `scripts/services`; `ALIAS_S3_TEST_PORT` overrides the port).
+//!
+//! The checks every backend passes and the local and memory backends are
+//! here; `s3.rs` runs them against the S3 server, `spooled.rs` checks
+//! spooled uploads on every backend.
 
 use bytes::Bytes;
 use futures_util::{stream, Stream, TryStreamExt};
@@ -8,6 +12,9 @@ use runtime::storage::{S3Settings, Storage, StorageError, PART_SIZE};
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+mod s3;
+mod spooled;
 
 /// Deterministic pseudo-random bytes (xorshift), so that a misplaced chunk
 /// changes the hash.
@@ -391,237 +398,4 @@ async fn unsupported_urls_are_named() {
     let text = err.to_string();
     assert!(matches!(err, StorageError::UnsupportedUrl { .. }));
     assert!(text.contains("file://") && text.contains("s3://") && text.contains("memory://"));
-}
-
-fn moto_port() -> u16 {
-    std::env::var("ALIAS_S3_TEST_PORT")
-        .ok()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(5000)
-}
-
-/// A bucket name of this test run alone.
-fn unique_bucket(tag: &str) -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!(
-        "alias-{tag}-{}-{nanos}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-/// Sends one raw, unsigned request to the S3 server (moto accepts them) and
-/// returns the status line and body.
-async fn raw_http(port: u16, method: &str, target: &str) -> (String, String) {
-    let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap_or_else(|e| panic!("no S3 server on 127.0.0.1:{port} ({e}); run scripts/services"));
-    let request = format!(
-        "{method} {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    );
-    conn.write_all(request.as_bytes()).await.unwrap();
-    let mut response = Vec::new();
-    conn.read_to_end(&mut response).await.unwrap();
-    let response = String::from_utf8_lossy(&response).into_owned();
-    let status = response.lines().next().unwrap_or_default().to_owned();
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
-}
-
-/// Creates a bucket (object_store cannot).
-async fn create_bucket(port: u16, bucket: &str) {
-    let (status, body) = raw_http(port, "PUT", &format!("/{bucket}")).await;
-    assert!(
-        status.contains(" 200 "),
-        "creating bucket {bucket}: {status} {body}"
-    );
-}
-
-/// Asserts that no multipart upload was left open in the bucket.
-async fn assert_no_open_uploads(port: u16, bucket: &str) {
-    let (status, body) = raw_http(port, "GET", &format!("/{bucket}?uploads")).await;
-    assert!(status.contains(" 200 "), "{status} {body}");
-    assert!(!body.contains("<Upload>"), "open multipart uploads: {body}");
-}
-
-fn moto_settings(port: u16) -> S3Settings {
-    S3Settings {
-        endpoint: Some(format!("http://127.0.0.1:{port}")),
-        region: Some("us-east-1".into()),
-        access_key_id: Some("testing".into()),
-        secret_access_key: Some("testing".into()),
-        allow_http: true,
-        virtual_hosted_style: false,
-    }
-}
-
-#[tokio::test]
-async fn s3_with_prefix() {
-    let port = moto_port();
-    let bucket = unique_bucket("prefix");
-    create_bucket(port, &bucket).await;
-    let settings = moto_settings(port);
-    let storage = Storage::from_url(&format!("s3://{bucket}/alias/bank"), &settings).unwrap();
-    assert!(storage
-        .location()
-        .starts_with(&format!("s3://{bucket}/alias/bank")));
-    exercise(&storage, "s3").await;
-    assert_no_open_uploads(port, &bucket).await;
-
-    // The prefix is real: the bucket itself shows the object under it.
-    storage
-        .put_bytes("a/b", Bytes::from_static(b"hello"))
-        .await
-        .unwrap();
-    let whole = Storage::from_url(&format!("s3://{bucket}"), &settings).unwrap();
-    let keys: Vec<String> = whole
-        .list("")
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|o| o.key)
-        .collect();
-    assert_eq!(keys, vec!["alias/bank/a/b".to_owned()]);
-    assert_eq!(
-        &whole.get_bytes("alias/bank/a/b").await.unwrap()[..],
-        b"hello"
-    );
-}
-
-#[tokio::test]
-async fn s3_whole_bucket() {
-    let port = moto_port();
-    let bucket = unique_bucket("bucket");
-    create_bucket(port, &bucket).await;
-    let storage = Storage::from_url(&format!("s3://{bucket}"), &moto_settings(port)).unwrap();
-    exercise(&storage, "root").await;
-    assert_no_open_uploads(port, &bucket).await;
-    assert!(storage.list("").await.unwrap().is_empty());
-}
-
-#[tokio::test]
-async fn s3_missing_bucket_is_a_backend_error() {
-    let port = moto_port();
-    let bucket = unique_bucket("absent");
-    let storage = Storage::from_url(&format!("s3://{bucket}"), &moto_settings(port)).unwrap();
-    let err = storage
-        .put_bytes("a", Bytes::from_static(b"x"))
-        .await
-        .unwrap_err();
-    assert!(matches!(err, StorageError::Upload(_)), "{err}");
-}
-
-/// The checks of [`Storage::put_stream_spooled`] every backend must pass:
-/// objects of zero, one part, exactly one part and several parts come back
-/// byte for byte; a failing or oversized stream, before or after the
-/// multipart upload began, stores nothing and leaves an object already
-/// there as it was; the spool directory is left empty.
-async fn exercise_spooled(storage: &Storage, root: &str) {
-    let spool = tempfile::tempdir().unwrap();
-    let spool_dir = spool.path().join("spool");
-    let big = data(2 * PART_SIZE + 1_234_567, 11);
-    for len in [
-        0,
-        1,
-        100_000,
-        PART_SIZE - 1,
-        PART_SIZE,
-        PART_SIZE + 1,
-        big.len(),
-    ] {
-        let key = format!("{root}/spooled/{len}");
-        let bytes = &big[..len];
-        let info = storage
-            .put_stream_spooled(&key, input(bytes, None), None, &spool_dir)
-            .await
-            .unwrap();
-        assert_eq!(
-            (info.size, info.blake2b),
-            (len as u64, blake2b(bytes)),
-            "{len}"
-        );
-        assert!(read_all(storage, &key).await == bytes, "{len} read back");
-    }
-    let kept = format!("{root}/spooled/100000");
-    for fail_after in [50_000, PART_SIZE + 1_000_000, 2 * PART_SIZE + 10] {
-        let fresh = format!("{root}/spooled-failed/{fail_after}");
-        let err = storage
-            .put_stream_spooled(&fresh, input(&big, Some(fail_after)), None, &spool_dir)
-            .await
-            .unwrap_err();
-        assert!(matches!(err, StorageError::Io(_)), "{err}");
-        assert!(storage.head(&fresh).await.unwrap().is_none());
-        let err = storage
-            .put_stream_spooled(&kept, input(&big, Some(fail_after)), None, &spool_dir)
-            .await
-            .unwrap_err();
-        assert!(matches!(err, StorageError::Io(_)), "{err}");
-        assert!(read_all(storage, &kept).await == big[..100_000], "kept");
-    }
-    for limit in [99_999, PART_SIZE as u64 + 2_000_000] {
-        let fresh = format!("{root}/spooled-toolarge/{limit}");
-        let err = storage
-            .put_stream_spooled(&fresh, input(&big, None), Some(limit), &spool_dir)
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(err, StorageError::TooLarge { limit: l } if l == limit),
-            "{err}"
-        );
-        assert!(storage.head(&fresh).await.unwrap().is_none());
-    }
-    assert!(storage
-        .list(&format!("{root}/spooled-failed"))
-        .await
-        .unwrap()
-        .is_empty());
-    let left: Vec<_> = std::fs::read_dir(&spool_dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
-    assert!(left.is_empty(), "spool files left behind: {left:?}");
-    assert_eq!(
-        storage
-            .delete_prefix(&format!("{root}/spooled"))
-            .await
-            .unwrap(),
-        7
-    );
-}
-
-#[tokio::test]
-async fn spooled_local_directory() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = url::Url::from_directory_path(dir.path()).unwrap();
-    let storage = Storage::from_url(url.as_str(), &S3Settings::default()).unwrap();
-    exercise_spooled(&storage, "local").await;
-    let left: Vec<_> = std::fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
-    assert!(left.is_empty(), "left behind: {left:?}");
-}
-
-#[tokio::test]
-async fn spooled_memory() {
-    let storage = Storage::from_url("memory://", &S3Settings::default()).unwrap();
-    exercise_spooled(&storage, "mem").await;
-}
-
-#[tokio::test]
-async fn spooled_s3() {
-    let port = moto_port();
-    let bucket = unique_bucket("spooled");
-    create_bucket(port, &bucket).await;
-    let storage = Storage::from_url(&format!("s3://{bucket}"), &moto_settings(port)).unwrap();
-    exercise_spooled(&storage, "root").await;
-    assert_no_open_uploads(port, &bucket).await;
-    assert!(storage.list("").await.unwrap().is_empty());
 }
