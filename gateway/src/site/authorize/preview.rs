@@ -75,7 +75,14 @@ async fn target(app: &AppState, session: &Session, rid: &str) -> Result<Target, 
             let d = describe(&app.catalog, entry.scope);
             let label = match d.restrictions.as_str() {
                 "" => d.description,
-                r => format!("{} {r}", d.description),
+                r => {
+                    // "only the fields title, time" reads as its own sentence.
+                    let mut chars = r.chars();
+                    let first = chars.next().map(|c| c.to_uppercase().collect::<String>());
+                    let r = first.unwrap_or_default() + chars.as_str();
+                    let end = if r.ends_with('.') { "" } else { "." };
+                    format!("{} {r}{end}", d.description)
+                }
             };
             labels.insert(text.clone(), Value::String(label));
             providers.insert(
