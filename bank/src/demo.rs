@@ -427,18 +427,39 @@ async fn watch(
     let multi = MultiProgress::new();
     let reading = bar(&multi, progress, "reading the dumps");
     let pushing = bar(&multi, progress, "pushing archives");
-    let last = aliasctl::ops::follow(http, gateway, id, Some(access), |t| {
-        let num = |k: &str| t[k].as_u64().unwrap_or(0);
-        reading.set_length(num("dump_bytes_total"));
-        reading.set_position(num("dump_bytes_read"));
-        pushing.set_length(num("bytes_total"));
-        pushing.set_position(num("bytes_done"));
-        pushing.set_message(format!(
-            "pushing {}/{} archives",
-            num("files_done"),
-            num("files_total")
-        ));
-    })
+    // Rides through a gateway that answers 502-504 for a while (its Redis
+    // or broker restarting), as `aliasctl transfer watch` does.
+    let on_retry = |status: reqwest::StatusCode, delay: std::time::Duration| {
+        multi.suspend(|| {
+            eprintln!(
+                "alias-bank demo: the gateway answered {status}; following again in {:.1} s",
+                delay.as_secs_f64()
+            );
+        });
+    };
+    let limits = aliasctl::net::HttpLimits::default();
+    let policy = aliasctl::ops::WATCH_RETRY;
+    let last = aliasctl::ops::follow_retrying(
+        http,
+        gateway,
+        id,
+        Some(access),
+        &limits,
+        policy,
+        |t| {
+            let num = |k: &str| t[k].as_u64().unwrap_or(0);
+            reading.set_length(num("dump_bytes_total"));
+            reading.set_position(num("dump_bytes_read"));
+            pushing.set_length(num("bytes_total"));
+            pushing.set_position(num("bytes_done"));
+            pushing.set_message(format!(
+                "pushing {}/{} archives",
+                num("files_done"),
+                num("files_total")
+            ));
+        },
+        on_retry,
+    )
     .await;
     reading.finish();
     pushing.finish();

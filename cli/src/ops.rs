@@ -190,6 +190,45 @@ pub async fn watch_with(
     watch_retrying(gateway, id, token, progress, limits, WATCH_RETRY).await
 }
 
+/// Follows a transfer's events through outages of the gateway: a `502`,
+/// `503` or `504` answer is asked again after a backoff under `policy`
+/// (`on_retry` is told each time), until the stream comes or the policy
+/// is spent; everything else ends as [`follow_with`] does. Used by
+/// [`watch_retrying`] and by the demo.
+#[allow(clippy::too_many_arguments)]
+pub async fn follow_retrying(
+    http: &reqwest::Client,
+    gateway: &str,
+    id: &str,
+    token: Option<&str>,
+    limits: &HttpLimits,
+    policy: RetryPolicy,
+    mut on_event: impl FnMut(&serde_json::Value),
+    mut on_retry: impl FnMut(reqwest::StatusCode, Duration),
+) -> Result<serde_json::Value> {
+    let mut backoff = Backoff::new(policy);
+    loop {
+        let attempt = follow_once(http, gateway, id, token, limits, &mut on_event).await;
+        let (status, retry_after) = match attempt {
+            Ok(Followed::Refused {
+                status,
+                retry_after,
+            }) if matches!(status.as_u16(), 502..=504) => (status, retry_after),
+            Ok(followed) => return settle(followed, id),
+            Err(e) => return Err(e),
+        };
+        let Some(delay) = backoff.next_delay(retry_after) else {
+            bail!(
+                "the gateway answered {status}; gave up following {} after {} tries",
+                escape_control(id),
+                backoff.failures()
+            );
+        };
+        on_retry(status, delay);
+        tokio::time::sleep(delay).await;
+    }
+}
+
 /// [`watch_with`] under `policy`: a `502`, `503` or `504` answer (the
 /// gateway without its state store or broker for a while) is asked again
 /// after a backoff, each retry said on stderr, until the stream comes or
@@ -215,36 +254,19 @@ pub async fn watch_retrying(
             .progress_chars("=> "),
     );
     let http = limits.client()?;
-    let mut backoff = Backoff::new(policy);
-    let result = loop {
-        let attempt = follow_once(&http, gateway, id, token, limits, |t| {
-            let num = |k: &str| t.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0);
-            bar.set_length(num("bytes_total"));
-            bar.set_position(num("bytes_done"));
-            let state = t.get("state").and_then(|s| s.as_str()).unwrap_or("?");
-            bar.set_message(format!(
-                "{} {}/{} files",
-                escape_control(state),
-                num("files_done"),
-                num("files_total")
-            ));
-        })
-        .await;
-        let (status, retry_after) = match attempt {
-            Ok(Followed::Refused {
-                status,
-                retry_after,
-            }) if matches!(status.as_u16(), 502..=504) => (status, retry_after),
-            Ok(followed) => break settle(followed, id),
-            Err(e) => break Err(e),
-        };
-        let Some(delay) = backoff.next_delay(retry_after) else {
-            break Err(anyhow::anyhow!(
-                "the gateway answered {status}; gave up following {} after {} tries",
-                escape_control(id),
-                backoff.failures()
-            ));
-        };
+    let on_event = |t: &serde_json::Value| {
+        let num = |k: &str| t.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0);
+        bar.set_length(num("bytes_total"));
+        bar.set_position(num("bytes_done"));
+        let state = t.get("state").and_then(|s| s.as_str()).unwrap_or("?");
+        bar.set_message(format!(
+            "{} {}/{} files",
+            escape_control(state),
+            num("files_done"),
+            num("files_total")
+        ));
+    };
+    let on_retry = |status: reqwest::StatusCode, delay: Duration| {
         bar.suspend(|| {
             eprintln!(
                 "aliasctl: the gateway answered {status}; following {} again in {:.1} s",
@@ -252,8 +274,11 @@ pub async fn watch_retrying(
                 delay.as_secs_f64()
             );
         });
-        tokio::time::sleep(delay).await;
     };
+    let result = follow_retrying(
+        &http, gateway, id, token, limits, policy, on_event, on_retry,
+    )
+    .await;
     bar.finish();
     result
 }
