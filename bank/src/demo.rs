@@ -329,14 +329,28 @@ async fn flow(
     }
 
     // 4. What the client holds.
-    let status: serde_json::Value = http
-        .get(format!("{gateway}/alias/transfers/{id}"))
-        .bearer_auth(&access)
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
+    // Asked again while the gateway answers 502-504 (a restart of its
+    // Redis or broker), as the events stream above is.
+    let mut backoff = runtime::retry::Backoff::new(aliasctl::ops::WATCH_RETRY);
+    let status: serde_json::Value = loop {
+        let resp = http
+            .get(format!("{gateway}/alias/transfers/{id}"))
+            .bearer_auth(&access)
+            .send()
+            .await?;
+        if matches!(resp.status().as_u16(), 502..=504) {
+            if let Some(delay) = backoff.next_delay(None) {
+                eprintln!(
+                    "alias-bank demo: the gateway answered {}; asking again in {:.1} s",
+                    resp.status(),
+                    delay.as_secs_f64()
+                );
+                tokio::time::sleep(delay).await;
+                continue;
+            }
+        }
+        break resp.error_for_status()?.json().await?;
+    };
     let notes = status["notes"]
         .as_array()
         .map(|n| {
