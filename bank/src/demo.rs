@@ -338,7 +338,7 @@ async fn flow(
             .bearer_auth(&access)
             .send()
             .await?;
-        if matches!(resp.status().as_u16(), 502..=504) {
+        if aliasctl::ops::gateway_unavailable(resp.status()) {
             if let Some(delay) = backoff.next_delay(None) {
                 eprintln!(
                     "alias-bank demo: the gateway answered {}; asking again in {:.1} s",

@@ -190,6 +190,13 @@ pub async fn watch_with(
     watch_retrying(gateway, id, token, progress, limits, WATCH_RETRY).await
 }
 
+/// Whether a gateway's answer says it is unavailable for a while (`502`,
+/// `503`, `504`: its Redis or broker restarting), so asking again later
+/// may succeed.
+pub fn gateway_unavailable(status: reqwest::StatusCode) -> bool {
+    matches!(status.as_u16(), 502..=504)
+}
+
 /// Follows a transfer's events through outages of the gateway: a `502`,
 /// `503` or `504` answer is asked again after a backoff under `policy`
 /// (`on_retry` is told each time), until the stream comes or the policy
@@ -213,7 +220,7 @@ pub async fn follow_retrying(
             Ok(Followed::Refused {
                 status,
                 retry_after,
-            }) if matches!(status.as_u16(), 502..=504) => (status, retry_after),
+            }) if gateway_unavailable(status) => (status, retry_after),
             Ok(followed) => return settle(followed, id),
             Err(e) => return Err(e),
         };
