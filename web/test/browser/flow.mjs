@@ -774,6 +774,9 @@ async function main() {
       assert.equal(url.searchParams.get('error'), 'access_denied');
       assert.equal(url.searchParams.get('state'), 'second');
       assert.equal(url.searchParams.get('code'), null);
+      // The deny redirect is a navigation of its own: let it land before the
+      // next goto, or the two navigations race (seen once in CI).
+      await page.waitForURL(`http://${sinkDomain}/alias/cb/**`, { timeout: 60000 });
       await waitFor('the client to get the revocation', async () => (await sinkState()).transfers.find((x) => x.id === transferId)?.revoked, 30000, 300);
       await page.goto(`${bank}/dashboard`);
       await page.waitForSelector('article.client.revoked');
