@@ -17,6 +17,7 @@ mod gateway;
 mod processor;
 mod pusher;
 mod raw;
+mod redis;
 mod shared;
 #[cfg(test)]
 mod tests;
@@ -43,9 +44,12 @@ use std::time::Duration;
 /// role.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Redis URL.
+    /// Redis URL (the single-server form; `redis` says which form is used).
     pub redis_url: String,
-    /// Whether `ALIAS_REDIS_URL` was given; without it the embedded mode
+    /// The form of Redis that holds the state: one server, a Redis Cluster
+    /// or a Sentinel-watched primary.
+    pub redis: crate::state::RedisTarget,
+    /// Whether any Redis variable was given; without one the embedded mode
     /// (`alias-bank all`) keeps its state in memory.
     pub redis_given: bool,
     /// RabbitMQ URL.
@@ -109,6 +113,22 @@ pub enum ConfigError {
     /// The layers could not be read or have the wrong types.
     #[error("configuration: {0}")]
     Load(String),
+    /// Two variables that exclude each other are both set.
+    #[error("configuration: {first} and {second} exclude each other; set one")]
+    Exclusive {
+        /// The first variable.
+        first: &'static str,
+        /// The second variable.
+        second: &'static str,
+    },
+    /// A variable is set without the one it needs.
+    #[error("configuration: {var} needs {needs}")]
+    Needs {
+        /// The variable given.
+        var: &'static str,
+        /// The variable it needs.
+        needs: &'static str,
+    },
     /// A value is invalid.
     #[error("configuration: {var}={value:?}: {reason}")]
     Invalid {

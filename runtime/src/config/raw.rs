@@ -9,6 +9,9 @@ use serde::{Deserialize, Serialize};
 #[serde(deny_unknown_fields)]
 pub(super) struct Raw {
     pub(super) redis_url: Option<String>,
+    pub(super) redis_cluster_urls: Option<String>,
+    pub(super) redis_sentinel_urls: Option<String>,
+    pub(super) redis_sentinel_master: Option<String>,
     pub(super) amqp_url: Option<String>,
     pub(super) storage_url: String,
     pub(super) s3_endpoint: Option<String>,
@@ -80,6 +83,9 @@ impl Default for Raw {
     fn default() -> Self {
         Self {
             redis_url: None,
+            redis_cluster_urls: None,
+            redis_sentinel_urls: None,
+            redis_sentinel_master: None,
             amqp_url: None,
             storage_url: "data".into(),
             s3_endpoint: None,
@@ -152,6 +158,9 @@ impl Default for Raw {
 /// Every key of [`Raw`], lower-case without the `ALIAS_` prefix.
 pub(super) const KEYS: &[&str] = &[
     "redis_url",
+    "redis_cluster_urls",
+    "redis_sentinel_urls",
+    "redis_sentinel_master",
     "amqp_url",
     "storage_url",
     "s3_endpoint",

@@ -23,7 +23,7 @@ pub(super) fn validate(
     processor: ProcessorConfig,
     pusher: PusherConfig,
 ) -> Result<Config, ConfigError> {
-    let redis_given = raw.redis_url.is_some();
+    let redis_given = super::redis::given(&raw);
     let amqp_given = raw.amqp_url.is_some();
     let redis_url = raw
         .redis_url
@@ -47,6 +47,7 @@ pub(super) fn validate(
             ));
         }
     }
+    let redis = super::redis::target(&raw, &redis_url)?;
     let metrics_listen = match raw.metrics_listen.as_deref().map(str::trim) {
         None | Some("") => None,
         Some(v) => Some(v.parse().map_err(|_| {
@@ -74,6 +75,7 @@ pub(super) fn validate(
         storage_url: storage_url(&raw.storage_url)?,
         public_origin: origin(&raw.public_origin)?,
         redis_url,
+        redis,
         redis_given,
         amqp_url,
         amqp_given,

@@ -149,6 +149,95 @@ fn redis_and_rabbitmq_are_given_or_defaulted() {
 }
 
 #[test]
+fn redis_forms_are_selected_and_checked() {
+    use crate::state::RedisTarget;
+    let c = Config::from_pairs(&[]).unwrap();
+    assert_eq!(c.redis, RedisTarget::Single(DEFAULT_REDIS_URL.into()));
+    let c = Config::from_pairs(&[(
+        "ALIAS_REDIS_CLUSTER_URLS",
+        "redis://10.0.0.1:7000, redis://10.0.0.2:7000",
+    )])
+    .unwrap();
+    assert!(c.redis_given);
+    assert_eq!(
+        c.redis,
+        RedisTarget::Cluster(vec![
+            "redis://10.0.0.1:7000".into(),
+            "redis://10.0.0.2:7000".into()
+        ])
+    );
+    let c = Config::from_pairs(&[
+        ("ALIAS_REDIS_SENTINEL_URLS", "redis://10.0.0.1:26379"),
+        ("ALIAS_REDIS_SENTINEL_MASTER", "alias"),
+    ])
+    .unwrap();
+    assert_eq!(
+        c.redis,
+        RedisTarget::Sentinel {
+            sentinels: vec!["redis://10.0.0.1:26379".into()],
+            master: "alias".into()
+        }
+    );
+    let exclusive = Config::from_pairs(&[
+        ("ALIAS_REDIS_URL", "redis://10.0.0.1:6379"),
+        ("ALIAS_REDIS_CLUSTER_URLS", "redis://10.0.0.1:7000"),
+    ]);
+    assert!(
+        matches!(
+            exclusive,
+            Err(ConfigError::Exclusive {
+                first: "ALIAS_REDIS_URL",
+                second: "ALIAS_REDIS_CLUSTER_URLS"
+            })
+        ),
+        "{exclusive:?}"
+    );
+    let both = Config::from_pairs(&[
+        ("ALIAS_REDIS_CLUSTER_URLS", "redis://10.0.0.1:7000"),
+        ("ALIAS_REDIS_SENTINEL_URLS", "redis://10.0.0.1:26379"),
+        ("ALIAS_REDIS_SENTINEL_MASTER", "alias"),
+    ]);
+    assert!(
+        matches!(both, Err(ConfigError::Exclusive { .. })),
+        "{both:?}"
+    );
+    let no_master = Config::from_pairs(&[("ALIAS_REDIS_SENTINEL_URLS", "redis://10.0.0.1:26379")]);
+    assert!(
+        matches!(
+            no_master,
+            Err(ConfigError::Needs {
+                var: "ALIAS_REDIS_SENTINEL_URLS",
+                needs: "ALIAS_REDIS_SENTINEL_MASTER"
+            })
+        ),
+        "{no_master:?}"
+    );
+    let lone_master = Config::from_pairs(&[("ALIAS_REDIS_SENTINEL_MASTER", "alias")]);
+    assert!(
+        matches!(lone_master, Err(ConfigError::Needs { .. })),
+        "{lone_master:?}"
+    );
+    for bad in [
+        "",
+        " , ",
+        "http://10.0.0.1:7000",
+        "redis://10.0.0.1:7000,nonsense",
+    ] {
+        let err = Config::from_pairs(&[("ALIAS_REDIS_CLUSTER_URLS", bad)]).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ConfigError::Invalid {
+                    var: "ALIAS_REDIS_CLUSTER_URLS",
+                    ..
+                }
+            ),
+            "{bad:?}: {err}"
+        );
+    }
+}
+
+#[test]
 fn readme_lists_every_variable() {
     let readme = include_str!("../../../README.md");
     for (var, default, _) in VARIABLES {

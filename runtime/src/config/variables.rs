@@ -14,6 +14,21 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "Redis holding the coordination state (`alias-bank all` without it: in memory)",
     ),
     (
+        "ALIAS_REDIS_CLUSTER_URLS",
+        "(none)",
+        "comma-separated `redis://` seed nodes of a Redis Cluster holding the state instead (excludes `ALIAS_REDIS_URL` and Sentinel)",
+    ),
+    (
+        "ALIAS_REDIS_SENTINEL_URLS",
+        "(none)",
+        "comma-separated `redis://` URLs of the Sentinels watching the primary that holds the state instead (with `ALIAS_REDIS_SENTINEL_MASTER`)",
+    ),
+    (
+        "ALIAS_REDIS_SENTINEL_MASTER",
+        "(none)",
+        "the master name the Sentinels monitor",
+    ),
+    (
         "ALIAS_AMQP_URL",
         "amqp://guest:guest@127.0.0.1:5672/%2f",
         "RabbitMQ carrying the jobs (`alias-bank all` without it: an in-process queue)",

@@ -42,7 +42,7 @@ pub use self::memory::MemoryStore;
 pub use self::previews::{
     Preview, PreviewKey, PreviewLimits, PreviewStart, PreviewState, PreviewStore, ScopeSummary,
 };
-pub use self::redis::{EventHub, RedisStore};
+pub use self::redis::{EventHub, RedisStore, RedisTarget, TRANSFER_BUCKETS};
 pub use self::transfers::{
     Begin, FileRecord, NewTransfer, Transfer, TransferEvent, TransferState, TransferStore,
 };
@@ -67,6 +67,14 @@ pub enum StateError {
         quota: &'static str,
         /// Its configured limit.
         limit: u64,
+    },
+    /// A write that must survive the loss of the primary (a grant taken
+    /// in) was not confirmed by a replica in time: it may still replicate,
+    /// but it was not promised. Asking again is safe.
+    #[error("no replica confirmed the write within {waited_ms} ms")]
+    NotReplicated {
+        /// How long the store waited.
+        waited_ms: u64,
     },
     /// A stored record could not be read.
     #[error("corrupt record {key}: {reason}")]
@@ -196,7 +204,19 @@ impl State {
         finished_ttl: Duration,
         quotas: Quotas,
     ) -> Result<State, StateError> {
-        let store = RedisStore::connect(redis_url, namespace, finished_ttl)
+        let target = RedisTarget::Single(redis_url.to_owned());
+        Self::connect_to(&target, namespace, finished_ttl, quotas).await
+    }
+
+    /// Connects to Redis in the form `target` names (one server, a Redis
+    /// Cluster, or the primary Sentinel names), with per-user quotas.
+    pub async fn connect_to(
+        target: &RedisTarget,
+        namespace: &str,
+        finished_ttl: Duration,
+        quotas: Quotas,
+    ) -> Result<State, StateError> {
+        let store = RedisStore::connect_to(target, namespace, finished_ttl)
             .await?
             .with_quotas(quotas);
         Ok(State::from_store(Arc::new(store)))

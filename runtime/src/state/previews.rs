@@ -50,12 +50,12 @@ impl PreviewKey {
 
     /// The record's name (after the namespace).
     pub(crate) fn record_name(&self) -> String {
-        format!("preview:{}:{}", self.user, self.contract)
+        format!("preview:{{{}}}:{}", self.user, self.contract)
     }
 
     /// The name of the user's hourly counter (after the namespace).
     pub(crate) fn count_name(&self) -> String {
-        format!("preview_count:{}", self.user)
+        format!("preview_count:{{{}}}", self.user)
     }
 }
 
@@ -228,8 +228,8 @@ mod tests {
     #[test]
     fn keys_take_only_url_safe_ids() {
         let k = PreviewKey::new("user_A-1", "c0ntract").unwrap();
-        assert_eq!(k.record_name(), "preview:user_A-1:c0ntract");
-        assert_eq!(k.count_name(), "preview_count:user_A-1");
+        assert_eq!(k.record_name(), "preview:{user_A-1}:c0ntract");
+        assert_eq!(k.count_name(), "preview_count:{user_A-1}");
         for (u, c) in [
             ("", "c"),
             ("u", ""),

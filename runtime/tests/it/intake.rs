@@ -11,7 +11,7 @@ use runtime::state::{
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::contract::Backend;
+use crate::contract::{cluster_target, sentinel_target, Backend};
 
 const TTL: Duration = Duration::from_secs(60);
 const CAPABILITY: WebKey<'static> = WebKey::TransferAccess {
@@ -30,6 +30,12 @@ async fn state(backend: Backend, quotas: Quotas) -> State {
         Backend::Real => State::connect_with(&redis_url(), &ns, TTL, quotas)
             .await
             .expect("Redis reachable (scripts/services starts it)"),
+        Backend::Cluster => State::connect_to(&cluster_target(), &ns, TTL, quotas)
+            .await
+            .expect("Redis Cluster reachable (scripts/services starts it)"),
+        Backend::Sentinel => State::connect_to(&sentinel_target(), &ns, TTL, quotas)
+            .await
+            .expect("Redis Sentinel reachable (scripts/services starts it)"),
     }
 }
 
@@ -240,6 +246,8 @@ async fn agree(backend: Backend, quotas: Quotas, setup: &[&str], steps: &[Submit
         );
         assert!(!da.is_empty());
         assert_eq!(da, db, "the keys and values left differ");
+    }
+    if !matches!(backend, Backend::Memory) {
         a.purge_namespace().await.unwrap();
         b.purge_namespace().await.unwrap();
     }
@@ -326,6 +334,22 @@ macro_rules! intake_contract {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     super::$name(super::Backend::Real).await;
+                }
+            )*
+        }
+        mod cluster {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Backend::Cluster).await;
+                }
+            )*
+        }
+        mod sentinel {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Backend::Sentinel).await;
                 }
             )*
         }

@@ -1,6 +1,9 @@
 //! The pub/sub events of transfers: one `PSUBSCRIBE` connection per
-//! process, fanned out to in-process subscribers.
+//! process, fanned out to in-process subscribers. On a Redis Cluster a
+//! `PUBLISH` reaches every node, so the hub subscribes on one seed (the
+//! next one when it is lost); under Sentinel on the current primary.
 
+use super::conn::Subscriber;
 use crate::state::{Channels, TransferEvent};
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,21 +16,32 @@ pub struct EventHub {
 }
 
 impl EventHub {
-    pub(super) fn start(client: redis::Client, ns: Arc<str>) -> EventHub {
+    /// Starts the hub's subscription task; the receiver is told when the
+    /// first subscription is in place (events published before it are not
+    /// seen).
+    pub(super) fn start(
+        subscriber: Subscriber,
+        ns: Arc<str>,
+    ) -> (EventHub, tokio::sync::oneshot::Receiver<()>) {
         let hub = EventHub {
             channels: Channels::new(),
         };
+        let (ready_tx, ready) = tokio::sync::oneshot::channel();
+        let mut ready_tx = Some(ready_tx);
         let weak = hub.channels.downgrade();
         tokio::spawn(async move {
             use futures_util::StreamExt;
             let pattern = format!("{ns}:events:*");
             let prefix = format!("{ns}:events:");
             let mut backoff = Duration::from_millis(100);
+            let mut attempt = 0_usize;
             loop {
                 if weak.is_gone() {
                     return;
                 }
-                let mut pubsub = match client.get_async_pubsub().await {
+                let pubsub = subscriber.pubsub(attempt).await;
+                attempt = attempt.wrapping_add(1);
+                let mut pubsub = match pubsub {
                     Ok(p) => p,
                     Err(e) => {
                         tracing::warn!(error = %e, "event hub: redis unreachable, retrying");
@@ -39,9 +53,13 @@ impl EventHub {
                 if let Err(e) = pubsub.psubscribe(&pattern).await {
                     tracing::warn!(error = %e, "event hub: psubscribe failed");
                     tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
                     continue;
                 }
                 backoff = Duration::from_millis(100);
+                if let Some(tx) = ready_tx.take() {
+                    let _ = tx.send(());
+                }
                 let mut messages = pubsub.on_message();
                 while let Some(msg) = messages.next().await {
                     let Some(channels) = weak.upgrade() else {
@@ -62,6 +80,6 @@ impl EventHub {
                 tracing::warn!("event hub: subscription ended, reconnecting");
             }
         });
-        hub
+        (hub, ready)
     }
 }

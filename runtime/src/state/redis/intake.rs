@@ -4,6 +4,10 @@
 //! (`users.rs`, `transfers.rs`), so both paths leave the same keys with the
 //! same values. The event of a new generation is published afterwards from
 //! the returned record (the same event `begin_transfer` publishes).
+//!
+//! On a Redis Cluster the user's keys and the transfer's lie in different
+//! slots, so one script cannot touch both: `intake_steps.rs` takes the
+//! grant in there in steps, each atomic in its slot.
 
 use super::transfers::{parse_files, parse_transfer, BEGIN_FN_LUA};
 use super::users::{CLAIM_FN_LUA, GRANT_FN_LUA, USER_LUA};
@@ -59,39 +63,133 @@ fn intake_script() -> &'static Script {
     })
 }
 
-fn corrupt(key: &str, reason: impl Into<String>) -> StateError {
+pub(super) fn corrupt(key: &str, reason: impl Into<String>) -> StateError {
     StateError::Corrupt {
         key: key.to_owned(),
         reason: reason.into(),
     }
 }
 
-fn item<T: FromRedisValue>(items: &[Value], i: usize, key: &str) -> Result<T, StateError> {
+pub(super) fn item<T: FromRedisValue>(
+    items: &[Value],
+    i: usize,
+    key: &str,
+) -> Result<T, StateError> {
     let v = items
         .get(i)
         .ok_or_else(|| corrupt(key, "short intake reply"))?;
     Ok(T::from_redis_value(v)?)
 }
 
+/// How long an intake waits for a replica to confirm it (Sentinel form).
+const REPLICA_WAIT_MS: u64 = 2000;
+
+impl RedisStore {
+    /// Runs the intake script (`call`, an `EVALSHA`), loading it first
+    /// when the server lacks it. Under Sentinel the script and a `WAIT 1`
+    /// go out as one pipeline on one connection, so that the `WAIT` covers
+    /// the script's writes (a reconnection in between would make it cover
+    /// nothing): a grant answered 2xx is on a replica and survives a
+    /// failover; [`StateError::NotReplicated`] when none confirms in time.
+    async fn run_intake(&self, call: &redis::Cmd) -> Result<Vec<Value>, StateError> {
+        let mut conn = self.intake.clone();
+        for attempt in 0..2 {
+            let result = if conn.has_replicas() {
+                redis::pipe()
+                    .add_command(call.clone())
+                    .cmd("WAIT")
+                    .arg(1)
+                    .arg(REPLICA_WAIT_MS)
+                    .query_async::<(Vec<Value>, u64)>(&mut conn)
+                    .await
+                    .map(|(reply, acked)| (reply, acked > 0))
+            } else {
+                call.query_async::<Vec<Value>>(&mut conn)
+                    .await
+                    .map(|reply| (reply, true))
+            };
+            match result {
+                Ok((reply, true)) => return Ok(reply),
+                Ok((_, false)) => {
+                    return Err(StateError::NotReplicated {
+                        waited_ms: REPLICA_WAIT_MS,
+                    })
+                }
+                Err(e) if e.kind() == redis::ErrorKind::NoScriptError && attempt == 0 => {
+                    intake_script()
+                        .prepare_invoke()
+                        .load_async(&mut conn)
+                        .await?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(corrupt("intake", "the script could not be loaded"))
+    }
+
+    /// The outcome of a begun (or joined, or foreign) generation from a
+    /// reply `{'begun', generation, joined, superseded, transfer, files,
+    /// offsets}`; publishes the `accepted` event of a new generation.
+    pub(super) async fn begun(
+        &self,
+        id: &str,
+        transfer_key: &str,
+        reply: &[Value],
+    ) -> Result<Intake, StateError> {
+        let generation: u64 = item(reply, 1, transfer_key)?;
+        let joined: u8 = item(reply, 2, transfer_key)?;
+        let superseded: u64 = item(reply, 3, transfer_key)?;
+        let begin = Begin {
+            generation,
+            joined: joined == 1,
+            superseded: (superseded > 0).then_some(superseded),
+            foreign: joined == 2,
+        };
+        if begin.foreign {
+            return Ok(Intake::Begun {
+                begin,
+                transfer: None,
+                files: Vec::new(),
+            });
+        }
+        let map: HashMap<String, String> = item(reply, 4, transfer_key)?;
+        let transfer = parse_transfer(id, transfer_key, &map)?.map(Box::new);
+        let files_key = self.files_key(id, transfer.as_ref().map_or(0, |t| t.generation));
+        let raw: HashMap<String, String> = item(reply, 5, &files_key)?;
+        let offsets: HashMap<String, u64> = item(reply, 6, &files_key)?;
+        let files = parse_files(&files_key, raw, &offsets)?;
+        if !begin.joined {
+            if let Some(t) = &transfer {
+                self.publish_event((**t).clone(), "accepted").await?;
+            }
+        }
+        Ok(Intake::Begun {
+            begin,
+            transfer,
+            files,
+        })
+    }
+}
+
 #[async_trait::async_trait]
 impl GrantStore for RedisStore {
     async fn take_grant(&self, intake: &GrantIntake<'_>) -> Result<Intake, StateError> {
+        if self.conn.is_cluster() {
+            return self.take_grant_in_steps(intake).await;
+        }
         let q = self.quotas;
         let begin: Option<&TransferIntake<'_>> = intake.begin.as_ref();
         let id = begin.map_or("", |b| b.id);
         let capability = begin.and_then(|b| b.capability.as_ref());
         let transfer_key = self.transfer_key(id);
-        let mut invocation = intake_script().prepare_invoke();
+        let mut call = redis::cmd("EVALSHA");
+        call.arg(intake_script().get_hash()).arg(9);
         for key in self.user_keys(intake.user) {
-            invocation.key(key);
+            call.arg(key);
         }
-        invocation
-            .key(self.key(&format!("contract:{}:owner", intake.contract_hash)))
-            .key(&transfer_key)
-            .key(self.key(&format!(
-                "kv:{}",
-                capability.map_or_else(String::new, |c| c.key.name())
-            )))
+        call.arg(self.key(&format!("contract:{}:owner", intake.contract_hash)))
+            .arg(&transfer_key)
+            .arg(capability.map_or_else(|| self.key("kv:"), |c| self.kv_key(&c.key)))
             .arg(intake.user)
             .arg(intake.contract_hash)
             .arg(intake.date_ms)
@@ -107,13 +205,12 @@ impl GrantStore for RedisStore {
             .arg(u8::from(begin.is_some_and(|b| b.transfer.revoked)))
             .arg(now_ms())
             .arg(self.ttl_secs())
-            .arg(self.index_prefix())
+            .arg(self.index_prefix(id))
             .arg(id)
             .arg(u8::from(capability.is_some()))
             .arg(capability.map_or("", |c| c.value))
             .arg(capability.map_or(1, |c| millis(c.ttl)));
-        let mut conn = self.conn.clone();
-        let reply: Vec<Value> = invocation.invoke_async(&mut conn).await?;
+        let reply = self.run_intake(&call).await?;
         let kind: String = item(&reply, 0, &transfer_key)?;
         match kind.as_str() {
             "unknown" => Ok(Intake::UnknownUser),
@@ -125,40 +222,7 @@ impl GrantStore for RedisStore {
                 effective: item(&reply, 1, &transfer_key)?,
             }),
             "stored" => Ok(Intake::Stored),
-            "begun" => {
-                let generation: u64 = item(&reply, 1, &transfer_key)?;
-                let joined: u8 = item(&reply, 2, &transfer_key)?;
-                let superseded: u64 = item(&reply, 3, &transfer_key)?;
-                let begin = Begin {
-                    generation,
-                    joined: joined == 1,
-                    superseded: (superseded > 0).then_some(superseded),
-                    foreign: joined == 2,
-                };
-                if begin.foreign {
-                    return Ok(Intake::Begun {
-                        begin,
-                        transfer: None,
-                        files: Vec::new(),
-                    });
-                }
-                let map: HashMap<String, String> = item(&reply, 4, &transfer_key)?;
-                let transfer = parse_transfer(id, &transfer_key, &map)?.map(Box::new);
-                let files_key = self.files_key(id, transfer.as_ref().map_or(0, |t| t.generation));
-                let raw: HashMap<String, String> = item(&reply, 5, &files_key)?;
-                let offsets: HashMap<String, u64> = item(&reply, 6, &files_key)?;
-                let files = parse_files(&files_key, raw, &offsets)?;
-                if !begin.joined {
-                    if let Some(t) = &transfer {
-                        self.publish_event((**t).clone(), "accepted").await?;
-                    }
-                }
-                Ok(Intake::Begun {
-                    begin,
-                    transfer,
-                    files,
-                })
-            }
+            "begun" => self.begun(id, &transfer_key, &reply).await,
             other => Err(corrupt(&transfer_key, format!("intake reply {other:?}"))),
         }
     }

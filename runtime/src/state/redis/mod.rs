@@ -4,21 +4,37 @@
 //! restart fence), `web.rs` (key-value entries, lists, schedules, and the
 //! flags and counters the marks and client health are made of),
 //! `previews.rs` (preview records, start and finish in Lua), and
-//! `events.rs` (pub/sub events dispatched by one [`EventHub`] per process).
+//! `events.rs` (pub/sub events dispatched by one [`EventHub`] per process),
+//! `conn.rs` (the connection in its three forms: one server, Redis Cluster,
+//! Sentinel) and `scan.rs` (cluster-wide scans and the per-bucket counts).
+//!
+//! Keys and Redis Cluster: every key a script or a transaction touches
+//! together carries the same hash tag, so that they share a slot. A user's
+//! keys are tagged by the user (`user:{pk}:…`, `preview:{pk}:…`); a
+//! transfer's keys (its hash, files, offsets, done set, restart fence,
+//! access capabilities) and the per-state index sets they move between are
+//! tagged by the transfer's bucket (`{tN}`, N = a hash of the id modulo
+//! [`TRANSFER_BUCKETS`]), so the index stays atomic with the transitions
+//! and counts are [`TRANSFER_BUCKETS`] small reads. The grant intake, which
+//! spans a user and a transfer, runs as one script on one server and in
+//! steps on a cluster (`intake.rs`).
 
+mod conn;
 mod events;
 mod intake;
+mod intake_steps;
 mod leases;
 mod previews;
+mod scan;
 mod transfers;
 mod users;
 mod web;
 
+pub use self::conn::RedisTarget;
 pub use self::events::EventHub;
 
-use super::{ClientHealth, GenerationMarks, Quotas, StateError, StateStore};
-use redis::aio::ConnectionManager;
-use redis::AsyncCommands;
+use self::conn::Conn;
+use super::{ClientHealth, GenerationMarks, Quotas, StateError, StateStore, WebKey};
 use redis::Script;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -27,8 +43,10 @@ use std::time::Duration;
 /// The Redis state of one namespace (cheap to clone).
 #[derive(Clone)]
 pub struct RedisStore {
-    conn: ConnectionManager,
-    client: redis::Client,
+    conn: Conn,
+    /// The grant intakes' connection (its own under Sentinel).
+    intake: Conn,
+    target: Arc<RedisTarget>,
     ns: Arc<str>,
     finished_ttl: Duration,
     quotas: Quotas,
@@ -57,24 +75,61 @@ fn millis(ttl: Duration) -> u64 {
     u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
 }
 
+/// How long connecting waits for the event hub's first subscription.
+const HUB_READY: Duration = Duration::from_secs(5);
+
+/// How many buckets the transfers are spread over (their keys' hash tags
+/// `{t0}` … `{t127}`). Fixed: changing it would orphan every transfer key.
+pub const TRANSFER_BUCKETS: u32 = 128;
+
+/// The bucket of transfer `id` (FNV-1a of the id).
+fn transfer_bucket(id: &str) -> u32 {
+    let hash = id.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    hash % TRANSFER_BUCKETS
+}
+
+/// The hash tag of transfer `id`'s keys, braces included.
+fn transfer_tag(id: &str) -> String {
+    format!("{{t{}}}", transfer_bucket(id))
+}
+
 fn parse_num(map: &HashMap<String, String>, field: &str) -> u64 {
     map.get(field).and_then(|v| v.parse().ok()).unwrap_or(0)
 }
 
 impl RedisStore {
-    /// Connects (the connection reconnects by itself when Redis comes back).
+    /// Connects to one server (the connection reconnects by itself when
+    /// Redis comes back).
     pub async fn connect(
         redis_url: &str,
         namespace: &str,
         finished_ttl: Duration,
     ) -> Result<RedisStore, StateError> {
-        let client = redis::Client::open(redis_url)?;
-        let conn = ConnectionManager::new(client.clone()).await?;
+        let target = RedisTarget::Single(redis_url.to_owned());
+        Self::connect_to(&target, namespace, finished_ttl).await
+    }
+
+    /// Connects to Redis in the form `target` names: one server, a Redis
+    /// Cluster, or the primary that Sentinel names (followed across
+    /// failovers).
+    pub async fn connect_to(
+        target: &RedisTarget,
+        namespace: &str,
+        finished_ttl: Duration,
+    ) -> Result<RedisStore, StateError> {
+        let opened = Conn::open(target).await?;
         let ns: Arc<str> = Arc::from(namespace);
+        let (hub, subscribed) = EventHub::start(opened.subscriber, ns.clone());
+        // A store that is about to publish should not miss its own events;
+        // when the subscription takes longer, the hub keeps trying.
+        let _ = tokio::time::timeout(HUB_READY, subscribed).await;
         Ok(RedisStore {
-            conn,
-            hub: EventHub::start(client.clone(), ns.clone()),
-            client,
+            conn: opened.conn,
+            intake: opened.intake,
+            hub,
+            target: Arc::new(target.clone()),
             ns,
             finished_ttl,
             quotas: Quotas::DEFAULT,
@@ -93,9 +148,27 @@ impl RedisStore {
         format!("{}:{rest}", self.ns)
     }
 
-    /// The prefix of the per-state index sets.
-    fn index_prefix(&self) -> String {
-        self.key("index:")
+    /// The prefix of the per-state index sets of the bucket of transfer
+    /// `id` (the sets share the transfer keys' hash tag).
+    fn index_prefix(&self, id: &str) -> String {
+        self.bucket_index_prefix(transfer_bucket(id))
+    }
+
+    /// The prefix of the per-state index sets of `bucket`.
+    fn bucket_index_prefix(&self, bucket: u32) -> String {
+        self.key(&format!("index:{{t{bucket}}}:"))
+    }
+
+    /// The key of a web entry: a transfer's access capability carries the
+    /// transfer's hash tag (the intake sets it with the transfer), the
+    /// others their own name.
+    fn kv_key(&self, key: &WebKey<'_>) -> String {
+        match key {
+            WebKey::TransferAccess { id, .. } => {
+                self.key(&format!("kv:{}:{}", transfer_tag(id), key.name()))
+            }
+            _ => self.key(&format!("kv:{}", key.name())),
+        }
     }
 
     /// The six keys of a user's records, in the order the user scripts use.
@@ -108,7 +181,12 @@ impl RedisStore {
             "bind",
             "dumps",
         ]
-        .map(|k| self.key(&format!("user:{user}:{k}")))
+        .map(|k| self.user_key(user, k))
+    }
+
+    /// One key of a user's records (hash-tagged by the user).
+    fn user_key(&self, user: &str, rest: &str) -> String {
+        self.key(&format!("user:{{{user}}}:{rest}"))
     }
 
     fn guest_ttl_ms(&self) -> u64 {
@@ -151,7 +229,7 @@ impl RedisStore {
     }
 
     fn transfer_key(&self, id: &str) -> String {
-        self.key(&format!("transfer:{id}"))
+        self.key(&format!("transfer:{}:{id}", transfer_tag(id)))
     }
 
     fn files_key(&self, id: &str, generation: u64) -> String {
@@ -163,7 +241,7 @@ impl RedisStore {
     }
 
     fn fence_key(&self, id: &str) -> String {
-        self.key(&format!("fence:{id}"))
+        self.key(&format!("fence:{}:{id}", transfer_tag(id)))
     }
 
     fn ttl_secs(&self) -> u64 {
@@ -188,22 +266,6 @@ impl RedisStore {
             .await?;
         Ok(set.is_some())
     }
-
-    /// Every key matching `pattern` (SCAN, never KEYS).
-    async fn scan_keys(&self, pattern: &str) -> Result<Vec<String>, StateError> {
-        let mut conn = self.conn.clone();
-        let mut iter: redis::AsyncIter<String> = conn.scan_match(pattern).await?;
-        let mut keys = Vec::new();
-        while let Some(k) = iter.next_item().await {
-            keys.push(k);
-        }
-        Ok(keys)
-    }
-
-    /// A new client for callers that need their own connection.
-    pub fn client(&self) -> &redis::Client {
-        &self.client
-    }
 }
 
 #[async_trait::async_trait]
@@ -222,11 +284,7 @@ impl StateStore for RedisStore {
 
     async fn purge_namespace(&self) -> Result<(), StateError> {
         let keys = self.scan_keys(&self.key("*")).await?;
-        let mut conn = self.conn.clone();
-        for chunk in keys.chunks(500) {
-            let _: u64 = conn.del(chunk).await?;
-        }
-        Ok(())
+        self.delete_each(keys).await
     }
 }
 

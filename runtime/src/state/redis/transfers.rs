@@ -9,7 +9,8 @@ use redis::{AsyncCommands, Script};
 use std::collections::HashMap;
 
 /// Lua shared by the transition scripts: moves transfer `id` between the
-/// per-state index sets (`{ns}:index:{state}`, sorted sets) that
+/// per-state index sets (`{ns}:index:{tN}:{state}`, sorted sets, in the
+/// transfer's bucket) that
 /// [`StateStore::count_by_state`] reads instead of scanning the keyspace.
 /// Running states score `+inf`; finished ones their expiry (ms), and entries
 /// past it are pruned whenever a transfer finishes and at every read.
@@ -252,7 +253,7 @@ impl TransferStore for RedisStore {
             .arg(u8::from(new.revoked))
             .arg(now_ms())
             .arg(self.ttl_secs())
-            .arg(self.index_prefix())
+            .arg(self.index_prefix(id))
             .arg(id)
             .invoke_async(&mut conn)
             .await?;
@@ -300,7 +301,7 @@ impl TransferStore for RedisStore {
             .arg(now_ms())
             .arg(error.unwrap_or(""))
             .arg(self.ttl_secs())
-            .arg(self.index_prefix())
+            .arg(self.index_prefix(id))
             .arg(id);
         for state in from {
             script.arg(state.as_str());
@@ -443,7 +444,7 @@ impl TransferStore for RedisStore {
             .arg(now_ms())
             .arg(self.ttl_secs())
             .arg(note)
-            .arg(self.index_prefix())
+            .arg(self.index_prefix(id))
             .arg(id)
             .invoke_async(&mut conn)
             .await?;
@@ -470,26 +471,6 @@ impl TransferStore for RedisStore {
     }
 
     async fn count_by_state(&self) -> Result<HashMap<TransferState, u64>, StateError> {
-        let prefix = self.index_prefix();
-        let now = now_ms();
-        let mut pipe = redis::pipe();
-        for state in TransferState::ALL {
-            let key = format!("{prefix}{}", state.as_str());
-            if state.is_terminal() {
-                pipe.cmd("ZREMRANGEBYSCORE")
-                    .arg(&key)
-                    .arg("-inf")
-                    .arg(now)
-                    .ignore();
-            }
-            pipe.zcard(key);
-        }
-        let mut conn = self.conn.clone();
-        let sizes: Vec<u64> = pipe.query_async(&mut conn).await?;
-        Ok(TransferState::ALL
-            .into_iter()
-            .zip(sizes)
-            .filter(|(_, n)| *n > 0)
-            .collect())
+        self.counts().await
     }
 }

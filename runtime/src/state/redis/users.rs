@@ -140,7 +140,8 @@ local function claim_contract(key, user)
 end
 ";
 
-const CLAIM_CONTRACT_LUA: &str = r"
+/// The contract claim as a script (KEYS[1] the owner key, ARGV[1] the user).
+pub(super) const CLAIM_CONTRACT_LUA: &str = r"
 local owner = redis.call('GET', KEYS[1])
 if owner then return owner end
 redis.call('SET', KEYS[1], ARGV[1])
@@ -156,7 +157,7 @@ impl UserStore for RedisStore {
     ) -> Result<Option<String>, StateError> {
         let mut conn = self.conn.clone();
         Ok(conn
-            .hget(self.key(&format!("user:{user}:contracts")), contract_hash)
+            .hget(self.user_key(user, "contracts"), contract_hash)
             .await?)
     }
 
@@ -188,16 +189,12 @@ impl UserStore for RedisStore {
 
     async fn grant_history(&self, user: &str) -> Result<Vec<String>, StateError> {
         let mut conn = self.conn.clone();
-        Ok(conn
-            .lrange(self.key(&format!("user:{user}:history")), 0, -1)
-            .await?)
+        Ok(conn.lrange(self.user_key(user, "history"), 0, -1).await?)
     }
 
     async fn contracts_of(&self, user: &str) -> Result<Vec<String>, StateError> {
         let mut conn = self.conn.clone();
-        Ok(conn
-            .hkeys(self.key(&format!("user:{user}:contracts")))
-            .await?)
+        Ok(conn.hkeys(self.user_key(user, "contracts")).await?)
     }
 
     async fn set_binding(&self, user: &str, token: &str) -> Result<(), StateError> {
@@ -208,14 +205,14 @@ impl UserStore for RedisStore {
 
     async fn binding(&self, user: &str) -> Result<Option<String>, StateError> {
         let mut conn = self.conn.clone();
-        Ok(conn.get(self.key(&format!("user:{user}:bind"))).await?)
+        Ok(conn.get(self.user_key(user, "bind")).await?)
     }
 
     async fn is_known_user(&self, user: &str) -> Result<bool, StateError> {
         let mut conn = self.conn.clone();
         let (bound, dumps): (bool, u64) = redis::pipe()
-            .exists(self.key(&format!("user:{user}:bind")))
-            .hlen(self.key(&format!("user:{user}:dumps")))
+            .exists(self.user_key(user, "bind"))
+            .hlen(self.user_key(user, "dumps"))
             .query_async(&mut conn)
             .await?;
         Ok(bound || dumps > 0)
@@ -276,7 +273,7 @@ impl DumpStore for RedisStore {
 
     async fn dumps(&self, user: &str) -> Result<Vec<DumpRecord>, StateError> {
         let mut conn = self.conn.clone();
-        let key = self.key(&format!("user:{user}:dumps"));
+        let key = self.user_key(user, "dumps");
         let raw: HashMap<String, String> = conn.hgetall(&key).await?;
         let mut out = raw
             .into_values()
@@ -299,10 +296,7 @@ impl DumpStore for RedisStore {
     ) -> Result<bool, StateError> {
         let mut conn = self.conn.clone();
         let n: u64 = conn
-            .hdel(
-                self.key(&format!("user:{user}:dumps")),
-                format!("{provider}/{name}"),
-            )
+            .hdel(self.user_key(user, "dumps"), format!("{provider}/{name}"))
             .await?;
         Ok(n > 0)
     }

@@ -11,7 +11,7 @@ use std::time::Duration;
 impl WebStore for RedisStore {
     async fn kv_get(&self, key: &WebKey<'_>) -> Result<Option<String>, StateError> {
         let mut conn = self.conn.clone();
-        Ok(conn.get(self.key(&format!("kv:{}", key.name()))).await?)
+        Ok(conn.get(self.kv_key(key)).await?)
     }
 
     async fn kv_set(
@@ -21,7 +21,7 @@ impl WebStore for RedisStore {
         ttl: Option<Duration>,
     ) -> Result<(), StateError> {
         let mut conn = self.conn.clone();
-        let key = self.key(&format!("kv:{}", key.name()));
+        let key = self.kv_key(key);
         let mut cmd = redis::cmd("SET");
         cmd.arg(&key).arg(value);
         if let Some(ttl) = ttl {
@@ -37,7 +37,7 @@ impl WebStore for RedisStore {
         value: &str,
         ttl: Option<Duration>,
     ) -> Result<bool, StateError> {
-        let key = self.key(&format!("kv:{}", key.name()));
+        let key = self.kv_key(key);
         match ttl {
             Some(ttl) => self.set_nx(&key, value, ttl).await,
             None => {
@@ -50,14 +50,14 @@ impl WebStore for RedisStore {
     async fn kv_take(&self, key: &WebKey<'_>) -> Result<Option<String>, StateError> {
         let mut conn = self.conn.clone();
         Ok(redis::cmd("GETDEL")
-            .arg(self.key(&format!("kv:{}", key.name())))
+            .arg(self.kv_key(key))
             .query_async(&mut conn)
             .await?)
     }
 
     async fn kv_delete(&self, key: &WebKey<'_>) -> Result<bool, StateError> {
         let mut conn = self.conn.clone();
-        let n: u64 = conn.del(self.key(&format!("kv:{}", key.name()))).await?;
+        let n: u64 = conn.del(self.kv_key(key)).await?;
         Ok(n > 0)
     }
 

@@ -1,6 +1,11 @@
 //! The contract of the message bus and of the state store, run against both
 //! implementations: in-process (`memory::…`) and real RabbitMQ + Redis
-//! (`real::…`). The embedded mode is only as good as this agreement.
+//! (`real::…`). The embedded mode is only as good as this agreement. The
+//! state's part also runs against the two other forms of Redis:
+//! `cluster::…` (a three-master Redis Cluster, seeds in
+//! `ALIAS_TEST_REDIS_CLUSTER_URLS`) and `sentinel::…` (a primary, a replica
+//! and three sentinels, in `ALIAS_TEST_REDIS_SENTINEL_URLS`, master
+//! `alias`), which `scripts/services` starts.
 //!
 //! The checks are split by store: `bus.rs` the message bus,
 //! `transfers.rs` transfers, contracts, the restart fence and events,
@@ -11,7 +16,7 @@
 use runtime::mq::{Broker, BrokerConfig, Consumer, Delivery, Queue, Route};
 use runtime::state::{
     ClientName, DumpRecord, FileRecord, FileTrouble, Lease, LeaseGuard, Mark, NewTransfer,
-    PreviewKey, PreviewLimits, PreviewStart, PreviewState, Quotas, Request, RetryNote,
+    PreviewKey, PreviewLimits, PreviewStart, PreviewState, Quotas, RedisTarget, Request, RetryNote,
     ScopeSummary, State, StateError, TransferState, WebCounter, WebKey, WebList,
 };
 use std::time::Duration;
@@ -26,6 +31,29 @@ mod users;
 pub enum Backend {
     Memory,
     Real,
+    /// The state on a Redis Cluster (the bus in process).
+    Cluster,
+    /// The state on a Sentinel-watched primary (the bus in process).
+    Sentinel,
+}
+
+/// The Redis Cluster of the tests.
+pub fn cluster_target() -> RedisTarget {
+    let urls = std::env::var("ALIAS_TEST_REDIS_CLUSTER_URLS").unwrap_or_else(|_| {
+        "redis://127.0.0.1:7101,redis://127.0.0.1:7102,redis://127.0.0.1:7103".to_owned()
+    });
+    RedisTarget::Cluster(urls.split(',').map(str::to_owned).collect())
+}
+
+/// The Sentinel set of the tests.
+pub fn sentinel_target() -> RedisTarget {
+    let urls = std::env::var("ALIAS_TEST_REDIS_SENTINEL_URLS").unwrap_or_else(|_| {
+        "redis://127.0.0.1:7211,redis://127.0.0.1:7212,redis://127.0.0.1:7213".to_owned()
+    });
+    RedisTarget::Sentinel {
+        sentinels: urls.split(',').map(str::to_owned).collect(),
+        master: "alias".to_owned(),
+    }
 }
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -66,6 +94,20 @@ impl Env {
                     state: State::connect_with(&redis, &ns, ttl, quotas)
                         .await
                         .expect("Redis reachable (scripts/services starts it)"),
+                    real: true,
+                }
+            }
+            Backend::Cluster | Backend::Sentinel => {
+                let target = if matches!(backend, Backend::Cluster) {
+                    cluster_target()
+                } else {
+                    sentinel_target()
+                };
+                Env {
+                    broker: Broker::in_memory(&ns).unwrap(),
+                    state: State::connect_to(&target, &ns, ttl, quotas).await.expect(
+                        "Redis Cluster / Sentinel reachable (scripts/services starts them)",
+                    ),
                     real: true,
                 }
             }
@@ -136,34 +178,45 @@ fn file(name: &str, size: u64) -> FileRecord {
     }
 }
 
+macro_rules! backends {
+    ($backend:ident; $($module:ident :: $name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                super::$module::$name(super::Backend::$backend).await;
+            }
+        )*
+    };
+}
+
+/// The bus's checks run in process and on RabbitMQ; the state's in
+/// process and on each form of Redis.
 macro_rules! contract {
-    ($($module:ident :: $name:ident),* $(,)?) => {
+    (bus: $($bm:ident :: $bn:ident),* $(,)?; state: $($sm:ident :: $sn:ident),* $(,)?) => {
         mod memory {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$module::$name(super::Backend::Memory).await;
-                }
-            )*
+            backends!(Memory; $($bm::$bn,)* $($sm::$sn,)*);
         }
         mod real {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$module::$name(super::Backend::Real).await;
-                }
-            )*
+            backends!(Real; $($bm::$bn,)* $($sm::$sn,)*);
+        }
+        mod cluster {
+            backends!(Cluster; $($sm::$sn,)*);
+        }
+        mod sentinel {
+            backends!(Sentinel; $($sm::$sn,)*);
         }
     };
 }
 
 contract!(
+    bus:
     bus::bus_publish_consume_ack,
     bus::bus_unsettled_is_redelivered,
     bus::bus_prefetch_bounds_unsettled,
     bus::bus_dead_letters_listed_and_replayed,
     bus::bus_delayed_publish_arrives_later,
-    bus::bus_close_ends_consumers,
+    bus::bus_close_ends_consumers;
+    state:
     transfers::state_transfer_lifecycle,
     transfers::state_supersede_restart_cancel,
     transfers::state_contracts_bind_to_their_first_user,

@@ -1,0 +1,422 @@
+//! The state on the clustered forms of Redis, beyond the contract suite:
+//! on a Redis Cluster, the keys a script touches together share a slot and
+//! the namespace's keys are found on every master; under Sentinel, the
+//! store follows a failover of its primary (killed, not asked to step down)
+//! and keeps what it answered for, and a grant no replica confirmed is not
+//! answered for.
+
+use crate::contract::cluster_target;
+use runtime::state::{
+    FileRecord, GrantIntake, Intake, KvEntry, NewTransfer, Quotas, RedisTarget, State, StateError,
+    TransferIntake, TransferState, WebKey,
+};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use tokio::time::Instant;
+
+const TTL: Duration = Duration::from_secs(60);
+
+fn urls(target: &RedisTarget) -> Vec<String> {
+    match target {
+        RedisTarget::Cluster(urls) => urls.clone(),
+        other => panic!("not a cluster: {other}"),
+    }
+}
+
+/// Every key of the namespace on every master of the test cluster, with
+/// its slot and the master holding it.
+async fn cluster_keys(ns: &str) -> BTreeMap<String, (i64, String)> {
+    let seed = redis::Client::open(urls(&cluster_target())[0].as_str()).unwrap();
+    let mut conn = seed.get_multiplexed_async_connection().await.unwrap();
+    let nodes: String = redis::cmd("CLUSTER")
+        .arg("NODES")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let mut out = BTreeMap::new();
+    for line in nodes.lines().filter(|l| l.contains("master")) {
+        let addr = line.split(' ').nth(1).unwrap().split('@').next().unwrap();
+        let node = redis::Client::open(format!("redis://{addr}")).unwrap();
+        let mut node = node.get_multiplexed_async_connection().await.unwrap();
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{ns}:*"))
+            .query_async(&mut node)
+            .await
+            .unwrap();
+        for key in keys {
+            let slot: i64 = redis::cmd("CLUSTER")
+                .arg("KEYSLOT")
+                .arg(&key)
+                .query_async(&mut node)
+                .await
+                .unwrap();
+            out.insert(key, (slot, addr.to_owned()));
+        }
+    }
+    out
+}
+
+fn grant<'a>(user: &'a str, id: &'a str, date: f64, token: &'a str) -> GrantIntake<'a> {
+    GrantIntake {
+        user,
+        contract_hash: id,
+        date_ms: date,
+        token,
+        claim_contract: true,
+        begin: Some(TransferIntake {
+            id,
+            transfer: NewTransfer {
+                grant_token: token,
+                grant_hash: token,
+                user,
+                push_url: "https://client.example/alias/push/h",
+                revoked: false,
+            },
+            capability: Some(KvEntry {
+                key: WebKey::TransferAccess { id, hash: "cap" },
+                value: user,
+                ttl: TTL,
+            }),
+        }),
+    }
+}
+
+fn file(name: &str) -> FileRecord {
+    FileRecord {
+        name: name.into(),
+        scope: "google.photos".into(),
+        storage_key: format!("archives/{name}"),
+        size: 10,
+        blake2b: "h".into(),
+        offset: 0,
+        finished: false,
+    }
+}
+
+/// A transfer's whole life on the cluster, then the slots of its keys: one
+/// for the transfer's (and its index sets'), one for the user's. Without
+/// the hash tags the scripts fail with `CROSSSLOT`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_keys_of_one_script_share_a_slot() {
+    let ns = format!("ha-{}", uuid::Uuid::new_v4().simple());
+    let s = State::connect_to(&cluster_target(), &ns, TTL, Quotas::DEFAULT)
+        .await
+        .expect("Redis Cluster reachable (scripts/services starts it)");
+    let (user, id) = ("user-one", "transfer-one");
+    s.set_binding(user, "bind").await.unwrap();
+    let Intake::Begun { begin, .. } = s.take_grant(&grant(user, id, 1.0, "g1")).await.unwrap()
+    else {
+        panic!("begun")
+    };
+    let generation = begin.generation;
+    s.set_files(id, generation, &[file("a"), file("b")])
+        .await
+        .unwrap();
+    use TransferState::{Accepted, Done, Processing, Pushing};
+    assert!(s
+        .transition(id, generation, &[Accepted], Processing, None)
+        .await
+        .unwrap());
+    assert!(s
+        .transition(id, generation, &[Processing], Pushing, None)
+        .await
+        .unwrap());
+    assert!(s.enter_fence(id, generation, "w1", TTL).await.unwrap());
+    assert_eq!(
+        s.commit_offset(id, generation, "a", 5).await.unwrap(),
+        Some(5)
+    );
+    assert!(s.finish_file(id, generation, "a").await.unwrap());
+    let next = s
+        .restart_generation(id, generation, "resume")
+        .await
+        .unwrap()
+        .expect("restarted");
+    assert!(s
+        .transition(id, next, &[Pushing], Done, None)
+        .await
+        .unwrap());
+    assert_eq!(s.count_by_state().await.unwrap().get(&Done), Some(&1));
+    let mut keys = cluster_keys(&ns).await;
+    // The contract's owner key names the contract (here the transfer id)
+    // and is touched alone.
+    keys.retain(|k, _| !k.contains(":contract:"));
+    let slots = |part: &str| -> BTreeSet<i64> {
+        keys.iter()
+            .filter(|(k, _)| k.contains(part))
+            .map(|(_, (slot, _))| *slot)
+            .collect()
+    };
+    let transfer_slots = slots(id);
+    assert!(
+        keys.keys().filter(|k| k.contains(id)).count() >= 7,
+        "{keys:?}"
+    );
+    assert_eq!(transfer_slots.len(), 1, "{keys:?}");
+    let index_slots = slots(":index:");
+    assert_eq!(index_slots, transfer_slots, "{keys:?}");
+    assert_eq!(slots(user).len(), 1, "{keys:?}");
+    s.purge_namespace().await.unwrap();
+}
+
+/// Transfers spread over every master; counting and purging see them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_counts_and_purge_reach_every_master() {
+    let ns = format!("ha-{}", uuid::Uuid::new_v4().simple());
+    let s = State::connect_to(&cluster_target(), &ns, TTL, Quotas::DEFAULT)
+        .await
+        .expect("Redis Cluster reachable (scripts/services starts it)");
+    let new = NewTransfer {
+        grant_token: "t",
+        grant_hash: "h",
+        user: "u",
+        push_url: "https://client.example/alias/push/h",
+        revoked: false,
+    };
+    for i in 0..40 {
+        s.begin_transfer(&format!("t{i}"), &new).await.unwrap();
+    }
+    assert_eq!(
+        s.count_by_state()
+            .await
+            .unwrap()
+            .get(&TransferState::Accepted),
+        Some(&40)
+    );
+    let before = cluster_keys(&ns).await;
+    let masters: BTreeSet<&String> = before.values().map(|(_, node)| node).collect();
+    assert_eq!(masters.len(), 3, "keys on every master: {before:?}");
+    s.purge_namespace().await.unwrap();
+    assert!(cluster_keys(&ns).await.is_empty());
+}
+
+/// A primary, two replicas and three sentinels of this test's own (ports
+/// 7301, 7302-7303, 7311-7313), stopped when dropped.
+struct SentinelSet {
+    dir: PathBuf,
+    primary: Child,
+    replicas: Vec<Child>,
+    sentinels: Vec<Child>,
+}
+
+const PRIMARY: u16 = 7301;
+const REPLICAS: [u16; 2] = [7302, 7303];
+const SENTINELS: [u16; 3] = [7311, 7312, 7313];
+
+fn server(dir: &std::path::Path, port: u16, extra: &[&str]) -> Child {
+    let dir = dir.join(port.to_string());
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = port.to_string();
+    Command::new("redis-server")
+        .args(["--bind", "127.0.0.1", "--port", &port, "--save", ""])
+        .args(["--appendonly", "no", "--dir"])
+        .arg(&dir)
+        .args(extra)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("redis-server installed")
+}
+
+async fn query<T: redis::FromRedisValue>(port: u16, cmd: &redis::Cmd) -> redis::RedisResult<T> {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}"))?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    cmd.query_async(&mut conn).await
+}
+
+/// Polls `check` until it holds (every 50 ms, at most 30 s).
+async fn until<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(30);
+    eprintln!("waiting for {what}");
+    while !tokio::time::timeout(Duration::from_secs(5), check())
+        .await
+        .unwrap_or(false)
+    {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+impl SentinelSet {
+    async fn start() -> SentinelSet {
+        let dir = std::env::temp_dir().join(format!("alias-sentinel-{}", uuid::Uuid::new_v4()));
+        let primary = server(&dir, PRIMARY, &[]);
+        let replicas = REPLICAS
+            .iter()
+            .map(|port| server(&dir, *port, &["--replicaof", "127.0.0.1", "7301"]))
+            .collect();
+        let mut set = SentinelSet {
+            dir,
+            primary,
+            replicas,
+            sentinels: Vec::new(),
+        };
+        for port in REPLICAS {
+            until("the replicas in sync", || async {
+                query::<String>(port, redis::cmd("INFO").arg("replication"))
+                    .await
+                    .is_ok_and(|info| info.contains("master_link_status:up"))
+            })
+            .await;
+        }
+        for port in SENTINELS {
+            let conf = set.dir.join(format!("sentinel-{port}.conf"));
+            std::fs::write(
+                &conf,
+                format!(
+                    "port {port}\nbind 127.0.0.1\ndir {}\n\
+                     sentinel monitor alias 127.0.0.1 {PRIMARY} 2\n\
+                     sentinel down-after-milliseconds alias 1000\n\
+                     sentinel failover-timeout alias 5000\n",
+                    set.dir.display()
+                ),
+            )
+            .unwrap();
+            let child = Command::new("redis-server")
+                .arg(&conf)
+                .arg("--sentinel")
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("redis-server installed");
+            set.sentinels.push(child);
+        }
+        for port in SENTINELS {
+            until(
+                "the sentinels to know each other and the replica",
+                || async {
+                    let master: redis::RedisResult<Vec<String>> =
+                        query(port, redis::cmd("SENTINEL").arg("MASTER").arg("alias")).await;
+                    master.is_ok_and(|m| {
+                        let field = |name: &str| {
+                            m.iter()
+                                .position(|f| f == name)
+                                .and_then(|i| m.get(i + 1))
+                                .cloned()
+                        };
+                        field("num-slaves").as_deref() == Some("2")
+                            && field("num-other-sentinels").as_deref() == Some("2")
+                    })
+                },
+            )
+            .await;
+        }
+        set
+    }
+
+    fn target(&self) -> RedisTarget {
+        RedisTarget::Sentinel {
+            sentinels: SENTINELS
+                .iter()
+                .map(|p| format!("redis://127.0.0.1:{p}"))
+                .collect(),
+            master: "alias".into(),
+        }
+    }
+
+    fn signal(child: &Child, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for SentinelSet {
+    fn drop(&mut self) {
+        for child in std::iter::once(&mut self.primary)
+            .chain(self.replicas.iter_mut())
+            .chain(self.sentinels.iter_mut())
+        {
+            let _ = Command::new("kill")
+                .arg("-CONT")
+                .arg(child.id().to_string())
+                .status();
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Under Sentinel: a grant no replica confirmed is not answered for; the
+/// primary killed, a replica takes over, and the store, its events and
+/// every grant it answered for carry on there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sentinel_failover_keeps_answered_grants() {
+    let set = SentinelSet::start().await;
+    let ns = format!("ha-{}", uuid::Uuid::new_v4().simple());
+    let s = State::connect_to(&set.target(), &ns, TTL, Quotas::DEFAULT)
+        .await
+        .unwrap();
+    s.set_binding("u", "bind").await.unwrap();
+    let mut answered = Vec::new();
+    for (i, id) in ["c1", "c2", "c3"].into_iter().enumerate() {
+        let token = format!("g-{id}");
+        let outcome = s.take_grant(&grant("u", id, 1.0 + i as f64, &token)).await;
+        assert!(matches!(outcome, Ok(Intake::Begun { .. })), "{outcome:?}");
+        answered.push((id, token));
+    }
+    // The replicas stopped: the grant reaches the primary only; no 2xx.
+    for replica in &set.replicas {
+        SentinelSet::signal(replica, "STOP");
+    }
+    let unconfirmed = s.take_grant(&grant("u", "c4", 9.0, "g-c4")).await;
+    for replica in &set.replicas {
+        SentinelSet::signal(replica, "CONT");
+    }
+    assert!(
+        matches!(unconfirmed, Err(StateError::NotReplicated { .. })),
+        "{unconfirmed:?}"
+    );
+    let mut events = s.subscribe("c1");
+    // The primary killed.
+    let mut set = set;
+    set.primary.kill().unwrap();
+    set.primary.wait().unwrap();
+    until("the store on the new primary", || async {
+        s.take_grant(&grant("u", "c5", 10.0, "g-c5")).await.is_ok()
+    })
+    .await;
+    let master: Vec<String> = query(
+        SENTINELS[0],
+        redis::cmd("SENTINEL")
+            .arg("GET-MASTER-ADDR-BY-NAME")
+            .arg("alias"),
+    )
+    .await
+    .unwrap();
+    assert!(
+        REPLICAS.iter().any(|p| master[1] == p.to_string()),
+        "a replica took over: {master:?}"
+    );
+    for (id, token) in &answered {
+        assert_eq!(
+            s.stored_grant("u", id).await.unwrap().as_deref(),
+            Some(token.as_str()),
+            "{id}"
+        );
+        assert_eq!(
+            s.transfer(id).await.unwrap().map(|t| t.state),
+            Some(TransferState::Accepted)
+        );
+    }
+    // Events come from the new primary too.
+    let mut got = false;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !got && Instant::now() < deadline {
+        s.emit("c1", "probe").await.unwrap();
+        got = matches!(
+            tokio::time::timeout(Duration::from_millis(200), events.recv()).await,
+            Ok(Ok(e)) if e.kind == "probe"
+        );
+    }
+    assert!(got, "an event after the failover");
+    drop(set);
+}
