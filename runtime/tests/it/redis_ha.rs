@@ -420,3 +420,63 @@ async fn sentinel_failover_keeps_answered_grants() {
     assert!(got, "an event after the failover");
     drop(set);
 }
+
+/// On a cluster the intake runs in steps; one cut short after the grant
+/// was stored (its begin marker left, no generation) is finished by the
+/// same grant sent again, and only once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_intake_cut_short_is_finished_by_a_retry() {
+    let ns = format!("ha-{}", uuid::Uuid::new_v4().simple());
+    let s = State::connect_to(&cluster_target(), &ns, TTL, Quotas::DEFAULT)
+        .await
+        .expect("Redis Cluster reachable (scripts/services starts it)");
+    s.set_binding("u", "bind").await.unwrap();
+    // Steps 1-3 of an intake of g1 for transfer c1: the claim, the grant
+    // and its begin marker; the generation never begun.
+    assert_eq!(s.claim_contract("c1", "u").await.unwrap(), "u");
+    assert!(s.update_grant("u", "c1", 1.0, "g1").await.unwrap().1);
+    let client = redis::cluster::ClusterClient::new(urls(&cluster_target())).unwrap();
+    let mut conn = client.get_async_connection().await.unwrap();
+    let () = redis::cmd("SET")
+        .arg(format!("{ns}:user:{{u}}:begin:c1"))
+        .arg("g1")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(s.transfer("c1").await.unwrap(), None);
+    let retried = s.take_grant(&grant("u", "c1", 1.0, "g1")).await.unwrap();
+    assert!(
+        matches!(&retried, Intake::Begun { begin, .. } if !begin.joined && begin.generation == 1),
+        "{retried:?}"
+    );
+    assert_eq!(
+        s.kv_get(&WebKey::TransferAccess {
+            id: "c1",
+            hash: "cap"
+        })
+        .await
+        .unwrap()
+        .as_deref(),
+        Some("u")
+    );
+    // Sent once more: kept, as on one server; no second generation.
+    let again = s.take_grant(&grant("u", "c1", 1.0, "g1")).await.unwrap();
+    assert_eq!(
+        again,
+        Intake::Kept {
+            effective: "g1".into()
+        }
+    );
+    assert_eq!(s.transfer("c1").await.unwrap().map(|t| t.generation), Some(1));
+    // Without a marker, a stored grant sent again is only kept.
+    assert!(s.update_grant("u", "c2", 1.0, "g2").await.unwrap().1);
+    let kept = s.take_grant(&grant("u", "c2", 1.0, "g2")).await.unwrap();
+    assert_eq!(
+        kept,
+        Intake::Kept {
+            effective: "g2".into()
+        }
+    );
+    assert_eq!(s.transfer("c2").await.unwrap(), None);
+    s.purge_namespace().await.unwrap();
+}
