@@ -6,7 +6,11 @@
 //! [`super::WebStore`]) are written once on top of them.
 //!
 //! In Redis a flag is `{ns}:flag:{name}`, a first sighting `{ns}:seen:{name}`,
-//! a counter `{ns}:count:{name}` and a number `{ns}:number:{name}`.
+//! a counter `{ns}:count:{name}` and a number `{ns}:number:{name}`. Each is
+//! read and written alone (one command, or a pipeline on the one key), so
+//! they need no hash tag on a Redis Cluster: they spread over its slots.
+//! The keys that scripts touch together are tagged by their owner (user or
+//! transfer bucket); `state/redis/mod.rs` and ARCHITECTURE.md list them.
 
 use super::StateError;
 use std::time::Duration;

@@ -380,10 +380,15 @@ async fn sentinel_failover_keeps_answered_grants() {
     let mut set = set;
     set.primary.kill().unwrap();
     set.primary.wait().unwrap();
+    let killed = Instant::now();
     until("the store on the new primary", || async {
         s.take_grant(&grant("u", "c5", 10.0, "g-c5")).await.is_ok()
     })
     .await;
+    eprintln!(
+        "sentinel failover: grants taken in again {} ms after the primary was killed",
+        killed.elapsed().as_millis()
+    );
     let master: Vec<String> = query(
         SENTINELS[0],
         redis::cmd("SENTINEL")
@@ -467,7 +472,10 @@ async fn cluster_intake_cut_short_is_finished_by_a_retry() {
             effective: "g1".into()
         }
     );
-    assert_eq!(s.transfer("c1").await.unwrap().map(|t| t.generation), Some(1));
+    assert_eq!(
+        s.transfer("c1").await.unwrap().map(|t| t.generation),
+        Some(1)
+    );
     // Without a marker, a stored grant sent again is only kept.
     assert!(s.update_grant("u", "c2", 1.0, "g2").await.unwrap().1);
     let kept = s.take_grant(&grant("u", "c2", 1.0, "g2")).await.unwrap();

@@ -58,7 +58,7 @@ pub(super) struct Opened {
 /// The store's connection, cheap to clone (all forms multiplex).
 #[derive(Clone)]
 pub(super) enum Conn {
-    Single(ConnectionManager),
+    Single(Box<ConnectionManager>),
     Cluster(ClusterConnection),
     Sentinel(SentinelConn),
 }
@@ -75,7 +75,10 @@ impl Conn {
             RedisTarget::Single(url) => {
                 let client = redis::Client::open(url.as_str())?;
                 let conn = ConnectionManager::new(client.clone()).await?;
-                Ok(shared(Conn::Single(conn), Subscriber::Single(client)))
+                Ok(shared(
+                    Conn::Single(Box::new(conn)),
+                    Subscriber::Single(client),
+                ))
             }
             RedisTarget::Cluster(urls) => {
                 let seeds = urls
