@@ -14,7 +14,7 @@ use std::sync::OnceLock;
 const FAN_OUT: usize = 32;
 
 /// Prunes the finished entries past their expiry and counts each state of
-/// one bucket. KEYS: the bucket's index sets in [`TransferState::ALL`]
+/// some buckets. KEYS: each bucket's index sets in [`TransferState::ALL`]
 /// order; ARGV: now (ms), then 1 for each key that is a finished state.
 const COUNT_LUA: &str = r"
 local out = {}
@@ -75,21 +75,33 @@ impl RedisStore {
         Ok(())
     }
 
-    /// Transfers per state, summed over the buckets' index sets.
+    /// Transfers per state, summed over the buckets' index sets: one
+    /// script over all of them on one server, one per bucket (slot) on a
+    /// cluster.
     pub(super) async fn counts(&self) -> Result<HashMap<TransferState, u64>, StateError> {
         let now = now_ms();
         let conn = self.conn.clone();
-        let per_bucket: Vec<Vec<u64>> = futures_util::stream::iter(0..TRANSFER_BUCKETS)
-            .map(|bucket| {
+        let groups: Vec<Vec<u32>> = if conn.is_cluster() {
+            (0..TRANSFER_BUCKETS).map(|b| vec![b]).collect()
+        } else {
+            vec![(0..TRANSFER_BUCKETS).collect()]
+        };
+        let per_group: Vec<Vec<u64>> = futures_util::stream::iter(groups)
+            .map(|buckets| {
                 let mut conn: Conn = conn.clone();
-                let prefix = self.bucket_index_prefix(bucket);
+                let prefixes: Vec<String> = buckets
+                    .iter()
+                    .map(|b| self.bucket_index_prefix(*b))
+                    .collect();
                 async move {
                     let mut invocation = count_script().prepare_invoke();
                     invocation.arg(now);
-                    for state in TransferState::ALL {
-                        invocation
-                            .key(format!("{prefix}{}", state.as_str()))
-                            .arg(u8::from(state.is_terminal()));
+                    for prefix in &prefixes {
+                        for state in TransferState::ALL {
+                            invocation
+                                .key(format!("{prefix}{}", state.as_str()))
+                                .arg(u8::from(state.is_terminal()));
+                        }
                     }
                     invocation.invoke_async::<Vec<u64>>(&mut conn).await
                 }
@@ -98,8 +110,8 @@ impl RedisStore {
             .try_collect()
             .await?;
         let mut counts = HashMap::new();
-        for sizes in per_bucket {
-            for (state, n) in TransferState::ALL.into_iter().zip(sizes) {
+        for sizes in per_group.iter().flat_map(|g| g.chunks(TransferState::ALL.len())) {
+            for (state, n) in TransferState::ALL.into_iter().zip(sizes.iter().copied()) {
                 if n > 0 {
                     *counts.entry(state).or_insert(0) += n;
                 }
