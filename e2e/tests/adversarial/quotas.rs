@@ -39,7 +39,7 @@ async fn redis() -> redis::aio::MultiplexedConnection {
         .unwrap()
 }
 
-/// The Redis keys of a user's records.
+/// The Redis keys of a user's records (hash-tagged by the user).
 fn user_keys(bank: &Bank, pk: &str) -> Vec<String> {
     [
         "contracts",
@@ -50,7 +50,7 @@ fn user_keys(bank: &Bank, pk: &str) -> Vec<String> {
         "dumps",
     ]
     .iter()
-    .map(|k| format!("{}:user:{pk}:{k}", bank.ns))
+    .map(|k| format!("{}:user:{{{pk}}}:{k}", bank.ns))
     .collect()
 }
 
