@@ -110,7 +110,10 @@ impl RedisStore {
             .try_collect()
             .await?;
         let mut counts = HashMap::new();
-        for sizes in per_group.iter().flat_map(|g| g.chunks(TransferState::ALL.len())) {
+        for sizes in per_group
+            .iter()
+            .flat_map(|g| g.chunks(TransferState::ALL.len()))
+        {
             for (state, n) in TransferState::ALL.into_iter().zip(sizes.iter().copied()) {
                 if n > 0 {
                     *counts.entry(state).or_insert(0) += n;
