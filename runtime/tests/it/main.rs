@@ -6,4 +6,5 @@
 mod contract;
 mod intake;
 mod mq;
+mod mq_ha;
 mod storage;
