@@ -2,7 +2,7 @@
 //! (`scripts/rabbit-ha`, started here when it is not running; nodes
 //! `alias-ha{1,2,3}@localhost` on 5681-5683), and a URL list holding a dead
 //! node. The shared node on 5672 is only used by the list test, and never
-//! stopped. Every test uses its own namespace `t-ha-<uuid>`.
+//! stopped or killed. Every test uses its own namespace `t-ha-<uuid>`.
 
 use runtime::mq::{BrokerConfig, RabbitBroker, RabbitConsumer, Route};
 use std::collections::{HashMap, HashSet};
@@ -43,16 +43,32 @@ fn cluster_urls() -> String {
     urls
 }
 
-fn rabbitmqctl(node: &str, command: &str) {
+/// `rabbitmqctl -n node -q args…`; its output.
+fn rabbitmqctl(node: &str, args: &[&str]) -> String {
     let out = Command::new("rabbitmqctl")
-        .args(["-n", node, "-q", command])
+        .args(["-n", node, "-q"])
+        .args(args)
         .output()
         .expect("rabbitmqctl runs");
     assert!(
         out.status.success(),
-        "rabbitmqctl -n {node} {command}: {}",
+        "rabbitmqctl -n {node} {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Kills a node's Erlang VM with SIGKILL (a crash: nothing is flushed,
+/// connections are reset).
+fn kill_node(node: &str) {
+    let pid = rabbitmqctl(node, &["eval", "os:getpid()."]);
+    let pid = pid.trim().trim_matches('"');
+    assert!(pid.bytes().all(|b| b.is_ascii_digit()), "pid {pid:?}");
+    let status = Command::new("kill")
+        .args(["-9", pid])
+        .status()
+        .expect("kill runs");
+    assert!(status.success(), "kill -9 {pid}");
 }
 
 /// The cluster node behind a URL shown by [`RabbitBroker::node`].
@@ -64,14 +80,13 @@ fn node_of(url: &str) -> &'static str {
         .unwrap_or_else(|| panic!("{url} is not a cluster node"))
 }
 
-/// Starts a stopped node's application again when dropped (also when the
-/// test panics), so that the cluster is whole for the next test.
-struct Restart(&'static str);
+/// Starts the killed node again when dropped (also when the test panics),
+/// so that the cluster is whole for the next test.
+struct Restart;
 
 impl Drop for Restart {
     fn drop(&mut self) {
-        rabbitmqctl(self.0, "start_app");
-        rabbitmqctl(self.0, "await_startup");
+        cluster_urls();
     }
 }
 
@@ -104,6 +119,8 @@ struct Seen {
     counts: HashMap<String, usize>,
     /// When the first delivery after the consumer's re-subscription came.
     resumed_at: Option<Instant>,
+    /// When the last delivery before it came.
+    last_before: Option<Instant>,
 }
 
 /// Consumes and acks for ever, recording every delivery.
@@ -114,7 +131,9 @@ async fn consume(mut consumer: RabbitConsumer, seen: Arc<Mutex<Seen>>) {
         {
             let mut seen = seen.lock().unwrap();
             *seen.counts.entry(id).or_default() += 1;
-            if consumer.resubscriptions() > 0 && seen.resumed_at.is_none() {
+            if consumer.resubscriptions() == 0 {
+                seen.last_before = Some(Instant::now());
+            } else if seen.resumed_at.is_none() {
                 seen.resumed_at = Some(Instant::now());
             }
         }
@@ -123,18 +142,20 @@ async fn consume(mut consumer: RabbitConsumer, seen: Arc<Mutex<Seen>>) {
     }
 }
 
-/// With the URLs of the three nodes, a publisher and a consumer sharing one
-/// handle run while the node they are connected to stops: both move to
-/// another node by themselves, every publish that returned `Ok` (confirmed)
-/// is consumed (at least once; duplicates only from retried publishes or
-/// lost acks), and the time from the loss to the first delivery on the new
-/// node is printed.
+/// With the URLs of the three nodes, publishers and a consumer sharing one
+/// handle run while the node they are connected to is killed (SIGKILL):
+/// they move to another node by themselves, every publish that returned
+/// `Ok` (confirmed) is consumed (at least once; duplicates only from
+/// retried publishes or lost acks), and the time from the loss to the
+/// first delivery on the new node is printed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn publishers_and_consumers_move_to_another_node_when_theirs_stops() {
-    /// Confirmed publishes before the node is stopped.
+async fn publishers_and_consumers_move_to_another_node_when_theirs_dies() {
+    /// Confirmed publishes before the node is killed.
     const BEFORE: usize = 100;
     /// Confirmed publishes after the handle reconnected.
     const AFTER: usize = 100;
+    /// Concurrent publishers.
+    const PUBLISHERS: usize = 16;
     let urls = tokio::task::spawn_blocking(cluster_urls).await.unwrap();
     let ns = format!("t-ha-{}", uuid::Uuid::new_v4().simple());
     let config = BrokerConfig {
@@ -155,49 +176,55 @@ async fn publishers_and_consumers_move_to_another_node_when_theirs_stops() {
     let confirmed = Arc::new(Mutex::new(Vec::<String>::new()));
     let moved = Arc::new(AtomicBool::new(false));
     let after_move = Arc::new(AtomicUsize::new(0));
-    let publishing = {
-        let (broker, confirmed, moved, after_move) = (
-            broker.clone(),
-            confirmed.clone(),
-            moved.clone(),
-            after_move.clone(),
-        );
-        tokio::spawn(async move {
-            let mut failures = Vec::new();
-            let mut i = 0;
-            while after_move.load(Ordering::SeqCst) < AFTER {
-                let id = format!("job-{i}");
-                match broker
-                    .publish(Route::Process, format!("{{\"n\":{i}}}").as_bytes(), &id)
-                    .await
-                {
-                    Ok(()) => {
-                        confirmed.lock().unwrap().push(id);
-                        if moved.load(Ordering::SeqCst) {
-                            after_move.fetch_add(1, Ordering::SeqCst);
+    // PUBLISHERS tasks publish concurrently (as a gateway's requests do),
+    // so that many confirms are pending when the node goes.
+    let publishing: Vec<_> = (0..PUBLISHERS)
+        .map(|w| {
+            let (broker, confirmed, moved, after_move) = (
+                broker.clone(),
+                confirmed.clone(),
+                moved.clone(),
+                after_move.clone(),
+            );
+            tokio::spawn(async move {
+                let mut failures = Vec::new();
+                let mut i = 0;
+                let deadline = Instant::now() + Duration::from_secs(180);
+                while after_move.load(Ordering::SeqCst) < AFTER && Instant::now() < deadline {
+                    let id = format!("job-{w}-{i}");
+                    let body = format!("{{\"w\":{w},\"n\":{i}}}");
+                    match broker.publish(Route::Process, body.as_bytes(), &id).await {
+                        Ok(()) => {
+                            confirmed.lock().unwrap().push(id);
+                            if moved.load(Ordering::SeqCst) {
+                                after_move.fetch_add(1, Ordering::SeqCst);
+                            }
+                        }
+                        Err(e) => {
+                            eprintln!("publish {id} failed: {e}");
+                            failures.push(format!("{id}: {e}"));
                         }
                     }
-                    Err(e) => failures.push(format!("{id}: {e}")),
+                    i += 1;
                 }
-                i += 1;
-            }
-            failures
+                failures
+            })
         })
-    };
+        .collect();
 
     // Stop the node once BEFORE publishes were confirmed.
     let deadline = Instant::now() + Duration::from_secs(60);
     while confirmed.lock().unwrap().len() < BEFORE {
-        assert!(Instant::now() < deadline, "publishing before the stop");
+        assert!(Instant::now() < deadline, "publishing before the kill");
         tokio::task::yield_now().await;
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let reconnects = broker.reconnects();
     let stopped_at = Instant::now();
-    tokio::task::spawn_blocking(move || rabbitmqctl(first, "stop_app"))
+    let _restart = Restart;
+    tokio::task::spawn_blocking(move || kill_node(first))
         .await
         .unwrap();
-    let _restart = Restart(first);
     let stop_took = stopped_at.elapsed();
     // The handle reconnects (to another node: this one is down).
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -210,7 +237,10 @@ async fn publishers_and_consumers_move_to_another_node_when_theirs_stops() {
     assert_ne!(now_on, first, "moved to another node");
     moved.store(true, Ordering::SeqCst);
 
-    let failures = publishing.await.unwrap();
+    let mut failures = Vec::new();
+    for task in publishing {
+        failures.extend(task.await.unwrap());
+    }
     assert!(failures.is_empty(), "publishes failed: {failures:?}");
     let confirmed = confirmed.lock().unwrap().clone();
     // Every confirmed job is consumed.
@@ -236,16 +266,20 @@ async fn publishers_and_consumers_move_to_another_node_when_theirs_stops() {
     }
     consuming.abort();
     let seen = seen.lock().unwrap();
-    let resumed_after = seen
+    let resumed_at = seen
         .resumed_at
-        .expect("the consumer resumed on another node")
-        .duration_since(stopped_at);
+        .expect("the consumer resumed on another node");
+    let resumed_after = resumed_at.duration_since(stopped_at);
+    // No delivery comes between the loss and the resumption: the gap
+    // bounds the time from the loss to consumers resumed.
+    let gap = resumed_at.duration_since(seen.last_before.expect("deliveries before the kill"));
     let duplicates: usize = seen.counts.values().map(|c| c - 1).sum();
     let unconfirmed = seen.counts.len() - confirmed.len();
     println!(
-        "failover: stopped {first} (stop_app took {stop_took:?}); handle on {now_on} \
-         {reconnected_after:?} after the stop began; first delivery after it \
-         {resumed_after:?}; {} confirmed, {duplicates} duplicate deliveries, \
+        "failover: killed {first} (the kill took {stop_took:?}); handle on {now_on} \
+         {reconnected_after:?} after the kill began; first delivery after it \
+         {resumed_after:?} after the kill began, {gap:?} after the last one on the lost node; \
+         {} confirmed, {duplicates} duplicate deliveries, \
          {unconfirmed} consumed ids beyond the confirmed",
         confirmed.len()
     );
