@@ -34,7 +34,7 @@ async fn a_transfer_started_on_one_gateway_is_followed_on_another() {
     give_dump(&bank, &user(42), 1 << 20, 7).await;
     let http = reqwest::Client::new();
 
-    // Accepted on A (no worker runs yet: it stays queued).
+    // Accepted on A (no worker runs yet: it stays accepted).
     let one = Client::new("Replica One", 1, Faults::none());
     let (status, body) = process_async(&bank.base, &one.grant(&user(42))).await;
     assert_eq!(status, 202, "{body}");
@@ -53,7 +53,7 @@ async fn a_transfer_started_on_one_gateway_is_followed_on_another() {
     let first = stream.chunk().await.unwrap().unwrap();
     let first = String::from_utf8_lossy(&first).into_owned();
     assert!(first.starts_with("event: status\ndata: "), "{first}");
-    assert!(first.contains("\"state\":\"queued\""), "{first}");
+    assert!(first.contains("\"state\":\"accepted\""), "{first}");
 
     // A synchronous request on B for a second client, pending until the
     // workers have done the work.
