@@ -68,7 +68,8 @@ const NONE: usize = usize::MAX;
 impl Nodes {
     /// Parses a comma-separated list (see [`split_amqp_urls`]).
     pub(crate) fn parse(list: &str) -> Result<Nodes, MqError> {
-        let urls = split_amqp_urls(list).map_err(|e| MqError::InvalidInput(format!("AMQP URL {e}")))?;
+        let urls =
+            split_amqp_urls(list).map_err(|e| MqError::InvalidInput(format!("AMQP URL {e}")))?;
         let shown = urls.iter().map(|u| shown_url(u)).collect();
         let start = rand::thread_rng().gen_range(0..urls.len());
         Ok(Nodes {
@@ -129,7 +130,10 @@ mod tests {
         assert!(empty.contains("entry 2"), "{empty}");
         assert!(split_amqp_urls("").is_err());
         let scheme = split_amqp_urls("amqp://a,http://u:secret@b").unwrap_err();
-        assert!(scheme.contains("entry 2") && scheme.contains("scheme"), "{scheme}");
+        assert!(
+            scheme.contains("entry 2") && scheme.contains("scheme"),
+            "{scheme}"
+        );
         assert!(!scheme.contains("secret"), "password hidden: {scheme}");
     }
 
@@ -148,7 +152,12 @@ mod tests {
         assert_eq!(nodes.order().collect::<Vec<_>>(), [0, 1, 2]);
         // Many handles spread over the nodes.
         let starts: std::collections::HashSet<usize> = (0..64)
-            .filter_map(|_| Nodes::parse("amqp://a,amqp://b,amqp://c").ok()?.order().next())
+            .filter_map(|_| {
+                Nodes::parse("amqp://a,amqp://b,amqp://c")
+                    .ok()?
+                    .order()
+                    .next()
+            })
             .collect();
         assert_eq!(starts.len(), 3, "random first node");
     }

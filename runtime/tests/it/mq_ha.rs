@@ -163,7 +163,9 @@ async fn publishers_and_consumers_move_to_another_node_when_theirs_dies() {
         connection_name: Some(format!("alias-bank {ns}")),
         ..BrokerConfig::default()
     };
-    let broker = RabbitBroker::connect_with(&urls, &ns, config).await.unwrap();
+    let broker = RabbitBroker::connect_with(&urls, &ns, config)
+        .await
+        .unwrap();
     let _cleanup = Cleanup(urls.clone(), ns.clone());
     let first = node_of(&broker.node().unwrap());
 
@@ -293,9 +295,8 @@ async fn publishers_and_consumers_move_to_another_node_when_theirs_dies() {
 async fn a_list_with_dead_nodes_connects_to_the_live_one() {
     let live = std::env::var("ALIAS_AMQP_URL")
         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned());
-    let list = format!(
-        "amqp://guest:guest@127.0.0.1:1/%2f, amqp://guest:guest@127.0.0.1:2/%2f,{live}"
-    );
+    let list =
+        format!("amqp://guest:guest@127.0.0.1:1/%2f, amqp://guest:guest@127.0.0.1:2/%2f,{live}");
     let mut nodes = HashSet::new();
     for _ in 0..3 {
         let ns = format!("t-ha-{}", uuid::Uuid::new_v4().simple());
