@@ -27,7 +27,41 @@ async fn wait_exists(bank: &Bank, id: &str) {
 /// change from the shared state, not from its own requests.
 #[actix_web::test]
 async fn a_transfer_started_on_one_gateway_is_followed_on_another() {
-    let mut bank = Bank::new("rep", &[]).await;
+    follow_across_replicas(&[]).await;
+}
+
+/// The same with every role given the URLs of a three-node RabbitMQ
+/// cluster (`scripts/rabbit-ha`, started when it is not running): each
+/// gateway and worker connects to a node of its own choosing.
+#[actix_web::test]
+async fn replicas_and_workers_share_a_rabbitmq_cluster() {
+    let urls = tokio::task::spawn_blocking(cluster_urls).await.unwrap();
+    follow_across_replicas(&[("ALIAS_AMQP_URL", &urls)]).await;
+}
+
+/// Starts the failover tests' cluster unless it runs; its URLs.
+fn cluster_urls() -> String {
+    let script: std::path::PathBuf = [env!("CARGO_MANIFEST_DIR"), "..", "scripts", "rabbit-ha"]
+        .iter()
+        .collect();
+    let out = std::process::Command::new(&script)
+        .arg("start")
+        .output()
+        .expect("scripts/rabbit-ha runs");
+    assert!(
+        out.status.success(),
+        "scripts/rabbit-ha start failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+async fn follow_across_replicas(extra: &[(&str, &str)]) {
+    let mut bank = Bank::new("rep", extra).await;
     let (_b_app, b_addr) = gateway::spawn(bank.config.clone()).await.unwrap();
     let b = format!("http://{b_addr}");
     assert_ne!(b, bank.base, "two replicas");

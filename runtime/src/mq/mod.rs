@@ -40,8 +40,13 @@
 //! * [`Broker::publish`] returns `Ok` only once the broker confirmed the
 //!   message (persistent, routed to its queue); broken connections are
 //!   reconnected and the publish retried within
-//!   [`BrokerConfig::publish_timeout`]. A retried publish may store the
-//!   message twice: consumers are idempotent (at-least-once delivery).
+//!   [`BrokerConfig::publish_timeout`], as are negative confirms (on a new
+//!   channel). A retried publish may store the message twice: consumers are
+//!   idempotent (at-least-once delivery).
+//! * Given the comma-separated URLs of a cluster's nodes
+//!   ([`split_amqp_urls`]), a handle connects to one of them (starting at a
+//!   random node) and, when it loses its node, reconnects to the next one
+//!   that answers: publishers and consumers move with it.
 //! * A [`Consumer`] survives broker restarts and dropped connections: it
 //!   re-subscribes with backoff; deliveries that were not acked are
 //!   redelivered by the broker ([`Delivery::redelivered`]).
