@@ -34,10 +34,7 @@ pub(super) fn validate(
         .clone()
         .unwrap_or_else(|| DEFAULT_AMQP_URL.into());
     namespace(&raw.namespace)?;
-    for (var, value, schemes) in [
-        ("ALIAS_REDIS_URL", &redis_url, &["redis", "rediss"][..]),
-        ("ALIAS_AMQP_URL", &amqp_url, &["amqp", "amqps"][..]),
-    ] {
+    for (var, value, schemes) in [("ALIAS_REDIS_URL", &redis_url, &["redis", "rediss"][..])] {
         let url = url::Url::parse(value).map_err(|e| invalid(var, value, e.to_string()))?;
         if !schemes.contains(&url.scheme()) {
             return Err(invalid(
@@ -48,6 +45,11 @@ pub(super) fn validate(
         }
     }
     let redis = super::redis::target(&raw, &redis_url)?;
+    // One URL, or the comma-separated URLs of a cluster's nodes.
+    crate::mq::split_amqp_urls(&amqp_url).map_err(|e| {
+        let shown: Vec<String> = amqp_url.split(',').map(crate::mq::shown_url).collect();
+        invalid("ALIAS_AMQP_URL", &shown.join(","), e)
+    })?;
     let metrics_listen = match raw.metrics_listen.as_deref().map(str::trim) {
         None | Some("") => None,
         Some(v) => Some(v.parse().map_err(|_| {

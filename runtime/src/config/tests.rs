@@ -238,6 +238,30 @@ fn redis_forms_are_selected_and_checked() {
 }
 
 #[test]
+fn amqp_url_takes_a_list_of_nodes() {
+    let list = "amqp://u:p@10.0.0.1:5672/%2f, amqp://u:p@10.0.0.2:5672/%2f";
+    let c = Config::from_pairs(&[("ALIAS_AMQP_URL", list)]).unwrap();
+    assert!(c.amqp_given);
+    assert_eq!(c.amqp_url, list);
+    for bad in [
+        "amqp://a,,amqp://b",
+        "amqp://a,",
+        "amqp://a,http://u:secret@b",
+        "amqp://a,not a url",
+    ] {
+        let err = Config::from_pairs(&[("ALIAS_AMQP_URL", bad)]).unwrap_err();
+        match &err {
+            ConfigError::Invalid { var, value, .. } => {
+                assert_eq!(*var, "ALIAS_AMQP_URL", "{bad}: {err}");
+                assert!(!value.contains("secret"), "password hidden: {err}");
+            }
+            other => panic!("{bad}: {other}"),
+        }
+        assert!(err.to_string().contains("entry 2"), "{bad}: {err}");
+    }
+}
+
+#[test]
 fn readme_lists_every_variable() {
     let readme = include_str!("../../../README.md");
     for (var, default, _) in VARIABLES {

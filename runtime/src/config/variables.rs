@@ -31,7 +31,8 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     (
         "ALIAS_AMQP_URL",
         "amqp://guest:guest@127.0.0.1:5672/%2f",
-        "RabbitMQ carrying the jobs (`alias-bank all` without it: an in-process queue)",
+        "RabbitMQ carrying the jobs: one URL, or the comma-separated URLs of a cluster's nodes, \
+         tried in turn (`alias-bank all` without it: an in-process queue)",
     ),
     (
         "ALIAS_STORAGE_URL",

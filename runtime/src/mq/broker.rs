@@ -1,12 +1,12 @@
-//! The broker handle: one connection, a publisher channel with confirms,
-//! reconnection with backoff.
+//! The broker handle: one connection (to one node of a list), a publisher
+//! channel with confirms, reconnection with backoff, moving to the next node.
 
 use super::error::{timed_out, MqError};
+use super::nodes::Nodes;
 use super::topology::{self, Route, Topology};
 use crate::retry::{Backoff, RetryPolicy};
 use lapin::options::ConfirmSelectOptions;
 use lapin::types::LongString;
-use lapin::uri::AMQPUri;
 use lapin::{Channel, Connection, ConnectionProperties};
 use std::collections::HashSet;
 use std::fmt;
@@ -67,14 +67,18 @@ impl Default for BrokerConfig {
 /// re-establishes both (re-declaring the topology) with backoff whenever they
 /// break, both on demand and from a background task, so that
 /// [`RabbitBroker::is_healthy`] recovers even when idle.
+///
+/// Given the comma-separated URLs of a cluster's nodes, it connects to one of
+/// them (the first attempt starts at a random node, so that clients spread)
+/// and, when that connection breaks, tries the following nodes in turn: the
+/// consumers and the publisher move to a live node.
 #[derive(Clone)]
 pub struct RabbitBroker {
     pub(crate) inner: Arc<Inner>,
 }
 
 pub(crate) struct Inner {
-    url: String,
-    shown_url: String,
+    nodes: Nodes,
     pub(crate) topo: Topology,
     pub(crate) config: BrokerConfig,
     link: RwLock<Option<Arc<Link>>>,
@@ -157,24 +161,11 @@ pub(crate) async fn close_quietly(channel: &Channel, limit: Duration) {
     }
 }
 
-/// The URL with its password hidden.
-fn shown_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) => {
-            if parsed.password().is_some() {
-                // Refused only by URLs that cannot hold a password.
-                let _ = parsed.set_password(Some("***"));
-            }
-            parsed.to_string()
-        }
-        Err(_) => "(unparsable URL)".to_owned(),
-    }
-}
-
 impl fmt::Debug for RabbitBroker {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RabbitBroker")
-            .field("url", &self.inner.shown_url)
+            .field("nodes", &self.inner.nodes.shown_all())
+            .field("node", &self.inner.nodes.current())
             .field("namespace", &self.inner.topo.namespace())
             .field("healthy", &self.current_usable().is_some())
             .finish()
@@ -182,30 +173,30 @@ impl fmt::Debug for RabbitBroker {
 }
 
 impl RabbitBroker {
-    /// Connects to `amqp_url` with the default [`BrokerConfig`] and declares
-    /// the topology of `namespace`.
+    /// Connects to `amqp_url` (one URL or the comma-separated URLs of a
+    /// cluster's nodes) with the default [`BrokerConfig`] and declares the
+    /// topology of `namespace`.
     pub async fn connect(amqp_url: &str, namespace: &str) -> Result<RabbitBroker, MqError> {
         Self::connect_with(amqp_url, namespace, BrokerConfig::default()).await
     }
 
-    /// Connects to `amqp_url` and declares the topology of `namespace`,
-    /// retrying with backoff for [`BrokerConfig::connect_timeout`] while the
-    /// broker is unreachable (refused credentials and conflicting
-    /// declarations fail at once). Must run inside a Tokio runtime.
+    /// Connects to `amqp_url` (one URL or the comma-separated URLs of a
+    /// cluster's nodes, see [`super::split_amqp_urls`]) and declares the
+    /// topology of `namespace`, trying the nodes in turn and retrying with
+    /// backoff for [`BrokerConfig::connect_timeout`] while none is reachable
+    /// (refused credentials and conflicting declarations fail at once). Must
+    /// run inside a Tokio runtime.
     pub async fn connect_with(
         amqp_url: &str,
         namespace: &str,
         config: BrokerConfig,
     ) -> Result<RabbitBroker, MqError> {
         let topo = Topology::new(namespace)?;
-        amqp_url
-            .parse::<AMQPUri>()
-            .map_err(|e| MqError::InvalidInput(format!("AMQP URL: {e}")))?;
+        let nodes = Nodes::parse(amqp_url)?;
         let budget = Budget::new("connection", config.connect_timeout);
         let broker = RabbitBroker {
             inner: Arc::new(Inner {
-                url: amqp_url.to_owned(),
-                shown_url: shown_url(amqp_url),
+                nodes,
                 topo,
                 config,
                 link: RwLock::new(None),
@@ -219,7 +210,7 @@ impl RabbitBroker {
         broker.link(&budget).await?;
         spawn_supervisor(Arc::downgrade(&broker.inner), broker.inner.wake.clone());
         info!(
-            url = %broker.inner.shown_url,
+            node = broker.inner.nodes.current().unwrap_or_default(),
             namespace = broker.inner.topo.namespace(),
             "connected to RabbitMQ"
         );
@@ -234,6 +225,12 @@ impl RabbitBroker {
     /// The configuration in use.
     pub fn config(&self) -> &BrokerConfig {
         &self.inner.config
+    }
+
+    /// The node of the current connection: its URL, password hidden (`None`
+    /// before the first connection).
+    pub fn node(&self) -> Option<String> {
+        self.inner.nodes.current().map(str::to_owned)
     }
 
     /// How many times the connection or the publisher channel was
@@ -377,7 +374,33 @@ impl RabbitBroker {
         })
     }
 
+    /// A connection to the first node that accepts one, in the order of
+    /// [`Nodes::order`]; the last failure when none does.
     async fn open_connection(&self) -> Result<Connection, MqError> {
+        let nodes = &self.inner.nodes;
+        let mut last = None;
+        for i in nodes.order() {
+            match self.open_connection_to(i).await {
+                Ok(conn) => {
+                    nodes.connected(i);
+                    info!(
+                        node = nodes.shown(i),
+                        namespace = self.inner.topo.namespace(),
+                        "RabbitMQ connection opened"
+                    );
+                    return Ok(conn);
+                }
+                Err(e) if e.is_permanent() => return Err(e),
+                Err(e) => {
+                    debug!(node = nodes.shown(i), error = %e, "RabbitMQ node unreachable");
+                    last = Some(e);
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| MqError::InvalidInput("no RabbitMQ node".to_owned())))
+    }
+
+    async fn open_connection_to(&self, node: usize) -> Result<Connection, MqError> {
         let config = &self.inner.config;
         let name = config
             .connection_name
@@ -390,21 +413,22 @@ impl RabbitBroker {
         let conn = with_timeout(
             config.op_timeout,
             "connection",
-            Connection::connect(&self.inner.url, properties),
+            Connection::connect(self.inner.nodes.url(node), properties),
         )
         .await
         .map_err(|source| MqError::Connect {
-            url: self.inner.shown_url.clone(),
+            url: self.inner.nodes.shown(node).to_owned(),
             source,
         })?;
         let wake = self.inner.wake.clone();
         let closed = self.inner.closed.clone();
         let namespace = self.inner.topo.namespace().to_owned();
+        let shown = self.inner.nodes.shown(node).to_owned();
         conn.on_error(move |err| {
             if closed.load(Ordering::SeqCst) {
-                debug!(%namespace, error = %err, "RabbitMQ connection ended after close");
+                debug!(%namespace, node = %shown, error = %err, "RabbitMQ connection ended after close");
             } else {
-                warn!(%namespace, error = %err, "RabbitMQ connection lost");
+                warn!(%namespace, node = %shown, error = %err, "RabbitMQ connection lost");
             }
             wake.notify_one();
         });

@@ -40,8 +40,13 @@
 //! * [`Broker::publish`] returns `Ok` only once the broker confirmed the
 //!   message (persistent, routed to its queue); broken connections are
 //!   reconnected and the publish retried within
-//!   [`BrokerConfig::publish_timeout`]. A retried publish may store the
-//!   message twice: consumers are idempotent (at-least-once delivery).
+//!   [`BrokerConfig::publish_timeout`], as are negative confirms (on a new
+//!   channel). A retried publish may store the message twice: consumers are
+//!   idempotent (at-least-once delivery).
+//! * Given the comma-separated URLs of a cluster's nodes
+//!   ([`split_amqp_urls`]), a handle connects to one of them (starting at a
+//!   random node) and, when it loses its node, reconnects to the next one
+//!   that answers: publishers and consumers move with it.
 //! * A [`Consumer`] survives broker restarts and dropped connections: it
 //!   re-subscribes with backoff; deliveries that were not acked are
 //!   redelivered by the broker ([`Delivery::redelivered`]).
@@ -59,6 +64,7 @@ mod consumer;
 mod dead;
 mod error;
 mod memory;
+mod nodes;
 mod publish;
 pub mod testing;
 mod topology;
@@ -69,4 +75,6 @@ pub use consumer::{RabbitConsumer, RabbitDelivery};
 pub use dead::DeadLetter;
 pub use error::MqError;
 pub use memory::MemoryBus;
+pub(crate) use nodes::shown_url;
+pub use nodes::split_amqp_urls;
 pub use topology::{retry_bucket, Queue, Route, Topology, DELIVERY_LIMIT, RETRY_BUCKETS};

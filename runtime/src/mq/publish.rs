@@ -42,7 +42,10 @@ impl RabbitBroker {
     /// A broken connection is re-established and the publish retried until
     /// [`super::BrokerConfig::publish_timeout`]; when this returns `Ok` the broker
     /// has stored the message. A retry may store it twice (consumers are
-    /// idempotent). A negative confirm is [`MqError::Nack`].
+    /// idempotent). A negative confirm is retried the same way, on a new
+    /// channel (a quorum queue may refuse publishes while its members change
+    /// after a node's loss); [`MqError::Nack`] when the broker still refuses
+    /// at the end of the budget.
     pub async fn publish(
         &self,
         route: Route,
@@ -154,6 +157,8 @@ impl RabbitBroker {
         let budget = Budget::new(op, self.inner.config.publish_timeout);
         let mut backoff = self.backoff();
         loop {
+            // Whether this attempt's failure is the broker's refusal.
+            let mut nacked = false;
             let link = self.link(&budget).await?;
             let prepared = match retry_queue {
                 Some((route, bucket)) => self.ensure_retry_queue(&link, route, bucket).await,
@@ -182,14 +187,8 @@ impl RabbitBroker {
                     match with_timeout(limit, "publisher confirm", attempt).await {
                         Ok(Confirmation::Ack(None)) => return Ok(()),
                         Ok(Confirmation::Nack(_)) => {
-                            return Err(MqError::Nack {
-                                target: format!("exchange {exchange:?} key {routing_key:?}"),
-                                message_id: properties
-                                    .message_id()
-                                    .as_ref()
-                                    .map(|id| id.to_string())
-                                    .unwrap_or_default(),
-                            })
+                            nacked = true;
+                            "negative confirm (nack)".to_owned()
                         }
                         Ok(Confirmation::Ack(Some(returned))) => format!(
                             "message returned as unroutable ({} {}) for key {routing_key:?}",
@@ -205,6 +204,16 @@ impl RabbitBroker {
             link.mark_stale();
             let delay = backoff.next_wait();
             if budget.remaining() <= delay {
+                if nacked {
+                    return Err(MqError::Nack {
+                        target: format!("exchange {exchange:?} key {routing_key:?}"),
+                        message_id: properties
+                            .message_id()
+                            .as_ref()
+                            .map(|id| id.to_string())
+                            .unwrap_or_default(),
+                    });
+                }
                 return Err(budget.timeout(failure));
             }
             debug!(op, error = %failure, retry_in = ?delay, "RabbitMQ publish failed, retrying");

@@ -6,5 +6,6 @@
 mod contract;
 mod intake;
 mod mq;
+mod mq_ha;
 mod redis_ha;
 mod storage;

@@ -1,0 +1,144 @@
+//! Two gateway replicas on the same namespace (the same Redis keys and
+//! RabbitMQ queues), as behind a load balancer, with real workers: what a
+//! client starts on one replica it follows on the other.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use e2e::{assert_delivered, give_dump, process_async, process_sync, user, Bank, Client};
+use serde_json::Value as Json;
+use sink::Faults;
+use std::time::{Duration, Instant};
+
+/// Waits until the transfer `id` exists in the bank's state.
+async fn wait_exists(bank: &Bank, id: &str) {
+    let mut events = bank.app.state.subscribe(id);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while bank.app.state.transfer(id).await.unwrap().is_none() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(!left.is_zero(), "transfer {id} never recorded");
+        let _ = tokio::time::timeout(left.min(Duration::from_secs(1)), events.recv()).await;
+    }
+}
+
+/// A transfer accepted through gateway A is followed to its end through
+/// gateway B's event stream and status; a synchronous `/alias/process` on B
+/// waits for the work the workers do and answers 200. The workers start
+/// only once both clients are waiting on B, so B must learn of every
+/// change from the shared state, not from its own requests.
+#[actix_web::test]
+async fn a_transfer_started_on_one_gateway_is_followed_on_another() {
+    follow_across_replicas(&[]).await;
+}
+
+/// The same with every role given the URLs of a three-node RabbitMQ
+/// cluster (`scripts/rabbit-ha`, started when it is not running): each
+/// gateway and worker connects to a node of its own choosing.
+#[actix_web::test]
+async fn replicas_and_workers_share_a_rabbitmq_cluster() {
+    let urls = tokio::task::spawn_blocking(cluster_urls).await.unwrap();
+    follow_across_replicas(&[("ALIAS_AMQP_URL", &urls)]).await;
+}
+
+/// Starts the failover tests' cluster unless it runs; its URLs.
+fn cluster_urls() -> String {
+    let script: std::path::PathBuf = [env!("CARGO_MANIFEST_DIR"), "..", "scripts", "rabbit-ha"]
+        .iter()
+        .collect();
+    let out = std::process::Command::new(&script)
+        .arg("start")
+        .output()
+        .expect("scripts/rabbit-ha runs");
+    assert!(
+        out.status.success(),
+        "scripts/rabbit-ha start failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+async fn follow_across_replicas(extra: &[(&str, &str)]) {
+    let mut bank = Bank::new("rep", extra).await;
+    let (_b_app, b_addr) = gateway::spawn(bank.config.clone()).await.unwrap();
+    let b = format!("http://{b_addr}");
+    assert_ne!(b, bank.base, "two replicas");
+    give_dump(&bank, &user(42), 1 << 20, 7).await;
+    let http = reqwest::Client::new();
+
+    // Accepted on A (no worker runs yet: it stays accepted).
+    let one = Client::new("Replica One", 1, Faults::none());
+    let (status, body) = process_async(&bank.base, &one.grant(&user(42))).await;
+    assert_eq!(status, 202, "{body}");
+    let access = body["access"].as_str().unwrap().to_owned();
+    assert_eq!(body["transfer"]["id"], one.id.as_str());
+
+    // B streams its events: the current status first.
+    let mut stream = http
+        .get(format!("{b}/alias/transfers/{}/events", one.id))
+        .bearer_auth(&access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    assert_eq!(stream.headers()["content-type"], "text/event-stream");
+    let first = stream.chunk().await.unwrap().unwrap();
+    let first = String::from_utf8_lossy(&first).into_owned();
+    assert!(first.starts_with("event: status\ndata: "), "{first}");
+    assert!(first.contains("\"state\":\"accepted\""), "{first}");
+
+    // A synchronous request on B for a second client, pending until the
+    // workers have done the work.
+    let two = Client::new("Replica Two", 2, Faults::none());
+    let grant_two = two.grant(&user(42));
+    let b_sync = b.clone();
+    let waiting = actix_web::rt::spawn(async move { process_sync(&b_sync, &grant_two).await });
+    wait_exists(&bank, &two.id).await;
+    assert!(!waiting.is_finished(), "B answered before any worker ran");
+
+    bank.start_processor().await;
+    bank.start_pusher().await;
+
+    // B's stream follows the transfer to its end, then ends.
+    let mut text = first;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while let Some(chunk) = tokio::time::timeout_at(deadline.into(), stream.chunk())
+        .await
+        .expect("B's event stream ends with the transfer")
+        .unwrap()
+    {
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    for kind in ["processing", "files", "pushing", "file", "done"] {
+        assert!(
+            text.contains(&format!("event: {kind}\n")),
+            "{kind} missing in B's stream: {text}"
+        );
+    }
+
+    // B's status says done.
+    let status: Json = http
+        .get(format!("{b}/alias/transfers/{}", one.id))
+        .bearer_auth(&access)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["state"], "done", "{status}");
+    assert_delivered(&bank, &one).await;
+
+    // B's synchronous wait ends with the transfer's result.
+    let (status, body) = tokio::time::timeout(Duration::from_secs(120), waiting)
+        .await
+        .expect("B's synchronous wait completes")
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "ok", "{body}");
+    assert_eq!(body["processor"].as_array().unwrap().len(), 3, "{body}");
+    assert_delivered(&bank, &two).await;
+    bank.cleanup().await;
+}
