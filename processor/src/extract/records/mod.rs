@@ -9,6 +9,7 @@
 
 mod csv_rows;
 mod matcher;
+mod onepass;
 mod scan;
 mod time;
 
@@ -408,6 +409,39 @@ mod tests {
                 matches!(run(&r, "p.a[has a].*", input), Err(RecError::Format(_))),
                 "{input:.40}"
             );
+        }
+    }
+
+    #[test]
+    fn one_pass_parse_equals_the_two_pass_reference() {
+        let r = rule(
+            "time = [{ field = \"time\", format = \"iso8601\" }]",
+            "json_array",
+        );
+        let records = [
+            r#"{"title":"a","time":"2021-06-01T00:00:00Z"}"#,
+            r#"{ "time" : 5 , "title" : [1, {"x": "y"}], "other": {"title": 1} }"#,
+            r#"{"t\u0069tle":"escaped key","title":"second wins"}"#,
+            r#"{"title":"x","title":"y"}"#,
+            r#"{"title":"Caf\u00e9 ☕","time":null,"z":[true,false,null,-1.5e-7]}"#,
+            r#"{}"#,
+            r#"{"title":{"a":[[[]]]},"time":{"ts":"2021"}}  "#,
+            r#"{"title":"a"} x"#,
+            r#"{"title":"a",}"#,
+            r#"{"title":01}"#,
+            r#"{"other":tru,"title":"a"}"#,
+            r#"{"title":"a""#,
+            r#"{"title":"\ud800"}"#,
+            "{\"title\":\"\u{7f}\"}",
+        ];
+        for fields in ["{title}", "{time,title}", "*"] {
+            let scope = Scope::parse(&format!("p.a[has title].{fields}")).unwrap();
+            let mut m = Matcher::new(&scope, &r, TextEncoding::Utf8, "d/f.json", 1 << 20);
+            for text in records {
+                let slow = m.parse_slow(text.as_bytes()).map_err(|_| ());
+                let fast = m.parse(text.as_bytes()).map_err(|_| ());
+                assert_eq!(fast, slow, "{fields} on {text}");
+            }
         }
     }
 
