@@ -2,7 +2,7 @@
 //! before parents, and runs the validator of every typed dict (a dict with a
 //! string `type`); a typed dict without a validator fails the whole value.
 
-use super::fold::{fold_pass, Digest64, DictFolds, Fold, FoldError};
+use super::fold::{fold_pass, DictFolds, Digest64, Fold, FoldError};
 use super::memo::{dicts_in_pass_order, DocumentMemo};
 use super::sigcache::SignatureCache;
 use super::sign::{
@@ -146,7 +146,10 @@ impl Registry {
         value: &Value,
         seen: &mut Seen<'_>,
     ) -> Result<Result<Fold, FoldError>, VerifyError> {
-        let memo = self.memo.as_ref().map(|(m, types)| (&**m, types.as_slice()));
+        let memo = self
+            .memo
+            .as_ref()
+            .map(|(m, types)| (&**m, types.as_slice()));
         let memo_of = |node: &Value| {
             let (m, types) = memo?;
             let t = node.type_name()?;
@@ -415,7 +418,11 @@ mod tests {
         assert_eq!(HOLDER_CHECKS.load(SeqCst), before + 1);
         assert_eq!(memo.len(), 1);
         let (second_root, second_seen) = run(&doc.clone());
-        assert_eq!(HOLDER_CHECKS.load(SeqCst), before + 1, "answered from the memo");
+        assert_eq!(
+            HOLDER_CHECKS.load(SeqCst),
+            before + 1,
+            "answered from the memo"
+        );
         assert_eq!(first_root.unwrap().unwrap(), fold(&doc).unwrap());
         assert_eq!(second_root.unwrap().unwrap(), fold(&doc).unwrap());
         assert_eq!(first_seen, second_seen);

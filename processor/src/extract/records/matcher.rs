@@ -13,9 +13,9 @@ use serde_json::{Map, Value as Json};
 use crate::extract::catalog::{ActivityHtmlWords, FileRule, RefBase, TextEncoding};
 use crate::extract::source::check_name;
 
+use super::onepass::{self, Span, Stop};
 #[cfg(test)]
 use super::time::time_value;
-use super::onepass::{self, Span, Stop};
 use super::time::{representable, time_nanos};
 use super::{bad, Emitter, RecError};
 

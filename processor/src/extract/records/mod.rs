@@ -446,6 +446,48 @@ mod tests {
     }
 
     #[test]
+    fn hostile_bytes_are_format_errors_through_any_buffer() {
+        let r = rule("", "json_array");
+        let scope = Scope::parse("p.a[has a].*").unwrap();
+        let huge = format!("[{{\"a\":\"{}\"}}]", "x".repeat(3 << 20));
+        let many = r#"{"a":"r\u00e9cord é"},"#.repeat(20_000);
+        let cases: Vec<Vec<u8>> = vec![
+            b"[{\"a\":\"\xff\"}]".to_vec(),
+            b"[{\"a\":1,\"b\":\"ok\"},{\"a\":1,\"b\":\"\xc3\"}]".to_vec(),
+            huge.into_bytes(),
+            format!("[{many}").into_bytes(),
+            format!("[{many}{{\"a\":[1,{{\"b\":").into_bytes(),
+            format!("[{many}{{\"a\":{}1{}}}]", "[".repeat(200), "]".repeat(200)).into_bytes(),
+        ];
+        for input in &cases {
+            for capacity in [7, 4096, 1 << 20] {
+                let mut m = Matcher::new(&scope, &r, TextEncoding::Utf8, "d/f.json", 1 << 20);
+                let mut em = Emitter::new(None);
+                let reader = io::BufReader::with_capacity(capacity, &input[..]);
+                let res = filter(r.format, reader, &mut m, &mut em);
+                assert!(
+                    matches!(res, Err(RecError::Format(_))),
+                    "{capacity}: {:.60}",
+                    String::from_utf8_lossy(input)
+                );
+            }
+        }
+        // The same records whatever the buffer cuts them at.
+        let input = format!("[{}{{\"a\":0}}]", many);
+        let mut outs = Vec::new();
+        for capacity in [7, 100, 4096, 1 << 20] {
+            let mut m = Matcher::new(&scope, &r, TextEncoding::Utf8, "d/f.json", 1 << 20);
+            let mut sink = VecSink(Vec::new(), false);
+            let mut em = Emitter::new(Some(&mut sink));
+            let reader = io::BufReader::with_capacity(capacity, input.as_bytes());
+            filter(r.format, reader, &mut m, &mut em).unwrap();
+            assert_eq!(em.records, 20_001);
+            outs.push(sink.0);
+        }
+        assert!(outs.iter().all(|o| *o == input.as_bytes()));
+    }
+
+    #[test]
     fn references_follow_projection() {
         let r = rule(
             "references = [{ field = \"audioFiles\", base = \"dir\" }]",

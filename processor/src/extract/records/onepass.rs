@@ -331,9 +331,15 @@ mod tests {
         let text = br#"{"a" : 1 , "b":{"c":[1,{"d":"}"}]},"t\u0069me":"2021","x":-1.5e+3} tail"#;
         let (end, vals) = run(text, &["time", "b", "x"]).unwrap();
         assert_eq!(&text[..end], &text[..text.len() - 5]);
-        assert_eq!(vals, [r#"b={"c":[1,{"d":"}"}]}"#, r#"time="2021""#, "x=-1.5e+3"]);
+        assert_eq!(
+            vals,
+            [r#"b={"c":[1,{"d":"}"}]}"#, r#"time="2021""#, "x=-1.5e+3"]
+        );
         assert_eq!(run(b"{}", &["a"]).unwrap(), (2, vec![]));
-        assert_eq!(run(" {}".as_bytes(), &[]), Err(Stop::Bad("a record is not an object")));
+        assert_eq!(
+            run(" {}".as_bytes(), &[]),
+            Err(Stop::Bad("a record is not an object"))
+        );
     }
 
     #[test]
@@ -371,7 +377,11 @@ mod tests {
             let ours = run(text, &["a"]);
             assert_eq!(ours.is_ok(), serde_ok, "{}", String::from_utf8_lossy(text));
             if let Err(stop) = ours {
-                assert!(matches!(stop, Stop::Bad(_)), "{}", String::from_utf8_lossy(text));
+                assert!(
+                    matches!(stop, Stop::Bad(_)),
+                    "{}",
+                    String::from_utf8_lossy(text)
+                );
             }
         }
     }
@@ -392,12 +402,26 @@ mod tests {
 
     #[test]
     fn depth_is_bounded_without_recursion() {
-        let ok = format!("{{\"a\":{}1{}}}", "[".repeat(MAX_DEPTH - 1), "]".repeat(MAX_DEPTH - 1));
+        let ok = format!(
+            "{{\"a\":{}1{}}}",
+            "[".repeat(MAX_DEPTH - 1),
+            "]".repeat(MAX_DEPTH - 1)
+        );
         assert!(run(ok.as_bytes(), &["a"]).is_ok());
-        let deep = format!("{{\"a\":{}1{}}}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
-        assert_eq!(run(deep.as_bytes(), &[]), Err(Stop::Bad("JSON nested too deeply")));
+        let deep = format!(
+            "{{\"a\":{}1{}}}",
+            "[".repeat(MAX_DEPTH),
+            "]".repeat(MAX_DEPTH)
+        );
+        assert_eq!(
+            run(deep.as_bytes(), &[]),
+            Err(Stop::Bad("JSON nested too deeply"))
+        );
         let huge = format!("{{\"a\":{}", "{\"a\":".repeat(100_000));
-        assert_eq!(run(huge.as_bytes(), &[]), Err(Stop::Bad("JSON nested too deeply")));
+        assert_eq!(
+            run(huge.as_bytes(), &[]),
+            Err(Stop::Bad("JSON nested too deeply"))
+        );
     }
 
     #[test]
@@ -407,7 +431,11 @@ mod tests {
                 let mut w = [b'a'; 8];
                 w[at] = special;
                 let m = stops(u64::from_le_bytes(w));
-                assert_eq!((m.trailing_zeros() / 8) as usize, at, "{special:#x} at {at}");
+                assert_eq!(
+                    (m.trailing_zeros() / 8) as usize,
+                    at,
+                    "{special:#x} at {at}"
+                );
             }
         }
         assert_eq!(stops(u64::from_le_bytes(*b" ~!#[]{}")), 0);
