@@ -30,5 +30,5 @@ pub use request::{
 };
 pub use validators::{
     alias_registry, validate_bind_authz, validate_client_decl, validate_contract, validate_grant,
-    BIND_AUTHZ, CLIENT_DECL, CONTRACT, GRANT, SIGNATURE_CACHE_CAPACITY,
+    BIND_AUTHZ, CLIENT_DECL, CONTRACT, CONTRACT_MEMO_CAPACITY, GRANT, SIGNATURE_CACHE_CAPACITY,
 };

@@ -3,7 +3,7 @@
 //! (including its bug of never checking `legitimate` row lengths). The
 //! stricter rules alias-bank applies on top live in [`super::policy`].
 
-use crate::anychain::{Registry, SignatureCache, Value};
+use crate::anychain::{DocumentMemo, Registry, SignatureCache, Value};
 use crate::js::{
     for_in_keys, has_prop, length, loose_eq, loose_eq_true, prop, truthy, JsTypeError,
 };
@@ -23,12 +23,20 @@ pub const GRANT: &str = "alias.grant";
 /// [`alias_registry`] remembers as verified (about 160 bytes each).
 pub const SIGNATURE_CACHE_CAPACITY: usize = 4096;
 
+/// How many verified contracts [`alias_registry`] remembers with their
+/// folds (each at most [`crate::anychain::MAX_ENTRY_BYTES`], so at most
+/// 16 MiB in all).
+pub const CONTRACT_MEMO_CAPACITY: usize = 256;
+
 /// The registry the reference's provider and client use: the anychain
 /// built-ins plus the four Alias types. Signatures of client declarations
 /// (one per client, inside every contract of the client) and of bind
 /// authorizations (one per user) go through a bounded cache of
 /// [`SIGNATURE_CACHE_CAPACITY`] verifications, shared by the registry's
 /// clones: a declaration is verified once per process while it stays in it.
+/// Contracts that verified are remembered with their folds
+/// ([`CONTRACT_MEMO_CAPACITY`] of them): the contract of many users' grants
+/// is folded and checked once while it stays remembered.
 pub fn alias_registry() -> Registry {
     let mut registry = Registry::anychain();
     let validators: [(&str, crate::anychain::Validator); 4] = [
@@ -42,10 +50,13 @@ pub fn alias_registry() -> Registry {
         let _ = registry.register(name, validator);
     }
     let capacity = NonZeroUsize::new(SIGNATURE_CACHE_CAPACITY).unwrap_or(NonZeroUsize::MIN);
-    registry.cache_signatures_of(
-        Arc::new(SignatureCache::new(capacity)),
-        &[CLIENT_DECL, BIND_AUTHZ],
-    )
+    let contracts = NonZeroUsize::new(CONTRACT_MEMO_CAPACITY).unwrap_or(NonZeroUsize::MIN);
+    registry
+        .cache_signatures_of(
+            Arc::new(SignatureCache::new(capacity)),
+            &[CLIENT_DECL, BIND_AUTHZ],
+        )
+        .memoize_documents(Arc::new(DocumentMemo::new(contracts)), &[CONTRACT])
 }
 
 fn assert_has_fields(o: Option<&Value>, names: &[&str]) -> Result<(), JsTypeError> {

@@ -67,7 +67,7 @@ pub enum FoldError {
 
 /// Folds a value.
 pub fn fold(value: &Value) -> Result<Fold, FoldError> {
-    let pass = fold_pass::<std::convert::Infallible>(value, &mut |_, _| Ok(()));
+    let pass = fold_pass::<std::convert::Infallible>(value, &mut |_, _| Ok(()), &mut |_| None);
     match pass {
         Ok(folded) => Ok(Fold(folded?.as_ref().to_vec())),
         Err(never) => match never {},
@@ -320,11 +320,14 @@ fn own_fold<'a>(entries: &[Entry<'a>]) -> Result<Folded<'a>, FoldError> {
 /// A subtree that cannot be folded does not stop the pass (the reference
 /// only folds on demand): its error is in the returned fold, and in the
 /// folds of the dicts above it. An error of `visit` stops the pass.
+/// A dict for which `known` gives a fold is neither entered nor visited:
+/// that fold stands for it.
 pub(crate) fn fold_pass<'a, E>(
     value: &'a Value,
     visit: &mut dyn FnMut(&'a Value, &DictFolds<'_, 'a>) -> Result<(), E>,
+    known: &mut dyn FnMut(&'a Value) -> Option<Digest64>,
 ) -> Result<Result<Folded<'a>, FoldError>, E> {
-    pass(value, visit, &mut Strings::default())
+    pass(value, visit, known, &mut Strings::default())
 }
 
 /// Strings up to this length have their fold remembered during a pass
@@ -351,6 +354,7 @@ impl<'a> Strings<'a> {
 fn pass<'a, E>(
     value: &'a Value,
     visit: &mut dyn FnMut(&'a Value, &DictFolds<'_, 'a>) -> Result<(), E>,
+    known: &mut dyn FnMut(&'a Value) -> Option<Digest64>,
     strings: &mut Strings<'a>,
 ) -> Result<Result<Folded<'a>, FoldError>, E> {
     match value {
@@ -359,7 +363,7 @@ fn pass<'a, E>(
             state.update(b"list:");
             let mut failed = None;
             for item in items {
-                match pass(item, visit, strings)? {
+                match pass(item, visit, known, strings)? {
                     Ok(f) if failed.is_none() => {
                         state.update(f.as_ref());
                     }
@@ -375,6 +379,9 @@ fn pass<'a, E>(
             })
         }
         Value::Dict(d) => {
+            if let Some(digest) = known(value) {
+                return Ok(Ok(Folded::Digest(digest)));
+            }
             let sorted = d.len() >= 2;
             // Without a comma in any key, `key,` alone orders the entries
             // (distinct keys, none a prefix of another followed by a
@@ -383,7 +390,7 @@ fn pass<'a, E>(
             let commas = sorted && d.keys().any(|k| k.contains(','));
             let mut entries = Vec::with_capacity(d.len());
             for (key, v) in d.iter() {
-                let fold = pass(v, visit, strings)?;
+                let fold = pass(v, visit, known, strings)?;
                 let pair = fold
                     .as_ref()
                     .ok()

@@ -4,6 +4,7 @@
 mod b64;
 mod fold;
 mod json;
+mod memo;
 mod registry;
 mod sigcache;
 mod sign;
@@ -12,6 +13,7 @@ mod value;
 pub use b64::{b64u_decode, b64u_encode, B64Error};
 pub use fold::{fold, Fold, FoldError};
 pub use json::{from_json_str, to_json_pretty, to_token, DecodeError, Limits};
+pub use memo::{DocumentMemo, MAX_ENTRY_BYTES};
 pub use registry::{Registry, RegistryError, Seen, Validator, VerifyError};
 pub use sigcache::SignatureCache;
 pub use sign::{

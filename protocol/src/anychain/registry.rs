@@ -2,12 +2,14 @@
 //! before parents, and runs the validator of every typed dict (a dict with a
 //! string `type`); a typed dict without a validator fails the whole value.
 
-use super::fold::{fold_pass, DictFolds, Fold, FoldError};
+use super::fold::{fold_pass, DictFolds, Digest64, Fold, FoldError};
+use super::memo::{dicts_in_pass_order, DocumentMemo};
 use super::sigcache::SignatureCache;
 use super::sign::{
     verify_revoke_value, verify_signature_folded, REVOKE_TYPE, SIGNATURE_TYPE, SIGNED_KEYS,
 };
 use super::value::Value;
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -55,6 +57,7 @@ pub struct RegistryError(pub String);
 pub struct Registry {
     validators: HashMap<String, Check>,
     cache: Option<(Arc<SignatureCache>, Vec<String>)>,
+    memo: Option<(Arc<DocumentMemo>, Vec<String>)>,
 }
 
 impl Default for Registry {
@@ -72,6 +75,7 @@ impl Registry {
         Self {
             validators,
             cache: None,
+            memo: None,
         }
     }
 
@@ -95,6 +99,23 @@ impl Registry {
     pub fn cache_signatures_of(mut self, cache: Arc<SignatureCache>, body_types: &[&str]) -> Self {
         self.cache = Some((cache, body_types.iter().map(|t| (*t).to_owned()).collect()));
         self
+    }
+
+    /// Remembers the sub-documents of one of `types` that verified, with
+    /// the folds of their dicts, in `memo`: the same document met again
+    /// (a contract in the grant of every user who accepts it) is then
+    /// neither folded nor verified again while it stays there. Share a
+    /// memo only between registries whose validators accept the same
+    /// documents.
+    #[must_use]
+    pub fn memoize_documents(mut self, memo: Arc<DocumentMemo>, types: &[&str]) -> Self {
+        self.memo = Some((memo, types.iter().map(|t| (*t).to_owned()).collect()));
+        self
+    }
+
+    /// The document memo, if any.
+    pub fn document_memo(&self) -> Option<&DocumentMemo> {
+        self.memo.as_ref().map(|(m, _)| &**m)
     }
 
     /// The signature cache, if any.
@@ -125,23 +146,74 @@ impl Registry {
         value: &Value,
         seen: &mut Seen<'_>,
     ) -> Result<Result<Fold, FoldError>, VerifyError> {
-        let folded = fold_pass(value, &mut |node, folds| {
-            let Some(t) = node.type_name() else {
-                seen(node, folds.own());
-                return Ok(());
-            };
-            let check = self
-                .validators
-                .get(t)
-                .ok_or_else(|| VerifyError::UnknownType(t.to_owned()))?;
-            match check {
-                Check::Plain(validator) => validator(node),
-                Check::Signature => self.check_signature(node, folds),
-            }
-            .map_err(VerifyError::Invalid)?;
-            seen(node, folds.own());
-            Ok(())
-        })?;
+        let memo = self
+            .memo
+            .as_ref()
+            .map(|(m, types)| (&**m, types.as_slice()));
+        let memo_of = |node: &Value| {
+            let (m, types) = memo?;
+            let t = node.type_name()?;
+            types.iter().any(|x| x == t).then_some(m)
+        };
+        // What both hooks of the pass reach: `seen`, and (with a memo) the
+        // folds of every dict met so far, in pass order.
+        let state: RefCell<(&mut Seen<'_>, Vec<Option<Digest64>>)> =
+            RefCell::new((seen, Vec::new()));
+        let folded = fold_pass(
+            value,
+            &mut |node, folds| {
+                let Some(t) = node.type_name() else {
+                    let mut st = state.borrow_mut();
+                    (st.0)(node, folds.own());
+                    if memo.is_some() {
+                        st.1.push(folds.own().ok().and_then(|f| f.try_into().ok()));
+                    }
+                    return Ok(());
+                };
+                let check = self
+                    .validators
+                    .get(t)
+                    .ok_or_else(|| VerifyError::UnknownType(t.to_owned()))?;
+                match check {
+                    Check::Plain(validator) => validator(node),
+                    Check::Signature => self.check_signature(node, folds),
+                }
+                .map_err(VerifyError::Invalid)?;
+                let mut st = state.borrow_mut();
+                (st.0)(node, folds.own());
+                if memo.is_some() {
+                    st.1.push(folds.own().ok().and_then(|f| f.try_into().ok()));
+                }
+                if let Some(m) = memo_of(node) {
+                    // Every dict below passed too: remember them all.
+                    let mut dicts = Vec::new();
+                    dicts_in_pass_order(node, &mut dicts);
+                    let trail = &st.1;
+                    let below = trail.get(trail.len().saturating_sub(dicts.len())..);
+                    if let Some(below) = below.filter(|b| b.len() == dicts.len()) {
+                        let all: Option<Vec<Digest64>> = below.iter().copied().collect();
+                        if let Some(all) = all {
+                            m.remember(node, &all);
+                        }
+                    }
+                }
+                Ok(())
+            },
+            &mut |node| {
+                let folds = memo_of(node)?.lookup(node)?;
+                let mut dicts = Vec::new();
+                dicts_in_pass_order(node, &mut dicts);
+                if dicts.len() != folds.len() {
+                    return None;
+                }
+                let mut st = state.borrow_mut();
+                for (dict, f) in dicts.into_iter().zip(folds.iter()) {
+                    (st.0)(dict, Ok(f));
+                    st.1.push(Some(*f));
+                }
+                folds.last().copied()
+            },
+        )?;
         Ok(folded.map(|f| f.to_fold()))
     }
 
@@ -161,7 +233,7 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::anychain::{fold, sign, signing_key_from_seed, Dict};
+    use crate::anychain::{fold, sign, signing_key_from_seed, Dict, DocumentMemo};
     use std::num::NonZeroUsize;
 
     fn decl(name: &str, seed: u8) -> Value {
@@ -307,6 +379,62 @@ mod tests {
         for (node, f) in typed {
             assert_eq!(f.unwrap(), fold(&node).unwrap().as_bytes());
         }
+    }
+
+    static HOLDER_CHECKS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+    #[test]
+    fn memoized_documents_are_folded_and_checked_once() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let mut r = Registry::anychain();
+        r.register("decl", |_| Ok(())).unwrap();
+        r.register("holder", |v| {
+            HOLDER_CHECKS.fetch_add(1, SeqCst);
+            match v.get("x") {
+                Some(Value::Number(n)) if *n >= 0.0 => Ok(()),
+                _ => Err("x is negative".to_owned()),
+            }
+        })
+        .unwrap();
+        let memo = Arc::new(DocumentMemo::new(NonZeroUsize::new(4).unwrap()));
+        let r = r.memoize_documents(memo.clone(), &["holder"]);
+        let typed = |x: f64| {
+            let Value::Dict(h) = holder(decl("Client", 3)) else {
+                unreachable!()
+            };
+            let h = h.with("type", "holder").with("x", x);
+            Value::List(vec![Value::Dict(h), Value::from("tail")])
+        };
+        let run = |doc: &Value| {
+            let mut seen = Vec::new();
+            let root = r.verify_folded(doc, &mut |node, f| {
+                seen.push((node.clone(), f.map(<[u8]>::to_vec).ok()));
+            });
+            (root, seen)
+        };
+        let doc = typed(1.0);
+        let before = HOLDER_CHECKS.load(SeqCst);
+        let (first_root, first_seen) = run(&doc);
+        assert_eq!(HOLDER_CHECKS.load(SeqCst), before + 1);
+        assert_eq!(memo.len(), 1);
+        let (second_root, second_seen) = run(&doc.clone());
+        assert_eq!(
+            HOLDER_CHECKS.load(SeqCst),
+            before + 1,
+            "answered from the memo"
+        );
+        assert_eq!(first_root.unwrap().unwrap(), fold(&doc).unwrap());
+        assert_eq!(second_root.unwrap().unwrap(), fold(&doc).unwrap());
+        assert_eq!(first_seen, second_seen);
+        for (node, f) in &second_seen {
+            assert_eq!(f.as_deref().unwrap(), fold(node).unwrap().as_bytes());
+        }
+        // Another value is checked (and fails) whatever the memo holds.
+        assert_eq!(
+            run(&typed(-1.0)).0.unwrap_err(),
+            VerifyError::Invalid("x is negative".into())
+        );
+        assert_eq!(memo.len(), 1);
     }
 
     #[test]

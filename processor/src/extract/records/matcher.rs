@@ -2,15 +2,18 @@
 //! projection, references, mojibake repair).
 
 use std::borrow::Cow;
+#[cfg(test)]
 use std::fmt;
 
 use protocol::scope::{instant, Fields, Op, Record, Scope};
+#[cfg(test)]
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde_json::{Map, Value as Json};
 
 use crate::extract::catalog::{ActivityHtmlWords, FileRule, RefBase, TextEncoding};
 use crate::extract::source::check_name;
 
+use super::onepass::{self, Span, Stop};
 #[cfg(test)]
 use super::time::time_value;
 use super::time::{representable, time_nanos};
@@ -38,6 +41,8 @@ pub(crate) struct Matcher<'a> {
     /// Lower-case paths from the export root (`base = "root"`), matched as
     /// path suffixes.
     pub(crate) refs_root: Vec<String>,
+    /// Where the needed values of the record being read are (reused).
+    spans: Vec<Span>,
 }
 
 impl<'a> Matcher<'a> {
@@ -84,6 +89,7 @@ impl<'a> Matcher<'a> {
             seen: 0,
             refs_exact: Vec::new(),
             refs_root: Vec::new(),
+            spans: Vec::new(),
         }
     }
 
@@ -102,8 +108,39 @@ impl<'a> Matcher<'a> {
         self.scope.fields == Fields::All
     }
 
-    /// Parses a record's needed fields; the bytes must be one JSON object.
-    pub(super) fn parse(&self, raw: &[u8]) -> Result<Record, RecError> {
+    /// Parses a record's needed fields; the bytes must be one JSON object
+    /// (whitespace may follow). One pass checks the whole record and finds
+    /// the needed values, which alone are then parsed.
+    pub(super) fn parse(&mut self, raw: &[u8]) -> Result<Record, RecError> {
+        let end = match onepass::record(raw, &self.needed, &mut self.spans) {
+            Ok(end) => end,
+            Err(Stop::Incomplete) => return Err(bad("bad record: the record ends early")),
+            Err(Stop::Bad(why)) => return Err(bad(format!("bad record: {why}"))),
+        };
+        if !raw.get(end..).unwrap_or_default().trim_ascii().is_empty() {
+            return Err(bad("bad record: data after the record"));
+        }
+        self.fields(raw)
+    }
+
+    /// The record of the needed values found by the last pass over `raw`.
+    fn fields(&self, raw: &[u8]) -> Result<Record, RecError> {
+        let mut rec = Map::new();
+        for &(field, start, end) in &self.spans {
+            let (Some(name), Some(text)) = (self.needed.get(field), raw.get(start..end)) else {
+                continue;
+            };
+            let v: Json =
+                serde_json::from_slice(text).map_err(|e| bad(format!("bad record: {e}")))?;
+            rec.insert(name.clone(), v);
+        }
+        Ok(rec)
+    }
+
+    /// The former two-pass parse (serde over the bytes the scanner found),
+    /// the reference of the one-pass parse in the tests.
+    #[cfg(test)]
+    pub(super) fn parse_slow(&self, raw: &[u8]) -> Result<Record, RecError> {
         let mut de = serde_json::Deserializer::from_slice(raw);
         let rec = Partial(self.needed.as_slice())
             .deserialize(&mut de)
@@ -259,6 +296,42 @@ impl<'a> Matcher<'a> {
         em: &mut Emitter<'_>,
     ) -> Result<bool, RecError> {
         let rec = self.parse(raw)?;
+        self.keep(rec, raw, prefix, em)
+    }
+
+    /// Handles the record at the start of `avail` (a reader's buffer) in
+    /// place: the kept flag and the record's length, or `None` when the
+    /// record goes on past `avail`.
+    pub(super) fn json_record_at(
+        &mut self,
+        avail: &[u8],
+        prefix: &[u8],
+        em: &mut Emitter<'_>,
+    ) -> Result<Option<(bool, usize)>, RecError> {
+        let end = match onepass::record(avail, &self.needed, &mut self.spans) {
+            Ok(end) => end,
+            Err(Stop::Incomplete) if avail.len() <= self.max_record => return Ok(None),
+            Err(Stop::Incomplete) => 0,
+            Err(Stop::Bad(why)) => return Err(bad(format!("bad record: {why}"))),
+        };
+        if end == 0 || end > self.max_record {
+            return Err(bad(format!(
+                "record larger than {} bytes (limit max_record_bytes)",
+                self.max_record
+            )));
+        }
+        let raw = avail.get(..end).unwrap_or_default();
+        let rec = self.fields(raw)?;
+        Ok(Some((self.keep(rec, raw, prefix, em)?, end)))
+    }
+
+    fn keep(
+        &mut self,
+        rec: Record,
+        raw: &[u8],
+        prefix: &[u8],
+        em: &mut Emitter<'_>,
+    ) -> Result<bool, RecError> {
         self.seen += 1;
         if !self.matches(&rec) {
             return Ok(false);
@@ -327,8 +400,10 @@ pub(super) fn fix_string(s: &str) -> String {
 }
 
 /// Reads only the `needed` fields of a JSON object.
+#[cfg(test)]
 struct Partial<'n>(&'n [String]);
 
+#[cfg(test)]
 impl<'de> DeserializeSeed<'de> for Partial<'_> {
     type Value = Record;
     fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Record, D::Error> {
@@ -336,6 +411,7 @@ impl<'de> DeserializeSeed<'de> for Partial<'_> {
     }
 }
 
+#[cfg(test)]
 impl<'de> Visitor<'de> for Partial<'_> {
     type Value = Record;
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -9,6 +9,7 @@
 
 mod csv_rows;
 mod matcher;
+mod onepass;
 mod scan;
 mod time;
 
@@ -409,6 +410,81 @@ mod tests {
                 "{input:.40}"
             );
         }
+    }
+
+    #[test]
+    fn one_pass_parse_equals_the_two_pass_reference() {
+        let r = rule(
+            "time = [{ field = \"time\", format = \"iso8601\" }]",
+            "json_array",
+        );
+        let records = [
+            r#"{"title":"a","time":"2021-06-01T00:00:00Z"}"#,
+            r#"{ "time" : 5 , "title" : [1, {"x": "y"}], "other": {"title": 1} }"#,
+            r#"{"t\u0069tle":"escaped key","title":"second wins"}"#,
+            r#"{"title":"x","title":"y"}"#,
+            r#"{"title":"Caf\u00e9 ☕","time":null,"z":[true,false,null,-1.5e-7]}"#,
+            r#"{}"#,
+            r#"{"title":{"a":[[[]]]},"time":{"ts":"2021"}}  "#,
+            r#"{"title":"a"} x"#,
+            r#"{"title":"a",}"#,
+            r#"{"title":01}"#,
+            r#"{"other":tru,"title":"a"}"#,
+            r#"{"title":"a""#,
+            r#"{"title":"\ud800"}"#,
+            "{\"title\":\"\u{7f}\"}",
+        ];
+        for fields in ["{title}", "{time,title}", "*"] {
+            let scope = Scope::parse(&format!("p.a[has title].{fields}")).unwrap();
+            let mut m = Matcher::new(&scope, &r, TextEncoding::Utf8, "d/f.json", 1 << 20);
+            for text in records {
+                let slow = m.parse_slow(text.as_bytes()).map_err(|_| ());
+                let fast = m.parse(text.as_bytes()).map_err(|_| ());
+                assert_eq!(fast, slow, "{fields} on {text}");
+            }
+        }
+    }
+
+    #[test]
+    fn hostile_bytes_are_format_errors_through_any_buffer() {
+        let r = rule("", "json_array");
+        let scope = Scope::parse("p.a[has a].*").unwrap();
+        let huge = format!("[{{\"a\":\"{}\"}}]", "x".repeat(3 << 20));
+        let many = r#"{"a":"r\u00e9cord é"},"#.repeat(20_000);
+        let cases: Vec<Vec<u8>> = vec![
+            b"[{\"a\":\"\xff\"}]".to_vec(),
+            b"[{\"a\":1,\"b\":\"ok\"},{\"a\":1,\"b\":\"\xc3\"}]".to_vec(),
+            huge.into_bytes(),
+            format!("[{many}").into_bytes(),
+            format!("[{many}{{\"a\":[1,{{\"b\":").into_bytes(),
+            format!("[{many}{{\"a\":{}1{}}}]", "[".repeat(200), "]".repeat(200)).into_bytes(),
+        ];
+        for input in &cases {
+            for capacity in [7, 4096, 1 << 20] {
+                let mut m = Matcher::new(&scope, &r, TextEncoding::Utf8, "d/f.json", 1 << 20);
+                let mut em = Emitter::new(None);
+                let reader = io::BufReader::with_capacity(capacity, &input[..]);
+                let res = filter(r.format, reader, &mut m, &mut em);
+                assert!(
+                    matches!(res, Err(RecError::Format(_))),
+                    "{capacity}: {:.60}",
+                    String::from_utf8_lossy(input)
+                );
+            }
+        }
+        // The same records whatever the buffer cuts them at.
+        let input = format!("[{}{{\"a\":0}}]", many);
+        let mut outs = Vec::new();
+        for capacity in [7, 100, 4096, 1 << 20] {
+            let mut m = Matcher::new(&scope, &r, TextEncoding::Utf8, "d/f.json", 1 << 20);
+            let mut sink = VecSink(Vec::new(), false);
+            let mut em = Emitter::new(Some(&mut sink));
+            let reader = io::BufReader::with_capacity(capacity, input.as_bytes());
+            filter(r.format, reader, &mut m, &mut em).unwrap();
+            assert_eq!(em.records, 20_001);
+            outs.push(sink.0);
+        }
+        assert!(outs.iter().all(|o| *o == input.as_bytes()));
     }
 
     #[test]

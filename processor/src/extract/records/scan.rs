@@ -192,6 +192,26 @@ impl<R: BufRead> Scanner<R> {
         serde_json::from_slice(raw).map_err(|e| bad(format!("bad object key: {e}")))
     }
 
+    /// Handles the record object starting at the next byte: in place, in
+    /// one pass, when the reader's buffer holds all of it; else copied
+    /// into `buf` first (a record across two fills of the buffer).
+    fn record(
+        &mut self,
+        m: &mut Matcher<'_>,
+        prefix: &[u8],
+        em: &mut Emitter<'_>,
+        buf: &mut Vec<u8>,
+    ) -> Result<bool, RecError> {
+        let avail = self.r.fill_buf()?;
+        if let Some((kept, len)) = m.json_record_at(avail, prefix, em)? {
+            self.r.consume(len);
+            return Ok(kept);
+        }
+        buf.clear();
+        self.value(Some(buf), m.max_record)?;
+        m.json_record(buf, prefix, em)
+    }
+
     fn colon(&mut self) -> Result<(), RecError> {
         if self.peek()? != Some(b':') {
             return Err(bad("expected ':'"));
@@ -217,10 +237,8 @@ fn array_records<R: BufRead>(
         if sc.peek()? != Some(b'{') {
             return Err(bad("an array item is not an object"));
         }
-        buf.clear();
-        sc.value(Some(buf), m.max_record)?;
         let prefix: &[u8] = if written > 0 { b"," } else { b"" };
-        if m.json_record(buf, prefix, em)? {
+        if sc.record(m, prefix, em, buf)? {
             written += 1;
         }
         match sc.peek()? {
