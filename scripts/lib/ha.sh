@@ -320,8 +320,6 @@ fault_partition() {
   wait_fast 120 "the other nodes see $svc gone" cluster_running 2 "$peer"
   t_seen=$(since "$t0")
   log "the majority lost $svc after ${t_seen}s"
-  wait_fast 120 "$svc pauses (pause_minority)" sh -c "! docker exec $victim rabbitmq-diagnostics -q check_running"
-  log "$svc paused itself after $(since "$t0")s"
   if [[ $INFRA_ONLY == 0 ]]; then
     wait_fast 120 "alias.push led on the majority's side" leader_moved alias.push "$svc"
     wait_fast 120 "alias.process led on the majority's side" leader_moved alias.process "$svc"
@@ -330,6 +328,10 @@ fault_partition() {
     t_ready=$(since "$t0")
     log "leaders on the majority's side ${t_elect}s, every service ready ${t_ready}s"
   fi
+  # The minority side stops serving: it accepts nothing the majority
+  # would not know of.
+  wait_fast 180 "$svc pauses (pause_minority)" sh -c "! docker exec $victim rabbitmq-diagnostics -q check_running"
+  log "$svc paused itself ($(since "$t0")s after the cut)"
   t1=$(now)
   docker network connect --alias "$svc" "$NETWORK" "$victim"
   wait_fast 180 "$svc back in the cluster" cluster_running 3 "$peer"
