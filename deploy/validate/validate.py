@@ -926,7 +926,8 @@ def _k8s_schemas() -> None:
 def _keda() -> None:
     cm = k8s_configmap()
     ns = alias_namespace(cm)
-    work_queues = {f"{ns}.process": "alias-processor", f"{ns}.push": "alias-pusher"}
+    # The processors consume the preview queue beside the process queue.
+    work_queues = {f"{ns}.process": "alias-processor", f"{ns}.preview": "alias-processor", f"{ns}.push": "alias-pusher"}
     deployments = {d["metadata"]["name"]: d for d in k8s_find("Deployment")}
     secrets = {s["metadata"]["name"]: {**(s.get("stringData") or {}), **(s.get("data") or {})} for s in k8s_find("Secret")}
     auths = {a["metadata"]["name"]: a for a in k8s_find("TriggerAuthentication")}
@@ -968,7 +969,9 @@ def _keda() -> None:
         else:
             errors.append(f"{rel(path)}: unexpected KEDA kind {kind}")
     for queue, deployment in work_queues.items():
-        need(any(so["spec"]["scaleTargetRef"]["name"] == deployment for so in k8s_find("ScaledObject")),
+        need(any(so["spec"]["scaleTargetRef"]["name"] == deployment
+                 and any((t.get("metadata") or {}).get("queueName") == queue for t in so["spec"].get("triggers") or [])
+                 for so in k8s_find("ScaledObject")),
              f"no ScaledObject scales {deployment} on {queue}", errors)
     raise_if(errors)
 
