@@ -422,7 +422,7 @@ check_transfers() {
   mkdir -p "$checks/bank"
   for id in "${IDS[@]}"; do transfer_status "$id" >"$checks/bank/$id.json"; done
   sink_status >"$checks/sink.json"
-  docker exec "$(containers sink | head -1)" sh -c 'cd /sink-data && for f in */data/*; do b2sum "$f"; done' >"$checks/b2sum.txt"
+  docker exec "$(containers sink | head -1)" sh -c 'cd /sink-data && for f in */data/*; do b2sum -- "$f"; done' >"$checks/b2sum.txt"
   python3 - "$checks" <<'PY' || fail "the transfers do not check out"
 import base64, json, pathlib, sys
 checks = pathlib.Path(sys.argv[1])
