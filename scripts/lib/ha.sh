@@ -121,7 +121,7 @@ throughput() {
 }
 
 # --- the probe --------------------------------------------------------------------------------
-# A container of the image that stores a 2 KiB dump (probe-1, probe-2, …)
+# A container of the image that stores a 2 KiB dump (probe-1.zip, …)
 # through HAProxy every ~0.3 s until /tmp/stop exists, logging each answer
 # ("probe N ok|fail START END"), then the user's listing ("list {json}").
 PROBE="$PROJECT-probe"
@@ -135,7 +135,7 @@ while [ ! -e /tmp/stop ]; do
   i=$((i + 1))
   t=$(date +%s.%N)
   if out=$(aliasctl dump upload --key /tmp/probe.key --gateway http://lb:8080 --provider google \
-      --name "probe-$i" --quiet /tmp/probe.bin 2>&1); then
+      --name "probe-$i.zip" --quiet /tmp/probe.bin 2>&1); then
     echo "probe $i ok $t $(date +%s.%N)"
   else
     echo "probe $i fail $t $(date +%s.%N) $(echo "$out" | tail -1 | cut -c1-160)"
@@ -180,12 +180,12 @@ ok, failed, listed = set(), [], None
 for line in open(sys.argv[1]):
     parts = line.split(None, 5)
     if parts[:1] == ["probe"]:
-        (ok.add(f"probe-{parts[1]}") if parts[2] == "ok" else failed.append(line.strip()))
+        (ok.add(f"probe-{parts[1]}.zip") if parts[2] == "ok" else failed.append(line.strip()))
     elif parts[:1] == ["list"]:
         listed = {d["name"] for d in json.loads(line[5:])["dumps"]}
 if listed is None:
     sys.exit("no listing")
-lost = sorted(ok - listed, key=lambda n: int(n.split("-")[1]))
+lost = sorted(ok - listed, key=lambda n: int(n[len("probe-"):-len(".zip")]))
 print(f"   probe: {len(ok)} dumps stored with a 2xx answer, {len(failed)} requests failed, {len(ok & listed)} of the {len(ok)} listed afterwards")
 for f in failed[:12]:
     print(f"     failed: {f[:150]}")
