@@ -1205,6 +1205,12 @@ def _grafana() -> None:
     raise_if(errors)
 
 
+# The high-availability forms (deploy/compose-ha, deploy/k8s/ha): deploy/validate/ha.py.
+import ha as _ha  # noqa: E402  (beside this file)
+
+_ha.register(sys.modules[__name__])
+
+
 def main() -> int:
     print(f"validate-deploy: static checks of docker-compose.yml, deploy/ (root {ROOT})")
     for run in CHECKS:
