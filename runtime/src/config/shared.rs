@@ -34,15 +34,15 @@ pub(super) fn validate(
         .clone()
         .unwrap_or_else(|| DEFAULT_AMQP_URL.into());
     namespace(&raw.namespace)?;
-    for (var, value, schemes) in [("ALIAS_REDIS_URL", &redis_url, &["redis", "rediss"][..])] {
-        let url = url::Url::parse(value).map_err(|e| invalid(var, value, e.to_string()))?;
-        if !schemes.contains(&url.scheme()) {
-            return Err(invalid(
-                var,
-                value,
-                format!("scheme must be one of {schemes:?}"),
-            ));
-        }
+    let redis_schemes = ["redis", "rediss"];
+    let url = url::Url::parse(&redis_url)
+        .map_err(|e| invalid("ALIAS_REDIS_URL", &redis_url, e.to_string()))?;
+    if !redis_schemes.contains(&url.scheme()) {
+        return Err(invalid(
+            "ALIAS_REDIS_URL",
+            &redis_url,
+            format!("scheme must be one of {redis_schemes:?}"),
+        ));
     }
     let redis = super::redis::target(&raw, &redis_url)?;
     // One URL, or the comma-separated URLs of a cluster's nodes.
