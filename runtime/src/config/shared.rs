@@ -34,15 +34,14 @@ pub(super) fn validate(
         .clone()
         .unwrap_or_else(|| DEFAULT_AMQP_URL.into());
     namespace(&raw.namespace)?;
-    for (var, value, schemes) in [("ALIAS_REDIS_URL", &redis_url, &["redis", "rediss"][..])] {
-        let url = url::Url::parse(value).map_err(|e| invalid(var, value, e.to_string()))?;
-        if !schemes.contains(&url.scheme()) {
-            return Err(invalid(
-                var,
-                value,
-                format!("scheme must be one of {schemes:?}"),
-            ));
-        }
+    let url = url::Url::parse(&redis_url)
+        .map_err(|e| invalid("ALIAS_REDIS_URL", &redis_url, e.to_string()))?;
+    if !matches!(url.scheme(), "redis" | "rediss") {
+        return Err(invalid(
+            "ALIAS_REDIS_URL",
+            &redis_url,
+            "scheme must be one of [\"redis\", \"rediss\"]",
+        ));
     }
     // One URL, or the comma-separated URLs of a cluster's nodes.
     crate::mq::split_amqp_urls(&amqp_url).map_err(|e| {
