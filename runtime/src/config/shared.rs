@@ -34,14 +34,13 @@ pub(super) fn validate(
         .clone()
         .unwrap_or_else(|| DEFAULT_AMQP_URL.into());
     namespace(&raw.namespace)?;
-    let redis_schemes = ["redis", "rediss"];
     let url = url::Url::parse(&redis_url)
         .map_err(|e| invalid("ALIAS_REDIS_URL", &redis_url, e.to_string()))?;
-    if !redis_schemes.contains(&url.scheme()) {
+    if !matches!(url.scheme(), "redis" | "rediss") {
         return Err(invalid(
             "ALIAS_REDIS_URL",
             &redis_url,
-            format!("scheme must be one of {redis_schemes:?}"),
+            "scheme must be one of [\"redis\", \"rediss\"]",
         ));
     }
     let redis = super::redis::target(&raw, &redis_url)?;
