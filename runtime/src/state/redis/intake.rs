@@ -38,13 +38,23 @@ if ARGV[10] ~= '1' then return {'stored'} end
 local t = KEYS[8]
 local b = begin_transfer(t, ARGV[11], ARGV[1], ARGV[4], ARGV[12], ARGV[13], ARGV[14],
   ARGV[15], ARGV[16], ARGV[17])
-if b[2] == 2 then return {'begun', b[1], b[2], b[3]} end
-if ARGV[18] == '1' then
-  redis.call('SET', KEYS[9], ARGV[19], 'PX', ARGV[20])
+return begun_answer(t, b, ARGV[18], KEYS[9], ARGV[19], ARGV[20])
+";
+
+/// The answer of a begun transfer, shared by the one-script intake and the
+/// cluster's begin step: with its access capability set (when `cap_on` is
+/// `'1'`) and the new generation's record, files and offsets, unless the
+/// transfer was already begun (`b[2] == 2`).
+pub(super) const BEGUN_FN_LUA: &str = r"
+local function begun_answer(t, b, cap_on, cap_key, cap_value, cap_ttl)
+  if b[2] == 2 then return {'begun', b[1], b[2], b[3]} end
+  if cap_on == '1' then
+    redis.call('SET', cap_key, cap_value, 'PX', cap_ttl)
+  end
+  local gen = tonumber(redis.call('HGET', t, 'generation') or '0')
+  return {'begun', b[1], b[2], b[3], redis.call('HGETALL', t),
+    redis.call('HGETALL', t .. ':files:' .. gen), redis.call('HGETALL', t .. ':offsets:' .. gen)}
 end
-local gen = tonumber(redis.call('HGET', t, 'generation') or '0')
-return {'begun', b[1], b[2], b[3], redis.call('HGETALL', t),
-  redis.call('HGETALL', t .. ':files:' .. gen), redis.call('HGETALL', t .. ':offsets:' .. gen)}
 ";
 
 fn intake_script() -> &'static Script {
@@ -56,6 +66,7 @@ fn intake_script() -> &'static Script {
                 GRANT_FN_LUA,
                 CLAIM_FN_LUA,
                 BEGIN_FN_LUA,
+                BEGUN_FN_LUA,
                 INTAKE_BODY_LUA,
             ]
             .concat(),

@@ -20,7 +20,7 @@
 //! would be without the failure). So a retried request finishes an intake
 //! cut short instead of finding a stored grant without its transfer.
 
-use super::intake::{corrupt, item};
+use super::intake::{corrupt, item, BEGUN_FN_LUA};
 use super::transfers::BEGIN_FN_LUA;
 use super::users::{CLAIM_CONTRACT_LUA, GRANT_FN_LUA, USER_LUA};
 use super::{millis, RedisStore};
@@ -65,13 +65,7 @@ if ARGV[13] == '1' and redis.call('HGET', t, 'grant_hash') == ARGV[1] then
 end
 local b = begin_transfer(t, ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6],
   ARGV[7], ARGV[8], ARGV[9])
-if b[2] == 2 then return {'begun', b[1], b[2], b[3]} end
-if ARGV[10] == '1' then
-  redis.call('SET', KEYS[2], ARGV[11], 'PX', ARGV[12])
-end
-local gen = tonumber(redis.call('HGET', t, 'generation') or '0')
-return {'begun', b[1], b[2], b[3], redis.call('HGETALL', t),
-  redis.call('HGETALL', t .. ':files:' .. gen), redis.call('HGETALL', t .. ':offsets:' .. gen)}
+return begun_answer(t, b, ARGV[10], KEYS[2], ARGV[11], ARGV[12])
 ";
 
 fn script(cell: &'static OnceLock<Script>, parts: &[&str]) -> &'static Script {
@@ -85,7 +79,7 @@ fn grant_script() -> &'static Script {
 
 fn begin_script() -> &'static Script {
     static SCRIPT: OnceLock<Script> = OnceLock::new();
-    script(&SCRIPT, &[BEGIN_FN_LUA, BEGIN_BODY_LUA])
+    script(&SCRIPT, &[BEGIN_FN_LUA, BEGUN_FN_LUA, BEGIN_BODY_LUA])
 }
 
 impl RedisStore {
