@@ -188,7 +188,6 @@ impl GrantStore for RedisStore {
         if self.conn.is_cluster() {
             return self.take_grant_in_steps(intake).await;
         }
-        let q = self.quotas;
         let begin: Option<&TransferIntake<'_>> = intake.begin.as_ref();
         let id = begin.map_or("", |b| b.id);
         let capability = begin.and_then(|b| b.capability.as_ref());
@@ -202,13 +201,7 @@ impl GrantStore for RedisStore {
             .arg(&transfer_key)
             .arg(capability.map_or_else(|| self.key("kv:"), |c| self.kv_key(&c.key)))
             .arg(intake.user)
-            .arg(intake.contract_hash)
-            .arg(intake.date_ms)
-            .arg(intake.token)
-            .arg(q.contracts)
-            .arg(q.history)
-            .arg(q.grant_bytes)
-            .arg(self.guest_ttl_ms())
+            .arg(self.grant_args(intake.contract_hash, intake.date_ms, intake.token))
             .arg(u8::from(intake.claim_contract))
             .arg(u8::from(begin.is_some()))
             .arg(begin.map_or("", |b| b.transfer.grant_hash))

@@ -95,7 +95,6 @@ impl RedisStore {
     ) -> Result<Intake, StateError> {
         let mut conn = self.conn.clone();
         let user = intake.user;
-        let q = self.quotas;
         let begin = intake.begin.as_ref();
         let id = begin.map_or("", |b| b.id);
         let marker = self.begin_marker(user, id);
@@ -127,13 +126,7 @@ impl RedisStore {
         }
         grant
             .key(&marker)
-            .arg(intake.contract_hash)
-            .arg(intake.date_ms)
-            .arg(intake.token)
-            .arg(q.contracts)
-            .arg(q.history)
-            .arg(q.grant_bytes)
-            .arg(self.guest_ttl_ms())
+            .arg(self.grant_args(intake.contract_hash, intake.date_ms, intake.token))
             .arg(u8::from(begin.is_some()))
             .arg(begin.map_or("", |b| b.transfer.grant_hash))
             .arg(millis(self.finished_ttl));

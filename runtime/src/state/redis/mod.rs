@@ -70,6 +70,9 @@ impl<T: redis::ToRedisArgs + Sync> ToArg for T {
     }
 }
 
+/// The arguments of Lua `update_grant` ([`RedisStore::grant_args`]).
+type GrantArgs<'a> = (&'a str, f64, &'a str, u64, u64, u64, u64);
+
 /// A TTL in milliseconds for Redis, at least 1.
 fn millis(ttl: Duration) -> u64 {
     u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
@@ -191,6 +194,27 @@ impl RedisStore {
 
     fn guest_ttl_ms(&self) -> u64 {
         millis(self.quotas.guest_ttl)
+    }
+
+    /// The arguments Lua `update_grant` reads, in its order: contract hash,
+    /// date (ms), token, the three grant quotas and the guest TTL (ms).
+    /// Every script that stores a grant passes them as one run.
+    fn grant_args<'a>(
+        &self,
+        contract_hash: &'a str,
+        date_ms: f64,
+        token: &'a str,
+    ) -> GrantArgs<'a> {
+        let q = self.quotas;
+        (
+            contract_hash,
+            date_ms,
+            token,
+            q.contracts,
+            q.history,
+            q.grant_bytes,
+            self.guest_ttl_ms(),
+        )
     }
 
     /// Runs a user script (KEYS = [`RedisStore::user_keys`]) answering

@@ -168,20 +168,11 @@ impl UserStore for RedisStore {
         date_ms: f64,
         token: &str,
     ) -> Result<(String, bool), StateError> {
-        let q = self.quotas;
         let (stored, effective) = self
             .user_script(
                 GRANT_LUA,
                 user,
-                &[
-                    &contract_hash,
-                    &date_ms,
-                    &token,
-                    &q.contracts,
-                    &q.history,
-                    &q.grant_bytes,
-                    &self.guest_ttl_ms(),
-                ],
+                &[&self.grant_args(contract_hash, date_ms, token)],
             )
             .await?;
         Ok((effective, stored == 1))
