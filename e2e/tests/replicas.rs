@@ -35,29 +35,11 @@ async fn a_transfer_started_on_one_gateway_is_followed_on_another() {
 /// gateway and worker connects to a node of its own choosing.
 #[actix_web::test]
 async fn replicas_and_workers_share_a_rabbitmq_cluster() {
-    let urls = tokio::task::spawn_blocking(cluster_urls).await.unwrap();
+    let urls = tokio::task::spawn_blocking(runtime::mq::testing::rabbit_cluster_urls)
+        .await
+        .unwrap()
+        .expect("scripts/rabbit-ha start");
     follow_across_replicas(&[("ALIAS_AMQP_URL", &urls)]).await;
-}
-
-/// Starts the failover tests' cluster unless it runs; its URLs.
-fn cluster_urls() -> String {
-    let script: std::path::PathBuf = [env!("CARGO_MANIFEST_DIR"), "..", "scripts", "rabbit-ha"]
-        .iter()
-        .collect();
-    let out = std::process::Command::new(&script)
-        .arg("start")
-        .output()
-        .expect("scripts/rabbit-ha runs");
-    assert!(
-        out.status.success(),
-        "scripts/rabbit-ha start failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .last()
-        .unwrap_or_default()
-        .to_owned()
 }
 
 async fn follow_across_replicas(extra: &[(&str, &str)]) {

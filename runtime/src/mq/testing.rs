@@ -37,3 +37,24 @@ pub fn close_connections(needle: &str) -> io::Result<usize> {
     }
     Ok(closed)
 }
+
+/// Starts the failover tests' three-node RabbitMQ cluster through
+/// `scripts/rabbit-ha start` unless it runs (idempotent, serialized by the
+/// script) and returns the comma-separated URLs of its nodes.
+pub fn rabbit_cluster_urls() -> io::Result<String> {
+    let script: std::path::PathBuf = [env!("CARGO_MANIFEST_DIR"), "..", "scripts", "rabbit-ha"]
+        .iter()
+        .collect();
+    let out = Command::new(&script).arg("start").output()?;
+    if !out.status.success() {
+        return Err(io::Error::other(format!(
+            "scripts/rabbit-ha start failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_owned())
+}

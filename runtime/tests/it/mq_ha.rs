@@ -6,7 +6,6 @@
 
 use runtime::mq::{BrokerConfig, RabbitBroker, RabbitConsumer, Route};
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -22,23 +21,7 @@ const NODES: [(&str, u16); 3] = [
 /// Starts the cluster unless it runs (idempotent, serialized by the
 /// script); returns the comma-separated URLs of its nodes.
 fn cluster_urls() -> String {
-    let script: PathBuf = [env!("CARGO_MANIFEST_DIR"), "..", "scripts", "rabbit-ha"]
-        .iter()
-        .collect();
-    let out = Command::new(&script)
-        .arg("start")
-        .output()
-        .expect("scripts/rabbit-ha runs");
-    assert!(
-        out.status.success(),
-        "scripts/rabbit-ha start failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let urls = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .last()
-        .unwrap_or_default()
-        .to_owned();
+    let urls = runtime::mq::testing::rabbit_cluster_urls().expect("scripts/rabbit-ha start");
     assert_eq!(urls.split(',').count(), 3, "three URLs: {urls}");
     urls
 }
