@@ -10,10 +10,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod docs;
+pub mod relay;
 pub mod stack;
 pub mod web;
 
 pub use docs::*;
+pub use relay::{Cut, Relay};
 pub use stack::*;
 pub use web::*;
 

@@ -169,10 +169,10 @@ impl Bank {
     pub fn spawn_with(&self, role: Role, extra: &[(&str, &str)]) -> Child {
         Command::new(role_exe())
             .arg(role.as_str())
+            .env("RUST_LOG", "warn")
             .envs(self.env.iter().cloned())
             .envs(extra.iter().map(|(k, v)| (*k, *v)))
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
+            .stdout(Stdio::inherit())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)
             .spawn()

@@ -10,7 +10,7 @@
 
 use e2e::{
     assert_delivered, give_dump, process_async, process_sync, user, wait_terminal, wait_until,
-    Bank, Client, Role,
+    Bank, Client, Cut, Relay, Role,
 };
 use rand::{Rng, SeedableRng};
 use runtime::state::TransferState;
@@ -343,6 +343,118 @@ async fn redis_connections_killed_mid_run_lose_no_transfer() {
     assert_eq!(status, 200, "{body}");
     assert_delivered(&bank, &c).await;
     bank.cleanup().await;
+}
+
+/// The address of the bank's Redis (for a [`Relay`] in front of it).
+fn redis_addr(bank: &Bank) -> std::net::SocketAddr {
+    use std::net::ToSocketAddrs;
+    let url = url::Url::parse(&bank.config.redis_url).unwrap();
+    let host = url.host_str().unwrap();
+    (host, url.port().unwrap_or(6379))
+        .to_socket_addrs()
+        .unwrap()
+        .next()
+        .unwrap()
+}
+
+/// Polls `check` every few milliseconds until it holds (at most `LIMIT`):
+/// for conditions no event announces (a client's request counters).
+async fn poll_until(what: &str, mut check: impl FnMut() -> bool) {
+    tokio::time::timeout(LIMIT, async {
+        while !check() {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("timed out waiting for {what}"));
+}
+
+/// The shortest Redis outage of [`redis_outage_mid_push`].
+const OUTAGE: Duration = Duration::from_secs(5);
+
+/// Redis out of the pusher's reach (what a primary's failover looks like
+/// from a worker) while a chunk is in flight, until the pusher's lease on
+/// the file expired: its offset commit, the fence and lease renewals and
+/// the state reads that follow fail. A push job must never be dropped
+/// because Redis could not answer, nor hang on a connection that cannot
+/// come back: every transfer still ends `done` with the clean files.
+async fn redis_outage_mid_push(how: Cut, seed: u8) {
+    let mut bank = Bank::new("fo", &[]).await;
+    bank.start_processor().await;
+    let relay = Relay::start(redis_addr(&bank)).await;
+    let through_relay = format!("redis://{}", relay.addr());
+    give_dump(&bank, &user(seed), DUMP_BYTES, u64::from(seed)).await;
+    // Each answer of A's client takes 300 ms: a chunk is in flight long
+    // enough to cut Redis under it.
+    let slow = Faults {
+        delay_ms: 300,
+        ..Faults::none()
+    };
+    let a = Client::new("Alpha", 2, slow);
+    let b = Client::new("Beta", 3, Faults::none());
+    let pusher = bank.spawn_with(Role::Pusher, &[("ALIAS_REDIS_URL", &through_relay)]);
+    bank.children.push(pusher);
+    start_transfers(&bank, &[&a, &b], seed).await;
+    wait_until(&bank, &a.id, LIMIT, |t| {
+        t.state == TransferState::Pushing && t.bytes_done > 0
+    })
+    .await;
+    // A chunk arrives at A's client; Redis is cut before it is answered.
+    let chunks = a.sink.counters().chunk_requests;
+    poll_until("a chunk at A's client", || {
+        a.sink.counters().chunk_requests > chunks
+    })
+    .await;
+    let answered = a.sink.requests().len();
+    relay.cut(how);
+    let cut_at = tokio::time::Instant::now();
+    let t = bank.app.state.transfer(&a.id).await.unwrap().unwrap();
+    assert_eq!(t.state, TransferState::Pushing, "{t:?}");
+    // The chunk answered, Redis stays out of reach until the pusher's
+    // lease on A's file expired in Redis (it could not renew it).
+    poll_until("the chunk's answer", || a.sink.requests().len() > answered).await;
+    let redis = redis::Client::open(bank.config.redis_url.as_str()).unwrap();
+    let mut direct = redis.get_multiplexed_async_connection().await.unwrap();
+    let leases = format!("{}:lease:push:{}:*", bank.ns, a.id);
+    tokio::time::timeout(LIMIT, async {
+        loop {
+            let held: Vec<String> = redis::cmd("KEYS")
+                .arg(&leases)
+                .query_async(&mut direct)
+                .await
+                .unwrap();
+            if held.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap();
+    // The outage lasts at least as long as a failover (the sentinels take
+    // 3-4 s): the fault's length, not a synchronization.
+    tokio::time::sleep_until(cut_at + OUTAGE).await;
+    relay.restore();
+    for client in [&a, &b] {
+        let t = wait_terminal(&bank, &client.id, LIMIT).await;
+        assert_eq!(t.state, TransferState::Done, "{t:?}");
+        assert_delivered(&bank, client).await;
+    }
+    bank.cleanup().await;
+}
+
+/// [`redis_outage_mid_push`] with the server's host gone (connections
+/// refused).
+#[actix_web::test]
+async fn a_redis_outage_mid_push_drops_no_push_job() {
+    redis_outage_mid_push(Cut::Refuse, 53).await;
+}
+
+/// [`redis_outage_mid_push`] behind a proxy that accepts connections for
+/// the dead server and closes them (the client's reconnection could hang).
+#[actix_web::test]
+async fn a_redis_outage_behind_a_proxy_hangs_no_push_job() {
+    redis_outage_mid_push(Cut::AcceptClose, 54).await;
 }
 
 #[actix_web::test]

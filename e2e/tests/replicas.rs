@@ -2,6 +2,7 @@
 //! RabbitMQ queues), as behind a load balancer, with real workers: what a
 //! client starts on one replica it follows on the other.
 
+#![recursion_limit = "256"]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use e2e::{assert_delivered, give_dump, process_async, process_sync, user, Bank, Client};

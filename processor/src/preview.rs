@@ -215,4 +215,8 @@ impl JobHandler for Previewer {
             }
         }
     }
+
+    async fn make_durable(&self) -> Result<(), String> {
+        runtime::worker::durable_state(&self.state).await
+    }
 }

@@ -416,7 +416,10 @@ impl Processor {
         }
     }
 
-    async fn fail(&self, job: &ProcessJob, reason: &str) {
+    /// Records the transfer's failure; `false` when Redis could not be
+    /// told (the job then runs again rather than leaving the transfer
+    /// active with no job).
+    async fn fail(&self, job: &ProcessJob, reason: &str) -> bool {
         let active = [TransferState::Accepted, TransferState::Processing];
         if let Err(e) = self
             .state
@@ -429,10 +432,15 @@ impl Processor {
             )
             .await
         {
-            tracing::error!(error = %e, "could not record the failure");
+            tracing::error!(error = %e, "could not record the failure; the job runs again");
+            return false;
         }
+        true
     }
 }
+
+/// How long a failed job whose failure could not be recorded waits.
+const UNRECORDED_RETRY: Duration = Duration::from_secs(2);
 
 #[async_trait::async_trait]
 impl JobHandler for Processor {
@@ -445,7 +453,9 @@ impl JobHandler for Processor {
             Ok(()) => Disposition::Ack,
             Err(JobError::Permanent(reason)) => {
                 tracing::warn!(transfer = %job.transfer, %reason, "transfer failed");
-                self.fail(&job, &reason).await;
+                if !self.fail(&job, &reason).await {
+                    return Disposition::Retry(UNRECORDED_RETRY);
+                }
                 Disposition::Ack
             }
             Err(JobError::Transient(reason)) => {
@@ -456,13 +466,19 @@ impl JobHandler for Processor {
                         Disposition::Retry(delay)
                     }
                     Decision::Fail(reason) => {
-                        self.fail(&job, &reason).await;
+                        if !self.fail(&job, &reason).await {
+                            return Disposition::Retry(UNRECORDED_RETRY);
+                        }
                         Disposition::Dead(reason)
                     }
                     Decision::Done => Disposition::Ack,
                 }
             }
         }
+    }
+
+    async fn make_durable(&self) -> Result<(), String> {
+        runtime::worker::durable_state(&self.state).await
     }
 }
 

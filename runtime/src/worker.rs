@@ -30,7 +30,34 @@ pub enum Disposition {
 pub trait JobHandler: Send + Sync + 'static {
     /// Handles one message body; the returned disposition settles it.
     async fn handle(&self, body: &[u8], delivery_count: u64) -> Disposition;
+
+    /// Called after [`JobHandler::handle`], before the delivery is settled:
+    /// makes the job's effect durable (see [`durable_state`]). An error
+    /// turns the disposition into a retry, so the job runs again rather
+    /// than being acknowledged on the strength of writes that may be lost.
+    async fn make_durable(&self) -> Result<(), String> {
+        Ok(())
+    }
 }
+
+/// [`JobHandler::make_durable`] for a handler whose effects are in `state`:
+/// waits for a replica where there is one (Redis under Sentinel). When none
+/// confirms in time the primary runs alone, and the job is settled anyway
+/// (logged): there is no copy to wait for.
+pub async fn durable_state(state: &crate::state::State) -> Result<(), String> {
+    match state.settle_writes().await {
+        Ok(true) => Ok(()),
+        Ok(false) => {
+            tracing::warn!("no Redis replica confirmed a job's writes in time; settling it anyway (the primary runs without a replica in sync)");
+            Ok(())
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// How long a job waits before it runs again when its effect could not be
+/// made durable (the state store unreachable).
+const NOT_DURABLE_RETRY: Duration = Duration::from_secs(2);
 
 /// Settings of a worker.
 #[derive(Debug, Clone)]
@@ -131,7 +158,18 @@ impl Actor for ConsumerActor {
                 tokio::spawn(async move {
                     let count = delivery.delivery_count();
                     let started = std::time::Instant::now();
-                    let disposition = handler.handle(delivery.body(), count).await;
+                    let mut disposition = handler.handle(delivery.body(), count).await;
+                    if disposition != Disposition::Requeue {
+                        if let Err(e) = handler.make_durable().await {
+                            tracing::warn!(error = %e, "could not make a job's effect durable; it runs again");
+                            disposition = match disposition {
+                                Disposition::Retry(delay) => {
+                                    Disposition::Retry(delay.max(NOT_DURABLE_RETRY))
+                                }
+                                _ => Disposition::Retry(NOT_DURABLE_RETRY),
+                            };
+                        }
+                    }
                     if let Some(m) = crate::ops::metrics() {
                         let outcome = match disposition {
                             Disposition::Ack => "ack",

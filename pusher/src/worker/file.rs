@@ -246,8 +246,10 @@ impl Pusher {
             }
             StreamError::Cancelled { .. } => {
                 self.clear_inflight(t, file).await;
-                if !still_pushing(&self.state, t).await {
-                    return Decision::Done; // revoked, cancelled or superseded
+                match still_pushing(&self.state, t).await {
+                    Ok(true) => {}
+                    Ok(false) => return Decision::Done, // revoked, cancelled or superseded
+                    Err(e) => return e.into(),
                 }
                 // Run budget spent: continue in a new delivery.
                 let body = match jobs::encode(job) {
@@ -291,11 +293,13 @@ impl Pusher {
                 // failed: then the chunk's outcome is known to the client
                 // only, and the in-flight mark stays set so the next run
                 // asks the client's offset first.
-                if still_pushing(&self.state, t).await {
-                    tracing::warn!(transfer = %t.id, %file, error = %source, "could not commit an offset; retrying later");
-                    return Decision::Retry(Duration::from_secs(1));
+                match still_pushing(&self.state, t).await {
+                    Ok(false) => Decision::Done,
+                    Ok(true) | Err(_) => {
+                        tracing::warn!(transfer = %t.id, %file, error = %source, "could not commit an offset; retrying later");
+                        Decision::Retry(Duration::from_secs(1))
+                    }
                 }
-                Decision::Done
             }
             e @ (StreamError::Storage { .. } | StreamError::SizeMismatch { .. }) => {
                 Decision::Fail(format!("archive unreadable: {e}"))

@@ -95,9 +95,13 @@ fn target_of(t: &Transfer) -> Result<PushTarget, PushError> {
     PushTarget::new(base, &t.id)
 }
 
-/// Whether `t`'s generation is still the transfer's pushing one.
-async fn still_pushing(state: &State, t: &Transfer) -> bool {
-    matches!(state.transfer(&t.id).await, Ok(Some(ref now)) if now.generation == t.generation && now.state == TransferState::Pushing)
+/// Whether `t`'s generation is still the transfer's pushing one. A failed
+/// read is an error, never a "no": a job must not be dropped because Redis
+/// could not answer (a primary's failover, a cut connection).
+async fn still_pushing(state: &State, t: &Transfer) -> Result<bool, StateError> {
+    Ok(
+        matches!(state.transfer(&t.id).await?, Some(ref now) if now.generation == t.generation && now.state == TransferState::Pushing),
+    )
 }
 
 impl Pusher {
@@ -111,17 +115,17 @@ impl Pusher {
             TransferState::Processing,
             TransferState::Accepted,
         ];
-        if let Err(e) = self
-            .state
-            .transition(
+        let failed = record_acked(|| {
+            self.state.transition(
                 &t.id,
                 t.generation,
                 &from,
                 TransferState::Failed,
                 Some(reason),
             )
-            .await
-        {
+        })
+        .await;
+        if let Err(e) = failed {
             tracing::error!(error = %e, "could not record the failure");
         }
     }
@@ -307,7 +311,16 @@ impl JobHandler for Pusher {
             Decision::Retry(delay) => Disposition::Retry(delay),
             Decision::Fail(reason) => {
                 tracing::warn!(transfer = %job.transfer, %reason, "transfer failed");
-                if let Ok(Some(t)) = self.state.transfer(&job.transfer).await {
+                // Read through a short Redis outage: a transfer whose failure
+                // is not recorded would stay `pushing` with its job dead.
+                let now = match record_acked(|| self.state.transfer(&job.transfer)).await {
+                    Ok(now) => now,
+                    Err(e) => {
+                        tracing::warn!(transfer = %job.transfer, error = %e, "could not read the failing transfer; retrying the job");
+                        return Disposition::Retry(Duration::from_secs(2));
+                    }
+                };
+                if let Some(t) = now {
                     if t.generation == job.generation {
                         self.fail(&t, &reason).await;
                         // Replaying this dead letter takes the generation up
@@ -321,6 +334,10 @@ impl JobHandler for Pusher {
                 Disposition::Dead(reason)
             }
         }
+    }
+
+    async fn make_durable(&self) -> Result<(), String> {
+        runtime::worker::durable_state(&self.state).await
     }
 }
 

@@ -159,6 +159,17 @@ pub trait StateStore:
     /// Whether the store answers.
     async fn ping(&self) -> bool;
 
+    /// Waits until every write this process made so far would survive the
+    /// loss of the server: on a replica, where the store has replicas
+    /// (Redis under Sentinel). `Ok(false)` when no replica confirmed in
+    /// time (the primary runs alone); an error when the server could not
+    /// be reached (the writes' fate is unknown). Workers call it before a
+    /// job is acknowledged, so a failover never loses the effect of an
+    /// acknowledged job.
+    async fn settle_writes(&self) -> Result<bool, StateError> {
+        Ok(true)
+    }
+
     /// Deletes every key of the namespace (tests).
     async fn purge_namespace(&self) -> Result<(), StateError>;
 }

@@ -363,11 +363,30 @@ async fn sentinel_failover_keeps_answered_grants() {
         assert!(matches!(outcome, Ok(Intake::Begun { .. })), "{outcome:?}");
         answered.push((id, token));
     }
-    // The replicas stopped: the grant reaches the primary only; no 2xx.
+    // A worker's writes, settled before its job is acknowledged, are on a
+    // replica when the settling returns (it waited on another connection
+    // than the writes'; replication is one ordered stream).
+    s.set_binding("w", "settled").await.unwrap();
+    assert!(s.settle_writes().await.unwrap(), "a replica confirmed");
+    let mut on_replicas = Vec::new();
+    for port in REPLICAS {
+        let keys: Vec<String> = query(port, redis::cmd("KEYS").arg(format!("{ns}:*{{w}}*")))
+            .await
+            .unwrap();
+        on_replicas.push((port, keys));
+    }
+    assert!(
+        on_replicas.iter().any(|(_, keys)| !keys.is_empty()),
+        "the settled write is on no replica: {on_replicas:?}"
+    );
+    // The replicas stopped: the grant reaches the primary only; no 2xx,
+    // and settling a worker's writes reports that no replica has them.
     for replica in &set.replicas {
         SentinelSet::signal(replica, "STOP");
     }
     let unconfirmed = s.take_grant(&grant("u", "c4", 9.0, "g-c4")).await;
+    s.set_binding("w", "alone").await.unwrap();
+    let alone = s.settle_writes().await;
     for replica in &set.replicas {
         SentinelSet::signal(replica, "CONT");
     }
@@ -375,6 +394,7 @@ async fn sentinel_failover_keeps_answered_grants() {
         matches!(unconfirmed, Err(StateError::NotReplicated { .. })),
         "{unconfirmed:?}"
     );
+    assert!(matches!(alone, Ok(false)), "{alone:?}");
     let mut events = s.subscribe("c1");
     // The primary killed.
     let mut set = set;

@@ -1,10 +1,16 @@
-//! The connection to Redis in its three forms: one server
-//! ([`ConnectionManager`], reconnecting to the same address), a Redis
-//! Cluster (the crate's [`ClusterConnection`], which follows `MOVED` and
-//! slot changes), and a primary watched by Sentinel ([`SentinelConn`]: a
-//! `ConnectionManager` to the primary the sentinels name, resolved again
-//! when the connection breaks or the server answers `READONLY`, which is
-//! what a primary demoted by a failover does).
+//! The connection to Redis in its three forms: one server and a primary
+//! watched by Sentinel ([`Managed`]: a `ConnectionManager` replaced by a
+//! fresh one when its connection breaks, stops answering, or, under
+//! Sentinel, answers `READONLY`, which is what a primary demoted by a
+//! failover does; the fresh one goes to the address the sentinels name
+//! now), and a Redis Cluster (the crate's [`ClusterConnection`], which
+//! follows `MOVED` and slot changes).
+//!
+//! Every command is bounded in time ([`COMMAND_DEADLINE`]): a connection
+//! whose server vanished, or whose reconnection hangs (a proxy that
+//! accepts connections for a dead server and closes them), answers with a
+//! timeout error instead of holding its caller, and its job's leases,
+//! for minutes.
 //!
 //! Also the pub/sub side: where [`super::EventHub`] subscribes in each form
 //! ([`Subscriber`]), and the masters a cluster-wide `SCAN` visits.
@@ -14,6 +20,34 @@ use redis::cluster_async::ClusterConnection;
 use redis::sentinel::Sentinel;
 use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, RedisResult, Value};
 use std::sync::{Arc, RwLock};
+
+/// How long any command waits for its answer. Without a bound, a command
+/// sent to a server that vanished without closing the connection (a host
+/// gone from the network, a primary lost in a failover) waits as long as
+/// the kernel keeps the socket: many minutes, with its job and the job's
+/// leases held all along. Above the longest `WAIT` sent (2 s).
+pub(super) const RESPONSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// How long connecting to a server may take.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The most a command may take from the caller's view, reconnection
+/// included: the answer's own bound and a connection attempt.
+pub(super) const COMMAND_DEADLINE: std::time::Duration = std::time::Duration::from_secs(12);
+
+/// `fut`, or a timeout error (`is_timeout()`) after `limit`.
+async fn bounded<T>(
+    limit: std::time::Duration,
+    fut: impl std::future::Future<Output = RedisResult<T>>,
+) -> RedisResult<T> {
+    match tokio::time::timeout(limit, fut).await {
+        Ok(result) => result,
+        Err(_) => Err(RedisError::from(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("no answer from Redis in {limit:?}"),
+        ))),
+    }
+}
 
 /// Where the state lives: one Redis server, a Redis Cluster, or a primary
 /// and its replicas watched by Redis Sentinel.
@@ -46,21 +80,24 @@ impl std::fmt::Display for RedisTarget {
     }
 }
 
-/// The connections of a store: the shared one, and the one grant intakes
-/// use, which waits for a replica under Sentinel (a `WAIT` blocks its
-/// connection, so it has its own there).
+/// The connections of a store: the shared one, and the ones that wait for
+/// a replica under Sentinel (grant intakes; jobs about to be acknowledged):
+/// a `WAIT` blocks its connection, so each has its own there.
 pub(super) struct Opened {
     pub(super) conn: Conn,
     pub(super) intake: Conn,
     pub(super) subscriber: Subscriber,
+    /// Under Sentinel: the connection that waits for a replica before a
+    /// job is acknowledged (see `replicas.rs`).
+    pub(super) settle: Option<Conn>,
 }
 
 /// The store's connection, cheap to clone (all forms multiplex).
 #[derive(Clone)]
 pub(super) enum Conn {
-    Single(Box<ConnectionManager>),
+    Single(Managed),
     Cluster(ClusterConnection),
-    Sentinel(SentinelConn),
+    Sentinel(Managed),
 }
 
 impl Conn {
@@ -70,32 +107,35 @@ impl Conn {
             intake: conn.clone(),
             conn,
             subscriber,
+            settle: None,
         };
         match target {
             RedisTarget::Single(url) => {
                 let client = redis::Client::open(url.as_str())?;
-                let conn = ConnectionManager::new(client.clone()).await?;
-                Ok(shared(
-                    Conn::Single(Box::new(conn)),
-                    Subscriber::Single(client),
-                ))
+                let conn = Managed::fixed(client.clone()).await?;
+                Ok(shared(Conn::Single(conn), Subscriber::Single(client)))
             }
             RedisTarget::Cluster(urls) => {
                 let seeds = urls
                     .iter()
                     .map(|u| redis::Client::open(u.as_str()))
                     .collect::<RedisResult<Vec<_>>>()?;
-                let client = redis::cluster::ClusterClient::new(urls.clone())?;
+                let client = redis::cluster::ClusterClient::builder(urls.clone())
+                    .response_timeout(RESPONSE_TIMEOUT)
+                    .connection_timeout(CONNECT_TIMEOUT)
+                    .build()?;
                 let conn = client.get_async_connection().await?;
                 Ok(shared(Conn::Cluster(conn), Subscriber::Cluster(seeds)))
             }
             RedisTarget::Sentinel { sentinels, master } => {
-                let conn = SentinelConn::connect(sentinels, master).await?;
-                let intake = SentinelConn::connect(sentinels, master).await?;
+                let conn = Managed::sentinel(sentinels, master).await?;
+                let intake = Managed::sentinel(sentinels, master).await?;
+                let settle = Managed::sentinel(sentinels, master).await?;
                 Ok(Opened {
                     conn: Conn::Sentinel(conn.clone()),
                     intake: Conn::Sentinel(intake),
                     subscriber: Subscriber::Sentinel(conn),
+                    settle: Some(Conn::Sentinel(settle)),
                 })
             }
         }
@@ -117,9 +157,8 @@ impl Conn {
 impl ConnectionLike for Conn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
-            Conn::Single(c) => c.req_packed_command(cmd),
-            Conn::Cluster(c) => c.req_packed_command(cmd),
-            Conn::Sentinel(c) => Box::pin(c.command(cmd)),
+            Conn::Single(c) | Conn::Sentinel(c) => Box::pin(c.command(cmd)),
+            Conn::Cluster(c) => Box::pin(bounded(COMMAND_DEADLINE, c.req_packed_command(cmd))),
         }
     }
 
@@ -130,37 +169,50 @@ impl ConnectionLike for Conn {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
-            Conn::Single(c) => c.req_packed_commands(cmd, offset, count),
-            Conn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
-            Conn::Sentinel(c) => Box::pin(c.commands(cmd, offset, count)),
+            Conn::Single(c) | Conn::Sentinel(c) => Box::pin(c.commands(cmd, offset, count)),
+            Conn::Cluster(c) => Box::pin(bounded(
+                COMMAND_DEADLINE,
+                c.req_packed_commands(cmd, offset, count),
+            )),
         }
     }
 
     fn get_db(&self) -> i64 {
         match self {
-            Conn::Single(c) => c.get_db(),
+            Conn::Single(c) | Conn::Sentinel(c) => c.current().1.get_db(),
             Conn::Cluster(c) => c.get_db(),
-            Conn::Sentinel(_) => 0,
         }
     }
 }
 
-/// The connection to the primary of a Sentinel-watched set.
-#[derive(Clone)]
-pub(super) struct SentinelConn {
-    shared: Arc<SentinelShared>,
+/// Where a [`Managed`] connection goes: one fixed address, or the primary
+/// the sentinels name at the time.
+enum Source {
+    Fixed(redis::Client),
+    Sentinel {
+        sentinel: Box<Sentinel>,
+        master: String,
+    },
 }
 
-struct SentinelShared {
-    sentinel: tokio::sync::Mutex<Sentinel>,
-    master: String,
-    /// The primary's connection and how many times it was resolved.
+/// A connection to one server (fixed, or the primary of a Sentinel-watched
+/// set), replaced by a fresh `ConnectionManager` when it is lost.
+#[derive(Clone)]
+pub(super) struct Managed {
+    shared: Arc<ManagedShared>,
+}
+
+struct ManagedShared {
+    /// Where to connect (behind the lock that serializes replacements).
+    source: tokio::sync::Mutex<Source>,
+    /// The current connection and how many times it was replaced.
     current: RwLock<(u64, ConnectionManager)>,
 }
 
-/// Whether an error means the connection no longer reaches the primary:
-/// broken, refused, or answered by a demoted primary (`READONLY`).
-fn lost_primary(e: &RedisError) -> bool {
+/// Whether an error means the connection no longer reaches its server (or
+/// no longer the primary): broken, refused, timed out, or answered by a
+/// demoted primary (`READONLY`).
+fn lost_server(e: &RedisError) -> bool {
     e.is_io_error()
         || e.is_connection_dropped()
         || e.is_connection_refusal()
@@ -174,28 +226,58 @@ fn surely_not_applied(e: &RedisError) -> bool {
     e.kind() == ErrorKind::ReadOnly
 }
 
-/// A connection to a primary that gives up quickly: when the primary is
-/// gone, the sentinels are asked for the next one instead of retrying the
-/// old address (requests wait for a reconnection in progress).
-async fn primary_manager(client: redis::Client) -> RedisResult<ConnectionManager> {
+/// A connection manager that gives up quickly: when the server is gone, a
+/// fresh manager replaces it (under Sentinel, to the primary named then)
+/// instead of retrying the old one (requests wait for a reconnection in
+/// progress, within [`COMMAND_DEADLINE`]).
+async fn manager(client: redis::Client) -> RedisResult<ConnectionManager> {
     let config = ConnectionManagerConfig::new()
         .set_number_of_retries(1)
-        .set_connection_timeout(std::time::Duration::from_secs(2));
-    ConnectionManager::new_with_config(client, config).await
+        .set_response_timeout(RESPONSE_TIMEOUT)
+        .set_connection_timeout(CONNECT_TIMEOUT);
+    bounded(
+        CONNECT_TIMEOUT * 2,
+        ConnectionManager::new_with_config(client, config),
+    )
+    .await
 }
 
-impl SentinelConn {
-    async fn connect(sentinels: &[String], master: &str) -> RedisResult<SentinelConn> {
-        let mut sentinel = Sentinel::build(sentinels.to_vec())?;
-        let client = sentinel.async_master_for(master, None).await?;
-        let conn = primary_manager(client).await?;
-        Ok(SentinelConn {
-            shared: Arc::new(SentinelShared {
-                sentinel: tokio::sync::Mutex::new(sentinel),
-                master: master.to_owned(),
+impl Source {
+    /// The client to connect now.
+    async fn client(&mut self) -> RedisResult<redis::Client> {
+        match self {
+            Source::Fixed(client) => Ok(client.clone()),
+            Source::Sentinel { sentinel, master } => {
+                bounded(CONNECT_TIMEOUT * 2, sentinel.async_master_for(master, None)).await
+            }
+        }
+    }
+}
+
+impl Managed {
+    async fn open(mut source: Source) -> RedisResult<Managed> {
+        let conn = manager(source.client().await?).await?;
+        Ok(Managed {
+            shared: Arc::new(ManagedShared {
+                source: tokio::sync::Mutex::new(source),
                 current: RwLock::new((0, conn)),
             }),
         })
+    }
+
+    /// A connection to one server.
+    async fn fixed(client: redis::Client) -> RedisResult<Managed> {
+        Managed::open(Source::Fixed(client)).await
+    }
+
+    /// A connection to the primary the sentinels name, followed across
+    /// failovers.
+    async fn sentinel(sentinels: &[String], master: &str) -> RedisResult<Managed> {
+        Managed::open(Source::Sentinel {
+            sentinel: Box::new(Sentinel::build(sentinels.to_vec())?),
+            master: master.to_owned(),
+        })
+        .await
     }
 
     fn current(&self) -> (u64, ConnectionManager) {
@@ -205,39 +287,42 @@ impl SentinelConn {
         }
     }
 
-    /// A client of the primary the sentinels name now (they check its
-    /// role), for a pub/sub connection.
-    pub(super) async fn primary(&self) -> RedisResult<redis::Client> {
-        let mut sentinel = self.shared.sentinel.lock().await;
-        sentinel.async_master_for(&self.shared.master, None).await
+    /// A client of the server (under Sentinel, the primary the sentinels
+    /// name now, as they check its role), for a pub/sub connection.
+    pub(super) async fn client(&self) -> RedisResult<redis::Client> {
+        self.shared.source.lock().await.client().await
     }
 
-    /// Asks the sentinels for the primary again, unless another caller did
-    /// since `seen` was current.
-    async fn resolve(&self, seen: u64) -> RedisResult<()> {
-        let mut sentinel = self.shared.sentinel.lock().await;
+    /// Replaces the connection, unless another caller did since `seen`
+    /// was current.
+    async fn replace(&self, seen: u64) -> RedisResult<()> {
+        let mut source = self.shared.source.lock().await;
         if self.current().0 != seen {
             return Ok(());
         }
-        let client = sentinel.async_master_for(&self.shared.master, None).await?;
-        let conn = primary_manager(client).await?;
+        let conn = manager(source.client().await?).await?;
         let mut current = match self.shared.current.write() {
             Ok(c) => c,
             Err(poisoned) => poisoned.into_inner(),
         };
         *current = (seen + 1, conn);
-        tracing::info!(master = %self.shared.master, "redis sentinel: primary resolved again");
+        if let Source::Sentinel { master, .. } = &*source {
+            tracing::info!(%master, "redis sentinel: primary resolved again");
+        } else {
+            tracing::info!("redis: connection replaced");
+        }
         Ok(())
     }
 
-    /// After an error that lost the primary: resolves it again (a failure
-    /// to do so is logged; the caller gets the original error).
+    /// After an error that lost the server: replaces the connection (a
+    /// failure to do so is logged; the caller gets the original error).
+    /// Whether the command may be sent again on the new one.
     async fn recover(&self, seen: u64, e: &RedisError) -> bool {
-        if !lost_primary(e) {
+        if !lost_server(e) {
             return false;
         }
-        if let Err(re) = self.resolve(seen).await {
-            tracing::warn!(error = %re, cause = %e, "redis sentinel: no primary yet");
+        if let Err(re) = self.replace(seen).await {
+            tracing::warn!(error = %re, cause = %e, "redis: no connection yet");
             return false;
         }
         surely_not_applied(e)
@@ -245,9 +330,10 @@ impl SentinelConn {
 
     async fn command(&self, cmd: &Cmd) -> RedisResult<Value> {
         let (seen, mut conn) = self.current();
-        match conn.req_packed_command(cmd).await {
+        match bounded(COMMAND_DEADLINE, conn.req_packed_command(cmd)).await {
             Err(e) if self.recover(seen, &e).await => {
-                self.current().1.req_packed_command(cmd).await
+                let mut conn = self.current().1;
+                bounded(COMMAND_DEADLINE, conn.req_packed_command(cmd)).await
             }
             other => other,
         }
@@ -260,12 +346,19 @@ impl SentinelConn {
         count: usize,
     ) -> RedisResult<Vec<Value>> {
         let (seen, mut conn) = self.current();
-        match conn.req_packed_commands(cmd, offset, count).await {
+        match bounded(
+            COMMAND_DEADLINE,
+            conn.req_packed_commands(cmd, offset, count),
+        )
+        .await
+        {
             Err(e) if self.recover(seen, &e).await => {
-                self.current()
-                    .1
-                    .req_packed_commands(cmd, offset, count)
-                    .await
+                let mut conn = self.current().1;
+                bounded(
+                    COMMAND_DEADLINE,
+                    conn.req_packed_commands(cmd, offset, count),
+                )
+                .await
             }
             other => other,
         }
@@ -279,7 +372,7 @@ impl SentinelConn {
 pub(super) enum Subscriber {
     Single(redis::Client),
     Cluster(Vec<redis::Client>),
-    Sentinel(SentinelConn),
+    Sentinel(Managed),
 }
 
 impl Subscriber {
@@ -294,7 +387,7 @@ impl Subscriber {
                     "no cluster seed to subscribe on",
                 ))),
             },
-            Subscriber::Sentinel(conn) => conn.primary().await?.get_async_pubsub().await,
+            Subscriber::Sentinel(conn) => conn.client().await?.get_async_pubsub().await,
         }
     }
 }

@@ -25,6 +25,7 @@ mod intake;
 mod intake_steps;
 mod leases;
 mod previews;
+mod replicas;
 mod scan;
 mod transfers;
 mod users;
@@ -34,6 +35,7 @@ pub use self::conn::RedisTarget;
 pub use self::events::EventHub;
 
 use self::conn::Conn;
+use self::replicas::ReplicaBarrier;
 use super::{ClientHealth, GenerationMarks, Quotas, StateError, StateStore, WebKey};
 use redis::Script;
 use std::collections::HashMap;
@@ -46,6 +48,8 @@ pub struct RedisStore {
     conn: Conn,
     /// The grant intakes' connection (its own under Sentinel).
     intake: Conn,
+    /// Under Sentinel: waits for a replica before jobs are acknowledged.
+    settle: Option<Arc<ReplicaBarrier>>,
     target: Arc<RedisTarget>,
     ns: Arc<str>,
     finished_ttl: Duration,
@@ -128,9 +132,13 @@ impl RedisStore {
         // A store that is about to publish should not miss its own events;
         // when the subscription takes longer, the hub keeps trying.
         let _ = tokio::time::timeout(HUB_READY, subscribed).await;
+        let settle = opened
+            .settle
+            .map(|conn| Arc::new(ReplicaBarrier::new(conn, format!("{ns}:replica-settle"))));
         Ok(RedisStore {
             conn: opened.conn,
             intake: opened.intake,
+            settle,
             hub,
             target: Arc::new(target.clone()),
             ns,
@@ -304,6 +312,13 @@ impl StateStore for RedisStore {
             .query_async::<String>(&mut conn)
             .await
             .is_ok()
+    }
+
+    async fn settle_writes(&self) -> Result<bool, StateError> {
+        match &self.settle {
+            Some(barrier) => barrier.wait().await,
+            None => Ok(true),
+        }
     }
 
     async fn purge_namespace(&self) -> Result<(), StateError> {
