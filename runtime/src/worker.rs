@@ -209,6 +209,8 @@ pub struct WorkerHandle {
     permits: Arc<Semaphore>,
     settings: WorkerSettings,
     _actor: Addr<ConsumerActor>,
+    /// The tasks moving this queue's delayed jobs back when due.
+    movers: Vec<tokio::task::JoinHandle<()>>,
     /// Consumers of other queues stopped with this one.
     others: Vec<WorkerHandle>,
 }
@@ -220,6 +222,7 @@ pub fn start_worker(
     handler: Arc<dyn JobHandler>,
 ) -> WorkerHandle {
     let (stop_tx, stop_rx) = watch::channel(false);
+    let movers = broker.start_movers(settings.route);
     let permits = Arc::new(Semaphore::new(settings.concurrency.max(1)));
     let actor_settings = settings.clone();
     let actor_permits = permits.clone();
@@ -235,6 +238,7 @@ pub fn start_worker(
         permits,
         settings,
         _actor: actor,
+        movers,
         others: Vec::new(),
     }
 }
@@ -278,6 +282,9 @@ impl WorkerHandle {
             todo.append(&mut h.others);
             // Fails only when every receiver is gone: nothing left to stop.
             let _ = h.stop.send(true);
+            for mover in h.movers.drain(..) {
+                mover.abort();
+            }
             held.push(h);
         }
         // The handles (and their actors' addresses) live until every

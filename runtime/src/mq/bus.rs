@@ -76,6 +76,14 @@ pub trait MessageBus: Send + Sync + 'static {
 
     /// Deletes the namespace's queues and messages (tests and teardown).
     async fn delete_topology(&self);
+
+    /// Starts the tasks that move the delayed jobs of `route` back to its
+    /// work queue when due (RabbitMQ: see `delay.rs`); a worker of `route`
+    /// runs them and aborts them when it stops. None where delays need no
+    /// help (the in-process bus).
+    fn start_movers(&self, _route: Route) -> Vec<tokio::task::JoinHandle<()>> {
+        Vec::new()
+    }
 }
 
 /// The handle on the message bus that services hold: cheap to clone, and
@@ -325,6 +333,10 @@ impl MessageBus for RabbitBroker {
     ) -> Result<Consumer, MqError> {
         let consumer = RabbitBroker::consume(self, route, prefetch, consumer_tag).await?;
         Ok(Consumer::new(Box::new(consumer)))
+    }
+
+    fn start_movers(&self, route: Route) -> Vec<tokio::task::JoinHandle<()>> {
+        RabbitBroker::start_movers(self, route)
     }
 
     async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, MqError> {

@@ -54,10 +54,24 @@ impl RabbitBroker {
         prefetch: u16,
         consumer_tag: &str,
     ) -> Result<RabbitConsumer, MqError> {
+        let queue = self.inner.topo.work_queue(route);
+        self.consume_queue(route, queue, prefetch, consumer_tag)
+            .await
+    }
+
+    /// As [`RabbitBroker::consume`], on another queue of `route` (one of its
+    /// retry queues: see `delay.rs`).
+    pub(crate) async fn consume_queue(
+        &self,
+        route: Route,
+        queue: String,
+        prefetch: u16,
+        consumer_tag: &str,
+    ) -> Result<RabbitConsumer, MqError> {
         let mut consumer = RabbitConsumer {
             broker: self.clone(),
             route,
-            queue: self.inner.topo.work_queue(route),
+            queue,
             prefetch,
             tag: consumer_tag.to_owned(),
             active: None,

@@ -23,6 +23,13 @@ fn unix_seconds() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// Now, in Unix milliseconds.
+pub(crate) fn unix_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 fn long_string(value: &str) -> AMQPValue {
     AMQPValue::LongString(LongString::from(value))
 }
@@ -82,6 +89,11 @@ impl RabbitBroker {
         let mut headers = FieldTable::default();
         let delay_ms = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
         headers.insert("x-alias-delay-ms".into(), AMQPValue::LongLongInt(delay_ms));
+        let bucket_ms = i64::try_from(bucket.as_millis()).unwrap_or(i64::MAX);
+        headers.insert(
+            super::delay::DUE_HEADER.into(),
+            AMQPValue::LongLongInt(unix_millis().saturating_add(bucket_ms)),
+        );
         let properties = self.properties(message_id, Some(headers))?;
         let queue = self.inner.topo.retry_queue(route, bucket);
         self.publish_with(
@@ -89,6 +101,34 @@ impl RabbitBroker {
             "",
             &queue,
             Some((route, bucket)),
+            body,
+            properties,
+        )
+        .await
+    }
+
+    /// Publishes a delayed job, now due, to the work queue of `route` with
+    /// the header `x-alias-moved-from` (the retry bucket it waited in, ms).
+    /// Confirmed and retried like [`RabbitBroker::publish`].
+    pub(crate) async fn publish_moved(
+        &self,
+        route: Route,
+        body: &[u8],
+        message_id: &str,
+        bucket: Duration,
+    ) -> Result<(), MqError> {
+        let mut headers = FieldTable::default();
+        let bucket_ms = i64::try_from(bucket.as_millis()).unwrap_or(i64::MAX);
+        headers.insert(
+            super::delay::MOVED_HEADER.into(),
+            AMQPValue::LongLongInt(bucket_ms),
+        );
+        let properties = self.properties(message_id, Some(headers))?;
+        self.publish_with(
+            "publish of a due job",
+            self.inner.topo.exchange(),
+            route.as_str(),
+            None,
             body,
             properties,
         )

@@ -3,7 +3,8 @@
 //! namespace `t-<uuid>` and deletes it at the end (also when it panics).
 
 use runtime::mq::{
-    Broker, BrokerConfig, Consumer, Delivery, MqError, Queue, Route, DELIVERY_LIMIT,
+    Broker, BrokerConfig, Consumer, Delivery, MqError, Queue, RabbitBroker, Route, DELIVERY_LIMIT,
+    MOVED_BUCKETS,
 };
 use std::collections::HashSet;
 use std::time::Duration;
@@ -250,6 +251,67 @@ async fn delayed_publish_comes_back_after_the_delay() {
             .unwrap(),
         0
     );
+}
+
+/// A worker's movers bring delayed jobs back when due, whatever the
+/// broker's message TTL does (a quorum retry queue of RabbitMQ 3.10 was
+/// seen to stop expiring): the job comes back marked as moved by them, and
+/// not before its delay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn movers_bring_delayed_jobs_back_when_due() {
+    let ns = Ns::new().await;
+    let broker = &ns.broker;
+    let movers = broker.start_movers(Route::Process);
+    assert_eq!(movers.len(), MOVED_BUCKETS.len());
+    // The headers are read through the RabbitMQ broker itself.
+    let rabbit = RabbitBroker::connect_with(&amqp_url(), &ns.name, BrokerConfig::default())
+        .await
+        .unwrap();
+    let mut consumer = rabbit.consume(Route::Process, 5, "moved").await.unwrap();
+    let started = std::time::Instant::now();
+    for (id, delay) in [("first", 300), ("second", 1000), ("third", 4000)] {
+        broker
+            .publish_delayed(Route::Process, b"{}", id, Duration::from_millis(delay))
+            .await
+            .unwrap();
+    }
+    let mut got = Vec::new();
+    while got.len() < 3 {
+        let d = tokio::time::timeout(Duration::from_secs(30), consumer.next())
+            .await
+            .expect("a moved job")
+            .unwrap()
+            .unwrap();
+        let moved = d
+            .header("x-alias-moved-from")
+            .map(|v| format!("{v:?}"))
+            .unwrap_or_default();
+        got.push((
+            d.message_id().unwrap_or("").to_owned(),
+            moved,
+            started.elapsed(),
+        ));
+        d.ack().await.unwrap();
+    }
+    for mover in movers {
+        mover.abort();
+    }
+    let ids: Vec<&str> = got.iter().map(|(id, _, _)| id.as_str()).collect();
+    assert_eq!(ids, ["first", "second", "third"], "{got:?}");
+    for ((_, moved, waited), (bucket, least)) in
+        got.iter().zip([(1000, 950), (1000, 950), (5000, 4950)])
+    {
+        assert!(moved.contains(&bucket.to_string()), "{got:?}");
+        assert!(*waited >= Duration::from_millis(least), "{got:?}");
+    }
+    assert_eq!(
+        broker
+            .queue_depth(Queue::Delayed(Route::Process))
+            .await
+            .unwrap(),
+        0
+    );
+    rabbit.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
