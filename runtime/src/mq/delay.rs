@@ -38,8 +38,12 @@ pub const MOVED_BUCKETS: [Duration; 3] = [
 /// Deliveries one mover holds at once.
 const HELD: u16 = 64;
 
-/// How long a failed move waits before the delivery goes back to its queue.
+/// How long a failed move waits before the delivery goes back to its
+/// queue; the first pause before subscribing again.
 const MOVE_RETRY: Duration = Duration::from_secs(1);
+
+/// The longest pause before subscribing again.
+const MAX_PAUSE: Duration = Duration::from_secs(30);
 
 impl RabbitBroker {
     /// Starts a mover for each of [`MOVED_BUCKETS`] of `route`; abort the
@@ -52,34 +56,41 @@ impl RabbitBroker {
     }
 }
 
-/// Consumes the retry queue of `route` for `bucket`, moving each delivery
-/// to the work queue when it is due. Re-subscribes after losses (the
-/// consumer does); ends when the broker is closed.
+/// Consumes the retry queue of `route` for `bucket` (declaring it first:
+/// retry queues are otherwise declared by their first publish), moving
+/// each delivery to the work queue when it is due. Subscribes again, after
+/// a growing pause, when the subscription fails or ends; stops when the
+/// broker is closed.
 async fn move_due(broker: RabbitBroker, route: Route, bucket: Duration) {
     let queue = broker.topology().retry_queue(route, bucket);
     let tag = format!("mover-{}", uuid::Uuid::new_v4().simple());
-    let mut consumer = loop {
-        match broker.consume_queue(route, queue.clone(), HELD, &tag).await {
-            Ok(consumer) => break consumer,
-            Err(e) => {
-                if broker.is_closed() {
-                    return;
+    let mut pause = MOVE_RETRY;
+    while !broker.is_closed() {
+        let subscribed = match broker.declare_retry_queue(route, bucket).await {
+            Ok(()) => broker.consume_queue(route, queue.clone(), HELD, &tag).await,
+            Err(e) => Err(e),
+        };
+        match subscribed {
+            Ok(mut consumer) => {
+                pause = MOVE_RETRY;
+                while let Some(next) = consumer.next().await {
+                    match next {
+                        Ok(delivery) => {
+                            tokio::spawn(move_one(broker.clone(), route, bucket, delivery));
+                        }
+                        Err(e) => {
+                            tracing::warn!(%queue, error = %e, "retry queue consumer failed");
+                            break;
+                        }
+                    }
                 }
-                tracing::warn!(%queue, error = %e, "cannot consume a retry queue; trying again");
-                tokio::time::sleep(MOVE_RETRY).await;
-            }
-        }
-    };
-    while let Some(next) = consumer.next().await {
-        match next {
-            Ok(delivery) => {
-                tokio::spawn(move_one(broker.clone(), route, bucket, delivery));
             }
             Err(e) => {
-                tracing::warn!(%queue, error = %e, "retry queue consumer failed");
-                tokio::time::sleep(MOVE_RETRY).await;
+                tracing::warn!(%queue, error = %e, retry_in = ?pause, "cannot consume a retry queue");
             }
         }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(MAX_PAUSE);
     }
 }
 

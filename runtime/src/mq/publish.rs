@@ -261,6 +261,18 @@ impl RabbitBroker {
         }
     }
 
+    /// Declares the retry queue of `route` for `bucket` (once per
+    /// connection), for a consumer of it (see `delay.rs`).
+    pub(crate) async fn declare_retry_queue(
+        &self,
+        route: Route,
+        bucket: Duration,
+    ) -> Result<(), MqError> {
+        let budget = Budget::new("retry queue declaration", self.inner.config.publish_timeout);
+        let link = self.link(&budget).await?;
+        self.ensure_retry_queue(&link, route, bucket).await
+    }
+
     async fn ensure_retry_queue(
         &self,
         link: &Link,
