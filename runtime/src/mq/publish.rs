@@ -60,8 +60,20 @@ impl RabbitBroker {
         message_id: &str,
     ) -> Result<(), MqError> {
         let properties = self.properties(message_id, None)?;
+        self.publish_to_work_queue("publish", route, body, properties)
+            .await
+    }
+
+    /// Publishes to the work queue of `route` through the exchange.
+    async fn publish_to_work_queue(
+        &self,
+        op: &'static str,
+        route: Route,
+        body: &[u8],
+        properties: BasicProperties,
+    ) -> Result<(), MqError> {
         self.publish_with(
-            "publish",
+            op,
             self.inner.topo.exchange(),
             route.as_str(),
             None,
@@ -124,15 +136,8 @@ impl RabbitBroker {
             AMQPValue::LongLongInt(bucket_ms),
         );
         let properties = self.properties(message_id, Some(headers))?;
-        self.publish_with(
-            "publish of a due job",
-            self.inner.topo.exchange(),
-            route.as_str(),
-            None,
-            body,
-            properties,
-        )
-        .await
+        self.publish_to_work_queue("publish of a due job", route, body, properties)
+            .await
     }
 
     /// Publishes a job to the dead-letter queue with the headers
