@@ -465,3 +465,38 @@ async fn errors_are_clear() {
         "{text}"
     );
 }
+
+/// The heartbeat RabbitMQ agreed with the connection named `name`, read
+/// through `rabbitmqctl` (seconds).
+fn agreed_heartbeat(name: &str) -> Option<u64> {
+    let out = std::process::Command::new("rabbitmqctl")
+        .args(["list_connections", "timeout", "client_properties"])
+        .args(["--quiet", "--no-table-headers"])
+        .output()
+        .expect("rabbitmqctl");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|line| line.contains(name))
+        .find_map(|line| line.split('\t').next()?.trim().parse().ok())
+}
+
+/// A connection asks for a 10 s heartbeat unless its URL names one, so that
+/// a node cut off the network is found dead in seconds, not minutes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_ask_for_a_short_heartbeat_unless_the_url_names_one() {
+    let ns = Ns::new().await;
+    for (query, want) in [("", 10), ("?heartbeat=7", 7)] {
+        let name = format!("heartbeat-{}", uuid::Uuid::new_v4().simple());
+        let config = BrokerConfig {
+            connection_name: Some(name.clone()),
+            ..BrokerConfig::default()
+        };
+        let url = format!("{}{query}", amqp_url());
+        let broker = Broker::connect_with(&url, &ns.name, config).await.unwrap();
+        let agreed = tokio::task::spawn_blocking(move || agreed_heartbeat(&name))
+            .await
+            .unwrap();
+        assert_eq!(agreed, Some(want), "{url}");
+        broker.close().await;
+    }
+}
