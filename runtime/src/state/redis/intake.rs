@@ -11,8 +11,8 @@
 
 use super::transfers::{parse_files, parse_transfer, BEGIN_FN_LUA};
 use super::users::{CLAIM_FN_LUA, GRANT_FN_LUA, USER_LUA};
-use super::{millis, RedisStore};
-use crate::state::{now_ms, Begin, GrantIntake, GrantStore, Intake, StateError, TransferIntake};
+use super::RedisStore;
+use crate::state::{Begin, GrantIntake, GrantStore, Intake, StateError, TransferIntake};
 use redis::{FromRedisValue, Script, Value};
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -207,13 +207,7 @@ impl GrantStore for RedisStore {
             .arg(begin.map_or("", |b| b.transfer.grant_hash))
             .arg(begin.map_or("", |b| b.transfer.push_url))
             .arg(u8::from(begin.is_some_and(|b| b.transfer.revoked)))
-            .arg(now_ms())
-            .arg(self.ttl_secs())
-            .arg(self.index_prefix(id))
-            .arg(id)
-            .arg(u8::from(capability.is_some()))
-            .arg(capability.map_or("", |c| c.value))
-            .arg(capability.map_or(1, |c| millis(c.ttl)));
+            .arg(self.begin_args(id, capability));
         let reply = self.run_intake(&call).await?;
         let kind: String = item(&reply, 0, &transfer_key)?;
         match kind.as_str() {

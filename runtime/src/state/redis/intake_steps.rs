@@ -24,7 +24,7 @@ use super::intake::{corrupt, item, BEGUN_FN_LUA};
 use super::transfers::BEGIN_FN_LUA;
 use super::users::{CLAIM_CONTRACT_LUA, GRANT_FN_LUA, USER_LUA};
 use super::{millis, RedisStore};
-use crate::state::{now_ms, GrantIntake, Intake, StateError};
+use crate::state::{GrantIntake, Intake, StateError};
 use redis::{Script, Value};
 use std::sync::OnceLock;
 
@@ -159,13 +159,7 @@ impl RedisStore {
             .arg(b.transfer.grant_token)
             .arg(b.transfer.push_url)
             .arg(u8::from(b.transfer.revoked))
-            .arg(now_ms())
-            .arg(self.ttl_secs())
-            .arg(self.index_prefix(id))
-            .arg(id)
-            .arg(u8::from(capability.is_some()))
-            .arg(capability.map_or("", |c| c.value))
-            .arg(capability.map_or(1, |c| millis(c.ttl)))
+            .arg(self.begin_args(id, capability))
             .arg(u8::from(recovery));
         let reply: Vec<Value> = step.invoke_async(&mut conn).await?;
         // 5. The marker removed.

@@ -36,7 +36,9 @@ pub use self::events::EventHub;
 
 use self::conn::Conn;
 use self::replicas::ReplicaBarrier;
-use super::{ClientHealth, GenerationMarks, Quotas, StateError, StateStore, WebKey};
+use super::{
+    now_ms, ClientHealth, GenerationMarks, KvEntry, Quotas, StateError, StateStore, WebKey,
+};
 use redis::Script;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -76,6 +78,10 @@ impl<T: redis::ToRedisArgs + Sync> ToArg for T {
 
 /// The arguments of Lua `update_grant` ([`RedisStore::grant_args`]).
 type GrantArgs<'a> = (&'a str, f64, &'a str, u64, u64, u64, u64);
+
+/// The arguments of a generation's start that follow the transfer's own
+/// ([`RedisStore::begin_args`]).
+type BeginArgs<'a> = (u64, u64, String, &'a str, u8, &'a str, u64);
 
 /// A TTL in milliseconds for Redis, at least 1.
 fn millis(ttl: Duration) -> u64 {
@@ -222,6 +228,23 @@ impl RedisStore {
             q.history,
             q.grant_bytes,
             self.guest_ttl_ms(),
+        )
+    }
+
+    /// The arguments a grant intake's generation start reads after the
+    /// transfer's own, in its order: now (ms), the finished TTL (s), the
+    /// bucket's index prefix, the id, and the access capability (whether
+    /// there is one, its value, its TTL in ms). The one-script intake and
+    /// the cluster's begin step pass them as one run.
+    fn begin_args<'a>(&self, id: &'a str, capability: Option<&KvEntry<'a>>) -> BeginArgs<'a> {
+        (
+            now_ms(),
+            self.ttl_secs(),
+            self.index_prefix(id),
+            id,
+            u8::from(capability.is_some()),
+            capability.map_or("", |c| c.value),
+            capability.map_or(1, |c| millis(c.ttl)),
         )
     }
 
