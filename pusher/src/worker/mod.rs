@@ -256,6 +256,7 @@ impl Pusher {
         client: &ClientId,
         fence: &Fenced,
     ) -> Decision {
+        let started = tokio::time::Instant::now();
         if let Err(step) = self.ensure_started(t, target, client).await {
             return step;
         }
@@ -276,7 +277,77 @@ impl Pusher {
             };
         let step = self.push_file(job, t, target, client, file, fence).await;
         lease.release().await;
-        step
+        match step {
+            Decision::Done => self.drain(t, target, client, fence, started).await,
+            step => step,
+        }
+    }
+
+    /// Pushes the generation's other unfinished files while this job holds
+    /// the client's slot, until half the run time is spent. Without it each
+    /// file waits in the retry queue for the slot the file before it held
+    /// (`ALIAS_PUSH_PER_CLIENT` is 1 by default). A file another worker is
+    /// pushing is left to it; a drained file that cannot complete now is
+    /// left to its own job, which stays queued until the file is finished.
+    async fn drain(
+        &self,
+        t: &Transfer,
+        target: &PushTarget,
+        client: &ClientId,
+        fence: &Fenced,
+        started: tokio::time::Instant,
+    ) -> Decision {
+        let budget = self.settings.run_time / 2;
+        let mut tried = std::collections::HashSet::new();
+        while started.elapsed() < budget && fence.holds() {
+            let files = match self.state.files(&t.id, t.generation).await {
+                Ok(files) => files,
+                // This job's own file is done; the rest keep their jobs.
+                Err(_) => return Decision::Done,
+            };
+            let Some(next) = files.into_iter().find(|f| !tried.contains(&f.name)) else {
+                return Decision::Done;
+            };
+            tried.insert(next.name.clone());
+            if next.offset >= next.size {
+                // All bytes acknowledged: finished, unless the client was
+                // not told yet.
+                match self
+                    .state
+                    .marked(&t.id, t.generation, Mark::FileDone(&next.name))
+                    .await
+                {
+                    Ok(false) => {}
+                    Ok(true) => continue,
+                    Err(_) => return Decision::Done,
+                }
+            }
+            let lease = Lease::push(&t.id, t.generation, &next.name);
+            let Ok(Some(lease)) =
+                LeaseGuard::acquire(&self.state, lease, &self.worker_id, self.settings.lease).await
+            else {
+                continue;
+            };
+            let job = PushJob {
+                transfer: t.id.clone(),
+                generation: t.generation,
+                file: Some(next.name.clone()),
+            };
+            let step = self
+                .push_file(&job, t, target, client, &next.name, fence)
+                .await;
+            lease.release().await;
+            match step {
+                Decision::Done => {}
+                // A run stopped short: the file's own job (or the one the
+                // run re-queued) goes on with it; this job's file is done.
+                Decision::Retry(_) | Decision::Fail(_) => {
+                    tracing::debug!(transfer = %t.id, file = %next.name, ?step, "drained file left to its own job");
+                    return Decision::Done;
+                }
+            }
+        }
+        Decision::Done
     }
 }
 

@@ -1,5 +1,6 @@
 //! [`ChunkStreamer`]: pushes one archive from resource storage as chunks,
-//! one chunk in memory at a time, committing the offset after each
+//! at most two chunks in memory (the one sent, the next read ahead),
+//! committing the offset after each
 //! acknowledged chunk and applying the Resume rule of PROTOCOL.md Part 1:
 //!
 //! * a chunk that failed with a status, or before anything was sent, is sent
@@ -27,8 +28,11 @@ mod progress;
 
 use std::error::Error as StdError;
 use std::future::Future;
+use std::ops::Range;
 use std::time::Duration;
 
+use bytes::Bytes;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use runtime::storage::{Storage, StorageError};
@@ -58,6 +62,60 @@ enum Step {
     Again(PushError),
     /// Continue from this offset (the chunk is re-read).
     MoveTo(u64, PushError),
+}
+
+/// The next chunk of an archive, read from storage on a task of its own
+/// while the current chunk is sent. Dropping it abandons the read.
+struct ReadAhead<'a> {
+    storage: &'a Storage,
+    key: &'a str,
+    next: Option<(Range<u64>, JoinHandle<Result<Bytes, StorageError>>)>,
+}
+
+impl<'a> ReadAhead<'a> {
+    fn new(storage: &'a Storage, key: &'a str) -> Self {
+        Self {
+            storage,
+            key,
+            next: None,
+        }
+    }
+
+    /// Starts reading `range` (abandoning a read of another range).
+    fn start(&mut self, range: Range<u64>) {
+        let (storage, key) = (self.storage.clone(), self.key.to_owned());
+        let read = range.clone();
+        let task = tokio::spawn(async move { storage.get_range(&key, read).await });
+        if let Some((_, old)) = self.next.replace((range, task)) {
+            old.abort();
+        }
+    }
+
+    /// The bytes of `range`: the read started for it, or a new one.
+    async fn read(&mut self, range: Range<u64>) -> Result<Bytes, StorageError> {
+        if let Some((started, task)) = self.next.take() {
+            if started == range {
+                match task.await {
+                    Ok(read) => return read,
+                    // A read that panicked: read again here.
+                    Err(e) => {
+                        tracing::warn!(error = %e, "a chunk read ahead failed; reading it again")
+                    }
+                }
+            } else {
+                task.abort();
+            }
+        }
+        self.storage.get_range(self.key, range).await
+    }
+}
+
+impl Drop for ReadAhead<'_> {
+    fn drop(&mut self) {
+        if let Some((_, task)) = self.next.take() {
+            task.abort();
+        }
+    }
 }
 
 /// Pushes archives from storage in chunks.
@@ -246,16 +304,34 @@ impl ChunkStreamer {
         }
 
         let chunk = self.chunk_size as u64;
+        let mut ahead = ReadAhead::new(&self.storage, key);
+        // The commit of the last acknowledged chunk, awaited together with
+        // the next `should_continue` (two Redis round trips at once).
+        let mut committing = None;
         'chunks: while offset < size {
-            if past_deadline() || !should_continue().await {
+            if past_deadline() {
+                if let Some(c) = committing.take() {
+                    c.await?;
+                }
+                return Err(StreamError::Cancelled { offset: committed });
+            }
+            let go_on = match committing.take() {
+                Some(c) => {
+                    let (done, go_on) = futures_util::future::join(c, should_continue()).await;
+                    done?;
+                    go_on
+                }
+                None => should_continue().await,
+            };
+            if !go_on {
                 return Err(StreamError::Cancelled { offset: committed });
             }
             let end = offset.saturating_add(chunk).min(size);
-            let bytes = self
-                .storage
-                .get_range(key, offset..end)
-                .await
-                .map_err(storage_err)?;
+            let bytes = ahead.read(offset..end).await.map_err(storage_err)?;
+            if end < size {
+                // Read while this chunk is sent: at most two in memory.
+                ahead.start(end..end.saturating_add(chunk).min(size));
+            }
             if bytes.len() as u64 != end - offset {
                 return Err(StreamError::SizeMismatch {
                     key: key.to_owned(),
@@ -273,7 +349,7 @@ impl ChunkStreamer {
                     Ok(_) => {
                         stats.chunks += 1;
                         stats.bytes_acked += end - offset;
-                        do_commit(end, &mut committed).await?;
+                        committing = Some(do_commit(end, &mut committed));
                         offset = end;
                         backoff.reset();
                         continue 'chunks;
@@ -359,6 +435,9 @@ impl ChunkStreamer {
                     continue 'chunks;
                 }
             }
+        }
+        if let Some(c) = committing.take() {
+            c.await?;
         }
         Ok(())
     }

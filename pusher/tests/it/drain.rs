@@ -1,0 +1,182 @@
+//! A push job that holds its client's slot pushes the generation's other
+//! unfinished files too (`Pusher::drain`), so they do not each wait in the
+//! retry queue for the slot the file before them held; a file another
+//! worker holds is left to it, and the drained files' own jobs end without
+//! sending anything again.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use runtime::config::Config;
+use runtime::jobs::{self, PushJob};
+use runtime::mq::Broker;
+use runtime::state::{FileRecord, Lease, LeaseGuard, Mark, NewTransfer, State, TransferState};
+use runtime::storage::{S3Settings, Storage};
+use runtime::worker::{Disposition, JobHandler};
+use sink::{Sink, SinkConfig, SinkHandle};
+
+const VECTORS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../protocol/tests/data/protocol-examples.json"
+);
+
+fn example(key: &str) -> String {
+    let text = std::fs::read_to_string(VECTORS).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    json[key].as_str().unwrap().to_owned()
+}
+
+struct Setup {
+    _dirs: (tempfile::TempDir, tempfile::TempDir),
+    sink: SinkHandle,
+    state: State,
+    pusher: pusher::worker::Pusher,
+    id: String,
+    names: Vec<String>,
+}
+
+/// A transfer pushing three stored archives of 200 KiB to a sink, one
+/// push at a time allowed per client.
+async fn setup() -> Setup {
+    let dirs = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let sink_config = SinkConfig::new(dirs.0.path())
+        .with_client_key(&sink::client_key_of(&example("grant_token")).unwrap());
+    let (_, sink) = Sink::start(sink_config).unwrap();
+    let storage = Storage::from_url(
+        &format!("file://{}", dirs.1.path().display()),
+        &S3Settings::default(),
+    )
+    .unwrap();
+    let ns = format!("drain-{}", uuid::Uuid::new_v4().simple());
+    let state = State::in_memory(&ns, Duration::from_secs(60));
+    let broker = Broker::in_memory(&ns).unwrap();
+    let config = Config::from_pairs(&[
+        ("ALIAS_NAMESPACE", ns.as_str()),
+        ("ALIAS_PUSH_ALLOW", "127.0.0.0/8"),
+        ("ALIAS_PUSH_CHUNK", "65536"),
+        ("ALIAS_PUSH_PER_CLIENT", "1"),
+    ])
+    .unwrap();
+    let pusher = pusher::pusher(&config, state.clone(), broker, storage.clone()).unwrap();
+    let id = example("grant_contract_hash");
+    let grant = example("grant_token");
+    let push_url = format!("{}{id}", sink.base_url());
+    let mut files = Vec::new();
+    for (i, name) in ["a.zip", "b.zip", "c.zip"].iter().enumerate() {
+        let data: Vec<u8> = (0..200 * 1024usize)
+            .map(|b| ((b * (i + 3)) % 251) as u8)
+            .collect();
+        let key = format!("transfers/t/1/{name}");
+        let info = storage.put_bytes(&key, Bytes::from(data)).await.unwrap();
+        files.push(FileRecord {
+            name: (*name).into(),
+            scope: "google.photos".into(),
+            storage_key: key,
+            size: info.size,
+            blake2b: info.blake2b_b64(),
+            offset: 0,
+            finished: false,
+        });
+    }
+    let new = NewTransfer {
+        grant_token: &grant,
+        grant_hash: "h",
+        user: "u",
+        push_url: &push_url,
+        revoked: false,
+    };
+    assert_eq!(state.begin_transfer(&id, &new).await.unwrap().generation, 1);
+    let to_pushing = state
+        .transition(
+            &id,
+            1,
+            &[TransferState::Accepted],
+            TransferState::Pushing,
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(to_pushing);
+    state.set_files(&id, 1, &files).await.unwrap();
+    Setup {
+        _dirs: dirs,
+        sink,
+        state,
+        pusher,
+        id,
+        names: files.into_iter().map(|f| f.name).collect(),
+    }
+}
+
+fn job(id: &str, file: &str) -> PushJob {
+    PushJob {
+        transfer: id.to_owned(),
+        generation: 1,
+        file: Some(file.to_owned()),
+    }
+}
+
+async fn deliver(pusher: &pusher::worker::Pusher, job: &PushJob) -> Disposition {
+    pusher.handle(&jobs::encode(job).unwrap(), 1).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_delivery_pushes_every_file_of_the_generation() {
+    let s = setup().await;
+    assert_eq!(
+        deliver(&s.pusher, &job(&s.id, &s.names[0])).await,
+        Disposition::Ack
+    );
+    let t = s.state.transfer(&s.id).await.unwrap().unwrap();
+    assert_eq!(t.state, TransferState::Done, "{t:?}");
+    let counters = s.sink.counters();
+    assert_eq!(counters.file_finishes, 3, "{counters:?}");
+    assert_eq!(counters.transfer_finishes, 1, "{counters:?}");
+    // The other files' own jobs end without a request of their own.
+    for name in &s.names[1..] {
+        assert_eq!(
+            deliver(&s.pusher, &job(&s.id, name)).await,
+            Disposition::Ack
+        );
+    }
+    let after = s.sink.counters();
+    assert_eq!(after.requests, counters.requests, "{after:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_another_worker_holds_is_left_to_it() {
+    let s = setup().await;
+    let held = LeaseGuard::acquire(
+        &s.state,
+        Lease::push(&s.id, 1, &s.names[2]),
+        "another-worker",
+        Duration::from_secs(60),
+    )
+    .await
+    .unwrap()
+    .expect("the lease is free");
+    assert_eq!(
+        deliver(&s.pusher, &job(&s.id, &s.names[0])).await,
+        Disposition::Ack
+    );
+    let mut finished = Vec::new();
+    for name in &s.names {
+        let done = Mark::FileDone(name);
+        finished.push(s.state.marked(&s.id, 1, done).await.unwrap());
+    }
+    assert_eq!(finished, [true, true, false]);
+    assert_eq!(s.sink.counters().file_finishes, 2);
+    let t = s.state.transfer(&s.id).await.unwrap().unwrap();
+    assert_eq!(t.state, TransferState::Pushing, "{t:?}");
+    assert_eq!(s.sink.counters().transfer_finishes, 0);
+    // The holder lets go; the file's own job pushes it and ends the
+    // transfer.
+    held.release().await;
+    assert_eq!(
+        deliver(&s.pusher, &job(&s.id, &s.names[2])).await,
+        Disposition::Ack
+    );
+    let t = s.state.transfer(&s.id).await.unwrap().unwrap();
+    assert_eq!(t.state, TransferState::Done, "{t:?}");
+    assert_eq!(s.sink.counters().file_finishes, 3);
+}
