@@ -64,12 +64,15 @@ enum Step {
     MoveTo(u64, PushError),
 }
 
+/// A read of a chunk running on a task of its own.
+type ChunkRead = JoinHandle<Result<Bytes, StorageError>>;
+
 /// The next chunk of an archive, read from storage on a task of its own
 /// while the current chunk is sent. Dropping it abandons the read.
 struct ReadAhead<'a> {
     storage: &'a Storage,
     key: &'a str,
-    next: Option<(Range<u64>, JoinHandle<Result<Bytes, StorageError>>)>,
+    next: Option<(Range<u64>, ChunkRead)>,
 }
 
 impl<'a> ReadAhead<'a> {
