@@ -357,6 +357,15 @@ impl Report {
             ),
             Some(run.secs / run.floor_s()),
         );
+        if let Some(p) = run.processing_s {
+            self.row(
+                "  of which until the last transfer's processing was over (its state `pushing`)"
+                    .to_owned(),
+                format!("{p:.2} s"),
+                format!("read every dump once {:.2} s", run.read_s),
+                None,
+            );
+        }
         self.notes.push(format!(
             "{} transfers: uploads through the gateway took {:.1} s (not counted); {:.0} MiB of dumps",
             run.transfers,

@@ -29,7 +29,8 @@ pub struct Run {
     pub upload_s: f64,
     /// Seconds from the first `POST /alias/process` to the last transfer end.
     pub secs: f64,
-    /// For one transfer: seconds from the POST to the state `pushing`.
+    /// Seconds from the (first) POST to the state `pushing`: of the one
+    /// transfer, or of the last of many to get there.
     pub processing_s: Option<f64>,
     /// Seconds of `cat` of every stored dump once.
     pub read_s: f64,
@@ -235,6 +236,12 @@ pub async fn many(
         .max()
         .unwrap_or_else(Instant::now);
     let secs = (end - t0).as_secs_f64();
+    // When the last transfer's processing was over (its state `pushing`).
+    let processed = outcomes
+        .iter()
+        .filter_map(|o| o.as_ref().ok().and_then(|(_, f)| f.pushing_at))
+        .max()
+        .map(|p| (p - t0).as_secs_f64());
     stack.check_alive()?;
     let peaks = stack.peaks();
 
@@ -242,6 +249,7 @@ pub async fn many(
         transfers: n,
         upload_s,
         secs,
+        processing_s: processed,
         peaks,
         ..Run::default()
     };

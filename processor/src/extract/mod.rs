@@ -46,17 +46,14 @@ mod sidecar;
 mod source;
 mod zipfmt;
 
-use std::io;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
 use protocol::anychain::b64u_encode;
 use protocol::scope::Scope;
 use runtime::storage::{validate_key, Storage};
-use tokio::io::AsyncReadExt;
 use tokio::runtime::Handle;
 
 pub use archive::{archive_names, MANIFEST};
@@ -351,7 +348,11 @@ async fn build_unbounded(
         let archive::Output::Archive(temp) = &b.output else {
             return Err(ExtractError::Internal("a build gave no archive".into()));
         };
-        let info = upload(storage, &key, temp.path(), options.limits.max_archive_bytes).await?;
+        // A local store on the scratch directory's file system takes the
+        // archive itself (a rename), any other a copy.
+        let info = storage
+            .put_file(&key, temp.path(), options.limits.max_archive_bytes)
+            .await?;
         out.push(BuiltArchive {
             file: b.file,
             scope_display: b.scope_display,
@@ -365,30 +366,6 @@ async fn build_unbounded(
         });
     }
     Ok(out)
-}
-
-async fn upload(
-    storage: &Storage,
-    key: &str,
-    path: &std::path::Path,
-    max: Option<u64>,
-) -> Result<runtime::storage::PutInfo, ExtractError> {
-    let file = tokio::fs::File::open(path).await?;
-    // Chunks read into fresh, uninitialised buffers (a zeroed 1 MiB
-    // vector per chunk cost a memset of every byte uploaded).
-    let stream = futures_util::stream::try_unfold(file, |mut f| async move {
-        let mut buf = BytesMut::with_capacity(1 << 20);
-        while buf.len() < buf.capacity() {
-            if f.read_buf(&mut buf).await? == 0 {
-                break;
-            }
-        }
-        if buf.is_empty() {
-            return Ok::<_, io::Error>(None);
-        }
-        Ok(Some((buf.freeze(), f)))
-    });
-    Ok(storage.put_stream(key, Box::pin(stream), max).await?)
 }
 
 /// Skipped files listed one by one in a manifest; more are only counted

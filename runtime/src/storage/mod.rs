@@ -21,6 +21,7 @@
 //! (streaming reads).
 
 mod keys;
+mod local_file;
 mod objects;
 mod open;
 mod read;

@@ -209,7 +209,7 @@ impl Storage {
 
     /// In a local store, removes the directories of `key` that an aborted
     /// upload left empty (as a delete does), up to the root.
-    async fn remove_empty_dirs(&self, key: &str) {
+    pub(super) async fn remove_empty_dirs(&self, key: &str) {
         let Some(root) = self.inner.local_root.clone() else {
             return;
         };

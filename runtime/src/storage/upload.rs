@@ -34,14 +34,20 @@ impl Tally {
         chunk: Result<Bytes, io::Error>,
     ) -> Result<Bytes, StorageError> {
         let chunk = chunk?;
-        self.size = self.size.saturating_add(chunk.len() as u64);
+        self.accept_slice(&chunk)?;
+        Ok(chunk)
+    }
+
+    /// Counts and hashes bytes of the input, or says why to stop.
+    pub(super) fn accept_slice(&mut self, bytes: &[u8]) -> Result<(), StorageError> {
+        self.size = self.size.saturating_add(bytes.len() as u64);
         if let Some(limit) = self.limit {
             if self.size > limit {
                 return Err(StorageError::TooLarge { limit });
             }
         }
-        self.hasher.update(&chunk);
-        Ok(chunk)
+        self.hasher.update(bytes);
+        Ok(())
     }
 
     pub(super) fn finish(&self, key: &str) -> PutInfo {
