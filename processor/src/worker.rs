@@ -219,13 +219,20 @@ impl Processor {
             )
             .await?;
         let jobs = PushJob::for_files(id, generation, files.iter().map(|f| f.name.as_str()));
-        for job in jobs {
-            let body = jobs::encode(&job).map_err(|e| JobError::Permanent(e.to_string()))?;
-            self.broker
-                .publish(Route::Push, &body, &job.message_id())
-                .await
-                .map_err(|e| JobError::Transient(format!("queueing push jobs: {e}")))?;
+        let mut bodies = Vec::with_capacity(jobs.len());
+        for job in &jobs {
+            let body = jobs::encode(job).map_err(|e| JobError::Permanent(e.to_string()))?;
+            bodies.push((body, job.message_id()));
         }
+        // Published together: their confirms come back in one round trip
+        // rather than one each.
+        futures_util::future::try_join_all(
+            bodies
+                .iter()
+                .map(|(body, message_id)| self.broker.publish(Route::Push, body, message_id)),
+        )
+        .await
+        .map_err(|e| JobError::Transient(format!("queueing push jobs: {e}")))?;
         Ok(())
     }
 
