@@ -7,24 +7,12 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use runtime::config::Config;
 use runtime::jobs::{self, PushJob};
-use runtime::mq::Broker;
-use runtime::state::{FileRecord, Lease, LeaseGuard, Mark, NewTransfer, State, TransferState};
-use runtime::storage::{S3Settings, Storage};
+use runtime::state::{FileRecord, Lease, LeaseGuard, Mark, State, TransferState};
 use runtime::worker::{Disposition, JobHandler};
 use sink::{Sink, SinkConfig, SinkHandle};
 
-const VECTORS: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../protocol/tests/data/protocol-examples.json"
-);
-
-fn example(key: &str) -> String {
-    let text = std::fs::read_to_string(VECTORS).unwrap();
-    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
-    json[key].as_str().unwrap().to_owned()
-}
+use crate::example;
 
 struct Setup {
     _dirs: (tempfile::TempDir, tempfile::TempDir),
@@ -42,24 +30,15 @@ async fn setup() -> Setup {
     let sink_config = SinkConfig::new(dirs.0.path())
         .with_client_key(&sink::client_key_of(&example("grant_token")).unwrap());
     let (_, sink) = Sink::start(sink_config).unwrap();
-    let storage = Storage::from_url(
-        &format!("file://{}", dirs.1.path().display()),
-        &S3Settings::default(),
-    )
-    .unwrap();
-    let ns = format!("drain-{}", uuid::Uuid::new_v4().simple());
-    let state = State::in_memory(&ns, Duration::from_secs(60));
-    let broker = Broker::in_memory(&ns).unwrap();
-    let config = Config::from_pairs(&[
-        ("ALIAS_NAMESPACE", ns.as_str()),
-        ("ALIAS_PUSH_ALLOW", "127.0.0.0/8"),
-        ("ALIAS_PUSH_CHUNK", "65536"),
-        ("ALIAS_PUSH_PER_CLIENT", "1"),
-    ])
-    .unwrap();
-    let pusher = pusher::pusher(&config, state.clone(), broker, storage.clone()).unwrap();
+    let (state, _, storage, pusher) = crate::push_worker(
+        dirs.1.path(),
+        "drain",
+        &[
+            ("ALIAS_PUSH_CHUNK", "65536"),
+            ("ALIAS_PUSH_PER_CLIENT", "1"),
+        ],
+    );
     let id = example("grant_contract_hash");
-    let grant = example("grant_token");
     let push_url = format!("{}{id}", sink.base_url());
     let mut files = Vec::new();
     for (i, name) in ["a.zip", "b.zip", "c.zip"].iter().enumerate() {
@@ -78,26 +57,7 @@ async fn setup() -> Setup {
             finished: false,
         });
     }
-    let new = NewTransfer {
-        grant_token: &grant,
-        grant_hash: "h",
-        user: "u",
-        push_url: &push_url,
-        revoked: false,
-    };
-    assert_eq!(state.begin_transfer(&id, &new).await.unwrap().generation, 1);
-    let to_pushing = state
-        .transition(
-            &id,
-            1,
-            &[TransferState::Accepted],
-            TransferState::Pushing,
-            None,
-        )
-        .await
-        .unwrap();
-    assert!(to_pushing);
-    state.set_files(&id, 1, &files).await.unwrap();
+    crate::pushing_transfer(&state, &id, &push_url, &files).await;
     Setup {
         _dirs: dirs,
         sink,

@@ -7,3 +7,73 @@ mod client;
 mod drain;
 mod restart;
 mod ssrf;
+
+use std::path::Path;
+use std::time::Duration;
+
+use runtime::config::Config;
+use runtime::mq::Broker;
+use runtime::state::{FileRecord, NewTransfer, State, TransferState};
+use runtime::storage::{S3Settings, Storage};
+
+const VECTORS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../protocol/tests/data/protocol-examples.json"
+);
+
+/// A value of the reference vectors (`protocol-examples.json`).
+fn example(key: &str) -> String {
+    let text = std::fs::read_to_string(VECTORS).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    json[key].as_str().unwrap().to_owned()
+}
+
+/// A push worker over in-memory state and broker on a namespace of its
+/// own (`{label}-…`), archives in a directory store at `dir`, allowed to
+/// push to loopback, with the settings `extra`.
+fn push_worker(
+    dir: &Path,
+    label: &str,
+    extra: &[(&str, &str)],
+) -> (State, Broker, Storage, pusher::worker::Pusher) {
+    let storage =
+        Storage::from_url(&format!("file://{}", dir.display()), &S3Settings::default()).unwrap();
+    let ns = format!("{label}-{}", uuid::Uuid::new_v4().simple());
+    let state = State::in_memory(&ns, Duration::from_secs(60));
+    let broker = Broker::in_memory(&ns).unwrap();
+    let mut pairs = vec![
+        ("ALIAS_NAMESPACE", ns.as_str()),
+        ("ALIAS_PUSH_ALLOW", "127.0.0.0/8"),
+    ];
+    pairs.extend_from_slice(extra);
+    let config = Config::from_pairs(&pairs).unwrap();
+    let pusher = pusher::pusher(&config, state.clone(), broker.clone(), storage.clone()).unwrap();
+    (state, broker, storage, pusher)
+}
+
+/// Starts generation 1 of transfer `id` (the reference vectors' grant,
+/// pushed to `push_url`) and takes it to `pushing` with the stored
+/// archives `files`, as the processor leaves it.
+async fn pushing_transfer(state: &State, id: &str, push_url: &str, files: &[FileRecord]) {
+    let grant = example("grant_token");
+    let new = NewTransfer {
+        grant_token: &grant,
+        grant_hash: "h",
+        user: "u",
+        push_url,
+        revoked: false,
+    };
+    assert_eq!(state.begin_transfer(id, &new).await.unwrap().generation, 1);
+    let to_pushing = state
+        .transition(
+            id,
+            1,
+            &[TransferState::Accepted],
+            TransferState::Pushing,
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(to_pushing);
+    state.set_files(id, 1, files).await.unwrap();
+}

@@ -7,24 +7,13 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use runtime::config::Config;
 use runtime::jobs::{self, PushJob};
-use runtime::mq::{Broker, Route};
-use runtime::state::{FileRecord, NewTransfer, State, TransferState};
-use runtime::storage::{S3Settings, Storage};
+use runtime::mq::Route;
+use runtime::state::{FileRecord, TransferState};
 use runtime::worker::{Disposition, JobHandler};
 use sink::{Faults, Sink, SinkConfig};
 
-const VECTORS: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../protocol/tests/data/protocol-examples.json"
-);
-
-fn example(key: &str) -> String {
-    let text = std::fs::read_to_string(VECTORS).unwrap();
-    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
-    json[key].as_str().unwrap().to_owned()
-}
+use crate::example;
 
 /// Runs one delivery of `job` through the pusher.
 async fn deliver(pusher: &pusher::worker::Pusher, job: &PushJob) -> Disposition {
@@ -44,26 +33,14 @@ async fn a_restart_pushes_the_stored_archives_without_the_processor() {
         ..Faults::none()
     };
     let (_, sink) = Sink::start(sink_config).unwrap();
-    let storage = Storage::from_url(
-        &format!("file://{}", dirs.1.path().display()),
-        &S3Settings::default(),
-    )
-    .unwrap();
-    let ns = format!("restart-{}", uuid::Uuid::new_v4().simple());
-    let state = State::in_memory(&ns, Duration::from_secs(60));
-    let broker = Broker::in_memory(&ns).unwrap();
-    let config = Config::from_pairs(&[
-        ("ALIAS_NAMESPACE", ns.as_str()),
-        ("ALIAS_PUSH_ALLOW", "127.0.0.0/8"),
-        ("ALIAS_PUSH_CHUNK", "65536"),
-        ("ALIAS_LEASE_SECS", "2"),
-    ])
-    .unwrap();
-    let pusher = pusher::pusher(&config, state.clone(), broker.clone(), storage.clone()).unwrap();
+    let (state, broker, storage, pusher) = crate::push_worker(
+        dirs.1.path(),
+        "restart",
+        &[("ALIAS_PUSH_CHUNK", "65536"), ("ALIAS_LEASE_SECS", "2")],
+    );
 
     // A transfer whose generation 1 is pushing one stored archive.
     let id = example("grant_contract_hash");
-    let grant = example("grant_token");
     let push_url = format!("{}{id}", sink.base_url());
     let data: Vec<u8> = (0..300 * 1024u32).map(|i| (i % 251) as u8).collect();
     let info = storage
@@ -79,28 +56,7 @@ async fn a_restart_pushes_the_stored_archives_without_the_processor() {
         offset: 0,
         finished: false,
     };
-    let new = NewTransfer {
-        grant_token: &grant,
-        grant_hash: "h",
-        user: "u",
-        push_url: &push_url,
-        revoked: false,
-    };
-    assert_eq!(state.begin_transfer(&id, &new).await.unwrap().generation, 1);
-    assert!(state
-        .transition(
-            &id,
-            1,
-            &[TransferState::Accepted],
-            TransferState::Pushing,
-            None
-        )
-        .await
-        .unwrap());
-    state
-        .set_files(&id, 1, std::slice::from_ref(&record))
-        .await
-        .unwrap();
+    crate::pushing_transfer(&state, &id, &push_url, std::slice::from_ref(&record)).await;
 
     // The first delivery loses a chunk's answer and restarts the transfer.
     let job = PushJob {

@@ -24,16 +24,7 @@ use sink::{Faults, Sink, SinkConfig, SinkHandle};
 mod delivery;
 mod refusals;
 
-const VECTORS: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../protocol/tests/data/protocol-examples.json"
-);
-
-fn example(key: &str) -> String {
-    let text = std::fs::read_to_string(VECTORS).unwrap();
-    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
-    json[key].as_str().unwrap().to_owned()
-}
+use crate::example;
 
 fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
     let mut data = vec![0u8; len];
