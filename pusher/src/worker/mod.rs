@@ -10,7 +10,11 @@
 //! declaration key) and by its registrable domain (so many subdomains, or
 //! many self-signed declarations on one domain, share one budget); a share
 //! of this pusher's workers is the most one client may hold; a breaker
-//! holds a client that keeps failing, stalling or faking progress.
+//! holds a client that keeps failing, stalling or faking progress. A job
+//! holding a client's slot pushes the generation's other files too, then
+//! the transfers of that client waiting for the slot (a job that finds the
+//! slot taken joins the client's waiting list and tries again in 5 s).
+//! Neither goes past half `ALIAS_PUSH_RUN_SECS` from the job's start.
 //!
 //! The modules: `client_id` (who a client is, this pusher's share per
 //! client), `fence` (the restart fence registration), `requests` (start,
@@ -31,7 +35,9 @@ use crate::client::{ChunkStreamer, PushClient, PushError, PushTarget, RetryPolic
 use runtime::jobs::{self, PushJob};
 use runtime::mq::Broker;
 use runtime::retry::{retry_write, Decision, RetryPolicy as WritePolicy};
-use runtime::state::{Lease, LeaseGuard, Mark, State, StateError, Transfer, TransferState};
+use runtime::state::{
+    ClientName, Lease, LeaseGuard, Mark, State, StateError, Transfer, TransferState,
+};
 use runtime::worker::{Disposition, JobHandler};
 use std::sync::Arc;
 use std::time::Duration;
@@ -90,6 +96,14 @@ pub struct Pusher {
 
 const DAY: Duration = Duration::from_secs(24 * 3600);
 
+/// How long a job that found its client's slot taken waits before it tries
+/// again by itself; the job holding the slot usually pushes its transfer
+/// before that ([`Pusher::serve_waiting`]).
+const SLOT_WAIT: Duration = Duration::from_secs(5);
+
+/// How long a client's waiting list outlives its last entry.
+const SLOT_WAIT_LIST_TTL: Duration = Duration::from_secs(600);
+
 fn target_of(t: &Transfer) -> Result<PushTarget, PushError> {
     let base = t.push_url.strip_suffix(&t.id).unwrap_or(&t.push_url);
     PushTarget::new(base, &t.id)
@@ -140,6 +154,7 @@ impl Pusher {
     }
 
     async fn run(&self, job: &PushJob) -> Decision {
+        let started = tokio::time::Instant::now();
         let mut t = match self.state.transfer(&job.transfer).await {
             Ok(Some(t)) => t,
             Ok(None) => return Decision::Done,
@@ -175,7 +190,7 @@ impl Pusher {
         let share = (self.settings.concurrency * self.settings.client_share as usize / 100).max(1);
         let Some(local) = self.local.take(&names, share) else {
             tracing::debug!(transfer = %t.id, client = %client.breaker(), "the client holds its share of this pusher's workers");
-            return Decision::Retry(Duration::from_secs(1));
+            return self.wait_for_slot(&names, &t).await;
         };
         let mut slots = Vec::new();
         for name in &names {
@@ -186,16 +201,117 @@ impl Pusher {
                         held.release().await;
                     }
                     drop(local);
-                    return Decision::Retry(Duration::from_secs(1));
+                    return self.wait_for_slot(&names, &t).await;
                 }
             }
         }
         let step = self.run_with_slot(job, &t, &target, &client).await;
+        if step == Decision::Done {
+            self.serve_waiting(&names, started).await;
+        }
         for held in slots {
             held.release().await;
         }
         drop(local);
         step
+    }
+
+    /// Puts the generation in the waiting lists of the client's names, so
+    /// that the job holding the client's slot pushes it next
+    /// ([`Pusher::serve_waiting`]), and retries the job later in case none
+    /// does. Without a list entry (Redis trouble), the retry comes sooner.
+    async fn wait_for_slot(&self, names: &[ClientName], t: &Transfer) -> Decision {
+        let member = format!("{}:{}", t.id, t.generation);
+        for name in names {
+            if let Err(e) = self
+                .state
+                .wait_for_slot(name, &member, SLOT_WAIT_LIST_TTL)
+                .await
+            {
+                tracing::debug!(transfer = %t.id, error = %e, "could not join the client's waiting list");
+                return Decision::Retry(Duration::from_secs(1));
+            }
+        }
+        Decision::Retry(SLOT_WAIT)
+    }
+
+    /// With the client's slots still held, pushes the transfers waiting
+    /// for them, longest waiting first, until half the run time since
+    /// `started` is spent: a transfer of the same client does not wait in
+    /// the retry queue for the slot this job is about to let go. Each is
+    /// pushed as its own job would (its fence, start request, every file,
+    /// finish request); one that needs a slot of another name this job
+    /// cannot take, or whose push stops short, is left to its own jobs.
+    async fn serve_waiting(&self, held: &[ClientName], started: tokio::time::Instant) {
+        let budget = self.settings.run_time / 2;
+        for name in held {
+            while started.elapsed() < budget {
+                let member = match self.state.next_waiting(name).await {
+                    Ok(Some(member)) => member,
+                    Ok(None) | Err(_) => break,
+                };
+                let Some((id, generation)) = member
+                    .rsplit_once(':')
+                    .and_then(|(id, g)| Some((id, g.parse::<u64>().ok()?)))
+                else {
+                    continue;
+                };
+                self.serve_one(held, id, generation, started).await;
+            }
+        }
+    }
+
+    /// Pushes generation `generation` of transfer `id` for
+    /// [`Pusher::serve_waiting`].
+    async fn serve_one(
+        &self,
+        held: &[ClientName],
+        id: &str,
+        generation: u64,
+        started: tokio::time::Instant,
+    ) {
+        let t = match self.state.transfer(id).await {
+            Ok(Some(t)) if t.generation == generation && t.state == TransferState::Pushing => t,
+            _ => return, // gone, moved on, or not pushing
+        };
+        let Ok(target) = target_of(&t) else { return };
+        let Ok(client) = self.client_id(&t, &target).await else {
+            return;
+        };
+        if !matches!(self.state.breaker_open(&client.breaker()).await, Ok(false)) {
+            return;
+        }
+        // Another signing key on the same push domain needs its own slot.
+        let mut extra = Vec::new();
+        for name in client.names() {
+            if held.contains(&name) {
+                continue;
+            }
+            match self.take_slot(&name).await {
+                Ok(Some(slot)) => extra.push(slot),
+                Ok(None) | Err(_) => {
+                    for slot in extra {
+                        slot.release().await;
+                    }
+                    return;
+                }
+            }
+        }
+        let holder = format!("{}:{}", self.worker_id, uuid::Uuid::new_v4().simple());
+        if let Ok(Some(fence)) = Fenced::enter(&self.state, &t, holder, self.settings.lease).await {
+            if self.ensure_started(&t, &target, &client).await.is_ok()
+                && self.drain(&t, &target, &client, &fence, started).await == Decision::Done
+            {
+                // Every file pushed (or none to push): the finish request.
+                if let Err(step) = self.maybe_finish(&t, &target, &client).await {
+                    tracing::debug!(transfer = %t.id, ?step, "a served transfer's finish is left to its own jobs");
+                }
+            }
+            fence.leave().await;
+        }
+        for slot in extra {
+            slot.release().await;
+        }
     }
 
     /// One of the `per_client` slots of `name`, if one is free.

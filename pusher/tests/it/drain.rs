@@ -2,7 +2,8 @@
 //! unfinished files too (`Pusher::drain`), so they do not each wait in the
 //! retry queue for the slot the file before them held; a file another
 //! worker holds is left to it, and the drained files' own jobs end without
-//! sending anything again.
+//! sending anything again. Then it pushes the transfers of the same client
+//! that found the slot taken (`Pusher::serve_waiting`), and only those.
 
 use std::time::Duration;
 
@@ -57,7 +58,7 @@ async fn setup() -> Setup {
             finished: false,
         });
     }
-    crate::pushing_transfer(&state, &id, &push_url, &files).await;
+    crate::pushing_transfer(&state, &id, &example("grant_token"), &push_url, &files).await;
     Setup {
         _dirs: dirs,
         sink,
@@ -139,4 +140,126 @@ async fn a_file_another_worker_holds_is_left_to_it() {
     let t = s.state.transfer(&s.id).await.unwrap().unwrap();
     assert_eq!(t.state, TransferState::Done, "{t:?}");
     assert_eq!(s.sink.counters().file_finishes, 3);
+}
+
+/// A grant of a contract of client `name` (the one client key of these
+/// tests, pushing to `domain`) signed by user `user`: (transfer id, token).
+fn grant_of(name: &str, domain: &str, user: u8) -> (String, String) {
+    use protocol::alias::build::{group, scope, signed_grant, ClientDeclDoc, ContractDoc};
+    use protocol::anychain::{signing_key_from_seed, to_token, Value};
+    let client = ClientDeclDoc::new(name, domain)
+        .sign(&signing_key_from_seed(&[0x17; 32]), 1_700_000_000_000.0)
+        .unwrap();
+    let contract = ContractDoc::new(client)
+        .usage("tests")
+        .contractual(group([Value::Dict(scope("google", "photos"))], &[]))
+        .scheme("http")
+        .build();
+    let id = protocol::alias::Contract::new(&contract)
+        .unwrap()
+        .hash()
+        .unwrap()
+        .to_b64();
+    let grant = signed_grant(
+        &signing_key_from_seed(&[user; 32]),
+        &contract,
+        vec![],
+        vec![],
+        1_700_000_000_000.0,
+    )
+    .unwrap();
+    (id, to_token(&grant))
+}
+
+/// One stored archive of transfer `id`, 100 KiB.
+async fn archive_of(storage: &runtime::storage::Storage, id: &str, seed: usize) -> FileRecord {
+    let data: Vec<u8> = (0..100 * 1024usize)
+        .map(|b| ((b * seed) % 251) as u8)
+        .collect();
+    let key = format!("transfers/{id}/1/photos.zip");
+    let info = storage.put_bytes(&key, Bytes::from(data)).await.unwrap();
+    FileRecord {
+        name: "photos.zip".into(),
+        scope: "google.photos".into(),
+        storage_key: key,
+        size: info.size,
+        blake2b: info.blake2b_b64(),
+        offset: 0,
+        finished: false,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_slot_holder_pushes_the_transfers_waiting_for_it() {
+    let dirs = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a, grant_a) = grant_of("Client A", "127.0.0.1", 1);
+    let (b, grant_b) = grant_of("Client B", "127.0.0.1", 2);
+    let (c, grant_c) = grant_of("Client C", "127.0.0.1", 3);
+    assert!(a != b && b != c);
+    let sink_config =
+        SinkConfig::new(dirs.0.path()).with_client_key(&sink::client_key_of(&grant_a).unwrap());
+    let (_, sink) = Sink::start(sink_config).unwrap();
+    let (state, _, storage, pusher) = crate::push_worker(
+        dirs.1.path(),
+        "serve",
+        &[
+            ("ALIAS_PUSH_CHUNK", "65536"),
+            ("ALIAS_PUSH_PER_CLIENT", "1"),
+        ],
+    );
+    for (i, (id, grant)) in [(&a, &grant_a), (&b, &grant_b), (&c, &grant_c)]
+        .into_iter()
+        .enumerate()
+    {
+        let file = archive_of(&storage, id, i + 2).await;
+        let push_url = format!("{}{id}", sink.base_url());
+        // C is pushed to another host name: another push domain.
+        let push_url = if *id == c {
+            push_url.replace("127.0.0.1", "localhost")
+        } else {
+            push_url
+        };
+        crate::pushing_transfer(&state, id, grant, &push_url, &[file]).await;
+    }
+    // Another pusher holds the slots of both push domains: B's and C's
+    // jobs find them taken and join the waiting lists (of the signing key
+    // they share, and of their domains).
+    let mut taken = Vec::new();
+    for host in ["127.0.0.1", "localhost"] {
+        let domain = runtime::state::ClientName::Domain(host.into());
+        let slot = Lease::client_slot(&domain, 0);
+        let held = LeaseGuard::acquire(&state, slot, "another-pusher", Duration::from_secs(60))
+            .await
+            .unwrap()
+            .expect("the slot is free");
+        taken.push(held);
+    }
+    for id in [&b, &c] {
+        let step = deliver(&pusher, &job(id, "photos.zip")).await;
+        assert!(matches!(step, Disposition::Retry(_)), "{step:?}");
+    }
+    assert_eq!(sink.counters().requests, 0);
+    taken.remove(0).release().await;
+    // A's job takes the freed slot, pushes A, then B, which waited for it;
+    // C needs the other domain's slot, still taken, and is left to its own
+    // job.
+    assert_eq!(
+        deliver(&pusher, &job(&a, "photos.zip")).await,
+        Disposition::Ack
+    );
+    let state_of = |id: String| {
+        let state = state.clone();
+        async move { state.transfer(&id).await.unwrap().unwrap().state }
+    };
+    assert_eq!(state_of(a.clone()).await, TransferState::Done);
+    assert_eq!(state_of(b.clone()).await, TransferState::Done);
+    assert_eq!(state_of(c.clone()).await, TransferState::Pushing);
+    assert_eq!(sink.counters().transfer_finishes, 2);
+    // B's job, back from its wait, finds the transfer done and sends nothing.
+    let before = sink.counters().requests;
+    assert_eq!(
+        deliver(&pusher, &job(&b, "photos.zip")).await,
+        Disposition::Ack
+    );
+    assert_eq!(sink.counters().requests, before);
 }

@@ -51,13 +51,18 @@ fn push_worker(
     (state, broker, storage, pusher)
 }
 
-/// Starts generation 1 of transfer `id` (the reference vectors' grant,
-/// pushed to `push_url`) and takes it to `pushing` with the stored
-/// archives `files`, as the processor leaves it.
-async fn pushing_transfer(state: &State, id: &str, push_url: &str, files: &[FileRecord]) {
-    let grant = example("grant_token");
+/// Starts generation 1 of transfer `id` (of `grant`, pushed to
+/// `push_url`) and takes it to `pushing` with the stored archives `files`,
+/// as the processor leaves it.
+async fn pushing_transfer(
+    state: &State,
+    id: &str,
+    grant: &str,
+    push_url: &str,
+    files: &[FileRecord],
+) {
     let new = NewTransfer {
-        grant_token: &grant,
+        grant_token: grant,
         grant_hash: "h",
         user: "u",
         push_url,

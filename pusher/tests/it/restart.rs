@@ -56,7 +56,14 @@ async fn a_restart_pushes_the_stored_archives_without_the_processor() {
         offset: 0,
         finished: false,
     };
-    crate::pushing_transfer(&state, &id, &push_url, std::slice::from_ref(&record)).await;
+    crate::pushing_transfer(
+        &state,
+        &id,
+        &example("grant_token"),
+        &push_url,
+        std::slice::from_ref(&record),
+    )
+    .await;
 
     // The first delivery loses a chunk's answer and restarts the transfer.
     let job = PushJob {

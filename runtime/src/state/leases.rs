@@ -5,7 +5,8 @@
 //! Lease names are formed here only ([`Lease`]); in Redis a lease is
 //! `{ns}:lease:{name}` with the names `process:{id}:{gen}`,
 //! `start:{id}:{gen}`, `finish:{id}:{gen}`, `push:{id}:{gen}:{file}` and
-//! `client:{client}:slot:{k}`.
+//! `client:{client}:slot:{k}`; the transfers waiting for a client's slot
+//! are the sorted set `{ns}:slotwait:{client}`.
 
 use super::{ClientName, State, StateError};
 use std::future::Future;
@@ -103,6 +104,21 @@ pub trait LeaseStore: Send + Sync {
     /// True when no live registration of a generation before `generation`
     /// remains (expired ones are dropped).
     async fn fence_clear(&self, id: &str, generation: u64) -> Result<bool, StateError>;
+
+    /// Notes that `member` (a transfer generation, `{id}:{generation}`)
+    /// waits for a push slot of `client`; a pusher holding one takes it
+    /// next ([`LeaseStore::next_waiting`]). A member keeps its place when
+    /// noted again; the list disappears `ttl` after its last addition.
+    async fn wait_for_slot(
+        &self,
+        client: &ClientName,
+        member: &str,
+        ttl: Duration,
+    ) -> Result<(), StateError>;
+
+    /// Removes and returns the member of `client`'s list that waited
+    /// longest, if any.
+    async fn next_waiting(&self, client: &ClientName) -> Result<Option<String>, StateError>;
 }
 
 /// A background task that runs `renew` every `period` until it answers

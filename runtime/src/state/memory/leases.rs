@@ -1,7 +1,7 @@
 //! Leases and the restart fence in memory.
 
 use super::{fence_key, MemoryStore, Timed};
-use crate::state::{Lease, LeaseStore, StateError, TransferState};
+use crate::state::{ClientName, Lease, LeaseStore, StateError, TransferState};
 use std::time::{Duration, Instant};
 
 #[async_trait::async_trait]
@@ -109,5 +109,29 @@ impl LeaseStore for MemoryStore {
                     .is_some_and(|g| g < generation)
         });
         Ok(!blocked)
+    }
+
+    async fn wait_for_slot(
+        &self,
+        client: &ClientName,
+        member: &str,
+        _ttl: Duration,
+    ) -> Result<(), StateError> {
+        let mut data = self.data();
+        let list = data.lists.entry(format!("slotwait:{client}")).or_default();
+        if !list.iter().any(|m| m == member) {
+            list.push_back(member.to_owned());
+        }
+        Ok(())
+    }
+
+    async fn next_waiting(&self, client: &ClientName) -> Result<Option<String>, StateError> {
+        let mut data = self.data();
+        let key = format!("slotwait:{client}");
+        let next = data.lists.get_mut(&key).and_then(|list| list.pop_front());
+        if data.lists.get(&key).is_some_and(|list| list.is_empty()) {
+            data.lists.remove(&key);
+        }
+        Ok(next)
     }
 }

@@ -1,7 +1,7 @@
 //! Leases and the restart fence in Redis.
 
 use super::{millis, RedisStore};
-use crate::state::{Lease, LeaseStore, StateError};
+use crate::state::{ClientName, Lease, LeaseStore, StateError};
 use redis::{AsyncCommands, Script};
 use std::time::Duration;
 
@@ -144,6 +144,40 @@ impl LeaseStore for RedisStore {
             .zrem(self.fence_key(id), format!("{generation}:{holder}"))
             .await?;
         Ok(())
+    }
+
+    async fn wait_for_slot(
+        &self,
+        client: &ClientName,
+        member: &str,
+        ttl: Duration,
+    ) -> Result<(), StateError> {
+        let mut conn = self.conn.clone();
+        let key = self.key(&format!("slotwait:{client}"));
+        let () = redis::pipe()
+            .atomic()
+            .cmd("ZADD")
+            .arg(&key)
+            .arg("NX")
+            .arg(crate::state::now_ms())
+            .arg(member)
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(&key)
+            .arg(millis(ttl))
+            .ignore()
+            .query_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    async fn next_waiting(&self, client: &ClientName) -> Result<Option<String>, StateError> {
+        let mut conn = self.conn.clone();
+        let popped: Vec<(String, f64)> = redis::cmd("ZPOPMIN")
+            .arg(self.key(&format!("slotwait:{client}")))
+            .query_async(&mut conn)
+            .await?;
+        Ok(popped.into_iter().next().map(|(member, _)| member))
     }
 
     async fn fence_clear(&self, id: &str, generation: u64) -> Result<bool, StateError> {

@@ -229,6 +229,7 @@ contract!(
     stores::state_lease_guard_renews_and_releases,
     stores::state_kv_and_lists,
     stores::state_schedules,
+    stores::state_slot_waiting_lists,
     users::state_user_quotas,
     users::state_guest_records_expire,
     users::state_counts_by_state_from_indexes,

@@ -1,6 +1,7 @@
-//! Flags, counters and leases, generation marks, the lease guard, and the
-//! web side's key-value entries, lists and schedules, and the retry notes
-//! of the dashboard.
+//! Flags, counters and leases, generation marks, the lease guard, the
+//! lists of transfers waiting for a client's push slot, and the web side's
+//! key-value entries, lists and schedules, and the retry notes of the
+//! dashboard.
 
 use super::*;
 
@@ -369,5 +370,32 @@ pub async fn state_retry_notes(backend: Backend) {
     assert_eq!(s.retry_note("t", 1).await.unwrap(), None);
     // Counting starts again after a clear.
     assert_eq!(s.note_retry("t", 1, 3_000, long).await.unwrap().failures, 1);
+    env.finish().await;
+}
+
+/// The transfers waiting for a client's push slot: taken in the order they
+/// joined, each once, per client name.
+pub async fn state_slot_waiting_lists(backend: Backend) {
+    let env = Env::new(backend).await;
+    let s = &env.state;
+    let ttl = Duration::from_secs(60);
+    let domain = ClientName::Domain("example.org".into());
+    let key = ClientName::Key("k".into());
+    assert_eq!(s.next_waiting(&domain).await.unwrap(), None);
+    // Members joined in name order, so that a tie of the joining time
+    // (ordered by name) gives the same order.
+    for member in ["a:1", "b:1", "c:2"] {
+        s.wait_for_slot(&domain, member, ttl).await.unwrap();
+    }
+    // Joining again neither duplicates nor reorders.
+    s.wait_for_slot(&domain, "a:1", ttl).await.unwrap();
+    s.wait_for_slot(&key, "z:1", ttl).await.unwrap();
+    let mut taken = Vec::new();
+    while let Some(member) = s.next_waiting(&domain).await.unwrap() {
+        taken.push(member);
+    }
+    assert_eq!(taken, ["a:1", "b:1", "c:2"]);
+    assert_eq!(s.next_waiting(&key).await.unwrap().as_deref(), Some("z:1"));
+    assert_eq!(s.next_waiting(&key).await.unwrap(), None);
     env.finish().await;
 }
