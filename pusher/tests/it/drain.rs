@@ -24,39 +24,43 @@ struct Setup {
     names: Vec<String>,
 }
 
-/// A transfer pushing three stored archives of 200 KiB to a sink, one
-/// push at a time allowed per client.
-async fn setup() -> Setup {
-    let dirs = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let sink_config = SinkConfig::new(dirs.0.path())
-        .with_client_key(&sink::client_key_of(&example("grant_token")).unwrap());
+/// A sink in `dirs.0` receiving for the client of `grant`, and a push
+/// worker (archives in `dirs.1`, namespace `{label}-…`) allowed one push
+/// at a time per client, in 64 KiB chunks.
+fn sink_and_worker(
+    dirs: &(tempfile::TempDir, tempfile::TempDir),
+    grant: &str,
+    label: &str,
+) -> (
+    SinkHandle,
+    State,
+    runtime::storage::Storage,
+    pusher::worker::Pusher,
+) {
+    let sink_config =
+        SinkConfig::new(dirs.0.path()).with_client_key(&sink::client_key_of(grant).unwrap());
     let (_, sink) = Sink::start(sink_config).unwrap();
     let (state, _, storage, pusher) = crate::push_worker(
         dirs.1.path(),
-        "drain",
+        label,
         &[
             ("ALIAS_PUSH_CHUNK", "65536"),
             ("ALIAS_PUSH_PER_CLIENT", "1"),
         ],
     );
+    (sink, state, storage, pusher)
+}
+
+/// A transfer pushing three stored archives of 200 KiB to a sink, one
+/// push at a time allowed per client.
+async fn setup() -> Setup {
+    let dirs = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (sink, state, storage, pusher) = sink_and_worker(&dirs, &example("grant_token"), "drain");
     let id = example("grant_contract_hash");
     let push_url = format!("{}{id}", sink.base_url());
     let mut files = Vec::new();
     for (i, name) in ["a.zip", "b.zip", "c.zip"].iter().enumerate() {
-        let data: Vec<u8> = (0..200 * 1024usize)
-            .map(|b| ((b * (i + 3)) % 251) as u8)
-            .collect();
-        let key = format!("transfers/t/1/{name}");
-        let info = storage.put_bytes(&key, Bytes::from(data)).await.unwrap();
-        files.push(FileRecord {
-            name: (*name).into(),
-            scope: "google.photos".into(),
-            storage_key: key,
-            size: info.size,
-            blake2b: info.blake2b_b64(),
-            offset: 0,
-            finished: false,
-        });
+        files.push(stored_archive(&storage, &id, name, 200, i + 3).await);
     }
     crate::pushing_transfer(&state, &id, &example("grant_token"), &push_url, &files).await;
     Setup {
@@ -171,15 +175,20 @@ fn grant_of(name: &str, domain: &str, user: u8) -> (String, String) {
     (id, to_token(&grant))
 }
 
-/// One stored archive of transfer `id`, 100 KiB.
-async fn archive_of(storage: &runtime::storage::Storage, id: &str, seed: usize) -> FileRecord {
-    let data: Vec<u8> = (0..100 * 1024usize)
-        .map(|b| ((b * seed) % 251) as u8)
-        .collect();
-    let key = format!("transfers/{id}/1/photos.zip");
+/// An archive `name` of generation 1 of transfer `id`, `kib` KiB of bytes
+/// drawn from `seed`, stored, and its record.
+async fn stored_archive(
+    storage: &runtime::storage::Storage,
+    id: &str,
+    name: &str,
+    kib: usize,
+    seed: usize,
+) -> FileRecord {
+    let data: Vec<u8> = (0..kib * 1024).map(|b| ((b * seed) % 251) as u8).collect();
+    let key = format!("transfers/{id}/1/{name}");
     let info = storage.put_bytes(&key, Bytes::from(data)).await.unwrap();
     FileRecord {
-        name: "photos.zip".into(),
+        name: name.into(),
         scope: "google.photos".into(),
         storage_key: key,
         size: info.size,
@@ -196,22 +205,12 @@ async fn the_slot_holder_pushes_the_transfers_waiting_for_it() {
     let (b, grant_b) = grant_of("Client B", "127.0.0.1", 2);
     let (c, grant_c) = grant_of("Client C", "127.0.0.1", 3);
     assert!(a != b && b != c);
-    let sink_config =
-        SinkConfig::new(dirs.0.path()).with_client_key(&sink::client_key_of(&grant_a).unwrap());
-    let (_, sink) = Sink::start(sink_config).unwrap();
-    let (state, _, storage, pusher) = crate::push_worker(
-        dirs.1.path(),
-        "serve",
-        &[
-            ("ALIAS_PUSH_CHUNK", "65536"),
-            ("ALIAS_PUSH_PER_CLIENT", "1"),
-        ],
-    );
+    let (sink, state, storage, pusher) = sink_and_worker(&dirs, &grant_a, "serve");
     for (i, (id, grant)) in [(&a, &grant_a), (&b, &grant_b), (&c, &grant_c)]
         .into_iter()
         .enumerate()
     {
-        let file = archive_of(&storage, id, i + 2).await;
+        let file = stored_archive(&storage, id, "photos.zip", 100, i + 2).await;
         let push_url = format!("{}{id}", sink.base_url());
         // C is pushed to another host name: another push domain.
         let push_url = if *id == c {
