@@ -173,47 +173,60 @@ impl Pusher {
         if t.state != TransferState::Pushing {
             return Decision::Retry(Duration::from_secs(2));
         }
-        let target = match target_of(&t) {
-            Ok(target) => target,
-            Err(e) => return Decision::Fail(format!("push destination: {e}")),
+        let (target, client) = match self.reach(&t).await {
+            Ok(reached) => reached,
+            Err(step) => return step,
         };
-        let client = match self.client_id(&t, &target).await {
-            Ok(client) => client,
-            Err(e) => return e.into(),
-        };
-        match self.state.breaker_open(&client.breaker()).await {
-            Ok(true) => return Decision::Retry(self.settings.breaker_cooldown),
-            Ok(false) => {}
-            Err(e) => return e.into(),
-        }
         let names = client.names();
         let share = (self.settings.concurrency * self.settings.client_share as usize / 100).max(1);
         let Some(local) = self.local.take(&names, share) else {
             tracing::debug!(transfer = %t.id, client = %client.breaker(), "the client holds its share of this pusher's workers");
             return self.wait_for_slot(&names, &t).await;
         };
-        let mut slots = Vec::new();
-        for name in &names {
-            match self.take_slot(name).await {
-                Ok(Some(held)) => slots.push(held),
-                Ok(None) | Err(_) => {
-                    for held in slots {
-                        held.release().await;
-                    }
-                    drop(local);
-                    return self.wait_for_slot(&names, &t).await;
-                }
-            }
-        }
+        let Some(slots) = self.take_slots(&names).await else {
+            drop(local);
+            return self.wait_for_slot(&names, &t).await;
+        };
         let step = self.run_with_slot(job, &t, &target, &client).await;
         if step == Decision::Done {
             self.serve_waiting(&names, started).await;
         }
-        for held in slots {
-            held.release().await;
-        }
+        release_all(slots).await;
         drop(local);
         step
+    }
+
+    /// The push destination and the client of `t`, unless the destination
+    /// is refused (the transfer fails) or the client's breaker is open.
+    async fn reach(&self, t: &Transfer) -> Result<(PushTarget, ClientId), Decision> {
+        let target = target_of(t).map_err(|e| Decision::Fail(format!("push destination: {e}")))?;
+        let client = self.client_id(t, &target).await?;
+        if self.state.breaker_open(&client.breaker()).await? {
+            return Err(Decision::Retry(self.settings.breaker_cooldown));
+        }
+        Ok((target, client))
+    }
+
+    /// A slot of each of `names`, or none at all (those taken are let go)
+    /// when one is busy or cannot be read.
+    async fn take_slots(&self, names: &[ClientName]) -> Option<Vec<LeaseGuard>> {
+        let mut slots = Vec::with_capacity(names.len());
+        for name in names {
+            match self.take_slot(name).await {
+                Ok(Some(held)) => slots.push(held),
+                Ok(None) | Err(_) => {
+                    release_all(slots).await;
+                    return None;
+                }
+            }
+        }
+        Some(slots)
+    }
+
+    /// Registers this job in `t`'s restart fence (see [`Fenced::enter`]).
+    async fn enter_fence(&self, t: &Transfer) -> Result<Option<Fenced>, StateError> {
+        let holder = format!("{}:{}", self.worker_id, uuid::Uuid::new_v4().simple());
+        Fenced::enter(&self.state, t, holder, self.settings.lease).await
     }
 
     /// Puts the generation in the waiting lists of the client's names, so
@@ -274,31 +287,19 @@ impl Pusher {
             Ok(Some(t)) if t.generation == generation && t.state == TransferState::Pushing => t,
             _ => return, // gone, moved on, or not pushing
         };
-        let Ok(target) = target_of(&t) else { return };
-        let Ok(client) = self.client_id(&t, &target).await else {
+        let Ok((target, client)) = self.reach(&t).await else {
             return;
         };
-        if !matches!(self.state.breaker_open(&client.breaker()).await, Ok(false)) {
-            return;
-        }
         // Another signing key on the same push domain needs its own slot.
-        let mut extra = Vec::new();
-        for name in client.names() {
-            if held.contains(&name) {
-                continue;
-            }
-            match self.take_slot(&name).await {
-                Ok(Some(slot)) => extra.push(slot),
-                Ok(None) | Err(_) => {
-                    for slot in extra {
-                        slot.release().await;
-                    }
-                    return;
-                }
-            }
-        }
-        let holder = format!("{}:{}", self.worker_id, uuid::Uuid::new_v4().simple());
-        if let Ok(Some(fence)) = Fenced::enter(&self.state, &t, holder, self.settings.lease).await {
+        let missing: Vec<ClientName> = client
+            .names()
+            .into_iter()
+            .filter(|name| !held.contains(name))
+            .collect();
+        let Some(extra) = self.take_slots(&missing).await else {
+            return;
+        };
+        if let Ok(Some(fence)) = self.enter_fence(&t).await {
             if self.ensure_started(&t, &target, &client).await.is_ok()
                 && self.drain(&t, &target, &client, &fence, started).await == Decision::Done
             {
@@ -309,9 +310,7 @@ impl Pusher {
             }
             fence.leave().await;
         }
-        for slot in extra {
-            slot.release().await;
-        }
+        release_all(extra).await;
     }
 
     /// One of the `per_client` slots of `name`, if one is free.
@@ -353,8 +352,7 @@ impl Pusher {
         target: &PushTarget,
         client: &ClientId,
     ) -> Decision {
-        let holder = format!("{}:{}", self.worker_id, uuid::Uuid::new_v4().simple());
-        let fence = match Fenced::enter(&self.state, t, holder, self.settings.lease).await {
+        let fence = match self.enter_fence(t).await {
             Ok(Some(fence)) => fence,
             Ok(None) => return Decision::Done, // superseded, cancelled or finished
             Err(e) => return e.into(),
@@ -464,6 +462,13 @@ impl Pusher {
             }
         }
         Decision::Done
+    }
+}
+
+/// Lets go of client slots.
+async fn release_all(slots: Vec<LeaseGuard>) {
+    for held in slots {
+        held.release().await;
     }
 }
 

@@ -31,11 +31,10 @@ impl Storage {
     ) -> Result<PutInfo, StorageError> {
         key_path(key)?;
         if let Some(root) = self.inner.local_root.clone() {
-            let (from, to) = (path.to_owned(), root.join(key));
-            let (key_owned, from_c) = (key.to_owned(), from.clone());
+            let (from, to, key_owned) = (path.to_owned(), root.join(key), key.to_owned());
             let moved = tokio::task::spawn_blocking(move || {
-                let info = hash_file(&from_c, max_size, &key_owned)?;
-                Ok::<_, StorageError>(move_into(&from_c, &to).map(|()| info))
+                let info = hash_file(&from, max_size, &key_owned)?;
+                Ok::<_, StorageError>(move_into(&from, &to).map(|()| info))
             })
             .await
             .map_err(|e| StorageError::Io(io::Error::other(e)))??;
