@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use e2e::{assert_delivered, give_dump, process_async, process_sync, user, Bank, Client};
+use runtime::state::testing::{query, SentinelSet};
 use serde_json::Value as Json;
 use sink::Faults;
 use std::time::{Duration, Instant};
@@ -124,4 +125,88 @@ async fn follow_across_replicas(extra: &[(&str, &str)]) {
     assert_eq!(body["processor"].as_array().unwrap().len(), 3, "{body}");
     assert_delivered(&bank, &two).await;
     bank.cleanup().await;
+}
+
+/// The gateway on a Redis primary under Sentinel answers for a write only
+/// once a replica holds it: with the replicas stopped, a dump upload and a
+/// deletion get 503 `not_replicated` (reads still answer); with them back,
+/// the same upload gets 201 and its record is on a replica when the answer
+/// arrives, so losing the primary right then would not lose it.
+#[actix_web::test]
+async fn a_write_is_answered_only_once_a_replica_holds_it() {
+    let set = SentinelSet::start(7401).await;
+    let sentinels = set.sentinel_urls().join(",");
+    let bank = Bank::new(
+        "dur",
+        &[
+            ("ALIAS_REDIS_SENTINEL_URLS", sentinels.as_str()),
+            ("ALIAS_REDIS_SENTINEL_MASTER", "alias"),
+        ],
+    )
+    .await;
+    let u = user(61);
+    let pk = e2e::user_pk(&u);
+    let body = b"PK\x05\x06"
+        .iter()
+        .copied()
+        .chain([0u8; 18])
+        .collect::<Vec<u8>>();
+    let http = reqwest::Client::new();
+    let upload = |name: &'static str| {
+        let path = format!("/alias/dumps/google/{name}");
+        let auth = e2e::request_token(&u, "PUT", &path, Some(body.len() as u64));
+        http.put(format!("{}{path}", bank.base))
+            .header("Authorization", format!("Alias {auth}"))
+            .body(body.clone())
+            .send()
+    };
+    let list = || {
+        let auth = e2e::request_token(&u, "GET", "/alias/dumps", None);
+        http.get(format!("{}/alias/dumps", bank.base))
+            .header("Authorization", format!("Alias {auth}"))
+            .send()
+    };
+
+    let first = upload("takeout-1.zip").await.unwrap();
+    assert_eq!(first.status().as_u16(), 201);
+
+    let paused = set.pause_replicas();
+    let refused = upload("takeout-2.zip").await.unwrap();
+    assert_eq!(refused.status().as_u16(), 503);
+    assert!(refused.headers().contains_key("retry-after"));
+    let answer: Json = refused.json().await.unwrap();
+    assert_eq!(answer["code"], "not_replicated", "{answer}");
+    let path = "/alias/dumps/google/takeout-1.zip";
+    let auth = e2e::request_token(&u, "DELETE", path, None);
+    let deleted = http
+        .delete(format!("{}{path}", bank.base))
+        .header("Authorization", format!("Alias {auth}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status().as_u16(), 503);
+    assert_eq!(list().await.unwrap().status().as_u16(), 200);
+    drop(paused);
+
+    // Asked again, the upload is answered, and the replicas hold its
+    // record by then.
+    let again = upload("takeout-2.zip").await.unwrap();
+    assert_eq!(again.status().as_u16(), 201);
+    let mut on_replicas = Vec::new();
+    for port in set.replica_ports() {
+        let key = format!("{}:*dumps*", bank.ns);
+        let keys: Vec<String> = query(port, redis::cmd("KEYS").arg(key)).await.unwrap();
+        for key in keys {
+            let values: Vec<String> = query(port, redis::cmd("HVALS").arg(&key)).await.unwrap();
+            on_replicas.extend(values.into_iter().map(|v| (port, v)));
+        }
+    }
+    assert!(
+        on_replicas.iter().any(|(_, v)| v.contains("takeout-2.zip")),
+        "no replica holds the answered upload: {on_replicas:?}"
+    );
+    let listed: Json = list().await.unwrap().json().await.unwrap();
+    assert!(listed.to_string().contains(&pk), "{listed}");
+    bank.cleanup().await;
+    drop(set);
 }

@@ -9,6 +9,7 @@
 pub mod access;
 mod body;
 mod dumps;
+mod durable;
 mod error;
 mod grants;
 mod intake;
@@ -166,6 +167,7 @@ pub fn server(
                 web::PathConfig::default()
                     .error_handler(|e, _| error::json_error_handler(e.into())),
             )
+            .wrap(actix_web::middleware::from_fn(durable::durable_writes))
             .wrap(actix_web::middleware::from_fn(uploads::body_deadlines))
             .wrap(actix_web::middleware::from_fn(ops::observe))
             .configure(routes)

@@ -28,6 +28,7 @@ mod marks;
 mod memory;
 mod previews;
 mod redis;
+pub mod testing;
 mod transfers;
 mod users;
 mod web;

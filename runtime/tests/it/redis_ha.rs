@@ -6,13 +6,12 @@
 //! answered for.
 
 use crate::contract::cluster_target;
+use runtime::state::testing::{query, until, SentinelSet};
 use runtime::state::{
     FileRecord, GrantIntake, Intake, KvEntry, NewTransfer, Quotas, RedisTarget, State, StateError,
     TransferIntake, TransferState, WebKey,
 };
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -192,165 +191,12 @@ async fn cluster_counts_and_purge_reach_every_master() {
     assert!(cluster_keys(&ns).await.is_empty());
 }
 
-/// A primary, two replicas and three sentinels of this test's own (ports
-/// 7301, 7302-7303, 7311-7313), stopped when dropped.
-struct SentinelSet {
-    dir: PathBuf,
-    primary: Child,
-    replicas: Vec<Child>,
-    sentinels: Vec<Child>,
-}
-
-const PRIMARY: u16 = 7301;
-const REPLICAS: [u16; 2] = [7302, 7303];
-const SENTINELS: [u16; 3] = [7311, 7312, 7313];
-
-fn server(dir: &std::path::Path, port: u16, extra: &[&str]) -> Child {
-    let dir = dir.join(port.to_string());
-    std::fs::create_dir_all(&dir).unwrap();
-    let port = port.to_string();
-    Command::new("redis-server")
-        .args(["--bind", "127.0.0.1", "--port", &port, "--save", ""])
-        .args(["--appendonly", "no", "--dir"])
-        .arg(&dir)
-        .args(extra)
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("redis-server installed")
-}
-
-async fn query<T: redis::FromRedisValue>(port: u16, cmd: &redis::Cmd) -> redis::RedisResult<T> {
-    let client = redis::Client::open(format!("redis://127.0.0.1:{port}"))?;
-    let mut conn = client.get_multiplexed_async_connection().await?;
-    cmd.query_async(&mut conn).await
-}
-
-/// Polls `check` until it holds (every 50 ms, at most 30 s).
-async fn until<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(30);
-    eprintln!("waiting for {what}");
-    while !tokio::time::timeout(Duration::from_secs(5), check())
-        .await
-        .unwrap_or(false)
-    {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-impl SentinelSet {
-    async fn start() -> SentinelSet {
-        let dir = std::env::temp_dir().join(format!("alias-sentinel-{}", uuid::Uuid::new_v4()));
-        let primary = server(&dir, PRIMARY, &[]);
-        let replicas = REPLICAS
-            .iter()
-            .map(|port| server(&dir, *port, &["--replicaof", "127.0.0.1", "7301"]))
-            .collect();
-        let mut set = SentinelSet {
-            dir,
-            primary,
-            replicas,
-            sentinels: Vec::new(),
-        };
-        for port in REPLICAS {
-            until("the replicas in sync", || async {
-                query::<String>(port, redis::cmd("INFO").arg("replication"))
-                    .await
-                    .is_ok_and(|info| info.contains("master_link_status:up"))
-            })
-            .await;
-        }
-        for port in SENTINELS {
-            let conf = set.dir.join(format!("sentinel-{port}.conf"));
-            std::fs::write(
-                &conf,
-                format!(
-                    "port {port}\nbind 127.0.0.1\ndir {}\n\
-                     sentinel monitor alias 127.0.0.1 {PRIMARY} 2\n\
-                     sentinel down-after-milliseconds alias 1000\n\
-                     sentinel failover-timeout alias 5000\n",
-                    set.dir.display()
-                ),
-            )
-            .unwrap();
-            let child = Command::new("redis-server")
-                .arg(&conf)
-                .arg("--sentinel")
-                .stdout(Stdio::null())
-                .spawn()
-                .expect("redis-server installed");
-            set.sentinels.push(child);
-        }
-        for port in SENTINELS {
-            until(
-                "the sentinels to know each other and the replica",
-                || async {
-                    let master: redis::RedisResult<Vec<String>> =
-                        query(port, redis::cmd("SENTINEL").arg("MASTER").arg("alias")).await;
-                    master.is_ok_and(|m| {
-                        let field = |name: &str| {
-                            m.iter()
-                                .position(|f| f == name)
-                                .and_then(|i| m.get(i + 1))
-                                .cloned()
-                        };
-                        field("num-slaves").as_deref() == Some("2")
-                            && field("num-other-sentinels").as_deref() == Some("2")
-                    })
-                },
-            )
-            .await;
-        }
-        set
-    }
-
-    fn target(&self) -> RedisTarget {
-        RedisTarget::Sentinel {
-            sentinels: SENTINELS
-                .iter()
-                .map(|p| format!("redis://127.0.0.1:{p}"))
-                .collect(),
-            master: "alias".into(),
-        }
-    }
-
-    fn signal(child: &Child, signal: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(child.id().to_string())
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-}
-
-impl Drop for SentinelSet {
-    fn drop(&mut self) {
-        for child in std::iter::once(&mut self.primary)
-            .chain(self.replicas.iter_mut())
-            .chain(self.sentinels.iter_mut())
-        {
-            let _ = Command::new("kill")
-                .arg("-CONT")
-                .arg(child.id().to_string())
-                .status();
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 /// Under Sentinel: a grant no replica confirmed is not answered for; the
 /// primary killed, a replica takes over, and the store, its events and
 /// every grant it answered for carry on there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sentinel_failover_keeps_answered_grants() {
-    let set = SentinelSet::start().await;
+    let set = SentinelSet::start(7301).await;
     let ns = format!("ha-{}", uuid::Uuid::new_v4().simple());
     let s = State::connect_to(&set.target(), &ns, TTL, Quotas::DEFAULT)
         .await
@@ -369,7 +215,7 @@ async fn sentinel_failover_keeps_answered_grants() {
     s.set_binding("w", "settled").await.unwrap();
     assert!(s.settle_writes().await.unwrap(), "a replica confirmed");
     let mut on_replicas = Vec::new();
-    for port in REPLICAS {
+    for port in set.replica_ports() {
         let keys: Vec<String> = query(port, redis::cmd("KEYS").arg(format!("{ns}:*{{w}}*")))
             .await
             .unwrap();
@@ -381,15 +227,11 @@ async fn sentinel_failover_keeps_answered_grants() {
     );
     // The replicas stopped: the grant reaches the primary only; no 2xx,
     // and settling a worker's writes reports that no replica has them.
-    for replica in &set.replicas {
-        SentinelSet::signal(replica, "STOP");
-    }
+    let paused = set.pause_replicas();
     let unconfirmed = s.take_grant(&grant("u", "c4", 9.0, "g-c4")).await;
     s.set_binding("w", "alone").await.unwrap();
     let alone = s.settle_writes().await;
-    for replica in &set.replicas {
-        SentinelSet::signal(replica, "CONT");
-    }
+    drop(paused);
     assert!(
         matches!(unconfirmed, Err(StateError::NotReplicated { .. })),
         "{unconfirmed:?}"
@@ -410,7 +252,7 @@ async fn sentinel_failover_keeps_answered_grants() {
         killed.elapsed().as_millis()
     );
     let master: Vec<String> = query(
-        SENTINELS[0],
+        set.sentinel_ports()[0],
         redis::cmd("SENTINEL")
             .arg("GET-MASTER-ADDR-BY-NAME")
             .arg("alias"),
@@ -418,7 +260,9 @@ async fn sentinel_failover_keeps_answered_grants() {
     .await
     .unwrap();
     assert!(
-        REPLICAS.iter().any(|p| master[1] == p.to_string()),
+        set.replica_ports()
+            .iter()
+            .any(|p| master[1] == p.to_string()),
         "a replica took over: {master:?}"
     );
     for (id, token) in &answered {

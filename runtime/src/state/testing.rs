@@ -1,0 +1,219 @@
+//! For tests and drills: a Redis primary with two replicas under three
+//! sentinels (master name `alias`), started for one test on ports of its
+//! own and stopped when dropped: what a failover test kills, pauses and
+//! watches. Needs `redis-server` on the `PATH`. A set that cannot be
+//! started fails the test that asked for it, so this kit panics.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use super::RedisTarget;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// The processes of one set, stopped (and their directory removed) on drop.
+pub struct SentinelSet {
+    dir: PathBuf,
+    /// The primary (port `base`).
+    pub primary: Child,
+    /// The replicas (ports `base + 1`, `base + 2`).
+    pub replicas: Vec<Child>,
+    sentinels: Vec<Child>,
+    base: u16,
+}
+
+fn server(dir: &Path, port: u16, extra: &[&str]) -> Child {
+    let dir = dir.join(port.to_string());
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = port.to_string();
+    Command::new("redis-server")
+        .args(["--bind", "127.0.0.1", "--port", &port, "--save", ""])
+        .args(["--appendonly", "no", "--dir"])
+        .arg(&dir)
+        .args(extra)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("redis-server installed")
+}
+
+/// `cmd` sent to the server on `port`.
+pub async fn query<T: redis::FromRedisValue>(port: u16, cmd: &redis::Cmd) -> redis::RedisResult<T> {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}"))?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    cmd.query_async(&mut conn).await
+}
+
+/// Polls `check` until it holds (every 50 ms, at most 30 s).
+pub async fn until<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(30);
+    eprintln!("waiting for {what}");
+    while !tokio::time::timeout(Duration::from_secs(5), check())
+        .await
+        .unwrap_or(false)
+    {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+impl SentinelSet {
+    /// Starts the set: the primary on `base`, replicas on `base + 1` and
+    /// `base + 2`, sentinels on `base + 11` to `base + 13`; returns once
+    /// the replicas are in sync and the sentinels know each other. Each
+    /// test using a set picks a `base` of its own.
+    pub async fn start(base: u16) -> SentinelSet {
+        let dir = std::env::temp_dir().join(format!("alias-sentinel-{}", uuid::Uuid::new_v4()));
+        let primary = server(&dir, base, &[]);
+        let primary_port = base.to_string();
+        let replicas = (1..=2)
+            .map(|i| {
+                server(
+                    &dir,
+                    base + i,
+                    &["--replicaof", "127.0.0.1", primary_port.as_str()],
+                )
+            })
+            .collect();
+        let mut set = SentinelSet {
+            dir,
+            primary,
+            replicas,
+            sentinels: Vec::new(),
+            base,
+        };
+        for port in set.replica_ports() {
+            until("the replicas in sync", || async {
+                query::<String>(port, redis::cmd("INFO").arg("replication"))
+                    .await
+                    .is_ok_and(|info| info.contains("master_link_status:up"))
+            })
+            .await;
+        }
+        for port in set.sentinel_ports() {
+            let conf = set.dir.join(format!("sentinel-{port}.conf"));
+            std::fs::write(
+                &conf,
+                format!(
+                    "port {port}\nbind 127.0.0.1\ndir {}\n\
+                     sentinel monitor alias 127.0.0.1 {base} 2\n\
+                     sentinel down-after-milliseconds alias 1000\n\
+                     sentinel failover-timeout alias 5000\n",
+                    set.dir.display()
+                ),
+            )
+            .unwrap();
+            let child = Command::new("redis-server")
+                .arg(&conf)
+                .arg("--sentinel")
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("redis-server installed");
+            set.sentinels.push(child);
+        }
+        for port in set.sentinel_ports() {
+            until(
+                "the sentinels to know each other and the replica",
+                || async {
+                    let master: redis::RedisResult<Vec<String>> =
+                        query(port, redis::cmd("SENTINEL").arg("MASTER").arg("alias")).await;
+                    master.is_ok_and(|m| {
+                        let field = |name: &str| {
+                            m.iter()
+                                .position(|f| f == name)
+                                .and_then(|i| m.get(i + 1))
+                                .cloned()
+                        };
+                        field("num-slaves").as_deref() == Some("2")
+                            && field("num-other-sentinels").as_deref() == Some("2")
+                    })
+                },
+            )
+            .await;
+        }
+        set
+    }
+
+    /// The replicas' ports.
+    pub fn replica_ports(&self) -> [u16; 2] {
+        [self.base + 1, self.base + 2]
+    }
+
+    /// The sentinels' ports.
+    pub fn sentinel_ports(&self) -> [u16; 3] {
+        [self.base + 11, self.base + 12, self.base + 13]
+    }
+
+    /// The state's target: the sentinels, master `alias`.
+    pub fn target(&self) -> RedisTarget {
+        RedisTarget::Sentinel {
+            sentinels: self.sentinel_urls(),
+            master: "alias".into(),
+        }
+    }
+
+    /// The sentinels' URLs.
+    pub fn sentinel_urls(&self) -> Vec<String> {
+        self.sentinel_ports()
+            .iter()
+            .map(|p| format!("redis://127.0.0.1:{p}"))
+            .collect()
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`, …) to a process of the set.
+    pub fn signal(child: &Child, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Stops the replicas (`SIGSTOP`) until the guard is dropped
+    /// (`SIGCONT`): writes reach the primary only, no replica confirms.
+    pub fn pause_replicas(&self) -> PausedReplicas<'_> {
+        for replica in &self.replicas {
+            SentinelSet::signal(replica, "STOP");
+        }
+        PausedReplicas { set: self }
+    }
+}
+
+/// Replicas stopped by [`SentinelSet::pause_replicas`]; dropping it lets
+/// them go on.
+pub struct PausedReplicas<'a> {
+    set: &'a SentinelSet,
+}
+
+impl Drop for PausedReplicas<'_> {
+    fn drop(&mut self) {
+        for replica in &self.set.replicas {
+            let _ = Command::new("kill")
+                .arg("-CONT")
+                .arg(replica.id().to_string())
+                .status();
+        }
+    }
+}
+
+impl Drop for SentinelSet {
+    fn drop(&mut self) {
+        for child in std::iter::once(&mut self.primary)
+            .chain(self.replicas.iter_mut())
+            .chain(self.sentinels.iter_mut())
+        {
+            let _ = Command::new("kill")
+                .arg("-CONT")
+                .arg(child.id().to_string())
+                .status();
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
