@@ -37,18 +37,20 @@ impl Pusher {
         file: &str,
         fence: &Fenced,
     ) -> Decision {
-        let files = match self.state.files(&t.id, t.generation).await {
+        // Both reads go out together (one round trip on the multiplexed
+        // connection).
+        let (files, told) = tokio::join!(
+            self.state.files(&t.id, t.generation),
+            self.state.marked(&t.id, t.generation, Mark::FileDone(file)),
+        );
+        let files = match files {
             Ok(f) => f,
             Err(e) => return e.into(),
         };
         let Some(record) = files.into_iter().find(|f| f.name == file) else {
             return Decision::Done;
         };
-        match self
-            .state
-            .marked(&t.id, t.generation, Mark::FileDone(file))
-            .await
-        {
+        match told {
             Ok(true) => {
                 // The client was told; a run that stopped right after (crash,
                 // Redis trouble) may not have counted the file: counting is
@@ -92,9 +94,12 @@ impl Pusher {
                 .request_failed(e, t, client, Request::File(file), &refused)
                 .await;
         }
-        self.client_answered(t, client).await;
         let done = Mark::FileDone(file);
-        if let Err(e) = record_acked(|| self.state.mark(&t.id, t.generation, done, DAY * 7)).await {
+        let ((), told) = tokio::join!(
+            self.client_answered(t, client),
+            record_acked(|| self.state.mark(&t.id, t.generation, done, DAY * 7)),
+        );
+        if let Err(e) = told {
             return e.into();
         }
         if let Err(e) = record_acked(|| self.state.finish_file(&t.id, t.generation, file)).await {
@@ -120,11 +125,15 @@ impl Pusher {
         // A run that died with a chunk in flight leaves this mark set: ask
         // the client what it holds before sending anything.
         let inflight = Mark::InFlight(file);
-        upload.verify_offset = match self.state.mark(&t.id, t.generation, inflight, DAY).await {
+        let (fresh, before) = tokio::join!(
+            self.state.mark(&t.id, t.generation, inflight, DAY),
+            self.trouble(t, file),
+        );
+        upload.verify_offset = match fresh {
             Ok(fresh) => !fresh,
             Err(e) => return Some(e.into()),
         };
-        let before = match self.trouble(t, file).await {
+        let before = match before {
             Ok(before) => before,
             Err(e) => return Some(e.into()),
         };
@@ -370,16 +379,13 @@ impl Pusher {
         file: &str,
     ) -> Result<Trouble, runtime::state::StateError> {
         let (id, generation) = (t.id.as_str(), t.generation);
-        Ok(Trouble {
-            failed: self
-                .state
-                .file_trouble(id, generation, file, FileTrouble::Failures)
-                .await?,
-            rewound: self
-                .state
-                .file_trouble(id, generation, file, FileTrouble::Rewinds)
-                .await?,
-        })
+        let (failed, rewound) = tokio::try_join!(
+            self.state
+                .file_trouble(id, generation, file, FileTrouble::Failures),
+            self.state
+                .file_trouble(id, generation, file, FileTrouble::Rewinds),
+        )?;
+        Ok(Trouble { failed, rewound })
     }
 
     /// Counts the failures and rewinds of a run.

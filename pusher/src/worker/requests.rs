@@ -109,10 +109,15 @@ impl Pusher {
     /// after it answered (a failure to do so only leaves them to expire; the
     /// dashboard shows a note only until the transfer moves on).
     pub(super) async fn client_answered(&self, t: &Transfer, client: &ClientId) {
-        if let Err(e) = self.state.client_success(&client.breaker()).await {
-            tracing::debug!(client = %client.breaker(), error = %e, "could not reset the client's failures");
+        let breaker = client.breaker();
+        let (reset, cleared) = tokio::join!(
+            self.state.client_success(&breaker),
+            self.state.clear_retry(&t.id, t.generation),
+        );
+        if let Err(e) = reset {
+            tracing::debug!(client = %breaker, error = %e, "could not reset the client's failures");
         }
-        if let Err(e) = self.state.clear_retry(&t.id, t.generation).await {
+        if let Err(e) = cleared {
             tracing::debug!(transfer = %t.id, error = %e, "could not clear the noted retries");
         }
     }
@@ -203,13 +208,19 @@ impl Pusher {
         target: &PushTarget,
         client: &ClientId,
     ) -> Result<(), Decision> {
-        let Some(now) = self.state.transfer(&t.id).await? else {
+        // Read together (one round trip); the files only count when the
+        // generation is still pushing.
+        let (now, files) = tokio::join!(
+            self.state.transfer(&t.id),
+            self.state.files(&t.id, t.generation),
+        );
+        let Some(now) = now? else {
             return Ok(());
         };
         if now.generation != t.generation || now.state != TransferState::Pushing {
             return Ok(());
         }
-        let files = self.state.files(&t.id, t.generation).await?;
+        let files = files?;
         if now.files_done < files.len() as u64 {
             return Ok(());
         }

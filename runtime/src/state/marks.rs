@@ -201,8 +201,9 @@ pub trait GenerationMarks: Primitives {
     /// Forgets the generation's retries (the client answered).
     async fn clear_retry(&self, id: &str, generation: u64) -> Result<(), StateError> {
         let key = retries_key(id, generation);
-        self.raw_reset_count(&key).await?;
-        self.raw_clear_number(&key).await
+        // Two keys of their own: both requests go out together.
+        let (count, number) = tokio::join!(self.raw_reset_count(&key), self.raw_clear_number(&key));
+        count.and(number)
     }
 
     /// Counts one more restart of transfer `id` (kept `window`); returns
