@@ -131,7 +131,8 @@ async fn follow_across_replicas(extra: &[(&str, &str)]) {
 /// once a replica holds it: with the replicas stopped, a dump upload and a
 /// deletion get 503 `not_replicated` (reads still answer); with them back,
 /// the same upload gets 201 and its record is on a replica when the answer
-/// arrives, so losing the primary right then would not lose it.
+/// arrives, so losing the primary right then would not lose it. A primary
+/// with no replica connected answers alone.
 #[actix_web::test]
 async fn a_write_is_answered_only_once_a_replica_holds_it() {
     let set = SentinelSet::start(7401).await;
@@ -207,6 +208,17 @@ async fn a_write_is_answered_only_once_a_replica_holds_it() {
     );
     let listed: Json = list().await.unwrap().json().await.unwrap();
     assert!(listed.to_string().contains(&pk), "{listed}");
+
+    // With no replica left at all (as right after a failover, before the
+    // old primary returns as a replica), the primary answers alone: there
+    // is no copy to wait for, and refusing would stop every upload.
+    let mut set = set;
+    for replica in &mut set.replicas {
+        replica.kill().unwrap();
+        replica.wait().unwrap();
+    }
+    let alone = upload("takeout-3.zip").await.unwrap();
+    assert_eq!(alone.status().as_u16(), 201);
     bank.cleanup().await;
     drop(set);
 }

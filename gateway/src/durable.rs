@@ -7,8 +7,11 @@
 //! request that may have written (any method but `GET`, `HEAD` and
 //! `OPTIONS`) and succeeded waits for [`State::settle_writes`] before its
 //! answer leaves: a replica confirmed every write this gateway made so far
-//! (one `WAIT` covers the requests that arrive meanwhile). When none
-//! confirms in time, or the primary cannot be reached, the answer is 503
+//! (one `WAIT` covers the requests that arrive meanwhile). A primary with
+//! no replica connected (after a failover, until the old primary returns)
+//! answers on its own: there is no copy to wait for. When a connected
+//! replica does not confirm in time, or the primary cannot be reached, the
+//! answer is 503
 //! `not_replicated` with `Retry-After`: every writing route is safe to ask
 //! again (an upload replaces the dump of its name, a grant sent again is
 //! kept or joined). On one server or a cluster the check costs nothing.
@@ -21,6 +24,7 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::Next;
 use actix_web::{web, ResponseError};
+use runtime::state::Settled;
 
 /// Seconds a caller is asked to wait before asking again.
 const RETRY_AFTER_SECS: u16 = 2;
@@ -40,8 +44,12 @@ pub async fn durable_writes(
         return Ok(res.map_into_left_body());
     }
     let refusal = match app.state.settle_writes().await {
-        Ok(true) => return Ok(res.map_into_left_body()),
-        Ok(false) => ApiError::new(
+        Ok(Settled::Replicated) => return Ok(res.map_into_left_body()),
+        Ok(Settled::Alone) => {
+            tracing::warn!(path = %res.request().path(), "the Redis primary has no replica; a write is answered on the primary alone");
+            return Ok(res.map_into_left_body());
+        }
+        Ok(Settled::Unconfirmed) => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "not_replicated",
             "no Redis replica confirmed the change in time; it may not survive a failover: ask again",

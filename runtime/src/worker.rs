@@ -7,6 +7,7 @@
 //! unacked, so the broker redelivers them), then stop.
 
 use crate::mq::{Broker, Consumer, Delivery, Route};
+use crate::state::Settled;
 use actix::prelude::*;
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,8 +47,12 @@ pub trait JobHandler: Send + Sync + 'static {
 /// (logged): there is no copy to wait for.
 pub async fn durable_state(state: &crate::state::State) -> Result<(), String> {
     match state.settle_writes().await {
-        Ok(true) => Ok(()),
-        Ok(false) => {
+        Ok(Settled::Replicated) => Ok(()),
+        Ok(Settled::Alone) => {
+            tracing::warn!("the Redis primary has no replica; settling a job on its writes alone");
+            Ok(())
+        }
+        Ok(Settled::Unconfirmed) => {
             tracing::warn!("no Redis replica confirmed a job's writes in time; settling it anyway (the primary runs without a replica in sync)");
             Ok(())
         }

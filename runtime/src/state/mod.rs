@@ -162,17 +162,32 @@ pub trait StateStore:
 
     /// Waits until every write this process made so far would survive the
     /// loss of the server: on a replica, where the store has replicas
-    /// (Redis under Sentinel). `Ok(false)` when no replica confirmed in
-    /// time (the primary runs alone); an error when the server could not
-    /// be reached (the writes' fate is unknown). Workers call it before a
-    /// job is acknowledged, so a failover never loses the effect of an
-    /// acknowledged job.
-    async fn settle_writes(&self) -> Result<bool, StateError> {
-        Ok(true)
+    /// (Redis under Sentinel). See [`Settled`] for what it may find; an
+    /// error when the server could not be reached (the writes' fate is
+    /// unknown). Workers call it before a job is acknowledged and the
+    /// gateway before it answers a write, so a failover never loses what
+    /// was acknowledged.
+    async fn settle_writes(&self) -> Result<Settled, StateError> {
+        Ok(Settled::Replicated)
     }
 
     /// Deletes every key of the namespace (tests).
     async fn purge_namespace(&self) -> Result<(), StateError>;
+}
+
+/// What [`StateStore::settle_writes`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settled {
+    /// The writes are on a replica (or the store has no replicas to wait
+    /// for: one server, a cluster, memory).
+    Replicated,
+    /// The primary has no replica connected (e.g. after a failover, until
+    /// the old primary comes back as a replica): there is no copy to wait
+    /// for, and no replica that could be promoted without the writes.
+    Alone,
+    /// A replica is connected but did not confirm in time: promoted now,
+    /// it could lack the writes.
+    Unconfirmed,
 }
 
 /// The handle on the state that services hold: cheap to clone, and every

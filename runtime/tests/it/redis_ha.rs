@@ -8,8 +8,8 @@
 use crate::contract::cluster_target;
 use runtime::state::testing::{query, until, SentinelSet};
 use runtime::state::{
-    FileRecord, GrantIntake, Intake, KvEntry, NewTransfer, Quotas, RedisTarget, State, StateError,
-    TransferIntake, TransferState, WebKey,
+    FileRecord, GrantIntake, Intake, KvEntry, NewTransfer, Quotas, RedisTarget, Settled, State,
+    StateError, TransferIntake, TransferState, WebKey,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -213,7 +213,7 @@ async fn sentinel_failover_keeps_answered_grants() {
     // replica when the settling returns (it waited on another connection
     // than the writes'; replication is one ordered stream).
     s.set_binding("w", "settled").await.unwrap();
-    assert!(s.settle_writes().await.unwrap(), "a replica confirmed");
+    assert_eq!(s.settle_writes().await.unwrap(), Settled::Replicated);
     let mut on_replicas = Vec::new();
     for port in set.replica_ports() {
         let keys: Vec<String> = query(port, redis::cmd("KEYS").arg(format!("{ns}:*{{w}}*")))
@@ -236,7 +236,7 @@ async fn sentinel_failover_keeps_answered_grants() {
         matches!(unconfirmed, Err(StateError::NotReplicated { .. })),
         "{unconfirmed:?}"
     );
-    assert!(matches!(alone, Ok(false)), "{alone:?}");
+    assert!(matches!(alone, Ok(Settled::Unconfirmed)), "{alone:?}");
     let mut events = s.subscribe("c1");
     // The primary killed.
     let mut set = set;

@@ -12,7 +12,7 @@
 use super::transfers::{parse_files, parse_transfer, BEGIN_FN_LUA};
 use super::users::{CLAIM_FN_LUA, GRANT_FN_LUA, USER_LUA};
 use super::RedisStore;
-use crate::state::{Begin, GrantIntake, GrantStore, Intake, StateError, TransferIntake};
+use crate::state::{Begin, GrantIntake, GrantStore, Intake, Settled, StateError, TransferIntake};
 use redis::{FromRedisValue, Script, Value};
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -101,7 +101,9 @@ impl RedisStore {
     /// go out as one pipeline on one connection, so that the `WAIT` covers
     /// the script's writes (a reconnection in between would make it cover
     /// nothing): a grant answered 2xx is on a replica and survives a
-    /// failover; [`StateError::NotReplicated`] when none confirms in time.
+    /// failover; [`StateError::NotReplicated`] when a connected replica
+    /// does not confirm in time. A primary with no replica connected takes
+    /// the grant in alone (see `replicas.rs`).
     async fn run_intake(&self, call: &redis::Cmd) -> Result<Vec<Value>, StateError> {
         let mut conn = self.intake.clone();
         for attempt in 0..2 {
@@ -111,9 +113,16 @@ impl RedisStore {
                     .cmd("WAIT")
                     .arg(1)
                     .arg(REPLICA_WAIT_MS)
-                    .query_async::<(Vec<Value>, u64)>(&mut conn)
+                    .cmd("ROLE")
+                    .query_async::<(Vec<Value>, u64, Value)>(&mut conn)
                     .await
-                    .map(|(reply, acked)| (reply, acked > 0))
+                    .map(|(reply, acked, role)| {
+                        let found = super::replicas::settled(acked, &role);
+                        if found == Settled::Alone {
+                            tracing::warn!("the Redis primary has no replica; a grant is taken in on its write alone");
+                        }
+                        (reply, found != Settled::Unconfirmed)
+                    })
             } else {
                 call.query_async::<Vec<Value>>(&mut conn)
                     .await

@@ -37,7 +37,7 @@ pub use self::events::EventHub;
 use self::conn::Conn;
 use self::replicas::ReplicaBarrier;
 use super::{
-    now_ms, ClientHealth, GenerationMarks, KvEntry, Quotas, StateError, StateStore, WebKey,
+    now_ms, ClientHealth, GenerationMarks, KvEntry, Quotas, Settled, StateError, StateStore, WebKey,
 };
 use redis::Script;
 use std::collections::HashMap;
@@ -337,10 +337,10 @@ impl StateStore for RedisStore {
             .is_ok()
     }
 
-    async fn settle_writes(&self) -> Result<bool, StateError> {
+    async fn settle_writes(&self) -> Result<Settled, StateError> {
         match &self.settle {
             Some(barrier) => barrier.wait().await,
-            None => Ok(true),
+            None => Ok(Settled::Replicated),
         }
     }
 
