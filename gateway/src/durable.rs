@@ -11,10 +11,10 @@
 //! no replica connected (after a failover, until the old primary returns)
 //! answers on its own: there is no copy to wait for. When a connected
 //! replica does not confirm in time, or the primary cannot be reached, the
-//! answer is 503
-//! `not_replicated` with `Retry-After`: every writing route is safe to ask
-//! again (an upload replaces the dump of its name, a grant sent again is
-//! kept or joined). On one server or a cluster the check costs nothing.
+//! answer is 503 `not_replicated` with `Retry-After`: every writing route
+//! is safe to ask again (an upload replaces the dump of its name, a grant
+//! sent again is kept or joined). On one server or a cluster the check
+//! costs nothing.
 //!
 //! [`State::settle_writes`]: runtime::state::StateStore::settle_writes
 
