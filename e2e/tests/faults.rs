@@ -613,13 +613,14 @@ async fn a_dead_client_fails_alone_and_completes_when_replayed() {
     // is recorded before the job is dead-lettered (the worker settles the
     // delivery after its handler returns), so the letter may trail the
     // state by a moment.
+    let is_mine = |l: &&runtime::mq::DeadLetter| {
+        runtime::jobs::decode::<runtime::jobs::PushJob>(&l.body)
+            .is_ok_and(|j| j.transfer == dead.id)
+    };
     let letters = tokio::time::timeout(LIMIT, async {
         loop {
             let letters = bank.app.broker.dead_letters(100).await.unwrap();
-            if letters.iter().any(|l| {
-                runtime::jobs::decode::<runtime::jobs::PushJob>(&l.body)
-                    .is_ok_and(|j| j.transfer == dead.id)
-            }) {
+            if letters.iter().any(|l| is_mine(&l)) {
                 return letters;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -627,13 +628,7 @@ async fn a_dead_client_fails_alone_and_completes_when_replayed() {
     })
     .await
     .expect("the dead client's job reaches the dead-letter queue");
-    let mine: Vec<_> = letters
-        .iter()
-        .filter(|l| {
-            runtime::jobs::decode::<runtime::jobs::PushJob>(&l.body)
-                .is_ok_and(|j| j.transfer == dead.id)
-        })
-        .collect();
+    let mine: Vec<_> = letters.iter().filter(is_mine).collect();
     assert!(mine.iter().all(|l| l.reason.contains("500")), "{mine:?}");
 
     // The client recovers; the operator replays the dead letters.

@@ -35,9 +35,11 @@ pub async fn durable_writes(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
     let writes = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-    let app = req.app_data::<web::Data<AppState>>().cloned();
+    let app = writes
+        .then(|| req.app_data::<web::Data<AppState>>().cloned())
+        .flatten();
     let res = next.call(req).await?;
-    let (true, Some(app)) = (writes, app) else {
+    let Some(app) = app else {
         return Ok(res.map_into_left_body());
     };
     if res.status().is_client_error() || res.status().is_server_error() {

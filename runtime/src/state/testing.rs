@@ -166,12 +166,7 @@ impl SentinelSet {
 
     /// Sends `signal` (`STOP`, `CONT`, …) to a process of the set.
     pub fn signal(child: &Child, signal: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(child.id().to_string())
-            .status()
-            .unwrap();
-        assert!(status.success());
+        assert!(send(child, signal), "kill -{signal} {}", child.id());
     }
 
     /// Stops the replicas (`SIGSTOP`) until the guard is dropped
@@ -193,12 +188,18 @@ pub struct PausedReplicas<'a> {
 impl Drop for PausedReplicas<'_> {
     fn drop(&mut self) {
         for replica in &self.set.replicas {
-            let _ = Command::new("kill")
-                .arg("-CONT")
-                .arg(replica.id().to_string())
-                .status();
+            send(replica, "CONT");
         }
     }
+}
+
+/// Sends `signal` to `child`; whether `kill` succeeded.
+fn send(child: &Child, signal: &str) -> bool {
+    Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(child.id().to_string())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 impl Drop for SentinelSet {
@@ -207,10 +208,7 @@ impl Drop for SentinelSet {
             .chain(self.replicas.iter_mut())
             .chain(self.sentinels.iter_mut())
         {
-            let _ = Command::new("kill")
-                .arg("-CONT")
-                .arg(child.id().to_string())
-                .status();
+            send(child, "CONT");
             let _ = child.kill();
             let _ = child.wait();
         }
