@@ -134,3 +134,19 @@ pub fn bind_token(user: &SigningKey) -> String {
 pub fn request_token(user: &SigningKey, method: &str, path: &str, size: Option<u64>) -> String {
     to_token(&sign(user, request_body(method, path, ORIGIN, size), now()).unwrap())
 }
+
+/// The request `method path` to the bank at `base`, signed by `user` (the
+/// `Authorization: Alias …` header of [`request_token`]); `size` is the
+/// body size it declares, if any.
+pub fn signed_request(
+    http: &reqwest::Client,
+    method: reqwest::Method,
+    base: &str,
+    path: &str,
+    user: &SigningKey,
+    size: Option<u64>,
+) -> reqwest::RequestBuilder {
+    let auth = request_token(user, method.as_str(), path, size);
+    http.request(method, format!("{base}{path}"))
+        .header("Authorization", format!("Alias {auth}"))
+}

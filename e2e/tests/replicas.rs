@@ -5,7 +5,10 @@
 #![recursion_limit = "256"]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use e2e::{assert_delivered, give_dump, process_async, process_sync, user, Bank, Client};
+use e2e::{
+    assert_delivered, give_dump, process_async, process_sync, signed_request, user, Bank, Client,
+};
+use reqwest::Method;
 use runtime::state::testing::{query, SentinelSet};
 use serde_json::Value as Json;
 use sink::Faults;
@@ -155,18 +158,12 @@ async fn a_write_is_answered_only_once_a_replica_holds_it() {
     let http = reqwest::Client::new();
     let upload = |name: &'static str| {
         let path = format!("/alias/dumps/google/{name}");
-        let auth = e2e::request_token(&u, "PUT", &path, Some(body.len() as u64));
-        http.put(format!("{}{path}", bank.base))
-            .header("Authorization", format!("Alias {auth}"))
+        let size = Some(body.len() as u64);
+        signed_request(&http, Method::PUT, &bank.base, &path, &u, size)
             .body(body.clone())
             .send()
     };
-    let list = || {
-        let auth = e2e::request_token(&u, "GET", "/alias/dumps", None);
-        http.get(format!("{}/alias/dumps", bank.base))
-            .header("Authorization", format!("Alias {auth}"))
-            .send()
-    };
+    let list = || signed_request(&http, Method::GET, &bank.base, "/alias/dumps", &u, None).send();
 
     let first = upload("takeout-1.zip").await.unwrap();
     assert_eq!(first.status().as_u16(), 201);
@@ -178,10 +175,7 @@ async fn a_write_is_answered_only_once_a_replica_holds_it() {
     let answer: Json = refused.json().await.unwrap();
     assert_eq!(answer["code"], "not_replicated", "{answer}");
     let path = "/alias/dumps/google/takeout-1.zip";
-    let auth = e2e::request_token(&u, "DELETE", path, None);
-    let deleted = http
-        .delete(format!("{}{path}", bank.base))
-        .header("Authorization", format!("Alias {auth}"))
+    let deleted = signed_request(&http, Method::DELETE, &bank.base, path, &u, None)
         .send()
         .await
         .unwrap();

@@ -337,10 +337,7 @@ async fn deleting_a_dump_deletes_its_undelivered_archives() {
     let http = reqwest::Client::new();
     for d in &dumps {
         let path = format!("/alias/dumps/{}/{}", d.provider, d.name);
-        let auth = request_token(&u, "DELETE", &path, None);
-        let resp = http
-            .delete(format!("{}{path}", bank.base))
-            .header("Authorization", format!("Alias {auth}"))
+        let resp = signed_request(&http, reqwest::Method::DELETE, &bank.base, &path, &u, None)
             .send()
             .await
             .unwrap();
