@@ -44,6 +44,31 @@ impl From<runtime::state::StateError> for JobError {
     }
 }
 
+/// What [`Processor::build`] leaves to do.
+enum Built {
+    /// Archives to record and queue (reused from an earlier generation,
+    /// or none at all).
+    Ready(Vec<FileRecord>),
+    /// Archives built, each recorded and queued as soon as it was stored
+    /// (the last one with the generation's list sealed).
+    Announced(Vec<FileRecord>),
+    /// The generation moved on or ended during the build.
+    Stale,
+}
+
+/// The record of a stored archive.
+fn file_record(a: &BuiltArchive) -> FileRecord {
+    FileRecord {
+        blake2b: a.blake2b_b64(),
+        name: a.file.clone(),
+        scope: a.scope_display.clone(),
+        storage_key: a.storage_key.clone(),
+        size: a.size,
+        offset: 0,
+        finished: false,
+    }
+}
+
 /// Everything the process job needs.
 pub struct Processor {
     /// Redis state.
@@ -196,17 +221,18 @@ impl Processor {
         let files = if self.state.marked(id, generation, Mark::Built).await? {
             self.state.files(id, generation).await?
         } else {
-            let files = self.build(id, generation).await?;
+            let files = match self.build(id, generation).await? {
+                Built::Stale => return Ok(()),
+                // Recorded and queued one by one as they were stored.
+                Built::Announced(files) => {
+                    runtime::ops::count_bytes("archived", files.iter().map(|f| f.size).sum());
+                    return self.mark_built(id, generation).await;
+                }
+                Built::Ready(files) => files,
+            };
             runtime::ops::count_bytes("archived", files.iter().map(|f| f.size).sum());
             self.state.set_files(id, generation, &files).await?;
-            self.state
-                .mark(
-                    id,
-                    generation,
-                    Mark::Built,
-                    Duration::from_secs(7 * 24 * 3600),
-                )
-                .await?;
+            self.mark_built(id, generation).await?;
             files
         };
         self.state
@@ -218,6 +244,60 @@ impl Processor {
                 None,
             )
             .await?;
+        self.publish_pushes(id, generation, &files).await
+    }
+
+    /// Marks the generation's archives built: a redelivered job only
+    /// queues their pushes again.
+    async fn mark_built(&self, id: &str, generation: u64) -> Result<(), JobError> {
+        self.state
+            .mark(
+                id,
+                generation,
+                Mark::Built,
+                Duration::from_secs(7 * 24 * 3600),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Records archives of a generation being built, moves it to pushing
+    /// (the first time) and queues their pushes; `complete` with the last
+    /// one. False when the generation moved on or ended (the build stops).
+    async fn announce(
+        &self,
+        id: &str,
+        generation: u64,
+        files: &[FileRecord],
+        complete: bool,
+    ) -> Result<bool, JobError> {
+        if !self
+            .state
+            .add_files(id, generation, files, complete)
+            .await?
+        {
+            return Ok(false);
+        }
+        self.state
+            .transition(
+                id,
+                generation,
+                &[TransferState::Processing],
+                TransferState::Pushing,
+                None,
+            )
+            .await?;
+        self.publish_pushes(id, generation, files).await?;
+        Ok(true)
+    }
+
+    /// Queues one push job per file, confirmed.
+    async fn publish_pushes(
+        &self,
+        id: &str,
+        generation: u64,
+        files: &[FileRecord],
+    ) -> Result<(), JobError> {
         let jobs = PushJob::for_files(id, generation, files.iter().map(|f| f.name.as_str()));
         let mut bodies = Vec::with_capacity(jobs.len());
         for job in &jobs {
@@ -236,8 +316,10 @@ impl Processor {
         Ok(())
     }
 
-    /// Builds the archives of one generation (none for a revocation).
-    async fn build(&self, id: &str, generation: u64) -> Result<Vec<FileRecord>, JobError> {
+    /// Builds the archives of one generation (none for a revocation),
+    /// announcing each as soon as it is stored but the last, which is
+    /// announced with the list sealed once every other is.
+    async fn build(&self, id: &str, generation: u64) -> Result<Built, JobError> {
         let token = self
             .state
             .transfer_grant(id)
@@ -259,7 +341,7 @@ impl Processor {
         if grant.is_revoked() {
             // Nothing to push: the archives of earlier generations go.
             self.drop_build(id).await?;
-            return Ok(Vec::new());
+            return Ok(Built::Ready(Vec::new()));
         }
         let mut scopes_by_provider: BTreeMap<String, Vec<Scope>> = BTreeMap::new();
         for value in grant
@@ -286,7 +368,7 @@ impl Processor {
         }
         if scopes.is_empty() {
             self.drop_build(id).await?;
-            return Ok(Vec::new());
+            return Ok(Built::Ready(Vec::new()));
         }
         // The same grant and dumps give the same archives: a restart (a new
         // generation of the same grant) pushes the stored ones again.
@@ -309,7 +391,7 @@ impl Processor {
                 .map_err(|e| JobError::Transient(e.to_string()))?
             {
                 tracing::info!(transfer = %id, generation, archives = files.len(), "reusing the archives of an earlier generation");
-                return Ok(files);
+                return Ok(Built::Ready(files));
             }
         }
         // Built from something else (a superseding grant, other dumps): the
@@ -339,14 +421,35 @@ impl Processor {
                 }
             })
         };
-        let result = extract::build_archives(
-            &self.storage,
-            &self.catalog,
-            &dumps,
-            &scopes,
-            &prefix,
-            &options,
-        )
+        let mut built: Vec<(usize, BuiltArchive)> = Vec::with_capacity(scopes.len());
+        let mut held: Option<FileRecord> = None;
+        let mut announced = false;
+        let result = async {
+            let mut build = extract::start_build(
+                &self.storage,
+                &self.catalog,
+                &dumps,
+                &scopes,
+                &prefix,
+                &options,
+            )
+            .await
+            .map_err(classify)?;
+            // Each archive is announced once the next one is stored: the
+            // last one seals the list, and is only known at the end.
+            while let Some(next) = build.next().await {
+                let (index, archive) = next.map_err(classify)?;
+                let record = file_record(&archive);
+                built.push((index, archive));
+                if let Some(previous) = held.replace(record) {
+                    if !self.announce(id, generation, &[previous], false).await? {
+                        return Ok(false);
+                    }
+                    announced = true;
+                }
+            }
+            Ok::<bool, JobError>(true)
+        }
         .await;
         // The sender lives in `options`: dropping it ends the forwarder
         // after the last value.
@@ -354,20 +457,29 @@ impl Processor {
         if let Err(e) = forward.await {
             tracing::warn!(transfer = %id, error = %e, "the progress forwarder failed");
         }
-        let built: Vec<BuiltArchive> = match result {
-            Ok(built) => built,
-            Err(e) => {
-                // Archives of a failed build are never announced: drop them.
-                if let Err(d) = self.storage.delete_prefix(&prefix).await {
-                    tracing::warn!(error = %d, %prefix, "could not remove a failed build");
-                }
-                return Err(classify(e));
+        match result {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::info!(transfer = %id, generation, "the generation moved on during its build");
+                return Ok(Built::Stale);
             }
-        };
+            Err(e) => {
+                // Archives of a failed build are never announced: drop
+                // them. Announced ones stay while the job may run again
+                // (it stores the same bytes), and go with a failure.
+                if !announced || matches!(e, JobError::Permanent(_)) {
+                    if let Err(d) = self.storage.delete_prefix(&prefix).await {
+                        tracing::warn!(error = %d, %prefix, "could not remove a failed build");
+                    }
+                }
+                return Err(e);
+            }
+        }
+        built.sort_by_key(|(index, _)| *index);
         // What could not be read is told on the transfer (and so on the
         // user's dashboard), not only in the manifests.
         let mut told = std::collections::HashSet::new();
-        for a in &built {
+        for (_, a) in &built {
             let provider = a.scope_display.split('.').next().unwrap_or_default();
             for u in &a.unreadable {
                 let note = u.note(provider);
@@ -378,18 +490,7 @@ impl Processor {
                 self.state.add_note(id, generation, &note).await?;
             }
         }
-        let files: Vec<FileRecord> = built
-            .into_iter()
-            .map(|a| FileRecord {
-                blake2b: a.blake2b_b64(),
-                name: a.file,
-                scope: a.scope_display,
-                storage_key: a.storage_key,
-                size: a.size,
-                offset: 0,
-                finished: false,
-            })
-            .collect();
+        let files: Vec<FileRecord> = built.iter().map(|(_, a)| file_record(a)).collect();
         let record = archives::Build {
             key,
             generation,
@@ -401,7 +502,13 @@ impl Processor {
         archives::record_build(&self.state, id, &record, self.retention)
             .await
             .map_err(|e| JobError::Transient(e.to_string()))?;
-        Ok(files)
+        let Some(last) = held else {
+            return Ok(Built::Ready(files));
+        };
+        if !self.announce(id, generation, &[last], true).await? {
+            return Ok(Built::Stale);
+        }
+        Ok(Built::Announced(files))
     }
 
     /// Deletes the transfer's earlier build, if any.
@@ -427,7 +534,13 @@ impl Processor {
     /// told (the job then runs again rather than leaving the transfer
     /// active with no job).
     async fn fail(&self, job: &ProcessJob, reason: &str) -> bool {
-        let active = [TransferState::Accepted, TransferState::Processing];
+        // Pushing too: the first archives are pushed while the others are
+        // built.
+        let active = [
+            TransferState::Accepted,
+            TransferState::Processing,
+            TransferState::Pushing,
+        ];
         if let Err(e) = self
             .state
             .transition(

@@ -29,6 +29,10 @@
 //!   files with reasons, path descriptions) — the same input gives the same
 //!   bytes. Archives are built in temporary files and uploaded only when
 //!   complete.
+//! * **Units.** A build runs in units on blocking threads
+//!   ([`BuildOptions::threads`] at once): one per scope when its
+//!   provider's parts are all zips, one per provider otherwise.
+//!   [`start_build`] hands out each archive as soon as it is stored.
 //! * **Hostile dumps.** Unsafe entry names, links, zip bombs and corrupt
 //!   archives end the build with a typed [`ExtractError`]; a file that is not
 //!   what the catalog expects is skipped and listed in the manifest.
@@ -47,7 +51,7 @@ mod source;
 mod zipfmt;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -64,7 +68,6 @@ pub use catalog::{
 pub use error::{ExtractError, Skipped, Unreadable};
 pub use preview::{preview_archives, ScopePreview};
 
-use engine::Work;
 
 /// One part of a provider's newest export, as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -155,6 +158,14 @@ pub struct BuildOptions {
     pub deflate_level: u32,
     /// Called with progress.
     pub progress: Option<ProgressFn>,
+    /// Units of a build run at once, each on a blocking thread (at least
+    /// one). `ALIAS_BUILD_THREADS`.
+    pub threads: usize,
+}
+
+/// Default of [`BuildOptions::threads`]: the cores the process may use.
+pub fn default_build_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 impl Default for BuildOptions {
@@ -164,6 +175,7 @@ impl Default for BuildOptions {
             temp_dir: None,
             deflate_level: DEFAULT_DEFLATE_LEVEL,
             progress: None,
+            threads: default_build_threads(),
         }
     }
 }
@@ -175,6 +187,7 @@ impl std::fmt::Debug for BuildOptions {
             .field("temp_dir", &self.temp_dir)
             .field("deflate_level", &self.deflate_level)
             .field("progress", &self.progress.is_some())
+            .field("threads", &self.threads)
             .finish()
     }
 }
@@ -216,20 +229,18 @@ impl BuiltArchive {
 
 /// Sets the flag when dropped: a dropped build future stops its blocking
 /// work.
-struct CancelOnDrop(Arc<AtomicBool>);
+struct CancelOnDrop(Arc<engine::Shared>);
 
 impl Drop for CancelOnDrop {
     fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
+        self.0.cancel.store(true, Ordering::Relaxed);
     }
 }
 
 /// Builds one archive per scope from `dumps` (all parts of the newest export
 /// of each provider the scopes name) and stores them under `out_prefix`.
-/// Returns the archives in scope order. The CPU and disk work runs in one
-/// `spawn_blocking` task; dropping the future cancels it.
-/// Past [`Limits::max_duration`] the build stops with
-/// [`ExtractError::TimeLimit`].
+/// Returns the archives in scope order; on failure none is left stored.
+/// This is [`start_build`] waited to its end.
 pub async fn build_archives(
     storage: &Storage,
     catalog: &Catalog,
@@ -238,8 +249,135 @@ pub async fn build_archives(
     out_prefix: &str,
     options: &BuildOptions,
 ) -> Result<Vec<BuiltArchive>, ExtractError> {
-    let build = build_unbounded(storage, catalog, dumps, scopes, out_prefix, options);
-    time_limited(options, build).await
+    let mut build = start_build(storage, catalog, dumps, scopes, out_prefix, options).await?;
+    let mut out: Vec<(usize, BuiltArchive)> = Vec::with_capacity(scopes.len());
+    while let Some(next) = build.next().await {
+        match next {
+            Ok(archive) => out.push(archive),
+            Err(e) => {
+                // All or nothing: the archives stored before the failure go.
+                drop(build);
+                for (_, a) in &out {
+                    if let Err(d) = storage.delete(&a.storage_key).await {
+                        tracing::warn!(key = %a.storage_key, error = %d, "could not remove an archive of a failed build");
+                    }
+                }
+                return Err(e);
+            }
+        }
+    }
+    out.sort_by_key(|(index, _)| *index);
+    Ok(out.into_iter().map(|(_, a)| a).collect())
+}
+
+/// A build under way: its archives come out of [`ArchiveBuild::next`] as
+/// soon as each is stored, while the others are still being built, so that
+/// pushing can begin before the build ends.
+///
+/// The scopes of a provider whose parts are all zips are built one per
+/// unit (each reads only the entries of its scope, through the central
+/// directories); the scopes of a provider with tar parts share one unit,
+/// so that its streams are read once. Up to [`BuildOptions::threads`]
+/// units run at once, each on a blocking thread. Dropping the build, or a
+/// unit failing, stops every unit at its next entry; past
+/// [`Limits::max_duration`] (counted from [`start_build`]) `next` answers
+/// [`ExtractError::TimeLimit`].
+pub struct ArchiveBuild {
+    running: Running,
+    storage: Storage,
+    out_prefix: String,
+    max_archive_bytes: Option<u64>,
+    time_limit: Option<(tokio::time::Instant, Duration)>,
+}
+
+impl ArchiveBuild {
+    /// The next archive stored, with the index of its scope, in the order
+    /// the archives finish; `None` once every scope has its archive. After
+    /// an error the build is over (drop it).
+    pub async fn next(&mut self) -> Option<Result<(usize, BuiltArchive), ExtractError>> {
+        let next = match self.time_limit {
+            None => self.running.next().await,
+            Some((deadline, limit)) => {
+                match tokio::time::timeout_at(deadline, self.running.next()).await {
+                    Ok(next) => next,
+                    // Dropping the build sets its cancel flag: the blocking
+                    // work stops at its next entry and removes its
+                    // temporary files.
+                    Err(_) => Some(Err(ExtractError::TimeLimit {
+                        secs: limit.as_secs(),
+                    })),
+                }
+            }
+        }?;
+        Some(match next {
+            Ok((index, finished)) => self.store(finished).await.map(|a| (index, a)),
+            Err(e) => Err(e),
+        })
+    }
+
+    /// Uploads a finished archive: a local store on the scratch directory's
+    /// file system takes the archive itself (a rename), any other a copy.
+    async fn store(&self, b: engine::Finished) -> Result<BuiltArchive, ExtractError> {
+        let key = format!("{}/{}", self.out_prefix, b.file);
+        let archive::Output::Archive(temp) = &b.output else {
+            return Err(ExtractError::Internal("a build gave no archive".into()));
+        };
+        let put = self
+            .storage
+            .put_file(&key, temp.path(), self.max_archive_bytes);
+        let info = match self.time_limit {
+            None => put.await?,
+            Some((deadline, limit)) => tokio::time::timeout_at(deadline, put)
+                .await
+                .map_err(|_| ExtractError::TimeLimit {
+                    secs: limit.as_secs(),
+                })??,
+        };
+        Ok(BuiltArchive {
+            file: b.file,
+            scope_display: b.scope_display,
+            storage_key: key,
+            size: info.size,
+            blake2b: info.blake2b,
+            records: b.records,
+            files: b.files,
+            skipped: b.skipped,
+            unreadable: b.unreadable,
+        })
+    }
+}
+
+/// Starts building one archive per scope (see [`ArchiveBuild`]); the dumps
+/// are checked against storage and the scopes against the catalog first.
+pub async fn start_build(
+    storage: &Storage,
+    catalog: &Catalog,
+    dumps: &[DumpSource],
+    scopes: &[Scope],
+    out_prefix: &str,
+    options: &BuildOptions,
+) -> Result<ArchiveBuild, ExtractError> {
+    validate_key(out_prefix)?;
+    let time_limit = options
+        .limits
+        .max_duration
+        .map(|limit| (tokio::time::Instant::now() + limit, limit));
+    let running = run_work(storage, catalog, dumps, scopes, options, false);
+    let running = match time_limit {
+        None => running.await?,
+        Some((deadline, limit)) => tokio::time::timeout_at(deadline, running)
+            .await
+            .map_err(|_| ExtractError::TimeLimit {
+                secs: limit.as_secs(),
+            })??,
+    };
+    Ok(ArchiveBuild {
+        running,
+        storage: storage.clone(),
+        out_prefix: out_prefix.to_owned(),
+        max_archive_bytes: options.limits.max_archive_bytes,
+        time_limit,
+    })
 }
 
 /// Runs `fut` under [`Limits::max_duration`].
@@ -260,8 +398,57 @@ async fn time_limited<T>(
     }
 }
 
+/// The units of a build running on blocking threads, and what they
+/// finished so far.
+struct Running {
+    rx: tokio::sync::mpsc::Receiver<Result<(usize, engine::Finished), ExtractError>>,
+    /// Archives not yet received.
+    left: usize,
+    /// Held until the build ends or is dropped.
+    _cancel: CancelOnDrop,
+}
+
+impl Running {
+    /// The next archive finished (with its scope's index), in the order
+    /// they finish; `None` when all have been received.
+    async fn next(&mut self) -> Option<Result<(usize, engine::Finished), ExtractError>> {
+        if self.left == 0 {
+            return None;
+        }
+        match self.rx.recv().await {
+            Some(Ok(finished)) => {
+                self.left -= 1;
+                Some(Ok(finished))
+            }
+            Some(Err(e)) => {
+                self.left = 0;
+                Some(Err(e))
+            }
+            // Every unit ended and some scope has no archive: a unit
+            // panicked.
+            None => {
+                self.left = 0;
+                Some(Err(ExtractError::Internal(
+                    "an extraction unit ended without its archives".into(),
+                )))
+            }
+        }
+    }
+
+    /// Every archive, in scope order.
+    async fn collect(mut self) -> Result<Vec<engine::Finished>, ExtractError> {
+        let mut out = Vec::with_capacity(self.left);
+        while let Some(next) = self.next().await {
+            out.push(next?);
+        }
+        out.sort_by_key(|(index, _)| *index);
+        Ok(out.into_iter().map(|(_, f)| f).collect())
+    }
+}
+
 /// Checks the dumps against storage and the scopes against the catalog,
-/// then runs the passes of a build (or of a dry run) on a blocking thread.
+/// splits the build (or dry run) into units and starts them on blocking
+/// threads.
 async fn run_work(
     storage: &Storage,
     catalog: &Catalog,
@@ -269,7 +456,8 @@ async fn run_work(
     scopes: &[Scope],
     options: &BuildOptions,
     dry: bool,
-) -> Result<Vec<engine::Finished>, ExtractError> {
+) -> Result<Running, ExtractError> {
+    let mut kinds = Vec::with_capacity(dumps.len());
     for d in dumps {
         validate_key(&d.key)?;
         let stored = storage
@@ -283,6 +471,7 @@ async fn run_work(
                 actual: stored.size,
             });
         }
+        kinds.push(engine::Kind::of(&storage.get_range(&d.key, 0..512).await?));
     }
     let mut plans = Vec::with_capacity(scopes.len());
     for scope in scopes {
@@ -310,62 +499,96 @@ async fn run_work(
         ));
     }
     let names = archive_names(scopes);
-    let cancel = Arc::new(AtomicBool::new(false));
-    let guard = CancelOnDrop(cancel.clone());
-    let work = Work {
-        storage: storage.clone(),
-        handle: Handle::current(),
-        dumps: dumps.to_vec(),
-        scopes: scopes.to_vec(),
-        plans,
-        names,
-        options: options.clone(),
-        cancel,
-        dry,
-    };
-    // The guard is held until the blocking work ends or this future is
-    // dropped.
-    let finished = tokio::task::spawn_blocking(move || work.run())
-        .await
-        .map_err(|e| ExtractError::Internal(format!("extraction task: {e}")))?;
-    drop(guard);
-    finished
-}
-
-async fn build_unbounded(
-    storage: &Storage,
-    catalog: &Catalog,
-    dumps: &[DumpSource],
-    scopes: &[Scope],
-    out_prefix: &str,
-    options: &BuildOptions,
-) -> Result<Vec<BuiltArchive>, ExtractError> {
-    validate_key(out_prefix)?;
-    let built = run_work(storage, catalog, dumps, scopes, options, false).await?;
-    let mut out = Vec::with_capacity(built.len());
-    for b in built {
-        let key = format!("{out_prefix}/{}", b.file);
-        let archive::Output::Archive(temp) = &b.output else {
-            return Err(ExtractError::Internal("a build gave no archive".into()));
-        };
-        // A local store on the scratch directory's file system takes the
-        // archive itself (a rename), any other a copy.
-        let info = storage
-            .put_file(&key, temp.path(), options.limits.max_archive_bytes)
-            .await?;
-        out.push(BuiltArchive {
-            file: b.file,
-            scope_display: b.scope_display,
-            storage_key: key,
-            size: info.size,
-            blake2b: info.blake2b,
-            records: b.records,
-            files: b.files,
-            skipped: b.skipped,
-            unreadable: b.unreadable,
+    let shared = Arc::new(engine::Shared {
+        bytes_total: dumps.iter().map(|d| d.size).sum(),
+        ..engine::Shared::default()
+    });
+    let units: Vec<engine::Work> = units(dumps, &kinds, scopes)
+        .into_iter()
+        .map(|(provider, indices)| engine::Work {
+            storage: storage.clone(),
+            handle: Handle::current(),
+            dumps: dumps
+                .iter()
+                .filter(|d| d.provider == provider)
+                .cloned()
+                .collect(),
+            scopes: indices.iter().map(|&i| scopes[i].clone()).collect(),
+            plans: indices.iter().map(|&i| plans[i].clone()).collect(),
+            names: indices.iter().map(|&i| names[i].clone()).collect(),
+            indices,
+            options: options.clone(),
+            shared: shared.clone(),
+            dry,
+        })
+        .collect();
+    // Room for every archive: a unit never waits on the receiver.
+    let (tx, rx) = tokio::sync::mpsc::channel(scopes.len().max(1));
+    let threads = options.threads.clamp(1, units.len().max(1));
+    let queue = Arc::new(std::sync::Mutex::new(
+        units.into_iter().collect::<std::collections::VecDeque<_>>(),
+    ));
+    for _ in 0..threads {
+        let (queue, tx, shared) = (queue.clone(), tx.clone(), shared.clone());
+        tokio::task::spawn_blocking(move || loop {
+            let unit = match queue.lock() {
+                Ok(mut q) => q.pop_front(),
+                Err(_) => None,
+            };
+            let Some(unit) = unit else { break };
+            let indices = unit.indices.clone();
+            match unit.run() {
+                Ok(finished) => {
+                    for item in indices.into_iter().zip(finished) {
+                        if tx.blocking_send(Ok(item)).is_err() {
+                            return; // the build was dropped
+                        }
+                    }
+                }
+                Err(e) => {
+                    // The first failure ends the build: the other units
+                    // stop at their next entry.
+                    shared.cancel.store(true, Ordering::Relaxed);
+                    let _ = tx.blocking_send(Err(e));
+                    return;
+                }
+            }
         });
     }
-    Ok(out)
+    Ok(Running {
+        rx,
+        left: scopes.len(),
+        _cancel: CancelOnDrop(shared),
+    })
+}
+
+/// The units of a build, each a provider and the indices of its scopes:
+/// one unit per scope for a provider whose parts are all zips (each reads
+/// its own entries), one for all the provider's scopes otherwise (a tar
+/// stream is read once). Units come in scope order.
+fn units(
+    dumps: &[DumpSource],
+    kinds: &[Option<engine::Kind>],
+    scopes: &[Scope],
+) -> Vec<(String, Vec<usize>)> {
+    let mut out: Vec<(String, Vec<usize>)> = Vec::new();
+    for (i, scope) in scopes.iter().enumerate() {
+        let all_zip = dumps
+            .iter()
+            .zip(kinds)
+            .filter(|(d, _)| d.provider == scope.provider)
+            .all(|(_, k)| *k == Some(engine::Kind::Zip));
+        let shared_unit = if all_zip {
+            None
+        } else {
+            out.iter_mut().find(|(p, _)| *p == scope.provider)
+        };
+        match shared_unit {
+            Some((_, indices)) => indices.push(i),
+            None => out.push((scope.provider.clone(), vec![i])),
+        }
+    }
+    out
 }
 
 /// Skipped files listed one by one in a manifest; more are only counted

@@ -49,7 +49,12 @@ pub async fn preview_archives(
     scopes: &[Scope],
     options: &BuildOptions,
 ) -> Result<Vec<ScopePreview>, ExtractError> {
-    let run = run_work(storage, catalog, dumps, scopes, options, true);
+    let run = async {
+        run_work(storage, catalog, dumps, scopes, options, true)
+            .await?
+            .collect()
+            .await
+    };
     let finished = time_limited(options, run).await?;
     finished
         .into_iter()

@@ -321,6 +321,11 @@ impl Pusher {
     /// push jobs; the processor is not involved: the archives of the same
     /// grant and dumps are the same bytes, already stored.
     async fn restart(&self, t: &Transfer, client: &ClientId, file: &str, note: &str) -> Decision {
+        if !t.built {
+            // The processor is still adding archives to this generation:
+            // the next one starts from the whole list.
+            return Decision::Retry(Duration::from_secs(5));
+        }
         match self.state.count_restart(&t.id, DAY).await {
             Ok(n) if n > MAX_RESTARTS => {
                 return Decision::Fail(format!(

@@ -221,7 +221,9 @@ impl Pusher {
             return Ok(());
         }
         let files = files?;
-        if now.files_done < files.len() as u64 {
+        // Archives are pushed while the processor builds the others: the
+        // list is whole only once it is sealed.
+        if !now.built || now.files_done < files.len() as u64 {
             return Ok(());
         }
         let lease = Lease::finish(&t.id, t.generation);

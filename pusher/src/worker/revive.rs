@@ -1,7 +1,7 @@
 //! A dead-lettered job of a failed generation that an operator replayed.
 
 use super::{target_of, Pusher};
-use runtime::jobs::{self, PushJob};
+use runtime::jobs::{self, ProcessJob, PushJob};
 use runtime::mq::Route;
 use runtime::retry::Decision;
 use runtime::state::{Mark, Request, Transfer, TransferState};
@@ -35,6 +35,9 @@ impl Pusher {
             let client = self.client_id(t, &target).await?.breaker();
             self.state.close_breaker(&client).await?;
             self.state.client_success(&client).await?;
+        }
+        if !t.built {
+            return self.rebuild(t, dead).await;
         }
         if !self
             .state
@@ -76,5 +79,35 @@ impl Pusher {
         }
         self.state.unmark(&t.id, t.generation, dead).await?;
         Ok(self.state.transfer(&t.id).await?)
+    }
+
+    /// A replayed generation that failed before all its archives were
+    /// built goes back to the processor: it builds the same archives again
+    /// and queues every push, this job's file among them.
+    async fn rebuild(&self, t: &Transfer, dead: Mark<'_>) -> Result<Option<Transfer>, Decision> {
+        if self
+            .state
+            .transition(
+                &t.id,
+                t.generation,
+                &[TransferState::Failed],
+                TransferState::Processing,
+                None,
+            )
+            .await?
+        {
+            tracing::info!(transfer = %t.id, generation = t.generation, "a replayed job sends the failed generation back to its build");
+            let job = ProcessJob {
+                transfer: t.id.clone(),
+                generation: t.generation,
+            };
+            let body = jobs::encode(&job).map_err(|e| Decision::Fail(e.to_string()))?;
+            self.broker
+                .publish(Route::Process, &body, &job.message_id())
+                .await
+                .map_err(|_| Decision::Retry(Duration::from_secs(1)))?;
+        }
+        self.state.unmark(&t.id, t.generation, dead).await?;
+        Ok(None)
     }
 }

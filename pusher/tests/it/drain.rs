@@ -262,3 +262,40 @@ async fn the_slot_holder_pushes_the_transfers_waiting_for_it() {
     );
     assert_eq!(sink.counters().requests, before);
 }
+
+/// Archives are pushed while the processor still builds the others: a
+/// generation whose list is not sealed pushes what it has, and the client
+/// is told the transfer is finished only after the last archive, which
+/// seals the list, was pushed too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_transfer_finish_waits_for_the_sealed_list() {
+    let dirs = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (sink, state, storage, pusher) =
+        sink_and_worker(&dirs, &example("grant_token"), "sealed");
+    let id = example("grant_contract_hash");
+    let push_url = format!("{}{id}", sink.base_url());
+    crate::begin_pushing(&state, &id, &example("grant_token"), &push_url).await;
+    let first = stored_archive(&storage, &id, "a.zip", 100, 3).await;
+    assert!(state.add_files(&id, 1, &[first], false).await.unwrap());
+    assert_eq!(deliver(&pusher, &job(&id, "a.zip")).await, Disposition::Ack);
+    let t = state.transfer(&id).await.unwrap().unwrap();
+    assert_eq!((t.state, t.files_done), (TransferState::Pushing, 1), "{t:?}");
+    let counters = sink.counters();
+    assert_eq!(
+        (counters.file_finishes, counters.transfer_finishes),
+        (1, 0),
+        "{counters:?}"
+    );
+    // The last archive seals the list; its push ends the transfer.
+    let last = stored_archive(&storage, &id, "b.zip", 50, 5).await;
+    assert!(state.add_files(&id, 1, &[last], true).await.unwrap());
+    assert_eq!(deliver(&pusher, &job(&id, "b.zip")).await, Disposition::Ack);
+    let t = state.transfer(&id).await.unwrap().unwrap();
+    assert_eq!((t.state, t.files_done), (TransferState::Done, 2), "{t:?}");
+    let counters = sink.counters();
+    assert_eq!(
+        (counters.file_finishes, counters.transfer_finishes),
+        (2, 1),
+        "{counters:?}"
+    );
+}

@@ -61,6 +61,14 @@ async fn pushing_transfer(
     push_url: &str,
     files: &[FileRecord],
 ) {
+    begin_pushing(state, id, grant, push_url).await;
+    state.set_files(id, 1, files).await.unwrap();
+}
+
+/// Starts generation 1 of transfer `id` (of `grant`, pushed to
+/// `push_url`) and takes it to `pushing` with no archive recorded yet, as
+/// a processor that has not stored its first archive leaves it.
+async fn begin_pushing(state: &State, id: &str, grant: &str, push_url: &str) {
     let new = NewTransfer {
         grant_token: grant,
         grant_hash: "h",
@@ -80,5 +88,4 @@ async fn pushing_transfer(
         .await
         .unwrap();
     assert!(to_pushing);
-    state.set_files(id, 1, files).await.unwrap();
 }

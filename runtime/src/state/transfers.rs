@@ -124,6 +124,11 @@ pub struct Transfer {
     /// Dump bytes to read.
     #[serde(default)]
     pub dump_bytes_total: u64,
+    /// Whether every archive of the generation is recorded. Archives are
+    /// pushed as soon as each is stored, while the processor builds the
+    /// others: the transfer finish waits for this as well as for the files.
+    #[serde(default)]
+    pub built: bool,
 }
 
 /// What a new transfer generation starts from.
@@ -228,8 +233,21 @@ pub trait TransferStore: Send + Sync {
     /// Adds a note to the current generation (e.g. a provider without dump).
     async fn add_note(&self, id: &str, generation: u64, note: &str) -> Result<(), StateError>;
 
-    /// Records the archives of a generation (replacing earlier records) and
-    /// their totals.
+    /// Adds archives to a generation that is being built (accepted,
+    /// processing or pushing) and updates its totals; with `complete`, the
+    /// generation's list of archives is whole ([`Transfer::built`]). An
+    /// archive already recorded under the same name is replaced. False when
+    /// the generation moved on or ended.
+    async fn add_files(
+        &self,
+        id: &str,
+        generation: u64,
+        files: &[FileRecord],
+        complete: bool,
+    ) -> Result<bool, StateError>;
+
+    /// Records the whole list of archives of a generation (replacing
+    /// earlier records), their totals, and that the list is complete.
     async fn set_files(
         &self,
         id: &str,

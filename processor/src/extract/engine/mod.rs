@@ -45,6 +45,24 @@ pub(super) struct Finished {
     pub(super) unreadable: Vec<Unreadable>,
 }
 
+/// What the units of one build share: the cancel flag, the counters that
+/// the limits and the progress read (over all units together).
+#[derive(Default)]
+pub(super) struct Shared {
+    /// Set when the build is dropped or a unit failed: every unit stops.
+    pub(super) cancel: AtomicBool,
+    /// Dump bytes read from storage.
+    pub(super) fetched: Arc<AtomicU64>,
+    /// Bytes inflated (limit `max_total_uncompressed`).
+    pub(super) inflated: Arc<AtomicU64>,
+    /// Dump entries handled.
+    pub(super) entries_done: AtomicU64,
+    /// Size of all the dumps of the build.
+    pub(super) bytes_total: u64,
+}
+
+/// One unit of a build: some scopes of one provider, built in one run over
+/// that provider's parts on one blocking thread.
 pub(super) struct Work {
     pub(super) storage: Storage,
     pub(super) handle: Handle,
@@ -52,8 +70,10 @@ pub(super) struct Work {
     pub(super) scopes: Vec<Scope>,
     pub(super) plans: Vec<(ProviderCatalog, Vec<CatalogPath>)>,
     pub(super) names: Vec<String>,
+    /// The index of each of this unit's scopes among the build's scopes.
+    pub(super) indices: Vec<usize>,
     pub(super) options: BuildOptions,
-    pub(super) cancel: Arc<AtomicBool>,
+    pub(super) shared: Arc<Shared>,
     /// A dry run: every pass and decision of a build, no archive written.
     pub(super) dry: bool,
 }
@@ -200,8 +220,6 @@ struct Env<'a> {
     /// Declared uncompressed and compressed sizes of all zip entries.
     declared: u64,
     compressed: u64,
-    bytes_total: u64,
-    entries_done: u64,
     last_report: Instant,
     temp_dir: PathBuf,
 }
@@ -212,7 +230,7 @@ impl Env<'_> {
     }
 
     fn check_cancel(&self) -> Result<(), ExtractError> {
-        if self.work.cancel.load(Ordering::Relaxed) {
+        if self.work.shared.cancel.load(Ordering::Relaxed) {
             Err(ExtractError::Cancelled)
         } else {
             Ok(())
@@ -220,16 +238,21 @@ impl Env<'_> {
     }
 
     fn tick(&mut self, force: bool) {
-        self.entries_done += 1;
+        let shared = &self.work.shared;
+        let entries_done = shared.entries_done.fetch_add(1, Ordering::Relaxed) + 1;
         let Some(cb) = &self.work.options.progress else {
             return;
         };
         if force || self.last_report.elapsed() >= Duration::from_millis(200) {
             self.last_report = Instant::now();
+            // Units that share an entry each read it: never past the total.
             cb(Progress {
-                bytes_read: self.fetched.load(Ordering::Relaxed),
-                bytes_total: self.bytes_total,
-                entries_done: self.entries_done,
+                bytes_read: self
+                    .fetched
+                    .load(Ordering::Relaxed)
+                    .min(shared.bytes_total),
+                bytes_total: shared.bytes_total,
+                entries_done,
             });
         }
     }
@@ -283,10 +306,25 @@ impl records::Sink for MarkedSink<'_> {
 
 /// The kinds of dump containers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
+pub(super) enum Kind {
     Zip,
     TarGz,
     Tar,
+}
+
+impl Kind {
+    /// The kind of a part from its first 512 bytes.
+    pub(super) fn of(head: &[u8]) -> Option<Kind> {
+        if head.starts_with(b"PK\x03\x04") || head.starts_with(b"PK\x05\x06") {
+            Some(Kind::Zip)
+        } else if head.starts_with(&[0x1f, 0x8b]) {
+            Some(Kind::TarGz)
+        } else if head.get(257..262) == Some(b"ustar".as_slice()) {
+            Some(Kind::Tar)
+        } else {
+            None
+        }
+    }
 }
 
 /// What a part's entry offers to the code that handles it.
@@ -331,13 +369,11 @@ impl Work {
             .unwrap_or_else(std::env::temp_dir);
         let mut env = Env {
             work: &self,
-            fetched: Arc::new(AtomicU64::new(0)),
-            inflated: Arc::new(AtomicU64::new(0)),
+            fetched: self.shared.fetched.clone(),
+            inflated: self.shared.inflated.clone(),
             entries_seen: 0,
             declared: 0,
             compressed: 0,
-            bytes_total: self.dumps.iter().map(|d| d.size).sum(),
-            entries_done: 0,
             last_report: Instant::now(),
             temp_dir: temp_dir.clone(),
         };
@@ -419,18 +455,10 @@ impl Work {
         let head = self
             .handle
             .block_on(self.storage.get_range(&d.key, 0..512))?;
-        if head.starts_with(b"PK\x03\x04") || head.starts_with(b"PK\x05\x06") {
-            Ok(Kind::Zip)
-        } else if head.starts_with(&[0x1f, 0x8b]) {
-            Ok(Kind::TarGz)
-        } else if head.get(257..262) == Some(b"ustar".as_slice()) {
-            Ok(Kind::Tar)
-        } else {
-            Err(ExtractError::UnsupportedDump {
-                dump: d.name.clone(),
-                reason: "neither a zip nor a (gzip-compressed) tar".into(),
-            })
-        }
+        Kind::of(&head).ok_or_else(|| ExtractError::UnsupportedDump {
+            dump: d.name.clone(),
+            reason: "neither a zip nor a (gzip-compressed) tar".into(),
+        })
     }
 }
 

@@ -71,6 +71,7 @@ impl TransferStore for MemoryStore {
                             notes: Vec::new(),
                             dump_bytes_read: 0,
                             dump_bytes_total: 0,
+                            built: false,
                         },
                         grant: new.grant_token.to_owned(),
                     },
@@ -193,9 +194,50 @@ impl TransferStore for MemoryStore {
             if let Some(t) = data.transfer(id, now) {
                 t.transfer.files_total = files.len() as u64;
                 t.transfer.bytes_total = files.iter().map(|f| f.size).sum();
+                t.transfer.built = true;
             }
         }
         self.emit(id, "files").await
+    }
+
+    async fn add_files(
+        &self,
+        id: &str,
+        generation: u64,
+        files: &[FileRecord],
+        complete: bool,
+    ) -> Result<bool, StateError> {
+        {
+            let now = Instant::now();
+            let mut data = self.data();
+            let building = [
+                TransferState::Accepted,
+                TransferState::Processing,
+                TransferState::Pushing,
+            ];
+            match data.transfer(id, now) {
+                Some(t)
+                    if t.transfer.generation == generation
+                        && building.contains(&t.transfer.state) => {}
+                _ => return Ok(false),
+            }
+            let g = data.generation(id, generation, now);
+            for f in files {
+                g.files.insert(f.name.clone(), f.clone());
+            }
+            let (count, bytes) = (
+                g.files.len() as u64,
+                g.files.values().map(|f| f.size).sum(),
+            );
+            if let Some(t) = data.transfer(id, now) {
+                t.transfer.files_total = count;
+                t.transfer.bytes_total = bytes;
+                t.transfer.built |= complete;
+                t.transfer.updated_ms = now_ms();
+            }
+        }
+        self.emit(id, "files").await?;
+        Ok(true)
     }
 
     async fn files(&self, id: &str, generation: u64) -> Result<Vec<FileRecord>, StateError> {
@@ -286,7 +328,7 @@ impl TransferStore for MemoryStore {
                 return Ok(None);
             };
             let t = &mut stored.transfer;
-            if t.generation != generation || t.state != TransferState::Pushing {
+            if t.generation != generation || t.state != TransferState::Pushing || !t.built {
                 return Ok(None);
             }
             t.generation += 1;

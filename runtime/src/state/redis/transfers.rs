@@ -127,6 +127,7 @@ local t = KEYS[1]
 local gen = tonumber(redis.call('HGET', t, 'generation') or '-1')
 if gen ~= tonumber(ARGV[1]) then return 0 end
 if redis.call('HGET', t, 'state') ~= 'pushing' then return 0 end
+if redis.call('HGET', t, 'built') ~= '1' then return 0 end
 reindex(ARGV[5], ARGV[6], 'pushing', 'pushing', tonumber(ARGV[2]), 0)
 local ttl = tonumber(ARGV[3])
 local old = redis.call('HGETALL', t .. ':files:' .. gen)
@@ -148,6 +149,26 @@ redis.call('HSET', t, 'notes', cjson.encode(notes))
 return gen
 "
 );
+
+/// Adds archive records to a generation being built and recounts its
+/// totals; `ARGV[2]` = '1' seals the list.
+const ADD_FILES_LUA: &str = r"
+local t = KEYS[1]
+if tonumber(redis.call('HGET', t, 'generation') or '-1') ~= tonumber(ARGV[1]) then return 0 end
+local s = redis.call('HGET', t, 'state')
+if s ~= 'accepted' and s ~= 'processing' and s ~= 'pushing' then return 0 end
+for i = 4, #ARGV, 2 do
+  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+end
+local all = redis.call('HVALS', KEYS[2])
+local bytes = 0
+for _, v in ipairs(all) do
+  bytes = bytes + (tonumber(cjson.decode(v).size) or 0)
+end
+redis.call('HSET', t, 'files_total', #all, 'bytes_total', bytes, 'updated_ms', ARGV[3])
+if ARGV[2] == '1' then redis.call('HSET', t, 'built', '1') end
+return 1
+";
 
 const FINISH_FILE_LUA: &str = r"
 -- A late finish of a superseded generation must not count in the new one.
@@ -195,6 +216,7 @@ pub(super) fn parse_transfer(
             .unwrap_or_default(),
         dump_bytes_read: parse_num(map, "dump_bytes_read"),
         dump_bytes_total: parse_num(map, "dump_bytes_total"),
+        built: map.get("built").is_some_and(|v| v == "1"),
     }))
 }
 
@@ -372,10 +394,41 @@ impl TransferStore for RedisStore {
         let total: u64 = files.iter().map(|f| f.size).sum();
         pipe.hset_multiple(
             self.transfer_key(id),
-            &[("files_total", files.len() as u64), ("bytes_total", total)],
+            &[
+                ("files_total", files.len() as u64),
+                ("bytes_total", total),
+                ("built", 1),
+            ],
         );
         let () = pipe.query_async(&mut conn).await?;
         self.emit(id, "files").await
+    }
+
+    async fn add_files(
+        &self,
+        id: &str,
+        generation: u64,
+        files: &[FileRecord],
+        complete: bool,
+    ) -> Result<bool, StateError> {
+        let mut conn = self.conn.clone();
+        let script = Script::new(ADD_FILES_LUA);
+        let mut invocation = script.key(self.transfer_key(id));
+        invocation
+            .key(self.files_key(id, generation))
+            .arg(generation)
+            .arg(if complete { "1" } else { "0" })
+            .arg(now_ms());
+        for f in files {
+            invocation
+                .arg(&f.name)
+                .arg(serde_json::to_string(f).unwrap_or_default());
+        }
+        let added: u64 = invocation.invoke_async(&mut conn).await?;
+        if added == 1 {
+            self.emit(id, "files").await?;
+        }
+        Ok(added == 1)
     }
 
     async fn files(&self, id: &str, generation: u64) -> Result<Vec<FileRecord>, StateError> {

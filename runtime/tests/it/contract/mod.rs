@@ -219,6 +219,7 @@ contract!(
     state:
     transfers::state_transfer_lifecycle,
     transfers::state_supersede_restart_cancel,
+    transfers::state_files_arrive_while_building,
     transfers::state_contracts_bind_to_their_first_user,
     transfers::state_restart_fence,
     transfers::state_events_follow_changes,

@@ -99,6 +99,69 @@ pub async fn state_transfer_lifecycle(backend: Backend) {
     env.finish().await;
 }
 
+/// Archives recorded one by one while the processor builds the others:
+/// only into the current, running generation; the list is sealed by the
+/// last one, and a restart waits for it.
+pub async fn state_files_arrive_while_building(backend: Backend) {
+    use TransferState::*;
+    let env = Env::new(backend).await;
+    let s = &env.state;
+    s.begin_transfer("t3", &new_transfer("g")).await.unwrap();
+    s.transition("t3", 1, &[Accepted], Processing, None)
+        .await
+        .unwrap();
+    // Another generation's archives are refused.
+    assert!(!s
+        .add_files("t3", 2, &[file("a.zip", 1)], false)
+        .await
+        .unwrap());
+    assert!(s
+        .add_files("t3", 1, &[file("a.zip", 10)], false)
+        .await
+        .unwrap());
+    s.transition("t3", 1, &[Processing], Pushing, None)
+        .await
+        .unwrap();
+    let t = s.transfer("t3").await.unwrap().unwrap();
+    assert_eq!((t.files_total, t.bytes_total, t.built), (1, 10, false));
+    // Not sealed: no restart (the new generation would miss archives).
+    assert_eq!(s.restart_generation("t3", 1, "early").await.unwrap(), None);
+    // The same archive again (a job run again) replaces its record.
+    assert!(s
+        .add_files("t3", 1, &[file("a.zip", 10), file("b.zip", 5)], false)
+        .await
+        .unwrap());
+    assert!(s
+        .add_files("t3", 1, &[file("c.zip", 2)], true)
+        .await
+        .unwrap());
+    let t = s.transfer("t3").await.unwrap().unwrap();
+    assert_eq!((t.files_total, t.bytes_total, t.built), (3, 17, true));
+    let names: Vec<_> = s
+        .files("t3", 1)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|f| f.name)
+        .collect();
+    assert_eq!(names, ["a.zip", "b.zip", "c.zip"]);
+    assert_eq!(s.restart_generation("t3", 1, "now").await.unwrap(), Some(2));
+    assert!(s.transfer("t3").await.unwrap().unwrap().built);
+    // An ended generation takes no more archives; a new one starts
+    // unsealed.
+    s.transition("t3", 2, &[Pushing], Failed, Some("gone"))
+        .await
+        .unwrap();
+    assert!(!s
+        .add_files("t3", 2, &[file("d.zip", 1)], true)
+        .await
+        .unwrap());
+    s.begin_transfer("t3", &new_transfer("g2")).await.unwrap();
+    let t = s.transfer("t3").await.unwrap().unwrap();
+    assert_eq!((t.generation, t.built, t.files_total), (3, false, 0));
+    env.finish().await;
+}
+
 pub async fn state_supersede_restart_cancel(backend: Backend) {
     let env = Env::new(backend).await;
     let s = &env.state;
@@ -135,7 +198,7 @@ pub async fn state_supersede_restart_cancel(backend: Backend) {
     // records are carried over with no offset and nothing finished, and the
     // new generation is pushing at once (nothing is built again).
     let t = s.transfer("t2").await.unwrap().unwrap();
-    assert_eq!((t.generation, t.state), (3, TransferState::Pushing));
+    assert_eq!((t.generation, t.state, t.built), (3, TransferState::Pushing, true));
     assert_eq!(
         (t.files_total, t.files_done, t.bytes_total, t.bytes_done),
         (2, 0, 15, 0)
@@ -241,6 +304,7 @@ pub async fn state_restart_fence(backend: Backend) {
     assert!(s.fence_clear("f", 1).await.unwrap());
     assert!(!s.fence_clear("f", 2).await.unwrap());
     assert!(s.fence_clear("other", 2).await.unwrap());
+    s.set_files("f", 1, &[]).await.unwrap();
     assert_eq!(
         s.restart_generation("f", 1, "restart").await.unwrap(),
         Some(2)

@@ -233,6 +233,7 @@ pub async fn state_counts_by_state_from_indexes(backend: Backend) {
     s.transition("b", 1, &[Processing], Pushing, None)
         .await
         .unwrap();
+    s.set_files("b", 1, &[]).await.unwrap();
     assert_eq!(s.restart_generation("b", 1, "r").await.unwrap(), Some(2));
     s.begin_transfer("c", &new_transfer("g")).await.unwrap();
     let counts = s.count_by_state().await.unwrap();
