@@ -97,6 +97,46 @@ async fn archives_arrive_byte_identical() {
     bank.cleanup().await;
 }
 
+/// Archives are pushed as soon as each is stored: with one build thread
+/// (the scopes built one after the other), the generation is pushing with
+/// its first archives recorded before its list of archives is sealed. The
+/// client still gets every archive byte for byte and one transfer finish,
+/// last.
+#[actix_web::test]
+async fn the_first_archives_are_pushed_while_the_others_are_built() {
+    let client = client(Faults::none());
+    let bank = stack(&[("ALIAS_BUILD_THREADS", "1")]).await;
+    // Every event of the transfer, read as they come (the channel is
+    // bounded).
+    let mut events = bank.app.state.subscribe(&client.id);
+    let seen = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        while let Ok(e) = events.recv().await {
+            let end = e.transfer.state.is_terminal();
+            seen.push(e.transfer);
+            if end {
+                break;
+            }
+        }
+        seen
+    });
+    let (status, body) = process(&bank, &client).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let seen = tokio::time::timeout(std::time::Duration::from_secs(30), seen)
+        .await
+        .unwrap()
+        .unwrap();
+    let early = seen.iter().find(|t| {
+        t.state == runtime::state::TransferState::Pushing && !t.built && t.files_total >= 1
+    });
+    assert!(early.is_some(), "{seen:#?}");
+    let last = seen.last().unwrap();
+    assert!(last.built && last.files_total == 3, "{last:?}");
+    e2e::assert_delivered(&bank, &client).await;
+    assert_eq!(client.sink.counters().transfer_finishes, 1);
+    bank.cleanup().await;
+}
+
 #[actix_web::test]
 async fn a_client_failing_every_third_request_still_gets_identical_files() {
     let client = client(Faults {

@@ -44,7 +44,8 @@ async fn clean_run(user_seed: u8, dump_seed: u64) -> (BTreeMap<String, Vec<u8>>,
             TransferState::Processing => {
                 started.get_or_insert_with(std::time::Instant::now);
             }
-            TransferState::Pushing => break started.unwrap().elapsed(),
+            // The whole build: the first archives are pushed earlier.
+            TransferState::Pushing if event.transfer.built => break started.unwrap().elapsed(),
             _ => {}
         }
     };
@@ -506,7 +507,7 @@ async fn duplicate_jobs_and_concurrent_requests_make_one_transfer() {
             .await
             .unwrap()
             .unwrap();
-        if event.transfer.state == TransferState::Pushing {
+        if event.transfer.state == TransferState::Pushing && event.transfer.built {
             break;
         }
     }

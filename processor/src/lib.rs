@@ -20,10 +20,15 @@ use worker::Processor;
 
 /// The extraction settings of the configuration: scratch directory and the
 /// limits against hostile dumps (`ALIAS_MAX_ENTRIES`,
-/// `ALIAS_MAX_UNCOMPRESSED`, `ALIAS_MAX_RATIO`, `ALIAS_JOB_TIMEOUT_SECS`).
+/// `ALIAS_MAX_UNCOMPRESSED`, `ALIAS_MAX_RATIO`, `ALIAS_JOB_TIMEOUT_SECS`)
+/// and the threads of one build (`ALIAS_BUILD_THREADS`).
 pub fn build_options(config: &Config) -> BuildOptions {
     let defaults = extract::Limits::default();
     BuildOptions {
+        threads: config
+            .processor
+            .build_threads
+            .unwrap_or_else(extract::default_build_threads),
         temp_dir: Some(config.work_dir.clone()),
         limits: extract::Limits {
             max_entries: config.processor.max_entries,

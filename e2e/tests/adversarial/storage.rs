@@ -64,10 +64,14 @@ async fn bank(prefix: &str, extra: &[(&str, &str)]) -> Bank {
     bank
 }
 
-/// Waits until the transfer's archives are built and recorded, and returns
-/// the stored objects and bytes.
+/// Waits until the transfer's archives are built and recorded (all of
+/// them: the first ones are pushed while the others are built), and
+/// returns the stored objects and bytes.
 async fn built(bank: &Bank, id: &str) -> (usize, u64) {
-    let t = wait_until(bank, id, LIMIT, |t| t.state == TransferState::Pushing).await;
+    let t = wait_until(bank, id, LIMIT, |t| {
+        t.state == TransferState::Pushing && t.built
+    })
+    .await;
     let files = bank.app.state.files(id, t.generation).await.unwrap();
     assert!(!files.is_empty(), "{t:?}");
     let s = stored(bank, id).await;
@@ -210,7 +214,7 @@ async fn superseded_and_revoked_generations_archives_are_deleted() {
     let (status, body) = process_async(&bank.base, &newer).await;
     assert_eq!(status, 202, "{body}");
     wait_until(&bank, &client.id, LIMIT, |t| {
-        t.generation == 2 && t.state == TransferState::Pushing
+        t.generation == 2 && t.state == TransferState::Pushing && t.built
     })
     .await;
     assert!(

@@ -68,7 +68,6 @@ pub use catalog::{
 pub use error::{ExtractError, Skipped, Unreadable};
 pub use preview::{preview_archives, ScopePreview};
 
-
 /// One part of a provider's newest export, as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DumpSource {
@@ -327,11 +326,13 @@ impl ArchiveBuild {
             .put_file(&key, temp.path(), self.max_archive_bytes);
         let info = match self.time_limit {
             None => put.await?,
-            Some((deadline, limit)) => tokio::time::timeout_at(deadline, put)
-                .await
-                .map_err(|_| ExtractError::TimeLimit {
-                    secs: limit.as_secs(),
-                })??,
+            Some((deadline, limit)) => {
+                tokio::time::timeout_at(deadline, put).await.map_err(|_| {
+                    ExtractError::TimeLimit {
+                        secs: limit.as_secs(),
+                    }
+                })??
+            }
         };
         Ok(BuiltArchive {
             file: b.file,
@@ -365,11 +366,13 @@ pub async fn start_build(
     let running = run_work(storage, catalog, dumps, scopes, options, false);
     let running = match time_limit {
         None => running.await?,
-        Some((deadline, limit)) => tokio::time::timeout_at(deadline, running)
-            .await
-            .map_err(|_| ExtractError::TimeLimit {
-                secs: limit.as_secs(),
-            })??,
+        Some((deadline, limit)) => {
+            tokio::time::timeout_at(deadline, running)
+                .await
+                .map_err(|_| ExtractError::TimeLimit {
+                    secs: limit.as_secs(),
+                })??
+        }
     };
     Ok(ArchiveBuild {
         running,

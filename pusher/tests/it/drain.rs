@@ -270,8 +270,7 @@ async fn the_slot_holder_pushes_the_transfers_waiting_for_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_transfer_finish_waits_for_the_sealed_list() {
     let dirs = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let (sink, state, storage, pusher) =
-        sink_and_worker(&dirs, &example("grant_token"), "sealed");
+    let (sink, state, storage, pusher) = sink_and_worker(&dirs, &example("grant_token"), "sealed");
     let id = example("grant_contract_hash");
     let push_url = format!("{}{id}", sink.base_url());
     crate::begin_pushing(&state, &id, &example("grant_token"), &push_url).await;
@@ -279,7 +278,11 @@ async fn the_transfer_finish_waits_for_the_sealed_list() {
     assert!(state.add_files(&id, 1, &[first], false).await.unwrap());
     assert_eq!(deliver(&pusher, &job(&id, "a.zip")).await, Disposition::Ack);
     let t = state.transfer(&id).await.unwrap().unwrap();
-    assert_eq!((t.state, t.files_done), (TransferState::Pushing, 1), "{t:?}");
+    assert_eq!(
+        (t.state, t.files_done),
+        (TransferState::Pushing, 1),
+        "{t:?}"
+    );
     let counters = sink.counters();
     assert_eq!(
         (counters.file_finishes, counters.transfer_finishes),

@@ -15,6 +15,8 @@ pub struct ProcessorConfig {
     pub max_ratio: u64,
     /// Wall-clock limit of one processing job.
     pub job_timeout: Duration,
+    /// Units of one build run at once; `None` for the number of cores.
+    pub build_threads: Option<usize>,
 }
 
 impl ProcessorConfig {
@@ -28,6 +30,10 @@ impl ProcessorConfig {
                 "ALIAS_JOB_TIMEOUT_SECS",
                 raw.job_timeout_secs,
             )?),
+            build_threads: match raw.build_threads {
+                0 => None,
+                n => Some(usize::try_from(n).unwrap_or(usize::MAX)),
+            },
         })
     }
 }

@@ -247,6 +247,11 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "wall-clock time a processor may spend building one transfer's archives before it fails (under RabbitMQ's 30-minute consumer timeout)",
     ),
     (
+        "ALIAS_BUILD_THREADS",
+        "0",
+        "units of one build run at once, each on a thread (a unit is one scope of an all-zip export, or all the scopes of an export with tar parts); 0 for the number of cores",
+    ),
+    (
         "ALIAS_PUSH_CHUNK",
         "2097152",
         "largest chunk the pusher sends, in bytes (at most 67108864, the reference client's limit)",

@@ -1,7 +1,7 @@
 //! Transfers and sizes in words people read: states, sizes, times, and
 //! what a client had received before a withdrawal.
 
-use runtime::state::{RetryNote, Transfer};
+use runtime::state::{RetryNote, Transfer, TransferState};
 use serde::{Deserialize, Serialize};
 
 /// A transfer as the pages show it.
@@ -120,6 +120,26 @@ pub fn clock(ms: u64) -> String {
     )
 }
 
+/// What was sent of the archives, in words; while the first archives are
+/// pushed and the others still built, their totals are not final.
+fn sizes(t: &Transfer) -> String {
+    if t.bytes_total == 0 {
+        return String::new();
+    }
+    let sent = format!(
+        "{} of {}, {} of {} files",
+        human_bytes(t.bytes_done),
+        human_bytes(t.bytes_total),
+        t.files_done,
+        t.files_total
+    );
+    if t.state == TransferState::Pushing && !t.built {
+        format!("{sent} so far; more are being prepared")
+    } else {
+        sent
+    }
+}
+
 impl TransferView {
     /// Adds the pusher's noted retry, unless the transfer moved on since
     /// the retry was due (a later change means the client answered).
@@ -160,17 +180,7 @@ impl TransferView {
             retry_attempt: 0,
             retry_next_ms: 0,
             retrying: String::new(),
-            sizes: if t.bytes_total == 0 {
-                String::new()
-            } else {
-                format!(
-                    "{} of {}, {} of {} files",
-                    human_bytes(t.bytes_done),
-                    human_bytes(t.bytes_total),
-                    t.files_done,
-                    t.files_total
-                )
-            },
+            sizes: sizes(t),
             detail: match (state, t.revoked) {
                 ("failed", false) => "The service did not accept the data, and the data bank stopped trying. You can retry once the service works again.".to_owned(),
                 ("failed", true) => "The service could not be told of the withdrawal.".to_owned(),
@@ -208,5 +218,39 @@ impl Delivered {
     /// When, as UTC text (the page shows it in local time).
     pub fn when(&self) -> String {
         when(self.at_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_say_when_more_archives_are_coming() {
+        let mut t = Transfer {
+            id: "t".into(),
+            generation: 1,
+            state: TransferState::Pushing,
+            user: String::new(),
+            grant_hash: String::new(),
+            revoked: false,
+            push_url: String::new(),
+            created_ms: 0,
+            updated_ms: 0,
+            files_total: 2,
+            files_done: 1,
+            bytes_total: 2000,
+            bytes_done: 1000,
+            error: None,
+            notes: Vec::new(),
+            dump_bytes_read: 0,
+            dump_bytes_total: 0,
+            built: false,
+        };
+        assert!(sizes(&t).ends_with("so far; more are being prepared"));
+        t.built = true;
+        assert!(sizes(&t).ends_with("1 of 2 files"), "{}", sizes(&t));
+        t.bytes_total = 0;
+        assert_eq!(sizes(&t), "");
     }
 }

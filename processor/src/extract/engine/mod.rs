@@ -247,10 +247,7 @@ impl Env<'_> {
             self.last_report = Instant::now();
             // Units that share an entry each read it: never past the total.
             cb(Progress {
-                bytes_read: self
-                    .fetched
-                    .load(Ordering::Relaxed)
-                    .min(shared.bytes_total),
+                bytes_read: self.fetched.load(Ordering::Relaxed).min(shared.bytes_total),
                 bytes_total: shared.bytes_total,
                 entries_done,
             });

@@ -225,10 +225,7 @@ impl TransferStore for MemoryStore {
             for f in files {
                 g.files.insert(f.name.clone(), f.clone());
             }
-            let (count, bytes) = (
-                g.files.len() as u64,
-                g.files.values().map(|f| f.size).sum(),
-            );
+            let (count, bytes) = (g.files.len() as u64, g.files.values().map(|f| f.size).sum());
             if let Some(t) = data.transfer(id, now) {
                 t.transfer.files_total = count;
                 t.transfer.bytes_total = bytes;

@@ -198,7 +198,10 @@ pub async fn state_supersede_restart_cancel(backend: Backend) {
     // records are carried over with no offset and nothing finished, and the
     // new generation is pushing at once (nothing is built again).
     let t = s.transfer("t2").await.unwrap().unwrap();
-    assert_eq!((t.generation, t.state, t.built), (3, TransferState::Pushing, true));
+    assert_eq!(
+        (t.generation, t.state, t.built),
+        (3, TransferState::Pushing, true)
+    );
     assert_eq!(
         (t.files_total, t.files_done, t.bytes_total, t.bytes_done),
         (2, 0, 15, 0)
