@@ -84,7 +84,8 @@ pub struct DumpSource {
 }
 
 /// Bounds on what a dump may make the extraction do. Every count is over
-/// all the parts of the dumps of a build together, never per part.
+/// all the parts of an export together, never per part; the bytes actually
+/// inflated count over the whole build (every unit together).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
     /// Entries in all parts (zip: announced by the end records, checked

@@ -168,6 +168,10 @@ impl Pusher {
         }
         if stats.stalled > 0 {
             self.count_failures(client, stats.stalled).await;
+            // An abandoned chunk may still reach the client's disk: the
+            // generation stays fenced for one more chunk deadline.
+            let deadline = self.client().config().chunk_deadline(chunk);
+            fence.linger(tokio::time::Instant::now() + deadline);
         }
         let after = Trouble {
             failed: before.failed + stats.failures,
@@ -321,10 +325,16 @@ impl Pusher {
     /// push jobs; the processor is not involved: the archives of the same
     /// grant and dumps are the same bytes, already stored.
     async fn restart(&self, t: &Transfer, client: &ClientId, file: &str, note: &str) -> Decision {
-        if !t.built {
+        // Read again: the job's copy may predate the end of the build.
+        match self.state.transfer(&t.id).await {
+            Ok(Some(now)) if now.generation == t.generation && now.built => {}
             // The processor is still adding archives to this generation:
             // the next one starts from the whole list.
-            return Decision::Retry(Duration::from_secs(5));
+            Ok(Some(now)) if now.generation == t.generation => {
+                return Decision::Retry(Duration::from_secs(5));
+            }
+            Ok(_) => return Decision::Done, // the generation moved on
+            Err(e) => return e.into(),
         }
         match self.state.count_restart(&t.id, DAY).await {
             Ok(n) if n > MAX_RESTARTS => {
