@@ -141,8 +141,13 @@ pub async fn post_grant(http: &reqwest::Client, gateway: &str, grant: &str) -> R
 pub struct Followed {
     /// The final state (`done`, `failed`, `cancelled`).
     pub state: String,
-    /// When the state `pushing` was first seen (processing over).
+    /// When the state `pushing` was first seen (the first archive queued
+    /// for pushing; with a bank that pushes only once all are built, the
+    /// end of processing).
     pub pushing_at: Option<Instant>,
+    /// When every archive was built (`built` first seen true; the first
+    /// `pushing` for a bank whose status has no `built`).
+    pub built_at: Option<Instant>,
     /// When the final state was seen.
     pub ended_at: Instant,
     /// The error, when it failed.
@@ -163,6 +168,7 @@ pub async fn follow(
 ) -> Result<Followed> {
     let (id, access) = (started.id.as_str(), started.access.as_str());
     let mut pushing_at = None;
+    let mut built_at = None;
     let left = deadline.saturating_duration_since(Instant::now());
     let streamed = tokio::time::timeout(left, async {
         let resp = http
@@ -187,10 +193,18 @@ pub async fn follow(
                     if state == "pushing" && pushing_at.is_none() {
                         pushing_at = Some(Instant::now());
                     }
+                    let built = match v["built"].as_bool() {
+                        Some(built) => built,
+                        None => state == "pushing",
+                    };
+                    if built && built_at.is_none() {
+                        built_at = Some(Instant::now());
+                    }
                     if terminal(&state) {
                         return Ok::<_, anyhow::Error>(Some(Followed {
                             state,
                             pushing_at,
+                            built_at: built_at.or(pushing_at),
                             ended_at: Instant::now(),
                             error: v["error"].as_str().map(str::to_owned),
                         }));
@@ -218,6 +232,7 @@ pub async fn follow(
             return Ok(Followed {
                 state,
                 pushing_at,
+                built_at: built_at.or(pushing_at),
                 ended_at: Instant::now(),
                 error: v["error"].as_str().map(str::to_owned),
             });

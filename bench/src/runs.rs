@@ -29,9 +29,12 @@ pub struct Run {
     pub upload_s: f64,
     /// Seconds from the first `POST /alias/process` to the last transfer end.
     pub secs: f64,
-    /// Seconds from the (first) POST to the state `pushing`: of the one
+    /// Seconds from the (first) POST to every archive built: of the one
     /// transfer, or of the last of many to get there.
     pub processing_s: Option<f64>,
+    /// Seconds from the POST to the state `pushing` (the first archive
+    /// queued) of the one transfer.
+    pub first_push_s: Option<f64>,
     /// Seconds of `cat` of every stored dump once.
     pub read_s: f64,
     /// Seconds of `curl -T` of every delivered archive once to the sink.
@@ -140,7 +143,8 @@ pub async fn end_to_end(
         archive_bytes: delivered.iter().map(|d| d.size).sum(),
         upload_s,
         secs,
-        processing_s: followed.pushing_at.map(|p| (p - t0).as_secs_f64()),
+        processing_s: followed.built_at.map(|p| (p - t0).as_secs_f64()),
+        first_push_s: followed.pushing_at.map(|p| (p - t0).as_secs_f64()),
         read_s,
         curl_s,
         peaks,
@@ -236,10 +240,10 @@ pub async fn many(
         .max()
         .unwrap_or_else(Instant::now);
     let secs = (end - t0).as_secs_f64();
-    // When the last transfer's processing was over (its state `pushing`).
+    // When the last transfer's processing was over (all its archives built).
     let processed = outcomes
         .iter()
-        .filter_map(|o| o.as_ref().ok().and_then(|(_, f)| f.pushing_at))
+        .filter_map(|o| o.as_ref().ok().and_then(|(_, f)| f.built_at))
         .max()
         .map(|p| (p - t0).as_secs_f64());
     stack.check_alive()?;

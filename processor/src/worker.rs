@@ -235,6 +235,13 @@ impl Processor {
             self.mark_built(id, generation).await?;
             files
         };
+        self.to_pushing(id, generation).await?;
+        self.publish_pushes(id, generation, &files).await
+    }
+
+    /// Moves the generation from processing to pushing (nothing when it is
+    /// there already).
+    async fn to_pushing(&self, id: &str, generation: u64) -> Result<(), JobError> {
         self.state
             .transition(
                 id,
@@ -244,7 +251,7 @@ impl Processor {
                 None,
             )
             .await?;
-        self.publish_pushes(id, generation, &files).await
+        Ok(())
     }
 
     /// Marks the generation's archives built: a redelivered job only
@@ -278,15 +285,7 @@ impl Processor {
         {
             return Ok(false);
         }
-        self.state
-            .transition(
-                id,
-                generation,
-                &[TransferState::Processing],
-                TransferState::Pushing,
-                None,
-            )
-            .await?;
+        self.to_pushing(id, generation).await?;
         self.publish_pushes(id, generation, files).await?;
         Ok(true)
     }

@@ -295,20 +295,13 @@ impl ArchiveBuild {
     /// the archives finish; `None` once every scope has its archive. After
     /// an error the build is over (drop it).
     pub async fn next(&mut self) -> Option<Result<(usize, BuiltArchive), ExtractError>> {
-        let next = match self.time_limit {
-            None => self.running.next().await,
-            Some((deadline, limit)) => {
-                match tokio::time::timeout_at(deadline, self.running.next()).await {
-                    Ok(next) => next,
-                    // Dropping the build sets its cancel flag: the blocking
-                    // work stops at its next entry and removes its
-                    // temporary files.
-                    Err(_) => Some(Err(ExtractError::TimeLimit {
-                        secs: limit.as_secs(),
-                    })),
-                }
-            }
-        }?;
+        // Past the time limit, dropping the build sets its cancel flag: the
+        // blocking work stops at its next entry and removes its temporary
+        // files.
+        let next = match within(self.time_limit, async { Ok(self.running.next().await) }).await {
+            Ok(next) => next?,
+            Err(e) => Err(e),
+        };
         Some(match next {
             Ok((index, finished)) => self.store(finished).await.map(|a| (index, a)),
             Err(e) => Err(e),
@@ -322,19 +315,13 @@ impl ArchiveBuild {
         let archive::Output::Archive(temp) = &b.output else {
             return Err(ExtractError::Internal("a build gave no archive".into()));
         };
-        let put = self
-            .storage
-            .put_file(&key, temp.path(), self.max_archive_bytes);
-        let info = match self.time_limit {
-            None => put.await?,
-            Some((deadline, limit)) => {
-                tokio::time::timeout_at(deadline, put).await.map_err(|_| {
-                    ExtractError::TimeLimit {
-                        secs: limit.as_secs(),
-                    }
-                })??
-            }
+        let put = async {
+            Ok(self
+                .storage
+                .put_file(&key, temp.path(), self.max_archive_bytes)
+                .await?)
         };
+        let info = within(self.time_limit, put).await?;
         Ok(BuiltArchive {
             file: b.file,
             scope_display: b.scope_display,
@@ -364,17 +351,11 @@ pub async fn start_build(
         .limits
         .max_duration
         .map(|limit| (tokio::time::Instant::now() + limit, limit));
-    let running = run_work(storage, catalog, dumps, scopes, options, false);
-    let running = match time_limit {
-        None => running.await?,
-        Some((deadline, limit)) => {
-            tokio::time::timeout_at(deadline, running)
-                .await
-                .map_err(|_| ExtractError::TimeLimit {
-                    secs: limit.as_secs(),
-                })??
-        }
-    };
+    let running = within(
+        time_limit,
+        run_work(storage, catalog, dumps, scopes, options, false),
+    )
+    .await?;
     Ok(ArchiveBuild {
         running,
         storage: storage.clone(),
@@ -384,22 +365,30 @@ pub async fn start_build(
     })
 }
 
-/// Runs `fut` under [`Limits::max_duration`].
+/// Runs `fut` until the deadline of a build's time limit, if any.
+async fn within<T>(
+    time_limit: Option<(tokio::time::Instant, Duration)>,
+    fut: impl std::future::Future<Output = Result<T, ExtractError>>,
+) -> Result<T, ExtractError> {
+    match time_limit {
+        None => fut.await,
+        Some((deadline, limit)) => {
+            tokio::time::timeout_at(deadline, fut)
+                .await
+                .map_err(|_| ExtractError::TimeLimit {
+                    secs: limit.as_secs(),
+                })?
+        }
+    }
+}
+
+/// Runs `fut` under [`Limits::max_duration`], counted from now.
 async fn time_limited<T>(
     options: &BuildOptions,
     fut: impl std::future::Future<Output = Result<T, ExtractError>>,
 ) -> Result<T, ExtractError> {
-    match options.limits.max_duration {
-        None => fut.await,
-        Some(limit) => match tokio::time::timeout(limit, fut).await {
-            Ok(r) => r,
-            // Dropping the run set its cancel flag: the blocking work
-            // stops at its next entry and removes its temporary files.
-            Err(_) => Err(ExtractError::TimeLimit {
-                secs: limit.as_secs(),
-            }),
-        },
-    }
+    let limit = options.limits.max_duration;
+    within(limit.map(|l| (tokio::time::Instant::now() + l, l)), fut).await
 }
 
 /// The units of a build running on blocking threads, and what they
