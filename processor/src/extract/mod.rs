@@ -588,3 +588,51 @@ fn units(
 /// (`skipped_more`), so that a dump of a million skipped files costs no
 /// memory.
 pub const MAX_LISTED_SKIPS: usize = 1000;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use engine::Kind;
+
+    fn dump(provider: &str, name: &str) -> DumpSource {
+        DumpSource {
+            provider: provider.into(),
+            key: format!("dumps/u/{provider}/{name}"),
+            name: name.into(),
+            size: 1,
+            blake2b: [0; 64],
+        }
+    }
+
+    #[test]
+    fn a_zip_export_gives_a_unit_per_scope_and_a_tar_one_a_unit_in_all() {
+        let dumps = [
+            dump("google", "takeout-001.zip"),
+            dump("google", "takeout-002.zip"),
+            dump("facebook", "facebook.tgz"),
+        ];
+        let kinds = [Some(Kind::Zip), Some(Kind::Zip), Some(Kind::TarGz)];
+        let scopes: Vec<Scope> = [
+            "google.photos",
+            "facebook.posts",
+            "google.my_activity.search",
+            "facebook.comments",
+        ]
+        .iter()
+        .map(|s| Scope::parse(s).unwrap())
+        .collect();
+        let units = units(&dumps, &kinds, &scopes);
+        assert_eq!(
+            units,
+            [
+                ("google".to_owned(), vec![0]),
+                ("facebook".to_owned(), vec![1, 3]),
+                ("google".to_owned(), vec![2]),
+            ]
+        );
+        // A part that is no zip (or unknown) makes the export one unit.
+        let kinds = [Some(Kind::Zip), None, Some(Kind::TarGz)];
+        let units = super::units(&dumps, &kinds, &scopes);
+        assert_eq!(units[0], ("google".to_owned(), vec![0, 2]));
+    }
+}
