@@ -98,14 +98,21 @@ async fn archives_arrive_byte_identical() {
 }
 
 /// Archives are pushed as soon as each is stored: with one build thread
-/// (the scopes built one after the other), the generation is pushing with
-/// its first archives recorded before its list of archives is sealed. The
-/// client still gets every archive byte for byte and one transfer finish,
-/// last.
+/// (the scopes of an export large enough to be split built one after the
+/// other), the generation is pushing with its first archives recorded
+/// before its list of archives is sealed. The client still gets every
+/// archive byte for byte and one transfer finish, last.
 #[actix_web::test]
 async fn the_first_archives_are_pushed_while_the_others_are_built() {
     let client = client(Faults::none());
-    let bank = stack(&[("ALIAS_BUILD_THREADS", "1")]).await;
+    let mut bank = Bank::setup("e")
+        .env("ALIAS_BUILD_THREADS", "1")
+        .start()
+        .await;
+    bank.start_processor().await;
+    bank.start_pusher().await;
+    // The generated export comes out smaller than asked: twice the size.
+    give_dump(&bank, &user(42), 2 * processor::extract::SPLIT_MIN_BYTES, 7).await;
     // Every event of the transfer, read as they come (the channel is
     // bounded).
     let mut events = bank.app.state.subscribe(&client.id);

@@ -56,6 +56,18 @@ enum Built {
     Stale,
 }
 
+/// Keeps an archive the build handed out (with its scope's index) and
+/// returns its record.
+fn keep_built(
+    built: &mut Vec<(usize, BuiltArchive)>,
+    next: Result<(usize, BuiltArchive), extract::ExtractError>,
+) -> Result<FileRecord, JobError> {
+    let (index, archive) = next.map_err(classify)?;
+    let record = file_record(&archive);
+    built.push((index, archive));
+    Ok(record)
+}
+
 /// The record of a stored archive.
 fn file_record(a: &BuiltArchive) -> FileRecord {
     FileRecord {
@@ -421,7 +433,7 @@ impl Processor {
             })
         };
         let mut built: Vec<(usize, BuiltArchive)> = Vec::with_capacity(scopes.len());
-        let mut held: Option<FileRecord> = None;
+        let mut held: Vec<FileRecord> = Vec::new();
         let mut announced = false;
         let result = async {
             let mut build = extract::start_build(
@@ -434,18 +446,27 @@ impl Processor {
             )
             .await
             .map_err(classify)?;
-            // Each archive is announced once the next one is stored: the
-            // last one seals the list, and is only known at the end.
+            // Archives are announced as they are stored, those finished
+            // together in one step. The last one seals the list and is
+            // only known at the end: one is held back until the next is
+            // stored, and all that are left when the build ends are
+            // announced together, sealed, below.
             while let Some(next) = build.next().await {
-                let (index, archive) = next.map_err(classify)?;
-                let record = file_record(&archive);
-                built.push((index, archive));
-                if let Some(previous) = held.replace(record) {
-                    if !self.announce(id, generation, &[previous], false).await? {
+                held.push(keep_built(&mut built, next)?);
+                while let Some(more) = build.next_ready().await {
+                    held.push(keep_built(&mut built, more)?);
+                }
+                if build.is_finished() {
+                    break;
+                }
+                let last = held.pop();
+                if !held.is_empty() {
+                    if !self.announce(id, generation, &held, false).await? {
                         return Ok(false);
                     }
                     announced = true;
                 }
+                held = last.into_iter().collect();
             }
             Ok::<bool, JobError>(true)
         }
@@ -501,10 +522,10 @@ impl Processor {
         archives::record_build(&self.state, id, &record, self.retention)
             .await
             .map_err(|e| JobError::Transient(e.to_string()))?;
-        let Some(last) = held else {
+        if held.is_empty() {
             return Ok(Built::Ready(files));
-        };
-        if !self.announce(id, generation, &[last], true).await? {
+        }
+        if !self.announce(id, generation, &held, true).await? {
             return Ok(Built::Stale);
         }
         Ok(Built::Announced(files))

@@ -308,6 +308,21 @@ impl ArchiveBuild {
         })
     }
 
+    /// The next archive already finished, stored, without waiting for one
+    /// to finish; `None` when none is ready (or all were handed out).
+    pub async fn next_ready(&mut self) -> Option<Result<(usize, BuiltArchive), ExtractError>> {
+        let next = self.running.try_next()?;
+        Some(match next {
+            Ok((index, finished)) => self.store(finished).await.map(|a| (index, a)),
+            Err(e) => Err(e),
+        })
+    }
+
+    /// Whether every archive was handed out.
+    pub fn is_finished(&self) -> bool {
+        self.running.left == 0
+    }
+
     /// Uploads a finished archive: a local store on the scratch directory's
     /// file system takes the archive itself (a rename), any other a copy.
     async fn store(&self, b: engine::Finished) -> Result<BuiltArchive, ExtractError> {
@@ -420,6 +435,30 @@ impl Running {
             // Every unit ended and some scope has no archive: a unit
             // panicked.
             None => {
+                self.left = 0;
+                Some(Err(ExtractError::Internal(
+                    "an extraction unit ended without its archives".into(),
+                )))
+            }
+        }
+    }
+
+    /// The next archive finished, if one is waiting.
+    fn try_next(&mut self) -> Option<Result<(usize, engine::Finished), ExtractError>> {
+        if self.left == 0 {
+            return None;
+        }
+        match self.rx.try_recv() {
+            Ok(Ok(finished)) => {
+                self.left -= 1;
+                Some(Ok(finished))
+            }
+            Ok(Err(e)) => {
+                self.left = 0;
+                Some(Err(e))
+            }
+            Err(tokio::sync::mpsc::error::TryRecvError::Empty) => None,
+            Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => {
                 self.left = 0;
                 Some(Err(ExtractError::Internal(
                     "an extraction unit ended without its archives".into(),
@@ -555,10 +594,16 @@ async fn run_work(
     })
 }
 
+/// Exports smaller than this are built in one unit whatever their kind:
+/// a unit per scope costs a pass over the central directories each, more
+/// than it gains on a build of a few milliseconds.
+pub const SPLIT_MIN_BYTES: u64 = 32 << 20;
+
 /// The units of a build, each a provider and the indices of its scopes:
 /// one unit per scope for a provider whose parts are all zips (each reads
-/// its own entries), one for all the provider's scopes otherwise (a tar
-/// stream is read once). Units come in scope order.
+/// its own entries) of [`SPLIT_MIN_BYTES`] or more together, one for all
+/// the provider's scopes otherwise (a tar stream is read once). Units come
+/// in scope order.
 fn units(
     dumps: &[DumpSource],
     kinds: &[Option<engine::Kind>],
@@ -566,12 +611,15 @@ fn units(
 ) -> Vec<(String, Vec<usize>)> {
     let mut out: Vec<(String, Vec<usize>)> = Vec::new();
     for (i, scope) in scopes.iter().enumerate() {
-        let all_zip = dumps
-            .iter()
-            .zip(kinds)
-            .filter(|(d, _)| d.provider == scope.provider)
-            .all(|(_, k)| *k == Some(engine::Kind::Zip));
-        let shared_unit = if all_zip {
+        let parts = || {
+            dumps
+                .iter()
+                .zip(kinds)
+                .filter(|(d, _)| d.provider == scope.provider)
+        };
+        let all_zip = parts().all(|(_, k)| *k == Some(engine::Kind::Zip));
+        let size: u64 = parts().map(|(d, _)| d.size).sum();
+        let shared_unit = if all_zip && size >= SPLIT_MIN_BYTES {
             None
         } else {
             out.iter_mut().find(|(p, _)| *p == scope.provider)
@@ -599,7 +647,7 @@ mod tests {
             provider: provider.into(),
             key: format!("dumps/u/{provider}/{name}"),
             name: name.into(),
-            size: 1,
+            size: SPLIT_MIN_BYTES / 2,
             blake2b: [0; 64],
         }
     }
@@ -633,6 +681,11 @@ mod tests {
         // A part that is no zip (or unknown) makes the export one unit.
         let kinds = [Some(Kind::Zip), None, Some(Kind::TarGz)];
         let units = super::units(&dumps, &kinds, &scopes);
+        assert_eq!(units[0], ("google".to_owned(), vec![0, 2]));
+        // A small export is one unit too.
+        let kinds = [Some(Kind::Zip), Some(Kind::Zip), Some(Kind::TarGz)];
+        let small = [dumps[0].clone(), dump("facebook", "facebook.tgz")];
+        let units = super::units(&small, &kinds[1..], &scopes);
         assert_eq!(units[0], ("google".to_owned(), vec![0, 2]));
     }
 }
