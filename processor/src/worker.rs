@@ -481,6 +481,7 @@ impl Processor {
             Ok(true) => {}
             Ok(false) => {
                 tracing::info!(transfer = %id, generation, "the generation moved on during its build");
+                self.delete_archives(&prefix, "a stale build").await;
                 return Ok(Built::Stale);
             }
             Err(e) => {
@@ -488,9 +489,7 @@ impl Processor {
                 // them. Announced ones stay while the job may run again
                 // (it stores the same bytes), and go with a failure.
                 if !announced || matches!(e, JobError::Permanent(_)) {
-                    if let Err(d) = self.storage.delete_prefix(&prefix).await {
-                        tracing::warn!(error = %d, %prefix, "could not remove a failed build");
-                    }
+                    self.delete_archives(&prefix, "a failed build").await;
                 }
                 return Err(e);
             }
@@ -526,9 +525,19 @@ impl Processor {
             return Ok(Built::Ready(files));
         }
         if !self.announce(id, generation, &held, true).await? {
+            self.delete_archives(&record.prefix, "a stale build").await;
             return Ok(Built::Stale);
         }
         Ok(Built::Announced(files))
+    }
+
+    /// Deletes the archives of a failed build, or of one whose generation
+    /// moved on or ended before its list was sealed (no later generation
+    /// can push them: a restart needs a sealed list).
+    async fn delete_archives(&self, prefix: &str, what: &str) {
+        if let Err(e) = self.storage.delete_prefix(prefix).await {
+            tracing::warn!(error = %e, %prefix, "could not remove the archives of {what}");
+        }
     }
 
     /// Deletes the transfer's earlier build, if any.

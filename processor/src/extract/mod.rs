@@ -302,20 +302,20 @@ impl ArchiveBuild {
             Ok(next) => next?,
             Err(e) => Err(e),
         };
-        Some(match next {
-            Ok((index, finished)) => self.store(finished).await.map(|a| (index, a)),
-            Err(e) => Err(e),
-        })
+        Some(self.stored(next).await)
     }
 
     /// The next archive already finished, stored, without waiting for one
     /// to finish; `None` when none is ready (or all were handed out).
     pub async fn next_ready(&mut self) -> Option<Result<(usize, BuiltArchive), ExtractError>> {
         let next = self.running.try_next()?;
-        Some(match next {
-            Ok((index, finished)) => self.store(finished).await.map(|a| (index, a)),
-            Err(e) => Err(e),
-        })
+        Some(self.stored(next).await)
+    }
+
+    /// What a unit sent, its archive stored.
+    async fn stored(&self, got: Unit) -> Result<(usize, BuiltArchive), ExtractError> {
+        let (index, finished) = got?;
+        Ok((index, self.store(finished).await?))
     }
 
     /// Whether every archive was handed out.
@@ -406,10 +406,14 @@ async fn time_limited<T>(
     within(limit.map(|l| (tokio::time::Instant::now() + l, l)), fut).await
 }
 
+/// What a unit sends: an archive finished with its scope's index, or the
+/// failure that ends the build.
+type Unit = Result<(usize, engine::Finished), ExtractError>;
+
 /// The units of a build running on blocking threads, and what they
 /// finished so far.
 struct Running {
-    rx: tokio::sync::mpsc::Receiver<Result<(usize, engine::Finished), ExtractError>>,
+    rx: tokio::sync::mpsc::Receiver<Unit>,
     /// Archives not yet received.
     left: usize,
     /// Held until the build ends or is dropped.
@@ -419,50 +423,43 @@ struct Running {
 impl Running {
     /// The next archive finished (with its scope's index), in the order
     /// they finish; `None` when all have been received.
-    async fn next(&mut self) -> Option<Result<(usize, engine::Finished), ExtractError>> {
+    async fn next(&mut self) -> Option<Unit> {
         if self.left == 0 {
             return None;
         }
-        match self.rx.recv().await {
-            Some(Ok(finished)) => {
-                self.left -= 1;
-                Some(Ok(finished))
-            }
-            Some(Err(e)) => {
-                self.left = 0;
-                Some(Err(e))
-            }
-            // Every unit ended and some scope has no archive: a unit
-            // panicked.
-            None => {
-                self.left = 0;
-                Some(Err(ExtractError::Internal(
-                    "an extraction unit ended without its archives".into(),
-                )))
-            }
-        }
+        let got = self.rx.recv().await;
+        Some(self.count(got))
     }
 
     /// The next archive finished, if one is waiting.
-    fn try_next(&mut self) -> Option<Result<(usize, engine::Finished), ExtractError>> {
+    fn try_next(&mut self) -> Option<Unit> {
         if self.left == 0 {
             return None;
         }
         match self.rx.try_recv() {
-            Ok(Ok(finished)) => {
-                self.left -= 1;
-                Some(Ok(finished))
-            }
-            Ok(Err(e)) => {
-                self.left = 0;
-                Some(Err(e))
-            }
+            Ok(got) => Some(self.count(Some(got))),
             Err(tokio::sync::mpsc::error::TryRecvError::Empty) => None,
-            Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => {
+            Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => Some(self.count(None)),
+        }
+    }
+
+    /// Counts what the units sent: an archive, or the end of the build (a
+    /// failure, or every unit gone with archives missing: one panicked).
+    fn count(&mut self, got: Option<Unit>) -> Unit {
+        match got {
+            Some(Ok(finished)) => {
+                self.left -= 1;
+                Ok(finished)
+            }
+            Some(Err(e)) => {
                 self.left = 0;
-                Some(Err(ExtractError::Internal(
+                Err(e)
+            }
+            None => {
+                self.left = 0;
+                Err(ExtractError::Internal(
                     "an extraction unit ended without its archives".into(),
-                )))
+                ))
             }
         }
     }
