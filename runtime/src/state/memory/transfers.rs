@@ -210,15 +210,10 @@ impl TransferStore for MemoryStore {
         {
             let now = Instant::now();
             let mut data = self.data();
-            let building = [
-                TransferState::Accepted,
-                TransferState::Processing,
-                TransferState::Pushing,
-            ];
+            // Accepted, processing or pushing: the generation still runs.
             match data.transfer(id, now) {
                 Some(t)
-                    if t.transfer.generation == generation
-                        && building.contains(&t.transfer.state) => {}
+                    if t.transfer.generation == generation && !t.transfer.state.is_terminal() => {}
                 _ => return Ok(false),
             }
             let g = data.generation(id, generation, now);
