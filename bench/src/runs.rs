@@ -104,6 +104,7 @@ pub async fn end_to_end(
         followed.error
     );
     let peaks = stack.peaks();
+    eprintln!("  CPU of the services: {}", stack.cpu_line());
     let delivered = client::verify(&http, &stack.gateway, &stack.sink.dir, &started).await?;
 
     // The floor, after the run: the stored dump read once, the delivered
@@ -212,7 +213,10 @@ pub async fn many(
         .await;
     uploads.into_iter().collect::<Result<Vec<()>>>()?;
     let upload_s = t.elapsed().as_secs_f64();
-    std::fs::remove_dir_all(&gen_dir)?;
+    // The generated dumps stay until the end of the run (removed with
+    // `dir`): on an ext4 without a journal, a file created within seconds
+    // of deletions scans past the inodes just freed, so the bench's own
+    // deletions would slow the services' file creations in the timed part.
     eprintln!("  uploaded in {upload_s:.1} s");
     let grants: Vec<String> = users
         .iter()
@@ -221,6 +225,10 @@ pub async fn many(
         .collect::<Result<_>>()?;
 
     baseline::sync();
+    eprintln!(
+        "  CPU of the services before the POSTs: {}",
+        stack.cpu_line()
+    );
     let t0 = Instant::now();
     let deadline = t0 + Duration::from_secs(3600);
     let gw = Arc::new(stack.gateway.clone());
@@ -248,6 +256,7 @@ pub async fn many(
         .map(|p| (p - t0).as_secs_f64());
     stack.check_alive()?;
     let peaks = stack.peaks();
+    eprintln!("  CPU of the services: {}", stack.cpu_line());
 
     let mut run = Run {
         transfers: n,

@@ -67,6 +67,18 @@ impl Service {
         line.split_whitespace().nth(1)?.parse().ok()
     }
 
+    /// CPU seconds (user + system) the process has used so far.
+    pub fn cpu_s(&self) -> Option<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).ok()?;
+        // The fields after the command name, which ends at the last ')'.
+        let rest = &stat[stat.rfind(')')? + 2..];
+        let mut fields = rest.split_whitespace().skip(11);
+        let utime: f64 = fields.next()?.parse().ok()?;
+        let stime: f64 = fields.next()?.parse().ok()?;
+        // USER_HZ is 100 on Linux.
+        Some((utime + stime) / 100.0)
+    }
+
     /// Waits until the log holds `needle`, or fails when the process exits
     /// or the deadline passes.
     fn wait_log(&mut self, needle: &str, deadline: Instant) -> Result<()> {
@@ -311,6 +323,16 @@ impl Stack {
             .chain([&self.sink.service])
             .map(|s| (s.name.clone(), s.peak_kib()))
             .collect()
+    }
+
+    /// CPU seconds used by each service so far, as one line.
+    pub fn cpu_line(&self) -> String {
+        self.services
+            .iter()
+            .chain([&self.sink.service])
+            .filter_map(|s| s.cpu_s().map(|c| format!("{} {c:.2} s", s.name)))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     /// Stops every process and removes the namespace's keys and queues.

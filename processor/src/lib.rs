@@ -21,7 +21,7 @@ use worker::Processor;
 /// The extraction settings of the configuration: scratch directory and the
 /// limits against hostile dumps (`ALIAS_MAX_ENTRIES`,
 /// `ALIAS_MAX_UNCOMPRESSED`, `ALIAS_MAX_RATIO`, `ALIAS_JOB_TIMEOUT_SECS`)
-/// and the threads of one build (`ALIAS_BUILD_THREADS`).
+/// and the threads of one build (`ALIAS_BUILD_THREADS`, `ALIAS_BUILD_NICE`).
 pub fn build_options(config: &Config) -> BuildOptions {
     let defaults = extract::Limits::default();
     BuildOptions {
@@ -29,6 +29,7 @@ pub fn build_options(config: &Config) -> BuildOptions {
             .processor
             .build_threads
             .unwrap_or_else(extract::default_build_threads),
+        nice: config.processor.build_nice,
         temp_dir: Some(config.work_dir.clone()),
         limits: extract::Limits {
             max_entries: config.processor.max_entries,

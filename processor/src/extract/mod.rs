@@ -161,6 +161,9 @@ pub struct BuildOptions {
     /// Units of a build run at once, each on a blocking thread (at least
     /// one). `ALIAS_BUILD_THREADS`.
     pub threads: usize,
+    /// Niceness added to the build threads, so that a shared host runs
+    /// latency-bound work first (0: none). `ALIAS_BUILD_NICE`.
+    pub nice: i32,
 }
 
 /// Default of [`BuildOptions::threads`]: the cores the process may use.
@@ -176,6 +179,7 @@ impl Default for BuildOptions {
             deflate_level: DEFAULT_DEFLATE_LEVEL,
             progress: None,
             threads: default_build_threads(),
+            nice: 0,
         }
     }
 }
@@ -188,6 +192,7 @@ impl std::fmt::Debug for BuildOptions {
             .field("deflate_level", &self.deflate_level)
             .field("progress", &self.progress.is_some())
             .field("threads", &self.threads)
+            .field("nice", &self.nice)
             .finish()
     }
 }
@@ -558,37 +563,74 @@ async fn run_work(
         units.into_iter().collect::<std::collections::VecDeque<_>>(),
     ));
     for _ in 0..threads {
-        let (queue, tx, shared) = (queue.clone(), tx.clone(), shared.clone());
-        tokio::task::spawn_blocking(move || loop {
-            let unit = match queue.lock() {
-                Ok(mut q) => q.pop_front(),
-                Err(_) => None,
-            };
-            let Some(unit) = unit else { break };
-            let indices = unit.indices.clone();
-            match unit.run() {
-                Ok(finished) => {
-                    for item in indices.into_iter().zip(finished) {
-                        if tx.blocking_send(Ok(item)).is_err() {
-                            return; // the build was dropped
-                        }
-                    }
-                }
-                Err(e) => {
-                    // The first failure ends the build: the other units
-                    // stop at their next entry.
-                    shared.cancel.store(true, Ordering::Relaxed);
-                    let _ = tx.blocking_send(Err(e));
-                    return;
-                }
-            }
-        });
+        let (queue, tx, unit_shared) = (queue.clone(), tx.clone(), shared.clone());
+        let nice = options.nice;
+        // Threads of the build's own (not the runtime's blocking pool), so
+        // that their lowered priority ends with them.
+        let spawned = std::thread::Builder::new()
+            .name("alias-build".into())
+            .spawn(move || {
+                lower_priority(nice);
+                run_units(&queue, &tx, &unit_shared);
+            });
+        if let Err(e) = spawned {
+            // The threads already started stop at their next entry.
+            shared.cancel.store(true, Ordering::Relaxed);
+            return Err(ExtractError::Io(e));
+        }
     }
     Ok(Running {
         rx,
         left: scopes.len(),
         _cancel: CancelOnDrop(shared),
     })
+}
+
+/// Adds `nice` to the calling thread's niceness (Linux gives each thread
+/// its own); a failure only leaves the priority as it was.
+fn lower_priority(nice: i32) {
+    if nice <= 0 {
+        return;
+    }
+    let lowered = rustix::process::getpriority_process(None).and_then(|now| {
+        rustix::process::setpriority_process(None, now.saturating_add(nice).min(19))
+    });
+    if let Err(e) = lowered {
+        tracing::debug!(error = %e, "could not lower the build thread's priority");
+    }
+}
+
+/// Runs units from `queue` until it is empty, the build is dropped or a
+/// unit fails.
+fn run_units(
+    queue: &std::sync::Mutex<std::collections::VecDeque<engine::Work>>,
+    tx: &tokio::sync::mpsc::Sender<Unit>,
+    shared: &engine::Shared,
+) {
+    loop {
+        let unit = match queue.lock() {
+            Ok(mut q) => q.pop_front(),
+            Err(_) => None,
+        };
+        let Some(unit) = unit else { break };
+        let indices = unit.indices.clone();
+        match unit.run() {
+            Ok(finished) => {
+                for item in indices.into_iter().zip(finished) {
+                    if tx.blocking_send(Ok(item)).is_err() {
+                        return; // the build was dropped
+                    }
+                }
+            }
+            Err(e) => {
+                // The first failure ends the build: the other units
+                // stop at their next entry.
+                shared.cancel.store(true, Ordering::Relaxed);
+                let _ = tx.blocking_send(Err(e));
+                return;
+            }
+        }
+    }
 }
 
 /// Exports smaller than this are built in one unit whatever their kind:
@@ -638,6 +680,27 @@ pub const MAX_LISTED_SKIPS: usize = 1000;
 mod tests {
     use super::*;
     use engine::Kind;
+
+    #[test]
+    fn a_build_thread_lowers_only_its_own_priority() {
+        let own = rustix::process::getpriority_process(None).unwrap();
+        let lowered = std::thread::spawn(move || {
+            lower_priority(5);
+            rustix::process::getpriority_process(None).unwrap()
+        })
+        .join()
+        .unwrap();
+        assert_eq!(lowered, (own + 5).min(19));
+        assert_eq!(rustix::process::getpriority_process(None).unwrap(), own);
+        // Nothing to add leaves it as it is.
+        let kept = std::thread::spawn(|| {
+            lower_priority(0);
+            rustix::process::getpriority_process(None).unwrap()
+        })
+        .join()
+        .unwrap();
+        assert_eq!(kept, own);
+    }
 
     fn dump(provider: &str, name: &str) -> DumpSource {
         DumpSource {

@@ -17,6 +17,8 @@ pub struct ProcessorConfig {
     pub job_timeout: Duration,
     /// Units of one build run at once; `None` for the number of cores.
     pub build_threads: Option<usize>,
+    /// Niceness added to the build threads (0–19).
+    pub build_nice: i32,
 }
 
 impl ProcessorConfig {
@@ -33,6 +35,16 @@ impl ProcessorConfig {
             build_threads: match raw.build_threads {
                 0 => None,
                 n => Some(usize::try_from(n).unwrap_or(usize::MAX)),
+            },
+            build_nice: match i32::try_from(raw.build_nice) {
+                Ok(n) if n <= 19 => n,
+                _ => {
+                    return Err(super::invalid(
+                        "ALIAS_BUILD_NICE",
+                        &raw.build_nice.to_string(),
+                        "not a niceness from 0 to 19",
+                    ))
+                }
             },
         })
     }

@@ -139,6 +139,19 @@ fn dump_limits() {
 }
 
 #[test]
+fn build_niceness_is_bounded() {
+    assert_eq!(Config::from_pairs(&[]).unwrap().processor.build_nice, 10);
+    let nice = |v: &str| Config::from_pairs(&[("ALIAS_BUILD_NICE", v)]);
+    assert_eq!(nice("0").unwrap().processor.build_nice, 0);
+    assert_eq!(nice("19").unwrap().processor.build_nice, 19);
+    for bad in ["20", "-1", "many"] {
+        // Past the range the variable is named; not a number, its key.
+        let err = nice(bad).unwrap_err().to_string().to_lowercase();
+        assert!(err.contains("build_nice"), "{bad}: {err}");
+    }
+}
+
+#[test]
 fn redis_and_rabbitmq_are_given_or_defaulted() {
     let c = Config::from_pairs(&[]).unwrap();
     assert!(!c.redis_given && !c.amqp_given);

@@ -252,6 +252,11 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "units of one build run at once, each on a thread (a unit is one scope of an all-zip export, or all the scopes of an export with tar parts); 0 for the number of cores",
     ),
     (
+        "ALIAS_BUILD_NICE",
+        "10",
+        "niceness added to the build threads (0 to 19), so that on a shared host the latency-bound work (pushes, HTTP, the processor's own state updates) runs before the archives' deflating; 0 keeps their priority",
+    ),
+    (
         "ALIAS_PUSH_CHUNK",
         "2097152",
         "largest chunk the pusher sends, in bytes (at most 67108864, the reference client's limit)",

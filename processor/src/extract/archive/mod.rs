@@ -1,9 +1,10 @@
 //! The per-scope output zip: built in a temporary file, deterministic
 //! (fixed timestamps and permissions, entries sorted by name up to
 //! [`SORT_MAX`] entries and in the dumps' order past it, the manifest last),
-//! media stored and text deflated. Nothing per entry stays in memory but an
-//! 8-byte digest of its name: the central directory is spilled by
-//! [`ZipOut`], and each entry's manifest line logged to a temporary file.
+//! media stored and text deflated. Past [`SPILL_MEMORY`] bytes, nothing per
+//! entry stays in memory but an 8-byte digest of its name: the central
+//! directory is spilled by [`ZipOut`], and each entry's manifest line
+//! logged, both to temporary files ([`Spill`]).
 
 use std::collections::HashSet;
 use std::fs::File;
@@ -83,6 +84,79 @@ impl TempFile {
 impl Drop for TempFile {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Bytes kept in memory by a [`Spill`] before they move to a file.
+pub(crate) const SPILL_MEMORY: usize = 256 << 10;
+
+/// Bytes written once, then read back from the start (maybe several
+/// times): kept in memory up to [`SPILL_MEMORY`] bytes, then moved to a
+/// temporary file of the work directory, so that memory stays bounded
+/// whatever the number of entries.
+///
+/// Most archives are small, and then create no temporary file at all. On
+/// a file system that checks recently freed inodes at each creation (ext4
+/// without a journal), creating and removing two files per archive cost
+/// the processors of many small transfers more CPU than the archives.
+pub(crate) struct Spill {
+    dir: PathBuf,
+    tag: &'static str,
+    memory: Vec<u8>,
+    file: Option<(TempFile, BufWriter<File>)>,
+}
+
+impl Spill {
+    /// An empty spill whose file, if needed, goes to `dir`.
+    pub(crate) fn new(dir: &Path, tag: &'static str) -> Spill {
+        Spill {
+            dir: dir.to_owned(),
+            tag,
+            memory: Vec::new(),
+            file: None,
+        }
+    }
+
+    /// Whether the bytes moved to a file (for tests).
+    #[cfg(test)]
+    pub(crate) fn on_disk(&self) -> bool {
+        self.file.is_some()
+    }
+
+    /// A reader of everything written so far, from the start.
+    pub(crate) fn reader(&mut self) -> io::Result<Box<dyn Read + '_>> {
+        match &mut self.file {
+            None => Ok(Box::new(self.memory.as_slice())),
+            Some((temp, w)) => {
+                w.flush()?;
+                Ok(Box::new(File::open(temp.path())?))
+            }
+        }
+    }
+}
+
+impl Write for Spill {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        if self.file.is_none() && self.memory.len() + bytes.len() > SPILL_MEMORY {
+            let (temp, f) = TempFile::create(&self.dir, self.tag)?;
+            let mut w = BufWriter::with_capacity(64 << 10, f);
+            w.write_all(&std::mem::take(&mut self.memory))?;
+            self.file = Some((temp, w));
+        }
+        match &mut self.file {
+            Some((_, w)) => w.write(bytes),
+            None => {
+                self.memory.extend_from_slice(bytes);
+                Ok(bytes.len())
+            }
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match &mut self.file {
+            Some((_, w)) => w.flush(),
+            None => Ok(()),
+        }
     }
 }
 /// What a media entry waits for before it is kept (streamed dumps).
@@ -173,8 +247,7 @@ pub(crate) struct ScopeArchive {
     /// The staging file (none in a dry run).
     temp: Option<TempFile>,
     out: Option<Out>,
-    log_temp: TempFile,
-    log: BufWriter<File>,
+    log: Spill,
     /// The entry started and not ended.
     current: Option<OutEntry>,
     count: u64,
@@ -212,13 +285,11 @@ impl ScopeArchive {
         temp: Option<TempFile>,
         out: Out,
     ) -> io::Result<ScopeArchive> {
-        let (log_temp, log) = TempFile::create(dir, "log")?;
         Ok(ScopeArchive {
             file: file.to_owned(),
             temp,
             out: Some(out),
-            log_temp,
-            log: BufWriter::with_capacity(64 << 10, log),
+            log: Spill::new(dir, "log"),
             current: None,
             count: 0,
             names: HashSet::new(),
@@ -346,8 +417,8 @@ impl ScopeArchive {
     }
 
     /// Reads the log back, one entry at a time.
-    fn read_log(&self, mut each: impl FnMut(Logged) -> io::Result<()>) -> io::Result<()> {
-        let mut r = BufReader::with_capacity(64 << 10, File::open(self.log_temp.path())?);
+    fn read_log(&mut self, mut each: impl FnMut(Logged) -> io::Result<()>) -> io::Result<()> {
+        let mut r = BufReader::with_capacity(64 << 10, self.log.reader()?);
         let mut line = String::new();
         loop {
             line.clear();

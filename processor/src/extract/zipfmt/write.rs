@@ -1,8 +1,8 @@
 //! Writing a zip: local headers patched in place, the central directory
-//! spilled to a temporary file, zip64 records when needed.
+//! spilled (to a temporary file past a bound), zip64 records when needed.
 
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
 use flate2::{Compress, Compression, FlushCompress, Status};
@@ -11,7 +11,7 @@ use super::{
     bad, CENTRAL_SIG, DEFLATED, DOS_DATE_EPOCH, END_SIG, EXTERNAL_FILE_644, FLAG_UTF8, LOCAL_LEN,
     LOCAL_SIG, MADE_BY_UNIX, STORED, ZIP64_END_SIG, ZIP64_LOCATOR_SIG,
 };
-use crate::extract::archive::TempFile;
+use crate::extract::archive::Spill;
 
 /// An entry being written.
 struct Current {
@@ -40,13 +40,12 @@ pub(crate) struct Written {
     pub size: u64,
 }
 
-/// A zip written to a seekable file, with the central directory spilled
-/// to a temporary file until [`ZipOut::finish`].
+/// A zip written to a seekable file, with the central directory in a [`Spill`]
+/// until [`ZipOut::finish`].
 pub(crate) struct ZipOut {
     out: BufWriter<File>,
     pos: u64,
-    cd: BufWriter<File>,
-    _cd_temp: TempFile,
+    cd: Spill,
     entries: u64,
     current: Option<Current>,
     level: u32,
@@ -57,12 +56,10 @@ impl ZipOut {
     /// Writes into `file` (empty) with deflate `level`; the directory spill
     /// goes to a temporary file of `dir`.
     pub(crate) fn new(file: File, dir: &Path, level: u32) -> io::Result<ZipOut> {
-        let (cd_temp, cd) = TempFile::create(dir, "cd")?;
         Ok(ZipOut {
             out: BufWriter::with_capacity(256 << 10, file),
             pos: 0,
-            cd: BufWriter::with_capacity(64 << 10, cd),
-            _cd_temp: cd_temp,
+            cd: Spill::new(dir, "cd"),
             entries: 0,
             current: None,
             level: level.clamp(1, 9),
@@ -316,10 +313,7 @@ impl ZipOut {
             return Err(bad("an entry is still open"));
         }
         let cd_offset = self.pos;
-        let spill = self.cd.into_inner().map_err(|e| e.into_error())?;
-        let mut spill = BufReader::new(spill);
-        spill.seek(SeekFrom::Start(0))?;
-        let cd_size = io::copy(&mut spill, &mut self.out)?;
+        let cd_size = io::copy(&mut self.cd.reader()?, &mut self.out)?;
         self.pos += cd_size;
         let zip64 = self.entries >= 0xffff || cd_offset >= 0xffff_ffff || cd_size >= 0xffff_ffff;
         let mut t = Vec::with_capacity(98);
