@@ -70,7 +70,8 @@ impl Pusher {
             Ok(u) => u,
             Err(e) => return Decision::Fail(e.to_string()),
         };
-        if record.offset < record.size {
+        let pushed = record.offset < record.size;
+        if pushed {
             let upload = Upload {
                 key: record.storage_key.clone(),
                 file_url: file_url.clone(),
@@ -82,13 +83,21 @@ impl Pusher {
                 return step;
             }
         }
+        // Every chunk's outcome is known: the in-flight mark goes while the
+        // client is told (one round trip less on a file's path).
         let mut backoff = Backoff::new(self.request_policy());
-        if let Err(e) = retry(&mut backoff, || {
-            self.client()
-                .finish_file(&file_url, record.size, &record.blake2b)
-        })
-        .await
-        {
+        let (finished, ()) = tokio::join!(
+            retry(&mut backoff, || {
+                self.client()
+                    .finish_file(&file_url, record.size, &record.blake2b)
+            }),
+            async {
+                if pushed {
+                    self.clear_inflight(t, file).await;
+                }
+            },
+        );
+        if let Err(e) = finished {
             let refused = format!("the client refused {file}");
             return self
                 .request_failed(e, t, client, Request::File(file), &refused)
@@ -111,8 +120,9 @@ impl Pusher {
         }
     }
 
-    /// One push run of a file: `None` when the file is completely pushed,
-    /// otherwise how the job ends.
+    /// One push run of a file: `None` when the file is completely pushed
+    /// (its in-flight mark left for the caller to clear), otherwise how the
+    /// job ends.
     async fn push_run(
         &self,
         job: &PushJob,
@@ -185,10 +195,7 @@ impl Pusher {
             tracing::debug!(transfer = %t.id, %file, requests = stats.requests, failures = stats.failures, rewinds = stats.rewinds, stalled = stats.stalled, "push run of a failing client");
         }
         match result {
-            Ok(()) => {
-                self.clear_inflight(t, file).await;
-                None
-            }
+            Ok(()) => None,
             Err(e) => Some(self.run_stopped(job, t, client, file, e).await),
         }
     }

@@ -301,7 +301,10 @@ impl Pusher {
         };
         if let Ok(Some(fence)) = self.enter_fence(&t).await {
             if self.ensure_started(&t, &target, &client).await.is_ok()
-                && self.drain(&t, &target, &client, &fence, started).await == Decision::Done
+                && self
+                    .drain(&t, &target, &client, &fence, started, None)
+                    .await
+                    == Decision::Done
             {
                 // Every file pushed (or none to push): the finish request.
                 if let Err(step) = self.maybe_finish(&t, &target, &client).await {
@@ -390,10 +393,15 @@ impl Pusher {
                 Err(_) => return Decision::Retry(Duration::from_secs(2)),
             };
         let step = self.push_file(job, t, target, client, file, fence).await;
-        lease.release().await;
         match step {
-            Decision::Done => self.drain(t, target, client, fence, started).await,
-            step => step,
+            Decision::Done => {
+                self.drain(t, target, client, fence, started, Some(lease))
+                    .await
+            }
+            step => {
+                lease.release().await;
+                step
+            }
         }
     }
 
@@ -403,6 +411,9 @@ impl Pusher {
     /// (`ALIAS_PUSH_PER_CLIENT` is 1 by default). A file another worker is
     /// pushing is left to it; a drained file that cannot complete now is
     /// left to its own job, which stays queued until the file is finished.
+    /// `last` is the lease of a file just pushed: it is let go, as each
+    /// drained file's is, while the next list is read (one round trip less
+    /// per file).
     async fn drain(
         &self,
         t: &Transfer,
@@ -410,11 +421,17 @@ impl Pusher {
         client: &ClientId,
         fence: &Fenced,
         started: tokio::time::Instant,
+        mut last: Option<LeaseGuard>,
     ) -> Decision {
         let budget = self.settings.run_time / 2;
         let mut tried = std::collections::HashSet::new();
         while started.elapsed() < budget && fence.holds() {
-            let files = match self.state.files(&t.id, t.generation).await {
+            let (files, ()) = tokio::join!(self.state.files(&t.id, t.generation), async {
+                if let Some(lease) = last.take() {
+                    lease.release().await;
+                }
+            });
+            let files = match files {
                 Ok(files) => files,
                 // This job's own file is done; the rest keep their jobs.
                 Err(_) => return Decision::Done,
@@ -450,16 +467,19 @@ impl Pusher {
             let step = self
                 .push_file(&job, t, target, client, &next.name, fence)
                 .await;
-            lease.release().await;
             match step {
-                Decision::Done => {}
+                Decision::Done => last = Some(lease),
                 // A run stopped short: the file's own job (or the one the
                 // run re-queued) goes on with it; this job's file is done.
                 Decision::Retry(_) | Decision::Fail(_) => {
+                    lease.release().await;
                     tracing::debug!(transfer = %t.id, file = %next.name, ?step, "drained file left to its own job");
                     return Decision::Done;
                 }
             }
+        }
+        if let Some(lease) = last {
+            lease.release().await;
         }
         Decision::Done
     }
