@@ -562,7 +562,7 @@ async fn run_work(
     let queue = Arc::new(std::sync::Mutex::new(
         units.into_iter().collect::<std::collections::VecDeque<_>>(),
     ));
-    for _ in 0..threads {
+    for started in 0..threads {
         let (queue, tx, unit_shared) = (queue.clone(), tx.clone(), shared.clone());
         let nice = options.nice;
         // Threads of the build's own (not the runtime's blocking pool), so
@@ -574,9 +574,12 @@ async fn run_work(
                 run_units(&queue, &tx, &unit_shared);
             });
         if let Err(e) = spawned {
-            // The threads already started stop at their next entry.
-            shared.cancel.store(true, Ordering::Relaxed);
-            return Err(ExtractError::Io(e));
+            if started == 0 {
+                return Err(ExtractError::Io(e));
+            }
+            // The threads already running take every unit of the queue.
+            tracing::warn!(error = %e, threads = started, "could not start another build thread");
+            break;
         }
     }
     Ok(Running {
