@@ -93,15 +93,25 @@ pub async fn events(
     };
     let done_at_start = terminal(&first);
     let head = stream::once(async move { sse("status", &first) });
-    let tail = stream::unfold(
-        (rx, done_at_start, slot),
-        move |(mut rx, done, slot)| async move {
+    let tail = stream::unfold((rx, done_at_start, slot), move |(mut rx, done, slot)| {
+        let app = app.clone();
+        let id = id.clone();
+        async move {
             if done {
                 return None;
             }
             loop {
-                match tokio::time::timeout(Duration::from_secs(15), rx.recv()).await {
-                    Err(_) => return Some((keepalive(), (rx, false, slot))),
+                match tokio::time::timeout(QUIET, rx.recv()).await {
+                    // Events travel by Redis pub/sub, which drops those
+                    // published while a gateway resubscribes (a Redis
+                    // failover): a quiet stream reads the status again, so
+                    // that it still ends with its transfer.
+                    Err(_) => match transfer_json(&app, &id).await {
+                        Ok(now) if terminal(&now) => {
+                            return Some((sse("status", &now), (rx, true, slot)))
+                        }
+                        _ => return Some((keepalive(), (rx, false, slot))),
+                    },
                     Ok(Ok(TransferEvent { transfer, kind })) => {
                         let value = serde_json::to_value(&transfer).unwrap_or_default();
                         let end = transfer.state.is_terminal();
@@ -111,14 +121,18 @@ pub async fn events(
                     Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => return None,
                 }
             }
-        },
-    );
+        }
+    });
     Ok(HttpResponse::Ok()
         .content_type("text/event-stream")
         .insert_header(("Cache-Control", "no-cache"))
         .insert_header(("X-Accel-Buffering", "no"))
         .streaming(head.chain(tail)))
 }
+
+/// How long an events stream may stay quiet before the status is read
+/// again (and a keep-alive sent when the transfer is still running).
+const QUIET: Duration = Duration::from_secs(15);
 
 fn sse(kind: &str, value: &serde_json::Value) -> Result<web::Bytes, actix_web::Error> {
     Ok(web::Bytes::from(format!(

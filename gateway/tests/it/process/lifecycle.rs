@@ -137,3 +137,56 @@ async fn events_stream_follows_the_transfer() {
     }
     bank.cleanup().await;
 }
+
+#[actix_web::test]
+async fn a_quiet_events_stream_still_ends_when_the_last_event_was_lost() {
+    let bank = Bank::start().await;
+    bind_user(&bank, 8).await;
+    let c = contract("Demo", "client.example");
+    let (_, body, _) = process_async(&bank, &grant(&user_key(8), &c, now())).await;
+    let id = body["transfer"]["id"].as_str().unwrap().to_owned();
+    let mut resp = bank
+        .http
+        .get(bank.url(&format!("/alias/transfers/{id}/events")))
+        .bearer_auth(body["access"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let first = resp.chunk().await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&first).starts_with("event: status\ndata: "));
+
+    // The transfer ends without an event, as when the gateway's pub/sub
+    // subscription is being renewed (a Redis failover): its state is
+    // written straight into its record.
+    let ns = &bank.app.config.namespace;
+    let client = redis::Client::open(bank.app.config.redis_url.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{ns}:transfer:*:{id}"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(keys.len(), 1, "one transfer record: {keys:?}");
+    let () = redis::cmd("HSET")
+        .arg(&keys[0])
+        .arg("state")
+        .arg("done")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+
+    // The stream reads the status again once quiet and ends with it.
+    let mut text = String::new();
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        while let Some(chunk) = resp.chunk().await.unwrap() {
+            text.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the stream did not end: {text}");
+    assert!(
+        text.contains("event: status\ndata: ") && text.contains("\"state\":\"done\""),
+        "{text}"
+    );
+    bank.cleanup().await;
+}
