@@ -93,10 +93,11 @@ pub async fn events(
     };
     let done_at_start = terminal(&first);
     let head = stream::once(async move { sse("status", &first) });
-    let tail = stream::unfold((rx, done_at_start, slot), move |(mut rx, done, slot)| {
-        let app = app.clone();
-        let id = id.clone();
-        async move {
+    // The state carries the app and the id, so that a quiet stream can read
+    // the status again without cloning them for every event.
+    let tail = stream::unfold(
+        (rx, done_at_start, slot, app, id),
+        move |(mut rx, done, slot, app, id)| async move {
             if done {
                 return None;
             }
@@ -106,23 +107,25 @@ pub async fn events(
                     // published while a gateway resubscribes (a Redis
                     // failover): a quiet stream reads the status again, so
                     // that it still ends with its transfer.
-                    Err(_) => match transfer_json(&app, &id).await {
-                        Ok(now) if terminal(&now) => {
-                            return Some((sse("status", &now), (rx, true, slot)))
-                        }
-                        _ => return Some((keepalive(), (rx, false, slot))),
-                    },
+                    Err(_) => {
+                        let now = transfer_json(&app, &id).await;
+                        let (event, end) = match &now {
+                            Ok(now) if terminal(now) => (sse("status", now), true),
+                            _ => (keepalive(), false),
+                        };
+                        return Some((event, (rx, end, slot, app, id)));
+                    }
                     Ok(Ok(TransferEvent { transfer, kind })) => {
                         let value = serde_json::to_value(&transfer).unwrap_or_default();
                         let end = transfer.state.is_terminal();
-                        return Some((sse(&kind, &value), (rx, end, slot)));
+                        return Some((sse(&kind, &value), (rx, end, slot, app, id)));
                     }
                     Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => continue,
                     Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => return None,
                 }
             }
-        }
-    });
+        },
+    );
     Ok(HttpResponse::Ok()
         .content_type("text/event-stream")
         .insert_header(("Cache-Control", "no-cache"))

@@ -106,12 +106,12 @@ async fn synchronous_process_answers_when_the_transfer_ends() {
     bank.cleanup().await;
 }
 
-#[actix_web::test]
-async fn events_stream_follows_the_transfer() {
-    let bank = Bank::start().await;
-    bind_user(&bank, 7).await;
+/// User `n` starts a transfer; its events stream, opened, has given its
+/// first event (the current status). Returns the transfer id and the stream.
+async fn follow_new_transfer(bank: &Bank, n: u8) -> (String, reqwest::Response) {
+    bind_user(bank, n).await;
     let c = contract("Demo", "client.example");
-    let (_, body, _) = process_async(&bank, &grant(&user_key(7), &c, now())).await;
+    let (_, body, _) = process_async(bank, &grant(&user_key(n), &c, now())).await;
     let id = body["transfer"]["id"].as_str().unwrap().to_owned();
     let mut resp = bank
         .http
@@ -121,14 +121,27 @@ async fn events_stream_follows_the_transfer() {
         .await
         .unwrap();
     assert_eq!(resp.headers()["content-type"], "text/event-stream");
-    // The first event is the current status; then the workers' changes.
     let first = resp.chunk().await.unwrap().unwrap();
     assert!(String::from_utf8_lossy(&first).starts_with("event: status\ndata: "));
-    fake_workers(&bank, None).await;
+    (id, resp)
+}
+
+/// The rest of an events stream, up to its end.
+async fn rest_of(resp: &mut reqwest::Response) -> String {
     let mut text = String::new();
     while let Some(chunk) = resp.chunk().await.unwrap() {
         text.push_str(&String::from_utf8_lossy(&chunk));
     }
+    text
+}
+
+#[actix_web::test]
+async fn events_stream_follows_the_transfer() {
+    let bank = Bank::start().await;
+    let (_, mut resp) = follow_new_transfer(&bank, 7).await;
+    // Then the workers' changes.
+    fake_workers(&bank, None).await;
+    let text = rest_of(&mut resp).await;
     for kind in ["processing", "files", "pushing", "progress", "file", "done"] {
         assert!(
             text.contains(&format!("event: {kind}\n")),
@@ -141,19 +154,7 @@ async fn events_stream_follows_the_transfer() {
 #[actix_web::test]
 async fn a_quiet_events_stream_still_ends_when_the_last_event_was_lost() {
     let bank = Bank::start().await;
-    bind_user(&bank, 8).await;
-    let c = contract("Demo", "client.example");
-    let (_, body, _) = process_async(&bank, &grant(&user_key(8), &c, now())).await;
-    let id = body["transfer"]["id"].as_str().unwrap().to_owned();
-    let mut resp = bank
-        .http
-        .get(bank.url(&format!("/alias/transfers/{id}/events")))
-        .bearer_auth(body["access"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap();
-    let first = resp.chunk().await.unwrap().unwrap();
-    assert!(String::from_utf8_lossy(&first).starts_with("event: status\ndata: "));
+    let (id, mut resp) = follow_new_transfer(&bank, 8).await;
 
     // The transfer ends without an event, as when the gateway's pub/sub
     // subscription is being renewed (a Redis failover): its state is
@@ -176,14 +177,9 @@ async fn a_quiet_events_stream_still_ends_when_the_last_event_was_lost() {
         .unwrap();
 
     // The stream reads the status again once quiet and ends with it.
-    let mut text = String::new();
-    let ended = tokio::time::timeout(std::time::Duration::from_secs(60), async {
-        while let Some(chunk) = resp.chunk().await.unwrap() {
-            text.push_str(&String::from_utf8_lossy(&chunk));
-        }
-    })
-    .await;
-    assert!(ended.is_ok(), "the stream did not end: {text}");
+    let text = tokio::time::timeout(std::time::Duration::from_secs(60), rest_of(&mut resp))
+        .await
+        .expect("the stream ends");
     assert!(
         text.contains("event: status\ndata: ") && text.contains("\"state\":\"done\""),
         "{text}"
