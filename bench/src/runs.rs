@@ -257,6 +257,11 @@ pub async fn many(
     stack.check_alive()?;
     let peaks = stack.peaks();
     eprintln!("  CPU of the services: {}", stack.cpu_line());
+    let followed: Vec<_> = outcomes
+        .iter()
+        .filter_map(|o| o.as_ref().ok().map(|(_, f)| f))
+        .collect();
+    eprintln!("  {}", push_waits(&followed));
 
     let mut run = Run {
         transfers: n,
@@ -331,4 +336,26 @@ pub async fn many(
     stack.stop().await?;
     std::fs::remove_dir_all(dir)?;
     Ok((run, generate_s))
+}
+
+/// How long the transfers of a run waited between every archive built and
+/// their end (the push after the build), as quantiles: what the pushers
+/// added once processing was over.
+fn push_waits(followed: &[&client::Followed]) -> String {
+    let mut waits: Vec<f64> = followed
+        .iter()
+        .filter_map(|f| f.built_at.map(|b| (f.ended_at - b).as_secs_f64()))
+        .collect();
+    if waits.is_empty() {
+        return "built → end: no transfer reported `built`".into();
+    }
+    waits.sort_by(f64::total_cmp);
+    let at = |q: f64| waits[((waits.len() - 1) as f64 * q).round() as usize];
+    format!(
+        "built → end of each transfer: median {:.2} s, 90 % {:.2} s, max {:.2} s ({} transfers)",
+        at(0.5),
+        at(0.9),
+        at(1.0),
+        waits.len()
+    )
 }

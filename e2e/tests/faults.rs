@@ -558,6 +558,7 @@ async fn a_dead_client_fails_alone_and_completes_when_replayed() {
             ("ALIAS_BREAKER_FAILURES", "2"),
             ("ALIAS_BREAKER_COOLDOWN_SECS", "1"),
             ("ALIAS_WORKER_CONCURRENCY", "4"),
+            ("ALIAS_PUSH_CONCURRENCY", "4"),
         ],
     )
     .await;
@@ -663,6 +664,7 @@ async fn sigterm_with_pushes_in_flight_loses_nothing() {
         "ft",
         &[
             ("ALIAS_WORKER_CONCURRENCY", "4"),
+            ("ALIAS_PUSH_CONCURRENCY", "4"),
             ("ALIAS_PUSH_RUN_BYTES", "262144"),
         ],
     )

@@ -9,7 +9,14 @@ use sink::Faults;
 
 #[actix_web::test]
 async fn a_pusher_killed_mid_file_is_resumed_by_another() {
-    let mut bank = Bank::new("k", &[("ALIAS_WORKER_CONCURRENCY", "4")]).await;
+    let mut bank = Bank::new(
+        "k",
+        &[
+            ("ALIAS_WORKER_CONCURRENCY", "4"),
+            ("ALIAS_PUSH_CONCURRENCY", "4"),
+        ],
+    )
+    .await;
     bank.start_processor().await;
     // Slow enough that the kill lands in the middle of the big file.
     let client = Client::with_contract(

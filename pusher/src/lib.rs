@@ -48,7 +48,7 @@ pub fn pusher(
         settings: PushSettings {
             per_client: config.pusher.push_per_client,
             client_share: config.pusher.push_client_share,
-            concurrency: config.worker_concurrency,
+            concurrency: config.pusher.push_concurrency,
             run_time: config.pusher.push_run_time,
             min_advance: config.pusher.push_min_advance,
             file_rewinds: config.pusher.push_file_rewinds,
@@ -89,7 +89,7 @@ pub fn start_with(config: &Config, services: Services) -> anyhow::Result<WorkerH
         broker,
         WorkerSettings {
             route: Route::Push,
-            concurrency: config.worker_concurrency,
+            concurrency: config.pusher.push_concurrency,
             name: "pusher".into(),
             shutdown_grace: Duration::from_secs(60),
         },

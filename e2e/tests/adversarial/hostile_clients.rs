@@ -213,7 +213,7 @@ async fn one_client_on_many_host_names_takes_one_slot() {
             ("ALIAS_PUSH_MIN_RATE", "0"),
             ("ALIAS_PUSH_CLIENT_SHARE", "100"),
             ("ALIAS_PUSH_PER_CLIENT", "1"),
-            ("ALIAS_WORKER_CONCURRENCY", "2"),
+            ("ALIAS_PUSH_CONCURRENCY", "2"),
         ],
     )
     .await;
@@ -272,7 +272,7 @@ async fn slow_clients_cannot_hold_the_workers() {
             ("ALIAS_PUSH_TIMEOUT_SECS", "300"),
             ("ALIAS_PUSH_MIN_RATE", "262144"),
             ("ALIAS_PUSH_RUN_SECS", "5"),
-            ("ALIAS_WORKER_CONCURRENCY", "2"),
+            ("ALIAS_PUSH_CONCURRENCY", "2"),
         ],
     )
     .await;
@@ -317,7 +317,7 @@ async fn slow_clients_cannot_hold_the_workers() {
 async fn faking_client(mode: Mode, extra: &[(&str, &str)], expect: &str) -> (u64, Duration) {
     let mut env = vec![
         ("ALIAS_PUSH_ATTEMPTS", "3"),
-        ("ALIAS_WORKER_CONCURRENCY", "2"),
+        ("ALIAS_PUSH_CONCURRENCY", "2"),
     ];
     env.extend_from_slice(extra);
     let mut bank = Bank::new("advh-fake-", &env).await;

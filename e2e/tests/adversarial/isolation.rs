@@ -455,6 +455,7 @@ async fn no_chunk_of_an_old_generation_arrives_after_a_new_start() {
         "isf",
         &[
             ("ALIAS_WORKER_CONCURRENCY", "4"),
+            ("ALIAS_PUSH_CONCURRENCY", "4"),
             ("ALIAS_PUSH_PER_CLIENT", "2"),
         ],
     )

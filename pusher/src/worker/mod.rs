@@ -50,7 +50,7 @@ pub struct PushSettings {
     pub per_client: u32,
     /// Percent of this pusher's workers one client may hold (at least one).
     pub client_share: u32,
-    /// This pusher's workers (`ALIAS_WORKER_CONCURRENCY`).
+    /// This pusher's workers (`ALIAS_PUSH_CONCURRENCY`).
     pub concurrency: usize,
     /// Wall-clock limit of one delivery.
     pub run_time: Duration,
@@ -408,7 +408,7 @@ impl Pusher {
     /// Pushes the generation's other unfinished files while this job holds
     /// the client's slot, until half the run time is spent. Without it each
     /// file waits in the retry queue for the slot the file before it held
-    /// (`ALIAS_PUSH_PER_CLIENT` is 1 by default). A file another worker is
+    /// (as with `ALIAS_PUSH_PER_CLIENT=1`). A file another worker is
     /// pushing is left to it; a drained file that cannot complete now is
     /// left to its own job, which stays queued until the file is finished.
     /// `last` is the lease of a file just pushed: it is let go, as each

@@ -11,6 +11,8 @@ use std::time::Duration;
 pub struct PusherConfig {
     /// Private networks the pusher may reach.
     pub push_allow: Vec<IpNet>,
+    /// Push jobs one pusher works on at once.
+    pub push_concurrency: usize,
     /// Largest push chunk.
     pub push_chunk: u64,
     /// Concurrent pushes per client (signing key, registrable domain).
@@ -48,6 +50,7 @@ impl PusherConfig {
     pub(super) fn validate(raw: &Raw) -> Result<PusherConfig, ConfigError> {
         Ok(PusherConfig {
             push_allow: cidrs("ALIAS_PUSH_ALLOW", &raw.push_allow)?,
+            push_concurrency: push_concurrency(raw.push_concurrency)?,
             push_chunk: max_chunk(positive("ALIAS_PUSH_CHUNK", raw.push_chunk)?)?,
             push_per_client: positive_u32("ALIAS_PUSH_PER_CLIENT", raw.push_per_client)?,
             push_client_share: client_share(raw.push_client_share)?,
@@ -84,6 +87,22 @@ fn client_share(share: u64) -> Result<u32, ConfigError> {
         ));
     }
     Ok(u32::try_from(share).unwrap_or(100))
+}
+
+/// The most push jobs one pusher takes at once: each holds a connection
+/// and a chunk's buffers.
+pub const MAX_PUSH_CONCURRENCY: u64 = 1024;
+
+fn push_concurrency(jobs: u64) -> Result<usize, ConfigError> {
+    let jobs = positive("ALIAS_PUSH_CONCURRENCY", jobs)?;
+    if jobs > MAX_PUSH_CONCURRENCY {
+        return Err(invalid(
+            "ALIAS_PUSH_CONCURRENCY",
+            &jobs.to_string(),
+            format!("at most {MAX_PUSH_CONCURRENCY} jobs"),
+        ));
+    }
+    Ok(usize::try_from(jobs).unwrap_or(1))
 }
 
 /// The largest chunk a client must accept: the reference client refuses

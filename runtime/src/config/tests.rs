@@ -152,6 +152,19 @@ fn build_niceness_is_bounded() {
 }
 
 #[test]
+fn push_concurrency_is_the_pushers_own_and_bounded() {
+    let c = Config::from_pairs(&[("ALIAS_WORKER_CONCURRENCY", "3")]).unwrap();
+    assert_eq!((c.worker_concurrency, c.pusher.push_concurrency), (3, 16));
+    let jobs = |v: &str| Config::from_pairs(&[("ALIAS_PUSH_CONCURRENCY", v)]);
+    assert_eq!(jobs("1").unwrap().pusher.push_concurrency, 1);
+    assert_eq!(jobs("1024").unwrap().pusher.push_concurrency, 1024);
+    for bad in ["0", "1025", "many"] {
+        let err = jobs(bad).unwrap_err().to_string().to_lowercase();
+        assert!(err.contains("push_concurrency"), "{bad}: {err}");
+    }
+}
+
+#[test]
 fn redis_and_rabbitmq_are_given_or_defaulted() {
     let c = Config::from_pairs(&[]).unwrap();
     assert!(!c.redis_given && !c.amqp_given);

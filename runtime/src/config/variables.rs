@@ -214,7 +214,7 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     (
         "ALIAS_WORKER_CONCURRENCY",
         "2",
-        "jobs a processor or pusher works on at once",
+        "jobs a processor works on at once (a pusher's are ALIAS_PUSH_CONCURRENCY)",
     ),
     (
         "ALIAS_WORK_DIR",
@@ -257,13 +257,18 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "niceness added to the build threads (0 to 19), so that on a shared host the latency-bound work (pushes, HTTP, the processor's own state updates) runs before the archives' deflating; 0 keeps their priority",
     ),
     (
+        "ALIAS_PUSH_CONCURRENCY",
+        "16",
+        "push jobs one pusher works on at once (1 to 1024); a push mostly waits on the network, so it takes more than a processor's build",
+    ),
+    (
         "ALIAS_PUSH_CHUNK",
         "2097152",
         "largest chunk the pusher sends, in bytes (at most 67108864, the reference client's limit)",
     ),
     (
         "ALIAS_PUSH_PER_CLIENT",
-        "1",
+        "8",
         "concurrent pushes per client (its signing key, and its registrable domain) across all pushers",
     ),
     (
