@@ -173,6 +173,9 @@ impl Pusher {
         if t.state != TransferState::Pushing {
             return Decision::Retry(Duration::from_secs(2));
         }
+        if self.already_counted(job, &t).await {
+            return Decision::Done;
+        }
         let (target, client) = match self.reach(&t).await {
             Ok(reached) => reached,
             Err(step) => return step,
@@ -194,6 +197,25 @@ impl Pusher {
         release_all(slots).await;
         drop(local);
         step
+    }
+
+    /// Whether the job's file was pushed, and counted, by another job (one
+    /// that drained it) while the transfer still has files to push: the job
+    /// then has nothing left to do, and ends without reading the grant or
+    /// taking a client slot. Once every file is counted the job goes on,
+    /// since the transfer finish may be left to it; a failed read goes on
+    /// too (the full path checks again).
+    async fn already_counted(&self, job: &PushJob, t: &Transfer) -> bool {
+        let Some(file) = &job.file else {
+            return false;
+        };
+        if t.built && t.files_done >= t.files_total {
+            return false;
+        }
+        matches!(
+            self.state.file_counted(&t.id, t.generation, file).await,
+            Ok(true)
+        )
     }
 
     /// The push destination and the client of `t`, unless the destination

@@ -134,6 +134,26 @@ async fn a_file_another_worker_holds_is_left_to_it() {
     let t = s.state.transfer(&s.id).await.unwrap().unwrap();
     assert_eq!(t.state, TransferState::Pushing, "{t:?}");
     assert_eq!(s.sink.counters().transfer_finishes, 0);
+    // A drained file's own job ends at once, even while another pusher
+    // holds the client's slot: it has nothing left to push, so it neither
+    // waits for the slot nor comes back from the retry queue.
+    let domain = runtime::state::ClientName::Domain("127.0.0.1".into());
+    let slot = LeaseGuard::acquire(
+        &s.state,
+        Lease::client_slot(&domain, 0),
+        "another-pusher",
+        Duration::from_secs(60),
+    )
+    .await
+    .unwrap()
+    .expect("the slot is free");
+    let requests = s.sink.counters().requests;
+    assert_eq!(
+        deliver(&s.pusher, &job(&s.id, &s.names[1])).await,
+        Disposition::Ack
+    );
+    assert_eq!(s.sink.counters().requests, requests);
+    slot.release().await;
     // The holder lets go; the file's own job pushes it and ends the
     // transfer.
     held.release().await;

@@ -271,6 +271,10 @@ pub trait TransferStore: Send + Sync {
     /// Marks a file finished (the client was told) and counts it.
     async fn finish_file(&self, id: &str, generation: u64, file: &str) -> Result<bool, StateError>;
 
+    /// Whether [`Transfers::finish_file`] counted `file` in `generation`.
+    async fn file_counted(&self, id: &str, generation: u64, file: &str)
+        -> Result<bool, StateError>;
+
     /// Starts generation `generation + 1` of a pushing transfer with the
     /// same grant and the same archives (the push "Resume" rule: a chunk of
     /// unknown outcome at a client without offset queries restarts the

@@ -278,6 +278,20 @@ impl TransferStore for MemoryStore {
         Ok(Some(committed))
     }
 
+    async fn file_counted(
+        &self,
+        id: &str,
+        generation: u64,
+        file: &str,
+    ) -> Result<bool, StateError> {
+        let now = Instant::now();
+        let data = self.data();
+        Ok(data
+            .generations
+            .get(&(id.to_owned(), generation))
+            .is_some_and(|g| g.live(now) && g.value.done.contains(file)))
+    }
+
     async fn finish_file(&self, id: &str, generation: u64, file: &str) -> Result<bool, StateError> {
         let added = {
             let now = Instant::now();

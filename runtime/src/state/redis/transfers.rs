@@ -484,6 +484,17 @@ impl TransferStore for RedisStore {
         Ok(added == 1)
     }
 
+    async fn file_counted(
+        &self,
+        id: &str,
+        generation: u64,
+        file: &str,
+    ) -> Result<bool, StateError> {
+        let mut conn = self.conn.clone();
+        let done_key = format!("{}:done", self.files_key(id, generation));
+        Ok(conn.sismember(&done_key, file).await?)
+    }
+
     async fn restart_generation(
         &self,
         id: &str,
