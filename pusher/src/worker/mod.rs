@@ -101,6 +101,11 @@ const DAY: Duration = Duration::from_secs(24 * 3600);
 /// before that ([`Pusher::serve_waiting`]).
 const SLOT_WAIT: Duration = Duration::from_secs(5);
 
+/// How long a job waits for another job of its generation, pushing, to
+/// drain its file ([`Pusher::drained_elsewhere`]); then it takes the
+/// usual path.
+const DRAINED_WAIT: Duration = Duration::from_millis(640);
+
 /// How long a client's waiting list outlives its last entry.
 const SLOT_WAIT_LIST_TTL: Duration = Duration::from_secs(600);
 
@@ -173,7 +178,7 @@ impl Pusher {
         if t.state != TransferState::Pushing {
             return Decision::Retry(Duration::from_secs(2));
         }
-        if self.already_counted(job, &t).await {
+        if self.drained_elsewhere(job, &t).await {
             return Decision::Done;
         }
         let (target, client) = match self.reach(&t).await {
@@ -202,20 +207,49 @@ impl Pusher {
     /// Whether the job's file was pushed, and counted, by another job (one
     /// that drained it) while the transfer still has files to push: the job
     /// then has nothing left to do, and ends without reading the grant or
-    /// taking a client slot. Once every file is counted the job goes on,
-    /// since the transfer finish may be left to it; a failed read goes on
-    /// too (the full path checks again).
-    async fn already_counted(&self, job: &PushJob, t: &Transfer) -> bool {
+    /// taking a client slot. While another job of the generation is pushing
+    /// (it holds a fence registration) and the file is not counted yet, it
+    /// waits for it a little (`DRAINED_WAIT`, polls spaced out): that job
+    /// drains the generation's files, and a job that took the slot path
+    /// instead would find the slot or the start taken and go round the
+    /// retry queue. Once every file is counted the job goes on, since the
+    /// transfer finish may be left to it; a failed read goes on too (the
+    /// full path checks again).
+    async fn drained_elsewhere(&self, job: &PushJob, t: &Transfer) -> bool {
         let Some(file) = &job.file else {
             return false;
         };
-        if t.built && t.files_done >= t.files_total {
-            return false;
+        let deadline = tokio::time::Instant::now() + DRAINED_WAIT;
+        let mut pause = Duration::from_millis(10);
+        let mut waited = false;
+        loop {
+            let Ok(seen) = self.state.file_watch(&t.id, t.generation, file).await else {
+                return false;
+            };
+            if seen.counted {
+                break;
+            }
+            if !seen.pushing || tokio::time::Instant::now() + pause > deadline {
+                return false;
+            }
+            waited = true;
+            tokio::time::sleep(pause).await;
+            pause *= 2;
         }
-        matches!(
-            self.state.file_counted(&t.id, t.generation, file).await,
-            Ok(true)
-        )
+        // Counted. Whether other files are left is read again after a wait.
+        let now = if waited {
+            match self.state.transfer(&t.id).await {
+                Ok(Some(now)) => now,
+                Ok(None) => return true,
+                Err(_) => return false,
+            }
+        } else {
+            t.clone()
+        };
+        if now.generation != t.generation || now.state.is_terminal() {
+            return true;
+        }
+        !(now.built && now.files_done >= now.files_total)
     }
 
     /// The push destination and the client of `t`, unless the destination

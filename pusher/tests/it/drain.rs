@@ -166,6 +166,55 @@ async fn a_file_another_worker_holds_is_left_to_it() {
     assert_eq!(s.sink.counters().file_finishes, 3);
 }
 
+/// A file's own job that arrives while another job of the generation is
+/// pushing (it is in the restart fence) waits for that job to drain the
+/// file rather than go for the client's slot, here held elsewhere: it ends
+/// once the file is counted, with no request and no trip round the retry
+/// queue. Past the wait, or with nobody pushing, it takes the usual path
+/// (the slot is taken: it retries later).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_waits_for_the_job_draining_its_file() {
+    let s = setup().await;
+    let domain = runtime::state::ClientName::Domain("127.0.0.1".into());
+    let slot = LeaseGuard::acquire(
+        &s.state,
+        Lease::client_slot(&domain, 0),
+        "another-pusher",
+        Duration::from_secs(60),
+    )
+    .await
+    .unwrap()
+    .expect("the slot is free");
+    // Nobody pushing the generation: the usual path, and the slot is taken.
+    let step = deliver(&s.pusher, &job(&s.id, &s.names[0])).await;
+    assert!(matches!(step, Disposition::Retry(_)), "{step:?}");
+
+    // Another job of generation 1 is pushing; it counts the file 100 ms
+    // into the wait (any time within the wait gives the same outcome).
+    assert!(s
+        .state
+        .enter_fence(&s.id, 1, "another-pusher:job", Duration::from_secs(60))
+        .await
+        .unwrap());
+    let drainer = {
+        let (state, id, name) = (s.state.clone(), s.id.clone(), s.names[0].clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            state.finish_file(&id, 1, &name).await.unwrap()
+        })
+    };
+    let step = deliver(&s.pusher, &job(&s.id, &s.names[0])).await;
+    assert!(drainer.await.unwrap());
+    assert_eq!(step, Disposition::Ack);
+    assert_eq!(s.sink.counters().requests, 0);
+
+    // A file nobody counts: past the wait, the usual path again.
+    let step = deliver(&s.pusher, &job(&s.id, &s.names[1])).await;
+    assert!(matches!(step, Disposition::Retry(_)), "{step:?}");
+    assert_eq!(s.sink.counters().requests, 0);
+    slot.release().await;
+}
+
 /// A grant of a contract of client `name` (the one client key of these
 /// tests, pushing to `domain`) signed by user `user`: (transfer id, token).
 fn grant_of(name: &str, domain: &str, user: u8) -> (String, String) {

@@ -45,7 +45,8 @@ pub use self::previews::{
 };
 pub use self::redis::{EventHub, RedisStore, RedisTarget, TRANSFER_BUCKETS};
 pub use self::transfers::{
-    Begin, FileRecord, NewTransfer, Transfer, TransferEvent, TransferState, TransferStore,
+    Begin, FileRecord, FileWatch, NewTransfer, Transfer, TransferEvent, TransferState,
+    TransferStore,
 };
 pub use self::users::UserStore;
 pub use self::web::{WebCounter, WebKey, WebList, WebStore};

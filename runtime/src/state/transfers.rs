@@ -84,6 +84,15 @@ pub struct FileRecord {
     pub finished: bool,
 }
 
+/// What [`TransferStore::file_watch`] saw of one file of a generation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileWatch {
+    /// The file is pushed and counted.
+    pub counted: bool,
+    /// A push job of the generation holds a live fence registration.
+    pub pushing: bool,
+}
+
 /// A transfer as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Transfer {
@@ -271,9 +280,15 @@ pub trait TransferStore: Send + Sync {
     /// Marks a file finished (the client was told) and counts it.
     async fn finish_file(&self, id: &str, generation: u64, file: &str) -> Result<bool, StateError>;
 
-    /// Whether [`Transfers::finish_file`] counted `file` in `generation`.
-    async fn file_counted(&self, id: &str, generation: u64, file: &str)
-        -> Result<bool, StateError>;
+    /// Whether [`TransferStore::finish_file`] counted `file` in `generation`,
+    /// and whether a push job of `generation` is in the transfer's restart
+    /// fence (pushing it) right now; one round trip.
+    async fn file_watch(
+        &self,
+        id: &str,
+        generation: u64,
+        file: &str,
+    ) -> Result<FileWatch, StateError>;
 
     /// Starts generation `generation + 1` of a pushing transfer with the
     /// same grant and the same archives (the push "Resume" rule: a chunk of

@@ -2,8 +2,8 @@
 
 use super::{MemoryStore, StoredTransfer, Timed};
 use crate::state::{
-    now_ms, Begin, FileRecord, NewTransfer, StateError, Subscription, Transfer, TransferEvent,
-    TransferState, TransferStore,
+    now_ms, Begin, FileRecord, FileWatch, NewTransfer, StateError, Subscription, Transfer,
+    TransferEvent, TransferState, TransferStore,
 };
 use std::collections::HashMap;
 use std::time::Instant;
@@ -278,18 +278,24 @@ impl TransferStore for MemoryStore {
         Ok(Some(committed))
     }
 
-    async fn file_counted(
+    async fn file_watch(
         &self,
         id: &str,
         generation: u64,
         file: &str,
-    ) -> Result<bool, StateError> {
+    ) -> Result<FileWatch, StateError> {
         let now = Instant::now();
         let data = self.data();
-        Ok(data
+        let counted = data
             .generations
             .get(&(id.to_owned(), generation))
-            .is_some_and(|g| g.live(now) && g.value.done.contains(file)))
+            .is_some_and(|g| g.live(now) && g.value.done.contains(file));
+        let fence = super::fence_key(id, generation, "");
+        let pushing = data
+            .values
+            .iter()
+            .any(|(key, entry)| entry.live(now) && key.starts_with(&fence));
+        Ok(FileWatch { counted, pushing })
     }
 
     async fn finish_file(&self, id: &str, generation: u64, file: &str) -> Result<bool, StateError> {

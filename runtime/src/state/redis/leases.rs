@@ -6,7 +6,7 @@ use redis::{AsyncCommands, Script};
 use std::time::Duration;
 
 /// The server's clock in ms (one clock for every pusher's fence entries).
-const NOW_MS_LUA: &str = r"
+pub(super) const NOW_MS_LUA: &str = r"
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)

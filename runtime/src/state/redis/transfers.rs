@@ -2,8 +2,8 @@
 
 use super::{parse_num, RedisStore};
 use crate::state::{
-    now_ms, Begin, FileRecord, NewTransfer, StateError, Subscription, Transfer, TransferEvent,
-    TransferState, TransferStore,
+    now_ms, Begin, FileRecord, FileWatch, NewTransfer, StateError, Subscription, Transfer,
+    TransferEvent, TransferState, TransferStore,
 };
 use redis::{AsyncCommands, Script};
 use std::collections::HashMap;
@@ -177,6 +177,22 @@ local added = redis.call('SADD', KEYS[2], ARGV[1])
 redis.call('EXPIRE', KEYS[2], ARGV[2])
 if added == 1 then redis.call('HINCRBY', KEYS[1], 'files_done', 1) end
 return added
+";
+
+/// Whether a file is counted, and whether the fence (`KEYS[2]`, members
+/// `generation:holder` scored by their expiry) has a live member of
+/// generation `ARGV[2]`.
+const FILE_WATCH_LUA: &str = r"
+local counted = redis.call('SISMEMBER', KEYS[1], ARGV[1])
+local prefix = ARGV[2] .. ':'
+local pushing = 0
+for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], now_ms(), '+inf')) do
+  if string.sub(m, 1, #prefix) == prefix then
+    pushing = 1
+    break
+  end
+end
+return {counted, pushing}
 ";
 
 /// A transfer from its hash (`None` when the hash is empty).
@@ -484,15 +500,26 @@ impl TransferStore for RedisStore {
         Ok(added == 1)
     }
 
-    async fn file_counted(
+    async fn file_watch(
         &self,
         id: &str,
         generation: u64,
         file: &str,
-    ) -> Result<bool, StateError> {
+    ) -> Result<FileWatch, StateError> {
         let mut conn = self.conn.clone();
         let done_key = format!("{}:done", self.files_key(id, generation));
-        Ok(conn.sismember(&done_key, file).await?)
+        let (counted, pushing): (i64, i64) =
+            Script::new(&format!("{}{FILE_WATCH_LUA}", super::leases::NOW_MS_LUA))
+                .key(&done_key)
+                .key(self.fence_key(id))
+                .arg(file)
+                .arg(generation)
+                .invoke_async(&mut conn)
+                .await?;
+        Ok(FileWatch {
+            counted: counted == 1,
+            pushing: pushing == 1,
+        })
     }
 
     async fn restart_generation(
