@@ -101,6 +101,44 @@ mod tests {
         std::fs::read(&path).unwrap()
     }
 
+    /// The compressed bytes of each entry of an archive, by name.
+    fn raw_entries(bytes: Vec<u8>) -> Vec<(String, Vec<u8>)> {
+        let mut zip = zip::ZipArchive::new(Cursor::new(bytes)).unwrap();
+        (0..zip.len())
+            .map(|i| {
+                let mut e = zip.by_index_raw(i).unwrap();
+                let mut raw = Vec::new();
+                e.read_to_end(&mut raw).unwrap();
+                (e.name().to_owned(), raw)
+            })
+            .collect()
+    }
+
+    /// Archives are deterministic: an entry deflated by the compressor the
+    /// entries before it used (reset) is the same bytes as one deflated by
+    /// a new compressor, alone in its archive.
+    #[test]
+    fn a_reused_compressor_deflates_as_a_new_one() {
+        let text: Vec<u8> = (0..40_000u32)
+            .flat_map(|i| format!("{{\"t\":{},\"x\":\"{}\"}},", i, i % 97).into_bytes())
+            .collect();
+        let other: Vec<u8> = text.iter().rev().copied().collect();
+        let together = raw_entries(roundtrip(&[
+            ("a.json", &text, false),
+            ("b.json", &other, false),
+            ("c.json", &text, false),
+        ]));
+        let alone: Vec<(String, Vec<u8>)> = [("a.json", &text), ("b.json", &other)]
+            .into_iter()
+            .flat_map(|(name, body)| raw_entries(roundtrip(&[(name, body, false)])))
+            .collect();
+        assert_eq!(together.len(), 3);
+        assert_eq!(together[0], alone[0]);
+        assert_eq!(together[1], alone[1]);
+        assert_eq!(together[2].1, alone[0].1);
+        assert!(together[0].1.len() < text.len() / 4);
+    }
+
     #[test]
     fn written_archives_read_back_with_the_zip_crate_and_ours() {
         let big: Vec<u8> = (0..200_000u32)

@@ -50,6 +50,11 @@ pub(crate) struct ZipOut {
     current: Option<Current>,
     level: u32,
     buf: Vec<u8>,
+    /// The compressor of the last deflated entry, reset for the next one:
+    /// its state (window, hash chains; about 300 KiB) is allocated once per
+    /// archive rather than once per entry. A reset compressor writes the
+    /// same bytes as a new one.
+    spare: Option<Compress>,
 }
 
 impl ZipOut {
@@ -64,6 +69,7 @@ impl ZipOut {
             current: None,
             level: level.clamp(1, 9),
             buf: Vec::new(),
+            spare: None,
         })
     }
 
@@ -133,9 +139,21 @@ impl ZipOut {
             crc: crc32fast::Hasher::new(),
             size: 0,
             data_start: self.pos,
-            deflate: (!stored).then(|| Compress::new(Compression::new(self.level), false)),
+            deflate: (!stored).then(|| self.compressor()),
         });
         Ok(())
+    }
+
+    /// A compressor at this archive's level: the spare one, reset, or a new
+    /// one.
+    fn compressor(&mut self) -> Compress {
+        match self.spare.take() {
+            Some(mut c) => {
+                c.reset();
+                c
+            }
+            None => Compress::new(Compression::new(self.level), false),
+        }
     }
 
     /// Writes bytes of the open entry.
@@ -189,6 +207,7 @@ impl ZipOut {
         let mut cur = self.current.take().ok_or_else(|| bad("no entry is open"))?;
         if let Some(mut c) = cur.deflate.take() {
             self.deflate(&mut c, &[], FlushCompress::Finish)?;
+            self.spare = Some(c);
         }
         let csize = self.pos - cur.data_start;
         let crc = cur.crc.clone().finalize();
