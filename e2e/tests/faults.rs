@@ -715,3 +715,53 @@ async fn sigterm_with_pushes_in_flight_loses_nothing() {
     );
     bank.cleanup().await;
 }
+
+/// Pub/sub keeps nothing: a change published while a process's event hub
+/// reconnects is lost to its watchers. The hub, once subscribed again,
+/// sends every watched transfer's current record as a `status` event.
+/// Here the change is written straight into the record (no event at all),
+/// then this process's Redis connections are killed.
+#[actix_web::test]
+async fn watchers_get_the_current_status_after_the_event_hub_reconnects() {
+    let bank = Bank::new("fh", &[]).await;
+    let id = "hub-resync-transfer";
+    let new = runtime::state::NewTransfer {
+        grant_token: "{}",
+        grant_hash: "h",
+        user: "u",
+        push_url: "http://127.0.0.1:9/alias/push/x",
+        revoked: false,
+    };
+    bank.app.state.begin_transfer(id, &new).await.unwrap();
+    let mut events = bank.app.state.subscribe(id);
+
+    let ns = &bank.config.namespace;
+    let client = redis::Client::open(bank.config.redis_url.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{ns}:transfer:*:{id}"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(keys.len(), 1, "one transfer record: {keys:?}");
+    let () = redis::cmd("HSET")
+        .arg(&keys[0])
+        .arg("bytes_done")
+        .arg("4242")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(events.try_recv().is_err(), "no event was published");
+
+    let killed = kill_redis_connections(&bank, &[std::process::id()]).await;
+    assert!(killed >= 2, "only {killed} connections killed");
+    // The hub reconnects within moments (its backoff starts at 100 ms).
+    let event = tokio::time::timeout(Duration::from_secs(30), events.recv())
+        .await
+        .expect("an event after the reconnection")
+        .unwrap();
+    assert_eq!(event.kind, "status");
+    assert_eq!(event.transfer.id, id);
+    assert_eq!(event.transfer.bytes_done, 4242);
+    bank.cleanup().await;
+}

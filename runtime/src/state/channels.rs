@@ -49,6 +49,12 @@ impl Channels {
         }
     }
 
+    /// The transfer ids that have subscribers now.
+    pub fn ids(&self) -> Vec<String> {
+        let map = self.senders.lock().unwrap_or_else(PoisonError::into_inner);
+        map.keys().cloned().collect()
+    }
+
     /// Delivers `event` to `id`'s subscribers, if it has any.
     pub fn send(&self, id: &str, event: TransferEvent) {
         let mut map = self.senders.lock().unwrap_or_else(PoisonError::into_inner);

@@ -2,9 +2,18 @@
 //! process, fanned out to in-process subscribers. On a Redis Cluster a
 //! `PUBLISH` reaches every node, so the hub subscribes on one seed (the
 //! next one when it is lost); under Sentinel on the current primary.
+//!
+//! Pub/sub keeps nothing: what is published while the hub reconnects (a
+//! dropped connection, a failover) is lost. After each reconnection the
+//! hub therefore reads the record of every transfer with subscribers and
+//! sends it as a `status` event, so that watchers catch up.
 
-use super::conn::Subscriber;
+use super::conn::{Conn, Subscriber};
+use super::transfer_key_in;
+use super::transfers::parse_transfer;
 use crate::state::{Channels, TransferEvent};
+use redis::AsyncCommands;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,9 +27,10 @@ pub struct EventHub {
 impl EventHub {
     /// Starts the hub's subscription task; the receiver is told when the
     /// first subscription is in place (events published before it are not
-    /// seen).
+    /// seen). `reader` reads the records sent after a reconnection.
     pub(super) fn start(
         subscriber: Subscriber,
+        reader: Conn,
         ns: Arc<str>,
     ) -> (EventHub, tokio::sync::oneshot::Receiver<()>) {
         let hub = EventHub {
@@ -57,8 +67,16 @@ impl EventHub {
                     continue;
                 }
                 backoff = Duration::from_millis(100);
-                if let Some(tx) = ready_tx.take() {
-                    let _ = tx.send(());
+                match ready_tx.take() {
+                    Some(tx) => {
+                        let _ = tx.send(());
+                    }
+                    None => {
+                        let Some(channels) = weak.upgrade() else {
+                            return;
+                        };
+                        resync(&channels, &reader, &ns).await;
+                    }
                 }
                 let mut messages = pubsub.on_message();
                 while let Some(msg) = messages.next().await {
@@ -82,4 +100,46 @@ impl EventHub {
         });
         (hub, ready)
     }
+}
+
+/// Sends the record of every transfer with subscribers to them, as a
+/// `status` event (after a reconnection, in place of what was missed). A
+/// transfer that cannot be read is left to its next event.
+async fn resync(channels: &Channels, reader: &Conn, ns: &str) {
+    let ids = channels.ids();
+    if !ids.is_empty() {
+        tracing::info!(
+            transfers = ids.len(),
+            "event hub: resubscribed, sending the current status to watchers"
+        );
+    }
+    for id in ids {
+        let key = transfer_key_in(ns, &id);
+        let Some(map) = read_record(reader, &key).await else {
+            tracing::debug!(transfer = %id, "event hub: status not read after resubscribing");
+            continue;
+        };
+        if let Ok(Some(transfer)) = parse_transfer(&id, &key, &map) {
+            let kind = "status".to_owned();
+            channels.send(&id, TransferEvent { transfer, kind });
+        }
+    }
+}
+
+/// A transfer record; the store's connection may have been cut with the
+/// subscription and answers its first command with the error, so a failed
+/// read is tried again (three times in all, 50 and 100 ms apart).
+async fn read_record(reader: &Conn, key: &str) -> Option<HashMap<String, String>> {
+    let mut pause = Duration::from_millis(50);
+    for attempt in 0..3 {
+        if attempt > 0 {
+            tokio::time::sleep(pause).await;
+            pause *= 2;
+        }
+        let mut conn = reader.clone();
+        if let Ok(map) = conn.hgetall(key).await {
+            return Some(map);
+        }
+    }
+    None
 }

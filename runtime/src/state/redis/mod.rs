@@ -103,6 +103,11 @@ fn transfer_bucket(id: &str) -> u32 {
     hash % TRANSFER_BUCKETS
 }
 
+/// The key of transfer `id`'s record in namespace `ns`.
+fn transfer_key_in(ns: &str, id: &str) -> String {
+    format!("{ns}:transfer:{}:{id}", transfer_tag(id))
+}
+
 /// The hash tag of transfer `id`'s keys, braces included.
 fn transfer_tag(id: &str) -> String {
     format!("{{t{}}}", transfer_bucket(id))
@@ -134,7 +139,7 @@ impl RedisStore {
     ) -> Result<RedisStore, StateError> {
         let opened = Conn::open(target).await?;
         let ns: Arc<str> = Arc::from(namespace);
-        let (hub, subscribed) = EventHub::start(opened.subscriber, ns.clone());
+        let (hub, subscribed) = EventHub::start(opened.subscriber, opened.conn.clone(), ns.clone());
         // A store that is about to publish should not miss its own events;
         // when the subscription takes longer, the hub keeps trying.
         let _ = tokio::time::timeout(HUB_READY, subscribed).await;
@@ -284,7 +289,7 @@ impl RedisStore {
     }
 
     fn transfer_key(&self, id: &str) -> String {
-        self.key(&format!("transfer:{}:{id}", transfer_tag(id)))
+        transfer_key_in(&self.ns, id)
     }
 
     fn files_key(&self, id: &str, generation: u64) -> String {
