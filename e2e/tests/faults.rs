@@ -735,22 +735,15 @@ async fn watchers_get_the_current_status_after_the_event_hub_reconnects() {
     bank.app.state.begin_transfer(id, &new).await.unwrap();
     let mut events = bank.app.state.subscribe(id);
 
-    let ns = &bank.config.namespace;
-    let client = redis::Client::open(bank.config.redis_url.as_str()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{ns}:transfer:*:{id}"))
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    assert_eq!(keys.len(), 1, "one transfer record: {keys:?}");
-    let () = redis::cmd("HSET")
-        .arg(&keys[0])
-        .arg("bytes_done")
-        .arg("4242")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    let config = &bank.config;
+    runtime::state::testing::write_without_event(
+        &config.redis_url,
+        &config.namespace,
+        id,
+        "bytes_done",
+        "4242",
+    )
+    .await;
     assert!(events.try_recv().is_err(), "no event was published");
 
     let killed = kill_redis_connections(&bank, &[std::process::id()]).await;

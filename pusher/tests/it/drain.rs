@@ -137,16 +137,7 @@ async fn a_file_another_worker_holds_is_left_to_it() {
     // A drained file's own job ends at once, even while another pusher
     // holds the client's slot: it has nothing left to push, so it neither
     // waits for the slot nor comes back from the retry queue.
-    let domain = runtime::state::ClientName::Domain("127.0.0.1".into());
-    let slot = LeaseGuard::acquire(
-        &s.state,
-        Lease::client_slot(&domain, 0),
-        "another-pusher",
-        Duration::from_secs(60),
-    )
-    .await
-    .unwrap()
-    .expect("the slot is free");
+    let slot = hold_client_slot(&s.state).await;
     let requests = s.sink.counters().requests;
     assert_eq!(
         deliver(&s.pusher, &job(&s.id, &s.names[1])).await,
@@ -166,6 +157,20 @@ async fn a_file_another_worker_holds_is_left_to_it() {
     assert_eq!(s.sink.counters().file_finishes, 3);
 }
 
+/// Takes the sink's domain's first client slot as another pusher would.
+async fn hold_client_slot(state: &State) -> LeaseGuard {
+    let domain = runtime::state::ClientName::Domain("127.0.0.1".into());
+    LeaseGuard::acquire(
+        state,
+        Lease::client_slot(&domain, 0),
+        "another-pusher",
+        Duration::from_secs(60),
+    )
+    .await
+    .unwrap()
+    .expect("the slot is free")
+}
+
 /// A file's own job that arrives while another job of the generation is
 /// pushing (it is in the restart fence) waits for that job to drain the
 /// file rather than go for the client's slot, here held elsewhere: it ends
@@ -175,16 +180,7 @@ async fn a_file_another_worker_holds_is_left_to_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_waits_for_the_job_draining_its_file() {
     let s = setup().await;
-    let domain = runtime::state::ClientName::Domain("127.0.0.1".into());
-    let slot = LeaseGuard::acquire(
-        &s.state,
-        Lease::client_slot(&domain, 0),
-        "another-pusher",
-        Duration::from_secs(60),
-    )
-    .await
-    .unwrap()
-    .expect("the slot is free");
+    let slot = hold_client_slot(&s.state).await;
     // Nobody pushing the generation: the usual path, and the slot is taken.
     let step = deliver(&s.pusher, &job(&s.id, &s.names[0])).await;
     assert!(matches!(step, Disposition::Retry(_)), "{step:?}");

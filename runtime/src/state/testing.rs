@@ -215,3 +215,19 @@ impl Drop for SentinelSet {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// Writes `field` of transfer `id`'s record (namespace `ns`, on the Redis
+/// server of `redis_url`) straight into Redis, publishing nothing: how a
+/// change published while a watcher's subscription was being renewed
+/// looks to that watcher.
+pub async fn write_without_event(redis_url: &str, ns: &str, id: &str, field: &str, value: &str) {
+    let client = ::redis::Client::open(redis_url).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let () = ::redis::cmd("HSET")
+        .arg(super::redis::transfer_key_in(ns, id))
+        .arg(field)
+        .arg(value)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+}

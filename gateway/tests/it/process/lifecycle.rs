@@ -159,22 +159,15 @@ async fn a_quiet_events_stream_still_ends_when_the_last_event_was_lost() {
     // The transfer ends without an event, as when the gateway's pub/sub
     // subscription is being renewed (a Redis failover): its state is
     // written straight into its record.
-    let ns = &bank.app.config.namespace;
-    let client = redis::Client::open(bank.app.config.redis_url.as_str()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{ns}:transfer:*:{id}"))
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    assert_eq!(keys.len(), 1, "one transfer record: {keys:?}");
-    let () = redis::cmd("HSET")
-        .arg(&keys[0])
-        .arg("state")
-        .arg("done")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    let config = &bank.app.config;
+    runtime::state::testing::write_without_event(
+        &config.redis_url,
+        &config.namespace,
+        &id,
+        "state",
+        "done",
+    )
+    .await;
 
     // The stream reads the status again once quiet and ends with it.
     let text = tokio::time::timeout(std::time::Duration::from_secs(60), rest_of(&mut resp))

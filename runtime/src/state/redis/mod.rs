@@ -104,7 +104,7 @@ fn transfer_bucket(id: &str) -> u32 {
 }
 
 /// The key of transfer `id`'s record in namespace `ns`.
-fn transfer_key_in(ns: &str, id: &str) -> String {
+pub(crate) fn transfer_key_in(ns: &str, id: &str) -> String {
     format!("{ns}:transfer:{}:{id}", transfer_tag(id))
 }
 
