@@ -221,7 +221,6 @@ impl Pusher {
         };
         let deadline = tokio::time::Instant::now() + DRAINED_WAIT;
         let mut pause = Duration::from_millis(10);
-        let mut waited = false;
         loop {
             let Ok(seen) = self.state.file_watch(&t.id, t.generation, file).await else {
                 return false;
@@ -232,19 +231,16 @@ impl Pusher {
             if !seen.pushing || tokio::time::Instant::now() + pause > deadline {
                 return false;
             }
-            waited = true;
             tokio::time::sleep(pause).await;
             pause *= 2;
         }
-        // Counted. Whether other files are left is read again after a wait.
-        let now = if waited {
-            match self.state.transfer(&t.id).await {
-                Ok(Some(now)) => now,
-                Ok(None) => return true,
-                Err(_) => return false,
-            }
-        } else {
-            t.clone()
+        // Counted. Whether other files are left is read again: the count
+        // may have come after `t` was read, and the last one's finish may
+        // be this job's to send.
+        let now = match self.state.transfer(&t.id).await {
+            Ok(Some(now)) => now,
+            Ok(None) => return true,
+            Err(_) => return false,
         };
         if now.generation != t.generation || now.state.is_terminal() {
             return true;

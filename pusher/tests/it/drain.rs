@@ -328,6 +328,25 @@ async fn the_slot_holder_pushes_the_transfers_waiting_for_it() {
     assert_eq!(sink.counters().requests, before);
 }
 
+/// A sink and a push worker (see [`sink_and_worker`]), and the example
+/// grant's transfer in `pushing` with no archive recorded yet.
+async fn pushing_without_archives(
+    dirs: &(tempfile::TempDir, tempfile::TempDir),
+    label: &str,
+) -> (
+    SinkHandle,
+    State,
+    runtime::storage::Storage,
+    pusher::worker::Pusher,
+    String,
+) {
+    let (sink, state, storage, pusher) = sink_and_worker(dirs, &example("grant_token"), label);
+    let id = example("grant_contract_hash");
+    let push_url = format!("{}{id}", sink.base_url());
+    crate::begin_pushing(&state, &id, &example("grant_token"), &push_url).await;
+    (sink, state, storage, pusher, id)
+}
+
 /// Archives are pushed while the processor still builds the others: a
 /// generation whose list is not sealed pushes what it has, and the client
 /// is told the transfer is finished only after the last archive, which
@@ -335,10 +354,7 @@ async fn the_slot_holder_pushes_the_transfers_waiting_for_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_transfer_finish_waits_for_the_sealed_list() {
     let dirs = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let (sink, state, storage, pusher) = sink_and_worker(&dirs, &example("grant_token"), "sealed");
-    let id = example("grant_contract_hash");
-    let push_url = format!("{}{id}", sink.base_url());
-    crate::begin_pushing(&state, &id, &example("grant_token"), &push_url).await;
+    let (sink, state, storage, pusher, id) = pushing_without_archives(&dirs, "sealed").await;
     let first = stored_archive(&storage, &id, "a.zip", 100, 3).await;
     assert!(state.add_files(&id, 1, &[first], false).await.unwrap());
     assert_eq!(deliver(&pusher, &job(&id, "a.zip")).await, Disposition::Ack);
@@ -360,6 +376,41 @@ async fn the_transfer_finish_waits_for_the_sealed_list() {
     assert_eq!(deliver(&pusher, &job(&id, "b.zip")).await, Disposition::Ack);
     let t = state.transfer(&id).await.unwrap().unwrap();
     assert_eq!((t.state, t.files_done), (TransferState::Done, 2), "{t:?}");
+    let counters = sink.counters();
+    assert_eq!(
+        (counters.file_finishes, counters.transfer_finishes),
+        (2, 1),
+        "{counters:?}"
+    );
+}
+
+/// A file's own job that finds its file counted still goes on when every
+/// file is counted: the transfer finish may be its to send (here the list
+/// was sealed only after both files were pushed, so no push sent it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_counted_files_job_sends_the_finish_left_to_it() {
+    let dirs = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (sink, state, storage, pusher, id) = pushing_without_archives(&dirs, "left").await;
+    let files = [
+        stored_archive(&storage, &id, "a.zip", 100, 3).await,
+        stored_archive(&storage, &id, "b.zip", 50, 5).await,
+    ];
+    assert!(state.add_files(&id, 1, &files, false).await.unwrap());
+    // A's job pushes both files; the list is not sealed: no finish.
+    assert_eq!(deliver(&pusher, &job(&id, "a.zip")).await, Disposition::Ack);
+    let t = state.transfer(&id).await.unwrap().unwrap();
+    assert_eq!(
+        (t.state, t.files_done),
+        (TransferState::Pushing, 2),
+        "{t:?}"
+    );
+    assert_eq!(sink.counters().transfer_finishes, 0);
+    // The list is sealed with nothing more; B's job finds its file counted,
+    // and every file: it sends the finish.
+    assert!(state.add_files(&id, 1, &[], true).await.unwrap());
+    assert_eq!(deliver(&pusher, &job(&id, "b.zip")).await, Disposition::Ack);
+    let t = state.transfer(&id).await.unwrap().unwrap();
+    assert_eq!(t.state, TransferState::Done, "{t:?}");
     let counters = sink.counters();
     assert_eq!(
         (counters.file_finishes, counters.transfer_finishes),
