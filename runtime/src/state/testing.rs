@@ -2,7 +2,10 @@
 //! sentinels (master name `alias`), started for one test on ports of its
 //! own and stopped when dropped: what a failover test kills, pauses and
 //! watches. Needs `redis-server` on the `PATH`. A set that cannot be
-//! started fails the test that asked for it, so this kit panics.
+//! started fails the test that asked for it, so this kit panics. Also
+//! [`write_without_event`], a change to a transfer record that no watcher
+//! is told of (what a change published during a resubscription looks
+//! like).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
