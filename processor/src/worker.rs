@@ -91,7 +91,9 @@ pub struct Processor {
     pub storage: Storage,
     /// The provider catalogs.
     pub catalog: Arc<Catalog>,
-    /// Limits against hostile dumps, scratch directory, compression.
+    /// Limits against hostile dumps, scratch directory, compression; a
+    /// progress callback set here observes every build (on its build
+    /// threads), beside the progress recorded on the transfer.
     pub options: BuildOptions,
     /// Identifies this worker in leases.
     pub worker_id: String,
@@ -409,11 +411,26 @@ impl Processor {
         // earlier generation's archives are never pushed again.
         self.drop_build(id).await?;
         let prefix = format!("transfers/{id}/{generation}");
+        let dump_keys: Vec<String> = dumps.iter().map(|d| d.key.clone()).collect();
+        // Recorded before any dump is read: a dump deleted from now on
+        // cancels the transfer, which stops this build at its next
+        // announcement, and its archives go. A dump deleted before is gone
+        // from storage by then, and reading it fails.
+        let under_way =
+            archives::Build::under_way(generation, prefix.clone(), user.clone(), dump_keys.clone());
+        archives::record_build(&self.state, id, &under_way, self.retention)
+            .await
+            .map_err(|e| JobError::Transient(e.to_string()))?;
         // Progress from the blocking build, forwarded to Redis and the
         // transfer's subscribers (the latest value wins).
         let (tx, mut rx) = tokio::sync::watch::channel(extract::Progress::default());
         let mut options = self.options.clone();
+        // An observer given in the options hears it first.
+        let observer = self.options.progress.clone();
         options.progress = Some(Arc::new(move |p| {
+            if let Some(observer) = &observer {
+                observer(p);
+            }
             // Fails only once the forwarder is gone (the build ends).
             let _ = tx.send(p);
         }));
@@ -480,8 +497,8 @@ impl Processor {
         match result {
             Ok(true) => {}
             Ok(false) => {
-                tracing::info!(transfer = %id, generation, "the generation moved on during its build");
-                self.delete_archives(&prefix, "a stale build").await;
+                tracing::info!(transfer = %id, generation, "the generation moved on or ended during its build");
+                self.discard_build(id, &prefix, "a stale build").await;
                 return Ok(Built::Stale);
             }
             Err(e) => {
@@ -489,7 +506,7 @@ impl Processor {
                 // them. Announced ones stay while the job may run again
                 // (it stores the same bytes), and go with a failure.
                 if !announced || matches!(e, JobError::Permanent(_)) {
-                    self.delete_archives(&prefix, "a failed build").await;
+                    self.discard_build(id, &prefix, "a failed build").await;
                 }
                 return Err(e);
             }
@@ -515,17 +532,24 @@ impl Processor {
             generation,
             prefix,
             user,
-            dumps: dumps.iter().map(|d| d.key.clone()).collect(),
+            dumps: dump_keys,
             files: files.clone(),
         };
-        archives::record_build(&self.state, id, &record, self.retention)
+        if !archives::complete_build(&self.state, id, &record, self.retention)
             .await
-            .map_err(|e| JobError::Transient(e.to_string()))?;
+            .map_err(|e| JobError::Transient(e.to_string()))?
+        {
+            tracing::info!(transfer = %id, generation, "the build's record was dropped or replaced during the build");
+            self.discard_build(id, &record.prefix, "a stale build")
+                .await;
+            return Ok(Built::Stale);
+        }
         if held.is_empty() {
             return Ok(Built::Ready(files));
         }
         if !self.announce(id, generation, &held, true).await? {
-            self.delete_archives(&record.prefix, "a stale build").await;
+            self.discard_build(id, &record.prefix, "a stale build")
+                .await;
             return Ok(Built::Stale);
         }
         Ok(Built::Announced(files))
@@ -533,9 +557,10 @@ impl Processor {
 
     /// Deletes the archives of a failed build, or of one whose generation
     /// moved on or ended before its list was sealed (no later generation
-    /// can push them: a restart needs a sealed list).
-    async fn delete_archives(&self, prefix: &str, what: &str) {
-        if let Err(e) = self.storage.delete_prefix(prefix).await {
+    /// can push them: a restart needs a sealed list), and its record unless
+    /// a newer generation's replaced it.
+    async fn discard_build(&self, id: &str, prefix: &str, what: &str) {
+        if let Err(e) = archives::drop_build_at(&self.state, &self.storage, id, prefix).await {
             tracing::warn!(error = %e, %prefix, "could not remove the archives of {what}");
         }
     }

@@ -9,9 +9,10 @@
 //! revocation) deletes them before building its own. The sweeper gives the
 //! storage back when the transfer is cancelled or failed at once, and
 //! `ALIAS_ARCHIVE_RETENTION_SECS` after it is done; it is driven by a
-//! schedule in the state (no storage or keyspace scan). Deleting a dump
-//! cancels the undelivered transfers built from it and deletes their
-//! archives.
+//! schedule in the state (no storage or keyspace scan). A build is recorded
+//! before it reads any dump ([`Build::under_way`]) and again once finished.
+//! Deleting a dump cancels the undelivered transfers built, or being built,
+//! from it and deletes their archives.
 
 use crate::state::{now_ms, FileRecord, State, StateError, TransferState, WebKey, WebList};
 use crate::storage::{Storage, StorageError};
@@ -101,7 +102,7 @@ pub async fn reusable(
     let Some(build) = build_of(state, id).await? else {
         return Ok(None);
     };
-    if build.key != key {
+    if build.is_under_way() || build.key != key {
         return Ok(None);
     }
     for f in &build.files {
@@ -123,9 +124,65 @@ pub async fn reusable(
     ))
 }
 
+impl Build {
+    /// The record of a build under way, written before any dump is read:
+    /// deleting one of `dumps` meanwhile finds it and cancels the transfer
+    /// ([`dump_deleted`]), so that nothing built from a deleted dump is
+    /// pushed. Its key is empty (no generation reuses an unfinished build)
+    /// and it has no archives yet.
+    pub fn under_way(generation: u64, prefix: String, user: String, dumps: Vec<String>) -> Build {
+        Build {
+            key: String::new(),
+            generation,
+            prefix,
+            user,
+            dumps,
+            files: Vec::new(),
+        }
+    }
+
+    /// Whether this is the record of a build still under way.
+    pub fn is_under_way(&self) -> bool {
+        self.key.is_empty()
+    }
+}
+
 /// Records a new build of the transfer (replacing the record of an earlier
-/// one, whose archives the caller deleted) and schedules its first check.
+/// one, whose archives the caller deleted), remembers it among its user's
+/// builds and schedules its first check.
 pub async fn record_build(
+    state: &State,
+    id: &str,
+    build: &Build,
+    retention: Duration,
+) -> Result<(), ArchiveError> {
+    write_record(state, id, build, retention).await?;
+    state
+        .list_push(&user_list(&build.user), id, PER_USER)
+        .await?;
+    Ok(())
+}
+
+/// Replaces the record of a build under way ([`Build::under_way`], made by
+/// [`record_build`]) with the finished one; false, writing nothing, when
+/// that record is gone or another build's (a deleted dump cancelled the
+/// transfer, a newer generation began): the build is stale.
+pub async fn complete_build(
+    state: &State,
+    id: &str,
+    build: &Build,
+    retention: Duration,
+) -> Result<bool, ArchiveError> {
+    let ours = build_of(state, id)
+        .await?
+        .is_some_and(|now| now.is_under_way() && now.prefix == build.prefix);
+    if ours {
+        write_record(state, id, build, retention).await?;
+    }
+    Ok(ours)
+}
+
+async fn write_record(
     state: &State,
     id: &str,
     build: &Build,
@@ -137,9 +194,6 @@ pub async fn record_build(
     })?;
     state
         .kv_set(&record_key(id), &json, Some(RECORD_TTL))
-        .await?;
-    state
-        .list_push(&user_list(&build.user), id, PER_USER)
         .await?;
     state
         .schedule(
@@ -157,12 +211,24 @@ pub async fn drop_build(state: &State, storage: &Storage, id: &str) -> Result<us
     let Some(build) = build_of(state, id).await? else {
         return Ok(0);
     };
-    let n = storage.delete_prefix(&build.prefix).await?;
-    if matches!(build_of(state, id).await?, Some(now) if now.prefix == build.prefix) {
+    drop_build_at(state, storage, id, &build.prefix).await
+}
+
+/// Deletes the archives under `prefix` (one generation's build), and the
+/// transfer's build record if it is theirs (a newer generation's is left
+/// alone); returns the objects deleted.
+pub async fn drop_build_at(
+    state: &State,
+    storage: &Storage,
+    id: &str,
+    prefix: &str,
+) -> Result<usize, ArchiveError> {
+    let n = storage.delete_prefix(prefix).await?;
+    if matches!(build_of(state, id).await?, Some(now) if now.prefix == prefix) {
         state.kv_delete(&record_key(id)).await?;
     }
     if n > 0 {
-        tracing::info!(transfer = %id, prefix = %build.prefix, objects = n, "archives deleted");
+        tracing::info!(transfer = %id, %prefix, objects = n, "archives deleted");
     }
     Ok(n)
 }
@@ -220,7 +286,7 @@ pub async fn sweep(
 }
 
 /// After a user deleted the dump stored at `dump_key`: the transfers whose
-/// build read it and that are not done are cancelled and their archives
+/// build read it, or is reading it, and that are not done are cancelled and their archives
 /// deleted (done ones were delivered; their archives go with the
 /// retention). Returns the transfers concerned.
 pub async fn dump_deleted(
@@ -360,5 +426,85 @@ mod tests {
         assert_eq!(sweep(&state, &storage, Duration::ZERO).await.unwrap(), 1);
         assert!(storage.head(&kept).await.unwrap().is_none());
         assert!(state.due(SCHEDULE, u64::MAX, 10).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_build_under_way_is_found_by_a_dump_deletion_and_never_reused() {
+        let state = State::in_memory("underway", Duration::from_secs(3600));
+        let storage =
+            Storage::from_url("memory://", &crate::storage::S3Settings::default()).unwrap();
+        let new = crate::state::NewTransfer {
+            grant_token: "g",
+            grant_hash: "h",
+            user: "u",
+            push_url: "http://127.0.0.1:9/alias/push/t1",
+            revoked: false,
+        };
+        let begun = state.begin_transfer("t1", &new).await.unwrap();
+        let prefix = format!("transfers/t1/{}", begun.generation);
+        let dump = "dumps/u/google/x.zip".to_owned();
+        let under_way = Build::under_way(
+            begun.generation,
+            prefix.clone(),
+            "u".into(),
+            vec![dump.clone()],
+        );
+        record_build(&state, "t1", &under_way, Duration::ZERO)
+            .await
+            .unwrap();
+        assert!(build_of(&state, "t1")
+            .await
+            .unwrap()
+            .unwrap()
+            .is_under_way());
+        // No key matches a build under way.
+        assert!(reusable(&state, &storage, "t1", "")
+            .await
+            .unwrap()
+            .is_none());
+        let finished = Build {
+            key: "k".into(),
+            ..under_way.clone()
+        };
+        assert!(complete_build(&state, "t1", &finished, Duration::ZERO)
+            .await
+            .unwrap());
+        assert_eq!(
+            build_of(&state, "t1").await.unwrap(),
+            Some(finished.clone())
+        );
+        // Another build's record (a newer generation's) is not replaced.
+        let newer = Build::under_way(9, "transfers/t1/9".into(), "u".into(), vec![]);
+        record_build(&state, "t1", &newer, Duration::ZERO)
+            .await
+            .unwrap();
+        assert!(!complete_build(&state, "t1", &finished, Duration::ZERO)
+            .await
+            .unwrap());
+        assert_eq!(build_of(&state, "t1").await.unwrap(), Some(newer));
+        record_build(&state, "t1", &under_way, Duration::ZERO)
+            .await
+            .unwrap();
+
+        // The dump deleted mid-build: the transfer is cancelled, what was
+        // stored so far goes, and so does the record.
+        let stored = format!("{prefix}/a.zip");
+        storage
+            .put_bytes(&stored, bytes::Bytes::from_static(b"abc"))
+            .await
+            .unwrap();
+        assert_eq!(
+            dump_deleted(&state, &storage, "u", &dump).await.unwrap(),
+            ["t1"]
+        );
+        let t = state.transfer("t1").await.unwrap().unwrap();
+        assert_eq!(t.state, TransferState::Cancelled);
+        assert!(storage.head(&stored).await.unwrap().is_none());
+        assert!(build_of(&state, "t1").await.unwrap().is_none());
+        // The build's end finds its record gone: stale, nothing recorded.
+        assert!(!complete_build(&state, "t1", &finished, Duration::ZERO)
+            .await
+            .unwrap());
+        assert!(build_of(&state, "t1").await.unwrap().is_none());
     }
 }

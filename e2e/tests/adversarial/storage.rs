@@ -361,3 +361,124 @@ async fn deleting_a_dump_deletes_its_undelivered_archives() {
         .is_none());
     bank.cleanup().await;
 }
+
+/// A processor job handler that reports each job's end.
+struct Reported {
+    inner: processor::worker::Processor,
+    ended: tokio::sync::mpsc::UnboundedSender<()>,
+}
+
+#[async_trait::async_trait]
+impl runtime::worker::JobHandler for Reported {
+    async fn handle(&self, body: &[u8], delivery_count: u64) -> runtime::worker::Disposition {
+        let d = runtime::worker::JobHandler::handle(&self.inner, body, delivery_count).await;
+        let _ = self.ended.send(());
+        d
+    }
+
+    async fn make_durable(&self) -> Result<(), String> {
+        runtime::worker::JobHandler::make_durable(&self.inner).await
+    }
+}
+
+/// A dump deleted while its transfer is being built: the transfer is
+/// cancelled at once, the build stops at its next announcement, what it
+/// stored is deleted with its record, and the client is told nothing —
+/// not one byte read from the deleted dump leaves the bank. The build is
+/// held, deterministically, at its first progress report (a unit has read
+/// its entries, no archive is stored yet) until the dump is deleted.
+#[actix_web::test]
+async fn a_dump_deleted_mid_build_stops_the_build() {
+    let mut bank = Bank::new("midbuild", &[]).await;
+    bank.start_pusher().await;
+    let (reached_tx, mut reached) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    let held = std::sync::Mutex::new(held);
+    let first = std::sync::atomic::AtomicBool::new(true);
+    let mut inner = processor::processor(
+        &bank.config,
+        bank.app.state.clone(),
+        bank.app.broker.clone(),
+        bank.app.storage.clone(),
+    )
+    .unwrap();
+    inner.options.progress = Some(std::sync::Arc::new(move |_| {
+        if first.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            let _ = reached_tx.send(());
+            // Until the test lets go (or drops the sender, failing).
+            let _ = held.lock().map(|rx| rx.recv());
+        }
+    }));
+    let (ended_tx, mut ended) = tokio::sync::mpsc::unbounded_channel();
+    bank.workers.push(runtime::worker::start_worker(
+        bank.app.broker.clone(),
+        runtime::worker::WorkerSettings {
+            route: runtime::mq::Route::Process,
+            concurrency: 1,
+            name: "processor".into(),
+            shutdown_grace: Duration::from_secs(5),
+        },
+        std::sync::Arc::new(Reported {
+            inner,
+            ended: ended_tx,
+        }),
+    ));
+
+    let u = user(177);
+    give_dump(&bank, &u, 1 << 20, 177).await;
+    let client = Client::new("Dump deleted mid-build", 177, Faults::none());
+    let (status, body) = process_async(&bank.base, &client.grant(&u)).await;
+    assert_eq!(status, 202, "{body}");
+    tokio::time::timeout(LIMIT, reached.recv())
+        .await
+        .expect("the build never reported progress")
+        .unwrap();
+    let t = bank.app.state.transfer(&client.id).await.unwrap().unwrap();
+    assert!(!t.built, "held mid-build: {t:?}");
+
+    let pk = user_pk(&u);
+    let http = reqwest::Client::new();
+    let mut cancelled = Vec::new();
+    for d in bank.app.state.dumps(&pk).await.unwrap() {
+        let path = format!("/alias/dumps/{}/{}", d.provider, d.name);
+        let resp = signed_request(&http, reqwest::Method::DELETE, &bank.base, &path, &u, None)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+        let answer: serde_json::Value = resp.json().await.unwrap();
+        cancelled.extend(answer["cancelled"].as_array().cloned().unwrap_or_default());
+    }
+    assert_eq!(
+        cancelled,
+        [serde_json::json!(client.id)],
+        "the transfer being built is cancelled"
+    );
+    let t = bank.app.state.transfer(&client.id).await.unwrap().unwrap();
+    assert_eq!(t.state, TransferState::Cancelled, "{t:?}");
+
+    // The build goes on from where it was held, and ends.
+    release.send(()).unwrap();
+    tokio::time::timeout(LIMIT, ended.recv())
+        .await
+        .expect("the process job never ended")
+        .unwrap();
+    let t = bank.app.state.transfer(&client.id).await.unwrap().unwrap();
+    assert_eq!(t.state, TransferState::Cancelled, "{t:?}");
+    assert_eq!(t.files_total, 0, "nothing announced: {t:?}");
+    assert_eq!(
+        stored(&bank, &client.id).await,
+        (0, 0),
+        "its archives are deleted"
+    );
+    assert!(archives::build_of(&bank.app.state, &client.id)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(
+        client.sink.requests().is_empty(),
+        "the client was told something: {:?}",
+        client.sink.requests()
+    );
+    bank.cleanup().await;
+}
