@@ -12,7 +12,9 @@ use runtime::archives;
 use runtime::jobs::{self, ProcessJob, PushJob};
 use runtime::mq::{Broker, Route};
 use runtime::retry::{Decision, RetryPolicy};
-use runtime::state::{DumpRecord, FileRecord, Lease, LeaseGuard, Mark, State, TransferState};
+use runtime::state::{
+    Added, DumpRecord, FileRecord, Lease, LeaseGuard, Mark, State, TransferState,
+};
 use runtime::storage::Storage;
 use runtime::worker::{Disposition, JobHandler};
 use std::collections::BTreeMap;
@@ -283,8 +285,13 @@ impl Processor {
     }
 
     /// Records archives of a generation being built, moves it to pushing
-    /// (the first time) and queues their pushes; `complete` with the last
-    /// one. False when the generation moved on or ended (the build stops).
+    /// (the first time) and queues a push job, unless one is queued and not
+    /// started yet: a push job pushes every file of its generation that is
+    /// recorded when it starts ([`runtime::state::TransferStore::add_files`]).
+    /// The last archives (`complete`, the list sealed) always queue one,
+    /// so that a job lost to a failed publish is made good by the end of
+    /// the build (or by its retry). False when the generation moved on or
+    /// ended (the build stops).
     async fn announce(
         &self,
         id: &str,
@@ -292,15 +299,19 @@ impl Processor {
         files: &[FileRecord],
         complete: bool,
     ) -> Result<bool, JobError> {
-        if !self
+        let queue = match self
             .state
             .add_files(id, generation, files, complete)
             .await?
         {
-            return Ok(false);
-        }
+            Added::Stale => return Ok(false),
+            Added::Recorded { queue } => queue || complete,
+        };
         self.to_pushing(id, generation).await?;
-        self.publish_pushes(id, generation, files).await?;
+        if queue {
+            self.publish_pushes(id, generation, &files[..files.len().min(1)])
+                .await?;
+        }
         Ok(true)
     }
 

@@ -34,8 +34,10 @@ impl PreviewJob {
     }
 }
 
-/// Push one archive (or, with no file, the start/finish requests) of one
-/// transfer generation.
+/// Push the archives of one transfer generation, starting with `file` (or,
+/// with no file, the start/finish requests). The processor queues one per
+/// announcement of archives, not per archive: the job pushes every archive
+/// recorded when it starts, and is acknowledged only once each is counted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PushJob {

@@ -471,6 +471,29 @@ async fn no_chunk_of_an_old_generation_arrives_after_a_new_start() {
     let grant = e2e::grant(&alice, &contract);
     let (status, body) = process_async(&bank.base, &grant).await;
     assert_eq!(status, 202, "{body}");
+    // A second push job of generation 1, as the processor queues for
+    // archives announced after the first job started: it pushes beside the
+    // first (the files that one does not hold), so two chunks of the
+    // generation are out at once.
+    let pushing = wait_until(&bank, &id, LIMIT, |t| {
+        t.state == TransferState::Pushing && t.files_total > 0
+    })
+    .await;
+    let first = bank.app.state.files(&id, pushing.generation).await.unwrap();
+    let second = runtime::jobs::PushJob {
+        transfer: id.clone(),
+        generation: pushing.generation,
+        file: Some(first[0].name.clone()),
+    };
+    bank.app
+        .broker
+        .publish(
+            runtime::mq::Route::Push,
+            &runtime::jobs::encode(&second).unwrap(),
+            "second",
+        )
+        .await
+        .unwrap();
     let done = wait_until(&bank, &id, LIMIT, |t| {
         t.state == TransferState::Done || t.state == TransferState::Failed
     })

@@ -204,17 +204,21 @@ impl Pusher {
         step
     }
 
-    /// Whether the job's file was pushed, and counted, by another job (one
-    /// that drained it) while the transfer still has files to push: the job
-    /// then has nothing left to do, and ends without reading the grant or
-    /// taking a client slot. While another job of the generation is pushing
-    /// (it holds a fence registration) and the file is not counted yet, it
-    /// waits for it a little (`DRAINED_WAIT`, polls spaced out): that job
-    /// drains the generation's files, and a job that took the slot path
-    /// instead would find the slot or the start taken and go round the
-    /// retry queue. Once every file is counted the job goes on, since the
-    /// transfer finish may be left to it; a failed read goes on too (the
-    /// full path checks again).
+    /// Whether every file of the generation recorded so far was pushed, and
+    /// counted, by other jobs while the transfer still has files to come:
+    /// the job then has nothing left to do, and ends without reading the
+    /// grant or taking a client slot (archives recorded later queue a job of
+    /// their own: the first [`TransferStore::file_watch`] lowered the
+    /// generation's queued flag). While another job of the generation is
+    /// pushing (it holds a fence registration), it waits for that job to
+    /// drain the files a little (`DRAINED_WAIT`, polls spaced out): a job
+    /// that took the slot path instead would find the slot or the start
+    /// taken and go round the retry queue. Otherwise, and once the list is
+    /// sealed and wholly counted (the transfer finish may be left to this
+    /// job), it goes on; a failed read goes on too (the full path checks
+    /// again).
+    ///
+    /// [`TransferStore::file_watch`]: runtime::state::TransferStore::file_watch
     async fn drained_elsewhere(&self, job: &PushJob, t: &Transfer) -> bool {
         let Some(file) = &job.file else {
             return false;
@@ -225,7 +229,7 @@ impl Pusher {
             let Ok(seen) = self.state.file_watch(&t.id, t.generation, file).await else {
                 return false;
             };
-            if seen.counted {
+            if seen.all_counted {
                 break;
             }
             if !seen.pushing || tokio::time::Instant::now() + pause > deadline {
@@ -234,8 +238,8 @@ impl Pusher {
             tokio::time::sleep(pause).await;
             pause *= 2;
         }
-        // Counted. Whether other files are left is read again: the count
-        // may have come after `t` was read, and the last one's finish may
+        // All counted. Whether the list is sealed is read again: the last
+        // archives may have come after `t` was read, and their finish may
         // be this job's to send.
         let now = match self.state.transfer(&t.id).await {
             Ok(Some(now)) => now,
@@ -441,7 +445,9 @@ impl Pusher {
                 .await
             {
                 Ok(Some(l)) => l,
-                Ok(None) => return Decision::Retry(Duration::from_secs(5)),
+                // Another worker pushes it: this job pushes the others
+                // beside it (and comes back for it unless it is counted).
+                Ok(None) => return self.drain(t, target, client, fence, started, None).await,
                 Err(_) => return Decision::Retry(Duration::from_secs(2)),
             };
         let step = self.push_file(job, t, target, client, file, fence).await;
@@ -458,14 +464,18 @@ impl Pusher {
     }
 
     /// Pushes the generation's other unfinished files while this job holds
-    /// the client's slot, until half the run time is spent. Without it each
-    /// file waits in the retry queue for the slot the file before it held
-    /// (as with `ALIAS_PUSH_PER_CLIENT=1`). A file another worker is
-    /// pushing is left to it; a drained file that cannot complete now is
-    /// left to its own job, which stays queued until the file is finished.
-    /// `last` is the lease of a file just pushed: it is let go, as each
-    /// drained file's is, while the next list is read (one round trip less
-    /// per file).
+    /// the client's slot, until half the run time is spent. A push job is
+    /// answerable for every file recorded when it started (one job is
+    /// queued per announcement of archives, not per archive; see
+    /// [`TransferStore::add_files`]), so it ends (`Done`) only when it saw
+    /// each of them counted, or its generation end: a file another worker
+    /// is pushing, a drained file whose push stops short, the run time
+    /// spent or a failed read make it come back later (`Retry`) rather
+    /// than leave a file to a job that may not exist. `last` is the lease
+    /// of a file just pushed: it is let go, as each drained file's is,
+    /// while the next list is read (one round trip less per file).
+    ///
+    /// [`TransferStore::add_files`]: runtime::state::TransferStore::add_files
     async fn drain(
         &self,
         t: &Transfer,
@@ -477,7 +487,17 @@ impl Pusher {
     ) -> Decision {
         let budget = self.settings.run_time / 2;
         let mut tried = std::collections::HashSet::new();
-        while started.elapsed() < budget && fence.holds() {
+        // Files another worker held the lease of when this job came to them.
+        let mut elsewhere = false;
+        let step = loop {
+            if !fence.holds() {
+                // Superseded, cancelled or finished: nothing is left to push.
+                break Decision::Done;
+            }
+            if started.elapsed() >= budget {
+                // The rest in a later delivery.
+                break Decision::Retry(Duration::from_millis(100));
+            }
             let (files, ()) = tokio::join!(self.state.files(&t.id, t.generation), async {
                 if let Some(lease) = last.take() {
                     lease.release().await;
@@ -485,32 +505,50 @@ impl Pusher {
             });
             let files = match files {
                 Ok(files) => files,
-                // This job's own file is done; the rest keep their jobs.
-                Err(_) => return Decision::Done,
+                Err(e) => break e.into(),
             };
             let Some(next) = files.into_iter().find(|f| !tried.contains(&f.name)) else {
-                return Decision::Done;
+                break if elsewhere {
+                    // Their pushers may stop short: look again later.
+                    Decision::Retry(Duration::from_secs(2))
+                } else {
+                    Decision::Done
+                };
             };
             tried.insert(next.name.clone());
             if next.offset >= next.size {
                 // All bytes acknowledged: finished, unless the client was
-                // not told yet.
+                // not told yet. A run that stopped right after telling it
+                // may not have counted the file: counting is idempotent.
                 match self
                     .state
                     .marked(&t.id, t.generation, Mark::FileDone(&next.name))
                     .await
                 {
                     Ok(false) => {}
-                    Ok(true) => continue,
-                    Err(_) => return Decision::Done,
+                    Ok(true) => match self
+                        .state
+                        .finish_file(&t.id, t.generation, &next.name)
+                        .await
+                    {
+                        Ok(_) => continue,
+                        Err(e) => break e.into(),
+                    },
+                    Err(e) => break e.into(),
                 }
             }
             let lease = Lease::push(&t.id, t.generation, &next.name);
-            let Ok(Some(lease)) =
-                LeaseGuard::acquire(&self.state, lease, &self.worker_id, self.settings.lease).await
-            else {
-                continue;
-            };
+            let lease =
+                match LeaseGuard::acquire(&self.state, lease, &self.worker_id, self.settings.lease)
+                    .await
+                {
+                    Ok(Some(lease)) => lease,
+                    Ok(None) => {
+                        elsewhere = true;
+                        continue;
+                    }
+                    Err(e) => break e.into(),
+                };
             let job = PushJob {
                 transfer: t.id.clone(),
                 generation: t.generation,
@@ -519,21 +557,20 @@ impl Pusher {
             let step = self
                 .push_file(&job, t, target, client, &next.name, fence)
                 .await;
-            match step {
-                Decision::Done => last = Some(lease),
-                // A run stopped short: the file's own job (or the one the
-                // run re-queued) goes on with it; this job's file is done.
-                Decision::Retry(_) | Decision::Fail(_) => {
-                    lease.release().await;
-                    tracing::debug!(transfer = %t.id, file = %next.name, ?step, "drained file left to its own job");
-                    return Decision::Done;
-                }
+            if step == Decision::Done {
+                last = Some(lease);
+            } else {
+                // A run stopped short: this job comes back for the file
+                // (or the transfer fails, as the file's own job would).
+                lease.release().await;
+                tracing::debug!(transfer = %t.id, file = %next.name, ?step, "a drained file stopped short");
+                break step;
             }
-        }
+        };
         if let Some(lease) = last {
             lease.release().await;
         }
-        Decision::Done
+        step
     }
 }
 

@@ -1,15 +1,18 @@
 //! A push job that holds its client's slot pushes the generation's other
 //! unfinished files too (`Pusher::drain`), so they do not each wait in the
-//! retry queue for the slot the file before them held; a file another
-//! worker holds is left to it, and the drained files' own jobs end without
-//! sending anything again. Then it pushes the transfers of the same client
-//! that found the slot taken (`Pusher::serve_waiting`), and only those.
+//! retry queue for the slot the file before them held. It is answerable
+//! for every file recorded when it started (one job is queued per
+//! announcement of archives): a file another worker holds is left to it,
+//! and the job comes back until it saw that file counted; a job whose
+//! files were all pushed elsewhere ends without sending anything. Then it
+//! pushes the transfers of the same client that found the slot taken
+//! (`Pusher::serve_waiting`), and only those.
 
 use std::time::Duration;
 
 use bytes::Bytes;
 use runtime::jobs::{self, PushJob};
-use runtime::state::{FileRecord, Lease, LeaseGuard, Mark, State, TransferState};
+use runtime::state::{Added, FileRecord, Lease, LeaseGuard, Mark, State, TransferState};
 use runtime::worker::{Disposition, JobHandler};
 use sink::{Sink, SinkConfig, SinkHandle};
 
@@ -108,8 +111,15 @@ async fn one_delivery_pushes_every_file_of_the_generation() {
     assert_eq!(after.requests, counters.requests, "{after:?}");
 }
 
+/// A file another worker is pushing (it holds the file's lease) is left to
+/// it, but the job does not end on the strength of it: one push job is
+/// queued per announcement of archives, so the job is answerable for every
+/// file recorded when it started, and it comes back (`Retry`) until it saw
+/// each counted. A job whose recorded files were all pushed elsewhere, the
+/// list not sealed yet, ends at once, without waiting for the client's
+/// slot (held here by another pusher).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_file_another_worker_holds_is_left_to_it() {
+async fn a_file_another_worker_holds_brings_the_job_back() {
     let s = setup().await;
     let held = LeaseGuard::acquire(
         &s.state,
@@ -120,10 +130,8 @@ async fn a_file_another_worker_holds_is_left_to_it() {
     .await
     .unwrap()
     .expect("the lease is free");
-    assert_eq!(
-        deliver(&s.pusher, &job(&s.id, &s.names[0])).await,
-        Disposition::Ack
-    );
+    let step = deliver(&s.pusher, &job(&s.id, &s.names[0])).await;
+    assert!(matches!(step, Disposition::Retry(_)), "{step:?}");
     let mut finished = Vec::new();
     for name in &s.names {
         let done = Mark::FileDone(name);
@@ -134,27 +142,47 @@ async fn a_file_another_worker_holds_is_left_to_it() {
     let t = s.state.transfer(&s.id).await.unwrap().unwrap();
     assert_eq!(t.state, TransferState::Pushing, "{t:?}");
     assert_eq!(s.sink.counters().transfer_finishes, 0);
-    // A drained file's own job ends at once, even while another pusher
-    // holds the client's slot: it has nothing left to push, so it neither
-    // waits for the slot nor comes back from the retry queue.
-    let slot = hold_client_slot(&s.state).await;
-    let requests = s.sink.counters().requests;
-    assert_eq!(
-        deliver(&s.pusher, &job(&s.id, &s.names[1])).await,
-        Disposition::Ack
-    );
-    assert_eq!(s.sink.counters().requests, requests);
-    slot.release().await;
-    // The holder lets go; the file's own job pushes it and ends the
-    // transfer.
+    // The holder lets go without pushing it; the job's next delivery
+    // pushes the file and ends the transfer.
     held.release().await;
     assert_eq!(
-        deliver(&s.pusher, &job(&s.id, &s.names[2])).await,
+        deliver(&s.pusher, &job(&s.id, &s.names[0])).await,
         Disposition::Ack
     );
     let t = s.state.transfer(&s.id).await.unwrap().unwrap();
     assert_eq!(t.state, TransferState::Done, "{t:?}");
     assert_eq!(s.sink.counters().file_finishes, 3);
+}
+
+/// A push job whose generation's recorded archives were all pushed by
+/// other jobs, while the list is not sealed, ends at once: it neither
+/// waits for the client's slot (held here by another pusher) nor comes
+/// back from the retry queue. Archives recorded after it started queue a
+/// job of their own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_with_every_file_pushed_elsewhere_ends_at_once() {
+    let dirs = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (sink, state, storage, pusher, id) = pushing_without_archives(&dirs, "elsewhere").await;
+    let a = stored_archive(&storage, &id, "a.zip", 100, 3).await;
+    assert_eq!(
+        state.add_files(&id, 1, &[a], false).await.unwrap(),
+        Added::Recorded { queue: true }
+    );
+    // Pushed and counted by another job.
+    assert!(state.finish_file(&id, 1, "a.zip").await.unwrap());
+    let slot = hold_client_slot(&state).await;
+    assert_eq!(deliver(&pusher, &job(&id, "a.zip")).await, Disposition::Ack);
+    assert_eq!(sink.counters().requests, 0);
+    // It lowered the queued flag as it started: the next archive queues.
+    let b = stored_archive(&storage, &id, "b.zip", 50, 5).await;
+    assert_eq!(
+        state.add_files(&id, 1, &[b], false).await.unwrap(),
+        Added::Recorded { queue: true }
+    );
+    // Not counted: the usual path, and the slot is taken.
+    let step = deliver(&pusher, &job(&id, "b.zip")).await;
+    assert!(matches!(step, Disposition::Retry(_)), "{step:?}");
+    slot.release().await;
 }
 
 /// Takes the sink's domain's first client slot as another pusher would.
@@ -171,42 +199,50 @@ async fn hold_client_slot(state: &State) -> LeaseGuard {
     .expect("the slot is free")
 }
 
-/// A file's own job that arrives while another job of the generation is
-/// pushing (it is in the restart fence) waits for that job to drain the
-/// file rather than go for the client's slot, here held elsewhere: it ends
-/// once the file is counted, with no request and no trip round the retry
-/// queue. Past the wait, or with nobody pushing, it takes the usual path
-/// (the slot is taken: it retries later).
+/// A push job that arrives while another job of the generation is pushing
+/// (it is in the restart fence) waits for that job to drain the files
+/// rather than go for the client's slot, here held elsewhere: it ends once
+/// they are all counted (and the transfer ended), with no request and no
+/// trip round the retry queue. Past the wait, or with nobody pushing, it
+/// takes the usual path (the slot is taken: it retries later).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_job_waits_for_the_job_draining_its_file() {
+async fn a_job_waits_for_the_job_draining_its_files() {
     let s = setup().await;
     let slot = hold_client_slot(&s.state).await;
     // Nobody pushing the generation: the usual path, and the slot is taken.
     let step = deliver(&s.pusher, &job(&s.id, &s.names[0])).await;
     assert!(matches!(step, Disposition::Retry(_)), "{step:?}");
 
-    // Another job of generation 1 is pushing; it counts the file 100 ms
-    // into the wait (any time within the wait gives the same outcome).
+    // Another job of generation 1 is pushing.
     assert!(s
         .state
         .enter_fence(&s.id, 1, "another-pusher:job", Duration::from_secs(60))
         .await
         .unwrap());
+    // Files nobody counts: past the wait, the usual path again.
+    let step = deliver(&s.pusher, &job(&s.id, &s.names[1])).await;
+    assert!(matches!(step, Disposition::Retry(_)), "{step:?}");
+    assert_eq!(s.sink.counters().requests, 0);
+
+    // Now it counts every file 100 ms into the wait and ends the transfer
+    // (any time within the wait gives the same outcome).
     let drainer = {
-        let (state, id, name) = (s.state.clone(), s.id.clone(), s.names[0].clone());
+        let (state, id, names) = (s.state.clone(), s.id.clone(), s.names.clone());
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(100)).await;
-            state.finish_file(&id, 1, &name).await.unwrap()
+            for name in &names {
+                assert!(state.finish_file(&id, 1, name).await.unwrap());
+            }
+            let pushing = [TransferState::Pushing];
+            state
+                .transition(&id, 1, &pushing, TransferState::Done, None)
+                .await
+                .unwrap()
         })
     };
     let step = deliver(&s.pusher, &job(&s.id, &s.names[0])).await;
     assert!(drainer.await.unwrap());
     assert_eq!(step, Disposition::Ack);
-    assert_eq!(s.sink.counters().requests, 0);
-
-    // A file nobody counts: past the wait, the usual path again.
-    let step = deliver(&s.pusher, &job(&s.id, &s.names[1])).await;
-    assert!(matches!(step, Disposition::Retry(_)), "{step:?}");
     assert_eq!(s.sink.counters().requests, 0);
     slot.release().await;
 }
@@ -356,7 +392,10 @@ async fn the_transfer_finish_waits_for_the_sealed_list() {
     let dirs = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (sink, state, storage, pusher, id) = pushing_without_archives(&dirs, "sealed").await;
     let first = stored_archive(&storage, &id, "a.zip", 100, 3).await;
-    assert!(state.add_files(&id, 1, &[first], false).await.unwrap());
+    assert_eq!(
+        state.add_files(&id, 1, &[first], false).await.unwrap(),
+        Added::Recorded { queue: true }
+    );
     assert_eq!(deliver(&pusher, &job(&id, "a.zip")).await, Disposition::Ack);
     let t = state.transfer(&id).await.unwrap().unwrap();
     assert_eq!(
@@ -372,7 +411,10 @@ async fn the_transfer_finish_waits_for_the_sealed_list() {
     );
     // The last archive seals the list; its push ends the transfer.
     let last = stored_archive(&storage, &id, "b.zip", 50, 5).await;
-    assert!(state.add_files(&id, 1, &[last], true).await.unwrap());
+    assert_eq!(
+        state.add_files(&id, 1, &[last], true).await.unwrap(),
+        Added::Recorded { queue: true }
+    );
     assert_eq!(deliver(&pusher, &job(&id, "b.zip")).await, Disposition::Ack);
     let t = state.transfer(&id).await.unwrap().unwrap();
     assert_eq!((t.state, t.files_done), (TransferState::Done, 2), "{t:?}");
@@ -395,7 +437,10 @@ async fn a_counted_files_job_sends_the_finish_left_to_it() {
         stored_archive(&storage, &id, "a.zip", 100, 3).await,
         stored_archive(&storage, &id, "b.zip", 50, 5).await,
     ];
-    assert!(state.add_files(&id, 1, &files, false).await.unwrap());
+    assert_eq!(
+        state.add_files(&id, 1, &files, false).await.unwrap(),
+        Added::Recorded { queue: true }
+    );
     // A's job pushes both files; the list is not sealed: no finish.
     assert_eq!(deliver(&pusher, &job(&id, "a.zip")).await, Disposition::Ack);
     let t = state.transfer(&id).await.unwrap().unwrap();
@@ -407,7 +452,10 @@ async fn a_counted_files_job_sends_the_finish_left_to_it() {
     assert_eq!(sink.counters().transfer_finishes, 0);
     // The list is sealed with nothing more; B's job finds its file counted,
     // and every file: it sends the finish.
-    assert!(state.add_files(&id, 1, &[], true).await.unwrap());
+    assert_eq!(
+        state.add_files(&id, 1, &[], true).await.unwrap(),
+        Added::Recorded { queue: true }
+    );
     assert_eq!(deliver(&pusher, &job(&id, "b.zip")).await, Disposition::Ack);
     let t = state.transfer(&id).await.unwrap().unwrap();
     assert_eq!(t.state, TransferState::Done, "{t:?}");

@@ -45,7 +45,7 @@ pub use self::previews::{
 };
 pub use self::redis::{EventHub, RedisStore, RedisTarget, TRANSFER_BUCKETS};
 pub use self::transfers::{
-    Begin, FileRecord, FileWatch, NewTransfer, Transfer, TransferEvent, TransferState,
+    Added, Begin, FileRecord, FileWatch, NewTransfer, Transfer, TransferEvent, TransferState,
     TransferStore,
 };
 pub use self::users::UserStore;

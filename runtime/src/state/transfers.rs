@@ -89,8 +89,24 @@ pub struct FileRecord {
 pub struct FileWatch {
     /// The file is pushed and counted.
     pub counted: bool,
+    /// Every file recorded so far is pushed and counted.
+    pub all_counted: bool,
     /// A push job of the generation holds a live fence registration.
     pub pushing: bool,
+}
+
+/// What [`TransferStore::add_files`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Added {
+    /// The generation moved on or ended: nothing was recorded.
+    Stale,
+    /// Recorded. `queue`: no push job of the generation was queued and not
+    /// yet started, so the caller must queue one (the flag now says there
+    /// is); otherwise the queued one pushes these archives too.
+    Recorded {
+        /// Whether the caller must queue a push job.
+        queue: bool,
+    },
 }
 
 /// A transfer as stored.
@@ -245,15 +261,18 @@ pub trait TransferStore: Send + Sync {
     /// Adds archives to a generation that is being built (accepted,
     /// processing or pushing) and updates its totals; with `complete`, the
     /// generation's list of archives is whole ([`Transfer::built`]). An
-    /// archive already recorded under the same name is replaced. False when
-    /// the generation moved on or ended.
+    /// archive already recorded under the same name is replaced. In the
+    /// same step it raises the generation's *queued* flag, which says that
+    /// a push job is queued and not started yet
+    /// ([`TransferStore::file_watch`] lowers it): the answer says whether
+    /// it was down, i.e. whether the caller must queue one.
     async fn add_files(
         &self,
         id: &str,
         generation: u64,
         files: &[FileRecord],
         complete: bool,
-    ) -> Result<bool, StateError>;
+    ) -> Result<Added, StateError>;
 
     /// Records the whole list of archives of a generation (replacing
     /// earlier records), their totals, and that the list is complete.
@@ -281,8 +300,12 @@ pub trait TransferStore: Send + Sync {
     async fn finish_file(&self, id: &str, generation: u64, file: &str) -> Result<bool, StateError>;
 
     /// Whether [`TransferStore::finish_file`] counted `file` in `generation`,
-    /// and whether a push job of `generation` is in the transfer's restart
-    /// fence (pushing it) right now; one round trip.
+    /// and every recorded file of it, and whether a push job of
+    /// `generation` is in the transfer's restart fence (pushing it) right
+    /// now; one round trip. A push job calls it as it starts, and it lowers
+    /// the generation's queued flag in the same step (see
+    /// [`TransferStore::add_files`]): archives recorded from then on get a
+    /// push job of their own.
     async fn file_watch(
         &self,
         id: &str,

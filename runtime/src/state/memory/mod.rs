@@ -41,6 +41,8 @@ struct Generation {
     files: BTreeMap<String, FileRecord>,
     offsets: HashMap<String, u64>,
     done: HashSet<String>,
+    /// Until when the queued flag is up (`TransferStore::add_files`).
+    queued_until: Option<Instant>,
 }
 
 #[derive(Default)]

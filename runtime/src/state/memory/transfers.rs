@@ -2,11 +2,14 @@
 
 use super::{MemoryStore, StoredTransfer, Timed};
 use crate::state::{
-    now_ms, Begin, FileRecord, FileWatch, NewTransfer, StateError, Subscription, Transfer,
+    now_ms, Added, Begin, FileRecord, FileWatch, NewTransfer, StateError, Subscription, Transfer,
     TransferEvent, TransferState, TransferStore,
 };
 use std::collections::HashMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// As the Redis store's: how long the queued flag stays up at most.
+const QUEUED_TTL: Duration = Duration::from_secs(600);
 
 #[async_trait::async_trait]
 impl TransferStore for MemoryStore {
@@ -206,19 +209,23 @@ impl TransferStore for MemoryStore {
         generation: u64,
         files: &[FileRecord],
         complete: bool,
-    ) -> Result<bool, StateError> {
-        {
+    ) -> Result<Added, StateError> {
+        let queue = {
             let now = Instant::now();
             let mut data = self.data();
             // Accepted, processing or pushing: the generation still runs.
             match data.transfer(id, now) {
                 Some(t)
                     if t.transfer.generation == generation && !t.transfer.state.is_terminal() => {}
-                _ => return Ok(false),
+                _ => return Ok(Added::Stale),
             }
             let g = data.generation(id, generation, now);
             for f in files {
                 g.files.insert(f.name.clone(), f.clone());
+            }
+            let queue = g.queued_until.is_none_or(|until| until <= now);
+            if queue {
+                g.queued_until = Some(now + QUEUED_TTL);
             }
             let (count, bytes) = (g.files.len() as u64, g.files.values().map(|f| f.size).sum());
             if let Some(t) = data.transfer(id, now) {
@@ -227,9 +234,10 @@ impl TransferStore for MemoryStore {
                 t.transfer.built |= complete;
                 t.transfer.updated_ms = now_ms();
             }
-        }
+            queue
+        };
         self.emit(id, "files").await?;
-        Ok(true)
+        Ok(Added::Recorded { queue })
     }
 
     async fn files(&self, id: &str, generation: u64) -> Result<Vec<FileRecord>, StateError> {
@@ -285,17 +293,28 @@ impl TransferStore for MemoryStore {
         file: &str,
     ) -> Result<FileWatch, StateError> {
         let now = Instant::now();
-        let data = self.data();
-        let counted = data
-            .generations
-            .get(&(id.to_owned(), generation))
-            .is_some_and(|g| g.live(now) && g.value.done.contains(file));
+        let mut data = self.data();
+        let (counted, all_counted) = match data.generations.get_mut(&(id.to_owned(), generation)) {
+            Some(g) if g.live(now) => {
+                g.value.queued_until = None;
+                let g = &g.value;
+                (
+                    g.done.contains(file),
+                    g.files.keys().all(|name| g.done.contains(name)),
+                )
+            }
+            _ => (false, true),
+        };
         let fence = super::fence_key(id, generation, "");
         let pushing = data
             .values
             .iter()
             .any(|(key, entry)| entry.live(now) && key.starts_with(&fence));
-        Ok(FileWatch { counted, pushing })
+        Ok(FileWatch {
+            counted,
+            all_counted,
+            pushing,
+        })
     }
 
     async fn finish_file(&self, id: &str, generation: u64, file: &str) -> Result<bool, StateError> {

@@ -296,6 +296,12 @@ impl RedisStore {
         format!("{}:files:{generation}", self.transfer_key(id))
     }
 
+    /// The generation's queued flag: a push job is queued and not started
+    /// ([`TransferStore::add_files`]).
+    fn queued_key(&self, id: &str, generation: u64) -> String {
+        format!("{}:queued:{generation}", self.transfer_key(id))
+    }
+
     fn offsets_key(&self, id: &str, generation: u64) -> String {
         format!("{}:offsets:{generation}", self.transfer_key(id))
     }

@@ -1,12 +1,18 @@
 //! Transfers in Redis: the state machine of generations in Lua.
 
-use super::{parse_num, RedisStore};
+use super::{millis, parse_num, RedisStore};
 use crate::state::{
-    now_ms, Begin, FileRecord, FileWatch, NewTransfer, StateError, Subscription, Transfer,
+    now_ms, Added, Begin, FileRecord, FileWatch, NewTransfer, StateError, Subscription, Transfer,
     TransferEvent, TransferState, TransferStore,
 };
 use redis::{AsyncCommands, Script};
 use std::collections::HashMap;
+use std::time::Duration;
+
+/// How long a generation's queued flag outlives the push job it announces
+/// at most: a job still queued past it only means that a later archive
+/// queues another (a redundant job ends at once).
+const QUEUED_TTL: Duration = Duration::from_secs(600);
 
 /// Lua shared by the transition scripts: moves transfer `id` between the
 /// per-state index sets (`{ns}:index:{tN}:{state}`, sorted sets, in the
@@ -151,13 +157,15 @@ return gen
 );
 
 /// Adds archive records to a generation being built and recounts its
-/// totals; `ARGV[2]` = '1' seals the list.
+/// totals; `ARGV[2]` = '1' seals the list. Raises the queued flag
+/// (`KEYS[3]`, `ARGV[4]` ms): 2 when it was down (a push job must be
+/// queued), 1 when it was up, 0 when the generation moved on or ended.
 const ADD_FILES_LUA: &str = r"
 local t = KEYS[1]
 if tonumber(redis.call('HGET', t, 'generation') or '-1') ~= tonumber(ARGV[1]) then return 0 end
 local s = redis.call('HGET', t, 'state')
 if s ~= 'accepted' and s ~= 'processing' and s ~= 'pushing' then return 0 end
-for i = 4, #ARGV, 2 do
+for i = 5, #ARGV, 2 do
   redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
 end
 local all = redis.call('HVALS', KEYS[2])
@@ -167,6 +175,7 @@ for _, v in ipairs(all) do
 end
 redis.call('HSET', t, 'files_total', #all, 'bytes_total', bytes, 'updated_ms', ARGV[3])
 if ARGV[2] == '1' then redis.call('HSET', t, 'built', '1') end
+if redis.call('SET', KEYS[3], '1', 'NX', 'PX', ARGV[4]) then return 2 end
 return 1
 ";
 
@@ -179,11 +188,15 @@ if added == 1 then redis.call('HINCRBY', KEYS[1], 'files_done', 1) end
 return added
 ";
 
-/// Whether a file is counted, and whether the fence (`KEYS[2]`, members
-/// `generation:holder` scored by their expiry) has a live member of
-/// generation `ARGV[2]`.
+/// Lowers the queued flag (`KEYS[4]`); whether a file is counted, whether
+/// every file of the list (`KEYS[3]`) is, and whether the fence (`KEYS[2]`,
+/// members `generation:holder` scored by their expiry) has a live member
+/// of generation `ARGV[2]`.
 const FILE_WATCH_LUA: &str = r"
+redis.call('DEL', KEYS[4])
 local counted = redis.call('SISMEMBER', KEYS[1], ARGV[1])
+local all = 0
+if redis.call('SCARD', KEYS[1]) >= redis.call('HLEN', KEYS[3]) then all = 1 end
 local prefix = ARGV[2] .. ':'
 local pushing = 0
 for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], now_ms(), '+inf')) do
@@ -192,7 +205,7 @@ for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], now_ms(), '+inf')) do
     break
   end
 end
-return {counted, pushing}
+return {counted, all, pushing}
 ";
 
 /// A transfer from its hash (`None` when the hash is empty).
@@ -426,25 +439,28 @@ impl TransferStore for RedisStore {
         generation: u64,
         files: &[FileRecord],
         complete: bool,
-    ) -> Result<bool, StateError> {
+    ) -> Result<Added, StateError> {
         let mut conn = self.conn.clone();
         let script = Script::new(ADD_FILES_LUA);
         let mut invocation = script.key(self.transfer_key(id));
         invocation
             .key(self.files_key(id, generation))
+            .key(self.queued_key(id, generation))
             .arg(generation)
             .arg(if complete { "1" } else { "0" })
-            .arg(now_ms());
+            .arg(now_ms())
+            .arg(millis(QUEUED_TTL));
         for f in files {
             invocation
                 .arg(&f.name)
                 .arg(serde_json::to_string(f).unwrap_or_default());
         }
         let added: u64 = invocation.invoke_async(&mut conn).await?;
-        if added == 1 {
-            self.emit(id, "files").await?;
+        if added == 0 {
+            return Ok(Added::Stale);
         }
-        Ok(added == 1)
+        self.emit(id, "files").await?;
+        Ok(Added::Recorded { queue: added == 2 })
     }
 
     async fn files(&self, id: &str, generation: u64) -> Result<Vec<FileRecord>, StateError> {
@@ -508,16 +524,19 @@ impl TransferStore for RedisStore {
     ) -> Result<FileWatch, StateError> {
         let mut conn = self.conn.clone();
         let done_key = format!("{}:done", self.files_key(id, generation));
-        let (counted, pushing): (i64, i64) =
+        let (counted, all_counted, pushing): (i64, i64, i64) =
             Script::new(&format!("{}{FILE_WATCH_LUA}", super::leases::NOW_MS_LUA))
                 .key(&done_key)
                 .key(self.fence_key(id))
+                .key(self.files_key(id, generation))
+                .key(self.queued_key(id, generation))
                 .arg(file)
                 .arg(generation)
                 .invoke_async(&mut conn)
                 .await?;
         Ok(FileWatch {
             counted: counted == 1,
+            all_counted: all_counted == 1,
             pushing: pushing == 1,
         })
     }

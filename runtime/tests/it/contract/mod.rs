@@ -15,7 +15,7 @@
 
 use runtime::mq::{Broker, BrokerConfig, Consumer, Delivery, Queue, Route};
 use runtime::state::{
-    ClientName, DumpRecord, FileRecord, FileTrouble, Lease, LeaseGuard, Mark, NewTransfer,
+    Added, ClientName, DumpRecord, FileRecord, FileTrouble, Lease, LeaseGuard, Mark, NewTransfer,
     PreviewKey, PreviewLimits, PreviewStart, PreviewState, Quotas, RedisTarget, Request, RetryNote,
     ScopeSummary, State, StateError, TransferState, WebCounter, WebKey, WebList,
 };

@@ -111,14 +111,20 @@ pub async fn state_files_arrive_while_building(backend: Backend) {
         .await
         .unwrap();
     // Another generation's archives are refused.
-    assert!(!s
-        .add_files("t3", 2, &[file("a.zip", 1)], false)
-        .await
-        .unwrap());
-    assert!(s
-        .add_files("t3", 1, &[file("a.zip", 10)], false)
-        .await
-        .unwrap());
+    assert_eq!(
+        s.add_files("t3", 2, &[file("a.zip", 1)], false)
+            .await
+            .unwrap(),
+        Added::Stale
+    );
+    // The first archives raise the queued flag: a push job is to be
+    // queued for them.
+    assert_eq!(
+        s.add_files("t3", 1, &[file("a.zip", 10)], false)
+            .await
+            .unwrap(),
+        Added::Recorded { queue: true }
+    );
     s.transition("t3", 1, &[Processing], Pushing, None)
         .await
         .unwrap();
@@ -126,15 +132,33 @@ pub async fn state_files_arrive_while_building(backend: Backend) {
     assert_eq!((t.files_total, t.bytes_total, t.built), (1, 10, false));
     // Not sealed: no restart (the new generation would miss archives).
     assert_eq!(s.restart_generation("t3", 1, "early").await.unwrap(), None);
-    // The same archive again (a job run again) replaces its record.
-    assert!(s
-        .add_files("t3", 1, &[file("a.zip", 10), file("b.zip", 5)], false)
-        .await
-        .unwrap());
-    assert!(s
-        .add_files("t3", 1, &[file("c.zip", 2)], true)
-        .await
-        .unwrap());
+    // The same archive again (a job run again) replaces its record. The
+    // job queued for the first archives has not started: it pushes these
+    // too, so none is queued for them.
+    assert_eq!(
+        s.add_files("t3", 1, &[file("a.zip", 10), file("b.zip", 5)], false)
+            .await
+            .unwrap(),
+        Added::Recorded { queue: false }
+    );
+    // A push job starts (its first step lowers the flag): nothing counted.
+    let seen = s.file_watch("t3", 1, "a.zip").await.unwrap();
+    assert_eq!((seen.counted, seen.all_counted), (false, false), "{seen:?}");
+    assert!(s.finish_file("t3", 1, "a.zip").await.unwrap());
+    let seen = s.file_watch("t3", 1, "a.zip").await.unwrap();
+    assert_eq!((seen.counted, seen.all_counted), (true, false), "{seen:?}");
+    assert!(s.finish_file("t3", 1, "b.zip").await.unwrap());
+    let seen = s.file_watch("t3", 1, "a.zip").await.unwrap();
+    assert_eq!((seen.counted, seen.all_counted), (true, true), "{seen:?}");
+    // Archives recorded after a job started queue a job of their own.
+    assert_eq!(
+        s.add_files("t3", 1, &[file("c.zip", 2)], true)
+            .await
+            .unwrap(),
+        Added::Recorded { queue: true }
+    );
+    let seen = s.file_watch("t3", 1, "a.zip").await.unwrap();
+    assert_eq!((seen.counted, seen.all_counted), (true, false), "{seen:?}");
     let t = s.transfer("t3").await.unwrap().unwrap();
     assert_eq!((t.files_total, t.bytes_total, t.built), (3, 17, true));
     let names: Vec<_> = s
@@ -152,10 +176,12 @@ pub async fn state_files_arrive_while_building(backend: Backend) {
     s.transition("t3", 2, &[Pushing], Failed, Some("gone"))
         .await
         .unwrap();
-    assert!(!s
-        .add_files("t3", 2, &[file("d.zip", 1)], true)
-        .await
-        .unwrap());
+    assert_eq!(
+        s.add_files("t3", 2, &[file("d.zip", 1)], true)
+            .await
+            .unwrap(),
+        Added::Stale
+    );
     s.begin_transfer("t3", &new_transfer("g2")).await.unwrap();
     let t = s.transfer("t3").await.unwrap().unwrap();
     assert_eq!((t.generation, t.built, t.files_total), (3, false, 0));
