@@ -157,30 +157,39 @@ async fn a_file_another_worker_holds_brings_the_job_back() {
 /// A push job whose generation's recorded archives were all pushed by
 /// other jobs, while the list is not sealed, ends at once: it neither
 /// waits for the client's slot (held here by another pusher) nor comes
-/// back from the retry queue. Archives recorded after it started queue a
-/// job of their own.
+/// back from the retry queue. Its own file counted is not enough: it is
+/// answerable for every file recorded when it started. Archives recorded
+/// after it started queue a job of their own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_with_every_file_pushed_elsewhere_ends_at_once() {
     let dirs = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (sink, state, storage, pusher, id) = pushing_without_archives(&dirs, "elsewhere").await;
-    let a = stored_archive(&storage, &id, "a.zip", 100, 3).await;
+    let files = [
+        stored_archive(&storage, &id, "a.zip", 100, 3).await,
+        stored_archive(&storage, &id, "b.zip", 50, 5).await,
+    ];
     assert_eq!(
-        state.add_files(&id, 1, &[a], false).await.unwrap(),
+        state.add_files(&id, 1, &files, false).await.unwrap(),
         Added::Recorded { queue: true }
     );
-    // Pushed and counted by another job.
-    assert!(state.finish_file(&id, 1, "a.zip").await.unwrap());
     let slot = hold_client_slot(&state).await;
+    // Its file pushed and counted by another job, B not: the usual path,
+    // and the slot is taken.
+    assert!(state.finish_file(&id, 1, "a.zip").await.unwrap());
+    let step = deliver(&pusher, &job(&id, "a.zip")).await;
+    assert!(matches!(step, Disposition::Retry(_)), "{step:?}");
+    // Both counted: it ends.
+    assert!(state.finish_file(&id, 1, "b.zip").await.unwrap());
     assert_eq!(deliver(&pusher, &job(&id, "a.zip")).await, Disposition::Ack);
     assert_eq!(sink.counters().requests, 0);
     // It lowered the queued flag as it started: the next archive queues.
-    let b = stored_archive(&storage, &id, "b.zip", 50, 5).await;
+    let c = stored_archive(&storage, &id, "c.zip", 50, 7).await;
     assert_eq!(
-        state.add_files(&id, 1, &[b], false).await.unwrap(),
+        state.add_files(&id, 1, &[c], false).await.unwrap(),
         Added::Recorded { queue: true }
     );
     // Not counted: the usual path, and the slot is taken.
-    let step = deliver(&pusher, &job(&id, "b.zip")).await;
+    let step = deliver(&pusher, &job(&id, "c.zip")).await;
     assert!(matches!(step, Disposition::Retry(_)), "{step:?}");
     slot.release().await;
 }
