@@ -323,6 +323,25 @@ async fn done_transfers_archives_are_deleted_after_the_retention() {
     bank.cleanup().await;
 }
 
+/// Deletes every dump of `u` through the gateway; returns the transfers
+/// the deletions cancelled.
+async fn delete_dumps(bank: &Bank, u: &protocol::anychain::SigningKey) -> Vec<String> {
+    let http = reqwest::Client::new();
+    let mut cancelled = Vec::new();
+    for d in bank.app.state.dumps(&user_pk(u)).await.unwrap() {
+        let path = format!("/alias/dumps/{}/{}", d.provider, d.name);
+        let resp = signed_request(&http, reqwest::Method::DELETE, &bank.base, &path, u, None)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+        let answer: serde_json::Value = resp.json().await.unwrap();
+        let ids = answer["cancelled"].as_array().cloned().unwrap_or_default();
+        cancelled.extend(ids.iter().filter_map(|v| v.as_str().map(str::to_owned)));
+    }
+    cancelled
+}
+
 /// Deleting a dump cancels the transfers built from it that are not yet
 /// delivered and deletes their archives at once; the client gets nothing
 /// more.
@@ -335,18 +354,7 @@ async fn deleting_a_dump_deletes_its_undelivered_archives() {
     let (status, body) = process_async(&bank.base, &client.grant(&u)).await;
     assert_eq!(status, 202, "{body}");
     built(&bank, &client.id).await;
-    let pk = user_pk(&u);
-    let dumps = bank.app.state.dumps(&pk).await.unwrap();
-    assert!(!dumps.is_empty());
-    let http = reqwest::Client::new();
-    for d in &dumps {
-        let path = format!("/alias/dumps/{}/{}", d.provider, d.name);
-        let resp = signed_request(&http, reqwest::Method::DELETE, &bank.base, &path, &u, None)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status().as_u16(), 200);
-    }
+    assert_eq!(delete_dumps(&bank, &u).await, std::slice::from_ref(&client.id));
     // At once, not by a later sweep.
     assert_eq!(stored(&bank, &client.id).await, (0, 0));
     let t = bank.app.state.transfer(&client.id).await.unwrap().unwrap();
@@ -436,22 +444,9 @@ async fn a_dump_deleted_mid_build_stops_the_build() {
     let t = bank.app.state.transfer(&client.id).await.unwrap().unwrap();
     assert!(!t.built, "held mid-build: {t:?}");
 
-    let pk = user_pk(&u);
-    let http = reqwest::Client::new();
-    let mut cancelled = Vec::new();
-    for d in bank.app.state.dumps(&pk).await.unwrap() {
-        let path = format!("/alias/dumps/{}/{}", d.provider, d.name);
-        let resp = signed_request(&http, reqwest::Method::DELETE, &bank.base, &path, &u, None)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status().as_u16(), 200);
-        let answer: serde_json::Value = resp.json().await.unwrap();
-        cancelled.extend(answer["cancelled"].as_array().cloned().unwrap_or_default());
-    }
     assert_eq!(
-        cancelled,
-        [serde_json::json!(client.id)],
+        delete_dumps(&bank, &u).await,
+        [client.id.clone()],
         "the transfer being built is cancelled"
     );
     let t = bank.app.state.transfer(&client.id).await.unwrap().unwrap();

@@ -164,14 +164,7 @@ async fn a_file_another_worker_holds_brings_the_job_back() {
 async fn a_job_with_every_file_pushed_elsewhere_ends_at_once() {
     let dirs = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (sink, state, storage, pusher, id) = pushing_without_archives(&dirs, "elsewhere").await;
-    let files = [
-        stored_archive(&storage, &id, "a.zip", 100, 3).await,
-        stored_archive(&storage, &id, "b.zip", 50, 5).await,
-    ];
-    assert_eq!(
-        state.add_files(&id, 1, &files, false).await.unwrap(),
-        Added::Recorded { queue: true }
-    );
+    record_two_archives(&state, &storage, &id).await;
     let slot = hold_client_slot(&state).await;
     // Its file pushed and counted by another job, B not: the usual path,
     // and the slot is taken.
@@ -373,6 +366,19 @@ async fn the_slot_holder_pushes_the_transfers_waiting_for_it() {
     assert_eq!(sink.counters().requests, before);
 }
 
+/// Stores archives `a.zip` and `b.zip` of generation 1 and records them,
+/// unsealed, in one announcement (which queues a push job).
+async fn record_two_archives(state: &State, storage: &runtime::storage::Storage, id: &str) {
+    let files = [
+        stored_archive(storage, id, "a.zip", 100, 3).await,
+        stored_archive(storage, id, "b.zip", 50, 5).await,
+    ];
+    assert_eq!(
+        state.add_files(id, 1, &files, false).await.unwrap(),
+        Added::Recorded { queue: true }
+    );
+}
+
 /// A sink and a push worker (see [`sink_and_worker`]), and the example
 /// grant's transfer in `pushing` with no archive recorded yet.
 async fn pushing_without_archives(
@@ -442,14 +448,7 @@ async fn the_transfer_finish_waits_for_the_sealed_list() {
 async fn a_counted_files_job_sends_the_finish_left_to_it() {
     let dirs = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (sink, state, storage, pusher, id) = pushing_without_archives(&dirs, "left").await;
-    let files = [
-        stored_archive(&storage, &id, "a.zip", 100, 3).await,
-        stored_archive(&storage, &id, "b.zip", 50, 5).await,
-    ];
-    assert_eq!(
-        state.add_files(&id, 1, &files, false).await.unwrap(),
-        Added::Recorded { queue: true }
-    );
+    record_two_archives(&state, &storage, &id).await;
     // A's job pushes both files; the list is not sealed: no finish.
     assert_eq!(deliver(&pusher, &job(&id, "a.zip")).await, Disposition::Ack);
     let t = state.transfer(&id).await.unwrap().unwrap();
