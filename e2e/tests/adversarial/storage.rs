@@ -354,7 +354,10 @@ async fn deleting_a_dump_deletes_its_undelivered_archives() {
     let (status, body) = process_async(&bank.base, &client.grant(&u)).await;
     assert_eq!(status, 202, "{body}");
     built(&bank, &client.id).await;
-    assert_eq!(delete_dumps(&bank, &u).await, std::slice::from_ref(&client.id));
+    assert_eq!(
+        delete_dumps(&bank, &u).await,
+        std::slice::from_ref(&client.id)
+    );
     // At once, not by a later sweep.
     assert_eq!(stored(&bank, &client.id).await, (0, 0));
     let t = bank.app.state.transfer(&client.id).await.unwrap().unwrap();
