@@ -449,7 +449,7 @@ async fn a_dump_deleted_mid_build_stops_the_build() {
 
     assert_eq!(
         delete_dumps(&bank, &u).await,
-        [client.id.clone()],
+        std::slice::from_ref(&client.id),
         "the transfer being built is cancelled"
     );
     let t = bank.app.state.transfer(&client.id).await.unwrap().unwrap();
