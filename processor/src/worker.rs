@@ -418,10 +418,19 @@ impl Processor {
                 return Ok(Built::Ready(files));
             }
         }
-        // Built from something else (a superseding grant, other dumps): the
-        // earlier generation's archives are never pushed again.
-        self.drop_build(id).await?;
         let prefix = format!("transfers/{id}/{generation}");
+        // Built from something else (a superseding grant, other dumps): the
+        // earlier generation's archives are never pushed again. This
+        // generation's own build under way (a delivery of this job cut
+        // short) is built again in place, the same bytes: the archives it
+        // announced may be being pushed.
+        let own = archives::build_of(&self.state, id)
+            .await
+            .map_err(|e| JobError::Transient(format!("reading the build record: {e}")))?
+            .is_some_and(|b| b.is_under_way() && b.prefix == prefix);
+        if !own {
+            self.drop_build(id).await?;
+        }
         let dump_keys: Vec<String> = dumps.iter().map(|d| d.key.clone()).collect();
         // Recorded before any dump is read: a dump deleted from now on
         // cancels the transfer, which stops this build at its next

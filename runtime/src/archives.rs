@@ -165,8 +165,10 @@ pub async fn record_build(
 
 /// Replaces the record of a build under way ([`Build::under_way`], made by
 /// [`record_build`]) with the finished one; false, writing nothing, when
-/// that record is gone or another build's (a deleted dump cancelled the
-/// transfer, a newer generation began): the build is stale.
+/// that record is gone or another generation's (a deleted dump cancelled
+/// the transfer, a newer generation began): the build is stale. A record
+/// of the same generation already finished (another delivery of the same
+/// job built the same archives) is written again.
 pub async fn complete_build(
     state: &State,
     id: &str,
@@ -175,7 +177,7 @@ pub async fn complete_build(
 ) -> Result<bool, ArchiveError> {
     let ours = build_of(state, id)
         .await?
-        .is_some_and(|now| now.is_under_way() && now.prefix == build.prefix);
+        .is_some_and(|now| now.prefix == build.prefix);
     if ours {
         write_record(state, id, build, retention).await?;
     }
@@ -473,6 +475,10 @@ mod tests {
             build_of(&state, "t1").await.unwrap(),
             Some(finished.clone())
         );
+        // Another delivery of the same generation finishing the same build.
+        assert!(complete_build(&state, "t1", &finished, Duration::ZERO)
+            .await
+            .unwrap());
         // Another build's record (a newer generation's) is not replaced.
         let newer = Build::under_way(9, "transfers/t1/9".into(), "u".into(), vec![]);
         record_build(&state, "t1", &newer, Duration::ZERO)

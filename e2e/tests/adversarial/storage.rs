@@ -480,3 +480,136 @@ async fn a_dump_deleted_mid_build_stops_the_build() {
     );
     bank.cleanup().await;
 }
+
+/// A build's progress reports, each held until the test lets it go: the
+/// build advances one report at a time. Dropping `go` lets it run free.
+struct Steps {
+    reached: tokio::sync::mpsc::UnboundedReceiver<()>,
+    go: std::sync::mpsc::Sender<()>,
+}
+
+/// A processor of `bank` whose builds stop at every progress report
+/// (one build thread), and its steps.
+fn stepping_processor(bank: &Bank) -> (processor::worker::Processor, Steps) {
+    let (reached_tx, reached) = tokio::sync::mpsc::unbounded_channel();
+    let (go, held) = std::sync::mpsc::channel::<()>();
+    let held = std::sync::Mutex::new(held);
+    let mut p = processor::processor(
+        &bank.config,
+        bank.app.state.clone(),
+        bank.app.broker.clone(),
+        bank.app.storage.clone(),
+    )
+    .unwrap();
+    p.options.threads = 1;
+    p.options.progress = Some(std::sync::Arc::new(move |_| {
+        let _ = reached_tx.send(());
+        let _ = held.lock().map(|rx| rx.recv());
+    }));
+    (p, Steps { reached, go })
+}
+
+/// A delivery of a process job cut short mid-build (its worker gone, its
+/// lease lapsed) after it announced archives that may be being pushed:
+/// the next delivery builds the same archives again in place, and does
+/// not delete the announced ones first (their pushes would find them
+/// gone and fail the transfer). Both builds are stepped, so the check
+/// falls after the second build began and before it stored anything.
+#[actix_web::test]
+async fn a_build_delivered_again_keeps_the_archives_it_announced() {
+    let mut bank = Bank::new("again", &[]).await;
+    let (first, mut steps) = stepping_processor(&bank);
+    let first_id = first.worker_id.clone();
+    bank.workers.push(runtime::worker::start_worker(
+        bank.app.broker.clone(),
+        runtime::worker::WorkerSettings {
+            route: runtime::mq::Route::Process,
+            concurrency: 1,
+            name: "processor".into(),
+            shutdown_grace: Duration::from_secs(5),
+        },
+        std::sync::Arc::new(first),
+    ));
+    let u = user(178);
+    // A zip export large enough to be built one unit per scope (past
+    // `SPLIT_MIN_BYTES`, mostly media so that it stays that large), so
+    // that archives are stored, and announced, one after another.
+    let options = dumpgen::Options {
+        provider: dumpgen::Provider::Google,
+        format: dumpgen::Format::Zip,
+        target_bytes: processor::extract::SPLIT_MIN_BYTES * 3 / 2,
+        media_ratio: 0.9,
+        seed: 178,
+        ..dumpgen::Options::default()
+    };
+    give_dump_of(&bank, &u, &options).await;
+    let client = Client::new("Delivered again", 178, dead());
+    let (status, body) = process_async(&bank.base, &client.grant(&u)).await;
+    assert_eq!(status, 202, "{body}");
+    // Step the first build until two archives are stored: the first of
+    // them is then announced (the last one stored is held back).
+    loop {
+        tokio::time::timeout(LIMIT, steps.reached.recv())
+            .await
+            .expect("the first build ended before storing two archives")
+            .unwrap();
+        if stored(&bank, &client.id).await.0 >= 2 {
+            break;
+        }
+        steps.go.send(()).unwrap();
+    }
+    let t = wait_until(&bank, &client.id, LIMIT, |t| t.files_total >= 1).await;
+    let announced = bank
+        .app
+        .state
+        .files(&client.id, t.generation)
+        .await
+        .unwrap();
+    let key = announced[0].storage_key.clone();
+    assert!(bank.app.storage.head(&key).await.unwrap().is_some());
+
+    // The first delivery is cut short: its lease lapses, and the job is
+    // delivered again, to another processor.
+    let lease = runtime::state::Lease::process(&client.id, t.generation);
+    assert!(bank
+        .app
+        .state
+        .release_lease(&lease, &first_id)
+        .await
+        .unwrap());
+    let (second, mut again) = stepping_processor(&bank);
+    let job = runtime::jobs::ProcessJob {
+        transfer: client.id.clone(),
+        generation: t.generation,
+    };
+    let run = tokio::spawn(async move { second.process(&job).await });
+    tokio::time::timeout(LIMIT, again.reached.recv())
+        .await
+        .expect("the second build never began")
+        .unwrap();
+    assert!(
+        bank.app.storage.head(&key).await.unwrap().is_some(),
+        "the second delivery deleted an archive already announced"
+    );
+    // Both run free to their ends.
+    drop(again.go);
+    drop(steps.go);
+    run.await.unwrap().unwrap();
+    let t = wait_until(&bank, &client.id, LIMIT, |t| t.built).await;
+    for f in bank
+        .app
+        .state
+        .files(&client.id, t.generation)
+        .await
+        .unwrap()
+    {
+        assert!(bank
+            .app
+            .storage
+            .head(&f.storage_key)
+            .await
+            .unwrap()
+            .is_some());
+    }
+    bank.cleanup().await;
+}
