@@ -402,45 +402,22 @@ impl runtime::worker::JobHandler for Reported {
 async fn a_dump_deleted_mid_build_stops_the_build() {
     let mut bank = Bank::new("midbuild", &[]).await;
     bank.start_pusher().await;
-    let (reached_tx, mut reached) = tokio::sync::mpsc::unbounded_channel::<()>();
-    let (release, held) = std::sync::mpsc::channel::<()>();
-    let held = std::sync::Mutex::new(held);
-    let first = std::sync::atomic::AtomicBool::new(true);
-    let mut inner = processor::processor(
-        &bank.config,
-        bank.app.state.clone(),
-        bank.app.broker.clone(),
-        bank.app.storage.clone(),
-    )
-    .unwrap();
-    inner.options.progress = Some(std::sync::Arc::new(move |_| {
-        if first.swap(false, std::sync::atomic::Ordering::SeqCst) {
-            let _ = reached_tx.send(());
-            // Until the test lets go (or drops the sender, failing).
-            let _ = held.lock().map(|rx| rx.recv());
-        }
-    }));
+    let (inner, mut steps) = stepping_processor(&bank);
     let (ended_tx, mut ended) = tokio::sync::mpsc::unbounded_channel();
-    bank.workers.push(runtime::worker::start_worker(
-        bank.app.broker.clone(),
-        runtime::worker::WorkerSettings {
-            route: runtime::mq::Route::Process,
-            concurrency: 1,
-            name: "processor".into(),
-            shutdown_grace: Duration::from_secs(5),
-        },
+    start_processing(
+        &mut bank,
         std::sync::Arc::new(Reported {
             inner,
             ended: ended_tx,
         }),
-    ));
+    );
 
     let u = user(177);
     give_dump(&bank, &u, 1 << 20, 177).await;
     let client = Client::new("Dump deleted mid-build", 177, Faults::none());
     let (status, body) = process_async(&bank.base, &client.grant(&u)).await;
     assert_eq!(status, 202, "{body}");
-    tokio::time::timeout(LIMIT, reached.recv())
+    tokio::time::timeout(LIMIT, steps.reached.recv())
         .await
         .expect("the build never reported progress")
         .unwrap();
@@ -455,8 +432,8 @@ async fn a_dump_deleted_mid_build_stops_the_build() {
     let t = bank.app.state.transfer(&client.id).await.unwrap().unwrap();
     assert_eq!(t.state, TransferState::Cancelled, "{t:?}");
 
-    // The build goes on from where it was held, and ends.
-    release.send(()).unwrap();
+    // The build goes on from where it was held, freely, and ends.
+    drop(steps.go);
     tokio::time::timeout(LIMIT, ended.recv())
         .await
         .expect("the process job never ended")
@@ -486,6 +463,20 @@ async fn a_dump_deleted_mid_build_stops_the_build() {
 struct Steps {
     reached: tokio::sync::mpsc::UnboundedReceiver<()>,
     go: std::sync::mpsc::Sender<()>,
+}
+
+/// Takes `bank`'s process jobs, one at a time, with `handler`.
+fn start_processing(bank: &mut Bank, handler: std::sync::Arc<dyn runtime::worker::JobHandler>) {
+    bank.workers.push(runtime::worker::start_worker(
+        bank.app.broker.clone(),
+        runtime::worker::WorkerSettings {
+            route: runtime::mq::Route::Process,
+            concurrency: 1,
+            name: "processor".into(),
+            shutdown_grace: Duration::from_secs(5),
+        },
+        handler,
+    ));
 }
 
 /// A processor of `bank` whose builds stop at every progress report
@@ -520,16 +511,7 @@ async fn a_build_delivered_again_keeps_the_archives_it_announced() {
     let mut bank = Bank::new("again", &[]).await;
     let (first, mut steps) = stepping_processor(&bank);
     let first_id = first.worker_id.clone();
-    bank.workers.push(runtime::worker::start_worker(
-        bank.app.broker.clone(),
-        runtime::worker::WorkerSettings {
-            route: runtime::mq::Route::Process,
-            concurrency: 1,
-            name: "processor".into(),
-            shutdown_grace: Duration::from_secs(5),
-        },
-        std::sync::Arc::new(first),
-    ));
+    start_processing(&mut bank, std::sync::Arc::new(first));
     let u = user(178);
     // A zip export large enough to be built one unit per scope (past
     // `SPLIT_MIN_BYTES`, mostly media so that it stays that large), so
