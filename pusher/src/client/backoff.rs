@@ -41,14 +41,43 @@ impl RetryError {
 /// sleeping between attempts. Every retryable failure is retried, the
 /// `Unknown` outcome included: use it for idempotent requests (start,
 /// finishes, `HEAD`), not for chunks (see `ChunkStreamer`).
-pub async fn retry<T, F, Fut>(backoff: &mut Backoff, mut op: F) -> Result<T, RetryError>
+pub async fn retry<T, F, Fut>(backoff: &mut Backoff, op: F) -> Result<T, RetryError>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, PushError>>,
 {
+    match retry_while(backoff, || std::future::ready(true), op).await? {
+        Some(value) => Ok(value),
+        // `go_on` above always answers yes.
+        None => Err(RetryError::Permanent(PushError::InvalidRequest(
+            "a request stopped unasked",
+        ))),
+    }
+}
+
+/// As [`retry`], but before each retry `go_on` says whether the request is
+/// still wanted (the transfer may have been revoked or cancelled while the
+/// request failed): `Ok(None)` once it is not, and no attempt more is
+/// made.
+pub async fn retry_while<T, F, Fut, G, GFut>(
+    backoff: &mut Backoff,
+    mut go_on: G,
+    mut op: F,
+) -> Result<Option<T>, RetryError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, PushError>>,
+    G: FnMut() -> GFut,
+    GFut: Future<Output = bool>,
+{
+    let mut again = false;
     loop {
+        if again && !go_on().await {
+            return Ok(None);
+        }
+        again = true;
         let err = match op().await {
-            Ok(value) => return Ok(value),
+            Ok(value) => return Ok(Some(value)),
             Err(err) => err,
         };
         match err.outcome() {

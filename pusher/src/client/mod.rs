@@ -26,7 +26,7 @@ mod retry_after;
 mod ssrf;
 mod stream;
 
-pub use backoff::{retry, Backoff, RetryError, RetryPolicy};
+pub use backoff::{retry, retry_while, Backoff, RetryError, RetryPolicy};
 pub use error::{Delivery, Outcome, PermanentReason, PushError, RetryReason, TransportKind};
 pub use http::{Ack, ClientConfig, PushClient, PushTarget, CHUNK_GRACE};
 pub use retry_after::{parse_http_date, parse_retry_after};

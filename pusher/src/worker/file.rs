@@ -6,7 +6,7 @@
 use super::client_id::ClientId;
 use super::fence::Fenced;
 use super::{record_acked, still_pushing, Pusher, DAY};
-use crate::client::{retry, Backoff, PushTarget, RunLimits, StreamError, Streamed, Upload};
+use crate::client::{retry_while, Backoff, PushTarget, RunLimits, StreamError, Streamed, Upload};
 use runtime::jobs::{self, PushJob};
 use runtime::mq::Route;
 use runtime::retry::Decision;
@@ -87,21 +87,30 @@ impl Pusher {
         // client is told (one round trip less on a file's path).
         let mut backoff = Backoff::new(self.request_policy());
         let (finished, ()) = tokio::join!(
-            retry(&mut backoff, || {
-                self.client()
-                    .finish_file(&file_url, record.size, &record.blake2b)
-            }),
+            retry_while(
+                &mut backoff,
+                || self.still_wanted(t),
+                || {
+                    self.client()
+                        .finish_file(&file_url, record.size, &record.blake2b)
+                }
+            ),
             async {
                 if pushed {
                     self.clear_inflight(t, file).await;
                 }
             },
         );
-        if let Err(e) = finished {
-            let refused = format!("the client refused {file}");
-            return self
-                .request_failed(e, t, client, Request::File(file), &refused)
-                .await;
+        match finished {
+            Ok(Some(_)) => {}
+            // Revoked, cancelled or superseded while it failed.
+            Ok(None) => return Decision::Done,
+            Err(e) => {
+                let refused = format!("the client refused {file}");
+                return self
+                    .request_failed(e, t, client, Request::File(file), &refused)
+                    .await;
+            }
         }
         let done = Mark::FileDone(file);
         let ((), told) = tokio::join!(

@@ -4,7 +4,7 @@
 
 use super::client_id::ClientId;
 use super::{record_acked, Pusher, DAY};
-use crate::client::{retry, Backoff, PushTarget, RetryError};
+use crate::client::{retry_while, Backoff, PushTarget, RetryError};
 use protocol::wire::FileSummary;
 use runtime::retry::Decision;
 use runtime::state::{now_ms, Lease, LeaseGuard, Mark, Request, Transfer, TransferState};
@@ -161,8 +161,16 @@ impl Pusher {
                 .await?
                 .ok_or_else(|| Decision::Fail("the transfer has no grant".into()))?;
             let mut backoff = Backoff::new(self.request_policy());
-            match retry(&mut backoff, || self.client().start(target, &token)).await {
-                Ok(_) => {
+            let started = retry_while(
+                &mut backoff,
+                || self.still_wanted(t),
+                || self.client().start(target, &token),
+            )
+            .await;
+            match started {
+                // Revoked, cancelled or superseded while it failed.
+                Ok(None) => Err(Decision::Done),
+                Ok(Some(_)) => {
                     self.state
                         .mark(&t.id, t.generation, Mark::Started, DAY * 7)
                         .await?;
@@ -243,12 +251,15 @@ impl Pusher {
             })
             .collect();
         let mut backoff = Backoff::new(self.request_policy());
-        let result = match retry(&mut backoff, || {
-            self.client().finish_transfer(target, &summaries)
-        })
-        .await
-        {
-            Ok(_) => {
+        let finished = retry_while(
+            &mut backoff,
+            || self.still_wanted(t),
+            || self.client().finish_transfer(target, &summaries),
+        )
+        .await;
+        let result = match finished {
+            Ok(None) => Err(Decision::Done),
+            Ok(Some(_)) => {
                 record_acked(|| {
                     self.state.transition(
                         &t.id,
@@ -268,6 +279,14 @@ impl Pusher {
         };
         lease.release().await;
         result
+    }
+
+    /// Whether a request of `t`'s generation retried in place is still
+    /// wanted: not once the generation is no longer the pushing one
+    /// (revoked, cancelled, superseded), so the client hears nothing more
+    /// of it. A failed read says yes (the request's own limits hold).
+    pub(super) async fn still_wanted(&self, t: &Transfer) -> bool {
+        !matches!(super::still_pushing(&self.state, t).await, Ok(false))
     }
 
     /// Counts a restart against the client (its signing key, read from the

@@ -7,6 +7,7 @@ mod client;
 mod drain;
 mod restart;
 mod ssrf;
+mod stop;
 
 use std::path::Path;
 use std::time::Duration;
