@@ -10,13 +10,12 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use runtime::jobs::{self, PushJob};
-use runtime::state::{Added, FileRecord, Lease, LeaseGuard, Mark, State, TransferState};
+use runtime::state::{Added, Lease, LeaseGuard, Mark, State, TransferState};
 use runtime::worker::{Disposition, JobHandler};
 use sink::{Sink, SinkConfig, SinkHandle};
 
-use crate::example;
+use crate::{example, stored_archive};
 
 struct Setup {
     _dirs: (tempfile::TempDir, tempfile::TempDir),
@@ -276,29 +275,6 @@ fn grant_of(name: &str, domain: &str, user: u8) -> (String, String) {
     )
     .unwrap();
     (id, to_token(&grant))
-}
-
-/// An archive `name` of generation 1 of transfer `id`, `kib` KiB of bytes
-/// drawn from `seed`, stored, and its record.
-async fn stored_archive(
-    storage: &runtime::storage::Storage,
-    id: &str,
-    name: &str,
-    kib: usize,
-    seed: usize,
-) -> FileRecord {
-    let data: Vec<u8> = (0..kib * 1024).map(|b| ((b * seed) % 251) as u8).collect();
-    let key = format!("transfers/{id}/1/{name}");
-    let info = storage.put_bytes(&key, Bytes::from(data)).await.unwrap();
-    FileRecord {
-        name: name.into(),
-        scope: "google.photos".into(),
-        storage_key: key,
-        size: info.size,
-        blake2b: info.blake2b_b64(),
-        offset: 0,
-        finished: false,
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -90,3 +90,52 @@ async fn begin_pushing(state: &State, id: &str, grant: &str, push_url: &str) {
         .unwrap();
     assert!(to_pushing);
 }
+
+/// Serves the routes `configure` sets on a free loopback port, on a thread
+/// of its own (one worker); returns the address.
+fn serve<F>(configure: F) -> std::net::SocketAddr
+where
+    F: Fn(&mut actix_web::web::ServiceConfig) + Clone + Send + 'static,
+{
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            let server = actix_web::HttpServer::new(move || {
+                actix_web::App::new().configure(configure.clone())
+            })
+            .workers(1)
+            .disable_signals()
+            .bind("127.0.0.1:0")
+            .unwrap();
+            tx.send(server.addrs()[0]).unwrap();
+            server.run().await.unwrap();
+        });
+    });
+    rx.recv().unwrap()
+}
+
+/// Stores an archive of `kib` KiB (bytes from `seed`) as `name` of
+/// generation 1 of transfer `id`, and returns its record.
+async fn stored_archive(
+    storage: &Storage,
+    id: &str,
+    name: &str,
+    kib: usize,
+    seed: usize,
+) -> FileRecord {
+    let data: Vec<u8> = (0..kib * 1024).map(|b| ((b * seed) % 251) as u8).collect();
+    let key = format!("transfers/{id}/1/{name}");
+    let info = storage
+        .put_bytes(&key, bytes::Bytes::from(data))
+        .await
+        .unwrap();
+    FileRecord {
+        name: name.into(),
+        scope: "google.photos".into(),
+        storage_key: key,
+        size: info.size,
+        blake2b: info.blake2b_b64(),
+        offset: 0,
+        finished: false,
+    }
+}

@@ -4,9 +4,8 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
-use bytes::Bytes;
 use runtime::jobs::{self, PushJob};
-use runtime::state::{FileRecord, State, TransferState};
+use runtime::state::{State, TransferState};
 use runtime::worker::{Disposition, JobHandler};
 
 use crate::example;
@@ -17,34 +16,23 @@ use crate::example;
 /// start requests.
 fn cancelling_client(state: State, id: String) -> (std::net::SocketAddr, Arc<AtomicU32>) {
     let starts = Arc::new(AtomicU32::new(0));
-    let (tx, rx) = std::sync::mpsc::channel();
     let counted = starts.clone();
-    std::thread::spawn(move || {
-        actix_web::rt::System::new().block_on(async move {
-            let server = actix_web::HttpServer::new(move || {
+    let addr = crate::serve(move |cfg| {
+        let (state, id, counted) = (state.clone(), id.clone(), counted.clone());
+        cfg.route(
+            "/alias/push/{id}",
+            actix_web::web::put().to(move || {
                 let (state, id, counted) = (state.clone(), id.clone(), counted.clone());
-                actix_web::App::new().route(
-                    "/alias/push/{id}",
-                    actix_web::web::put().to(move || {
-                        let (state, id, counted) = (state.clone(), id.clone(), counted.clone());
-                        async move {
-                            if counted.fetch_add(1, Ordering::SeqCst) == 0 {
-                                state.cancel(&id, "revoked by the user").await.unwrap();
-                            }
-                            actix_web::HttpResponse::ServiceUnavailable().finish()
-                        }
-                    }),
-                )
-            })
-            .workers(1)
-            .disable_signals()
-            .bind("127.0.0.1:0")
-            .unwrap();
-            tx.send(server.addrs()[0]).unwrap();
-            server.run().await.unwrap();
-        });
+                async move {
+                    if counted.fetch_add(1, Ordering::SeqCst) == 0 {
+                        state.cancel(&id, "revoked by the user").await.unwrap();
+                    }
+                    actix_web::HttpResponse::ServiceUnavailable().finish()
+                }
+            }),
+        );
     });
-    (rx.recv().unwrap(), starts)
+    (addr, starts)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -53,20 +41,7 @@ async fn a_failing_start_request_stops_when_the_transfer_is_cancelled() {
     let (state, _, storage, pusher) = crate::push_worker(dir.path(), "stop", &[]);
     let id = example("grant_contract_hash");
     let (addr, starts) = cancelling_client(state.clone(), id.clone());
-    let key = format!("transfers/{id}/1/a.zip");
-    let info = storage
-        .put_bytes(&key, Bytes::from_static(b"archive"))
-        .await
-        .unwrap();
-    let file = FileRecord {
-        name: "a.zip".into(),
-        scope: "google.photos".into(),
-        storage_key: key,
-        size: info.size,
-        blake2b: info.blake2b_b64(),
-        offset: 0,
-        finished: false,
-    };
+    let file = crate::stored_archive(&storage, &id, "a.zip", 1, 3).await;
     let push_url = format!("http://{addr}/alias/push/{id}");
     crate::pushing_transfer(&state, &id, &example("grant_token"), &push_url, &[file]).await;
     let job = PushJob {

@@ -147,29 +147,17 @@ async fn ssrf_guard_refuses_private_destinations() {
 
 /// A server that answers every request with a redirect to `location`.
 fn redirector(location: String) -> std::net::SocketAddr {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        actix_web::rt::System::new().block_on(async move {
-            let server = actix_web::HttpServer::new(move || {
-                let location = location.clone();
-                actix_web::App::new().default_service(actix_web::web::to(move || {
-                    let location = location.clone();
-                    async move {
-                        actix_web::HttpResponse::Found()
-                            .insert_header(("Location", location))
-                            .finish()
-                    }
-                }))
-            })
-            .workers(1)
-            .disable_signals()
-            .bind("127.0.0.1:0")
-            .unwrap();
-            tx.send(server.addrs()[0]).unwrap();
-            server.run().await.unwrap();
-        });
-    });
-    rx.recv().unwrap()
+    crate::serve(move |cfg| {
+        let location = location.clone();
+        cfg.default_service(actix_web::web::to(move || {
+            let location = location.clone();
+            async move {
+                actix_web::HttpResponse::Found()
+                    .insert_header(("Location", location))
+                    .finish()
+            }
+        }));
+    })
 }
 
 #[tokio::test]
