@@ -95,6 +95,11 @@ pub struct FileWatch {
     pub pushing: bool,
 }
 
+/// How long a generation's queued flag ([`TransferStore::add_files`])
+/// stays up at most: a job still queued past it only means that a later
+/// archive queues another (a redundant job ends at once).
+pub(crate) const QUEUED_TTL: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// What [`TransferStore::add_files`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Added {

@@ -2,14 +2,11 @@
 
 use super::{MemoryStore, StoredTransfer, Timed};
 use crate::state::{
-    now_ms, Added, Begin, FileRecord, FileWatch, NewTransfer, StateError, Subscription, Transfer,
-    TransferEvent, TransferState, TransferStore,
+    now_ms, transfers::QUEUED_TTL, Added, Begin, FileRecord, FileWatch, NewTransfer, StateError,
+    Subscription, Transfer, TransferEvent, TransferState, TransferStore,
 };
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
-
-/// As the Redis store's: how long the queued flag stays up at most.
-const QUEUED_TTL: Duration = Duration::from_secs(600);
+use std::time::Instant;
 
 #[async_trait::async_trait]
 impl TransferStore for MemoryStore {

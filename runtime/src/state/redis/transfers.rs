@@ -2,17 +2,11 @@
 
 use super::{millis, parse_num, RedisStore};
 use crate::state::{
-    now_ms, Added, Begin, FileRecord, FileWatch, NewTransfer, StateError, Subscription, Transfer,
-    TransferEvent, TransferState, TransferStore,
+    now_ms, transfers::QUEUED_TTL, Added, Begin, FileRecord, FileWatch, NewTransfer, StateError,
+    Subscription, Transfer, TransferEvent, TransferState, TransferStore,
 };
 use redis::{AsyncCommands, Script};
 use std::collections::HashMap;
-use std::time::Duration;
-
-/// How long a generation's queued flag outlives the push job it announces
-/// at most: a job still queued past it only means that a later archive
-/// queues another (a redundant job ends at once).
-const QUEUED_TTL: Duration = Duration::from_secs(600);
 
 /// Lua shared by the transition scripts: moves transfer `id` between the
 /// per-state index sets (`{ns}:index:{tN}:{state}`, sorted sets, in the
