@@ -7,7 +7,7 @@
 pub mod client;
 pub mod worker;
 
-use client::{ChunkStreamer, ClientConfig, PushClient, RetryPolicy, SsrfGuard};
+use client::{ChunkStreamer, ClientConfig, PushClient, RetryPolicy, SsrfGuard, Stop};
 use runtime::config::Config;
 use runtime::mq::{Broker, Route};
 use runtime::state::State;
@@ -39,12 +39,15 @@ pub fn pusher(
         max_elapsed: config.pusher.push_budget.min(Duration::from_secs(300)),
         ..RetryPolicy::default()
     };
+    let stop = Stop::new();
     Ok(Pusher {
         state,
         broker,
         streamer: ChunkStreamer::new(client, storage)
             .with_chunk_size(chunk)
-            .with_policy(policy),
+            .with_policy(policy)
+            .with_stop(stop.clone()),
+        stop,
         settings: PushSettings {
             per_client: config.pusher.push_per_client,
             client_share: config.pusher.push_client_share,
@@ -93,8 +96,15 @@ pub fn start_with(config: &Config, services: Services) -> anyhow::Result<WorkerH
             name: "pusher".into(),
             shutdown_grace: Duration::from_secs(60),
         },
-        handler,
+        handler.clone(),
     );
+    // Jobs in flight stop waiting between attempts once the worker stops.
+    let mut stopping = handle.stopping();
+    tokio::spawn(async move {
+        // An error means the worker is gone: stopped all the same.
+        let _ = stopping.wait_for(|stopped| *stopped).await;
+        handler.stop.set();
+    });
     tokio::spawn(sweep_archives(
         services.state,
         services.storage,

@@ -8,6 +8,7 @@ use std::time::Duration;
 pub use runtime::retry::{Backoff, RetryPolicy};
 
 use super::error::{Outcome, PushError};
+use super::Stop;
 
 /// How a retried request finally failed.
 #[derive(Debug, thiserror::Error)]
@@ -46,7 +47,7 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, PushError>>,
 {
-    match retry_while(backoff, || std::future::ready(true), op).await? {
+    match retry_while(backoff, &Stop::new(), || std::future::ready(true), op).await? {
         Some(value) => Ok(value),
         // `go_on` above always answers yes.
         None => Err(RetryError::Permanent(PushError::InvalidRequest(
@@ -58,9 +59,13 @@ where
 /// As [`retry`], but before each retry `go_on` says whether the request is
 /// still wanted (the transfer may have been revoked or cancelled while the
 /// request failed): `Ok(None)` once it is not, and no attempt more is
-/// made.
+/// made. Once `stop` is set (the worker stopping) the wait before a retry
+/// ends and no attempt more is made either: the last failure is returned
+/// as [`RetryError::Exhausted`], so the job is tried again later, by
+/// another worker.
 pub async fn retry_while<T, F, Fut, G, GFut>(
     backoff: &mut Backoff,
+    stop: &Stop,
     mut go_on: G,
     mut op: F,
 ) -> Result<Option<T>, RetryError>
@@ -87,11 +92,10 @@ where
             }
             Outcome::Permanent(_) => return Err(RetryError::Permanent(err)),
             Outcome::Retry { after, .. } => match backoff.next_delay(after) {
-                Some(delay) => {
+                Some(delay) if stop.pause(delay).await => {
                     tracing::debug!(error = %err, ?delay, "retrying");
-                    tokio::time::sleep(delay).await;
                 }
-                None => {
+                _ => {
                     return Err(RetryError::Exhausted {
                         attempts: backoff.failures(),
                         retry_after: err.retry_after(),
@@ -171,6 +175,52 @@ mod tests {
             } => {
                 assert_eq!(attempts, 3);
                 assert_eq!(retry_after, Some(Duration::from_secs(4)));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stopping_worker_ends_the_wait_and_makes_no_attempt_more() {
+        let calls = AtomicU32::new(0);
+        let stop = Stop::new();
+        let mut b = Backoff::with_seed(
+            RetryPolicy {
+                max_attempts: 8,
+                ..RetryPolicy::short()
+            },
+            5,
+        );
+        let start = Instant::now();
+        let (err, ()) = tokio::join!(
+            retry_while(
+                &mut b,
+                &stop,
+                || std::future::ready(true),
+                || async {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    Err::<(), _>(unavailable(Some(Duration::from_secs(30))))
+                }
+            ),
+            async {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                stop.set();
+            }
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "no attempt after the stop");
+        assert_eq!(
+            start.elapsed(),
+            Duration::from_secs(2),
+            "the 30 s wait ended"
+        );
+        match err {
+            Err(RetryError::Exhausted {
+                attempts,
+                retry_after,
+                ..
+            }) => {
+                assert_eq!(attempts, 1);
+                assert_eq!(retry_after, Some(Duration::from_secs(30)));
             }
             other => panic!("{other:?}"),
         }

@@ -9,6 +9,7 @@
 //!   was not sent;
 //! * [`Backoff`], [`RetryPolicy`], [`retry`] — exponential backoff with full
 //!   jitter, bounded by attempts and total time, honouring `Retry-After`;
+//!   [`Stop`] ends its waits when the worker stops;
 //! * [`ChunkStreamer`] — one archive from resource storage, chunk by chunk,
 //!   committing offsets and applying the Resume rule;
 //! * [`SsrfGuard`] — the resolver that keeps pushes off private,
@@ -24,6 +25,7 @@ mod error;
 mod http;
 mod retry_after;
 mod ssrf;
+mod stop;
 mod stream;
 
 pub use backoff::{retry, retry_while, Backoff, RetryError, RetryPolicy};
@@ -31,6 +33,7 @@ pub use error::{Delivery, Outcome, PermanentReason, PushError, RetryReason, Tran
 pub use http::{Ack, ClientConfig, PushClient, PushTarget, CHUNK_GRACE};
 pub use retry_after::{parse_http_date, parse_retry_after};
 pub use ssrf::{classify, AddrClass, Refused, SsrfGuard};
+pub use stop::Stop;
 pub use stream::{
     Abuse, ChunkStreamer, RestartReason, RunLimits, StreamError, Streamed, Upload,
     DEFAULT_CHUNK_SIZE,

@@ -89,6 +89,7 @@ impl Pusher {
         let (finished, ()) = tokio::join!(
             retry_while(
                 &mut backoff,
+                &self.stop,
                 || self.still_wanted(t),
                 || {
                     self.client()

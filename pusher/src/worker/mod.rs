@@ -31,7 +31,7 @@ pub use self::client_id::{registrable_domain, LocalShare};
 
 use self::client_id::{client_key, ClientId};
 use self::fence::Fenced;
-use crate::client::{ChunkStreamer, PushClient, PushError, PushTarget, RetryPolicy};
+use crate::client::{ChunkStreamer, PushClient, PushError, PushTarget, RetryPolicy, Stop};
 use runtime::jobs::{self, PushJob};
 use runtime::mq::Broker;
 use runtime::retry::{retry_write, Decision, RetryPolicy as WritePolicy};
@@ -92,6 +92,10 @@ pub struct Pusher {
     /// Workers of this pusher busy per client identity (signing key,
     /// registrable domain).
     pub local: LocalShare,
+    /// Set when the worker stops: waits between a request's attempts end,
+    /// so a job facing a failing client is handed back at once rather than
+    /// holding the shutdown through its backoff (the streamer shares it).
+    pub stop: Stop,
 }
 
 const DAY: Duration = Duration::from_secs(24 * 3600);

@@ -163,6 +163,7 @@ impl Pusher {
             let mut backoff = Backoff::new(self.request_policy());
             let started = retry_while(
                 &mut backoff,
+                &self.stop,
                 || self.still_wanted(t),
                 || self.client().start(target, &token),
             )
@@ -253,6 +254,7 @@ impl Pusher {
         let mut backoff = Backoff::new(self.request_policy());
         let finished = retry_while(
             &mut backoff,
+            &self.stop,
             || self.still_wanted(t),
             || self.client().finish_transfer(target, &summaries),
         )

@@ -16,6 +16,7 @@ use runtime::config::Config;
 use runtime::mq::Broker;
 use runtime::state::{FileRecord, NewTransfer, State, TransferState};
 use runtime::storage::{S3Settings, Storage};
+use runtime::worker::Services;
 
 const VECTORS: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -37,6 +38,21 @@ fn push_worker(
     label: &str,
     extra: &[(&str, &str)],
 ) -> (State, Broker, Storage, pusher::worker::Pusher) {
+    let (config, s) = push_services(dir, label, extra);
+    let pusher = pusher::pusher(
+        &config,
+        s.state.clone(),
+        s.broker.clone(),
+        s.storage.clone(),
+    )
+    .unwrap();
+    (s.state, s.broker, s.storage, pusher)
+}
+
+/// What [`push_worker`] builds its pusher of: the configuration and the
+/// services (in-memory state and broker, a directory store at `dir`), for
+/// a test that starts a whole worker.
+fn push_services(dir: &Path, label: &str, extra: &[(&str, &str)]) -> (Config, Services) {
     let storage =
         Storage::from_url(&format!("file://{}", dir.display()), &S3Settings::default()).unwrap();
     let ns = format!("{label}-{}", uuid::Uuid::new_v4().simple());
@@ -48,8 +64,14 @@ fn push_worker(
     ];
     pairs.extend_from_slice(extra);
     let config = Config::from_pairs(&pairs).unwrap();
-    let pusher = pusher::pusher(&config, state.clone(), broker.clone(), storage.clone()).unwrap();
-    (state, broker, storage, pusher)
+    (
+        config,
+        Services {
+            state,
+            broker,
+            storage,
+        },
+    )
 }
 
 /// Starts generation 1 of transfer `id` (of `grant`, pushed to

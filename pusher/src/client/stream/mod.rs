@@ -41,6 +41,7 @@ use url::Url;
 use super::backoff::{Backoff, RetryPolicy};
 use super::error::{Outcome, PushError};
 use super::http::PushClient;
+use super::Stop;
 
 pub use error::{RestartReason, StreamError};
 use progress::{count_request, WarnLimiter};
@@ -129,6 +130,7 @@ pub struct ChunkStreamer {
     chunk_size: usize,
     policy: RetryPolicy,
     seed: Option<u64>,
+    stop: Stop,
 }
 
 impl ChunkStreamer {
@@ -141,7 +143,16 @@ impl ChunkStreamer {
             chunk_size: DEFAULT_CHUNK_SIZE,
             policy: RetryPolicy::default(),
             seed: None,
+            stop: Stop::new(),
         }
+    }
+
+    /// Ends the waits between a chunk's attempts once `stop` is set (the
+    /// worker stopping): the run stops as when its deadline passes
+    /// ([`StreamError::Cancelled`], the offsets committed so far kept).
+    pub fn with_stop(mut self, stop: Stop) -> Self {
+        self.stop = stop;
+        self
     }
 
     /// Sets the chunk size (`ALIAS_PUSH_CHUNK`; at least 1 byte).
@@ -430,8 +441,8 @@ impl ChunkStreamer {
                     Some(d) => delay.min(d.saturating_duration_since(Instant::now())),
                     None => delay,
                 };
-                tokio::time::sleep(delay).await;
-                if past_deadline() || !should_continue().await {
+                let slept = self.stop.pause(delay).await;
+                if !slept || past_deadline() || !should_continue().await {
                     return Err(StreamError::Cancelled { offset: committed });
                 }
                 if offset != failed_at {
@@ -512,8 +523,9 @@ impl ChunkStreamer {
             }
             match err.outcome() {
                 Outcome::Retry { after, .. } => match backoff.next_delay(after) {
-                    Some(delay) => tokio::time::sleep(delay).await,
-                    None => {
+                    // A stopping worker asks no more (its last failure stands).
+                    Some(delay) if self.stop.pause(delay).await => {}
+                    _ => {
                         return Err(StreamError::Exhausted {
                             offset,
                             attempts: backoff.failures(),

@@ -102,6 +102,36 @@ async fn retry_after_is_honoured() {
     assert_eq!(env.received("a.zip"), data);
 }
 
+/// A worker told to stop does not sit out a chunk's backoff: the run ends
+/// as when its deadline passes, with what was committed, and the chunk is
+/// not sent again.
+#[tokio::test]
+async fn a_stopping_worker_ends_a_chunks_backoff() {
+    let env = Env::new(Faults::none());
+    let file = env.archive("a.zip", &random_bytes(3000, 9)).await;
+    env.start().await;
+    // Chunk 2 gets a 503.
+    env.sink.set_faults(Faults {
+        fail_every: 2,
+        ..Faults::none()
+    });
+    let stop = Stop::new();
+    stop.set();
+    let (commits, commit) = recorder();
+    let err = env
+        .streamer(1000)
+        .with_stop(stop)
+        .push_file(&file.0, commit, always)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StreamError::Cancelled { offset: 1000 }),
+        "{err}"
+    );
+    assert_eq!(*commits.lock().unwrap(), vec![1000]);
+    assert_eq!(env.sink.counters().injected_failures, 1);
+}
+
 #[tokio::test]
 async fn a_dead_client_fails_after_the_budget() {
     let env = Env::new(Faults {

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use pusher::client::{
     retry, AddrClass, Backoff, ChunkStreamer, ClientConfig, Delivery, Outcome, PermanentReason,
-    PushClient, PushError, PushTarget, RestartReason, RetryError, RetryPolicy, SsrfGuard,
+    PushClient, PushError, PushTarget, RestartReason, RetryError, RetryPolicy, SsrfGuard, Stop,
     StreamError, Streamed, TransportKind, Upload,
 };
 use rand::{RngCore, SeedableRng};
