@@ -37,6 +37,10 @@ pub enum ArchiveError {
     /// Resource storage failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// The transfer's build record changed between each read and write
+    /// tried (other writers kept racing this one); nothing was written.
+    #[error("the build record of {0} kept changing under its writes")]
+    Contended(String),
 }
 
 /// A transfer's build: where its archives are and what they came from.
@@ -169,19 +173,55 @@ pub async fn record_build(
 /// the transfer, a newer generation began): the build is stale. A record
 /// of the same generation already finished (another delivery of the same
 /// job built the same archives) is written again.
+///
+/// The record is replaced only if it is still the one read (one atomic
+/// compare and set): a newer generation recording its build between the
+/// read and the write is never overwritten.
 pub async fn complete_build(
     state: &State,
     id: &str,
     build: &Build,
     retention: Duration,
 ) -> Result<bool, ArchiveError> {
-    let ours = build_of(state, id)
-        .await?
-        .is_some_and(|now| now.prefix == build.prefix);
-    if ours {
-        write_record(state, id, build, retention).await?;
+    let json = record_json(id, build)?;
+    for _ in 0..RECORD_RACES {
+        let Some(now) = ours(state, id, &build.prefix).await? else {
+            return Ok(false);
+        };
+        if state
+            .kv_replace(&record_key(id), &now, &json, Some(RECORD_TTL))
+            .await?
+        {
+            schedule_check(state, id, retention).await?;
+            return Ok(true);
+        }
     }
-    Ok(ours)
+    Err(record_kept_changing(id))
+}
+
+/// How many times a compare and set of a build record is tried when the
+/// record changes between its read and its write.
+const RECORD_RACES: usize = 8;
+
+/// The text of the transfer's build record when it is the build under
+/// `prefix`'s (under way or finished); `None` when there is none, or it is
+/// another generation's.
+async fn ours(state: &State, id: &str, prefix: &str) -> Result<Option<String>, StateError> {
+    Ok(state
+        .kv_get(&record_key(id))
+        .await?
+        .filter(|now| serde_json::from_str::<Build>(now).is_ok_and(|b| b.prefix == prefix)))
+}
+
+fn record_kept_changing(id: &str) -> ArchiveError {
+    ArchiveError::Contended(id.to_owned())
+}
+
+fn record_json(id: &str, build: &Build) -> Result<String, StateError> {
+    serde_json::to_string(build).map_err(|e| StateError::Corrupt {
+        key: record_key(id).name(),
+        reason: e.to_string(),
+    })
 }
 
 async fn write_record(
@@ -190,13 +230,14 @@ async fn write_record(
     build: &Build,
     retention: Duration,
 ) -> Result<(), ArchiveError> {
-    let json = serde_json::to_string(build).map_err(|e| StateError::Corrupt {
-        key: record_key(id).name(),
-        reason: e.to_string(),
-    })?;
+    let json = record_json(id, build)?;
     state
         .kv_set(&record_key(id), &json, Some(RECORD_TTL))
         .await?;
+    schedule_check(state, id, retention).await
+}
+
+async fn schedule_check(state: &State, id: &str, retention: Duration) -> Result<(), ArchiveError> {
     state
         .schedule(
             SCHEDULE,
@@ -226,8 +267,20 @@ pub async fn drop_build_at(
     prefix: &str,
 ) -> Result<usize, ArchiveError> {
     let n = storage.delete_prefix(prefix).await?;
-    if matches!(build_of(state, id).await?, Some(now) if now.prefix == prefix) {
-        state.kv_delete(&record_key(id)).await?;
+    // Compare and delete: a newer build recorded between the read and the
+    // deletion stays.
+    let mut settled = false;
+    for _ in 0..RECORD_RACES {
+        settled = match ours(state, id, prefix).await? {
+            Some(now) => state.kv_delete_if(&record_key(id), &now).await?,
+            None => true,
+        };
+        if settled {
+            break;
+        }
+    }
+    if !settled {
+        return Err(record_kept_changing(id));
     }
     if n > 0 {
         tracing::info!(transfer = %id, %prefix, objects = n, "archives deleted");

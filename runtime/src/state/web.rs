@@ -183,6 +183,21 @@ pub trait WebStore: Primitives + Send + Sync {
         ttl: Option<Duration>,
     ) -> Result<bool, StateError>;
 
+    /// Stores `value` under `key` only if `key` holds exactly `expected`
+    /// now; true when it was stored. One atomic step: a writer between the
+    /// caller's read of `expected` and this call makes it answer false.
+    async fn kv_replace(
+        &self,
+        key: &WebKey<'_>,
+        expected: &str,
+        value: &str,
+        ttl: Option<Duration>,
+    ) -> Result<bool, StateError>;
+
+    /// Removes `key` only if it holds exactly `expected`, atomically; true
+    /// when it was removed.
+    async fn kv_delete_if(&self, key: &WebKey<'_>, expected: &str) -> Result<bool, StateError>;
+
     /// Removes and returns the value under `key`, atomically (single use).
     async fn kv_take(&self, key: &WebKey<'_>) -> Result<Option<String>, StateError>;
 

@@ -45,6 +45,40 @@ impl WebStore for MemoryStore {
             .set_nx(&format!("kv:{}", key.name()), value.to_owned(), ttl, now))
     }
 
+    async fn kv_replace(
+        &self,
+        key: &WebKey<'_>,
+        expected: &str,
+        value: &str,
+        ttl: Option<Duration>,
+    ) -> Result<bool, StateError> {
+        let now = Instant::now();
+        let mut data = self.data();
+        let key = format!("kv:{}", key.name());
+        if data.value(&key, now).is_none_or(|v| v.value != expected) {
+            return Ok(false);
+        }
+        data.values.insert(
+            key,
+            Timed {
+                value: value.to_owned(),
+                expires: ttl.map(|t| now + t),
+            },
+        );
+        Ok(true)
+    }
+
+    async fn kv_delete_if(&self, key: &WebKey<'_>, expected: &str) -> Result<bool, StateError> {
+        let now = Instant::now();
+        let mut data = self.data();
+        let key = format!("kv:{}", key.name());
+        if data.value(&key, now).is_none_or(|v| v.value != expected) {
+            return Ok(false);
+        }
+        data.values.remove(&key);
+        Ok(true)
+    }
+
     async fn kv_take(&self, key: &WebKey<'_>) -> Result<Option<String>, StateError> {
         let now = Instant::now();
         let mut data = self.data();

@@ -4,8 +4,28 @@
 use super::{millis, RedisStore};
 use crate::state::keys::{Key, Primitives};
 use crate::state::{now_ms, StateError, WebKey, WebList, WebStore};
-use redis::AsyncCommands;
+use redis::{AsyncCommands, Script};
 use std::time::Duration;
+
+/// `kv_replace`: KEYS[1] the entry; ARGV: the value expected, the new
+/// value, its time to live in ms (0: for good). 1 when replaced.
+const REPLACE_LUA: &str = r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if tonumber(ARGV[3]) > 0 then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+else
+  redis.call('SET', KEYS[1], ARGV[2])
+end
+return 1
+";
+
+/// `kv_delete_if`: KEYS[1] the entry; ARGV[1] the value expected. 1 when
+/// deleted.
+const DELETE_IF_LUA: &str = r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+return 1
+";
 
 #[async_trait::async_trait]
 impl WebStore for RedisStore {
@@ -45,6 +65,34 @@ impl WebStore for RedisStore {
                 Ok(conn.set_nx(&key, value).await?)
             }
         }
+    }
+
+    async fn kv_replace(
+        &self,
+        key: &WebKey<'_>,
+        expected: &str,
+        value: &str,
+        ttl: Option<Duration>,
+    ) -> Result<bool, StateError> {
+        let mut conn = self.conn.clone();
+        let replaced: i64 = Script::new(REPLACE_LUA)
+            .key(self.kv_key(key))
+            .arg(expected)
+            .arg(value)
+            .arg(ttl.map_or(0, millis))
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(replaced == 1)
+    }
+
+    async fn kv_delete_if(&self, key: &WebKey<'_>, expected: &str) -> Result<bool, StateError> {
+        let mut conn = self.conn.clone();
+        let deleted: i64 = Script::new(DELETE_IF_LUA)
+            .key(self.kv_key(key))
+            .arg(expected)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(deleted == 1)
     }
 
     async fn kv_take(&self, key: &WebKey<'_>) -> Result<Option<String>, StateError> {

@@ -276,6 +276,30 @@ pub async fn state_kv_and_lists(backend: Backend) {
     assert!(s.kv_delete(&reexport).await.unwrap());
     assert_eq!(s.kv_take(&k).await.unwrap().as_deref(), Some("v1"));
     assert_eq!(s.kv_take(&k).await.unwrap(), None);
+    // Compare and set, compare and delete: only over the exact value read.
+    let cas = WebKey::Archives("cas");
+    assert!(
+        !s.kv_replace(&cas, "", "x", None).await.unwrap(),
+        "nothing stored"
+    );
+    assert_eq!(s.kv_get(&cas).await.unwrap(), None);
+    s.kv_set(&cas, "read", None).await.unwrap();
+    // Another writer came between the read and the write.
+    s.kv_set(&cas, "newer", None).await.unwrap();
+    assert!(!s.kv_replace(&cas, "read", "mine", None).await.unwrap());
+    assert!(!s.kv_delete_if(&cas, "read").await.unwrap());
+    assert!(
+        !s.kv_delete_if(&cas, "newe").await.unwrap(),
+        "a prefix is not the value"
+    );
+    assert_eq!(s.kv_get(&cas).await.unwrap().as_deref(), Some("newer"));
+    assert!(s
+        .kv_replace(&cas, "newer", "mine", Some(Duration::from_secs(60)))
+        .await
+        .unwrap());
+    assert_eq!(s.kv_get(&cas).await.unwrap().as_deref(), Some("mine"));
+    assert!(s.kv_delete_if(&cas, "mine").await.unwrap());
+    assert_eq!(s.kv_get(&cas).await.unwrap(), None);
     assert!(s.kv_delete(&other).await.unwrap());
     assert!(!s.kv_delete(&other).await.unwrap());
     let short = WebKey::Challenge("short");
