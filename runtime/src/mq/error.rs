@@ -67,7 +67,7 @@ pub enum MqError {
         "the RabbitMQ channel of this delivery is closed; the broker will redeliver the message"
     )]
     Closed,
-    /// [`super::Broker::close`] was called.
+    /// [`Broker::close`](super::MessageBus::close) was called.
     #[error("the RabbitMQ broker handle was closed")]
     Shutdown,
 }

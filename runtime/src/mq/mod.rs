@@ -20,7 +20,7 @@
 //! queue makes the declaration fail (`PRECONDITION_FAILED`): such a change
 //! needs a new namespace or a manual migration.
 //!
-//! **Delayed retries** ([`Broker::publish_delayed`]) park the message in a
+//! **Delayed retries** ([`Broker::publish_delayed`](MessageBus::publish_delayed)) park the message in a
 //! retry queue whose message TTL sends it back to its work queue. Delays are
 //! rounded *up* to one of the fixed [`RETRY_BUCKETS`] (1 s, 5 s, 30 s, 2 min,
 //! 10 min, 1 h; longer delays use the 1 h bucket), so there are at most
@@ -29,15 +29,15 @@
 //! keeps the order right).
 //!
 //! **Dead letters** land in `{ns}.dead`: explicitly through
-//! [`Broker::dead_letter`] (headers `x-alias-route` and `x-alias-reason`), or
+//! [`Broker::dead_letter`](MessageBus::dead_letter) (headers `x-alias-route` and `x-alias-reason`), or
 //! by the broker for a message [rejected](Delivery::reject) by a worker or
 //! delivered more than [`DELIVERY_LIMIT`] times (RabbitMQ's `x-death` header
-//! then tells the queue and the reason). [`Broker::dead_letters`] lists them,
-//! [`Broker::replay_dead`] moves them back to their work queue.
+//! then tells the queue and the reason). [`Broker::dead_letters`](MessageBus::dead_letters) lists them,
+//! [`Broker::replay_dead`](MessageBus::replay_dead) moves them back to their work queue.
 //!
 //! # Guarantees
 //!
-//! * [`Broker::publish`] returns `Ok` only once the broker confirmed the
+//! * [`Broker::publish`](MessageBus::publish) returns `Ok` only once the broker confirmed the
 //!   message (persistent, routed to its queue); broken connections are
 //!   reconnected and the publish retried within
 //!   [`BrokerConfig::publish_timeout`], as are negative confirms (on a new

@@ -23,7 +23,7 @@ pub const RETRY_BUCKETS: [Duration; 6] = [
 /// How many times a work queue delivers a message before the broker
 /// dead-letters it to `{ns}.dead` (the quorum queue `x-delivery-limit`); it
 /// ends poison messages that crash their worker. Retries decided by a worker
-/// go through [`super::Broker::publish_delayed`] and do not count.
+/// go through [`Broker::publish_delayed`](super::MessageBus::publish_delayed) and do not count.
 pub const DELIVERY_LIMIT: i64 = 20;
 
 /// The delivery limit of the dead-letter queue: practically none, because

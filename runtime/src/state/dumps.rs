@@ -27,7 +27,8 @@ pub struct DumpRecord {
 pub trait DumpStore: Send + Sync {
     /// Records (or replaces) a dump, and makes the user's records durable.
     /// Refused with [`StateError::Quota`] (nothing changed) past
-    /// [`Quotas::dumps`] or [`Quotas::dump_bytes`].
+    /// [`Quotas::dumps`](super::Quotas::dumps) or
+    /// [`Quotas::dump_bytes`](super::Quotas::dump_bytes).
     async fn record_dump(&self, user: &str, dump: &DumpRecord) -> Result<(), StateError>;
 
     /// The user's dumps, sorted by provider then name.

@@ -36,8 +36,8 @@ fn breaker(client: &ClientName) -> Key {
     Key::new(format!("breaker:{client}"))
 }
 
-/// Client failures, breakers and restarts, written once over
-/// [`Primitives`].
+/// Client failures, breakers and restarts, written once over the store's
+/// primitives (`Primitives`).
 #[async_trait::async_trait]
 pub trait ClientHealth: Primitives {
     /// Counts one more consecutive failure of a client (kept `window`);

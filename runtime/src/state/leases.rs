@@ -74,11 +74,11 @@ pub trait LeaseStore: Send + Sync {
     async fn release_lease(&self, name: &Lease, holder: &str) -> Result<bool, StateError>;
 
     /// Registers `holder` as sending requests of generation `generation` to
-    /// the client, for `ttl` (renewed with [`StateStore::renew_fence`]);
+    /// the client, for `ttl` (renewed with [`LeaseStore::renew_fence`]);
     /// atomically refused (false) unless that generation is the transfer's
     /// current one and is pushing. The start request of a later generation
     /// waits until no holder of an earlier one remains
-    /// ([`StateStore::fence_clear`]), so no request of a superseded
+    /// ([`LeaseStore::fence_clear`]), so no request of a superseded
     /// generation is in flight when the client is told to start again.
     async fn enter_fence(
         &self,

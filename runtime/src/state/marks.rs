@@ -95,7 +95,8 @@ fn trouble_key(id: &str, generation: u64, file: &str, trouble: FileTrouble) -> K
 }
 
 /// The marks, budgets and counters of transfer generations (see the module
-/// documentation), written once over [`Primitives`].
+/// documentation), written once over the store's primitives
+/// (`Primitives`).
 #[async_trait::async_trait]
 pub trait GenerationMarks: Primitives {
     /// Whether `mark` is set on generation `generation` of transfer `id`.

@@ -176,7 +176,7 @@ pub struct NewTransfer<'a> {
     pub revoked: bool,
 }
 
-/// The outcome of [`State::begin_transfer`].
+/// The outcome of [`TransferStore::begin_transfer`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Begin {
     /// The generation to follow.

@@ -20,9 +20,9 @@ pub trait UserStore: Send + Sync {
     /// a grant of the same user and contract with an equal or later date is
     /// stored. Returns `(effective token, stored)`. Refused with
     /// [`StateError::Quota`] (nothing changed) when a new contract would pass
-    /// [`Quotas::contracts`] or the user's current grants
-    /// [`Quotas::grant_bytes`]; the history keeps the newest
-    /// [`Quotas::history`] grants within [`Quotas::grant_bytes`]. A guest's
+    /// [`Quotas::contracts`](super::Quotas::contracts) or the user's current grants
+    /// [`Quotas::grant_bytes`](super::Quotas::grant_bytes); the history keeps the newest
+    /// [`Quotas::history`](super::Quotas::history) grants within [`Quotas::grant_bytes`](super::Quotas::grant_bytes). A guest's
     /// records get (or renew) their TTL.
     async fn update_grant(
         &self,

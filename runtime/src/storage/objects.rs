@@ -31,7 +31,7 @@ pub(super) fn upload_error(key: &str, err: object_store::Error) -> StorageError 
 impl Storage {
     /// Stores a stream under `key`, atomically, hashing and counting as it
     /// goes. Up to [`PART_SIZE`] bytes are written with one request; larger
-    /// objects with a multipart upload of at most [`MAX_PARTS_IN_FLIGHT`]
+    /// objects with a multipart upload of at most [`MAX_PARTS_IN_FLIGHT`](super::MAX_PARTS_IN_FLIGHT)
     /// concurrent parts, so memory stays bounded.
     ///
     /// When the stream fails ([`StorageError::Io`]) or goes past `max_size`
@@ -98,9 +98,9 @@ impl Storage {
     /// [`Storage::put_stream`] for slow or untrusted sources (uploads from
     /// the network): the bytes wait in an unnamed temporary file in
     /// `spool_dir` until a whole [`PART_SIZE`] part has arrived, so a source
-    /// that stalls holds at most [`SPOOL_BUFFER`] bytes of memory, not a
+    /// that stalls holds at most [`SPOOL_BUFFER`](super::SPOOL_BUFFER) bytes of memory, not a
     /// part. A part is read back into memory only while it is being written
-    /// to the backend, and at most [`SPOOLED_PARTS_IN_FLIGHT`] parts of all
+    /// to the backend, and at most [`SPOOLED_PARTS_IN_FLIGHT`](super::SPOOLED_PARTS_IN_FLIGHT) parts of all
     /// the spooled uploads of this storage are (the others wait). The same atomicity as [`Storage::put_stream`]: a failing or
     /// oversized stream aborts the upload (a multipart upload included) and
     /// stores nothing; the spool file disappears with the call.
@@ -196,7 +196,7 @@ impl Storage {
         }
     }
 
-    /// A place among the [`SPOOLED_PARTS_IN_FLIGHT`] parts of spooled
+    /// A place among the [`SPOOLED_PARTS_IN_FLIGHT`](super::SPOOLED_PARTS_IN_FLIGHT) parts of spooled
     /// uploads that may be in memory at once.
     async fn part_permit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, StorageError> {
         self.inner

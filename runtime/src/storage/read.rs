@@ -51,7 +51,7 @@ pub(super) fn file_stream(
     .boxed()
 }
 
-/// An [`AsyncRead`] over a stored object (see [`Storage::reader`]).
+/// An [`AsyncRead`] over a stored object (see [`Storage::reader`](super::Storage::reader)).
 pub struct ObjectReader {
     pub(super) stream: BoxStream<'static, Result<Bytes, StorageError>>,
     pub(super) chunk: Bytes,

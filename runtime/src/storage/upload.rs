@@ -61,11 +61,11 @@ impl Tally {
 }
 
 /// Memory a spooled upload keeps for bytes on their way to its spool file
-/// (see [`Storage::put_stream_spooled`]).
+/// (see [`Storage::put_stream_spooled`](super::Storage::put_stream_spooled)).
 pub const SPOOL_BUFFER: usize = 64 << 10;
 
-/// How many parts of spooled uploads one [`Storage`] (and its clones) holds
-/// in memory at once, all uploads together: with [`PART_SIZE`], 32 MiB.
+/// How many parts of spooled uploads one [`Storage`](super::Storage) (and its clones) holds
+/// in memory at once, all uploads together: with [`PART_SIZE`](super::PART_SIZE), 32 MiB.
 pub const SPOOLED_PARTS_IN_FLIGHT: usize = 4;
 
 /// The parts of one spooled multipart upload on their way to the backend:

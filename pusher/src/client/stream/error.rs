@@ -80,7 +80,7 @@ pub enum StreamError {
         /// The size found.
         actual: u64,
     },
-    /// The client broke a limit of the run ([`RunLimits`]).
+    /// The client broke a limit of the run ([`RunLimits`](super::RunLimits)).
     #[error("at offset {offset}: {abuse}")]
     Abusive {
         /// The offset reached.

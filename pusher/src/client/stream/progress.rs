@@ -51,7 +51,7 @@ pub struct Streamed {
     pub stalled: u64,
 }
 
-/// Limits of one run of [`ChunkStreamer::push_file_limited`] (one delivery
+/// Limits of one run of [`ChunkStreamer::push_file_limited`](super::ChunkStreamer::push_file_limited) (one delivery
 /// of one file), so a client cannot hold a worker with fake progress.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RunLimits {
