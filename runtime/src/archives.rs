@@ -161,8 +161,11 @@ pub async fn record_build(
     retention: Duration,
 ) -> Result<(), ArchiveError> {
     write_record(state, id, build, retention).await?;
+    // Once per transfer, however often it is built (deliveries, restarts,
+    // generations): the bound counts transfers, and a transfer built often
+    // never pushes an older one out of reach of a dump or account deletion.
     state
-        .list_push(&user_list(&build.user), id, PER_USER)
+        .list_push_unique(&user_list(&build.user), id, PER_USER)
         .await?;
     Ok(())
 }
@@ -565,5 +568,48 @@ mod tests {
             .await
             .unwrap());
         assert!(build_of(&state, "t1").await.unwrap().is_none());
+    }
+
+    /// A user's list of builds names each transfer once: one transfer built
+    /// again and again (redeliveries, restarts, new generations) does not
+    /// push an older transfer's build out of reach of a dump deletion.
+    #[tokio::test]
+    async fn a_transfer_built_again_and_again_leaves_older_builds_in_reach() {
+        let state = State::in_memory("rebuilt", Duration::from_secs(3600));
+        let storage =
+            Storage::from_url("memory://", &crate::storage::S3Settings::default()).unwrap();
+        let dump = "dumps/u/google/old.zip".to_owned();
+        for id in ["t0", "t1"] {
+            let new = crate::state::NewTransfer {
+                grant_token: "g",
+                grant_hash: "h",
+                user: "u",
+                push_url: "http://127.0.0.1:9/alias/push/t",
+                revoked: false,
+            };
+            state.begin_transfer(id, &new).await.unwrap();
+        }
+        let old = Build::under_way(1, "transfers/t0/1".into(), "u".into(), vec![dump.clone()]);
+        record_build(&state, "t0", &old, Duration::ZERO)
+            .await
+            .unwrap();
+        for generation in 1..=(PER_USER as u64 + 1) {
+            let again = Build::under_way(
+                generation,
+                format!("transfers/t1/{generation}"),
+                "u".into(),
+                vec!["dumps/u/google/new.zip".into()],
+            );
+            record_build(&state, "t1", &again, Duration::ZERO)
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            dump_deleted(&state, &storage, "u", &dump).await.unwrap(),
+            ["t0"],
+            "the older transfer built from the deleted dump was out of reach"
+        );
+        let t = state.transfer("t0").await.unwrap().unwrap();
+        assert_eq!(t.state, TransferState::Cancelled);
     }
 }

@@ -224,6 +224,17 @@ pub trait WebStore: Primitives + Send + Sync {
         keep: usize,
     ) -> Result<(), StateError>;
 
+    /// As [`WebStore::list_push`], but `value` is first removed from
+    /// `list` wherever it is (one atomic step): a value pushed again moves
+    /// to the front instead of taking a second place, so `keep` bounds
+    /// distinct values.
+    async fn list_push_unique(
+        &self,
+        list: &WebList<'_>,
+        value: &str,
+        keep: usize,
+    ) -> Result<(), StateError>;
+
     /// Up to `limit` items of `list`, newest first.
     async fn list_range(&self, list: &WebList<'_>, limit: usize)
         -> Result<Vec<String>, StateError>;

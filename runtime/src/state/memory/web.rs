@@ -145,6 +145,20 @@ impl WebStore for MemoryStore {
         Ok(())
     }
 
+    async fn list_push_unique(
+        &self,
+        list: &WebList<'_>,
+        value: &str,
+        keep: usize,
+    ) -> Result<(), StateError> {
+        let mut data = self.data();
+        let items = data.lists.entry(list.name()).or_default();
+        items.retain(|v| v != value);
+        items.push_front(value.to_owned());
+        items.truncate(keep.max(1));
+        Ok(())
+    }
+
     async fn list_range(
         &self,
         list: &WebList<'_>,

@@ -161,6 +161,28 @@ impl WebStore for RedisStore {
         Ok(())
     }
 
+    async fn list_push_unique(
+        &self,
+        list: &WebList<'_>,
+        value: &str,
+        keep: usize,
+    ) -> Result<(), StateError> {
+        let mut conn = self.conn.clone();
+        let key = self.key(&format!("list:{}", list.name()));
+        let last = isize::try_from(keep).unwrap_or(isize::MAX).max(1) - 1;
+        let () = redis::pipe()
+            .atomic()
+            .lrem(&key, 0, value)
+            .ignore()
+            .lpush(&key, value)
+            .ignore()
+            .ltrim(&key, 0, last)
+            .ignore()
+            .query_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
     async fn list_range(
         &self,
         list: &WebList<'_>,

@@ -320,6 +320,14 @@ pub async fn state_kv_and_lists(backend: Backend) {
     }
     assert_eq!(s.list_range(&l, 10).await.unwrap(), vec!["i4", "i3", "i2"]);
     assert_eq!(s.list_range(&l, 2).await.unwrap(), vec!["i4", "i3"]);
+    // A value pushed again as unique moves to the front: one place each.
+    let u = WebList::ArchivesOf("u");
+    for v in ["a", "b", "a", "c", "a"] {
+        s.list_push_unique(&u, v, 3).await.unwrap();
+    }
+    assert_eq!(s.list_range(&u, 10).await.unwrap(), vec!["a", "c", "b"]);
+    s.list_push_unique(&u, "d", 3).await.unwrap();
+    assert_eq!(s.list_range(&u, 10).await.unwrap(), vec!["d", "a", "c"]);
     assert!(s
         .list_range(&WebList::Sessions("l"), 10)
         .await
