@@ -6,6 +6,20 @@ use crate::state::keys::{Key, Primitives};
 use crate::state::{now_ms, StateError, WebKey, WebList, WebStore};
 use std::time::{Duration, Instant};
 
+impl MemoryStore {
+    /// Prepends `value` to `list` (removed first where it was, when
+    /// `unique`) and keeps the newest `keep` items.
+    fn push_to_list(&self, list: &WebList<'_>, value: &str, keep: usize, unique: bool) {
+        let mut data = self.data();
+        let items = data.lists.entry(list.name()).or_default();
+        if unique {
+            items.retain(|v| v != value);
+        }
+        items.push_front(value.to_owned());
+        items.truncate(keep.max(1));
+    }
+}
+
 #[async_trait::async_trait]
 impl WebStore for MemoryStore {
     async fn kv_get(&self, key: &WebKey<'_>) -> Result<Option<String>, StateError> {
@@ -138,10 +152,7 @@ impl WebStore for MemoryStore {
         value: &str,
         keep: usize,
     ) -> Result<(), StateError> {
-        let mut data = self.data();
-        let items = data.lists.entry(list.name()).or_default();
-        items.push_front(value.to_owned());
-        items.truncate(keep.max(1));
+        self.push_to_list(list, value, keep, false);
         Ok(())
     }
 
@@ -151,11 +162,7 @@ impl WebStore for MemoryStore {
         value: &str,
         keep: usize,
     ) -> Result<(), StateError> {
-        let mut data = self.data();
-        let items = data.lists.entry(list.name()).or_default();
-        items.retain(|v| v != value);
-        items.push_front(value.to_owned());
-        items.truncate(keep.max(1));
+        self.push_to_list(list, value, keep, true);
         Ok(())
     }
 

@@ -27,6 +27,35 @@ redis.call('DEL', KEYS[1])
 return 1
 ";
 
+impl RedisStore {
+    /// Prepends `value` to `list` (removed first where it was, when
+    /// `unique`) and keeps the newest `keep` items, in one transaction.
+    async fn push_to_list(
+        &self,
+        list: &WebList<'_>,
+        value: &str,
+        keep: usize,
+        unique: bool,
+    ) -> Result<(), StateError> {
+        let mut conn = self.conn.clone();
+        let key = self.key(&format!("list:{}", list.name()));
+        let last = isize::try_from(keep).unwrap_or(isize::MAX).max(1) - 1;
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        if unique {
+            pipe.lrem(&key, 0, value).ignore();
+        }
+        let () = pipe
+            .lpush(&key, value)
+            .ignore()
+            .ltrim(&key, 0, last)
+            .ignore()
+            .query_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+}
+
 #[async_trait::async_trait]
 impl WebStore for RedisStore {
     async fn kv_get(&self, key: &WebKey<'_>) -> Result<Option<String>, StateError> {
@@ -147,18 +176,7 @@ impl WebStore for RedisStore {
         value: &str,
         keep: usize,
     ) -> Result<(), StateError> {
-        let mut conn = self.conn.clone();
-        let key = self.key(&format!("list:{}", list.name()));
-        let last = isize::try_from(keep).unwrap_or(isize::MAX).max(1) - 1;
-        let () = redis::pipe()
-            .atomic()
-            .lpush(&key, value)
-            .ignore()
-            .ltrim(&key, 0, last)
-            .ignore()
-            .query_async(&mut conn)
-            .await?;
-        Ok(())
+        self.push_to_list(list, value, keep, false).await
     }
 
     async fn list_push_unique(
@@ -167,20 +185,7 @@ impl WebStore for RedisStore {
         value: &str,
         keep: usize,
     ) -> Result<(), StateError> {
-        let mut conn = self.conn.clone();
-        let key = self.key(&format!("list:{}", list.name()));
-        let last = isize::try_from(keep).unwrap_or(isize::MAX).max(1) - 1;
-        let () = redis::pipe()
-            .atomic()
-            .lrem(&key, 0, value)
-            .ignore()
-            .lpush(&key, value)
-            .ignore()
-            .ltrim(&key, 0, last)
-            .ignore()
-            .query_async(&mut conn)
-            .await?;
-        Ok(())
+        self.push_to_list(list, value, keep, true).await
     }
 
     async fn list_range(
