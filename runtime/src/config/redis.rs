@@ -1,15 +1,19 @@
 //! Which form of Redis holds the state: one server (`ALIAS_REDIS_URL`), a
 //! Redis Cluster (`ALIAS_REDIS_CLUSTER_URLS`, comma-separated seed nodes)
 //! or a primary watched by Sentinel (`ALIAS_REDIS_SENTINEL_URLS` with
-//! `ALIAS_REDIS_SENTINEL_MASTER`). The forms exclude each other.
+//! `ALIAS_REDIS_SENTINEL_MASTER`, and the primary's login in
+//! `ALIAS_REDIS_SENTINEL_USERNAME` and `ALIAS_REDIS_SENTINEL_PASSWORD`).
+//! The forms exclude each other.
 
 use super::raw::Raw;
 use super::{invalid, ConfigError};
-use crate::state::RedisTarget;
+use crate::state::{PrimaryLogin, RedisTarget};
 
 const CLUSTER: &str = "ALIAS_REDIS_CLUSTER_URLS";
 const SENTINELS: &str = "ALIAS_REDIS_SENTINEL_URLS";
 const MASTER: &str = "ALIAS_REDIS_SENTINEL_MASTER";
+const USERNAME: &str = "ALIAS_REDIS_SENTINEL_USERNAME";
+const PASSWORD: &str = "ALIAS_REDIS_SENTINEL_PASSWORD";
 
 /// Whether any of the Redis variables was given.
 pub(super) fn given(raw: &Raw) -> bool {
@@ -25,6 +29,27 @@ pub(super) fn target(raw: &Raw, single: &str) -> Result<RedisTarget, ConfigError
     let cluster = raw.redis_cluster_urls.as_deref();
     let sentinels = raw.redis_sentinel_urls.as_deref();
     let master = raw.redis_sentinel_master.as_deref();
+    let login = PrimaryLogin {
+        username: raw
+            .redis_sentinel_username
+            .clone()
+            .filter(|u| !u.is_empty()),
+        password: raw
+            .redis_sentinel_password
+            .clone()
+            .filter(|p| !p.is_empty()),
+    };
+    if sentinels.is_none() && login != PrimaryLogin::default() {
+        let var = if login.username.is_some() {
+            USERNAME
+        } else {
+            PASSWORD
+        };
+        return Err(ConfigError::Needs {
+            var,
+            needs: SENTINELS,
+        });
+    }
     let exclusive =
         |first: &'static str, second: &'static str| ConfigError::Exclusive { first, second };
     if raw.redis_url.is_some() && cluster.is_some() {
@@ -54,6 +79,7 @@ pub(super) fn target(raw: &Raw, single: &str) -> Result<RedisTarget, ConfigError
             Ok(RedisTarget::Sentinel {
                 sentinels: urls_of(SENTINELS, urls)?,
                 master: name.to_owned(),
+                login,
             })
         }
         (Some(_), None) => Err(ConfigError::Needs {

@@ -2,6 +2,7 @@
 
 use super::shared::DEFAULT_REDIS_URL;
 use super::*;
+use crate::state::PrimaryLogin;
 
 #[test]
 fn defaults_are_valid() {
@@ -201,8 +202,36 @@ fn redis_forms_are_selected_and_checked() {
         c.redis,
         RedisTarget::Sentinel {
             sentinels: vec!["redis://10.0.0.1:26379".into()],
-            master: "alias".into()
+            master: "alias".into(),
+            login: PrimaryLogin::default(),
         }
+    );
+    // The primary's login, kept out of the debug output.
+    let c = Config::from_pairs(&[
+        ("ALIAS_REDIS_SENTINEL_URLS", "redis://10.0.0.1:26379"),
+        ("ALIAS_REDIS_SENTINEL_MASTER", "alias"),
+        ("ALIAS_REDIS_SENTINEL_USERNAME", "bank"),
+        ("ALIAS_REDIS_SENTINEL_PASSWORD", "pw-of-the-primary"),
+    ])
+    .unwrap();
+    let RedisTarget::Sentinel { login, .. } = &c.redis else {
+        panic!("{:?}", c.redis)
+    };
+    assert_eq!(login.username.as_deref(), Some("bank"));
+    assert_eq!(login.password.as_deref(), Some("pw-of-the-primary"));
+    assert!(!format!("{c:?}").contains("pw-of-the-primary"), "{c:?}");
+    assert!(!c.redis.to_string().contains("pw-of-the-primary"));
+    // A login without Sentinel is a mistake, said so.
+    let alone = Config::from_pairs(&[("ALIAS_REDIS_SENTINEL_PASSWORD", "pw")]);
+    assert!(
+        matches!(
+            alone,
+            Err(ConfigError::Needs {
+                var: "ALIAS_REDIS_SENTINEL_PASSWORD",
+                needs: "ALIAS_REDIS_SENTINEL_URLS"
+            })
+        ),
+        "{alone:?}"
     );
     let exclusive = Config::from_pairs(&[
         ("ALIAS_REDIS_URL", "redis://10.0.0.1:6379"),

@@ -29,6 +29,16 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "the master name the Sentinels monitor",
     ),
     (
+        "ALIAS_REDIS_SENTINEL_USERNAME",
+        "(none)",
+        "the ACL user the primary the Sentinels name is logged in to (the `default` user when unset); the Sentinels' own login goes in their URLs",
+    ),
+    (
+        "ALIAS_REDIS_SENTINEL_PASSWORD",
+        "(none)",
+        "the password of that primary (`requirepass`, or the ACL user's); never logged",
+    ),
+    (
         "ALIAS_AMQP_URL",
         "amqp://guest:guest@127.0.0.1:5672/%2f",
         "RabbitMQ carrying the jobs: one URL, or the comma-separated URLs of a cluster's nodes, \

@@ -43,7 +43,7 @@ pub use self::memory::MemoryStore;
 pub use self::previews::{
     Preview, PreviewKey, PreviewLimits, PreviewStart, PreviewState, PreviewStore, ScopeSummary,
 };
-pub use self::redis::{EventHub, RedisStore, RedisTarget, TRANSFER_BUCKETS};
+pub use self::redis::{EventHub, PrimaryLogin, RedisStore, RedisTarget, TRANSFER_BUCKETS};
 pub use self::transfers::{
     Added, Begin, FileRecord, FileWatch, NewTransfer, Transfer, TransferEvent, TransferState,
     TransferStore,

@@ -24,6 +24,7 @@ pub struct SentinelSet {
     pub replicas: Vec<Child>,
     sentinels: Vec<Child>,
     base: u16,
+    password: Option<String>,
 }
 
 fn server(dir: &Path, port: u16, extra: &[&str]) -> Child {
@@ -42,7 +43,17 @@ fn server(dir: &Path, port: u16, extra: &[&str]) -> Child {
 
 /// `cmd` sent to the server on `port`.
 pub async fn query<T: redis::FromRedisValue>(port: u16, cmd: &redis::Cmd) -> redis::RedisResult<T> {
-    let client = redis::Client::open(format!("redis://127.0.0.1:{port}"))?;
+    query_as(port, None, cmd).await
+}
+
+/// `cmd` sent to the server on `port`, logged in with `password` if any.
+pub async fn query_as<T: redis::FromRedisValue>(
+    port: u16,
+    password: Option<&str>,
+    cmd: &redis::Cmd,
+) -> redis::RedisResult<T> {
+    let login = password.map_or(String::new(), |p| format!(":{p}@"));
+    let client = redis::Client::open(format!("redis://{login}127.0.0.1:{port}"))?;
     let mut conn = client.get_multiplexed_async_connection().await?;
     cmd.query_async(&mut conn).await
 }
@@ -70,16 +81,29 @@ impl SentinelSet {
     /// the replicas are in sync and the sentinels know each other. Each
     /// test using a set picks a `base` of its own.
     pub async fn start(base: u16) -> SentinelSet {
+        SentinelSet::start_with(base, None).await
+    }
+
+    /// As [`SentinelSet::start`], with `requirepass` (and `masterauth`)
+    /// `password` on the primary and the replicas; the sentinels ask none
+    /// and log in to them with it. [`SentinelSet::target`] carries it.
+    pub async fn start_with_password(base: u16, password: &str) -> SentinelSet {
+        SentinelSet::start_with(base, Some(password.to_owned())).await
+    }
+
+    async fn start_with(base: u16, password: Option<String>) -> SentinelSet {
         let dir = std::env::temp_dir().join(format!("alias-sentinel-{}", uuid::Uuid::new_v4()));
-        let primary = server(&dir, base, &[]);
+        let auth: Vec<&str> = match &password {
+            Some(p) => vec!["--requirepass", p, "--masterauth", p],
+            None => Vec::new(),
+        };
+        let primary = server(&dir, base, &auth);
         let primary_port = base.to_string();
         let replicas = (1..=2)
             .map(|i| {
-                server(
-                    &dir,
-                    base + i,
-                    &["--replicaof", "127.0.0.1", primary_port.as_str()],
-                )
+                let mut args = vec!["--replicaof", "127.0.0.1", primary_port.as_str()];
+                args.extend_from_slice(&auth);
+                server(&dir, base + i, &args)
             })
             .collect();
         let mut set = SentinelSet {
@@ -88,15 +112,24 @@ impl SentinelSet {
             replicas,
             sentinels: Vec::new(),
             base,
+            password,
         };
         for port in set.replica_ports() {
             until("the replicas in sync", || async {
-                query::<String>(port, redis::cmd("INFO").arg("replication"))
-                    .await
-                    .is_ok_and(|info| info.contains("master_link_status:up"))
+                query_as::<String>(
+                    port,
+                    set.password.as_deref(),
+                    redis::cmd("INFO").arg("replication"),
+                )
+                .await
+                .is_ok_and(|info| info.contains("master_link_status:up"))
             })
             .await;
         }
+        let auth_pass = set
+            .password
+            .as_ref()
+            .map_or(String::new(), |p| format!("sentinel auth-pass alias {p}\n"));
         for port in set.sentinel_ports() {
             let conf = set.dir.join(format!("sentinel-{port}.conf"));
             std::fs::write(
@@ -105,7 +138,7 @@ impl SentinelSet {
                     "port {port}\nbind 127.0.0.1\ndir {}\n\
                      sentinel monitor alias 127.0.0.1 {base} 2\n\
                      sentinel down-after-milliseconds alias 1000\n\
-                     sentinel failover-timeout alias 5000\n",
+                     sentinel failover-timeout alias 5000\n{auth_pass}",
                     set.dir.display()
                 ),
             )
@@ -156,6 +189,10 @@ impl SentinelSet {
         RedisTarget::Sentinel {
             sentinels: self.sentinel_urls(),
             master: "alias".into(),
+            login: super::PrimaryLogin {
+                username: None,
+                password: self.password.clone(),
+            },
         }
     }
 

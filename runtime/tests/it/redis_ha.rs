@@ -8,8 +8,8 @@
 use crate::contract::cluster_target;
 use runtime::state::testing::{query, until, SentinelSet};
 use runtime::state::{
-    FileRecord, GrantIntake, Intake, KvEntry, NewTransfer, Quotas, RedisTarget, Settled, State,
-    StateError, TransferIntake, TransferState, WebKey,
+    FileRecord, GrantIntake, Intake, KvEntry, NewTransfer, PrimaryLogin, Quotas, RedisTarget,
+    Settled, State, StateError, TransferIntake, TransferState, WebKey,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -351,4 +351,59 @@ async fn cluster_intake_cut_short_is_finished_by_a_retry() {
     );
     assert_eq!(s.transfer("c2").await.unwrap(), None);
     s.purge_namespace().await.unwrap();
+}
+
+/// A primary (and replicas) asking for a password: the state logs in with
+/// the primary's login of the configuration, for commands, settling and
+/// events alike; without it no connection is made, and the error names the
+/// setting to check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_primary_with_a_password_is_reached_with_its_login() {
+    let set = SentinelSet::start_with_password(7321, "primary-pw").await;
+    let ns = format!("ha-{}", uuid::Uuid::new_v4().simple());
+    let s = State::connect_to(&set.target(), &ns, TTL, Quotas::DEFAULT)
+        .await
+        .unwrap();
+    s.set_binding("u", "bind").await.unwrap();
+    let outcome = s.take_grant(&grant("u", "c1", 1.0, "g-c1")).await;
+    assert!(matches!(outcome, Ok(Intake::Begun { .. })), "{outcome:?}");
+    assert_eq!(s.settle_writes().await.unwrap(), Settled::Replicated);
+    let mut events = s.subscribe("c1");
+    let mut got = false;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !got && Instant::now() < deadline {
+        s.emit("c1", "probe").await.unwrap();
+        got = matches!(
+            tokio::time::timeout(Duration::from_millis(200), events.recv()).await,
+            Ok(Ok(e)) if e.kind == "probe"
+        );
+    }
+    assert!(got, "no event through the logged-in subscriber");
+
+    // The same sentinels without the primary's login.
+    let RedisTarget::Sentinel {
+        sentinels, master, ..
+    } = set.target()
+    else {
+        panic!("a sentinel target")
+    };
+    let bare = RedisTarget::Sentinel {
+        sentinels,
+        master,
+        login: PrimaryLogin::default(),
+    };
+    let refused = match State::connect_to(&bare, &ns, TTL, Quotas::DEFAULT).await {
+        Err(e) => e.to_string(),
+        Ok(without) => without
+            .set_binding("v", "bind")
+            .await
+            .unwrap_err()
+            .to_string(),
+    };
+    assert!(
+        refused.contains("ALIAS_REDIS_SENTINEL_PASSWORD"),
+        "the error names the setting: {refused}"
+    );
+    s.purge_namespace().await.unwrap();
+    drop(set);
 }

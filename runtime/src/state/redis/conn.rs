@@ -17,7 +17,7 @@
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig, PubSub};
 use redis::cluster_async::ClusterConnection;
-use redis::sentinel::Sentinel;
+use redis::sentinel::{Sentinel, SentinelNodeConnectionInfo};
 use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, RedisResult, Value};
 use std::sync::{Arc, RwLock};
 
@@ -65,7 +65,49 @@ pub enum RedisTarget {
         sentinels: Vec<String>,
         /// The master name the sentinels monitor.
         master: String,
+        /// How to log in to the primary they name (their URLs carry only
+        /// their own passwords).
+        login: PrimaryLogin,
     },
+}
+
+/// The login to the primary the sentinels name
+/// (`ALIAS_REDIS_SENTINEL_USERNAME`, `ALIAS_REDIS_SENTINEL_PASSWORD`): a
+/// Redis with `requirepass` or ACL users refuses every command without it.
+/// The password is never shown by `Debug`.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct PrimaryLogin {
+    /// The ACL user (`None`: the `default` user).
+    pub username: Option<String>,
+    /// Its password (`None`: no `AUTH`).
+    pub password: Option<String>,
+}
+
+impl std::fmt::Debug for PrimaryLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PrimaryLogin")
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "(hidden)"))
+            .finish()
+    }
+}
+
+impl PrimaryLogin {
+    /// What the sentinel client connects to the primary with; `None`
+    /// without a login.
+    fn node_info(&self) -> Option<SentinelNodeConnectionInfo> {
+        if self.username.is_none() && self.password.is_none() {
+            return None;
+        }
+        Some(SentinelNodeConnectionInfo {
+            tls_mode: None,
+            redis_connection_info: Some(redis::RedisConnectionInfo {
+                username: self.username.clone(),
+                password: self.password.clone(),
+                ..Default::default()
+            }),
+        })
+    }
 }
 
 impl std::fmt::Display for RedisTarget {
@@ -73,7 +115,9 @@ impl std::fmt::Display for RedisTarget {
         match self {
             RedisTarget::Single(url) => write!(f, "{url}"),
             RedisTarget::Cluster(urls) => write!(f, "cluster {}", urls.join(",")),
-            RedisTarget::Sentinel { sentinels, master } => {
+            RedisTarget::Sentinel {
+                sentinels, master, ..
+            } => {
                 write!(f, "sentinel {} master {master}", sentinels.join(","))
             }
         }
@@ -127,10 +171,14 @@ impl Conn {
                 let conn = client.get_async_connection().await?;
                 Ok(shared(Conn::Cluster(conn), Subscriber::Cluster(seeds)))
             }
-            RedisTarget::Sentinel { sentinels, master } => {
-                let conn = Managed::sentinel(sentinels, master).await?;
-                let intake = Managed::sentinel(sentinels, master).await?;
-                let settle = Managed::sentinel(sentinels, master).await?;
+            RedisTarget::Sentinel {
+                sentinels,
+                master,
+                login,
+            } => {
+                let conn = Managed::sentinel(sentinels, master, login).await?;
+                let intake = Managed::sentinel(sentinels, master, login).await?;
+                let settle = Managed::sentinel(sentinels, master, login).await?;
                 Ok(Opened {
                     conn: Conn::Sentinel(conn.clone()),
                     intake: Conn::Sentinel(intake),
@@ -192,6 +240,7 @@ enum Source {
     Sentinel {
         sentinel: Box<Sentinel>,
         master: String,
+        login: Option<SentinelNodeConnectionInfo>,
     },
 }
 
@@ -247,11 +296,37 @@ impl Source {
     async fn client(&mut self) -> RedisResult<redis::Client> {
         match self {
             Source::Fixed(client) => Ok(client.clone()),
-            Source::Sentinel { sentinel, master } => {
-                bounded(CONNECT_TIMEOUT * 2, sentinel.async_master_for(master, None)).await
-            }
+            Source::Sentinel {
+                sentinel,
+                master,
+                login,
+            } => bounded(
+                CONNECT_TIMEOUT * 2,
+                sentinel.async_master_for(master, login.as_ref()),
+            )
+            .await
+            .map_err(|e| explain_no_primary(e, master, login.is_some())),
         }
     }
+}
+
+/// The sentinels' client reports a primary that refused it (a wrong or
+/// missing password: its role cannot be read) as "master not found": says
+/// which settings to check.
+fn explain_no_primary(e: RedisError, master: &str, logged_in: bool) -> RedisError {
+    if e.kind() != ErrorKind::MasterNameNotFoundBySentinel {
+        return e;
+    }
+    let check = if logged_in {
+        "check ALIAS_REDIS_SENTINEL_USERNAME and ALIAS_REDIS_SENTINEL_PASSWORD"
+    } else {
+        "a primary that asks for a password needs ALIAS_REDIS_SENTINEL_PASSWORD"
+    };
+    RedisError::from((
+        e.kind(),
+        "the sentinels name no primary that answers",
+        format!("master `{master}` unknown to them or refusing this client ({check})"),
+    ))
 }
 
 impl Managed {
@@ -272,10 +347,15 @@ impl Managed {
 
     /// A connection to the primary the sentinels name, followed across
     /// failovers.
-    async fn sentinel(sentinels: &[String], master: &str) -> RedisResult<Managed> {
+    async fn sentinel(
+        sentinels: &[String],
+        master: &str,
+        login: &PrimaryLogin,
+    ) -> RedisResult<Managed> {
         Managed::open(Source::Sentinel {
             sentinel: Box::new(Sentinel::build(sentinels.to_vec())?),
             master: master.to_owned(),
+            login: login.node_info(),
         })
         .await
     }

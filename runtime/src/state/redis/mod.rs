@@ -31,7 +31,7 @@ mod transfers;
 mod users;
 mod web;
 
-pub use self::conn::RedisTarget;
+pub use self::conn::{PrimaryLogin, RedisTarget};
 pub use self::events::EventHub;
 
 use self::conn::Conn;

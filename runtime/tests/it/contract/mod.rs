@@ -53,6 +53,7 @@ pub fn sentinel_target() -> RedisTarget {
     RedisTarget::Sentinel {
         sentinels: urls.split(',').map(str::to_owned).collect(),
         master: "alias".to_owned(),
+        login: Default::default(),
     }
 }
 
