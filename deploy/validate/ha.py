@@ -99,9 +99,29 @@ def register(v: ModuleType) -> None:
             monitored.add((m.group(1), m.group(2), m.group(3)))
             v.need(int(m.group(4)) > len(sentinels) // 2, f"{name}: quorum {m.group(4)} is not a majority of {len(sentinels)}", errors)
         v.need(len(monitored) == 1, f"the sentinels watch different masters: {sorted(monitored)}", errors)
+        # One Redis password: asked by the primary and the replica, given by
+        # the sentinels (auth-pass) and by every service.
+        datas = {n: s for n, s in services.items() if "redis-server /data/redis.conf" in " ".join(map(str, s.get("command") or []))}
+        v.need(len(datas) == 2, f"expected a Redis primary and replica, found {sorted(datas)}", errors)
+        passwords = {str((s.get("environment") or {}).get("REDISCLI_AUTH")) for s in datas.values()}
+        v.need(len(passwords) == 1 and "None" not in passwords and "" not in passwords,
+               "the Redis servers do not share one password (REDISCLI_AUTH)", errors)
+        redis_password = next(iter(passwords))
+        for name, s in datas.items():
+            command = " ".join(map(str, s.get("command") or []))
+            v.need("--requirepass" in command and "--masterauth" in command,
+                   f"{name}: redis-server runs without --requirepass and --masterauth", errors)
+        for name, s in sentinels.items():
+            v.need(str((s.get("environment") or {}).get("REDIS_PASSWORD")) == redis_password
+                   and "sentinel auth-pass alias" in " ".join(map(str, s.get("command") or [])),
+                   f"{name}: does not log in to the Redis servers with their password", errors)
+        v.need("${REDIS_PASSWORD:?" in (ha_dir / "compose.ha.yml").read_text(encoding="utf-8"),
+               "compose.ha.yml: REDIS_PASSWORD is not a required variable (${NAME:?message})", errors)
         for role in alias_roles:
             env = services[role].get("environment") or {}
             v.need("ALIAS_REDIS_URL" not in env, f"{role}: ALIAS_REDIS_URL is still set (the services would use one Redis)", errors)
+            v.need(str(env.get("ALIAS_REDIS_SENTINEL_PASSWORD")) == redis_password,
+                   f"{role}: ALIAS_REDIS_SENTINEL_PASSWORD is not the Redis servers' password", errors)
             for key in env:
                 v.need(key in known, f"compose.ha.yml: {role} sets {key}, which {v.CONFIG_VARIABLES} does not read (yet)", errors)
             try:
