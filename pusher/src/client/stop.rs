@@ -47,9 +47,11 @@ impl Stop {
     pub async fn pause(&self, delay: Duration) -> bool {
         let mut rx = self.rx.clone();
         tokio::select! {
-            () = tokio::time::sleep(delay) => true,
+            // A set signal wins over a wait that is also over (a zero delay).
+            biased;
             // The sender lives as long as any clone: this ends only when set.
             _ = rx.wait_for(|stopped| *stopped) => false,
+            () = tokio::time::sleep(delay) => true,
         }
     }
 }
@@ -74,9 +76,12 @@ mod tests {
         assert!(!slept, "a set signal ends the pause");
         assert_eq!(t.elapsed(), Duration::from_secs(1));
         assert!(stop.is_set());
-        // Set for good: later pauses end at once.
+        // Set for good: later pauses end at once, a zero one too.
         let t = Instant::now();
         assert!(!stop.pause(Duration::from_secs(60)).await);
         assert_eq!(t.elapsed(), Duration::ZERO);
+        for _ in 0..32 {
+            assert!(!stop.pause(Duration::ZERO).await);
+        }
     }
 }
