@@ -291,6 +291,22 @@ def register(v: ModuleType) -> None:
         if m:
             v.need(redis_pods and m.group(2) == redis_pods[0] + ".cluster.local", f"the sentinels watch {m.group(2)}, not {redis_pods[:1]}", errors)
             v.need(int(m.group(3)) > len(sentinel_pods) // 2, f"sentinel quorum {m.group(3)} is not a majority", errors)
+        # One Redis password: the servers ask for it, the sentinels and the
+        # services log in with it.
+        if "redis" in sts:
+            ctr = sts["redis"]["spec"]["template"]["spec"]["containers"][0]
+            env = {e["name"]: e for e in ctr.get("env", [])}
+            ref = (env.get("REDISCLI_AUTH", {}).get("valueFrom") or {}).get("secretKeyRef") or {}
+            v.need(ref.get("key") in secrets.get(ref.get("name"), {}), "redis: REDISCLI_AUTH is not read from a Secret key that exists", errors)
+            v.need("--requirepass" in " ".join(ctr.get("command", [])) and "--masterauth" in " ".join(ctr.get("command", [])),
+                   "redis: redis-server runs without --requirepass and --masterauth", errors)
+            if "redis-sentinel" in sts:
+                init = sts["redis-sentinel"]["spec"]["template"]["spec"]["initContainers"][0]
+                senv = {e["name"]: e for e in init.get("env", [])}
+                sref = (senv.get("REDIS_PASSWORD", {}).get("valueFrom") or {}).get("secretKeyRef") or {}
+                v.need(sref == ref and "sentinel auth-pass alias $REDIS_PASSWORD" in scripts.get("init-sentinel.sh", ""),
+                       "the sentinels do not log in to the Redis servers with their password", errors)
+        v.need("ALIAS_REDIS_SENTINEL_PASSWORD" in app, "the services are not given ALIAS_REDIS_SENTINEL_PASSWORD", errors)
         for a in find("TriggerAuthentication"):
             for ref in a["spec"].get("secretTargetRef", []):
                 value = secrets.get(ref.get("name"), {}).get(ref.get("key"))
