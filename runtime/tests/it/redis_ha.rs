@@ -9,7 +9,7 @@ use crate::contract::cluster_target;
 use runtime::state::testing::{query, until, SentinelSet};
 use runtime::state::{
     FileRecord, GrantIntake, Intake, KvEntry, NewTransfer, PrimaryLogin, Quotas, RedisTarget,
-    Settled, State, StateError, TransferIntake, TransferState, WebKey,
+    Settled, State, StateError, Subscription, TransferIntake, TransferState, WebKey,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -277,17 +277,28 @@ async fn sentinel_failover_keeps_answered_grants() {
         );
     }
     // Events come from the new primary too.
-    let mut got = false;
+    assert!(
+        probe_arrives(&s, "c1", &mut events).await,
+        "an event after the failover"
+    );
+    drop(set);
+}
+
+/// Whether a `probe` event of `id`, emitted every 200 ms until one
+/// arrives (a subscription, or a failover, takes a moment to be in place),
+/// reaches `events` within 30 s.
+async fn probe_arrives(s: &State, id: &str, events: &mut Subscription) -> bool {
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !got && Instant::now() < deadline {
-        s.emit("c1", "probe").await.unwrap();
-        got = matches!(
+    while Instant::now() < deadline {
+        s.emit(id, "probe").await.unwrap();
+        if matches!(
             tokio::time::timeout(Duration::from_millis(200), events.recv()).await,
             Ok(Ok(e)) if e.kind == "probe"
-        );
+        ) {
+            return true;
+        }
     }
-    assert!(got, "an event after the failover");
-    drop(set);
+    false
 }
 
 /// On a cluster the intake runs in steps; one cut short after the grant
@@ -369,16 +380,10 @@ async fn a_primary_with_a_password_is_reached_with_its_login() {
     assert!(matches!(outcome, Ok(Intake::Begun { .. })), "{outcome:?}");
     assert_eq!(s.settle_writes().await.unwrap(), Settled::Replicated);
     let mut events = s.subscribe("c1");
-    let mut got = false;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !got && Instant::now() < deadline {
-        s.emit("c1", "probe").await.unwrap();
-        got = matches!(
-            tokio::time::timeout(Duration::from_millis(200), events.recv()).await,
-            Ok(Ok(e)) if e.kind == "probe"
-        );
-    }
-    assert!(got, "no event through the logged-in subscriber");
+    assert!(
+        probe_arrives(&s, "c1", &mut events).await,
+        "no event through the logged-in subscriber"
+    );
 
     // The same sentinels without the primary's login.
     let RedisTarget::Sentinel {
