@@ -6,7 +6,7 @@
 use super::client_id::ClientId;
 use super::fence::Fenced;
 use super::{record_acked, still_pushing, Pusher, DAY};
-use crate::client::{retry_while, Backoff, PushTarget, RunLimits, StreamError, Streamed, Upload};
+use crate::client::{PushTarget, RunLimits, StreamError, Streamed, Upload};
 use runtime::jobs::{self, PushJob};
 use runtime::mq::Route;
 use runtime::retry::Decision;
@@ -85,17 +85,11 @@ impl Pusher {
         }
         // Every chunk's outcome is known: the in-flight mark goes while the
         // client is told (one round trip less on a file's path).
-        let mut backoff = Backoff::new(self.request_policy());
         let (finished, ()) = tokio::join!(
-            retry_while(
-                &mut backoff,
-                &self.stop,
-                || self.still_wanted(t),
-                || {
-                    self.client()
-                        .finish_file(&file_url, record.size, &record.blake2b)
-                }
-            ),
+            self.request(t, || {
+                self.client()
+                    .finish_file(&file_url, record.size, &record.blake2b)
+            }),
             async {
                 if pushed {
                     self.clear_inflight(t, file).await;

@@ -4,7 +4,7 @@
 
 use super::client_id::ClientId;
 use super::{record_acked, Pusher, DAY};
-use crate::client::{retry_while, Backoff, PushTarget, RetryError};
+use crate::client::{retry_while, Backoff, PushError, PushTarget, RetryError};
 use protocol::wire::FileSummary;
 use runtime::retry::Decision;
 use runtime::state::{now_ms, Lease, LeaseGuard, Mark, Request, Transfer, TransferState};
@@ -160,15 +160,10 @@ impl Pusher {
                 .transfer_grant(&t.id)
                 .await?
                 .ok_or_else(|| Decision::Fail("the transfer has no grant".into()))?;
-            let mut backoff = Backoff::new(self.request_policy());
-            let started = retry_while(
-                &mut backoff,
-                &self.stop,
-                || self.still_wanted(t),
-                || self.client().start(target, &token),
-            )
-            .await;
-            match started {
+            match self
+                .request(t, || self.client().start(target, &token))
+                .await
+            {
                 // Revoked, cancelled or superseded while it failed.
                 Ok(None) => Err(Decision::Done),
                 Ok(Some(_)) => {
@@ -251,14 +246,9 @@ impl Pusher {
                 blake2b: f.blake2b.clone(),
             })
             .collect();
-        let mut backoff = Backoff::new(self.request_policy());
-        let finished = retry_while(
-            &mut backoff,
-            &self.stop,
-            || self.still_wanted(t),
-            || self.client().finish_transfer(target, &summaries),
-        )
-        .await;
+        let finished = self
+            .request(t, || self.client().finish_transfer(target, &summaries))
+            .await;
         let result = match finished {
             Ok(None) => Err(Decision::Done),
             Ok(Some(_)) => {
@@ -283,11 +273,28 @@ impl Pusher {
         result
     }
 
+    /// Sends a request of `t`'s generation (start, file finish, transfer
+    /// finish), retried in place under the request policy while it is
+    /// still wanted and the worker is not stopping ([`retry_while`]):
+    /// `Ok(None)` once the generation is no longer the pushing one.
+    pub(super) async fn request<T, F, Fut>(
+        &self,
+        t: &Transfer,
+        op: F,
+    ) -> Result<Option<T>, RetryError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, PushError>>,
+    {
+        let mut backoff = Backoff::new(self.request_policy());
+        retry_while(&mut backoff, &self.stop, || self.still_wanted(t), op).await
+    }
+
     /// Whether a request of `t`'s generation retried in place is still
     /// wanted: not once the generation is no longer the pushing one
     /// (revoked, cancelled, superseded), so the client hears nothing more
     /// of it. A failed read says yes (the request's own limits hold).
-    pub(super) async fn still_wanted(&self, t: &Transfer) -> bool {
+    async fn still_wanted(&self, t: &Transfer) -> bool {
         !matches!(super::still_pushing(&self.state, t).await, Ok(false))
     }
 
