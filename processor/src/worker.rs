@@ -364,7 +364,7 @@ impl Processor {
             .map_err(|e| JobError::Permanent(format!("stored grant refused: {e}")))?;
         if grant.is_revoked() {
             // Nothing to push: the archives of earlier generations go.
-            self.drop_build(id).await?;
+            self.drop_build(id, None).await?;
             return Ok(Built::Ready(Vec::new()));
         }
         let mut scopes_by_provider: BTreeMap<String, Vec<Scope>> = BTreeMap::new();
@@ -391,7 +391,7 @@ impl Processor {
             self.state.add_note(id, generation, &note).await?;
         }
         if scopes.is_empty() {
-            self.drop_build(id).await?;
+            self.drop_build(id, None).await?;
             return Ok(Built::Ready(Vec::new()));
         }
         // The same grant and dumps give the same archives: a restart (a new
@@ -424,13 +424,7 @@ impl Processor {
         // generation's own build under way (a delivery of this job cut
         // short) is built again in place, the same bytes: the archives it
         // announced may be being pushed.
-        let own = archives::build_of(&self.state, id)
-            .await
-            .map_err(|e| JobError::Transient(format!("reading the build record: {e}")))?
-            .is_some_and(|b| b.is_under_way() && b.prefix == prefix);
-        if !own {
-            self.drop_build(id).await?;
-        }
+        self.drop_build(id, Some(&prefix)).await?;
         let dump_keys: Vec<String> = dumps.iter().map(|d| d.key.clone()).collect();
         // Recorded before any dump is read: a dump deleted from now on
         // cancels the transfer, which stops this build at its next
@@ -585,9 +579,10 @@ impl Processor {
         }
     }
 
-    /// Deletes the transfer's earlier build, if any.
-    async fn drop_build(&self, id: &str) -> Result<(), JobError> {
-        archives::drop_build(&self.state, &self.storage, id)
+    /// Deletes the transfer's earlier build, if any, but a build under way
+    /// under `keep` ([`archives::drop_build_except`]).
+    async fn drop_build(&self, id: &str, keep: Option<&str>) -> Result<(), JobError> {
+        archives::drop_build_except(&self.state, &self.storage, id, keep)
             .await
             .map(|_| ())
             .map_err(|e| JobError::Transient(format!("deleting earlier archives: {e}")))

@@ -254,10 +254,23 @@ async fn schedule_check(state: &State, id: &str, retention: Duration) -> Result<
 /// Deletes the transfer's build (objects, then the record, unless a newer
 /// build replaced it meanwhile); returns the objects deleted.
 pub async fn drop_build(state: &State, storage: &Storage, id: &str) -> Result<usize, ArchiveError> {
-    let Some(build) = build_of(state, id).await? else {
-        return Ok(0);
-    };
-    drop_build_at(state, storage, id, &build.prefix).await
+    drop_build_except(state, storage, id, None).await
+}
+
+/// As [`drop_build`], but a build under way under `keep` (a generation's
+/// own, whose earlier delivery was cut short: what it announced may be
+/// being pushed) is left as it is.
+pub async fn drop_build_except(
+    state: &State,
+    storage: &Storage,
+    id: &str,
+    keep: Option<&str>,
+) -> Result<usize, ArchiveError> {
+    match build_of(state, id).await? {
+        Some(b) if b.is_under_way() && Some(b.prefix.as_str()) == keep => Ok(0),
+        Some(b) => drop_build_at(state, storage, id, &b.prefix).await,
+        None => Ok(0),
+    }
 }
 
 /// Deletes the archives under `prefix` (one generation's build), and the
