@@ -334,9 +334,15 @@ impl Services {
     ) -> Result<Services, String> {
         let (ns, ttl) = (&config.namespace, config.finished_ttl);
         let state = if redis {
-            crate::state::State::connect_to(&config.redis, ns, ttl, config.quotas)
-                .await
-                .map_err(|e| format!("redis at {}: {e}", config.redis))?
+            crate::state::State::connect_secured(
+                &config.redis,
+                &config.redis_tls,
+                ns,
+                ttl,
+                config.quotas,
+            )
+            .await
+            .map_err(|e| format!("redis at {}: {e}", config.redis))?
         } else {
             crate::state::State::in_memory_with(ns, ttl, config.quotas)
         };

@@ -49,6 +49,9 @@ pub struct Config {
     /// The form of Redis that holds the state: one server, a Redis Cluster
     /// or a Sentinel-watched primary.
     pub redis: crate::state::RedisTarget,
+    /// TLS settings for `rediss://` servers (an authority of their own, a
+    /// client certificate); empty without them.
+    pub redis_tls: crate::state::RedisTls,
     /// Whether any Redis variable was given; without one the embedded mode
     /// (`alias-bank all`) keeps its state in memory.
     pub redis_given: bool,

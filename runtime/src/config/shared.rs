@@ -44,6 +44,7 @@ pub(super) fn validate(
         ));
     }
     let redis = super::redis::target(&raw, &redis_url)?;
+    let redis_tls = super::redis::tls(&raw, &redis)?;
     // One URL, or the comma-separated URLs of a cluster's nodes.
     crate::mq::split_amqp_urls(&amqp_url).map_err(|e| {
         let shown: Vec<String> = amqp_url.split(',').map(crate::mq::shown_url).collect();
@@ -77,6 +78,7 @@ pub(super) fn validate(
         public_origin: origin(&raw.public_origin)?,
         redis_url,
         redis,
+        redis_tls,
         redis_given,
         amqp_url,
         amqp_given,

@@ -352,3 +352,142 @@ fn every_key_is_documented() {
         );
     }
 }
+
+/// A directory holding an authority (`ca.pem`), a certificate it signed
+/// and its key (`cert.pem`, `key.pem`), and a file that is not PEM.
+fn tls_files() -> tempfile::TempDir {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let dir = tempfile::tempdir().unwrap();
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["bank".into()])
+        .unwrap()
+        .signed_by(&key, &ca, &ca_key)
+        .unwrap();
+    std::fs::write(dir.path().join("ca.pem"), ca.pem()).unwrap();
+    std::fs::write(dir.path().join("cert.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.path().join("key.pem"), key.serialize_pem()).unwrap();
+    std::fs::write(dir.path().join("junk.pem"), "not a certificate\n").unwrap();
+    dir
+}
+
+#[test]
+fn redis_tls_files_are_read_checked_and_go_with_rediss_urls() {
+    use crate::state::RedisTarget;
+    let dir = tls_files();
+    let file = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    let (ca, cert, key, junk) = (
+        file("ca.pem"),
+        file("cert.pem"),
+        file("key.pem"),
+        file("junk.pem"),
+    );
+    let single = "rediss://redis.internal:6380";
+    // An authority and a client certificate, read at start.
+    let c = Config::from_pairs(&[
+        ("ALIAS_REDIS_URL", single),
+        ("ALIAS_REDIS_CA_FILE", &ca),
+        ("ALIAS_REDIS_CLIENT_CERT_FILE", &cert),
+        ("ALIAS_REDIS_CLIENT_KEY_FILE", &key),
+    ])
+    .unwrap();
+    assert_eq!(c.redis, RedisTarget::Single(single.into()));
+    assert_eq!(
+        c.redis_tls.ca_pem.as_deref(),
+        Some(std::fs::read(&ca).unwrap().as_slice())
+    );
+    assert!(c.redis_tls.client_key_pem.is_some());
+    assert!(!format!("{c:?}").contains("PRIVATE KEY"), "{c:?}");
+    // A cluster over TLS, every seed rediss://.
+    let c = Config::from_pairs(&[
+        (
+            "ALIAS_REDIS_CLUSTER_URLS",
+            "rediss://10.0.0.1:7000,rediss://10.0.0.2:7000",
+        ),
+        ("ALIAS_REDIS_CA_FILE", &ca),
+    ])
+    .unwrap();
+    assert!(c.redis_tls.is_set());
+    // The system's authorities: rediss:// alone.
+    let c = Config::from_pairs(&[("ALIAS_REDIS_URL", single)]).unwrap();
+    assert!(!c.redis_tls.is_set());
+
+    let refused = |pairs: &[(&str, &str)], var: &str, why: &str| {
+        let e = Config::from_pairs(pairs).unwrap_err().to_string();
+        assert!(e.contains(var) && e.contains(why), "{pairs:?}: {e}");
+    };
+    // TLS files with a plain URL would protect nothing.
+    refused(
+        &[
+            ("ALIAS_REDIS_URL", "redis://redis.internal:6379"),
+            ("ALIAS_REDIS_CA_FILE", &ca),
+        ],
+        "ALIAS_REDIS_CA_FILE",
+        "rediss://",
+    );
+    refused(
+        &[
+            ("ALIAS_REDIS_URL", single),
+            ("ALIAS_REDIS_CLIENT_CERT_FILE", &cert),
+        ],
+        "ALIAS_REDIS_CLIENT_CERT_FILE",
+        "ALIAS_REDIS_CLIENT_KEY_FILE",
+    );
+    refused(
+        &[("ALIAS_REDIS_URL", single), ("ALIAS_REDIS_CA_FILE", &junk)],
+        "ALIAS_REDIS_CA_FILE",
+        "no PEM certificate",
+    );
+    refused(
+        &[
+            ("ALIAS_REDIS_URL", single),
+            ("ALIAS_REDIS_CLIENT_CERT_FILE", &cert),
+            ("ALIAS_REDIS_CLIENT_KEY_FILE", &cert),
+        ],
+        "ALIAS_REDIS_CLIENT_KEY_FILE",
+        "private key",
+    );
+    refused(
+        &[
+            ("ALIAS_REDIS_URL", single),
+            ("ALIAS_REDIS_CA_FILE", &file("missing.pem")),
+        ],
+        "ALIAS_REDIS_CA_FILE",
+        "cannot be read",
+    );
+    // Certificate checks cannot be turned off.
+    refused(
+        &[("ALIAS_REDIS_URL", "rediss://redis.internal:6380/#insecure")],
+        "ALIAS_REDIS_URL",
+        "cannot be turned off",
+    );
+    refused(
+        &[(
+            "ALIAS_REDIS_CLUSTER_URLS",
+            "rediss://10.0.0.1:7000,redis://10.0.0.2:7000",
+        )],
+        "ALIAS_REDIS_CLUSTER_URLS",
+        "every URL is rediss://",
+    );
+    // Not under Sentinel, said so.
+    refused(
+        &[
+            ("ALIAS_REDIS_SENTINEL_URLS", "rediss://10.0.0.1:26379"),
+            ("ALIAS_REDIS_SENTINEL_MASTER", "alias"),
+        ],
+        "ALIAS_REDIS_SENTINEL_URLS",
+        "not supported",
+    );
+    refused(
+        &[
+            ("ALIAS_REDIS_SENTINEL_URLS", "redis://10.0.0.1:26379"),
+            ("ALIAS_REDIS_SENTINEL_MASTER", "alias"),
+            ("ALIAS_REDIS_CA_FILE", &ca),
+        ],
+        "ALIAS_REDIS_CA_FILE",
+        "not supported",
+    );
+}

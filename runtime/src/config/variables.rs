@@ -39,6 +39,21 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "the password of that primary (`requirepass`, or the ACL user's); never logged",
     ),
     (
+        "ALIAS_REDIS_CA_FILE",
+        "(system's)",
+        "PEM file of the authorities a `rediss://` server's certificate must chain to, instead of the system's (one server or a Cluster)",
+    ),
+    (
+        "ALIAS_REDIS_CLIENT_CERT_FILE",
+        "(none)",
+        "PEM certificate chain shown to `rediss://` servers that ask for one (`tls-auth-clients`), with `ALIAS_REDIS_CLIENT_KEY_FILE`",
+    ),
+    (
+        "ALIAS_REDIS_CLIENT_KEY_FILE",
+        "(none)",
+        "PEM private key of that certificate",
+    ),
+    (
         "ALIAS_AMQP_URL",
         "amqp://guest:guest@127.0.0.1:5672/%2f",
         "RabbitMQ carrying the jobs: one URL, or the comma-separated URLs of a cluster's nodes, \

@@ -43,7 +43,9 @@ pub use self::memory::MemoryStore;
 pub use self::previews::{
     Preview, PreviewKey, PreviewLimits, PreviewStart, PreviewState, PreviewStore, ScopeSummary,
 };
-pub use self::redis::{EventHub, PrimaryLogin, RedisStore, RedisTarget, TRANSFER_BUCKETS};
+pub use self::redis::{
+    EventHub, PrimaryLogin, RedisStore, RedisTarget, RedisTls, TRANSFER_BUCKETS,
+};
 pub use self::transfers::{
     Added, Begin, FileRecord, FileWatch, NewTransfer, Transfer, TransferEvent, TransferState,
     TransferStore,
@@ -244,7 +246,25 @@ impl State {
         finished_ttl: Duration,
         quotas: Quotas,
     ) -> Result<State, StateError> {
-        let store = RedisStore::connect_to(target, namespace, finished_ttl)
+        Self::connect_secured(
+            target,
+            &RedisTls::default(),
+            namespace,
+            finished_ttl,
+            quotas,
+        )
+        .await
+    }
+
+    /// [`State::connect_to`] with TLS settings for `rediss://` servers.
+    pub async fn connect_secured(
+        target: &RedisTarget,
+        tls: &RedisTls,
+        namespace: &str,
+        finished_ttl: Duration,
+        quotas: Quotas,
+    ) -> Result<State, StateError> {
+        let store = RedisStore::connect_secured(target, tls, namespace, finished_ttl)
             .await?
             .with_quotas(quotas);
         Ok(State::from_store(Arc::new(store)))

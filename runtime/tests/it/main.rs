@@ -8,4 +8,5 @@ mod intake;
 mod mq;
 mod mq_ha;
 mod redis_ha;
+mod redis_tls;
 mod storage;

@@ -57,7 +57,7 @@ async fn cluster_keys(ns: &str) -> BTreeMap<String, (i64, String)> {
     out
 }
 
-fn grant<'a>(user: &'a str, id: &'a str, date: f64, token: &'a str) -> GrantIntake<'a> {
+pub(crate) fn grant<'a>(user: &'a str, id: &'a str, date: f64, token: &'a str) -> GrantIntake<'a> {
     GrantIntake {
         user,
         contract_hash: id,
@@ -287,7 +287,7 @@ async fn sentinel_failover_keeps_answered_grants() {
 /// Whether a `probe` event of `id`, emitted every 200 ms until one
 /// arrives (a subscription, or a failover, takes a moment to be in place),
 /// reaches `events` within 30 s.
-async fn probe_arrives(s: &State, id: &str, events: &mut Subscription) -> bool {
+pub(crate) async fn probe_arrives(s: &State, id: &str, events: &mut Subscription) -> bool {
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
         s.emit(id, "probe").await.unwrap();

@@ -18,7 +18,10 @@
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig, PubSub};
 use redis::cluster_async::ClusterConnection;
 use redis::sentinel::{Sentinel, SentinelNodeConnectionInfo};
-use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, RedisResult, Value};
+use redis::{
+    ClientTlsConfig, Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, RedisResult,
+    TlsCertificates, Value,
+};
 use std::sync::{Arc, RwLock};
 
 /// How long any command waits for its answer. Without a bound, a command
@@ -110,6 +113,82 @@ impl PrimaryLogin {
     }
 }
 
+/// TLS to Redis beyond what a `rediss://` URL says by itself: the
+/// authorities trusted instead of the system's (`ALIAS_REDIS_CA_FILE`), and
+/// the certificate the bank shows a server that asks for one
+/// (`ALIAS_REDIS_CLIENT_CERT_FILE`, `ALIAS_REDIS_CLIENT_KEY_FILE`), all as
+/// PEM. Without any, a `rediss://` server is checked against the system's
+/// authorities (and `SSL_CERT_FILE`). Certificate checks cannot be turned
+/// off. The key is never shown by `Debug`.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct RedisTls {
+    /// The authorities (PEM) a server's certificate must chain to.
+    pub ca_pem: Option<Vec<u8>>,
+    /// The certificate chain (PEM) shown to servers that ask for one.
+    pub client_cert_pem: Option<Vec<u8>>,
+    /// Its private key (PEM).
+    pub client_key_pem: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for RedisTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let size = |pem: &Option<Vec<u8>>| pem.as_ref().map(|p| format!("{} bytes", p.len()));
+        f.debug_struct("RedisTls")
+            .field("ca_pem", &size(&self.ca_pem))
+            .field("client_cert_pem", &size(&self.client_cert_pem))
+            .field(
+                "client_key_pem",
+                &self.client_key_pem.as_ref().map(|_| "(hidden)"),
+            )
+            .finish()
+    }
+}
+
+impl RedisTls {
+    /// Whether anything beyond the system's authorities is set.
+    pub fn is_set(&self) -> bool {
+        self != &RedisTls::default()
+    }
+
+    /// What the client crate takes; `None` when nothing is set.
+    fn certificates(&self) -> Option<TlsCertificates> {
+        if !self.is_set() {
+            return None;
+        }
+        let client_tls = match (&self.client_cert_pem, &self.client_key_pem) {
+            (Some(cert), Some(key)) => Some(ClientTlsConfig {
+                client_cert: cert.clone(),
+                client_key: key.clone(),
+            }),
+            _ => None,
+        };
+        Some(TlsCertificates {
+            client_tls,
+            root_cert: self.ca_pem.clone(),
+        })
+    }
+
+    /// A client of `url`: a `rediss://` one with these settings when any
+    /// is set.
+    pub(super) fn client(&self, url: &str) -> RedisResult<redis::Client> {
+        match self.certificates() {
+            Some(certs) if url.starts_with("rediss://") => {
+                redis::Client::build_with_tls(url, certs)
+            }
+            _ => redis::Client::open(url),
+        }
+    }
+
+    /// Whether the PEM parses (certificates, and a key that is one):
+    /// checked when the configuration is read, so that a bad file stops
+    /// the binary at start rather than at its first connection.
+    pub fn check(&self) -> Result<(), String> {
+        self.client("rediss://127.0.0.1")
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
+}
+
 impl std::fmt::Display for RedisTarget {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -146,7 +225,7 @@ pub(super) enum Conn {
 
 impl Conn {
     /// Connects in the form `target` names.
-    pub(super) async fn open(target: &RedisTarget) -> RedisResult<Opened> {
+    pub(super) async fn open(target: &RedisTarget, tls: &RedisTls) -> RedisResult<Opened> {
         let shared = |conn: Conn, subscriber| Opened {
             intake: conn.clone(),
             conn,
@@ -155,19 +234,22 @@ impl Conn {
         };
         match target {
             RedisTarget::Single(url) => {
-                let client = redis::Client::open(url.as_str())?;
+                let client = tls.client(url)?;
                 let conn = Managed::fixed(client.clone()).await?;
                 Ok(shared(Conn::Single(conn), Subscriber::Single(client)))
             }
             RedisTarget::Cluster(urls) => {
                 let seeds = urls
                     .iter()
-                    .map(|u| redis::Client::open(u.as_str()))
+                    .map(|u| tls.client(u))
                     .collect::<RedisResult<Vec<_>>>()?;
-                let client = redis::cluster::ClusterClient::builder(urls.clone())
+                let mut builder = redis::cluster::ClusterClient::builder(urls.clone())
                     .response_timeout(RESPONSE_TIMEOUT)
-                    .connection_timeout(CONNECT_TIMEOUT)
-                    .build()?;
+                    .connection_timeout(CONNECT_TIMEOUT);
+                if let Some(certs) = tls.certificates() {
+                    builder = builder.certs(certs);
+                }
+                let client = builder.build()?;
                 let conn = client.get_async_connection().await?;
                 Ok(shared(Conn::Cluster(conn), Subscriber::Cluster(seeds)))
             }

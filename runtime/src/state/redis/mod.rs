@@ -31,7 +31,7 @@ mod transfers;
 mod users;
 mod web;
 
-pub use self::conn::{PrimaryLogin, RedisTarget};
+pub use self::conn::{PrimaryLogin, RedisTarget, RedisTls};
 pub use self::events::EventHub;
 
 use self::conn::Conn;
@@ -53,6 +53,8 @@ pub struct RedisStore {
     /// Under Sentinel: waits for a replica before jobs are acknowledged.
     settle: Option<Arc<ReplicaBarrier>>,
     target: Arc<RedisTarget>,
+    /// The TLS settings every connection uses (a cluster scan's too).
+    tls: Arc<RedisTls>,
     ns: Arc<str>,
     finished_ttl: Duration,
     quotas: Quotas,
@@ -137,7 +139,18 @@ impl RedisStore {
         namespace: &str,
         finished_ttl: Duration,
     ) -> Result<RedisStore, StateError> {
-        let opened = Conn::open(target).await?;
+        Self::connect_secured(target, &RedisTls::default(), namespace, finished_ttl).await
+    }
+
+    /// [`RedisStore::connect_to`] with TLS settings for `rediss://`
+    /// servers (an authority of their own, a client certificate).
+    pub async fn connect_secured(
+        target: &RedisTarget,
+        tls: &RedisTls,
+        namespace: &str,
+        finished_ttl: Duration,
+    ) -> Result<RedisStore, StateError> {
+        let opened = Conn::open(target, tls).await?;
         let ns: Arc<str> = Arc::from(namespace);
         let (hub, subscribed) = EventHub::start(opened.subscriber, opened.conn.clone(), ns.clone());
         // A store that is about to publish should not miss its own events;
@@ -152,6 +165,7 @@ impl RedisStore {
             settle,
             hub,
             target: Arc::new(target.clone()),
+            tls: Arc::new(tls.clone()),
             ns,
             finished_ttl,
             quotas: Quotas::DEFAULT,

@@ -54,7 +54,7 @@ impl RedisStore {
         let seed = seeds.first().map_or("redis://127.0.0.1", String::as_str);
         let mut keys = Vec::new();
         for master in cluster_masters(&mut conn, seed).await? {
-            let client = redis::Client::open(master.as_str())?;
+            let client = self.tls.client(&master)?;
             let mut node = client.get_multiplexed_async_connection().await?;
             keys.extend(scan_one(&mut node, pattern).await?);
         }
