@@ -103,7 +103,8 @@ pub(super) fn target(raw: &Raw, single: &str) -> Result<RedisTarget, ConfigError
 /// The TLS settings, read from their files and checked: a certificate
 /// and its key come together, the files parse, and they go with
 /// `rediss://` URLs only (given with plain ones they would protect
-/// nothing). Not under Sentinel, which this version reaches in clear only.
+/// nothing). Under Sentinel, `rediss://` sentinels mean a primary reached
+/// over TLS too.
 pub(super) fn tls(raw: &Raw, target: &RedisTarget) -> Result<RedisTls, ConfigError> {
     let path = |value: &Option<String>| value.clone().filter(|p| !p.trim().is_empty());
     let (ca, cert, key) = (
@@ -135,26 +136,7 @@ pub(super) fn tls(raw: &Raw, target: &RedisTarget) -> Result<RedisTls, ConfigErr
         RedisTarget::Single(url) => ("ALIAS_REDIS_URL", vec![url.as_str()]),
         RedisTarget::Cluster(urls) => (CLUSTER, urls.iter().map(String::as_str).collect()),
         RedisTarget::Sentinel { sentinels, .. } => {
-            if let Some(u) = sentinels.iter().find(|u| u.starts_with("rediss://")) {
-                return Err(invalid(
-                    SENTINELS,
-                    u,
-                    "TLS under Sentinel is not supported: use redis://",
-                ));
-            }
-            if tls.is_set() {
-                let var = if tls.ca_pem.is_some() {
-                    CA_FILE
-                } else {
-                    CERT_FILE
-                };
-                return Err(invalid(
-                    var,
-                    ca.as_deref().unwrap_or("(set)"),
-                    "TLS under Sentinel is not supported",
-                ));
-            }
-            return Ok(tls);
+            (SENTINELS, sentinels.iter().map(String::as_str).collect())
         }
     };
     let secure = urls.iter().filter(|u| u.starts_with("rediss://")).count();

@@ -472,14 +472,27 @@ fn redis_tls_files_are_read_checked_and_go_with_rediss_urls() {
         "ALIAS_REDIS_CLUSTER_URLS",
         "every URL is rediss://",
     );
-    // Not under Sentinel, said so.
+    // Sentinels over TLS (and so the primary they name).
+    let c = Config::from_pairs(&[
+        (
+            "ALIAS_REDIS_SENTINEL_URLS",
+            "rediss://10.0.0.1:26379,rediss://10.0.0.2:26379",
+        ),
+        ("ALIAS_REDIS_SENTINEL_MASTER", "alias"),
+        ("ALIAS_REDIS_CA_FILE", &ca),
+    ])
+    .unwrap();
+    assert!(c.redis_tls.ca_pem.is_some());
     refused(
         &[
-            ("ALIAS_REDIS_SENTINEL_URLS", "rediss://10.0.0.1:26379"),
+            (
+                "ALIAS_REDIS_SENTINEL_URLS",
+                "rediss://10.0.0.1:26379,redis://10.0.0.2:26379",
+            ),
             ("ALIAS_REDIS_SENTINEL_MASTER", "alias"),
         ],
         "ALIAS_REDIS_SENTINEL_URLS",
-        "not supported",
+        "every URL is rediss://",
     );
     refused(
         &[
@@ -488,6 +501,6 @@ fn redis_tls_files_are_read_checked_and_go_with_rediss_urls() {
             ("ALIAS_REDIS_CA_FILE", &ca),
         ],
         "ALIAS_REDIS_CA_FILE",
-        "not supported",
+        "rediss://",
     );
 }

@@ -21,7 +21,7 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     (
         "ALIAS_REDIS_SENTINEL_URLS",
         "(none)",
-        "comma-separated `redis://` URLs of the Sentinels watching the primary that holds the state instead (with `ALIAS_REDIS_SENTINEL_MASTER`)",
+        "comma-separated `redis://` (or `rediss://`) URLs of the Sentinels watching the primary that holds the state instead (with `ALIAS_REDIS_SENTINEL_MASTER`)",
     ),
     (
         "ALIAS_REDIS_SENTINEL_MASTER",
@@ -41,7 +41,7 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     (
         "ALIAS_REDIS_CA_FILE",
         "(system's)",
-        "PEM file of the authorities a `rediss://` server's certificate must chain to, instead of the system's (one server or a Cluster)",
+        "PEM file of the authorities a `rediss://` server's certificate must chain to, instead of the system's",
     ),
     (
         "ALIAS_REDIS_CLIENT_CERT_FILE",

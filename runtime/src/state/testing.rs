@@ -25,6 +25,40 @@ pub struct SentinelSet {
     sentinels: Vec<Child>,
     base: u16,
     password: Option<String>,
+    tls: Option<SetTls>,
+}
+
+/// The files of a set whose servers and sentinels speak TLS only: the
+/// authority, and the certificate (for 127.0.0.1) and key each of them
+/// shows.
+#[derive(Debug, Clone)]
+pub struct SetTls {
+    /// The authority, PEM.
+    pub ca: PathBuf,
+    /// The servers' certificate, PEM.
+    pub cert: PathBuf,
+    /// Its key, PEM.
+    pub key: PathBuf,
+}
+
+impl SetTls {
+    /// The `redis-server` settings of a TLS-only server on `port`
+    /// (replication over TLS too; clients show no certificate).
+    fn settings(&self, port: u16) -> Vec<(String, String)> {
+        let path = |p: &PathBuf| p.display().to_string();
+        [
+            ("port", "0".to_owned()),
+            ("tls-port", port.to_string()),
+            ("tls-cert-file", path(&self.cert)),
+            ("tls-key-file", path(&self.key)),
+            ("tls-ca-cert-file", path(&self.ca)),
+            ("tls-auth-clients", "no".to_owned()),
+            ("tls-replication", "yes".to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
+    }
 }
 
 fn server(dir: &Path, port: u16, extra: &[&str]) -> Child {
@@ -81,31 +115,47 @@ impl SentinelSet {
     /// the replicas are in sync and the sentinels know each other. Each
     /// test using a set picks a `base` of its own.
     pub async fn start(base: u16) -> SentinelSet {
-        SentinelSet::start_with(base, None).await
+        SentinelSet::start_with(base, None, None).await
+    }
+
+    /// As [`SentinelSet::start`], every server and sentinel speaking TLS
+    /// only, with the files of `tls`; [`SentinelSet::target`] names the
+    /// sentinels `rediss://`.
+    pub async fn start_with_tls(base: u16, tls: SetTls) -> SentinelSet {
+        SentinelSet::start_with(base, None, Some(tls)).await
     }
 
     /// As [`SentinelSet::start`], with `requirepass` (and `masterauth`)
     /// `password` on the primary and the replicas; the sentinels ask none
     /// and log in to them with it. [`SentinelSet::target`] carries it.
     pub async fn start_with_password(base: u16, password: &str) -> SentinelSet {
-        SentinelSet::start_with(base, Some(password.to_owned())).await
+        SentinelSet::start_with(base, Some(password.to_owned()), None).await
     }
 
-    async fn start_with(base: u16, password: Option<String>) -> SentinelSet {
+    async fn start_with(base: u16, password: Option<String>, tls: Option<SetTls>) -> SentinelSet {
         let dir = std::env::temp_dir().join(format!("alias-sentinel-{}", uuid::Uuid::new_v4()));
-        let auth: Vec<&str> = match &password {
-            Some(p) => vec!["--requirepass", p, "--masterauth", p],
-            None => Vec::new(),
+        let args = |port: u16, replica: bool| {
+            let mut args: Vec<String> = Vec::new();
+            if replica {
+                args.extend(["--replicaof", "127.0.0.1"].map(str::to_owned));
+                args.push(base.to_string());
+            }
+            if let Some(p) = &password {
+                args.extend(["--requirepass", p, "--masterauth", p].map(str::to_owned));
+            }
+            for (key, value) in tls.iter().flat_map(|t| t.settings(port)) {
+                args.push(format!("--{key}"));
+                args.push(value);
+            }
+            args
         };
-        let primary = server(&dir, base, &auth);
-        let primary_port = base.to_string();
-        let replicas = (1..=2)
-            .map(|i| {
-                let mut args = vec!["--replicaof", "127.0.0.1", primary_port.as_str()];
-                args.extend_from_slice(&auth);
-                server(&dir, base + i, &args)
-            })
-            .collect();
+        let start = |port: u16, replica: bool| {
+            let args = args(port, replica);
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            server(&dir, port, &args)
+        };
+        let primary = start(base, false);
+        let replicas = (1..=2).map(|i| start(base + i, true)).collect();
         let mut set = SentinelSet {
             dir,
             primary,
@@ -113,10 +163,11 @@ impl SentinelSet {
             sentinels: Vec::new(),
             base,
             password,
+            tls,
         };
         for port in set.replica_ports() {
             until("the replicas in sync", || async {
-                query_as::<String>(
+                set.ask::<String>(
                     port,
                     set.password.as_deref(),
                     redis::cmd("INFO").arg("replication"),
@@ -132,10 +183,18 @@ impl SentinelSet {
             .map_or(String::new(), |p| format!("sentinel auth-pass alias {p}\n"));
         for port in set.sentinel_ports() {
             let conf = set.dir.join(format!("sentinel-{port}.conf"));
+            let listen = match &set.tls {
+                Some(tls) => tls
+                    .settings(port)
+                    .iter()
+                    .map(|(key, value)| format!("{key} {value}\n"))
+                    .collect(),
+                None => format!("port {port}\n"),
+            };
             std::fs::write(
                 &conf,
                 format!(
-                    "port {port}\nbind 127.0.0.1\ndir {}\n\
+                    "{listen}bind 127.0.0.1\ndir {}\n\
                      sentinel monitor alias 127.0.0.1 {base} 2\n\
                      sentinel down-after-milliseconds alias 1000\n\
                      sentinel failover-timeout alias 5000\n{auth_pass}",
@@ -155,8 +214,13 @@ impl SentinelSet {
             until(
                 "the sentinels to know each other and the replica",
                 || async {
-                    let master: redis::RedisResult<Vec<String>> =
-                        query(port, redis::cmd("SENTINEL").arg("MASTER").arg("alias")).await;
+                    let master: redis::RedisResult<Vec<String>> = set
+                        .ask(
+                            port,
+                            None,
+                            redis::cmd("SENTINEL").arg("MASTER").arg("alias"),
+                        )
+                        .await;
                     master.is_ok_and(|m| {
                         let field = |name: &str| {
                             m.iter()
@@ -196,12 +260,40 @@ impl SentinelSet {
         }
     }
 
-    /// The sentinels' URLs.
+    /// The sentinels' URLs (`rediss://` for a TLS set).
     pub fn sentinel_urls(&self) -> Vec<String> {
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
         self.sentinel_ports()
             .iter()
-            .map(|p| format!("redis://127.0.0.1:{p}"))
+            .map(|p| format!("{scheme}://127.0.0.1:{p}"))
             .collect()
+    }
+
+    /// `cmd` sent to the server or sentinel on `port` (over TLS for a TLS
+    /// set), logged in with `password` if any.
+    pub async fn ask<T: redis::FromRedisValue>(
+        &self,
+        port: u16,
+        password: Option<&str>,
+        cmd: &redis::Cmd,
+    ) -> redis::RedisResult<T> {
+        let Some(tls) = &self.tls else {
+            return query_as(port, password, cmd).await;
+        };
+        let login = password.map_or(String::new(), |p| format!(":{p}@"));
+        let client = redis::Client::build_with_tls(
+            format!("rediss://{login}127.0.0.1:{port}"),
+            redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(std::fs::read(&tls.ca)?),
+            },
+        )?;
+        let mut conn = client.get_multiplexed_async_connection().await?;
+        cmd.query_async(&mut conn).await
     }
 
     /// Sends `signal` (`STOP`, `CONT`, …) to a process of the set.

@@ -4,13 +4,14 @@
 //! a server that asks for a client certificate gets the bank's and refuses
 //! the bank without it; a Redis Cluster whose nodes speak TLS to clients
 //! and to each other is used whole (scripts, events, a scan of every
-//! master).
+//! master); a primary and replicas under sentinels, all speaking TLS, are
+//! followed across a failover.
 
 use crate::redis_ha::{grant, probe_arrives};
 use rcgen::{BasicConstraints, Certificate, CertificateParams, DnType, IsCa, KeyPair};
 use runtime::config::Config;
-use runtime::state::testing::until;
-use runtime::state::{Intake, Quotas, RedisTarget, RedisTls, State, WebKey};
+use runtime::state::testing::{until, SentinelSet, SetTls};
+use runtime::state::{Intake, Quotas, RedisTarget, RedisTls, Settled, State, WebKey};
 use runtime::worker::Services;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -382,4 +383,66 @@ async fn a_cluster_behind_tls_is_used_whole() {
     // And the cluster refuses a bank without its authority.
     let e = refusal(&target, &RedisTls::default(), &ns).await;
     assert!(!e.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sentinel_set_behind_tls_is_followed_across_a_failover() {
+    let authority = Authority::new();
+    let servers = Servers::new(&authority);
+    let files = SetTls {
+        ca: servers.file("ca.pem"),
+        cert: servers.file("server.pem"),
+        key: servers.file("server.key"),
+    };
+    let mut set = SentinelSet::start_with_tls(7521, files).await;
+    let target = set.target();
+    let trusted = settings(Some(&authority), None);
+    let ns = namespace();
+    let s = State::connect_secured(&target, &trusted, &ns, TTL, Quotas::DEFAULT)
+        .await
+        .unwrap();
+    works(&s, "u").await;
+    // Writes settled on a replica: the settling connection is TLS too.
+    assert_eq!(s.settle_writes().await.unwrap(), Settled::Replicated);
+
+    // The sentinels and the primary they name refuse a bank without the
+    // authority.
+    let e = refusal(&target, &RedisTls::default(), &ns).await;
+    assert!(e.to_lowercase().contains("certificate"), "{e}");
+
+    // The primary killed: the store finds the one the sentinels name next,
+    // over TLS with the same settings.
+    set.primary.kill().unwrap();
+    set.primary.wait().unwrap();
+    until("the store on the new primary", || async {
+        s.set_binding("after", "failover").await.is_ok()
+    })
+    .await;
+    let master: Vec<String> = set
+        .ask(
+            set.sentinel_ports()[0],
+            None,
+            redis::cmd("SENTINEL")
+                .arg("GET-MASTER-ADDR-BY-NAME")
+                .arg("alias"),
+        )
+        .await
+        .unwrap();
+    assert!(
+        set.replica_ports()
+            .iter()
+            .any(|p| master[1] == p.to_string()),
+        "a replica took over: {master:?}"
+    );
+    assert_eq!(
+        s.binding("u").await.unwrap().as_deref(),
+        Some("bind-token"),
+        "what was settled before the failover is kept"
+    );
+    let mut events = s.subscribe("t-tls");
+    assert!(
+        probe_arrives(&s, "t-tls", &mut events).await,
+        "no event from the new primary"
+    );
+    s.purge_namespace().await.unwrap();
 }

@@ -15,12 +15,12 @@
 //! Also the pub/sub side: where [`super::EventHub`] subscribes in each form
 //! ([`Subscriber`]), and the masters a cluster-wide `SCAN` visits.
 
+use super::sentinel::Sentinels;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig, PubSub};
 use redis::cluster_async::ClusterConnection;
-use redis::sentinel::{Sentinel, SentinelNodeConnectionInfo};
 use redis::{
-    ClientTlsConfig, Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, RedisResult,
-    TlsCertificates, Value,
+    ClientTlsConfig, Cmd, ConnectionAddr, ConnectionInfo, ErrorKind, IntoConnectionInfo, Pipeline,
+    RedisError, RedisFuture, RedisResult, TlsCertificates, Value,
 };
 use std::sync::{Arc, RwLock};
 
@@ -32,14 +32,14 @@ use std::sync::{Arc, RwLock};
 pub(super) const RESPONSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// How long connecting to a server may take.
-const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+pub(super) const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The most a command may take from the caller's view, reconnection
 /// included: the answer's own bound and a connection attempt.
 pub(super) const COMMAND_DEADLINE: std::time::Duration = std::time::Duration::from_secs(12);
 
 /// `fut`, or a timeout error (`is_timeout()`) after `limit`.
-async fn bounded<T>(
+pub(super) async fn bounded<T>(
     limit: std::time::Duration,
     fut: impl std::future::Future<Output = RedisResult<T>>,
 ) -> RedisResult<T> {
@@ -92,24 +92,6 @@ impl std::fmt::Debug for PrimaryLogin {
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "(hidden)"))
             .finish()
-    }
-}
-
-impl PrimaryLogin {
-    /// What the sentinel client connects to the primary with; `None`
-    /// without a login.
-    fn node_info(&self) -> Option<SentinelNodeConnectionInfo> {
-        if self.username.is_none() && self.password.is_none() {
-            return None;
-        }
-        Some(SentinelNodeConnectionInfo {
-            tls_mode: None,
-            redis_connection_info: Some(redis::RedisConnectionInfo {
-                username: self.username.clone(),
-                password: self.password.clone(),
-                ..Default::default()
-            }),
-        })
     }
 }
 
@@ -171,11 +153,17 @@ impl RedisTls {
     /// A client of `url`: a `rediss://` one with these settings when any
     /// is set.
     pub(super) fn client(&self, url: &str) -> RedisResult<redis::Client> {
-        match self.certificates() {
-            Some(certs) if url.starts_with("rediss://") => {
-                redis::Client::build_with_tls(url, certs)
+        self.client_of(url.into_connection_info()?)
+    }
+
+    /// A client of `info`: with these settings when it is a TLS address
+    /// and any is set.
+    pub(super) fn client_of(&self, info: ConnectionInfo) -> RedisResult<redis::Client> {
+        match (self.certificates(), &info.addr) {
+            (Some(certs), ConnectionAddr::TcpTls { .. }) => {
+                redis::Client::build_with_tls(info, certs)
             }
-            _ => redis::Client::open(url),
+            _ => redis::Client::open(info),
         }
     }
 
@@ -258,9 +246,9 @@ impl Conn {
                 master,
                 login,
             } => {
-                let conn = Managed::sentinel(sentinels, master, login).await?;
-                let intake = Managed::sentinel(sentinels, master, login).await?;
-                let settle = Managed::sentinel(sentinels, master, login).await?;
+                let conn = Managed::sentinel(sentinels, master, login, tls).await?;
+                let intake = Managed::sentinel(sentinels, master, login, tls).await?;
+                let settle = Managed::sentinel(sentinels, master, login, tls).await?;
                 Ok(Opened {
                     conn: Conn::Sentinel(conn.clone()),
                     intake: Conn::Sentinel(intake),
@@ -319,11 +307,7 @@ impl ConnectionLike for Conn {
 /// the sentinels name at the time.
 enum Source {
     Fixed(redis::Client),
-    Sentinel {
-        sentinel: Box<Sentinel>,
-        master: String,
-        login: Option<SentinelNodeConnectionInfo>,
-    },
+    Sentinel(Box<Sentinels>),
 }
 
 /// A connection to one server (fixed, or the primary of a Sentinel-watched
@@ -378,37 +362,9 @@ impl Source {
     async fn client(&mut self) -> RedisResult<redis::Client> {
         match self {
             Source::Fixed(client) => Ok(client.clone()),
-            Source::Sentinel {
-                sentinel,
-                master,
-                login,
-            } => bounded(
-                CONNECT_TIMEOUT * 2,
-                sentinel.async_master_for(master, login.as_ref()),
-            )
-            .await
-            .map_err(|e| explain_no_primary(e, master, login.is_some())),
+            Source::Sentinel(sentinels) => sentinels.primary().await,
         }
     }
-}
-
-/// The sentinels' client reports a primary that refused it (a wrong or
-/// missing password: its role cannot be read) as "master not found": says
-/// which settings to check.
-fn explain_no_primary(e: RedisError, master: &str, logged_in: bool) -> RedisError {
-    if e.kind() != ErrorKind::MasterNameNotFoundBySentinel {
-        return e;
-    }
-    let check = if logged_in {
-        "check ALIAS_REDIS_SENTINEL_USERNAME and ALIAS_REDIS_SENTINEL_PASSWORD"
-    } else {
-        "a primary that asks for a password needs ALIAS_REDIS_SENTINEL_PASSWORD"
-    };
-    RedisError::from((
-        e.kind(),
-        "the sentinels name no primary that answers",
-        format!("master `{master}` unknown to them or refusing this client ({check})"),
-    ))
 }
 
 impl Managed {
@@ -433,13 +389,10 @@ impl Managed {
         sentinels: &[String],
         master: &str,
         login: &PrimaryLogin,
+        tls: &RedisTls,
     ) -> RedisResult<Managed> {
-        Managed::open(Source::Sentinel {
-            sentinel: Box::new(Sentinel::build(sentinels.to_vec())?),
-            master: master.to_owned(),
-            login: login.node_info(),
-        })
-        .await
+        let sentinels = Sentinels::new(sentinels, master, login, tls)?;
+        Managed::open(Source::Sentinel(Box::new(sentinels))).await
     }
 
     fn current(&self) -> (u64, ConnectionManager) {
@@ -468,8 +421,11 @@ impl Managed {
             Err(poisoned) => poisoned.into_inner(),
         };
         *current = (seen + 1, conn);
-        if let Source::Sentinel { master, .. } = &*source {
-            tracing::info!(%master, "redis sentinel: primary resolved again");
+        if let Source::Sentinel(sentinels) = &*source {
+            tracing::info!(
+                master = sentinels.master(),
+                "redis sentinel: primary resolved again"
+            );
         } else {
             tracing::info!("redis: connection replaced");
         }

@@ -27,6 +27,7 @@ mod leases;
 mod previews;
 mod replicas;
 mod scan;
+mod sentinel;
 mod transfers;
 mod users;
 mod web;
