@@ -55,6 +55,12 @@ impl Channels {
         map.keys().cloned().collect()
     }
 
+    /// Whether `id` has subscribers now.
+    pub fn watched(&self, id: &str) -> bool {
+        let map = self.senders.lock().unwrap_or_else(PoisonError::into_inner);
+        map.contains_key(id)
+    }
+
     /// Delivers `event` to `id`'s subscribers, if it has any.
     pub fn send(&self, id: &str, event: TransferEvent) {
         let mut map = self.senders.lock().unwrap_or_else(PoisonError::into_inner);

@@ -3,6 +3,13 @@
 //! `PUBLISH` reaches every node, so the hub subscribes on one seed (the
 //! next one when it is lost); under Sentinel on the current primary.
 //!
+//! An event says only what happened (`PUBLISH {ns}:events:{id} {kind}`,
+//! a few bytes): the hub reads the transfer's record when, and only when,
+//! someone in its process watches that transfer, so an unwatched change
+//! costs one `PUBLISH` and no read, and records (with their grants) are not
+//! broadcast to every process. A payload that is a whole JSON event comes
+//! from a publisher of an earlier version and is passed on as it is.
+//!
 //! Pub/sub keeps nothing: what is published while the hub reconnects (a
 //! dropped connection, a failover) is lost. After each reconnection the
 //! hub therefore reads the record of every transfer with subscribers and
@@ -90,16 +97,40 @@ impl EventHub {
                     let Ok(payload) = msg.get_payload::<String>() else {
                         continue;
                     };
-                    let Ok(event) = serde_json::from_str::<TransferEvent>(&payload) else {
-                        continue;
-                    };
-                    channels.send(id, event);
+                    if let Some(event) = dispatch(&channels, &reader, &ns, id, payload).await {
+                        channels.send(id, event);
+                    }
                 }
                 tracing::warn!("event hub: subscription ended, reconnecting");
             }
         });
         (hub, ready)
     }
+}
+
+/// The event a message of `id` makes for its watchers in this process:
+/// its kind with the record read now; `None` when nobody here watches
+/// `id`, or its record cannot be read (the next event will carry it).
+async fn dispatch(
+    channels: &Channels,
+    reader: &Conn,
+    ns: &str,
+    id: &str,
+    payload: String,
+) -> Option<TransferEvent> {
+    if payload.starts_with('{') {
+        return serde_json::from_str::<TransferEvent>(&payload).ok();
+    }
+    if !channels.watched(id) {
+        return None;
+    }
+    let key = transfer_key_in(ns, id);
+    let map = read_record(reader, &key).await?;
+    let transfer = parse_transfer(id, &key, &map).ok()??;
+    Some(TransferEvent {
+        transfer,
+        kind: payload,
+    })
 }
 
 /// Sends the record of every transfer with subscribers to them, as a

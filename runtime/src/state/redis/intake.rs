@@ -12,7 +12,9 @@
 use super::transfers::{parse_files, parse_transfer, BEGIN_FN_LUA};
 use super::users::{CLAIM_FN_LUA, GRANT_FN_LUA, USER_LUA};
 use super::RedisStore;
-use crate::state::{Begin, GrantIntake, GrantStore, Intake, Settled, StateError, TransferIntake};
+use crate::state::{
+    Begin, GrantIntake, GrantStore, Intake, Settled, StateError, TransferIntake, TransferStore,
+};
 use redis::{FromRedisValue, Script, Value};
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -178,10 +180,8 @@ impl RedisStore {
         let raw: HashMap<String, String> = item(reply, 5, &files_key)?;
         let offsets: HashMap<String, u64> = item(reply, 6, &files_key)?;
         let files = parse_files(&files_key, raw, &offsets)?;
-        if !begin.joined {
-            if let Some(t) = &transfer {
-                self.publish_event((**t).clone(), "accepted").await?;
-            }
+        if !begin.joined && transfer.is_some() {
+            self.emit(id, "accepted").await?;
         }
         Ok(Intake::Begun {
             begin,

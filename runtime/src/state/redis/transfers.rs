@@ -3,7 +3,7 @@
 use super::{millis, parse_num, RedisStore};
 use crate::state::{
     now_ms, transfers::QUEUED_TTL, Added, Begin, FileRecord, FileWatch, NewTransfer, StateError,
-    Subscription, Transfer, TransferEvent, TransferState, TransferStore,
+    Subscription, Transfer, TransferState, TransferStore,
 };
 use redis::{AsyncCommands, Script};
 use std::collections::HashMap;
@@ -263,26 +263,6 @@ pub(super) fn parse_files(
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
-}
-
-impl RedisStore {
-    /// Publishes an event of `transfer` on its channel.
-    pub(super) async fn publish_event(
-        &self,
-        transfer: Transfer,
-        kind: &str,
-    ) -> Result<(), StateError> {
-        let channel = self.key(&format!("events:{}", transfer.id));
-        let event = TransferEvent {
-            transfer,
-            kind: kind.to_owned(),
-        };
-        let mut conn = self.conn.clone();
-        let _: i64 = conn
-            .publish(channel, serde_json::to_string(&event).unwrap_or_default())
-            .await?;
-        Ok(())
-    }
 }
 
 #[async_trait::async_trait]
@@ -560,10 +540,13 @@ impl TransferStore for RedisStore {
     }
 
     async fn emit(&self, id: &str, kind: &str) -> Result<(), StateError> {
-        let Some(transfer) = self.transfer(id).await? else {
-            return Ok(());
-        };
-        self.publish_event(transfer, kind).await
+        // The kind alone: the hubs of processes that watch `id` read the
+        // record (`events.rs`).
+        let mut conn = self.conn.clone();
+        let _: i64 = conn
+            .publish(self.key(&format!("events:{id}")), kind)
+            .await?;
+        Ok(())
     }
 
     fn subscribe(&self, id: &str) -> Subscription {
