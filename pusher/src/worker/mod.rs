@@ -224,13 +224,13 @@ impl Pusher {
     ///
     /// [`TransferStore::file_watch`]: runtime::state::TransferStore::file_watch
     async fn drained_elsewhere(&self, job: &PushJob, t: &Transfer) -> bool {
-        let Some(file) = &job.file else {
+        if job.file.is_none() {
             return false;
-        };
+        }
         let deadline = tokio::time::Instant::now() + DRAINED_WAIT;
         let mut pause = Duration::from_millis(10);
         loop {
-            let Ok(seen) = self.state.file_watch(&t.id, t.generation, file).await else {
+            let Ok(seen) = self.state.file_watch(&t.id, t.generation).await else {
                 return false;
             };
             if seen.all_counted {

@@ -273,6 +273,24 @@ impl SentinelSet {
             .collect()
     }
 
+    /// Whether the primary the first sentinel names now is one of the
+    /// replicas the set started with (a failover happened).
+    pub async fn a_replica_took_over(&self) -> bool {
+        let named: Vec<String> = self
+            .ask(
+                self.sentinel_ports()[0],
+                None,
+                redis::cmd("SENTINEL")
+                    .arg("GET-MASTER-ADDR-BY-NAME")
+                    .arg("alias"),
+            )
+            .await
+            .unwrap();
+        self.replica_ports()
+            .iter()
+            .any(|p| named.get(1) == Some(&p.to_string()))
+    }
+
     /// `cmd` sent to the server or sentinel on `port` (over TLS for a TLS
     /// set), logged in with `password` if any.
     pub async fn ask<T: redis::FromRedisValue>(

@@ -84,11 +84,9 @@ pub struct FileRecord {
     pub finished: bool,
 }
 
-/// What [`TransferStore::file_watch`] saw of one file of a generation.
+/// What [`TransferStore::file_watch`] saw of a generation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FileWatch {
-    /// The file is pushed and counted.
-    pub counted: bool,
     /// Every file recorded so far is pushed and counted.
     pub all_counted: bool,
     /// A push job of the generation holds a live fence registration.
@@ -304,19 +302,14 @@ pub trait TransferStore: Send + Sync {
     /// Marks a file finished (the client was told) and counts it.
     async fn finish_file(&self, id: &str, generation: u64, file: &str) -> Result<bool, StateError>;
 
-    /// Whether [`TransferStore::finish_file`] counted `file` in `generation`,
-    /// and every recorded file of it, and whether a push job of
+    /// Whether [`TransferStore::finish_file`] counted every recorded file
+    /// of `generation`, and whether a push job of
     /// `generation` is in the transfer's restart fence (pushing it) right
     /// now; one round trip. A push job calls it as it starts, and it lowers
     /// the generation's queued flag in the same step (see
     /// [`TransferStore::add_files`]): archives recorded from then on get a
     /// push job of their own.
-    async fn file_watch(
-        &self,
-        id: &str,
-        generation: u64,
-        file: &str,
-    ) -> Result<FileWatch, StateError>;
+    async fn file_watch(&self, id: &str, generation: u64) -> Result<FileWatch, StateError>;
 
     /// Starts generation `generation + 1` of a pushing transfer with the
     /// same grant and the same archives (the push "Resume" rule: a chunk of

@@ -283,24 +283,16 @@ impl TransferStore for MemoryStore {
         Ok(Some(committed))
     }
 
-    async fn file_watch(
-        &self,
-        id: &str,
-        generation: u64,
-        file: &str,
-    ) -> Result<FileWatch, StateError> {
+    async fn file_watch(&self, id: &str, generation: u64) -> Result<FileWatch, StateError> {
         let now = Instant::now();
         let mut data = self.data();
-        let (counted, all_counted) = match data.generations.get_mut(&(id.to_owned(), generation)) {
+        let all_counted = match data.generations.get_mut(&(id.to_owned(), generation)) {
             Some(g) if g.live(now) => {
                 g.value.queued_until = None;
                 let g = &g.value;
-                (
-                    g.done.contains(file),
-                    g.files.keys().all(|name| g.done.contains(name)),
-                )
+                g.files.keys().all(|name| g.done.contains(name))
             }
-            _ => (false, true),
+            _ => true,
         };
         let fence = super::fence_key(id, generation, "");
         let pushing = data
@@ -308,7 +300,6 @@ impl TransferStore for MemoryStore {
             .iter()
             .any(|(key, entry)| entry.live(now) && key.starts_with(&fence));
         Ok(FileWatch {
-            counted,
             all_counted,
             pushing,
         })

@@ -19,6 +19,9 @@ use super::conn::{Conn, Subscriber};
 use super::transfer_key_in;
 use super::transfers::parse_transfer;
 use crate::state::{Channels, TransferEvent};
+use futures_util::future::BoxFuture;
+use futures_util::stream::FuturesOrdered;
+use futures_util::FutureExt;
 use redis::AsyncCommands;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -86,19 +89,39 @@ impl EventHub {
                     }
                 }
                 let mut messages = pubsub.on_message();
-                while let Some(msg) = messages.next().await {
-                    let Some(channels) = weak.upgrade() else {
-                        return;
-                    };
-                    let channel = msg.get_channel_name().to_owned();
-                    let Some(id) = channel.strip_prefix(&prefix) else {
-                        continue;
-                    };
-                    let Ok(payload) = msg.get_payload::<String>() else {
-                        continue;
-                    };
-                    if let Some(event) = dispatch(&channels, &reader, &ns, id, payload).await {
-                        channels.send(id, event);
+                // The events being made, in the order of their messages:
+                // the records' reads are in flight together on the
+                // multiplexed connection, so a burst of events of watched
+                // transfers does not wait on one read after another.
+                let mut pending: FuturesOrdered<Making> = FuturesOrdered::new();
+                loop {
+                    tokio::select! {
+                        Some((id, event)) = pending.next(), if !pending.is_empty() => {
+                            let Some(channels) = weak.upgrade() else {
+                                return;
+                            };
+                            if let Some(event) = event {
+                                channels.send(&id, event);
+                            }
+                        }
+                        msg = messages.next(), if pending.len() < MAX_PENDING => {
+                            let Some(msg) = msg else {
+                                break;
+                            };
+                            let Some(channels) = weak.upgrade() else {
+                                return;
+                            };
+                            let channel = msg.get_channel_name();
+                            let Some(id) = channel.strip_prefix(&prefix) else {
+                                continue;
+                            };
+                            let Ok(payload) = msg.get_payload::<String>() else {
+                                continue;
+                            };
+                            if let Some(making) = event_of(&channels, &reader, &ns, id, payload) {
+                                pending.push_back(making);
+                            }
+                        }
                     }
                 }
                 tracing::warn!("event hub: subscription ended, reconnecting");
@@ -108,29 +131,46 @@ impl EventHub {
     }
 }
 
-/// The event a message of `id` makes for its watchers in this process:
-/// its kind with the record read now; `None` when nobody here watches
-/// `id`, or its record cannot be read (the next event will carry it).
-async fn dispatch(
+/// Events of watched transfers being made at most at once by a hub (their
+/// records read); past it the hub reads no message until one is done.
+const MAX_PENDING: usize = 256;
+
+/// The making of an event for the watchers of one transfer: its id, and
+/// the event (`None`: its record could not be read; the next event will
+/// carry it).
+type Making = BoxFuture<'static, (String, Option<TransferEvent>)>;
+
+/// What a message of `id` makes for its watchers in this process: its
+/// kind with the record read then; nothing when nobody here watches `id`.
+fn event_of(
     channels: &Channels,
     reader: &Conn,
     ns: &str,
     id: &str,
     payload: String,
-) -> Option<TransferEvent> {
+) -> Option<Making> {
+    let id = id.to_owned();
     if payload.starts_with('{') {
-        return serde_json::from_str::<TransferEvent>(&payload).ok();
+        let event = serde_json::from_str::<TransferEvent>(&payload).ok()?;
+        return Some(std::future::ready((id, Some(event))).boxed());
     }
-    if !channels.watched(id) {
+    if !channels.watched(&id) {
         return None;
     }
-    let key = transfer_key_in(ns, id);
-    let map = read_record(reader, &key).await?;
-    let transfer = parse_transfer(id, &key, &map).ok()??;
-    Some(TransferEvent {
-        transfer,
-        kind: payload,
-    })
+    let (reader, key) = (reader.clone(), transfer_key_in(ns, &id));
+    Some(
+        async move {
+            let event = read_record(&reader, &key).await.and_then(|map| {
+                let transfer = parse_transfer(&id, &key, &map).ok()??;
+                Some(TransferEvent {
+                    transfer,
+                    kind: payload,
+                })
+            });
+            (id, event)
+        }
+        .boxed(),
+    )
 }
 
 /// Sends the record of every transfer with subscribers to them, as a

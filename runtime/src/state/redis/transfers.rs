@@ -182,16 +182,15 @@ if added == 1 then redis.call('HINCRBY', KEYS[1], 'files_done', 1) end
 return added
 ";
 
-/// Lowers the queued flag (`KEYS[4]`); whether a file is counted, whether
-/// every file of the list (`KEYS[3]`) is, and whether the fence (`KEYS[2]`,
+/// Lowers the queued flag (`KEYS[4]`); whether every file of the list
+/// (`KEYS[3]`) is counted (`KEYS[1]`), and whether the fence (`KEYS[2]`,
 /// members `generation:holder` scored by their expiry) has a live member
-/// of generation `ARGV[2]`.
+/// of generation `ARGV[1]`.
 const FILE_WATCH_LUA: &str = r"
 redis.call('DEL', KEYS[4])
-local counted = redis.call('SISMEMBER', KEYS[1], ARGV[1])
 local all = 0
 if redis.call('SCARD', KEYS[1]) >= redis.call('HLEN', KEYS[3]) then all = 1 end
-local prefix = ARGV[2] .. ':'
+local prefix = ARGV[1] .. ':'
 local pushing = 0
 for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], now_ms(), '+inf')) do
   if string.sub(m, 1, #prefix) == prefix then
@@ -199,7 +198,7 @@ for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], now_ms(), '+inf')) do
     break
   end
 end
-return {counted, all, pushing}
+return {all, pushing}
 ";
 
 /// A transfer from its hash (`None` when the hash is empty).
@@ -490,26 +489,19 @@ impl TransferStore for RedisStore {
         Ok(added == 1)
     }
 
-    async fn file_watch(
-        &self,
-        id: &str,
-        generation: u64,
-        file: &str,
-    ) -> Result<FileWatch, StateError> {
+    async fn file_watch(&self, id: &str, generation: u64) -> Result<FileWatch, StateError> {
         let mut conn = self.conn.clone();
         let done_key = format!("{}:done", self.files_key(id, generation));
-        let (counted, all_counted, pushing): (i64, i64, i64) =
+        let (all_counted, pushing): (i64, i64) =
             Script::new(&format!("{}{FILE_WATCH_LUA}", super::leases::NOW_MS_LUA))
                 .key(&done_key)
                 .key(self.fence_key(id))
                 .key(self.files_key(id, generation))
                 .key(self.queued_key(id, generation))
-                .arg(file)
                 .arg(generation)
                 .invoke_async(&mut conn)
                 .await?;
         Ok(FileWatch {
-            counted: counted == 1,
             all_counted: all_counted == 1,
             pushing: pushing == 1,
         })

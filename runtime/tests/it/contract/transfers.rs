@@ -142,14 +142,14 @@ pub async fn state_files_arrive_while_building(backend: Backend) {
         Added::Recorded { queue: false }
     );
     // A push job starts (its first step lowers the flag): nothing counted.
-    let seen = s.file_watch("t3", 1, "a.zip").await.unwrap();
-    assert_eq!((seen.counted, seen.all_counted), (false, false), "{seen:?}");
+    let seen = s.file_watch("t3", 1).await.unwrap();
+    assert!(!seen.all_counted, "{seen:?}");
     assert!(s.finish_file("t3", 1, "a.zip").await.unwrap());
-    let seen = s.file_watch("t3", 1, "a.zip").await.unwrap();
-    assert_eq!((seen.counted, seen.all_counted), (true, false), "{seen:?}");
+    let seen = s.file_watch("t3", 1).await.unwrap();
+    assert!(!seen.all_counted, "{seen:?}");
     assert!(s.finish_file("t3", 1, "b.zip").await.unwrap());
-    let seen = s.file_watch("t3", 1, "a.zip").await.unwrap();
-    assert_eq!((seen.counted, seen.all_counted), (true, true), "{seen:?}");
+    let seen = s.file_watch("t3", 1).await.unwrap();
+    assert!(seen.all_counted, "{seen:?}");
     // Archives recorded after a job started queue a job of their own.
     assert_eq!(
         s.add_files("t3", 1, &[file("c.zip", 2)], true)
@@ -157,8 +157,8 @@ pub async fn state_files_arrive_while_building(backend: Backend) {
             .unwrap(),
         Added::Recorded { queue: true }
     );
-    let seen = s.file_watch("t3", 1, "a.zip").await.unwrap();
-    assert_eq!((seen.counted, seen.all_counted), (true, false), "{seen:?}");
+    let seen = s.file_watch("t3", 1).await.unwrap();
+    assert!(!seen.all_counted, "{seen:?}");
     let t = s.transfer("t3").await.unwrap().unwrap();
     assert_eq!((t.files_total, t.bytes_total, t.built), (3, 17, true));
     let names: Vec<_> = s
