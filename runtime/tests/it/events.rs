@@ -89,3 +89,30 @@ async fn an_event_carries_its_kind_only_and_a_watcher_gets_the_record() {
     assert_eq!(passed.transfer.state, TransferState::Processing);
     s.purge_namespace().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_events_reaches_a_watcher_in_order() {
+    let ns = format!("events-{}", uuid::Uuid::new_v4().simple());
+    let s = State::connect(&redis_url(), &ns, TTL).await.unwrap();
+    s.set_binding("u", "bind").await.unwrap();
+    s.take_grant(&grant("u", "c1", 1.0, "g1")).await.unwrap();
+    let mut watcher = s.subscribe("c1");
+    // Twenty events published back to back, each read by the hub.
+    let sent: Vec<String> = (0..20).map(|i| format!("step-{i}")).collect();
+    for kind in &sent {
+        s.emit("c1", kind).await.unwrap();
+    }
+    let mut got = Vec::new();
+    while got.len() < sent.len() {
+        let event = tokio::time::timeout(Duration::from_secs(10), watcher.recv())
+            .await
+            .expect("every event delivered")
+            .unwrap();
+        if event.kind != "accepted" {
+            assert_eq!(event.transfer.id, "c1");
+            got.push(event.kind);
+        }
+    }
+    assert_eq!(got, sent);
+    s.purge_namespace().await.unwrap();
+}
